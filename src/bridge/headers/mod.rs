@@ -1,0 +1,226 @@
+//! Header translation between HTTP/1.1 heads and HTTP/3 field lists (RFC 9114 §4.1–4.3).
+//!
+//! - Hop-by-hop fields never cross: `Connection` and every field it names, `Keep-Alive`,
+//!   `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`. Each side re-frames the body itself.
+//! - `Host` <-> `:authority`; names are lowercased on the HTTP/3 side; every other field keeps its
+//!   order and duplicates.
+//! - Whatever arrives from HTTP/3 is checked before it becomes HTTP/1.1 bytes: a name or value
+//!   with CR, LF or NUL (header injection), an uppercase name, a misplaced or unknown
+//!   pseudo-header is refused with a reason.
+
+use quiche::h3::{Header as H3Header, NameValue};
+
+use crate::h1::{Header, RequestHead, ResponseHead, Version};
+
+/// Fields that describe one hop and are removed when crossing to the other protocol.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Names listed in the `Connection` fields of `headers` (lowercased), which are hop-by-hop too.
+fn connection_tokens(headers: &[Header]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|b| *b == b','))
+        .filter_map(|t| std::str::from_utf8(t).ok())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The end-to-end fields of an HTTP/1.1 head, lowercased, minus hop-by-hop ones and `extra_drop`.
+fn end_to_end(headers: &[Header], extra_drop: &[&str]) -> Vec<H3Header> {
+    let named = connection_tokens(headers);
+    headers
+        .iter()
+        .filter_map(|h| {
+            let lname = h.name.to_ascii_lowercase();
+            let drop = HOP_BY_HOP.contains(&lname.as_str())
+                || extra_drop.contains(&lname.as_str())
+                || named.iter().any(|n| *n == lname);
+            (!drop).then(|| H3Header::new(lname.as_bytes(), &h.value))
+        })
+        .collect()
+}
+
+/// HTTP/1.1 request head -> HTTP/3 request fields. `authority` comes from the absolute-form
+/// target or the Host field (the caller validated their presence).
+pub fn request_to_h3(head: &RequestHead, authority: &[u8], path: &str) -> Vec<H3Header> {
+    let mut out = vec![
+        H3Header::new(b":method", head.method.as_bytes()),
+        H3Header::new(b":scheme", b"http"),
+        H3Header::new(b":authority", authority),
+        H3Header::new(b":path", path.as_bytes()),
+    ];
+    out.extend(end_to_end(&head.headers, &["host"]));
+    out
+}
+
+/// HTTP/1.1 response head -> HTTP/3 response fields.
+pub fn response_to_h3(head: &ResponseHead) -> Vec<H3Header> {
+    let mut out = vec![H3Header::new(
+        b":status",
+        head.status.to_string().as_bytes(),
+    )];
+    out.extend(end_to_end(&head.headers, &[]));
+    out
+}
+
+/// Why an HTTP/3 field section cannot become HTTP/1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldError(pub &'static str);
+
+/// The pseudo-headers and regular fields of an HTTP/3 section, validated.
+struct Split<'a> {
+    pseudo: Vec<(&'a [u8], &'a [u8])>,
+    fields: Vec<Header>,
+}
+
+fn split(list: &[H3Header]) -> Result<Split<'_>, FieldError> {
+    let mut pseudo = Vec::new();
+    let mut fields = Vec::new();
+    for h in list {
+        let (name, value) = (h.name(), h.value());
+        if value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            return Err(FieldError("field value contains CR, LF or NUL"));
+        }
+        if let Some(rest) = name.strip_prefix(b":") {
+            if !fields.is_empty() {
+                return Err(FieldError("pseudo-header after regular field"));
+            }
+            if pseudo.iter().any(|(n, _)| *n == rest) {
+                return Err(FieldError("duplicated pseudo-header"));
+            }
+            pseudo.push((rest, value));
+            continue;
+        }
+        let name = valid_name(name)?;
+        if HOP_BY_HOP.contains(&name) && !(name == "te" && value == b"trailers") {
+            return Err(FieldError("connection-specific field in HTTP/3"));
+        }
+        if name != "te" {
+            fields.push(Header {
+                name: name.to_string(),
+                value: value.to_vec(),
+            });
+        }
+    }
+    Ok(Split { pseudo, fields })
+}
+
+/// A field name must be a non-empty lowercase token.
+fn valid_name(name: &[u8]) -> Result<&str, FieldError> {
+    let token =
+        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.iter().all(|b| token(*b)) {
+        return Err(FieldError("invalid or uppercase field name"));
+    }
+    std::str::from_utf8(name).map_err(|_| FieldError("invalid field name"))
+}
+
+fn pseudo<'a>(split: &Split<'a>, name: &[u8]) -> Option<&'a [u8]> {
+    split
+        .pseudo
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+}
+
+/// HTTP/3 request fields -> HTTP/1.1 request head (with `Host` first). Body framing fields are
+/// the caller's to add.
+pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
+    let s = split(list)?;
+    if s.pseudo
+        .iter()
+        .any(|(n, _)| !matches!(*n, b"method" | b"scheme" | b"authority" | b"path"))
+    {
+        return Err(FieldError("unknown request pseudo-header"));
+    }
+    let method = pseudo(&s, b"method").ok_or(FieldError("missing :method"))?;
+    let method = std::str::from_utf8(method).map_err(|_| FieldError("invalid :method"))?;
+    if method.is_empty() || method == "CONNECT" {
+        return Err(FieldError("unsupported :method"));
+    }
+    pseudo(&s, b"scheme").ok_or(FieldError("missing :scheme"))?;
+    let path = pseudo(&s, b"path").ok_or(FieldError("missing :path"))?;
+    let path = std::str::from_utf8(path).map_err(|_| FieldError("invalid :path"))?;
+    if !(path.starts_with('/') || (path == "*" && method == "OPTIONS"))
+        || path.bytes().any(|b| b <= b' ' || b == 0x7f)
+    {
+        return Err(FieldError("invalid :path"));
+    }
+    let host_field = s
+        .fields
+        .iter()
+        .find(|h| h.name == "host")
+        .map(|h| h.value.clone());
+    let authority = match (pseudo(&s, b"authority"), host_field) {
+        (Some(a), _) => a.to_vec(),
+        (None, Some(h)) => h,
+        (None, None) => return Err(FieldError("missing :authority and host")),
+    };
+    if authority.is_empty() || authority.iter().any(|b| *b <= b' ' || *b == 0x7f) {
+        return Err(FieldError("invalid :authority"));
+    }
+    let mut headers = vec![Header {
+        name: "host".into(),
+        value: authority,
+    }];
+    headers.extend(s.fields.into_iter().filter(|h| h.name != "host"));
+    Ok(RequestHead {
+        method: method.to_string(),
+        target: path.to_string(),
+        version: Version::Http11,
+        headers,
+    })
+}
+
+/// HTTP/3 response fields -> status and HTTP/1.1 fields (framing fields are the caller's to add).
+pub fn response_from_h3(list: &[H3Header]) -> Result<(u16, Vec<Header>), FieldError> {
+    let s = split(list)?;
+    if s.pseudo.len() != 1 {
+        return Err(FieldError(
+            "response needs exactly one pseudo-header, :status",
+        ));
+    }
+    let status = pseudo(&s, b"status").ok_or(FieldError("missing :status"))?;
+    let status = std::str::from_utf8(status)
+        .ok()
+        .filter(|t| t.len() == 3)
+        .and_then(|t| t.parse::<u16>().ok())
+        .filter(|s| (100..=999).contains(s))
+        .ok_or(FieldError("invalid :status"))?;
+    Ok((status, s.fields))
+}
+
+/// The Content-Length field of an HTTP/3 section, if present and valid.
+pub fn content_length(fields: &[Header]) -> Result<Option<u64>, FieldError> {
+    let mut found: Option<u64> = None;
+    for h in fields
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        let text =
+            std::str::from_utf8(&h.value).map_err(|_| FieldError("invalid content-length"))?;
+        let n: u64 = match text.trim() {
+            t if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => t
+                .parse()
+                .map_err(|_| FieldError("invalid content-length"))?,
+            _ => return Err(FieldError("invalid content-length")),
+        };
+        if found.is_some_and(|f| f != n) {
+            return Err(FieldError("conflicting content-length"));
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests;

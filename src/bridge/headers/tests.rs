@@ -1,0 +1,251 @@
+//! Header mapping: hop-by-hop removal, Host <-> :authority, order and duplicates kept,
+//! injection and malformed HTTP/3 sections refused.
+
+use super::*;
+
+fn h(name: &str, value: &str) -> Header {
+    Header {
+        name: name.to_string(),
+        value: value.as_bytes().to_vec(),
+    }
+}
+
+fn h3(name: &str, value: &str) -> H3Header {
+    H3Header::new(name.as_bytes(), value.as_bytes())
+}
+
+fn pairs(list: &[H3Header]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|f| {
+            (
+                String::from_utf8_lossy(f.name()).into_owned(),
+                String::from_utf8_lossy(f.value()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn request(headers: Vec<Header>) -> RequestHead {
+    RequestHead {
+        method: "GET".into(),
+        target: "/a?b".into(),
+        version: Version::Http11,
+        headers,
+    }
+}
+
+#[test]
+fn request_drops_hop_by_hop_and_connection_named_fields_keeps_order_and_duplicates() {
+    let req = request(vec![
+        h("Host", "svc.example:8080"),
+        h("Connection", "keep-alive, X-Hop"),
+        h("X-Hop", "1"),
+        h("Keep-Alive", "timeout=5"),
+        h("Proxy-Connection", "x"),
+        h("TE", "trailers"),
+        h("Transfer-Encoding", "chunked"),
+        h("Upgrade", "websocket"),
+        h("X-Dup", "a"),
+        h("Accept", "*/*"),
+        h("X-Dup", "b"),
+    ]);
+    let out = request_to_h3(&req, b"svc.example:8080", "/a?b");
+    let expected: Vec<(String, String)> = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "svc.example:8080"),
+        (":path", "/a?b"),
+        ("x-dup", "a"),
+        ("accept", "*/*"),
+        ("x-dup", "b"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(pairs(&out), expected);
+}
+
+#[test]
+fn response_to_h3_lowercases_and_strips() {
+    let resp = ResponseHead {
+        version: Version::Http11,
+        status: 200,
+        reason: "OK".into(),
+        headers: vec![
+            h("Content-Type", "text/plain"),
+            h("Connection", "close"),
+            h("Set-Cookie", "a=1"),
+            h("Set-Cookie", "b=2"),
+        ],
+    };
+    let out = pairs(&response_to_h3(&resp));
+    assert_eq!(out[0], (":status".into(), "200".into()));
+    assert_eq!(
+        &out[1..],
+        &[
+            ("content-type".to_string(), "text/plain".to_string()),
+            ("set-cookie".to_string(), "a=1".to_string()),
+            ("set-cookie".to_string(), "b=2".to_string()),
+        ]
+    );
+}
+
+#[test]
+fn request_from_h3_puts_host_first_and_keeps_fields() {
+    let list = [
+        h3(":method", "POST"),
+        h3(":scheme", "http"),
+        h3(":authority", "b.internal"),
+        h3(":path", "/x"),
+        h3("x-a", "1"),
+        h3("te", "trailers"),
+        h3("x-a", "2"),
+    ];
+    let head = request_from_h3(&list).expect("valid request");
+    assert_eq!(head.method, "POST");
+    assert_eq!(head.target, "/x");
+    let names: Vec<(&str, &[u8])> = head
+        .headers
+        .iter()
+        .map(|f| (f.name.as_str(), f.value.as_slice()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("host", &b"b.internal"[..]), ("x-a", b"1"), ("x-a", b"2")]
+    );
+}
+
+#[test]
+fn request_from_h3_refuses_malformed_sections() {
+    let base = |extra: Vec<H3Header>| {
+        let mut v = vec![
+            h3(":method", "GET"),
+            h3(":scheme", "http"),
+            h3(":authority", "b"),
+            h3(":path", "/"),
+        ];
+        v.extend(extra);
+        v
+    };
+    let cases: Vec<(Vec<H3Header>, &str)> = vec![
+        (base(vec![h3("x-a", "1\r\nInjected: yes")]), "CR, LF"),
+        (base(vec![h3("x-a", "nul\0")]), "CR, LF"),
+        (base(vec![h3("X-Upper", "1")]), "uppercase"),
+        (base(vec![h3("connection", "close")]), "connection-specific"),
+        (
+            base(vec![h3("transfer-encoding", "chunked")]),
+            "connection-specific",
+        ),
+        (base(vec![h3("te", "gzip")]), "connection-specific"),
+        (base(vec![h3("x-a", "1"), h3(":protocol", "x")]), "pseudo-header after"),
+        (
+            vec![
+                h3(":method", "GET"),
+                h3(":method", "GET"),
+                h3(":scheme", "http"),
+                h3(":path", "/"),
+            ],
+            "duplicated",
+        ),
+        (
+            vec![
+                h3(":scheme", "http"),
+                h3(":authority", "b"),
+                h3(":path", "/"),
+            ],
+            "missing :method",
+        ),
+        (
+            vec![
+                h3(":method", "GET"),
+                h3(":authority", "b"),
+                h3(":path", "/"),
+            ],
+            "missing :scheme",
+        ),
+        (
+            vec![
+                h3(":method", "GET"),
+                h3(":scheme", "http"),
+                h3(":authority", "b"),
+            ],
+            "missing :path",
+        ),
+        (
+            vec![
+                h3(":method", "GET"),
+                h3(":scheme", "http"),
+                h3(":path", "/"),
+            ],
+            "missing :authority",
+        ),
+        (
+            vec![
+                h3(":method", "GET"),
+                h3(":scheme", "http"),
+                h3(":authority", "b"),
+                h3(":path", "/a b"),
+            ],
+            "invalid :path",
+        ),
+        (
+            vec![
+                h3(":method", "GET"),
+                h3(":scheme", "http"),
+                h3(":authority", "b"),
+                h3(":path", "x"),
+            ],
+            "invalid :path",
+        ),
+        (
+            vec![
+                h3(":method", "GET"),
+                h3(":scheme", "http"),
+                h3(":authority", "b"),
+                h3(":path", "/"),
+                h3(":status", "200"),
+            ],
+            "unknown request pseudo",
+        ),
+        (
+            vec![h3(":method", "CONNECT"), h3(":authority", "b:1")],
+            "unsupported :method",
+        ),
+    ];
+    for (list, want) in cases {
+        let err = request_from_h3(&list).expect_err(want);
+        assert!(err.0.contains(want), "{:?} should mention {want}", err.0);
+    }
+}
+
+#[test]
+fn response_from_h3_validates_status() {
+    assert_eq!(
+        response_from_h3(&[h3(":status", "204")]).map(|r| r.0),
+        Ok(204)
+    );
+    for bad in ["20", "2000", "abc", "099"] {
+        assert!(response_from_h3(&[h3(":status", bad)]).is_err(), "{bad}");
+    }
+    assert!(response_from_h3(&[h3("content-type", "x")]).is_err());
+    assert!(response_from_h3(&[h3(":status", "200"), h3(":path", "/")]).is_err());
+}
+
+#[test]
+fn content_length_must_be_digits_and_agree() {
+    assert_eq!(content_length(&[h("content-length", "12")]), Ok(Some(12)));
+    assert_eq!(
+        content_length(&[h("content-length", "12"), h("content-length", "12")]),
+        Ok(Some(12))
+    );
+    assert_eq!(content_length(&[]), Ok(None));
+    for bad in [
+        vec![h("content-length", "1"), h("content-length", "2")],
+        vec![h("content-length", "-1")],
+        vec![h("content-length", "")],
+        vec![h("content-length", "0x10")],
+        vec![h("content-length", "99999999999999999999999")],
+    ] {
+        assert!(content_length(&bad).is_err(), "{bad:?}");
+    }
+}

@@ -1,0 +1,150 @@
+//! A non-blocking TCP connection carrying HTTP/1.1, with bounded input and output buffers and
+//! remembered readiness (mio is edge-triggered: a socket we stopped reading because our buffer
+//! was full reports nothing new until we drain it, so the flags keep what the last edge said).
+//!
+//! Backpressure lives here: [`TcpConn::fill`] never grows the input past [`READ_CAP`] and callers
+//! stop producing output once [`TcpConn::write_room`] is zero, so memory per connection is bounded
+//! whatever the body size or the peer's speed.
+
+use std::io::{self, Read, Write};
+
+/// Most unread input bytes kept per connection.
+pub const READ_CAP: usize = 64 * 1024;
+/// Output queued per connection before producers must wait.
+pub const WRITE_CAP: usize = 256 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+pub struct TcpConn {
+    pub stream: mio::net::TcpStream,
+    /// Received bytes not consumed yet.
+    pub input: Vec<u8>,
+    output: Vec<u8>,
+    output_sent: usize,
+    readable: bool,
+    writable: bool,
+    /// The peer finished sending (read returned 0).
+    pub eof: bool,
+    /// A fatal socket error; the connection is unusable.
+    pub failed: Option<io::Error>,
+}
+
+impl TcpConn {
+    pub fn new(stream: mio::net::TcpStream) -> Self {
+        TcpConn {
+            stream,
+            input: Vec::new(),
+            output: Vec::new(),
+            output_sent: 0,
+            readable: true,
+            writable: true,
+            eof: false,
+            failed: None,
+        }
+    }
+
+    /// Records a readiness event.
+    pub fn on_event(&mut self, event: &mio::event::Event) {
+        self.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+        self.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+    }
+
+    /// Reads while the socket has data and the input buffer has room. Returns whether any byte
+    /// (or EOF) arrived.
+    pub fn fill(&mut self) -> bool {
+        let mut progress = false;
+        while self.readable && !self.eof && self.failed.is_none() && self.input.len() < READ_CAP {
+            let start = self.input.len();
+            let want = READ_CHUNK.min(READ_CAP - start);
+            self.input.resize(start + want, 0);
+            let result = self.stream.read(&mut self.input[start..]);
+            match result {
+                Ok(0) => {
+                    self.input.truncate(start);
+                    self.eof = true;
+                    progress = true;
+                }
+                Ok(n) => {
+                    self.input.truncate(start + n);
+                    progress = true;
+                }
+                Err(e) => {
+                    self.input.truncate(start);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => self.readable = false,
+                        io::ErrorKind::Interrupted => {}
+                        _ => {
+                            self.failed = Some(e);
+                            progress = true;
+                        }
+                    }
+                }
+            }
+        }
+        progress
+    }
+
+    /// Drops `n` consumed bytes from the front of the input.
+    pub fn consume(&mut self, n: usize) {
+        self.input.drain(..n.min(self.input.len()));
+    }
+
+    /// Queues bytes to send (callers respect [`TcpConn::write_room`] for bodies).
+    pub fn queue(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+
+    /// Direct access to the output queue, for encoders that append in place.
+    pub fn output_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+
+    /// How many more output bytes producers may queue now.
+    pub fn write_room(&self) -> usize {
+        WRITE_CAP.saturating_sub(self.pending_output())
+    }
+
+    pub fn pending_output(&self) -> usize {
+        self.output.len() - self.output_sent
+    }
+
+    /// Writes queued output while the socket accepts it. Returns whether any byte left.
+    pub fn flush(&mut self) -> bool {
+        let mut progress = false;
+        while self.writable && self.failed.is_none() && self.output_sent < self.output.len() {
+            match self.stream.write(&self.output[self.output_sent..]) {
+                Ok(0) => {
+                    self.failed = Some(io::ErrorKind::WriteZero.into());
+                }
+                Ok(n) => {
+                    self.output_sent += n;
+                    progress = true;
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => self.writable = false,
+                    io::ErrorKind::Interrupted => {}
+                    _ => self.failed = Some(e),
+                },
+            }
+        }
+        if self.output_sent == self.output.len() {
+            self.output.clear();
+            self.output_sent = 0;
+        } else if self.output_sent > WRITE_CAP {
+            self.output.drain(..self.output_sent);
+            self.output_sent = 0;
+        }
+        progress
+    }
+
+    /// Whether the connect() of an outgoing connection finished, and how.
+    pub fn connect_result(&mut self) -> Option<io::Result<()>> {
+        if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+            return Some(Err(e));
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => Some(Ok(())),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}

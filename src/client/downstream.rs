@@ -1,0 +1,666 @@
+//! One HTTP/1.1 connection from a local service, and the request it is currently carrying.
+//!
+//! A connection serves its requests one at a time, in order (pipelined requests wait in the
+//! input buffer), so responses always leave in request order. Phases:
+//!
+//! ```text
+//! Idle --head parsed--> Exchange --response done--> Idle (keep-alive) | Closing --> Done
+//!   ^ bad head: answer 4xx ---------------------------------------------> Closing
+//!                       Exchange --failure after the head went out--> Done (abort, RST)
+//! ```
+//!
+//! An exchange sends its request as one HTTP/3 stream once the session is usable (waiting at
+//! most `http.session_wait_ms`, then 503), streams the request body from the socket to the stream
+//! and the response body back, each bounded by the socket buffers in [`TcpConn`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use quiche::h3::{self, Header as H3Header};
+
+use crate::bridge::answers::{self, Answer};
+use crate::bridge::headers;
+use crate::bridge::tcp::TcpConn;
+use crate::config::ClientHttpConfig;
+use crate::h1::body::{self, BodyDecoder, BodyEncoder, BodyEncoding, BodyFraming};
+use crate::h1::head::{self, Header, Limits, RequestHead, ResponseHead, Version};
+use crate::h1::write;
+use crate::quic::h3_code;
+use crate::quic::session::Session;
+
+/// Decoded request body bytes handed to HTTP/3 per step.
+const BODY_CHUNK: usize = 64 * 1024;
+/// How long a closing connection keeps reading (and discarding) so its last response is not
+/// destroyed by a TCP reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What the proxy shares with every downstream while driving it.
+pub struct Ctx<'a> {
+    pub key: usize,
+    pub now: Instant,
+    pub http: &'a ClientHttpConfig,
+    /// Authority for HTTP/1.0 requests without Host.
+    pub default_authority: &'a str,
+    pub session: Option<&'a mut Session>,
+    pub by_stream: &'a mut HashMap<u64, usize>,
+}
+
+pub enum Phase {
+    Idle,
+    Exchange(Box<Exchange>),
+    /// Flushing the last output; then the write side is shut.
+    Closing,
+    /// Write side shut; reading and discarding until EOF or the deadline.
+    Lingering,
+    /// To be removed (the socket is dropped; `abort` made that a reset).
+    Done,
+}
+
+pub struct Exchange {
+    method: String,
+    target: String,
+    version: Version,
+    /// Request fields not sent yet (the session was not usable or the stream was blocked).
+    fields: Option<Vec<H3Header>>,
+    has_body: bool,
+    pub stream: Option<u64>,
+    wait_until: Instant,
+    decoder: BodyDecoder,
+    chunk: Vec<u8>,
+    request_done: bool,
+    response: Response,
+    fin_received: bool,
+    keep_alive: bool,
+    started: Instant,
+    req_bytes: u64,
+    resp_bytes: u64,
+    status: u16,
+}
+
+enum Response {
+    AwaitHead,
+    Body(BodyEncoder),
+    Done,
+}
+
+pub struct Downstream {
+    pub tcp: TcpConn,
+    pub peer: SocketAddr,
+    pub phase: Phase,
+    /// When this connection must make progress (head, keep-alive idle, session wait, linger).
+    pub deadline: Option<Instant>,
+    /// Bytes of the next head arrived (the head timeout runs).
+    head_started: bool,
+    served: u32,
+}
+
+impl Downstream {
+    pub fn new(tcp: TcpConn, peer: SocketAddr, http: &ClientHttpConfig, now: Instant) -> Self {
+        Downstream {
+            tcp,
+            peer,
+            phase: Phase::Idle,
+            deadline: Some(now + http.head_timeout),
+            head_started: true,
+            served: 0,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// The exchange waits for the session (not sent yet).
+    pub fn is_waiting(&self) -> bool {
+        matches!(&self.phase, Phase::Exchange(ex) if ex.stream.is_none() && ex.fields.is_some())
+    }
+
+    /// Makes all the progress possible now.
+    pub fn drive(&mut self, ctx: &mut Ctx<'_>) {
+        for _ in 0..64 {
+            self.tcp.fill();
+            let progress = match self.phase {
+                Phase::Idle => self.start_exchange(ctx),
+                Phase::Exchange(_) => self.advance(ctx),
+                Phase::Closing | Phase::Lingering | Phase::Done => false,
+            };
+            self.tcp.flush();
+            if self.tcp.failed.is_some() && !matches!(self.phase, Phase::Done) {
+                self.abort(ctx);
+            }
+            let ended = self.step_close(ctx.now);
+            if !progress || ended {
+                break;
+            }
+        }
+    }
+
+    /// Closing -> Lingering -> Done as the output drains and the peer goes away.
+    fn step_close(&mut self, now: Instant) -> bool {
+        if matches!(self.phase, Phase::Closing) && self.tcp.pending_output() == 0 {
+            let _ = self.tcp.stream.shutdown(std::net::Shutdown::Write);
+            self.phase = Phase::Lingering;
+            self.deadline = Some(now + LINGER);
+        }
+        if matches!(self.phase, Phase::Lingering) {
+            self.tcp.consume(self.tcp.input.len());
+            if self.tcp.eof || self.tcp.failed.is_some() {
+                self.phase = Phase::Done;
+            }
+        }
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// Idle: parse the next request head, if complete.
+    fn start_exchange(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        if self.tcp.input.is_empty() {
+            if self.tcp.eof {
+                self.phase = Phase::Done;
+            }
+            return false;
+        }
+        let limits = Limits {
+            max_head_bytes: ctx.http.max_head_bytes,
+            ..Limits::default()
+        };
+        let parsed = match head::parse_request(&self.tcp.input, &limits) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) if self.tcp.eof => {
+                self.refuse(
+                    answers::bad_request(400, "connection closed inside the request head"),
+                    None,
+                );
+                return true;
+            }
+            Ok(None) => {
+                if !self.head_started {
+                    // First bytes of a head: from now on the head timeout applies, not keep-alive.
+                    self.head_started = true;
+                    self.deadline = Some(ctx.now + ctx.http.head_timeout);
+                }
+                return false;
+            }
+            Err(e) => {
+                self.refuse(answers::bad_request(e.status, e.reason), None);
+                return true;
+            }
+        };
+        let (request, len) = parsed;
+        self.tcp.consume(len);
+        match Exchange::new(&request, ctx) {
+            Ok((ex, interim)) => {
+                if let Some(bytes) = interim {
+                    self.tcp.queue(bytes);
+                }
+                self.deadline = Some(ex.wait_until);
+                self.phase = Phase::Exchange(Box::new(ex));
+            }
+            Err(answer) => self.refuse(answer, Some(&request)),
+        }
+        true
+    }
+
+    /// Answers a request we will not forward, then closes.
+    fn refuse(&mut self, answer: Answer, request: Option<&RequestHead>) {
+        let head_only = request.is_some_and(|r| r.method == "HEAD");
+        self.tcp.queue(&answer.to_h1(true, head_only));
+        if let Some(r) = request {
+            log::debug!(
+                "refused {} {} from {}: {}",
+                r.method,
+                r.target,
+                self.peer,
+                answer.details
+            );
+        }
+        self.phase = Phase::Closing;
+    }
+
+    fn advance(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return false;
+        };
+        let mut progress = false;
+        if ex.stream.is_none() {
+            match ex.try_send_request(ctx) {
+                Ok(sent) => progress |= sent,
+                Err(answer) => {
+                    let head_only = ex.method == "HEAD";
+                    self.tcp.queue(&answer.to_h1(true, head_only));
+                    log_access(ctx, self.peer, ex, answer.status);
+                    self.phase = Phase::Closing;
+                    return true;
+                }
+            }
+            if ex.stream.is_none() {
+                return progress;
+            }
+        }
+        let Some(session) = ctx.session.as_deref_mut() else {
+            return progress;
+        };
+        match ex.pump_request(&mut self.tcp, session) {
+            Ok(p) => progress |= p,
+            Err(reason) => {
+                log::debug!("request body from {} broken: {reason}", self.peer);
+                self.abort(ctx);
+                return true;
+            }
+        }
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return progress;
+        };
+        if let Some(session) = ctx.session.as_deref_mut() {
+            if ex.pump_response(&mut self.tcp, session).is_err() {
+                self.abort(ctx);
+                return true;
+            }
+        }
+        progress | self.complete_if_done(ctx)
+    }
+
+    /// Ends the exchange when both directions are done.
+    fn complete_if_done(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return false;
+        };
+        if !matches!(ex.response, Response::Done) {
+            return false;
+        }
+        if let Some(id) = ex.stream.take() {
+            ctx.by_stream.remove(&id);
+            if !ex.request_done {
+                // The response ended before the request body: stop it, the connection can't be reused.
+                if let Some(s) = ctx.session.as_deref_mut() {
+                    let _ = s
+                        .conn
+                        .stream_shutdown(id, quiche::Shutdown::Write, h3_code::NO_ERROR);
+                }
+                ex.keep_alive = false;
+            }
+        }
+        log_access(ctx, self.peer, ex, ex.status);
+        self.served += 1;
+        if ex.keep_alive && !self.tcp.eof {
+            self.phase = Phase::Idle;
+            self.head_started = false;
+            self.deadline = Some(ctx.now + ctx.http.keepalive_timeout);
+        } else {
+            self.phase = Phase::Closing;
+        }
+        true
+    }
+
+    /// HTTP/3 delivered a field section on our stream.
+    pub fn on_headers(&mut self, ctx: &mut Ctx<'_>, list: &[H3Header], more_frames: bool) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        match ex.start_response(list, more_frames, &mut self.tcp) {
+            Ok(()) => {}
+            Err(answer) => {
+                self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
+                log_access(ctx, self.peer, ex, answer.status);
+                self.release_stream(ctx, h3_code::MESSAGE_ERROR);
+                self.phase = Phase::Closing;
+            }
+        }
+        self.drive(ctx);
+    }
+
+    pub fn on_finished(&mut self, ctx: &mut Ctx<'_>) {
+        if let Phase::Exchange(ex) = &mut self.phase {
+            ex.fin_received = true;
+        }
+        self.drive(ctx);
+    }
+
+    /// The peer reset our stream (or the session died): answer if we still can, else abort.
+    pub fn on_stream_failed(&mut self, ctx: &mut Ctx<'_>, answer: Answer) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        if let Some(id) = ex.stream.take() {
+            ctx.by_stream.remove(&id);
+        }
+        if matches!(ex.response, Response::AwaitHead) {
+            self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
+            log_access(ctx, self.peer, ex, answer.status);
+            self.phase = Phase::Closing;
+        } else {
+            log::info!("aborting response to {}: {}", self.peer, answer.details);
+            self.abort(ctx);
+        }
+        self.drive(ctx);
+    }
+
+    /// Called when a deadline may have passed.
+    pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) {
+        if self.deadline.is_none_or(|d| d > ctx.now) {
+            return;
+        }
+        self.deadline = None;
+        match &mut self.phase {
+            Phase::Idle if self.tcp.input.is_empty() => self.phase = Phase::Done,
+            Phase::Idle => self.refuse(
+                Answer::new(
+                    answers::Side::Client,
+                    408,
+                    "http_request_error",
+                    "the request head did not arrive in time",
+                ),
+                None,
+            ),
+            Phase::Exchange(ex) if ex.stream.is_none() => {
+                let answer = answers::session_unavailable(ctx.http.session_wait.as_millis());
+                self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
+                log_access(ctx, self.peer, ex, answer.status);
+                self.phase = Phase::Closing;
+            }
+            Phase::Closing | Phase::Lingering => self.phase = Phase::Done,
+            _ => {}
+        }
+        self.drive(ctx);
+    }
+
+    /// Gives the stream back (reset both directions) if the exchange still holds one.
+    fn release_stream(&mut self, ctx: &mut Ctx<'_>, code: u64) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        if let Some(id) = ex.stream.take() {
+            ctx.by_stream.remove(&id);
+            if let Some(s) = ctx.session.as_deref_mut() {
+                let _ = s.conn.stream_shutdown(id, quiche::Shutdown::Read, code);
+                let _ = s.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
+            }
+        }
+    }
+
+    /// Drops the connection with a TCP reset so a partial response never looks complete.
+    pub fn abort(&mut self, ctx: &mut Ctx<'_>) {
+        self.release_stream(ctx, h3_code::REQUEST_CANCELLED);
+        crate::net::set_linger_zero(&self.tcp.stream);
+        self.phase = Phase::Done;
+    }
+}
+
+impl Exchange {
+    /// Validates the request head and prepares its HTTP/3 form. Returns an interim
+    /// `100 Continue` to write when the client asked for one.
+    fn new(req: &RequestHead, ctx: &Ctx<'_>) -> Result<(Self, Option<&'static [u8]>), Answer> {
+        let bad = |status: u16, reason: &str| answers::bad_request(status, reason);
+        if req.method == "CONNECT" {
+            return Err(bad(501, "CONNECT is not supported"));
+        }
+        let framing = body::request_framing(req).map_err(|e| bad(e.status, e.reason))?;
+        let (authority, path) =
+            target_parts(req, ctx.default_authority).map_err(|r| bad(400, r))?;
+        let expects_continue = req
+            .header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        let mut forwarded = req.clone();
+        forwarded
+            .headers
+            .retain(|h| !h.name.eq_ignore_ascii_case("expect") || !expects_continue);
+        let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+        let fields = headers::request_to_h3(&forwarded, &authority, &path);
+        let ex = Exchange {
+            method: req.method.clone(),
+            target: req.target.clone(),
+            version: req.version,
+            fields: Some(fields),
+            has_body,
+            stream: None,
+            wait_until: ctx.now + ctx.http.session_wait,
+            decoder: BodyDecoder::new(framing),
+            chunk: Vec::new(),
+            request_done: false,
+            response: Response::AwaitHead,
+            fin_received: false,
+            keep_alive: req.wants_keep_alive(),
+            started: ctx.now,
+            req_bytes: 0,
+            resp_bytes: 0,
+            status: 0,
+        };
+        let interim: Option<&'static [u8]> =
+            (expects_continue && has_body).then_some(b"HTTP/1.1 100 Continue\r\n\r\n");
+        Ok((ex, interim))
+    }
+
+    /// Opens the stream if the session is usable. `Err` answers the client (503/502).
+    fn try_send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Answer> {
+        let Some(session) = ctx.session.as_deref_mut() else {
+            if ctx.now >= self.wait_until {
+                return Err(answers::session_unavailable(
+                    ctx.http.session_wait.as_millis(),
+                ));
+            }
+            return Ok(false);
+        };
+        let (Some(fields), Some(h3)) = (self.fields.as_ref(), session.h3.as_mut()) else {
+            return Ok(false);
+        };
+        match h3.send_request(&mut session.conn, fields, !self.has_body) {
+            Ok(id) => {
+                self.stream = Some(id);
+                self.fields = None;
+                self.request_done = !self.has_body;
+                ctx.by_stream.insert(id, ctx.key);
+                Ok(true)
+            }
+            Err(h3::Error::StreamBlocked)
+            | Err(h3::Error::TransportError(quiche::Error::StreamLimit)) => Ok(false),
+            Err(e) => Err(Answer::new(
+                answers::Side::Client,
+                502,
+                "proxy_internal_error",
+                format!("cannot send the request to the peer proxy: {e}"),
+            )),
+        }
+    }
+
+    /// Moves request body bytes from the socket into the stream. `Err` means the body is broken
+    /// (malformed framing, or the client went away before its end).
+    fn pump_request(
+        &mut self,
+        tcp: &mut TcpConn,
+        session: &mut Session,
+    ) -> Result<bool, &'static str> {
+        let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
+            return Ok(false);
+        };
+        let mut progress = false;
+        while !self.request_done {
+            if self.chunk.is_empty() && !self.decoder.is_done() {
+                let used = self
+                    .decoder
+                    .decode(&tcp.input, &mut self.chunk, BODY_CHUNK)
+                    .map_err(body_error)?;
+                tcp.consume(used);
+                progress |= used > 0;
+                if self.chunk.is_empty() && !self.decoder.is_done() {
+                    if tcp.eof {
+                        self.decoder.at_eof().map_err(body_error)?;
+                    }
+                    if !self.decoder.is_done() {
+                        break;
+                    }
+                }
+            }
+            let fin = self.decoder.is_done();
+            match h3.send_body(&mut session.conn, id, &self.chunk, fin) {
+                Ok(n) => {
+                    self.chunk.drain(..n);
+                    self.req_bytes += n as u64;
+                    progress = true;
+                    if self.chunk.is_empty() && fin {
+                        self.request_done = true;
+                    } else if n == 0 {
+                        break;
+                    }
+                }
+                Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => break,
+                Err(_) => return Err("the stream to the peer failed"),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Turns the peer's response fields into an HTTP/1.1 head on the socket.
+    fn start_response(
+        &mut self,
+        list: &[H3Header],
+        more_frames: bool,
+        tcp: &mut TcpConn,
+    ) -> Result<(), Answer> {
+        if !matches!(self.response, Response::AwaitHead) {
+            return Ok(()); // trailers: not carried yet
+        }
+        let (status, mut fields) =
+            headers::response_from_h3(list).map_err(|e| answers::bad_peer_response(e.0))?;
+        if status == 101 {
+            return Err(answers::bad_peer_response(
+                "101 Switching Protocols over HTTP/3",
+            ));
+        }
+        if status < 200 {
+            return Ok(()); // interim responses are not relayed yet
+        }
+        let length =
+            headers::content_length(&fields).map_err(|e| answers::bad_peer_response(e.0))?;
+        let no_body = self.method == "HEAD" || status == 204 || status == 304;
+        let encoding = if no_body {
+            BodyEncoding::None
+        } else if let Some(n) = length {
+            BodyEncoding::ContentLength(n)
+        } else if !more_frames {
+            fields.push(field("content-length", "0"));
+            BodyEncoding::ContentLength(0)
+        } else if self.version == Version::Http11 {
+            fields.push(field("transfer-encoding", "chunked"));
+            BodyEncoding::Chunked
+        } else {
+            self.keep_alive = false;
+            BodyEncoding::UntilClose
+        };
+        if !self.keep_alive {
+            fields.push(field("connection", "close"));
+        } else if self.version == Version::Http10 {
+            fields.push(field("connection", "keep-alive"));
+        }
+        let head = ResponseHead {
+            version: Version::Http11,
+            status,
+            reason: write::reason_phrase(status).to_string(),
+            headers: fields,
+        };
+        write::write_response_head(&head, tcp.output_mut());
+        self.status = status;
+        self.response = Response::Body(BodyEncoder::new(encoding));
+        Ok(())
+    }
+
+    /// Moves response body bytes from the stream to the socket while the socket has room.
+    fn pump_response(&mut self, tcp: &mut TcpConn, session: &mut Session) -> Result<(), ()> {
+        let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
+            return Ok(());
+        };
+        let Response::Body(encoder) = &mut self.response else {
+            return Ok(());
+        };
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let room = tcp.write_room().min(buf.len());
+            if room == 0 {
+                return Ok(());
+            }
+            match h3.recv_body(&mut session.conn, id, &mut buf[..room]) {
+                Ok(n) => {
+                    encoder
+                        .encode(&buf[..n], tcp.output_mut())
+                        .map_err(|_| ())?;
+                    self.resp_bytes += n as u64;
+                }
+                Err(h3::Error::Done) => break,
+                Err(_) => return Err(()),
+            }
+        }
+        if self.fin_received {
+            encoder.finish(&[], tcp.output_mut()).map_err(|_| ())?;
+            self.response = Response::Done;
+        }
+        Ok(())
+    }
+}
+
+fn field(name: &str, value: &str) -> Header {
+    Header {
+        name: name.to_string(),
+        value: value.as_bytes().to_vec(),
+    }
+}
+
+fn body_error(e: body::BodyError) -> &'static str {
+    match e {
+        body::BodyError::Malformed(r) => r,
+        body::BodyError::Truncated => "the client closed the connection before the end of the body",
+        body::BodyError::TooLong => "body longer than declared",
+    }
+}
+
+/// Splits the request target into (authority, path) per RFC 9112 §3.2: absolute-form carries
+/// the authority itself; origin-form takes it from Host (required in HTTP/1.1, exactly once).
+fn target_parts(
+    req: &RequestHead,
+    default_authority: &str,
+) -> Result<(Vec<u8>, String), &'static str> {
+    let hosts: Vec<&[u8]> = req.headers_named("host").collect();
+    if hosts.len() > 1 {
+        return Err("more than one Host field");
+    }
+    if req.version == Version::Http11 && hosts.is_empty() {
+        return Err("missing Host field");
+    }
+    if let Some(rest) = req
+        .target
+        .strip_prefix("http://")
+        .or_else(|| req.target.strip_prefix("https://"))
+    {
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err("invalid authority in the request target");
+        }
+        return Ok((authority.as_bytes().to_vec(), path.to_string()));
+    }
+    let authority = match hosts.first() {
+        Some(h) if !h.is_empty() && h.iter().all(|b| b.is_ascii_graphic()) => h.to_vec(),
+        Some(_) => return Err("invalid Host field"),
+        None => default_authority.as_bytes().to_vec(),
+    };
+    Ok((authority, req.target.clone()))
+}
+
+fn log_access(ctx: &Ctx<'_>, peer: SocketAddr, ex: &Exchange, status: u16) {
+    if !ctx.http.access_log {
+        return;
+    }
+    let version = if ex.version == Version::Http10 {
+        "HTTP/1.0"
+    } else {
+        "HTTP/1.1"
+    };
+    log::info!(
+        "access {peer} \"{} {} {version}\" {status} req={} resp={} {:.1}ms",
+        ex.method,
+        ex.target,
+        ex.req_bytes,
+        ex.resp_bytes,
+        ctx.now.saturating_duration_since(ex.started).as_secs_f64() * 1000.0
+    );
+}

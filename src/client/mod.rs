@@ -1,0 +1,290 @@
+//! Client role: accepts HTTP/1.1 from local services and carries each request over the one
+//! HTTP/3 session to the peer.
+//!
+//! [`ClientProxy`] owns the listeners, the [`link::PeerLink`] (session with reconnect) and a slab
+//! of [`downstream::Downstream`] connections; HTTP/3 events are routed to downstreams by stream
+//! id. Everything runs on the reactor thread.
+
+pub mod downstream;
+pub mod link;
+
+use std::collections::HashMap;
+use std::io;
+use std::time::Instant;
+
+use mio::event::Event;
+use mio::net::TcpListener;
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use crate::bridge::answers;
+use crate::bridge::tcp::TcpConn;
+use crate::config::{ClientConfig, ClientHttpConfig};
+use crate::reactor::{Control, Driver, CONN_BASE, LISTENER_BASE, UDP};
+use crate::time::TimerQueue;
+use downstream::{Ctx, Downstream};
+use link::{LinkEvent, PeerLink};
+
+/// Most TCP listeners one client process may have (token space below `CONN_BASE`).
+pub const MAX_LISTENERS: usize = CONN_BASE - LISTENER_BASE;
+
+pub struct ClientProxy {
+    http: ClientHttpConfig,
+    default_authority: String,
+    link: PeerLink,
+    listeners: Vec<TcpListener>,
+    downs: Slab<Downstream>,
+    by_stream: HashMap<u64, usize>,
+    timers: TimerQueue<usize>,
+    dirty: Vec<usize>,
+    stopping: bool,
+}
+
+impl ClientProxy {
+    /// Binds the listeners and starts the session at once, before any request arrives.
+    pub fn new(
+        cfg: &ClientConfig,
+        registry: &Registry,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        if cfg.listen.len() > MAX_LISTENERS {
+            return Err(format!("listen: at most {MAX_LISTENERS} addresses").into());
+        }
+        let mut listeners = Vec::new();
+        for (i, addr) in cfg.listen.iter().enumerate() {
+            let mut l = TcpListener::bind(*addr).map_err(|e| format!("listen[{i}] {addr}: {e}"))?;
+            registry.register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            log::info!("listening for HTTP/1.1 on {}", l.local_addr()?);
+            listeners.push(l);
+        }
+        let mut link = PeerLink::new(cfg)?;
+        link.handle_timeout(registry, Instant::now());
+        Ok(ClientProxy {
+            http: cfg.http.clone(),
+            default_authority: cfg.peer.server_name.clone(),
+            link,
+            listeners,
+            downs: Slab::new(),
+            by_stream: HashMap::new(),
+            timers: TimerQueue::default(),
+            dirty: Vec::new(),
+            stopping: false,
+        })
+    }
+
+    fn accept(&mut self, registry: &Registry, index: usize, now: Instant) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("accept: {e}");
+                    return;
+                }
+            };
+            let mut tcp = TcpConn::new(stream);
+            if self.downs.len() >= self.http.max_connections {
+                let answer = answers::Answer::new(
+                    answers::Side::Client,
+                    503,
+                    "connection_limit_reached",
+                    "too many client connections (http.max_connections)",
+                );
+                tcp.queue(&answer.to_h1(true, false));
+                tcp.flush();
+                continue;
+            }
+            let _ = tcp.stream.set_nodelay(true);
+            let entry = self.downs.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = registry.register(
+                &mut tcp.stream,
+                Token(CONN_BASE + key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!("register connection from {peer}: {e}");
+                continue;
+            }
+            let down = Downstream::new(tcp, peer, &self.http, now);
+            if let Some(d) = down.deadline {
+                self.timers.schedule(d, key);
+            }
+            entry.insert(down);
+            self.dirty.push(key);
+        }
+    }
+
+    /// Runs `f` on downstream `key` with the shared context, then reschedules or removes it.
+    fn with_down(
+        &mut self,
+        registry: &Registry,
+        key: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Downstream, &mut Ctx<'_>),
+    ) {
+        let Some(down) = self.downs.get_mut(key) else {
+            return;
+        };
+        let before = down.deadline;
+        let mut ctx = Ctx {
+            key,
+            now,
+            http: &self.http,
+            default_authority: &self.default_authority,
+            session: self.link.usable(),
+            by_stream: &mut self.by_stream,
+        };
+        f(down, &mut ctx);
+        if down.is_done() {
+            let mut down = self.downs.remove(key);
+            let _ = registry.deregister(&mut down.tcp.stream);
+            return;
+        }
+        if let Some(d) = down.deadline.filter(|d| Some(*d) != before) {
+            self.timers.schedule(d, key);
+        }
+    }
+
+    /// Dispatches HTTP/3 events to the downstreams owning the streams.
+    fn poll_h3(&mut self, registry: &Registry, now: Instant) {
+        for _ in 0..10_000 {
+            // Polled while connecting too: the peer's SETTINGS are what make the session usable.
+            let Some(session) = self.link.session_mut() else {
+                return;
+            };
+            let Some(h3) = session.h3.as_mut() else {
+                return;
+            };
+            let (id, event) = match h3.poll(&mut session.conn) {
+                Ok(pair) => pair,
+                Err(quiche::h3::Error::Done) => return,
+                Err(e) => {
+                    log::warn!("HTTP/3 error on the session: {e}");
+                    return;
+                }
+            };
+            let Some(&key) = self.by_stream.get(&id) else {
+                continue;
+            };
+            use quiche::h3::Event;
+            match event {
+                Event::Headers { list, more_frames } => {
+                    self.with_down(registry, key, now, |d, ctx| {
+                        d.on_headers(ctx, &list, more_frames)
+                    })
+                }
+                Event::Data => self.with_down(registry, key, now, |d, ctx| d.drive(ctx)),
+                Event::Finished => self.with_down(registry, key, now, |d, ctx| d.on_finished(ctx)),
+                Event::Reset(code) => self.with_down(registry, key, now, |d, ctx| {
+                    d.on_stream_failed(ctx, answers::peer_reset(code))
+                }),
+                Event::PriorityUpdate | Event::GoAway => {}
+            }
+        }
+    }
+
+    /// Streams that got flow-control credit back: their request bodies can move again.
+    fn collect_writable(&mut self) {
+        let Some(session) = self.link.usable() else {
+            return;
+        };
+        while let Some(id) = session.conn.stream_writable_next() {
+            if let Some(&key) = self.by_stream.get(&id) {
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// The session died: every stream on it is gone.
+    fn fail_all_streams(&mut self, registry: &Registry, now: Instant) {
+        let keys: Vec<usize> = self.by_stream.drain().map(|(_, k)| k).collect();
+        for key in keys {
+            self.with_down(registry, key, now, |d, ctx| {
+                d.on_stream_failed(ctx, answers::session_lost())
+            });
+        }
+    }
+}
+
+impl Driver for ClientProxy {
+    fn handle_event(&mut self, registry: &Registry, event: &Event, now: Instant) {
+        match event.token() {
+            UDP => {
+                if event.is_readable() {
+                    self.link.handle_readable();
+                }
+                if event.is_writable() {
+                    self.link.handle_writable(now);
+                }
+            }
+            Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
+                if !self.stopping {
+                    self.accept(registry, t - LISTENER_BASE, now);
+                }
+            }
+            Token(t) => {
+                let key = t - CONN_BASE;
+                if let Some(d) = self.downs.get_mut(key) {
+                    d.tcp.on_event(event);
+                    self.dirty.push(key);
+                }
+            }
+        }
+    }
+
+    fn process(&mut self, registry: &Registry, now: Instant) {
+        self.link.handle_timeout(registry, now);
+        self.poll_h3(registry, now);
+        match self.link.update(now) {
+            LinkEvent::Up => self.dirty.extend(
+                self.downs
+                    .iter()
+                    .filter(|(_, d)| d.is_waiting())
+                    .map(|(k, _)| k),
+            ),
+            LinkEvent::Lost => self.fail_all_streams(registry, now),
+            LinkEvent::None => {}
+        }
+        self.collect_writable();
+        for key in self.timers.expired(now) {
+            self.with_down(registry, key, now, |d, ctx| d.on_timer(ctx));
+        }
+        if self.link.is_up() {
+            // Requests blocked on stream credit retry whenever anything happened.
+            self.dirty.extend(
+                self.downs
+                    .iter()
+                    .filter(|(_, d)| d.is_waiting())
+                    .map(|(k, _)| k),
+            );
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for key in dirty {
+            self.with_down(registry, key, now, |d, ctx| d.drive(ctx));
+        }
+        self.link.flush(now);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        crate::time::earliest(self.link.next_deadline(), self.timers.next_deadline())
+    }
+
+    fn on_signal(&mut self, _now: Instant) -> Control {
+        if self.stopping {
+            return Control::Exit;
+        }
+        log::info!("stopping: closing the session");
+        self.stopping = true;
+        self.link.close();
+        Control::Continue
+    }
+
+    fn is_finished(&self) -> bool {
+        self.stopping && self.link.is_closed()
+    }
+}

@@ -1,0 +1,110 @@
+//! The JSON configuration as written on disk: a serde mirror with every optional field an
+//! `Option`, unknown fields rejected. Nothing here interprets values; `config::validate` turns a
+//! `ClientFile`/`ServerFile` into a checked [`super::Config`].
+//!
+//! Room to grow: several named services and several peers will arrive as new optional fields
+//! (`services`, `peers`) beside the single-service fields below, so today's files stay valid.
+
+use serde::Deserialize;
+
+/// `--role client` file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    pub listen: Vec<String>,
+    pub peer: PeerFile,
+    pub tls: ClientTlsFile,
+    #[serde(default)]
+    pub transport: TransportFile,
+    #[serde(default)]
+    pub http: ClientHttpFile,
+    #[serde(default)]
+    pub reconnect: ReconnectFile,
+}
+
+/// `--role server` file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub listen: String,
+    pub upstream: UpstreamFile,
+    pub tls: ServerTlsFile,
+    #[serde(default)]
+    pub transport: TransportFile,
+    #[serde(default)]
+    pub http: ServerHttpFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerFile {
+    pub address: String,
+    pub server_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsFile {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsFile {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    pub allowed_client_names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportFile {
+    pub congestion_control: Option<String>,
+    pub pacing: Option<bool>,
+    pub initial_rtt_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub keepalive_interval_ms: Option<u64>,
+    pub connection_window: Option<u64>,
+    pub stream_window: Option<u64>,
+    pub max_concurrent_streams: Option<u64>,
+    pub udp_recv_buffer: Option<usize>,
+    pub udp_send_buffer: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientHttpFile {
+    pub session_wait_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub head_timeout_ms: Option<u64>,
+    pub keepalive_timeout_ms: Option<u64>,
+    pub max_head_bytes: Option<usize>,
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerHttpFile {
+    pub access_log: Option<bool>,
+    pub max_head_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectFile {
+    pub initial_backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    pub address: String,
+    pub connect_timeout_ms: Option<u64>,
+    pub response_timeout_ms: Option<u64>,
+    pub max_idle: Option<usize>,
+    pub idle_timeout_ms: Option<u64>,
+}

@@ -1,0 +1,465 @@
+//! Configuration: one JSON file per side, loaded in two layers.
+//!
+//! 1. [`file`] mirrors the JSON with serde (`deny_unknown_fields`, optional fields).
+//! 2. [`load`] validates it into a [`Config`] of typed values (`Duration`, `SocketAddr`, enums,
+//!    absolute paths). Every default is a `DEFAULT_*` const below, every error is a
+//!    [`ConfigError`] naming the field. Relative paths resolve against the config file's folder.
+//!
+//! Nothing outside this module reads JSON or knows a default.
+
+mod file;
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONGESTION_CONTROL: CongestionControl = CongestionControl::Cubic;
+pub const DEFAULT_PACING: bool = true;
+pub const DEFAULT_INITIAL_RTT_MS: u64 = 100;
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 5_000;
+pub const DEFAULT_CONNECTION_WINDOW: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_STREAM_WINDOW: u64 = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u64 = 1000;
+pub const DEFAULT_UDP_BUFFER: usize = 4 * 1024 * 1024;
+pub const DEFAULT_SESSION_WAIT_MS: u64 = 2_000;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
+pub const DEFAULT_ACCESS_LOG: bool = true;
+pub const DEFAULT_INITIAL_BACKOFF_MS: u64 = 100;
+pub const DEFAULT_MAX_BACKOFF_MS: u64 = 5_000;
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 3_000;
+pub const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_UPSTREAM_MAX_IDLE: usize = 32;
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+
+/// Which side of the link this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+/// A validated configuration for either role.
+#[derive(Debug, Clone)]
+pub enum Config {
+    Client(ClientConfig),
+    Server(ServerConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub listen: Vec<SocketAddr>,
+    pub peer: PeerConfig,
+    pub tls: TlsFiles,
+    pub transport: TransportConfig,
+    pub http: ClientHttpConfig,
+    pub reconnect: ReconnectConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub upstream: UpstreamConfig,
+    pub tls: TlsFiles,
+    /// Client certificate names (DNS SAN or CN) allowed in; `None` admits any the CA signed.
+    pub allowed_client_names: Option<Vec<String>>,
+    pub transport: TransportConfig,
+    pub http: ServerHttpConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub address: SocketAddr,
+    /// DNS name or IP address the server certificate must carry.
+    pub server_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CongestionControl {
+    Cubic,
+    Reno,
+    Bbr2,
+}
+
+impl CongestionControl {
+    /// The name quiche's `set_cc_algorithm_name` takes.
+    pub fn quiche_name(self) -> &'static str {
+        match self {
+            CongestionControl::Cubic => "cubic",
+            CongestionControl::Reno => "reno",
+            CongestionControl::Bbr2 => "bbr2_gcongestion",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub congestion_control: CongestionControl,
+    pub pacing: bool,
+    pub initial_rtt: Duration,
+    pub idle_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub connection_window: u64,
+    pub stream_window: u64,
+    pub max_concurrent_streams: u64,
+    pub udp_recv_buffer: usize,
+    pub udp_send_buffer: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientHttpConfig {
+    pub session_wait: Duration,
+    pub max_connections: usize,
+    pub head_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_head_bytes: usize,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerHttpConfig {
+    pub access_log: bool,
+    pub max_head_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReconnectConfig {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub address: SocketAddr,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+}
+
+/// A configuration problem, naming the field (dotted JSON path) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads, parses and validates the config file at `path` for `role`.
+pub fn load(path: &Path, role: Role) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base, role)
+}
+
+/// Parses and validates config text; `base` is the folder relative paths resolve against.
+pub fn parse(text: &str, base: &Path, role: Role) -> Result<Config, ConfigError> {
+    let json_error = |e: serde_json::Error| ConfigError::new(field_at(text, e.line(), e.column()), e.to_string());
+    match role {
+        Role::Client => {
+            let raw: file::ClientFile = serde_json::from_str(text).map_err(json_error)?;
+            client(raw, base).map(Config::Client)
+        }
+        Role::Server => {
+            let raw: file::ServerFile = serde_json::from_str(text).map_err(json_error)?;
+            server(raw, base).map(Config::Server)
+        }
+    }
+}
+
+/// The JSON key whose value sits at (line, column), for naming the field in serde's errors
+/// (which give only a position for type errors). Falls back to "(json)".
+fn field_at(text: &str, line: usize, column: usize) -> String {
+    let offset: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum::<usize>() + column;
+    let before = text.get(..offset.min(text.len())).unwrap_or(text);
+    let mut rest = before;
+    while let Some(colon) = rest.rfind(':') {
+        let key_end = rest[..colon].trim_end();
+        if let Some(stripped) = key_end.strip_suffix('"') {
+            if let Some(start) = stripped.rfind('"') {
+                return stripped[start + 1..].to_string();
+            }
+        }
+        rest = &rest[..colon];
+    }
+    "(json)".to_string()
+}
+
+fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigError> {
+    if raw.listen.is_empty() {
+        return Err(ConfigError::new("listen", "needs at least one address"));
+    }
+    let listen = raw
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, a)| socket_addr(&format!("listen[{i}]"), a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let server_name = raw.peer.server_name.trim().to_string();
+    if server_name.is_empty() {
+        return Err(ConfigError::new("peer.server_name", "must not be empty"));
+    }
+    let http = raw.http;
+    let reconnect = ReconnectConfig {
+        initial_backoff: millis(
+            "reconnect.initial_backoff_ms",
+            raw.reconnect.initial_backoff_ms,
+            DEFAULT_INITIAL_BACKOFF_MS,
+        )?,
+        max_backoff: millis(
+            "reconnect.max_backoff_ms",
+            raw.reconnect.max_backoff_ms,
+            DEFAULT_MAX_BACKOFF_MS,
+        )?,
+    };
+    if reconnect.max_backoff < reconnect.initial_backoff {
+        return Err(ConfigError::new(
+            "reconnect.max_backoff_ms",
+            "must not be smaller than reconnect.initial_backoff_ms",
+        ));
+    }
+    Ok(ClientConfig {
+        listen,
+        peer: PeerConfig {
+            address: socket_addr("peer.address", &raw.peer.address)?,
+            server_name,
+        },
+        tls: tls_files(base, &raw.tls.ca, &raw.tls.cert, &raw.tls.key)?,
+        transport: transport(raw.transport)?,
+        http: ClientHttpConfig {
+            session_wait: millis(
+                "http.session_wait_ms",
+                http.session_wait_ms,
+                DEFAULT_SESSION_WAIT_MS,
+            )?,
+            max_connections: positive(
+                "http.max_connections",
+                http.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            )?,
+            head_timeout: millis(
+                "http.head_timeout_ms",
+                http.head_timeout_ms,
+                DEFAULT_HEAD_TIMEOUT_MS,
+            )?,
+            keepalive_timeout: millis(
+                "http.keepalive_timeout_ms",
+                http.keepalive_timeout_ms,
+                DEFAULT_KEEPALIVE_TIMEOUT_MS,
+            )?,
+            max_head_bytes: head_bytes("http.max_head_bytes", http.max_head_bytes)?,
+            access_log: http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
+        },
+        reconnect,
+    })
+}
+
+fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigError> {
+    let up = raw.upstream;
+    let allowed_client_names = match raw.tls.allowed_client_names {
+        Some(names) if names.is_empty() => {
+            return Err(ConfigError::new(
+                "tls.allowed_client_names",
+                "an empty list would refuse every client; omit the field to admit any client the CA signed",
+            ))
+        }
+        other => other,
+    };
+    Ok(ServerConfig {
+        listen: socket_addr("listen", &raw.listen)?,
+        upstream: UpstreamConfig {
+            address: socket_addr("upstream.address", &up.address)?,
+            connect_timeout: millis(
+                "upstream.connect_timeout_ms",
+                up.connect_timeout_ms,
+                DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS,
+            )?,
+            response_timeout: millis(
+                "upstream.response_timeout_ms",
+                up.response_timeout_ms,
+                DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
+            )?,
+            max_idle: up.max_idle.unwrap_or(DEFAULT_UPSTREAM_MAX_IDLE),
+            idle_timeout: millis(
+                "upstream.idle_timeout_ms",
+                up.idle_timeout_ms,
+                DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
+            )?,
+        },
+        tls: tls_files(base, &raw.tls.ca, &raw.tls.cert, &raw.tls.key)?,
+        allowed_client_names,
+        transport: transport(raw.transport)?,
+        http: ServerHttpConfig {
+            access_log: raw.http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
+            max_head_bytes: head_bytes("http.max_head_bytes", raw.http.max_head_bytes)?,
+        },
+    })
+}
+
+fn transport(raw: file::TransportFile) -> Result<TransportConfig, ConfigError> {
+    let congestion_control = match raw.congestion_control.as_deref() {
+        None => DEFAULT_CONGESTION_CONTROL,
+        Some("cubic") => CongestionControl::Cubic,
+        Some("reno") => CongestionControl::Reno,
+        Some("bbr2") => CongestionControl::Bbr2,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "transport.congestion_control",
+                format!("unknown algorithm {other:?} (expected \"cubic\", \"reno\" or \"bbr2\")"),
+            ))
+        }
+    };
+    let idle_timeout = millis(
+        "transport.idle_timeout_ms",
+        raw.idle_timeout_ms,
+        DEFAULT_IDLE_TIMEOUT_MS,
+    )?;
+    let keepalive_interval = millis(
+        "transport.keepalive_interval_ms",
+        raw.keepalive_interval_ms,
+        DEFAULT_KEEPALIVE_INTERVAL_MS,
+    )?;
+    if keepalive_interval * 2 > idle_timeout {
+        return Err(ConfigError::new(
+            "transport.keepalive_interval_ms",
+            "must be at most half of transport.idle_timeout_ms, or the session idles out between keepalives",
+        ));
+    }
+    Ok(TransportConfig {
+        congestion_control,
+        pacing: raw.pacing.unwrap_or(DEFAULT_PACING),
+        initial_rtt: millis(
+            "transport.initial_rtt_ms",
+            raw.initial_rtt_ms,
+            DEFAULT_INITIAL_RTT_MS,
+        )?,
+        idle_timeout,
+        keepalive_interval,
+        connection_window: window(
+            "transport.connection_window",
+            raw.connection_window,
+            DEFAULT_CONNECTION_WINDOW,
+        )?,
+        stream_window: window(
+            "transport.stream_window",
+            raw.stream_window,
+            DEFAULT_STREAM_WINDOW,
+        )?,
+        max_concurrent_streams: positive(
+            "transport.max_concurrent_streams",
+            raw.max_concurrent_streams
+                .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
+        )?,
+        udp_recv_buffer: positive(
+            "transport.udp_recv_buffer",
+            raw.udp_recv_buffer.unwrap_or(DEFAULT_UDP_BUFFER),
+        )?,
+        udp_send_buffer: positive(
+            "transport.udp_send_buffer",
+            raw.udp_send_buffer.unwrap_or(DEFAULT_UDP_BUFFER),
+        )?,
+    })
+}
+
+/// A positive duration in milliseconds, or the default.
+fn millis(field: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
+    let ms = positive(field, value.unwrap_or(default))?;
+    Ok(Duration::from_millis(ms))
+}
+
+fn positive<T: PartialOrd + Default>(field: &str, value: T) -> Result<T, ConfigError> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(field, "must be greater than zero"))
+    }
+}
+
+/// Flow-control windows: at least one full datagram, at most what QUIC can express (2^62).
+fn window(field: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    let v = value.unwrap_or(default);
+    if !(1500..(1 << 62)).contains(&v) {
+        return Err(ConfigError::new(
+            field,
+            "must be between 1500 and 2^62 bytes",
+        ));
+    }
+    Ok(v)
+}
+
+fn head_bytes(field: &str, value: Option<usize>) -> Result<usize, ConfigError> {
+    let v = value.unwrap_or(DEFAULT_MAX_HEAD_BYTES);
+    if !(1024..=1024 * 1024).contains(&v) {
+        return Err(ConfigError::new(
+            field,
+            "must be between 1024 and 1048576 bytes",
+        ));
+    }
+    Ok(v)
+}
+
+fn socket_addr(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let mut found = text.to_socket_addrs().map_err(|e| {
+        ConfigError::new(field, format!("{text:?} is not a HOST:PORT address ({e})"))
+    })?;
+    found
+        .next()
+        .ok_or_else(|| ConfigError::new(field, format!("{text:?} resolves to no address")))
+}
+
+fn tls_files(base: &Path, ca: &str, cert: &str, key: &str) -> Result<TlsFiles, ConfigError> {
+    Ok(TlsFiles {
+        ca: existing_file(base, "tls.ca", ca)?,
+        cert: existing_file(base, "tls.cert", cert)?,
+        key: existing_file(base, "tls.key", key)?,
+    })
+}
+
+/// Resolves `path` against `base` and checks that it names a readable file.
+fn existing_file(base: &Path, field: &str, path: &str) -> Result<PathBuf, ConfigError> {
+    if path.is_empty() {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    let full = base.join(path);
+    match std::fs::metadata(&full) {
+        Ok(m) if m.is_file() => Ok(full),
+        Ok(_) => Err(ConfigError::new(
+            field,
+            format!("{} is not a file", full.display()),
+        )),
+        Err(e) => Err(ConfigError::new(field, format!("{}: {e}", full.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,42 @@
+//! ptproxy: a point-to-point HTTP/1.1 proxy pair over one persistent, mutually authenticated
+//! HTTP/3 (QUIC) session.
+//!
+//! ```text
+//!  service A --HTTP/1.1--> ptproxy --role client ==== QUIC / HTTP/3 ====> ptproxy --role server --HTTP/1.1--> service B
+//!            (TCP, keep-alive,  (session up before the first     one request =     (pool of keep-alive
+//!             pipelining)        request, kept alive, reconnected)  one stream       TCP connections)
+//! ```
+//!
+//! One process is one single-threaded mio reactor ([`reactor`]) driving a role
+//! ([`client::ClientProxy`] or [`server::ServerProxy`]). quiche is used sans-IO: the reactor owns
+//! the UDP socket ([`quic::udp`]), the timers ([`time`]) and the congestion-control choice
+//! ([`quic::setup`]). HTTP/1.1 is parsed by [`h1`] (httparse underneath) and translated by
+//! [`bridge`].
+
+pub mod bridge;
+pub mod client;
+pub mod config;
+pub mod h1;
+pub mod net;
+pub mod quic;
+pub mod reactor;
+pub mod server;
+pub mod time;
+
+use std::error::Error;
+
+/// Runs the proxy for a validated config until it is stopped.
+pub fn run(config: &config::Config) -> Result<(), Box<dyn Error>> {
+    let poll = mio::Poll::new()?;
+    match config {
+        config::Config::Client(cfg) => {
+            let mut proxy = client::ClientProxy::new(cfg, poll.registry())?;
+            reactor::run(poll, &mut proxy)?;
+        }
+        config::Config::Server(cfg) => {
+            let mut proxy = server::ServerProxy::new(cfg, poll.registry())?;
+            reactor::run(poll, &mut proxy)?;
+        }
+    }
+    Ok(())
+}

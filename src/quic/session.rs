@@ -1,0 +1,134 @@
+//! One QUIC connection carrying HTTP/3, as both roles use it: the quiche connection, its H3
+//! layer once the handshake is done, the keepalive timer and the close reason.
+//!
+//! The session is *usable* only once the peer's H3 SETTINGS arrived: in TLS 1.3 a client
+//! finishes its handshake before the server has checked the client certificate, so "handshake
+//! done" alone would call a session up that the server is about to refuse.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use quiche::h3;
+
+pub struct Session {
+    pub conn: quiche::Connection,
+    pub h3: Option<h3::Connection>,
+    keepalive_interval: Duration,
+    next_keepalive: Instant,
+    /// Set once [`Session::is_usable`] was first observed (for logging "established" once).
+    announced: bool,
+}
+
+impl Session {
+    pub fn new(conn: quiche::Connection, keepalive_interval: Duration, now: Instant) -> Self {
+        Session {
+            conn,
+            h3: None,
+            keepalive_interval,
+            next_keepalive: now + keepalive_interval,
+            announced: false,
+        }
+    }
+
+    /// Feeds one received datagram to quiche and creates the H3 layer when the handshake is done.
+    pub fn handle_datagram(&mut self, data: &mut [u8], from: SocketAddr, to: SocketAddr) {
+        let info = quiche::RecvInfo { from, to };
+        if let Err(e) = self.conn.recv(data, info) {
+            log::debug!("quic recv from {from}: {e}");
+        }
+        self.ensure_h3();
+    }
+
+    fn ensure_h3(&mut self) {
+        if self.h3.is_some() || !(self.conn.is_established() || self.conn.is_in_early_data()) {
+            return;
+        }
+        let made =
+            h3::Config::new().and_then(|cfg| h3::Connection::with_transport(&mut self.conn, &cfg));
+        match made {
+            Ok(h3) => self.h3 = Some(h3),
+            Err(e) => {
+                log::warn!("cannot start HTTP/3 on the session: {e}");
+                let _ = self
+                    .conn
+                    .close(true, h3::WireErrorCode::InternalError as u64, b"h3 setup");
+            }
+        }
+    }
+
+    /// Established, authenticated by both sides (peer SETTINGS seen) and not closing.
+    pub fn is_usable(&self) -> bool {
+        !self.conn.is_closed()
+            && !self.conn.is_draining()
+            && self
+                .h3
+                .as_ref()
+                .is_some_and(|h| h.peer_settings_raw().is_some())
+    }
+
+    /// True exactly once: the first time the session is seen usable.
+    pub fn take_newly_usable(&mut self) -> bool {
+        if !self.announced && self.is_usable() {
+            self.announced = true;
+            return true;
+        }
+        false
+    }
+
+    /// Runs quiche's timers and our keepalive when due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.conn.timeout_instant().is_some_and(|t| t <= now) {
+            self.conn.on_timeout();
+        }
+        if now >= self.next_keepalive {
+            if self.conn.is_established() && !self.conn.is_closed() {
+                let _ = self.conn.send_ack_eliciting();
+            }
+            self.next_keepalive = now + self.keepalive_interval;
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        crate::time::earliest(self.conn.timeout_instant(), Some(self.next_keepalive))
+    }
+
+    /// Why the connection closed (or is closing), for the log.
+    pub fn close_reason(&self) -> String {
+        if let Some(e) = self.conn.peer_error() {
+            return format!("closed by peer: {}", describe(e));
+        }
+        if let Some(e) = self.conn.local_error() {
+            return format!("closed locally: {}", describe(e));
+        }
+        if self.conn.is_timed_out() {
+            return "idle timeout (no packets from the peer)".to_string();
+        }
+        if self.conn.is_closed() {
+            return "peer reset the connection (stateless reset: it restarted or lost state)"
+                .to_string();
+        }
+        "open".to_string()
+    }
+}
+
+fn describe(e: &quiche::ConnectionError) -> String {
+    let reason = String::from_utf8_lossy(&e.reason);
+    let space = if e.is_app { "application" } else { "transport" };
+    let meaning = if e.is_app {
+        ""
+    } else {
+        transport_error_name(e.error_code)
+    };
+    format!("{space} error {:#x}{meaning} {reason:?}", e.error_code)
+}
+
+fn transport_error_name(code: u64) -> &'static str {
+    match code {
+        0x0 => " (no error)",
+        0x1 => " (internal error)",
+        0x2 => " (connection refused)",
+        0xa => " (protocol violation)",
+        0x100..=0x1ff => " (TLS alert: certificate or handshake refused)",
+        _ => "",
+    }
+}

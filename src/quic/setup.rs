@@ -1,0 +1,54 @@
+//! Builds the `quiche::Config` for either role from the validated transport settings and a
+//! TLS context. One place decides every QUIC knob: flow-control windows, stream limits,
+//! congestion control, pacing, timers and datagram sizes.
+
+use boring::ssl::SslContextBuilder;
+
+use crate::config::TransportConfig;
+
+/// Largest UDP payload we accept (and the receive buffer size).
+pub const MAX_DATAGRAM: usize = 65_535;
+/// Payload we send before path MTU discovery learns more: fits IPv6 minimum MTU with headroom.
+pub const SEND_DATAGRAM: usize = 1_350;
+/// Unidirectional streams the peer may open: H3 control + QPACK encoder/decoder + GREASE, with room.
+const MAX_UNI_STREAMS: u64 = 16;
+const UNI_STREAM_WINDOW: u64 = 1024 * 1024;
+
+#[derive(Debug)]
+pub struct SetupError(pub String);
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// A quiche config for HTTP/3 over `tls` with the transport knobs of `t`.
+pub fn quiche_config(
+    t: &TransportConfig,
+    tls: SslContextBuilder,
+) -> Result<quiche::Config, SetupError> {
+    let err = |what: &str, e: quiche::Error| SetupError(format!("{what}: {e}"));
+    let mut c = quiche::Config::with_boring_ssl_ctx_builder(quiche::PROTOCOL_VERSION, tls)
+        .map_err(|e| err("QUIC TLS setup", e))?;
+    c.set_application_protos(quiche::h3::APPLICATION_PROTOCOL)
+        .map_err(|e| err("ALPN", e))?;
+    c.set_max_idle_timeout(t.idle_timeout.as_millis() as u64);
+    c.set_initial_rtt(t.initial_rtt);
+    c.set_max_recv_udp_payload_size(MAX_DATAGRAM);
+    c.set_max_send_udp_payload_size(SEND_DATAGRAM);
+    c.set_initial_max_data(t.connection_window);
+    c.set_max_connection_window(t.connection_window);
+    c.set_initial_max_stream_data_bidi_local(t.stream_window);
+    c.set_initial_max_stream_data_bidi_remote(t.stream_window);
+    c.set_max_stream_window(t.stream_window);
+    c.set_initial_max_stream_data_uni(UNI_STREAM_WINDOW);
+    c.set_initial_max_streams_bidi(t.max_concurrent_streams);
+    c.set_initial_max_streams_uni(MAX_UNI_STREAMS);
+    c.set_cc_algorithm_name(t.congestion_control.quiche_name())
+        .map_err(|e| err("transport.congestion_control", e))?;
+    c.enable_pacing(t.pacing);
+    Ok(c)
+}

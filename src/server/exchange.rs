@@ -1,0 +1,525 @@
+//! Server role: one request stream from the peer, carried to the upstream as HTTP/1.1 and its
+//! response carried back.
+//!
+//! ```text
+//! upstream: Connecting --connected--> Busy (request head + body out, response in) --> pool/close
+//! response: AwaitHead --head parsed--> HeadReady --sent--> Body --end--> Done
+//!           any failure before the head went out becomes a synthesized 502/504 (answers.rs);
+//!           after it, the stream is reset so the client side never sees a clean end.
+//! ```
+//! Request body bytes move only while the upstream socket has room, response bytes only while
+//! the stream takes them, so QUIC flow control and TCP push back on the fast side.
+
+use std::time::Instant;
+
+use quiche::h3::{self, Header as H3Header};
+
+use crate::bridge::answers::{self, Answer};
+use crate::bridge::headers;
+use crate::config::UpstreamConfig;
+use crate::h1::body::{self, BodyDecoder, BodyEncoder, BodyEncoding, BodyFraming};
+use crate::h1::head::{self, Header, Limits, RequestHead};
+use crate::h1::write;
+use crate::quic::h3_code;
+use crate::quic::session::Session;
+
+use super::upstream::{Pool, UpState};
+
+const BODY_CHUNK: usize = 64 * 1024;
+
+pub struct Ctx<'a> {
+    pub now: Instant,
+    /// This exchange's slab key (owner of the upstream connection it checks out).
+    pub key: usize,
+    pub registry: &'a mio::Registry,
+    pub session: &'a mut Session,
+    pub pool: &'a mut Pool,
+    pub upstream: &'a UpstreamConfig,
+    pub max_head_bytes: usize,
+    pub access_log: bool,
+    pub client: &'a str,
+}
+
+enum Response {
+    AwaitHead,
+    /// Fields ready to send (retried while the stream is blocked); `fin` when there is no body.
+    HeadReady {
+        fields: Vec<H3Header>,
+        fin: bool,
+    },
+    Body,
+    Done,
+}
+
+/// Whether the exchange is over (its slab entry can go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    Finished,
+}
+
+pub struct Exchange {
+    pub stream: u64,
+    upstream: Option<usize>,
+    method: String,
+    target: String,
+    head_bytes: Vec<u8>,
+    head_written: bool,
+    encoder: BodyEncoder,
+    fin_received: bool,
+    request_done: bool,
+    response: Response,
+    decoder: Option<BodyDecoder>,
+    chunk: Vec<u8>,
+    reusable: bool,
+    pub deadline: Instant,
+    started: Instant,
+    req_bytes: u64,
+    resp_bytes: u64,
+    status: u16,
+}
+
+impl Exchange {
+    /// A request stream's first field section arrived. Invalid requests are answered 400 and
+    /// never reach the upstream.
+    pub fn start(ctx: &mut Ctx<'_>, stream: u64, list: &[H3Header], more_frames: bool) -> Self {
+        let mut ex = Exchange {
+            stream,
+            upstream: None,
+            method: String::new(),
+            target: String::new(),
+            head_bytes: Vec::new(),
+            head_written: false,
+            encoder: BodyEncoder::new(BodyEncoding::None),
+            fin_received: !more_frames,
+            request_done: false,
+            response: Response::AwaitHead,
+            decoder: None,
+            chunk: Vec::new(),
+            reusable: true,
+            deadline: ctx.now + ctx.upstream.connect_timeout,
+            started: ctx.now,
+            req_bytes: 0,
+            resp_bytes: 0,
+            status: 0,
+        };
+        match prepare_request(list, more_frames) {
+            Ok((head, encoding)) => {
+                ex.method = head.method.clone();
+                ex.target = head.target.clone();
+                write::write_request_head(&head, &mut ex.head_bytes);
+                ex.encoder = BodyEncoder::new(encoding);
+                match ctx.pool.checkout(ctx.registry, ctx.key) {
+                    Ok(key) => ex.upstream = Some(key),
+                    Err(e) => ex.answer(ctx, answers::upstream_unreachable(&e)),
+                }
+            }
+            Err(answer) => ex.answer(ctx, answer),
+        }
+        ex
+    }
+
+    /// Makes all the progress possible now.
+    pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        for _ in 0..64 {
+            let progress = match self.step(ctx) {
+                Ok(p) => p,
+                Err(Failure::Answer(answer)) => {
+                    self.answer(ctx, answer);
+                    true
+                }
+                Err(Failure::Reset(reason)) => {
+                    log::info!(
+                        "stream {} to {}: {reason}; resetting it",
+                        self.stream,
+                        ctx.client
+                    );
+                    return self.abort(ctx);
+                }
+            };
+            if let Some(outcome) = self.try_complete(ctx) {
+                return outcome;
+            }
+            if !progress {
+                break;
+            }
+        }
+        Outcome::Continue
+    }
+
+    fn step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let mut progress = self.connect_step(ctx)?;
+        progress |= self.request_step(ctx)?;
+        progress |= self.response_step(ctx)?;
+        Ok(progress)
+    }
+
+    /// Finishes a pending connect and writes the request head.
+    fn connect_step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) else {
+            return Ok(false);
+        };
+        if up.state == UpState::Connecting {
+            match up.tcp.connect_result() {
+                None => return Ok(false),
+                Some(Err(e)) => return Err(Failure::Answer(answers::upstream_unreachable(&e))),
+                Some(Ok(())) => {
+                    up.state = UpState::Busy;
+                    let _ = up.tcp.stream.set_nodelay(true);
+                    self.deadline = ctx.now + ctx.upstream.response_timeout;
+                }
+            }
+        }
+        if !self.head_written {
+            up.tcp.queue(&self.head_bytes);
+            self.head_written = true;
+            self.deadline = ctx.now + ctx.upstream.response_timeout;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Request body: stream -> upstream socket, while the socket has room.
+    fn request_step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) else {
+            return Ok(false);
+        };
+        if up.state != UpState::Busy {
+            return Ok(false);
+        }
+        let mut progress = false;
+        if !self.request_done {
+            let Some(h3) = ctx.session.h3.as_mut() else {
+                return Ok(false);
+            };
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                let room = up.tcp.write_room().min(buf.len());
+                if room == 0 {
+                    break;
+                }
+                match h3.recv_body(&mut ctx.session.conn, self.stream, &mut buf[..room]) {
+                    Ok(n) => {
+                        self.encoder
+                            .encode(&buf[..n], up.tcp.output_mut())
+                            .map_err(|_| {
+                                Failure::Reset("request body longer than its content-length")
+                            })?;
+                        self.req_bytes += n as u64;
+                        progress = true;
+                    }
+                    Err(h3::Error::Done) => break,
+                    Err(e) => {
+                        return Err(Failure::Reset(
+                            if matches!(e, h3::Error::TransportError(_)) {
+                                "the peer cancelled the request"
+                            } else {
+                                "HTTP/3 error on the request stream"
+                            },
+                        ))
+                    }
+                }
+            }
+            if self.fin_received && up.tcp.write_room() > 0 {
+                self.encoder
+                    .finish(&[], up.tcp.output_mut())
+                    .map_err(|_| Failure::Reset("request body shorter than its content-length"))?;
+                self.request_done = true;
+                progress = true;
+            }
+        }
+        if up.tcp.flush() {
+            self.deadline = ctx.now + ctx.upstream.response_timeout;
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    /// Response: upstream socket -> stream.
+    fn response_step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let mut progress = false;
+        if let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) {
+            if up.state == UpState::Busy && up.tcp.fill() {
+                self.deadline = ctx.now + ctx.upstream.response_timeout;
+                progress = true;
+            }
+        }
+        if matches!(self.response, Response::AwaitHead) {
+            progress |= self.parse_response_head(ctx)?;
+        }
+        if let Response::HeadReady { fields, fin } = &self.response {
+            let Some(h3) = ctx.session.h3.as_mut() else {
+                return Ok(progress);
+            };
+            match h3.send_response(&mut ctx.session.conn, self.stream, fields, *fin) {
+                Ok(()) => {
+                    self.response = if *fin { Response::Done } else { Response::Body };
+                    progress = true;
+                }
+                Err(h3::Error::StreamBlocked) => return Ok(progress),
+                Err(_) => return Err(Failure::Reset("cannot send the response head")),
+            }
+        }
+        if matches!(self.response, Response::Body) {
+            progress |= self.pump_response_body(ctx)?;
+        }
+        Ok(progress)
+    }
+
+    fn parse_response_head(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) else {
+            return Ok(false);
+        };
+        if up.state != UpState::Busy {
+            return Ok(false);
+        }
+        let limits = Limits {
+            max_head_bytes: ctx.max_head_bytes,
+            ..Limits::default()
+        };
+        loop {
+            match head::parse_response(&up.tcp.input, &limits) {
+                Ok(Some((resp, len))) => {
+                    if (100..200).contains(&resp.status) {
+                        if resp.status == 101 {
+                            return Err(Failure::Answer(answers::upstream_invalid(
+                                "101 Switching Protocols is not supported",
+                            )));
+                        }
+                        up.tcp.consume(len); // interim responses are not relayed yet
+                        continue;
+                    }
+                    let framing = body::response_framing(&resp, &self.method)
+                        .map_err(|e| Failure::Answer(answers::upstream_invalid(e.reason)))?;
+                    up.tcp.consume(len);
+                    self.reusable &= resp.wants_keep_alive() && framing != BodyFraming::UntilClose;
+                    self.status = resp.status;
+                    let fin =
+                        framing == BodyFraming::None || framing == BodyFraming::ContentLength(0);
+                    self.decoder = Some(BodyDecoder::new(framing));
+                    self.response = Response::HeadReady {
+                        fields: headers::response_to_h3(&resp),
+                        fin,
+                    };
+                    return Ok(true);
+                }
+                Ok(None) if up.tcp.eof || up.tcp.failed.is_some() => {
+                    return Err(Failure::Answer(answers::upstream_closed()));
+                }
+                Ok(None) => return Ok(false),
+                Err(e) => return Err(Failure::Answer(answers::upstream_invalid(e.reason))),
+            }
+        }
+    }
+
+    /// Moves decoded response bytes (or a synthesized body) into the stream.
+    fn pump_response_body(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let Some(h3) = ctx.session.h3.as_mut() else {
+            return Ok(false);
+        };
+        let mut up = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k));
+        let mut progress = false;
+        loop {
+            if let (true, Some(decoder), Some(up)) = (
+                self.chunk.is_empty(),
+                self.decoder.as_mut(),
+                up.as_deref_mut(),
+            ) {
+                if !decoder.is_done() {
+                    let used = decoder
+                        .decode(&up.tcp.input, &mut self.chunk, BODY_CHUNK)
+                        .map_err(|_| Failure::Reset("malformed response body from the upstream"))?;
+                    up.tcp.consume(used);
+                    if self.chunk.is_empty()
+                        && !decoder.is_done()
+                        && (up.tcp.eof || up.tcp.failed.is_some())
+                    {
+                        decoder.at_eof().map_err(|_| {
+                            Failure::Reset("the upstream cut the response body short")
+                        })?;
+                    }
+                }
+            }
+            let fin = self.decoder.as_ref().is_none_or(|d| d.is_done());
+            if self.chunk.is_empty() && !fin {
+                return Ok(progress);
+            }
+            match h3.send_body(&mut ctx.session.conn, self.stream, &self.chunk, fin) {
+                Ok(n) => {
+                    self.chunk.drain(..n);
+                    self.resp_bytes += n as u64;
+                    progress = true;
+                    if self.chunk.is_empty() && fin {
+                        self.response = Response::Done;
+                        return Ok(true);
+                    }
+                    if n == 0 {
+                        return Ok(progress);
+                    }
+                }
+                Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => return Ok(progress),
+                Err(_) => return Err(Failure::Reset("the stream to the peer failed")),
+            }
+        }
+    }
+
+    /// Replaces whatever response was coming with a synthesized one; the upstream is dropped.
+    fn answer(&mut self, ctx: &mut Ctx<'_>, answer: Answer) {
+        log::debug!(
+            "stream {}: {} {}",
+            self.stream,
+            answer.status,
+            answer.details
+        );
+        if !matches!(self.response, Response::AwaitHead) {
+            // The head already went out: too late to answer, the stream must be reset.
+            let _ = self.abort(ctx);
+            return;
+        }
+        if let Some(key) = self.upstream.take() {
+            ctx.pool.close(ctx.registry, key);
+        }
+        self.stop_request(ctx);
+        let (fields, body) = answer.to_h3();
+        self.status = answer.status;
+        self.chunk = body;
+        self.decoder = None;
+        self.response = Response::HeadReady { fields, fin: false };
+    }
+
+    /// Tells the peer to stop sending the request body (we will not read it).
+    fn stop_request(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.request_done {
+            let _ = ctx.session.conn.stream_shutdown(
+                self.stream,
+                quiche::Shutdown::Read,
+                h3_code::NO_ERROR,
+            );
+            self.request_done = true;
+            self.reusable = false;
+        }
+    }
+
+    /// Ends the exchange once the response is complete.
+    fn try_complete(&mut self, ctx: &mut Ctx<'_>) -> Option<Outcome> {
+        if !matches!(self.response, Response::Done) {
+            return None;
+        }
+        if !self.request_done {
+            if !self.fin_received {
+                self.stop_request(ctx);
+            } else {
+                return None; // the rest of the request body is still flowing to the upstream
+            }
+        }
+        if let Some(key) = self.upstream.take() {
+            ctx.pool.checkin(ctx.registry, key, self.reusable, ctx.now);
+        }
+        self.log_access(ctx);
+        Some(Outcome::Finished)
+    }
+
+    /// Resets the stream both ways and drops the upstream connection.
+    pub fn abort(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        let _ = ctx.session.conn.stream_shutdown(
+            self.stream,
+            quiche::Shutdown::Read,
+            h3_code::REQUEST_CANCELLED,
+        );
+        let _ = ctx.session.conn.stream_shutdown(
+            self.stream,
+            quiche::Shutdown::Write,
+            h3_code::INTERNAL_ERROR,
+        );
+        if let Some(key) = self.upstream.take() {
+            ctx.pool.close(ctx.registry, key);
+        }
+        self.log_access(ctx);
+        Outcome::Finished
+    }
+
+    pub fn on_finished(&mut self) {
+        self.fin_received = true;
+    }
+
+    /// The deadline passed: connect or response timeout.
+    pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        if self.deadline > ctx.now || matches!(self.response, Response::Done) {
+            return Outcome::Continue;
+        }
+        let connecting = self
+            .upstream
+            .and_then(|k| ctx.pool.conns.get(k))
+            .is_some_and(|u| u.state == UpState::Connecting);
+        let answer = if connecting {
+            answers::upstream_connect_timeout(ctx.upstream.connect_timeout.as_millis())
+        } else {
+            answers::upstream_timeout(ctx.upstream.response_timeout.as_millis())
+        };
+        if !matches!(self.response, Response::AwaitHead) {
+            log::info!(
+                "stream {}: upstream stalled mid-response; resetting",
+                self.stream
+            );
+            return self.abort(ctx);
+        }
+        self.answer(ctx, answer);
+        self.drive(ctx)
+    }
+
+    pub fn upstream(&self) -> Option<usize> {
+        self.upstream
+    }
+
+    fn log_access(&self, ctx: &Ctx<'_>) {
+        if !ctx.access_log {
+            return;
+        }
+        log::info!(
+            "access {} \"{} {}\" {} req={} resp={} {:.1}ms",
+            ctx.client,
+            self.method,
+            self.target,
+            self.status,
+            self.req_bytes,
+            self.resp_bytes,
+            ctx.now
+                .saturating_duration_since(self.started)
+                .as_secs_f64()
+                * 1000.0
+        );
+    }
+}
+
+enum Failure {
+    /// Answer the client with this (or reset if the head already went out).
+    Answer(Answer),
+    /// Reset the stream.
+    Reset(&'static str),
+}
+
+/// HTTP/3 request fields -> HTTP/1.1 head for the upstream, with body framing decided:
+/// no body when the stream ended with the fields, Content-Length when given, else chunked.
+fn prepare_request(
+    list: &[H3Header],
+    more_frames: bool,
+) -> Result<(RequestHead, BodyEncoding), Answer> {
+    let mut head = headers::request_from_h3(list).map_err(|e| answers::bad_h3_request(e.0))?;
+    let length =
+        headers::content_length(&head.headers).map_err(|e| answers::bad_h3_request(e.0))?;
+    let encoding = match (more_frames, length) {
+        (false, Some(n)) if n > 0 => {
+            return Err(answers::bad_h3_request("content-length without a body"))
+        }
+        (false, _) => BodyEncoding::None,
+        (true, Some(n)) => BodyEncoding::ContentLength(n),
+        (true, None) => {
+            head.headers.push(Header {
+                name: "transfer-encoding".into(),
+                value: b"chunked".to_vec(),
+            });
+            BodyEncoding::Chunked
+        }
+    };
+    Ok((head, encoding))
+}

@@ -1,0 +1,487 @@
+//! Server role: accepts QUIC sessions from authenticated clients and issues each request
+//! stream at the upstream over a pool of keep-alive TCP connections.
+//!
+//! Datagram routing: a packet goes to the connection whose ID is its destination CID. A new
+//! client's Initial packets carry a DCID the client chose; we derive our own CID from it with an
+//! HMAC, so every packet of a multi-packet ClientHello reaches the same connection without a
+//! Retry round trip. A short-header packet for a connection we do not know (say, after a
+//! restart) gets a stateless reset, whose token derives from the server's private key, so a
+//! restarted server can reset its predecessor's sessions and clients reconnect at once instead
+//! of waiting for their idle timeout.
+
+pub mod exchange;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::event::Event;
+use mio::{Interest, Registry, Token};
+use ring::hmac;
+use slab::Slab;
+
+use crate::config::ServerConfig;
+use crate::quic::session::Session;
+use crate::quic::udp::UdpIo;
+use crate::quic::{self, tls, CID_LEN};
+use crate::reactor::{Control, Driver, CONN_BASE, UDP};
+use crate::time::TimerQueue;
+use exchange::{Ctx, Exchange, Outcome};
+use upstream::{Pool, UpState};
+
+/// One client's session and the exchanges on it.
+struct PeerConn {
+    session: Session,
+    streams: HashMap<u64, usize>,
+    /// Client certificate names, for logs.
+    client: String,
+    cids: Vec<Vec<u8>>,
+}
+
+pub struct ServerProxy {
+    cfg: ServerConfig,
+    quiche_config: quiche::Config,
+    udp: UdpIo,
+    local: SocketAddr,
+    conns: Slab<PeerConn>,
+    by_cid: HashMap<Vec<u8>, usize>,
+    cid_key: hmac::Key,
+    reset_key: hmac::Key,
+    exchanges: Slab<(usize, Exchange)>,
+    pool: Pool,
+    timers: TimerQueue<usize>,
+    next_idle_expiry: Option<Instant>,
+    dirty: Vec<usize>,
+    stopping: bool,
+}
+
+impl ServerProxy {
+    pub fn new(
+        cfg: &ServerConfig,
+        registry: &Registry,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let tls = tls::server_context(&cfg.tls, cfg.allowed_client_names.clone())?;
+        let quiche_config = quic::setup::quiche_config(&cfg.transport, tls)?;
+        let t = &cfg.transport;
+        let socket = crate::net::bind_udp(cfg.listen, t.udp_recv_buffer, t.udp_send_buffer)
+            .map_err(|e| format!("listen {}: {e}", cfg.listen))?;
+        let mut udp = UdpIo::new(socket);
+        registry.register(
+            &mut udp.socket,
+            UDP,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let local = udp.local_addr()?;
+        log::info!(
+            "listening for QUIC on {local}, upstream {}",
+            cfg.upstream.address
+        );
+        let mut seed = [0u8; 32];
+        quic::random_bytes(&mut seed);
+        let key_pem = std::fs::read(&cfg.tls.key).map_err(|e| format!("tls.key: {e}"))?;
+        let reset_secret = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, b"ptproxy stateless reset v1"),
+            &key_pem,
+        );
+        Ok(ServerProxy {
+            cfg: cfg.clone(),
+            quiche_config,
+            udp,
+            local,
+            conns: Slab::new(),
+            by_cid: HashMap::new(),
+            cid_key: hmac::Key::new(hmac::HMAC_SHA256, &seed),
+            reset_key: hmac::Key::new(hmac::HMAC_SHA256, reset_secret.as_ref()),
+            exchanges: Slab::new(),
+            pool: Pool::new(cfg.upstream.address, cfg.upstream.max_idle),
+            timers: TimerQueue::default(),
+            next_idle_expiry: None,
+            dirty: Vec::new(),
+            stopping: false,
+        })
+    }
+
+    fn reset_token(&self, cid: &[u8]) -> u128 {
+        let tag = hmac::sign(&self.reset_key, cid);
+        let mut t = [0u8; 16];
+        t.copy_from_slice(&tag.as_ref()[..16]);
+        u128::from_be_bytes(t)
+    }
+
+    /// Reads every waiting datagram and routes it.
+    fn handle_readable(&mut self, now: Instant) {
+        for _ in 0..100_000 {
+            let (data, from) = match self.udp.recv() {
+                Ok(Some((data, from))) => (data.to_vec(), from),
+                Ok(None) => return,
+                Err(e) => {
+                    log::warn!("udp receive: {e}");
+                    return;
+                }
+            };
+            self.route(data, from, now);
+        }
+    }
+
+    fn route(&mut self, mut data: Vec<u8>, from: SocketAddr, now: Instant) {
+        let Ok(hdr) = quiche::Header::from_slice(&mut data, CID_LEN) else {
+            log::trace!("dropping unparseable datagram from {from}");
+            return;
+        };
+        let derived = hmac::sign(&self.cid_key, &hdr.dcid);
+        let derived = &derived.as_ref()[..CID_LEN];
+        let key = self
+            .by_cid
+            .get(hdr.dcid.as_ref())
+            .or_else(|| self.by_cid.get(derived))
+            .copied();
+        let key = match key {
+            Some(k) => k,
+            None if hdr.ty == quiche::Type::Initial => {
+                match self.accept(&hdr, derived.to_vec(), from, now) {
+                    Some(k) => k,
+                    None => return,
+                }
+            }
+            None if hdr.ty == quiche::Type::Short => {
+                self.send_stateless_reset(&hdr.dcid, data.len(), from);
+                return;
+            }
+            None => return,
+        };
+        let local = self.local;
+        if let Some(pc) = self.conns.get_mut(key) {
+            pc.session.handle_datagram(&mut data, from, local);
+        }
+    }
+
+    /// Creates a connection for a client's first Initial packet.
+    fn accept(
+        &mut self,
+        hdr: &quiche::Header<'_>,
+        scid: Vec<u8>,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Option<usize> {
+        if self.stopping {
+            return None;
+        }
+        if !quiche::version_is_supported(hdr.version) {
+            let mut out = [0u8; 1500];
+            if let Ok(n) = quiche::negotiate_version(&hdr.scid, &hdr.dcid, &mut out) {
+                let _ = self.udp.socket.send_to(&out[..n], from);
+            }
+            return None;
+        }
+        self.quiche_config
+            .set_stateless_reset_token(Some(self.reset_token(&scid)));
+        let cid = quiche::ConnectionId::from_ref(&scid);
+        let conn = match quiche::accept(&cid, None, self.local, from, &mut self.quiche_config) {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("cannot accept a session from {from}: {e}");
+                return None;
+            }
+        };
+        let key = self.conns.insert(PeerConn {
+            session: Session::new(conn, self.cfg.transport.keepalive_interval, now),
+            streams: HashMap::new(),
+            client: from.to_string(),
+            cids: vec![scid.clone()],
+        });
+        self.by_cid.insert(scid, key);
+        log::debug!("new session attempt from {from}");
+        Some(key)
+    }
+
+    /// RFC 9000 §10.3: unpredictable bits, then the token; shorter than the packet that caused it
+    /// so two servers cannot loop.
+    fn send_stateless_reset(&mut self, dcid: &[u8], received: usize, to: SocketAddr) {
+        const MIN: usize = 21;
+        if received <= MIN + 1 || dcid.len() != CID_LEN {
+            return;
+        }
+        let len = (received - 1).min(43);
+        let mut packet = vec![0u8; len];
+        quic::random_bytes(&mut packet[..len - 16]);
+        packet[0] = 0x40 | (packet[0] & 0x3f);
+        packet[len - 16..].copy_from_slice(&self.reset_token(dcid).to_be_bytes());
+        log::debug!("stateless reset to {to} for an unknown connection");
+        let _ = self.udp.socket.send_to(&packet, to);
+    }
+
+    /// After input: announce new sessions, poll their HTTP/3 events, collect writable streams.
+    fn poll_sessions(&mut self, registry: &Registry, now: Instant) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for ck in keys {
+            self.announce(ck);
+            for _ in 0..10_000 {
+                let Some(pc) = self.conns.get_mut(ck) else {
+                    break;
+                };
+                let Some(h3) = pc.session.h3.as_mut() else {
+                    break;
+                };
+                let (stream, event) = match h3.poll(&mut pc.session.conn) {
+                    Ok(pair) => pair,
+                    Err(quiche::h3::Error::Done) => break,
+                    Err(e) => {
+                        log::warn!("HTTP/3 error on the session with {}: {e}", pc.client);
+                        break;
+                    }
+                };
+                self.on_h3_event(registry, ck, stream, event, now);
+            }
+            if let Some(pc) = self.conns.get_mut(ck) {
+                while let Some(id) = pc.session.conn.stream_writable_next() {
+                    if let Some(&ek) = pc.streams.get(&id) {
+                        self.dirty.push(ek);
+                    }
+                }
+            }
+        }
+    }
+
+    fn announce(&mut self, ck: usize) {
+        let Some(pc) = self.conns.get_mut(ck) else {
+            return;
+        };
+        if pc.session.take_newly_usable() {
+            if let Some(der) = pc.session.conn.peer_cert() {
+                if let Ok(cert) = boring::x509::X509::from_der(der) {
+                    pc.client = format!(
+                        "{} ({})",
+                        pc.client,
+                        tls::certificate_names(&cert).join(",")
+                    );
+                }
+            }
+            log::info!("session established with client {}", pc.client);
+        }
+    }
+
+    fn on_h3_event(
+        &mut self,
+        registry: &Registry,
+        ck: usize,
+        stream: u64,
+        event: quiche::h3::Event,
+        now: Instant,
+    ) {
+        use quiche::h3::Event;
+        let existing = self
+            .conns
+            .get(ck)
+            .and_then(|pc| pc.streams.get(&stream))
+            .copied();
+        match (event, existing) {
+            (Event::Headers { list, more_frames }, None) => {
+                if self.stopping {
+                    return;
+                }
+                let ek = self.exchanges.vacant_key();
+                let ex = self.with_ctx(registry, ck, ek, now, |ctx| {
+                    Exchange::start(ctx, stream, &list, more_frames)
+                });
+                let Some(ex) = ex else { return };
+                self.exchanges.insert((ck, ex));
+                if let Some(pc) = self.conns.get_mut(ck) {
+                    pc.streams.insert(stream, ek);
+                }
+                self.dirty.push(ek);
+            }
+            (Event::Headers { .. }, Some(ek)) | (Event::Data, Some(ek)) => self.dirty.push(ek),
+            (Event::Finished, Some(ek)) => {
+                if let Some((_, ex)) = self.exchanges.get_mut(ek) {
+                    ex.on_finished();
+                }
+                self.dirty.push(ek);
+            }
+            (Event::Reset(_), Some(ek)) => {
+                self.run_exchange(registry, ek, now, |ex, ctx| ex.abort(ctx))
+            }
+            _ => {}
+        }
+    }
+
+    /// Builds the exchange context for connection `ck` and runs `f` in it.
+    fn with_ctx<T>(
+        &mut self,
+        registry: &Registry,
+        ck: usize,
+        ek: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Ctx<'_>) -> T,
+    ) -> Option<T> {
+        let pc = self.conns.get_mut(ck)?;
+        let mut ctx = context(pc, &mut self.pool, &self.cfg, registry, ek, now);
+        Some(f(&mut ctx))
+    }
+
+    /// Runs `f` on exchange `ek`; removes it when finished, reschedules its timer otherwise.
+    fn run_exchange(
+        &mut self,
+        registry: &Registry,
+        ek: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Exchange, &mut Ctx<'_>) -> Outcome,
+    ) {
+        let Some((ck, ex)) = self.exchanges.get_mut(ek) else {
+            return;
+        };
+        let before = ex.deadline;
+        let outcome = match self.conns.get_mut(*ck) {
+            Some(pc) => f(
+                ex,
+                &mut context(pc, &mut self.pool, &self.cfg, registry, ek, now),
+            ),
+            None => Outcome::Finished,
+        };
+        match outcome {
+            Outcome::Continue if ex.deadline != before || now >= before => {
+                self.timers.schedule(ex.deadline, ek)
+            }
+            Outcome::Continue => {}
+            Outcome::Finished => {
+                let (ck, ex) = self.exchanges.remove(ek);
+                if let Some(pc) = self.conns.get_mut(ck) {
+                    pc.streams.remove(&ex.stream);
+                }
+            }
+        }
+    }
+
+    /// Drops sessions that are closed, with their exchanges.
+    fn reap_closed(&mut self, registry: &Registry) {
+        let closed: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, pc)| pc.session.conn.is_closed())
+            .map(|(k, _)| k)
+            .collect();
+        for ck in closed {
+            let pc = self.conns.remove(ck);
+            log::info!(
+                "session with client {} ended: {}",
+                pc.client,
+                pc.session.close_reason()
+            );
+            for cid in &pc.cids {
+                self.by_cid.remove(cid);
+            }
+            for (_, ek) in pc.streams {
+                if let Some((_, ex)) = self.exchanges.try_remove(ek) {
+                    if let Some(key) = ex.upstream() {
+                        self.pool.close(registry, key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The per-exchange view of the server state (split borrows of its fields).
+fn context<'a>(
+    pc: &'a mut PeerConn,
+    pool: &'a mut Pool,
+    cfg: &'a ServerConfig,
+    registry: &'a Registry,
+    key: usize,
+    now: Instant,
+) -> Ctx<'a> {
+    Ctx {
+        now,
+        key,
+        registry,
+        session: &mut pc.session,
+        pool,
+        upstream: &cfg.upstream,
+        max_head_bytes: cfg.http.max_head_bytes,
+        access_log: cfg.http.access_log,
+        client: &pc.client,
+    }
+}
+
+impl Driver for ServerProxy {
+    fn handle_event(&mut self, registry: &Registry, event: &Event, now: Instant) {
+        match event.token() {
+            UDP => {
+                if event.is_readable() {
+                    self.handle_readable(now);
+                }
+                if event.is_writable() {
+                    self.udp.on_writable(now);
+                }
+            }
+            Token(t) if t >= CONN_BASE => {
+                let key = t - CONN_BASE;
+                let Some(up) = self.pool.conns.get_mut(key) else {
+                    return;
+                };
+                up.tcp.on_event(event);
+                if matches!(up.state, UpState::Idle { .. }) {
+                    self.pool.on_idle_event(registry, key);
+                } else {
+                    self.dirty.push(up.owner);
+                }
+            }
+            Token(_) => {}
+        }
+    }
+
+    fn process(&mut self, registry: &Registry, now: Instant) {
+        for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
+            pc.session.handle_timeout(now);
+        }
+        self.poll_sessions(registry, now);
+        for ek in self.timers.expired(now) {
+            self.run_exchange(registry, ek, now, |ex, ctx| ex.on_timer(ctx));
+        }
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for ek in dirty {
+            self.run_exchange(registry, ek, now, |ex, ctx| ex.drive(ctx));
+        }
+        if self.next_idle_expiry.is_none_or(|t| t <= now) {
+            self.next_idle_expiry =
+                self.pool
+                    .expire_idle(registry, now, self.cfg.upstream.idle_timeout);
+        }
+        for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
+            self.udp.send_from(&mut pc.session.conn, now);
+        }
+        self.reap_closed(registry);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let sessions = self
+            .conns
+            .iter()
+            .filter_map(|(_, pc)| pc.session.next_deadline())
+            .min();
+        let d = crate::time::earliest(sessions, self.timers.next_deadline());
+        let d = crate::time::earliest(d, self.next_idle_expiry);
+        crate::time::earliest(d, self.udp.next_release())
+    }
+
+    fn on_signal(&mut self, _now: Instant) -> Control {
+        if self.stopping {
+            return Control::Exit;
+        }
+        log::info!("stopping: closing {} session(s)", self.conns.len());
+        self.stopping = true;
+        for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
+            let _ = pc
+                .session
+                .conn
+                .close(true, quic::h3_code::NO_ERROR, b"server shutting down");
+        }
+        Control::Continue
+    }
+
+    fn is_finished(&self) -> bool {
+        self.stopping && self.conns.is_empty()
+    }
+}

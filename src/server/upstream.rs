@@ -1,0 +1,151 @@
+//! Server role: TCP connections to the upstream HTTP/1.1 service, connected on demand and kept
+//! alive in an idle pool for reuse.
+//!
+//! Each connection is `Connecting` (non-blocking connect under way), `Busy` (carrying one
+//! exchange) or `Idle` (in the pool). An idle connection that becomes readable was closed or
+//! spoke out of turn: it is dropped, never reused. Idle ones expire after
+//! `upstream.idle_timeout_ms`; at most `upstream.max_idle` are kept.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+
+use crate::bridge::tcp::TcpConn;
+use crate::reactor::CONN_BASE;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpState {
+    Connecting,
+    Busy,
+    Idle { since: Instant },
+}
+
+pub struct Upstream {
+    pub tcp: TcpConn,
+    pub state: UpState,
+    /// Exchanges this connection carried (0 for a fresh one).
+    pub reused: u32,
+    /// The exchange using it (meaningless while idle).
+    pub owner: usize,
+}
+
+pub struct Pool {
+    address: SocketAddr,
+    max_idle: usize,
+    pub conns: Slab<Upstream>,
+    /// Idle connection keys, most recently used last.
+    idle: Vec<usize>,
+}
+
+impl Pool {
+    pub fn new(address: SocketAddr, max_idle: usize) -> Self {
+        Pool {
+            address,
+            max_idle,
+            conns: Slab::new(),
+            idle: Vec::new(),
+        }
+    }
+
+    /// An idle connection for a new exchange, or a new one being connected.
+    pub fn checkout(&mut self, registry: &Registry, owner: usize) -> io::Result<usize> {
+        while let Some(key) = self.idle.pop() {
+            let Some(up) = self.conns.get_mut(key) else {
+                continue;
+            };
+            up.tcp.fill();
+            if up.tcp.eof || up.tcp.failed.is_some() || !up.tcp.input.is_empty() {
+                self.close(registry, key);
+                continue;
+            }
+            up.state = UpState::Busy;
+            up.reused += 1;
+            up.owner = owner;
+            return Ok(key);
+        }
+        let stream = mio::net::TcpStream::connect(self.address)?;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let mut tcp = TcpConn::new(stream);
+        registry.register(
+            &mut tcp.stream,
+            Token(CONN_BASE + key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        entry.insert(Upstream {
+            tcp,
+            state: UpState::Connecting,
+            reused: 0,
+            owner,
+        });
+        Ok(key)
+    }
+
+    /// Returns a connection after an exchange: pooled if `reusable`, closed otherwise.
+    pub fn checkin(&mut self, registry: &Registry, key: usize, reusable: bool, now: Instant) {
+        let Some(up) = self.conns.get_mut(key) else {
+            return;
+        };
+        let clean = up.tcp.input.is_empty()
+            && up.tcp.pending_output() == 0
+            && !up.tcp.eof
+            && up.tcp.failed.is_none();
+        if reusable && clean && self.idle.len() < self.max_idle {
+            up.state = UpState::Idle { since: now };
+            self.idle.push(key);
+        } else {
+            self.close(registry, key);
+        }
+    }
+
+    pub fn close(&mut self, registry: &Registry, key: usize) {
+        if let Some(mut up) = self.conns.try_remove(key) {
+            let _ = registry.deregister(&mut up.tcp.stream);
+        }
+        self.idle.retain(|k| *k != key);
+    }
+
+    /// An event on an idle connection: the upstream closed it or sent something unasked.
+    pub fn on_idle_event(&mut self, registry: &Registry, key: usize) {
+        let Some(up) = self.conns.get_mut(key) else {
+            return;
+        };
+        up.tcp.fill();
+        if up.tcp.eof || up.tcp.failed.is_some() || !up.tcp.input.is_empty() {
+            log::debug!("idle upstream connection closed by the upstream");
+            self.close(registry, key);
+        }
+    }
+
+    /// Closes idle connections older than `max_age`; returns when the next one expires.
+    pub fn expire_idle(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        max_age: std::time::Duration,
+    ) -> Option<Instant> {
+        let expired: Vec<usize> = self
+            .idle
+            .iter()
+            .copied()
+            .filter(|k| matches!(self.conns.get(*k).map(|u| u.state), Some(UpState::Idle { since }) if since + max_age <= now))
+            .collect();
+        for key in expired {
+            self.close(registry, key);
+        }
+        self.idle
+            .iter()
+            .filter_map(|k| match self.conns.get(*k).map(|u| u.state) {
+                Some(UpState::Idle { since }) => Some(since + max_age),
+                _ => None,
+            })
+            .min()
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.len()
+    }
+}
