@@ -24,8 +24,11 @@ pub struct TcpConn {
     writable: bool,
     /// The peer finished sending (read returned 0).
     pub eof: bool,
-    /// A fatal socket error; the connection is unusable.
-    pub failed: Option<io::Error>,
+    /// Reading failed (reset by the peer, ...): no more input will come.
+    pub read_failed: Option<io::Error>,
+    /// Writing failed (the peer is gone): queued and future output is discarded. Input that
+    /// already arrived can still be read, e.g. an upstream's early answer.
+    pub write_failed: Option<io::Error>,
 }
 
 impl TcpConn {
@@ -38,7 +41,8 @@ impl TcpConn {
             readable: true,
             writable: true,
             eof: false,
-            failed: None,
+            read_failed: None,
+            write_failed: None,
         }
     }
 
@@ -52,7 +56,11 @@ impl TcpConn {
     /// (or EOF) arrived.
     pub fn fill(&mut self) -> bool {
         let mut progress = false;
-        while self.readable && !self.eof && self.failed.is_none() && self.input.len() < READ_CAP {
+        while self.readable
+            && !self.eof
+            && self.read_failed.is_none()
+            && self.input.len() < READ_CAP
+        {
             let start = self.input.len();
             let want = READ_CHUNK.min(READ_CAP - start);
             self.input.resize(start + want, 0);
@@ -73,7 +81,7 @@ impl TcpConn {
                         io::ErrorKind::WouldBlock => self.readable = false,
                         io::ErrorKind::Interrupted => {}
                         _ => {
-                            self.failed = Some(e);
+                            self.read_failed = Some(e);
                             progress = true;
                         }
                     }
@@ -90,7 +98,19 @@ impl TcpConn {
 
     /// Queues bytes to send (callers respect [`TcpConn::write_room`] for bodies).
     pub fn queue(&mut self, bytes: &[u8]) {
-        self.output.extend_from_slice(bytes);
+        if self.write_failed.is_none() {
+            self.output.extend_from_slice(bytes);
+        }
+    }
+
+    /// No more input (EOF or a read error).
+    pub fn input_ended(&self) -> bool {
+        self.eof || self.read_failed.is_some()
+    }
+
+    /// Either direction failed.
+    pub fn is_broken(&self) -> bool {
+        self.read_failed.is_some() || self.write_failed.is_some()
     }
 
     /// Direct access to the output queue, for encoders that append in place.
@@ -110,10 +130,10 @@ impl TcpConn {
     /// Writes queued output while the socket accepts it. Returns whether any byte left.
     pub fn flush(&mut self) -> bool {
         let mut progress = false;
-        while self.writable && self.failed.is_none() && self.output_sent < self.output.len() {
+        while self.writable && self.write_failed.is_none() && self.output_sent < self.output.len() {
             match self.stream.write(&self.output[self.output_sent..]) {
                 Ok(0) => {
-                    self.failed = Some(io::ErrorKind::WriteZero.into());
+                    self.write_failed = Some(io::ErrorKind::WriteZero.into());
                 }
                 Ok(n) => {
                     self.output_sent += n;
@@ -122,11 +142,11 @@ impl TcpConn {
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => self.writable = false,
                     io::ErrorKind::Interrupted => {}
-                    _ => self.failed = Some(e),
+                    _ => self.write_failed = Some(e),
                 },
             }
         }
-        if self.output_sent == self.output.len() {
+        if self.output_sent == self.output.len() || self.write_failed.is_some() {
             self.output.clear();
             self.output_sent = 0;
         } else if self.output_sent > WRITE_CAP {

@@ -126,7 +126,7 @@ impl Downstream {
                 Phase::Closing | Phase::Lingering | Phase::Done => false,
             };
             self.tcp.flush();
-            if self.tcp.failed.is_some() && !matches!(self.phase, Phase::Done) {
+            if self.tcp.is_broken() && !matches!(self.phase, Phase::Done) {
                 self.abort(ctx);
             }
             let ended = self.step_close(ctx.now);
@@ -145,7 +145,7 @@ impl Downstream {
         }
         if matches!(self.phase, Phase::Lingering) {
             self.tcp.consume(self.tcp.input.len());
-            if self.tcp.eof || self.tcp.failed.is_some() {
+            if self.tcp.input_ended() || self.tcp.write_failed.is_some() {
                 self.phase = Phase::Done;
             }
         }
@@ -252,9 +252,12 @@ impl Downstream {
             return progress;
         };
         if let Some(session) = ctx.session.as_deref_mut() {
-            if ex.pump_response(&mut self.tcp, session).is_err() {
-                self.abort(ctx);
-                return true;
+            match ex.pump_response(&mut self.tcp, session) {
+                Ok(p) => progress |= p,
+                Err(()) => {
+                    self.abort(ctx);
+                    return true;
+                }
             }
         }
         progress | self.complete_if_done(ctx)
@@ -564,18 +567,20 @@ impl Exchange {
     }
 
     /// Moves response body bytes from the stream to the socket while the socket has room.
-    fn pump_response(&mut self, tcp: &mut TcpConn, session: &mut Session) -> Result<(), ()> {
+    /// Returns whether anything moved. `Err` means the response cannot be completed.
+    fn pump_response(&mut self, tcp: &mut TcpConn, session: &mut Session) -> Result<bool, ()> {
         let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
-            return Ok(());
+            return Ok(false);
         };
         let Response::Body(encoder) = &mut self.response else {
-            return Ok(());
+            return Ok(false);
         };
         let mut buf = [0u8; 16 * 1024];
+        let mut progress = false;
         loop {
             let room = tcp.write_room().min(buf.len());
             if room == 0 {
-                return Ok(());
+                return Ok(progress);
             }
             match h3.recv_body(&mut session.conn, id, &mut buf[..room]) {
                 Ok(n) => {
@@ -583,6 +588,7 @@ impl Exchange {
                         .encode(&buf[..n], tcp.output_mut())
                         .map_err(|_| ())?;
                     self.resp_bytes += n as u64;
+                    progress = true;
                 }
                 Err(h3::Error::Done) => break,
                 Err(_) => return Err(()),
@@ -591,8 +597,9 @@ impl Exchange {
         if self.fin_received {
             encoder.finish(&[], tcp.output_mut()).map_err(|_| ())?;
             self.response = Response::Done;
+            progress = true;
         }
-        Ok(())
+        Ok(progress)
     }
 }
 

@@ -182,7 +182,9 @@ pub fn load(path: &Path, role: Role) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; `base` is the folder relative paths resolve against.
 pub fn parse(text: &str, base: &Path, role: Role) -> Result<Config, ConfigError> {
-    let json_error = |e: serde_json::Error| ConfigError::new(field_at(text, e.line(), e.column()), e.to_string());
+    let json_error = |e: serde_json::Error| {
+        ConfigError::new(field_at(text, e.line(), e.column()), e.to_string())
+    };
     match role {
         Role::Client => {
             let raw: file::ClientFile = serde_json::from_str(text).map_err(json_error)?;
@@ -198,7 +200,12 @@ pub fn parse(text: &str, base: &Path, role: Role) -> Result<Config, ConfigError>
 /// The JSON key whose value sits at (line, column), for naming the field in serde's errors
 /// (which give only a position for type errors). Falls back to "(json)".
 fn field_at(text: &str, line: usize, column: usize) -> String {
-    let offset: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum::<usize>() + column;
+    let offset: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        + column;
     let before = text.get(..offset.min(text.len())).unwrap_or(text);
     let mut rest = before;
     while let Some(colon) = rest.rfind(':') {

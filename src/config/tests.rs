@@ -153,8 +153,16 @@ fn errors_name_the_field() {
             "tls.key",
         ),
         (Role::Server, with(SERVER, r#""peer": {}"#), "peer"),
-        (Role::Client, with(CLIENT, r#""transport": {"pacing": "yes"}"#), "pacing: invalid type"),
-        (Role::Client, with(CLIENT, r#""http": {"session_wait_ms": -5}"#), "session_wait_ms: invalid value"),
+        (
+            Role::Client,
+            with(CLIENT, r#""transport": {"pacing": "yes"}"#),
+            "pacing: invalid type",
+        ),
+        (
+            Role::Client,
+            with(CLIENT, r#""http": {"session_wait_ms": -5}"#),
+            "session_wait_ms: invalid value",
+        ),
         (
             Role::Server,
             SERVER.replace("\"127.0.0.1:8000\"", "\"x:y\""),

@@ -303,7 +303,7 @@ impl Exchange {
                     };
                     return Ok(true);
                 }
-                Ok(None) if up.tcp.eof || up.tcp.failed.is_some() => {
+                Ok(None) if up.tcp.input_ended() => {
                     return Err(Failure::Answer(answers::upstream_closed()));
                 }
                 Ok(None) => return Ok(false),
@@ -330,10 +330,7 @@ impl Exchange {
                         .decode(&up.tcp.input, &mut self.chunk, BODY_CHUNK)
                         .map_err(|_| Failure::Reset("malformed response body from the upstream"))?;
                     up.tcp.consume(used);
-                    if self.chunk.is_empty()
-                        && !decoder.is_done()
-                        && (up.tcp.eof || up.tcp.failed.is_some())
-                    {
+                    if self.chunk.is_empty() && !decoder.is_done() && up.tcp.input_ended() {
                         decoder.at_eof().map_err(|_| {
                             Failure::Reset("the upstream cut the response body short")
                         })?;

@@ -57,7 +57,7 @@ impl Pool {
                 continue;
             };
             up.tcp.fill();
-            if up.tcp.eof || up.tcp.failed.is_some() || !up.tcp.input.is_empty() {
+            if up.tcp.eof || up.tcp.is_broken() || !up.tcp.input.is_empty() {
                 self.close(registry, key);
                 continue;
             }
@@ -92,7 +92,7 @@ impl Pool {
         let clean = up.tcp.input.is_empty()
             && up.tcp.pending_output() == 0
             && !up.tcp.eof
-            && up.tcp.failed.is_none();
+            && !up.tcp.is_broken();
         if reusable && clean && self.idle.len() < self.max_idle {
             up.state = UpState::Idle { since: now };
             self.idle.push(key);
@@ -114,7 +114,7 @@ impl Pool {
             return;
         };
         up.tcp.fill();
-        if up.tcp.eof || up.tcp.failed.is_some() || !up.tcp.input.is_empty() {
+        if up.tcp.eof || up.tcp.is_broken() || !up.tcp.input.is_empty() {
             log::debug!("idle upstream connection closed by the upstream");
             self.close(registry, key);
         }

@@ -137,7 +137,10 @@ fn request_from_h3_refuses_malformed_sections() {
             "connection-specific",
         ),
         (base(vec![h3("te", "gzip")]), "connection-specific"),
-        (base(vec![h3("x-a", "1"), h3(":protocol", "x")]), "pseudo-header after"),
+        (
+            base(vec![h3("x-a", "1"), h3(":protocol", "x")]),
+            "pseudo-header after",
+        ),
         (
             vec![
                 h3(":method", "GET"),
