@@ -63,6 +63,9 @@ pub struct Exchange {
     version: Version,
     /// Request fields not sent yet (the session was not usable or the stream was blocked).
     fields: Option<Vec<H3Header>>,
+    /// A copy of the sent fields while the request may be sent again on a new session: it has
+    /// no body, an idempotent method, and no response started (RFC 9110 §9.2.2).
+    resend: Option<Vec<H3Header>>,
     has_body: bool,
     pub stream: Option<u64>,
     wait_until: Instant,
@@ -319,6 +322,25 @@ impl Downstream {
         self.drive(ctx);
     }
 
+    /// The session died under our stream. A request that may be repeated waits for the next
+    /// session (once); others are answered 503, or aborted if their response had started.
+    pub fn on_session_lost(&mut self, ctx: &mut Ctx<'_>) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        if matches!(ex.response, Response::AwaitHead) {
+            if let Some(fields) = ex.resend.take() {
+                ex.stream = None;
+                ex.fields = Some(fields);
+                ex.wait_until = ctx.now + ctx.http.session_wait;
+                self.deadline = Some(ex.wait_until);
+                log::debug!("{} {} from {}: will be sent again on the next session", ex.method, ex.target, self.peer);
+                return;
+            }
+        }
+        self.on_stream_failed(ctx, answers::session_lost());
+    }
+
     /// The peer reset our stream (or the session died): answer if we still can, else abort.
     pub fn on_stream_failed(&mut self, ctx: &mut Ctx<'_>, answer: Answer) {
         let Phase::Exchange(ex) = &mut self.phase else {
@@ -414,6 +436,7 @@ impl Exchange {
             target: req.target.clone(),
             version: req.version,
             fields: Some(fields),
+            resend: None,
             has_body,
             stream: None,
             wait_until: ctx.now + ctx.http.session_wait,
@@ -449,7 +472,10 @@ impl Exchange {
         match h3.send_request(&mut session.conn, fields, !self.has_body) {
             Ok(id) => {
                 self.stream = Some(id);
-                self.fields = None;
+                let sent = self.fields.take();
+                if !self.has_body && is_idempotent(&self.method) {
+                    self.resend = sent;
+                }
                 self.request_done = !self.has_body;
                 ctx.by_stream.insert(id, ctx.key);
                 Ok(true)
@@ -562,6 +588,7 @@ impl Exchange {
         };
         write::write_response_head(&head, tcp.output_mut());
         self.status = status;
+        self.resend = None;
         self.response = Response::Body(BodyEncoder::new(encoding));
         Ok(())
     }
@@ -601,6 +628,11 @@ impl Exchange {
         }
         Ok(progress)
     }
+}
+
+/// Methods a client may repeat without changing the outcome (RFC 9110 §9.2.2).
+fn is_idempotent(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
 }
 
 fn field(name: &str, value: &str) -> Header {

@@ -203,7 +203,7 @@ impl ClientProxy {
         let keys: Vec<usize> = self.by_stream.drain().map(|(_, k)| k).collect();
         for key in keys {
             self.with_down(registry, key, now, |d, ctx| {
-                d.on_stream_failed(ctx, answers::session_lost())
+                d.on_session_lost(ctx)
             });
         }
     }
