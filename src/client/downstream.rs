@@ -29,6 +29,8 @@ use crate::h1::write;
 use crate::quic::h3_code;
 use crate::quic::session::Session;
 
+/// Steps one `drive` call may take before yielding to other connections.
+const DRIVE_BUDGET: usize = 64;
 /// Decoded request body bytes handed to HTTP/3 per step.
 const BODY_CHUNK: usize = 64 * 1024;
 /// How long a closing connection keeps reading (and discarding) so its last response is not
@@ -95,6 +97,8 @@ pub struct Downstream {
     pub deadline: Option<Instant>,
     /// Bytes of the next head arrived (the head timeout runs).
     head_started: bool,
+    /// The last `drive` ran out of budget with work left.
+    pub more_work: bool,
     served: u32,
 }
 
@@ -106,6 +110,7 @@ impl Downstream {
             phase: Phase::Idle,
             deadline: Some(now + http.head_timeout),
             head_started: true,
+            more_work: false,
             served: 0,
         }
     }
@@ -119,24 +124,27 @@ impl Downstream {
         matches!(&self.phase, Phase::Exchange(ex) if ex.stream.is_none() && ex.fields.is_some())
     }
 
-    /// Makes all the progress possible now.
+    /// Makes all the progress possible now. Sets `more_work` when it stopped at its step budget
+    /// with progress still possible (the proxy then drives it again without waiting for an
+    /// event: the sockets it left ready will not report a new edge).
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) {
-        for _ in 0..64 {
-            self.tcp.fill();
-            let progress = match self.phase {
+        self.more_work = false;
+        for _ in 0..DRIVE_BUDGET {
+            let mut progress = self.tcp.fill();
+            progress |= match self.phase {
                 Phase::Idle => self.start_exchange(ctx),
                 Phase::Exchange(_) => self.advance(ctx),
                 Phase::Closing | Phase::Lingering | Phase::Done => false,
             };
-            self.tcp.flush();
+            progress |= self.tcp.flush();
             if self.tcp.is_broken() && !matches!(self.phase, Phase::Done) {
                 self.abort(ctx);
             }
-            let ended = self.step_close(ctx.now);
-            if !progress || ended {
-                break;
+            if self.step_close(ctx.now) || !progress {
+                return;
             }
         }
+        self.more_work = true;
     }
 
     /// Closing -> Lingering -> Done as the output drains and the peer goes away.
@@ -334,7 +342,12 @@ impl Downstream {
                 ex.fields = Some(fields);
                 ex.wait_until = ctx.now + ctx.http.session_wait;
                 self.deadline = Some(ex.wait_until);
-                log::debug!("{} {} from {}: will be sent again on the next session", ex.method, ex.target, self.peer);
+                log::debug!(
+                    "{} {} from {}: will be sent again on the next session",
+                    ex.method,
+                    ex.target,
+                    self.peer
+                );
                 return;
             }
         }
@@ -632,7 +645,10 @@ impl Exchange {
 
 /// Methods a client may repeat without changing the outcome (RFC 9110 §9.2.2).
 fn is_idempotent(method: &str) -> bool {
-    matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
 }
 
 fn field(name: &str, value: &str) -> Header {

@@ -143,6 +143,9 @@ impl ClientProxy {
             let _ = registry.deregister(&mut down.tcp.stream);
             return;
         }
+        if down.more_work {
+            self.dirty.push(key);
+        }
         if let Some(d) = down.deadline.filter(|d| Some(*d) != before) {
             self.timers.schedule(d, key);
         }
@@ -202,9 +205,7 @@ impl ClientProxy {
     fn fail_all_streams(&mut self, registry: &Registry, now: Instant) {
         let keys: Vec<usize> = self.by_stream.drain().map(|(_, k)| k).collect();
         for key in keys {
-            self.with_down(registry, key, now, |d, ctx| {
-                d.on_session_lost(ctx)
-            });
+            self.with_down(registry, key, now, |d, ctx| d.on_session_lost(ctx));
         }
     }
 }
@@ -271,6 +272,9 @@ impl Driver for ClientProxy {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        if !self.dirty.is_empty() {
+            return Some(Instant::now());
+        }
         crate::time::earliest(self.link.next_deadline(), self.timers.next_deadline())
     }
 

@@ -26,6 +26,8 @@ use crate::quic::session::Session;
 use super::upstream::{Pool, UpState};
 
 const BODY_CHUNK: usize = 64 * 1024;
+/// Steps one `drive` call may take before yielding to other exchanges.
+const DRIVE_BUDGET: usize = 64;
 
 pub struct Ctx<'a> {
     pub now: Instant,
@@ -55,6 +57,8 @@ enum Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Continue,
+    /// Stopped at the step budget with progress still possible: drive again soon.
+    Yielded,
     Finished,
 }
 
@@ -121,7 +125,7 @@ impl Exchange {
 
     /// Makes all the progress possible now.
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
-        for _ in 0..64 {
+        for _ in 0..DRIVE_BUDGET {
             let progress = match self.step(ctx) {
                 Ok(p) => p,
                 Err(Failure::Answer(answer)) => {
@@ -141,10 +145,10 @@ impl Exchange {
                 return outcome;
             }
             if !progress {
-                break;
+                return Outcome::Continue;
             }
         }
-        Outcome::Continue
+        Outcome::Yielded
     }
 
     fn step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {

@@ -338,11 +338,15 @@ impl ServerProxy {
             ),
             None => Outcome::Finished,
         };
+        if outcome == Outcome::Yielded {
+            self.dirty.push(ek);
+        }
         match outcome {
-            Outcome::Continue if ex.deadline != before || now >= before => {
-                self.timers.schedule(ex.deadline, ek)
+            Outcome::Continue | Outcome::Yielded => {
+                if ex.deadline != before || now >= before {
+                    self.timers.schedule(ex.deadline, ek);
+                }
             }
-            Outcome::Continue => {}
             Outcome::Finished => {
                 let (ck, ex) = self.exchanges.remove(ek);
                 if let Some(pc) = self.conns.get_mut(ck) {
@@ -456,6 +460,9 @@ impl Driver for ServerProxy {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        if !self.dirty.is_empty() {
+            return Some(Instant::now());
+        }
         let sessions = self
             .conns
             .iter()
