@@ -1,0 +1,95 @@
+//! Test harness for the ptproxy end-to-end tests.
+//!
+//! Everything here is plain `std`: no dev-dependencies.
+//! - [`proxy::Proxy`]: guard around one ptproxy process (stderr capture, log waits, kill/restart).
+//! - [`pair::PairBuilder`] / [`pair::Pair`]: a configured client+server pair, ready to use.
+//! - [`upstream::Upstream`]: recording HTTP/1.1 origin server.
+//! - [`relay::UdpRelay`]: lossy / delaying UDP relay between the two proxies.
+//! - [`http`]: raw HTTP/1.1 client helpers.
+//! - [`json`]: tiny JSON value used to write configs.
+//! - [`pattern`]: deterministic byte pattern and checksum for big transfers.
+#![allow(dead_code, unused_imports)]
+
+pub mod http;
+pub mod json;
+pub mod pair;
+pub mod pattern;
+pub mod proxy;
+pub mod relay;
+pub mod tmp;
+pub mod upstream;
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub use http::{HttpConn, Response};
+pub use pair::{Pair, PairBuilder};
+pub use proxy::{Proxy, Role};
+pub use relay::{RelayConfig, UdpRelay};
+pub use upstream::Upstream;
+
+/// Path of the ptproxy binary under test (the one Cargo built for this
+/// package; PTPROXY_E2E_BIN overrides it, e.g. to test another build).
+pub fn ptproxy_bin() -> PathBuf {
+    match std::env::var_os("PTPROXY_E2E_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_ptproxy")),
+    }
+}
+
+/// Root of the repository (where Cargo.toml lives).
+pub fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Absolute path of a file of the test PKI (tests/data/pki).
+pub fn pki(name: &str) -> PathBuf {
+    repo_dir().join("tests").join("data").join("pki").join(name)
+}
+
+/// Serialises the tests that move hundreds of megabytes so that they do not
+/// compete with each other for the (few) cores.
+pub fn heavy_lock() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Polls `f` every `every` until it returns `Some`, or `timeout` passes.
+pub fn poll_until<T>(
+    timeout: Duration,
+    every: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(every.min(deadline - now));
+    }
+}
+
+/// Free loopback TCP port (bound to port 0, then released).
+pub fn free_tcp_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// Free loopback UDP port (bound to port 0, then released).
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+    s.local_addr().unwrap().port()
+}
+
+/// A loopback TCP address where nothing listens (connects are refused).
+pub fn closed_tcp_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp 127.0.0.1:0");
+    let a = l.local_addr().unwrap();
+    drop(l);
+    a
+}

@@ -1,0 +1,27 @@
+//! End-to-end tests of ptproxy: real `ptproxy --role server` and
+//! `ptproxy --role client` processes, a recording mock upstream, raw HTTP/1.1
+//! clients and (where needed) a lossy UDP relay between the two proxies.
+//!
+//! Every test builds its own pair (own temp dir, ports, processes). Useful
+//! environment variables:
+//! - PTPROXY_E2E_RUST_LOG: RUST_LOG of the proxies (default `info`)
+//! - PTPROXY_E2E_SEED: seed of the lossy relay
+//! - PTPROXY_E2E_KEEP: keep the temp dirs (configs)
+//! - PTPROXY_E2E_BIN: test another ptproxy binary than the one Cargo built
+//!
+//! On failure the captured output and config of both proxies, the upstream's
+//! recorded requests and the relay's counters/seed are printed.
+
+mod harness;
+
+mod harness_selftest;
+
+mod auth;
+mod basic;
+mod bulk;
+mod check;
+mod connections;
+mod errors;
+mod framing;
+mod lossy;
+mod session;
