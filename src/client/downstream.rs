@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use quiche::h3::{self, Header as H3Header};
 
+use super::request;
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
 use crate::bridge::tcp::TcpConn;
 use crate::config::ClientHttpConfig;
-use crate::h1::body::{self, BodyDecoder, BodyEncoder, BodyEncoding, BodyFraming};
+use crate::h1::body::{self, BodyDecoder, BodyEncoder, BodyEncoding};
 use crate::h1::head::{self, Header, Limits, RequestHead, ResponseHead, Version};
 use crate::h1::write;
 use crate::quic::h3_code;
@@ -72,9 +73,14 @@ pub struct Exchange {
     pub stream: Option<u64>,
     wait_until: Instant,
     decoder: BodyDecoder,
+    body_limit: Option<u64>,
     chunk: Vec<u8>,
+    /// Request trailers still to send (after the last body bytes).
+    request_trailers: Option<Vec<H3Header>>,
     request_done: bool,
     response: Response,
+    /// Response trailers received from the peer, written with the last chunk.
+    response_trailers: Vec<Header>,
     fin_received: bool,
     keep_alive: bool,
     started: Instant,
@@ -199,7 +205,7 @@ impl Downstream {
         };
         let (request, len) = parsed;
         self.tcp.consume(len);
-        match Exchange::new(&request, ctx) {
+        match Exchange::new(&request, self.peer, ctx) {
             Ok((ex, interim)) => {
                 if let Some(bytes) = interim {
                     self.tcp.queue(bytes);
@@ -253,9 +259,13 @@ impl Downstream {
         };
         match ex.pump_request(&mut self.tcp, session) {
             Ok(p) => progress |= p,
-            Err(reason) => {
-                log::debug!("request body from {} broken: {reason}", self.peer);
-                self.abort(ctx);
+            Err(answer) => {
+                log::debug!(
+                    "request body from {} refused: {}",
+                    self.peer,
+                    answer.details
+                );
+                self.fail_request(ctx, answer);
                 return true;
             }
         }
@@ -402,6 +412,22 @@ impl Downstream {
         self.drive(ctx);
     }
 
+    /// The request cannot be completed: cancel the stream (the server then abandons the
+    /// upstream request), and answer if the response has not started, else abort.
+    fn fail_request(&mut self, ctx: &mut Ctx<'_>, answer: Answer) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        if !matches!(ex.response, Response::AwaitHead) {
+            self.abort(ctx);
+            return;
+        }
+        self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
+        log_access(ctx, self.peer, ex, answer.status);
+        self.release_stream(ctx, h3_code::REQUEST_CANCELLED);
+        self.phase = Phase::Closing;
+    }
+
     /// Gives the stream back (reset both directions) if the exchange still holds one.
     fn release_stream(&mut self, ctx: &mut Ctx<'_>, code: u64) {
         let Phase::Exchange(ex) = &mut self.phase else {
@@ -427,36 +453,32 @@ impl Downstream {
 impl Exchange {
     /// Validates the request head and prepares its HTTP/3 form. Returns an interim
     /// `100 Continue` to write when the client asked for one.
-    fn new(req: &RequestHead, ctx: &Ctx<'_>) -> Result<(Self, Option<&'static [u8]>), Answer> {
-        let bad = |status: u16, reason: &str| answers::bad_request(status, reason);
-        if req.method == "CONNECT" {
-            return Err(bad(501, "CONNECT is not supported"));
-        }
-        let framing = body::request_framing(req).map_err(|e| bad(e.status, e.reason))?;
-        let (authority, path) =
-            target_parts(req, ctx.default_authority).map_err(|r| bad(400, r))?;
-        let expects_continue = req
-            .header("expect")
-            .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-        let mut forwarded = req.clone();
-        forwarded
-            .headers
-            .retain(|h| !h.name.eq_ignore_ascii_case("expect") || !expects_continue);
-        let has_body = !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
-        let fields = headers::request_to_h3(&forwarded, &authority, &path);
+    fn new(
+        req: &RequestHead,
+        peer: SocketAddr,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Self, Option<&'static [u8]>), Answer> {
+        let prepared = request::prepare(req, peer, ctx.http, ctx.default_authority)?;
+        let has_body = prepared.has_body();
+        let interim: Option<&'static [u8]> = prepared
+            .continue_now
+            .then_some(b"HTTP/1.1 100 Continue\r\n\r\n");
         let ex = Exchange {
             method: req.method.clone(),
             target: req.target.clone(),
             version: req.version,
-            fields: Some(fields),
+            fields: Some(prepared.fields),
             resend: None,
             has_body,
             stream: None,
             wait_until: ctx.now + ctx.http.session_wait,
-            decoder: BodyDecoder::new(framing),
+            decoder: BodyDecoder::new(prepared.framing),
+            body_limit: ctx.http.max_body_bytes,
             chunk: Vec::new(),
+            request_trailers: None,
             request_done: false,
             response: Response::AwaitHead,
+            response_trailers: Vec::new(),
             fin_received: false,
             keep_alive: req.wants_keep_alive(),
             started: ctx.now,
@@ -464,8 +486,6 @@ impl Exchange {
             resp_bytes: 0,
             status: 0,
         };
-        let interim: Option<&'static [u8]> =
-            (expects_continue && has_body).then_some(b"HTTP/1.1 100 Continue\r\n\r\n");
         Ok((ex, interim))
     }
 
@@ -486,7 +506,7 @@ impl Exchange {
             Ok(id) => {
                 self.stream = Some(id);
                 let sent = self.fields.take();
-                if !self.has_body && is_idempotent(&self.method) {
+                if !self.has_body && request::is_idempotent(&self.method) {
                     self.resend = sent;
                 }
                 self.request_done = !self.has_body;
@@ -504,35 +524,33 @@ impl Exchange {
         }
     }
 
-    /// Moves request body bytes from the socket into the stream. `Err` means the body is broken
-    /// (malformed framing, or the client went away before its end).
-    fn pump_request(
-        &mut self,
-        tcp: &mut TcpConn,
-        session: &mut Session,
-    ) -> Result<bool, &'static str> {
+    /// Moves request body bytes from the socket into the stream, then the trailers. `Err`
+    /// carries the answer for a broken body (malformed framing, over the size limit, or the
+    /// client went away before its end).
+    fn pump_request(&mut self, tcp: &mut TcpConn, session: &mut Session) -> Result<bool, Answer> {
         let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
             return Ok(false);
         };
         let mut progress = false;
         while !self.request_done {
             if self.chunk.is_empty() && !self.decoder.is_done() {
-                let used = self
-                    .decoder
-                    .decode(&tcp.input, &mut self.chunk, BODY_CHUNK)
-                    .map_err(body_error)?;
-                tcp.consume(used);
-                progress |= used > 0;
+                progress |= self.decode_request_body(tcp)?;
                 if self.chunk.is_empty() && !self.decoder.is_done() {
-                    if tcp.eof {
-                        self.decoder.at_eof().map_err(body_error)?;
-                    }
-                    if !self.decoder.is_done() {
-                        break;
-                    }
+                    break;
                 }
             }
-            let fin = self.decoder.is_done();
+            if self.chunk.is_empty() {
+                if let Some(trailers) = &self.request_trailers {
+                    match h3.send_additional_headers(&mut session.conn, id, trailers, true, true) {
+                        Ok(()) => self.request_done = true,
+                        Err(h3::Error::StreamBlocked) | Err(h3::Error::Done) => break,
+                        Err(e) => return Err(stream_failed(e)),
+                    }
+                    progress = true;
+                    continue;
+                }
+            }
+            let fin = self.decoder.is_done() && self.request_trailers.is_none();
             match h3.send_body(&mut session.conn, id, &self.chunk, fin) {
                 Ok(n) => {
                     self.chunk.drain(..n);
@@ -540,15 +558,58 @@ impl Exchange {
                     progress = true;
                     if self.chunk.is_empty() && fin {
                         self.request_done = true;
-                    } else if n == 0 {
+                    } else if n == 0 && !self.chunk.is_empty() {
                         break;
                     }
                 }
                 Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => break,
-                Err(_) => return Err("the stream to the peer failed"),
+                Err(e) => return Err(stream_failed(e)),
             }
         }
         Ok(progress)
+    }
+
+    /// Decodes the next piece of request body from the socket input into `chunk`, enforcing
+    /// the size limit and collecting trailers at the end.
+    fn decode_request_body(&mut self, tcp: &mut TcpConn) -> Result<bool, Answer> {
+        let malformed = |e: body::BodyError| {
+            answers::bad_request(400, &format!("request body: {}", body_error(e)))
+        };
+        let used = self
+            .decoder
+            .decode(&tcp.input, &mut self.chunk, BODY_CHUNK)
+            .map_err(malformed)?;
+        tcp.consume(used);
+        if self.chunk.is_empty() && !self.decoder.is_done() && tcp.input_ended() {
+            self.decoder.at_eof().map_err(malformed)?;
+        }
+        if let Some(max) = self.body_limit {
+            if self.req_bytes + self.chunk.len() as u64 > max {
+                return Err(request::body_too_large(max));
+            }
+        }
+        if self.decoder.is_done() {
+            let trailers = headers::trailers_to_h3(&self.decoder.take_trailers());
+            if !trailers.is_empty() {
+                self.request_trailers = Some(trailers);
+            }
+        }
+        Ok(used > 0)
+    }
+
+    /// Passes an informational (1xx) response to an HTTP/1.1 client (RFC 9110 §15.2).
+    /// HTTP/1.0 clients never get one; `100 Continue` is ours to send (see `request`).
+    fn relay_interim(&self, status: u16, fields: Vec<Header>, tcp: &mut TcpConn) {
+        if self.version != Version::Http11 || status == 100 {
+            return;
+        }
+        let head = ResponseHead {
+            version: Version::Http11,
+            status,
+            reason: write::reason_phrase(status).to_string(),
+            headers: fields,
+        };
+        write::write_response_head(&head, tcp.output_mut());
     }
 
     /// Turns the peer's response fields into an HTTP/1.1 head on the socket.
@@ -558,8 +619,15 @@ impl Exchange {
         more_frames: bool,
         tcp: &mut TcpConn,
     ) -> Result<(), Answer> {
+        if matches!(self.response, Response::Body(_)) {
+            match headers::trailers_from_h3(list) {
+                Ok(trailers) => self.response_trailers = trailers,
+                Err(e) => log::debug!("dropping invalid response trailers: {}", e.0),
+            }
+            return Ok(());
+        }
         if !matches!(self.response, Response::AwaitHead) {
-            return Ok(()); // trailers: not carried yet
+            return Ok(());
         }
         let (status, mut fields) =
             headers::response_from_h3(list).map_err(|e| answers::bad_peer_response(e.0))?;
@@ -569,7 +637,8 @@ impl Exchange {
             ));
         }
         if status < 200 {
-            return Ok(()); // interim responses are not relayed yet
+            self.relay_interim(status, fields, tcp);
+            return Ok(());
         }
         let length =
             headers::content_length(&fields).map_err(|e| answers::bad_peer_response(e.0))?;
@@ -635,20 +704,14 @@ impl Exchange {
             }
         }
         if self.fin_received {
-            encoder.finish(&[], tcp.output_mut()).map_err(|_| ())?;
+            encoder
+                .finish(&self.response_trailers, tcp.output_mut())
+                .map_err(|_| ())?;
             self.response = Response::Done;
             progress = true;
         }
         Ok(progress)
     }
-}
-
-/// Methods a client may repeat without changing the outcome (RFC 9110 §9.2.2).
-fn is_idempotent(method: &str) -> bool {
-    matches!(
-        method,
-        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-    )
 }
 
 fn field(name: &str, value: &str) -> Header {
@@ -658,47 +721,21 @@ fn field(name: &str, value: &str) -> Header {
     }
 }
 
+fn stream_failed(e: h3::Error) -> Answer {
+    Answer::new(
+        answers::Side::Client,
+        502,
+        "proxy_internal_error",
+        format!("the stream to the peer proxy failed: {e}"),
+    )
+}
+
 fn body_error(e: body::BodyError) -> &'static str {
     match e {
         body::BodyError::Malformed(r) => r,
         body::BodyError::Truncated => "the client closed the connection before the end of the body",
         body::BodyError::TooLong => "body longer than declared",
     }
-}
-
-/// Splits the request target into (authority, path) per RFC 9112 §3.2: absolute-form carries
-/// the authority itself; origin-form takes it from Host (required in HTTP/1.1, exactly once).
-fn target_parts(
-    req: &RequestHead,
-    default_authority: &str,
-) -> Result<(Vec<u8>, String), &'static str> {
-    let hosts: Vec<&[u8]> = req.headers_named("host").collect();
-    if hosts.len() > 1 {
-        return Err("more than one Host field");
-    }
-    if req.version == Version::Http11 && hosts.is_empty() {
-        return Err("missing Host field");
-    }
-    if let Some(rest) = req
-        .target
-        .strip_prefix("http://")
-        .or_else(|| req.target.strip_prefix("https://"))
-    {
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if authority.is_empty() || authority.contains('@') {
-            return Err("invalid authority in the request target");
-        }
-        return Ok((authority.as_bytes().to_vec(), path.to_string()));
-    }
-    let authority = match hosts.first() {
-        Some(h) if !h.is_empty() && h.iter().all(|b| b.is_ascii_graphic()) => h.to_vec(),
-        Some(_) => return Err("invalid Host field"),
-        None => default_authority.as_bytes().to_vec(),
-    };
-    Ok((authority, req.target.clone()))
 }
 
 fn log_access(ctx: &Ctx<'_>, peer: SocketAddr, ex: &Exchange, status: u16) {

@@ -7,6 +7,7 @@
 
 pub mod downstream;
 pub mod link;
+pub mod request;
 
 use std::collections::HashMap;
 use std::io;

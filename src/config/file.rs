@@ -82,7 +82,11 @@ pub struct ClientHttpFile {
     pub head_timeout_ms: Option<u64>,
     pub keepalive_timeout_ms: Option<u64>,
     pub max_head_bytes: Option<usize>,
+    pub max_body_bytes: Option<u64>,
     pub access_log: Option<bool>,
+    pub forwarded: Option<bool>,
+    pub via: Option<bool>,
+    pub x_forwarded_for: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

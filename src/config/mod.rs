@@ -29,6 +29,9 @@ pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const DEFAULT_ACCESS_LOG: bool = true;
+pub const DEFAULT_FORWARDED: bool = true;
+pub const DEFAULT_VIA: bool = true;
+pub const DEFAULT_X_FORWARDED_FOR: bool = false;
 pub const DEFAULT_INITIAL_BACKOFF_MS: u64 = 100;
 pub const DEFAULT_MAX_BACKOFF_MS: u64 = 5_000;
 pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 3_000;
@@ -124,7 +127,19 @@ pub struct ClientHttpConfig {
     pub head_timeout: Duration,
     pub keepalive_timeout: Duration,
     pub max_head_bytes: usize,
+    /// Largest request body accepted (413 beyond); `None` = no limit.
+    pub max_body_bytes: Option<u64>,
     pub access_log: bool,
+    /// Which forwarding fields the client side adds to requests.
+    pub forwarding: Forwarding,
+}
+
+/// Forwarding fields added to each request (RFC 7239 `Forwarded`, `Via`, `X-Forwarded-For`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarding {
+    pub forwarded: bool,
+    pub via: bool,
+    pub x_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -282,7 +297,16 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
                 DEFAULT_KEEPALIVE_TIMEOUT_MS,
             )?,
             max_head_bytes: head_bytes("http.max_head_bytes", http.max_head_bytes)?,
+            max_body_bytes: http
+                .max_body_bytes
+                .map(|v| positive("http.max_body_bytes", v))
+                .transpose()?,
             access_log: http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
+            forwarding: Forwarding {
+                forwarded: http.forwarded.unwrap_or(DEFAULT_FORWARDED),
+                via: http.via.unwrap_or(DEFAULT_VIA),
+                x_forwarded_for: http.x_forwarded_for.unwrap_or(DEFAULT_X_FORWARDED_FOR),
+            },
         },
         reconnect,
     })

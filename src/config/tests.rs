@@ -196,3 +196,42 @@ fn client_file_is_rejected_as_server_config() {
     let err = server_err(CLIENT);
     assert!(err.to_string().starts_with("listen: invalid type"), "{err}");
 }
+
+#[test]
+fn forwarding_and_body_limit_fields() {
+    let Ok(Config::Client(c)) = parse(CLIENT, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(c.http.max_body_bytes, None);
+    assert_eq!(
+        c.http.forwarding,
+        Forwarding {
+            forwarded: DEFAULT_FORWARDED,
+            via: DEFAULT_VIA,
+            x_forwarded_for: DEFAULT_X_FORWARDED_FOR
+        }
+    );
+    let text = with(
+        CLIENT,
+        r#""http": {"max_body_bytes": 1000, "forwarded": false, "via": false, "x_forwarded_for": true}"#,
+    );
+    let Ok(Config::Client(c)) = parse(&text, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(c.http.max_body_bytes, Some(1000));
+    assert_eq!(
+        c.http.forwarding,
+        Forwarding {
+            forwarded: false,
+            via: false,
+            x_forwarded_for: true
+        }
+    );
+    for (fragment, field) in [
+        (r#""http": {"max_body_bytes": 0}"#, "http.max_body_bytes"),
+        (r#""http": {"via": 1}"#, "via: invalid type"),
+    ] {
+        let err = client_err(&with(CLIENT, fragment));
+        assert!(err.to_string().contains(field), "{err} should name {field}");
+    }
+}

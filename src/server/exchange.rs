@@ -44,10 +44,12 @@ pub struct Ctx<'a> {
 
 enum Response {
     AwaitHead,
-    /// Fields ready to send (retried while the stream is blocked); `fin` when there is no body.
+    /// Fields ready to send (retried while the stream is blocked); `fin` when there is no body;
+    /// `interim` for a 1xx response, after which the final head is awaited again.
     HeadReady {
         fields: Vec<H3Header>,
         fin: bool,
+        interim: bool,
     },
     Body,
     Done,
@@ -73,7 +75,11 @@ pub struct Exchange {
     fin_received: bool,
     request_done: bool,
     response: Response,
+    /// A HEADERS frame (interim or final) went out on the stream.
+    head_frames_sent: bool,
     decoder: Option<BodyDecoder>,
+    request_trailers: Vec<Header>,
+    response_trailers: Option<Vec<H3Header>>,
     chunk: Vec<u8>,
     reusable: bool,
     pub deadline: Instant,
@@ -98,7 +104,10 @@ impl Exchange {
             fin_received: !more_frames,
             request_done: false,
             response: Response::AwaitHead,
+            head_frames_sent: false,
             decoder: None,
+            request_trailers: Vec::new(),
+            response_trailers: None,
             chunk: Vec::new(),
             reusable: true,
             deadline: ctx.now + ctx.upstream.connect_timeout,
@@ -226,7 +235,7 @@ impl Exchange {
             }
             if self.fin_received && up.tcp.write_room() > 0 {
                 self.encoder
-                    .finish(&[], up.tcp.output_mut())
+                    .finish(&self.request_trailers, up.tcp.output_mut())
                     .map_err(|_| Failure::Reset("request body shorter than its content-length"))?;
                 self.request_done = true;
                 progress = true;
@@ -251,17 +260,38 @@ impl Exchange {
         if matches!(self.response, Response::AwaitHead) {
             progress |= self.parse_response_head(ctx)?;
         }
-        if let Response::HeadReady { fields, fin } = &self.response {
+        if let Response::HeadReady {
+            fields,
+            fin,
+            interim,
+        } = &self.response
+        {
             let Some(h3) = ctx.session.h3.as_mut() else {
                 return Ok(progress);
             };
-            match h3.send_response(&mut ctx.session.conn, self.stream, fields, *fin) {
+            let conn = &mut ctx.session.conn;
+            // The first HEADERS frame opens the response; later ones (after 1xx) continue it.
+            let sent = if self.head_frames_sent {
+                h3.send_additional_headers(conn, self.stream, fields, false, *fin)
+            } else {
+                h3.send_response(conn, self.stream, fields, *fin)
+            };
+            match sent {
                 Ok(()) => {
-                    self.response = if *fin { Response::Done } else { Response::Body };
+                    self.head_frames_sent = true;
+                    self.response = match (interim, fin) {
+                        (true, _) => Response::AwaitHead,
+                        (false, true) => Response::Done,
+                        (false, false) => Response::Body,
+                    };
                     progress = true;
                 }
                 Err(h3::Error::StreamBlocked) => return Ok(progress),
                 Err(_) => return Err(Failure::Reset("cannot send the response head")),
+            }
+            if matches!(self.response, Response::AwaitHead) {
+                progress |= self.parse_response_head(ctx)?;
+                return Ok(progress);
             }
         }
         if matches!(self.response, Response::Body) {
@@ -284,18 +314,23 @@ impl Exchange {
         loop {
             match head::parse_response(&up.tcp.input, &limits) {
                 Ok(Some((resp, len))) => {
-                    if (100..200).contains(&resp.status) {
-                        if resp.status == 101 {
-                            return Err(Failure::Answer(answers::upstream_invalid(
-                                "101 Switching Protocols is not supported",
-                            )));
-                        }
-                        up.tcp.consume(len); // interim responses are not relayed yet
-                        continue;
+                    if resp.status == 101 {
+                        return Err(Failure::Answer(answers::upstream_invalid(
+                            "101 Switching Protocols is not supported",
+                        )));
+                    }
+                    up.tcp.consume(len);
+                    if resp.status < 200 {
+                        // Informational: relayed as its own HEADERS frame (RFC 9114 §4.1).
+                        self.response = Response::HeadReady {
+                            fields: headers::response_to_h3(&resp),
+                            fin: false,
+                            interim: true,
+                        };
+                        return Ok(true);
                     }
                     let framing = body::response_framing(&resp, &self.method)
                         .map_err(|e| Failure::Answer(answers::upstream_invalid(e.reason)))?;
-                    up.tcp.consume(len);
                     self.reusable &= resp.wants_keep_alive() && framing != BodyFraming::UntilClose;
                     self.status = resp.status;
                     let fin =
@@ -304,6 +339,7 @@ impl Exchange {
                     self.response = Response::HeadReady {
                         fields: headers::response_to_h3(&resp),
                         fin,
+                        interim: false,
                     };
                     return Ok(true);
                 }
@@ -339,12 +375,33 @@ impl Exchange {
                             Failure::Reset("the upstream cut the response body short")
                         })?;
                     }
+                    if decoder.is_done() {
+                        let trailers = headers::trailers_to_h3(&decoder.take_trailers());
+                        self.response_trailers = (!trailers.is_empty()).then_some(trailers);
+                    }
                 }
             }
-            let fin = self.decoder.as_ref().is_none_or(|d| d.is_done());
-            if self.chunk.is_empty() && !fin {
+            let body_done = self.decoder.as_ref().is_none_or(|d| d.is_done());
+            if self.chunk.is_empty() && !body_done {
                 return Ok(progress);
             }
+            if let (true, Some(trailers)) = (self.chunk.is_empty(), &self.response_trailers) {
+                return match h3.send_additional_headers(
+                    &mut ctx.session.conn,
+                    self.stream,
+                    trailers,
+                    true,
+                    true,
+                ) {
+                    Ok(()) => {
+                        self.response = Response::Done;
+                        Ok(true)
+                    }
+                    Err(h3::Error::StreamBlocked) | Err(h3::Error::Done) => Ok(progress),
+                    Err(_) => Err(Failure::Reset("cannot send the response trailers")),
+                };
+            }
+            let fin = body_done && self.response_trailers.is_none();
             match h3.send_body(&mut ctx.session.conn, self.stream, &self.chunk, fin) {
                 Ok(n) => {
                     self.chunk.drain(..n);
@@ -385,7 +442,11 @@ impl Exchange {
         self.status = answer.status;
         self.chunk = body;
         self.decoder = None;
-        self.response = Response::HeadReady { fields, fin: false };
+        self.response = Response::HeadReady {
+            fields,
+            fin: false,
+            interim: false,
+        };
     }
 
     /// Tells the peer to stop sending the request body (we will not read it).
@@ -437,6 +498,24 @@ impl Exchange {
         }
         self.log_access(ctx);
         Outcome::Finished
+    }
+
+    /// A second field section on the request stream: the request trailers.
+    pub fn on_trailers(&mut self, list: &[H3Header]) -> Outcome {
+        match headers::trailers_from_h3(list) {
+            Ok(trailers) => {
+                self.request_trailers = trailers;
+                Outcome::Continue
+            }
+            Err(e) => {
+                log::info!(
+                    "stream {}: invalid request trailers ({}); resetting",
+                    self.stream,
+                    e.0
+                );
+                Outcome::Finished
+            }
+        }
     }
 
     pub fn on_finished(&mut self) {

@@ -291,7 +291,14 @@ impl ServerProxy {
                 }
                 self.dirty.push(ek);
             }
-            (Event::Headers { .. }, Some(ek)) | (Event::Data, Some(ek)) => self.dirty.push(ek),
+            (Event::Headers { list, .. }, Some(ek)) => {
+                self.run_exchange(registry, ek, now, |ex, ctx| match ex.on_trailers(&list) {
+                    Outcome::Finished => ex.abort(ctx),
+                    other => other,
+                });
+                self.dirty.push(ek);
+            }
+            (Event::Data, Some(ek)) => self.dirty.push(ek),
             (Event::Finished, Some(ek)) => {
                 if let Some((_, ex)) = self.exchanges.get_mut(ek) {
                     ex.on_finished();

@@ -181,6 +181,35 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
     })
 }
 
+/// Fields that must not travel in a trailer section (RFC 9110 §6.5.1): framing, routing,
+/// and connection management.
+const NOT_IN_TRAILERS: &[&str] = &[
+    "content-length",
+    "host",
+    "trailer",
+    "expect",
+    "range",
+    "authorization",
+];
+
+/// HTTP/1.1 trailer fields -> HTTP/3 trailer section (lowercased, disallowed fields dropped).
+pub fn trailers_to_h3(trailers: &[Header]) -> Vec<H3Header> {
+    end_to_end(trailers, NOT_IN_TRAILERS)
+}
+
+/// HTTP/3 trailer section -> HTTP/1.1 trailer fields, validated like any field section;
+/// pseudo-headers are not allowed in trailers, disallowed fields are dropped.
+pub fn trailers_from_h3(list: &[H3Header]) -> Result<Vec<Header>, FieldError> {
+    let s = split(list)?;
+    if !s.pseudo.is_empty() {
+        return Err(FieldError("pseudo-header in trailers"));
+    }
+    Ok(s.fields
+        .into_iter()
+        .filter(|h| !NOT_IN_TRAILERS.contains(&h.name.as_str()))
+        .collect())
+}
+
 /// HTTP/3 response fields -> status and HTTP/1.1 fields (framing fields are the caller's to add).
 pub fn response_from_h3(list: &[H3Header]) -> Result<(u16, Vec<Header>), FieldError> {
     let s = split(list)?;

@@ -252,3 +252,18 @@ fn content_length_must_be_digits_and_agree() {
         assert!(content_length(&bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn trailers_are_validated_and_filtered_both_ways() {
+    let out = pairs(&trailers_to_h3(&[
+        h("X-Checksum", "abc"),
+        h("Content-Length", "5"),
+        h("Connection", "x"),
+    ]));
+    assert_eq!(out, vec![("x-checksum".to_string(), "abc".to_string())]);
+    let back =
+        trailers_from_h3(&[h3("x-checksum", "abc"), h3("host", "evil")]).expect("valid trailers");
+    assert_eq!(back, vec![h("x-checksum", "abc")]);
+    assert!(trailers_from_h3(&[h3(":status", "200")]).is_err());
+    assert!(trailers_from_h3(&[h3("x-a", "a\r\nb")]).is_err());
+}

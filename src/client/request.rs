@@ -1,0 +1,344 @@
+//! Client side: what a request from a local service must satisfy before it is forwarded, and
+//! how it is shaped for the peer (HTTP/3 fields with the forwarding fields added).
+//!
+//! Refusals carry the status RFC 9110/9112 asks for: 400 for malformed framing or Host,
+//! 413 for a body over `http.max_body_bytes`, 501 for CONNECT and protocol upgrades (not
+//! carried end to end yet), 414/431/505 come from the head parser itself.
+
+use std::net::{IpAddr, SocketAddr};
+
+use quiche::h3::Header as H3Header;
+
+use crate::bridge::answers::{self, Answer};
+use crate::bridge::headers;
+use crate::config::ClientHttpConfig;
+use crate::h1::body::{self, BodyFraming};
+use crate::h1::head::{has_connection_token, Header, RequestHead, Version};
+
+/// A request accepted for forwarding.
+pub struct Prepared {
+    pub fields: Vec<H3Header>,
+    pub framing: BodyFraming,
+    /// The client sent `Expect: 100-continue` for a body: we answer the interim response
+    /// ourselves (and do not forward the expectation), so no side waits for the other.
+    pub continue_now: bool,
+}
+
+impl Prepared {
+    pub fn has_body(&self) -> bool {
+        !matches!(
+            self.framing,
+            BodyFraming::None | BodyFraming::ContentLength(0)
+        )
+    }
+}
+
+/// Validates `req` from `peer` and builds its HTTP/3 form.
+pub fn prepare(
+    req: &RequestHead,
+    peer: SocketAddr,
+    http: &ClientHttpConfig,
+    default_authority: &str,
+) -> Result<Prepared, Answer> {
+    let bad = answers::bad_request;
+    if req.method == "CONNECT" {
+        return Err(bad(501, "CONNECT is not supported"));
+    }
+    // A real upgrade attempt names "upgrade" in Connection (RFC 9110 §7.8); a stray Upgrade
+    // field is just hop-by-hop and dropped. h2c may be ignored, as any server may.
+    let upgrading = has_connection_token(&req.headers, "upgrade");
+    if let Some(protocol) = req
+        .header("upgrade")
+        .filter(|p| upgrading && !p.eq_ignore_ascii_case(b"h2c"))
+    {
+        let protocol = String::from_utf8_lossy(protocol).into_owned();
+        return Err(bad(
+            501,
+            &format!("protocol upgrade to {protocol:?} is not supported"),
+        ));
+    }
+    let framing = body::request_framing(req).map_err(|e| bad(e.status, e.reason))?;
+    if let (BodyFraming::ContentLength(n), Some(max)) = (framing, http.max_body_bytes) {
+        if n > max {
+            return Err(body_too_large(max));
+        }
+    }
+    let (authority, path) = target_parts(req, default_authority).map_err(|r| bad(400, r))?;
+    let expects_continue = req
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    let mut shaped = req.clone();
+    if expects_continue {
+        shaped
+            .headers
+            .retain(|h| !h.name.eq_ignore_ascii_case("expect"));
+    }
+    add_forwarding(&mut shaped, peer, http);
+    let prepared = Prepared {
+        fields: headers::request_to_h3(&shaped, &authority, &path),
+        framing,
+        continue_now: false,
+    };
+    let continue_now = expects_continue && prepared.has_body() && req.version == Version::Http11;
+    Ok(Prepared {
+        continue_now,
+        ..prepared
+    })
+}
+
+/// The 413 answer for a body over the limit.
+pub fn body_too_large(max: u64) -> Answer {
+    answers::bad_request(
+        413,
+        &format!("request body larger than http.max_body_bytes ({max} bytes)"),
+    )
+}
+
+/// Adds `Forwarded` (RFC 7239), `Via` (RFC 9110 §7.6.3) and `X-Forwarded-For` as configured.
+fn add_forwarding(req: &mut RequestHead, peer: SocketAddr, http: &ClientHttpConfig) {
+    let f = http.forwarding;
+    let ip = peer.ip();
+    if f.forwarded {
+        let node = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        req.headers.push(Header {
+            name: "Forwarded".into(),
+            value: format!("for={node};proto=http").into_bytes(),
+        });
+    }
+    if f.via {
+        let version = if req.version == Version::Http10 {
+            "1.0"
+        } else {
+            "1.1"
+        };
+        req.headers.push(Header {
+            name: "Via".into(),
+            value: format!("{version} ptproxy").into_bytes(),
+        });
+    }
+    if f.x_forwarded_for {
+        let existing = req
+            .headers
+            .iter()
+            .rposition(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"));
+        match existing {
+            Some(i) => {
+                let h = &mut req.headers[i];
+                h.value.extend_from_slice(format!(", {ip}").as_bytes());
+            }
+            None => req.headers.push(Header {
+                name: "X-Forwarded-For".into(),
+                value: ip.to_string().into_bytes(),
+            }),
+        }
+    }
+}
+
+/// Splits the request target into (authority, path) per RFC 9112 §3.2: absolute-form carries
+/// the authority itself; origin-form takes it from Host (required in HTTP/1.1, exactly once).
+fn target_parts(
+    req: &RequestHead,
+    default_authority: &str,
+) -> Result<(Vec<u8>, String), &'static str> {
+    let hosts: Vec<&[u8]> = req.headers_named("host").collect();
+    if hosts.len() > 1 {
+        return Err("more than one Host field");
+    }
+    if req.version == Version::Http11 && hosts.is_empty() {
+        return Err("missing Host field");
+    }
+    if let Some(rest) = req
+        .target
+        .strip_prefix("http://")
+        .or_else(|| req.target.strip_prefix("https://"))
+    {
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
+            Some(i) => (&rest[..i], rest[i..].to_string()),
+            None => (rest, "/".to_string()),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err("invalid authority in the request target");
+        }
+        return Ok((authority.as_bytes().to_vec(), path));
+    }
+    let authority = match hosts.first() {
+        Some(h) if !h.is_empty() && h.iter().all(|b| b.is_ascii_graphic()) => h.to_vec(),
+        Some(_) => return Err("invalid Host field"),
+        None => default_authority.as_bytes().to_vec(),
+    };
+    Ok((authority, req.target.clone()))
+}
+
+/// Methods a client may repeat without changing the outcome (RFC 9110 §9.2.2).
+pub fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Forwarding;
+    use quiche::h3::NameValue;
+    use std::time::Duration;
+
+    fn http(forwarding: Forwarding, max_body_bytes: Option<u64>) -> ClientHttpConfig {
+        ClientHttpConfig {
+            session_wait: Duration::from_secs(1),
+            max_connections: 10,
+            head_timeout: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(1),
+            max_head_bytes: 65536,
+            max_body_bytes,
+            access_log: false,
+            forwarding,
+        }
+    }
+
+    fn req(target: &str, headers: &[(&str, &str)]) -> RequestHead {
+        RequestHead {
+            method: "POST".into(),
+            target: target.into(),
+            version: Version::Http11,
+            headers: headers
+                .iter()
+                .map(|(n, v)| Header {
+                    name: n.to_string(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    fn field<'a>(p: &'a Prepared, name: &str) -> Vec<&'a [u8]> {
+        p.fields
+            .iter()
+            .filter(|f| f.name() == name.as_bytes())
+            .map(|f| f.value())
+            .collect()
+    }
+
+    const ALL: Forwarding = Forwarding {
+        forwarded: true,
+        via: true,
+        x_forwarded_for: true,
+    };
+    const NONE: Forwarding = Forwarding {
+        forwarded: false,
+        via: false,
+        x_forwarded_for: false,
+    };
+
+    #[test]
+    fn forwarding_fields_follow_the_config() {
+        let v6: SocketAddr = "[::1]:9".parse().unwrap_or_else(|_| unreachable!());
+        let r = req(
+            "/",
+            &[
+                ("Host", "b"),
+                ("X-Forwarded-For", "10.0.0.1"),
+                ("Content-Length", "0"),
+            ],
+        );
+        let p = prepare(&r, v6, &http(ALL, None), "d")
+            .map_err(|a| a.details)
+            .expect("accepted");
+        assert_eq!(
+            field(&p, "forwarded"),
+            vec![&b"for=\"[::1]\";proto=http"[..]]
+        );
+        assert_eq!(field(&p, "via"), vec![&b"1.1 ptproxy"[..]]);
+        assert_eq!(field(&p, "x-forwarded-for"), vec![&b"10.0.0.1, ::1"[..]]);
+        let p = prepare(&r, v6, &http(NONE, None), "d")
+            .map_err(|a| a.details)
+            .expect("accepted");
+        assert!(field(&p, "forwarded").is_empty() && field(&p, "via").is_empty());
+        assert_eq!(field(&p, "x-forwarded-for"), vec![&b"10.0.0.1"[..]]);
+    }
+
+    #[test]
+    fn refusals_carry_the_right_status() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!());
+        let cases: &[(RequestHead, u16)] = &[
+            (
+                RequestHead {
+                    method: "CONNECT".into(),
+                    ..req("b:443", &[("Host", "b:443")])
+                },
+                501,
+            ),
+            (
+                req(
+                    "/",
+                    &[
+                        ("Host", "b"),
+                        ("Connection", "upgrade"),
+                        ("Upgrade", "websocket"),
+                    ],
+                ),
+                501,
+            ),
+            (req("/", &[("Host", "b"), ("Content-Length", "11")]), 413),
+            (req("/", &[]), 400),
+            (req("/", &[("Host", "a"), ("Host", "b")]), 400),
+            (
+                req(
+                    "/",
+                    &[
+                        ("Host", "b"),
+                        ("Content-Length", "1"),
+                        ("Transfer-Encoding", "chunked"),
+                    ],
+                ),
+                400,
+            ),
+        ];
+        for (r, status) in cases {
+            let got = prepare(r, peer, &http(NONE, Some(10)), "d")
+                .err()
+                .map(|a| a.status);
+            assert_eq!(got, Some(*status), "{r:?}");
+        }
+        for ignored in [
+            req(
+                "/",
+                &[("Host", "b"), ("Connection", "upgrade"), ("Upgrade", "h2c")],
+            ),
+            req("/", &[("Host", "b"), ("Upgrade", "websocket")]),
+        ] {
+            let got = prepare(&ignored, peer, &http(NONE, None), "d");
+            assert!(got.is_ok(), "{ignored:?} is not an upgrade to refuse");
+        }
+    }
+
+    #[test]
+    fn absolute_form_takes_the_authority_from_the_target() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!());
+        for (target, authority, path) in [
+            ("http://svc:81/a?b", "svc:81", "/a?b"),
+            ("http://svc", "svc", "/"),
+            ("http://svc?q=1", "svc", "/?q=1"),
+        ] {
+            let p = prepare(
+                &req(target, &[("Host", "other")]),
+                peer,
+                &http(NONE, None),
+                "d",
+            )
+            .map_err(|a| a.details)
+            .expect("ok");
+            assert_eq!(
+                field(&p, ":authority"),
+                vec![authority.as_bytes()],
+                "{target}"
+            );
+            assert_eq!(field(&p, ":path"), vec![path.as_bytes()], "{target}");
+        }
+    }
+}
