@@ -13,29 +13,38 @@
 //! ([`quic::setup`]). HTTP/1.1 is parsed by [`h1`] (httparse underneath) and translated by
 //! [`bridge`].
 
+pub mod admin;
 pub mod bridge;
+pub mod certs;
 pub mod client;
 pub mod config;
 pub mod h1;
+pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod quic;
 pub mod reactor;
 pub mod server;
+pub mod systemd;
 pub mod time;
 
 use std::error::Error;
 
-/// Runs the proxy for a validated config until it is stopped.
-pub fn run(config: &config::Config) -> Result<(), Box<dyn Error>> {
+/// Runs the proxy for a validated config until it is stopped. `reload` re-reads the config
+/// file (SIGHUP).
+pub fn run(
+    config: &config::Config,
+    reload: &dyn Fn() -> Result<config::Config, config::ConfigError>,
+) -> Result<(), Box<dyn Error>> {
     let poll = mio::Poll::new()?;
     match config {
         config::Config::Client(cfg) => {
             let mut proxy = client::ClientProxy::new(cfg, poll.registry())?;
-            reactor::run(poll, &mut proxy)?;
+            reactor::run(poll, &mut proxy, reload)?;
         }
         config::Config::Server(cfg) => {
             let mut proxy = server::ServerProxy::new(cfg, poll.registry())?;
-            reactor::run(poll, &mut proxy)?;
+            reactor::run(poll, &mut proxy, reload)?;
         }
     }
     Ok(())

@@ -1,9 +1,11 @@
-//! The `ptproxy` binary: parse arguments, load the config, start logging, run a role.
+//! The `ptproxy` binary: parse arguments, load the config, start logging, run a role; or
+//! `ptproxy gen-certs`, which makes a private CA and both sides' certificates.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argh::FromArgs;
+use ptproxy::certs;
 use ptproxy::config::{self, Role};
 
 /// Point-to-point HTTP/1.1 proxy over one persistent, mutually authenticated HTTP/3 session.
@@ -19,9 +21,38 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    /// pin this process to CPU core N (run one process per core, see README)
+    #[argh(option)]
+    cpu: Option<usize>,
     /// path to the JSON config file
     #[argh(positional)]
     config: Option<PathBuf>,
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    GenCerts(GenCertsArgs),
+}
+
+/// Create a private CA plus the server and client certificates and keys (ECDSA P-256) in DIR,
+/// and print the `tls` config of both sides. Existing files are never overwritten.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "gen-certs")]
+struct GenCertsArgs {
+    /// directory for ca.pem, ca.key, server.pem, server.key, client.pem, client.key (created
+    /// with mode 0700 when missing)
+    #[argh(positional)]
+    dir: PathBuf,
+    /// DNS name or IP address of the server: the client's `peer.server_name`
+    #[argh(option)]
+    server_name: String,
+    /// name in the client certificate: the server's `tls.allowed_client_names` (default
+    /// `ptproxy-client`)
+    #[argh(option, default = "certs::DEFAULT_CLIENT_NAME.to_string()")]
+    client_name: String,
 }
 
 fn parse_role(value: &str) -> Result<Role, String> {
@@ -40,9 +71,20 @@ fn main() -> ExitCode {
         println!("ptproxy {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    if let Some(Command::GenCerts(cmd)) = args.command {
+        if args.role.is_some() || args.check || args.config.is_some() {
+            eprintln!(
+                "ptproxy: gen-certs takes no --role, --check or CONFIG: \
+                 ptproxy gen-certs DIR --server-name NAME [--client-name NAME]"
+            );
+            return ExitCode::from(2);
+        }
+        return gen_certs(&cmd);
+    }
     let (Some(role), Some(path)) = (args.role, args.config) else {
         eprintln!(
-            "ptproxy: usage: ptproxy --role client|server [--check] CONFIG.json (see --help)"
+            "ptproxy: usage: ptproxy --role client|server [--check] CONFIG.json, \
+             or ptproxy gen-certs DIR --server-name NAME (see --help)"
         );
         return ExitCode::from(2);
     };
@@ -57,12 +99,39 @@ fn main() -> ExitCode {
         println!("config OK: {}", path.display());
         return ExitCode::SUCCESS;
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match ptproxy::run(&cfg) {
+    let ops = match &cfg {
+        config::Config::Client(c) => &c.ops,
+        config::Config::Server(s) => &s.ops,
+    };
+    ptproxy::logging::init(ops.log_level);
+    if let Some(cpu) = args.cpu {
+        if let Err(e) = ptproxy::net::pin_to_cpu(cpu) {
+            log::error!("--cpu {cpu}: {e}");
+            return ExitCode::from(2);
+        }
+        log::info!("pinned to CPU {cpu}");
+    }
+    let reload = || config::load(&path, role);
+    match ptproxy::run(&cfg, &reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn gen_certs(args: &GenCertsArgs) -> ExitCode {
+    let result = certs::ServerName::parse(&args.server_name)
+        .and_then(|server| certs::generate(&args.dir, &server, &args.client_name));
+    match result {
+        Ok(generated) => {
+            print!("{}", generated.report());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ptproxy gen-certs: {e}");
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
         }
     }
 }

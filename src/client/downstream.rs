@@ -27,6 +27,7 @@ use crate::config::ClientHttpConfig;
 use crate::h1::body::{self, BodyDecoder, BodyEncoder, BodyEncoding};
 use crate::h1::head::{self, Header, Limits, RequestHead, ResponseHead, Version};
 use crate::h1::write;
+use crate::metrics::Metrics;
 use crate::quic::h3_code;
 use crate::quic::session::Session;
 
@@ -46,7 +47,12 @@ pub struct Ctx<'a> {
     /// Authority for HTTP/1.0 requests without Host.
     pub default_authority: &'a str,
     pub session: Option<&'a mut Session>,
+    /// New requests may open streams on the session (false once the peer sent GOAWAY).
+    pub accepting: bool,
+    /// A graceful stop is under way: finish what is in flight, take nothing new.
+    pub stopping: bool,
     pub by_stream: &'a mut HashMap<u64, usize>,
+    pub metrics: &'a mut Metrics,
 }
 
 pub enum Phase {
@@ -171,6 +177,10 @@ impl Downstream {
 
     /// Idle: parse the next request head, if complete.
     fn start_exchange(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        if ctx.stopping && self.tcp.input.is_empty() {
+            self.phase = Phase::Done; // graceful stop: an idle connection just closes
+            return false;
+        }
         if self.tcp.input.is_empty() {
             if self.tcp.eof {
                 self.phase = Phase::Done;
@@ -306,7 +316,7 @@ impl Downstream {
         }
         log_access(ctx, self.peer, ex, ex.status);
         self.served += 1;
-        if ex.keep_alive && !self.tcp.eof {
+        if ex.keep_alive && !self.tcp.eof && !ctx.stopping {
             self.phase = Phase::Idle;
             self.head_started = false;
             self.deadline = Some(ctx.now + ctx.http.keepalive_timeout);
@@ -340,7 +350,8 @@ impl Downstream {
         self.drive(ctx);
     }
 
-    /// The session died under our stream. A request that may be repeated waits for the next
+    /// The session died under our stream, or the peer refused the stream unprocessed
+    /// (REQUEST_REJECTED after its GOAWAY). A request that may be repeated waits for the next
     /// session (once); others are answered 503, or aborted if their response had started.
     pub fn on_session_lost(&mut self, ctx: &mut Ctx<'_>) {
         let Phase::Exchange(ex) = &mut self.phase else {
@@ -348,7 +359,9 @@ impl Downstream {
         };
         if matches!(ex.response, Response::AwaitHead) {
             if let Some(fields) = ex.resend.take() {
-                ex.stream = None;
+                if let Some(id) = ex.stream.take() {
+                    ctx.by_stream.remove(&id);
+                }
                 ex.fields = Some(fields);
                 ex.wait_until = ctx.now + ctx.http.session_wait;
                 self.deadline = Some(ex.wait_until);
@@ -491,7 +504,8 @@ impl Exchange {
 
     /// Opens the stream if the session is usable. `Err` answers the client (503/502).
     fn try_send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Answer> {
-        let Some(session) = ctx.session.as_deref_mut() else {
+        let session = ctx.session.as_deref_mut().filter(|_| ctx.accepting);
+        let Some(session) = session else {
             if ctx.now >= self.wait_until {
                 return Err(answers::session_unavailable(
                     ctx.http.session_wait.as_millis(),
@@ -738,7 +752,10 @@ fn body_error(e: body::BodyError) -> &'static str {
     }
 }
 
-fn log_access(ctx: &Ctx<'_>, peer: SocketAddr, ex: &Exchange, status: u16) {
+/// A request ended with `status`: count it and write its access line.
+fn log_access(ctx: &mut Ctx<'_>, peer: SocketAddr, ex: &Exchange, status: u16) {
+    ctx.metrics
+        .record_request(status, ctx.now.saturating_duration_since(ex.started));
     if !ctx.http.access_log {
         return;
     }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use mio::{Interest, Registry};
 
 use crate::config::{ClientConfig, TransportConfig};
+use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters};
 use crate::net;
 use crate::quic::backoff::Backoff;
 use crate::quic::session::Session;
@@ -21,8 +22,15 @@ use crate::reactor::UDP;
 
 enum State {
     Connecting(Session),
-    Up(Session),
-    Waiting { until: Instant },
+    /// Usable; `goaway` once the peer announced it is going away (no new requests on it).
+    Up {
+        session: Session,
+        since: Instant,
+        goaway: bool,
+    },
+    Waiting {
+        until: Instant,
+    },
 }
 
 /// What changed in the link during a step, for the proxy to react to.
@@ -43,6 +51,10 @@ pub struct PeerLink {
     state: State,
     backoff: Backoff,
     udp: Option<UdpIo>,
+    /// A session was up before (the next one counts as a reconnect).
+    was_up: bool,
+    /// Graceful stop: never reconnect.
+    stopped: bool,
 }
 
 impl PeerLink {
@@ -59,6 +71,8 @@ impl PeerLink {
             },
             backoff: Backoff::new(cfg.reconnect.initial_backoff, cfg.reconnect.max_backoff),
             udp: None,
+            was_up: false,
+            stopped: false,
         })
     }
 
@@ -112,28 +126,79 @@ impl PeerLink {
     /// The session, if one exists (connecting or up).
     pub fn session_mut(&mut self) -> Option<&mut Session> {
         match &mut self.state {
-            State::Connecting(s) | State::Up(s) => Some(s),
+            State::Connecting(s) | State::Up { session: s, .. } => Some(s),
             State::Waiting { .. } => None,
         }
     }
 
-    /// The session when requests may use it.
+    /// The session when streams may use it (including a session going away).
     pub fn usable(&mut self) -> Option<&mut Session> {
         match &mut self.state {
-            State::Up(s) => Some(s),
+            State::Up { session, .. } => Some(session),
             _ => None,
         }
     }
 
     pub fn is_up(&self) -> bool {
-        matches!(self.state, State::Up(_))
+        matches!(self.state, State::Up { .. })
+    }
+
+    /// New requests may open streams now.
+    pub fn accepts_requests(&self) -> bool {
+        matches!(self.state, State::Up { goaway: false, .. })
+    }
+
+    /// The peer sent GOAWAY: finish what runs, send new requests on the next session.
+    pub fn on_goaway(&mut self) {
+        if let State::Up { goaway, .. } = &mut self.state {
+            if !*goaway {
+                log::info!(
+                    "peer {} is going away (GOAWAY): new requests wait for the next session",
+                    self.peer
+                );
+            }
+            *goaway = true;
+        }
+    }
+
+    /// Closes a session that went away once its last stream finished, to reconnect.
+    pub fn retire_if_idle(&mut self, streams_open: usize) {
+        if let State::Up {
+            session,
+            goaway: true,
+            ..
+        } = &mut self.state
+        {
+            if streams_open == 0 && !session.conn.is_closed() {
+                let _ = session
+                    .conn
+                    .close(true, quic::h3_code::NO_ERROR, b"peer going away");
+            }
+        }
+    }
+
+    /// Live figures for the metrics endpoint.
+    pub fn snapshot(&self, snap: &mut Snapshot) {
+        match &self.state {
+            State::Up { session, since, .. } => {
+                snap.sessions_up = 1;
+                snap.session_up_since = Some(*since);
+                snap.live_transport = TransportCounters::of(&session.conn);
+                snap.paths
+                    .extend(PathFigures::of(&session.conn, self.peer.to_string()));
+            }
+            State::Connecting(session) => {
+                snap.live_transport = TransportCounters::of(&session.conn)
+            }
+            State::Waiting { .. } => {}
+        }
     }
 
     /// Reads every datagram waiting on the socket into the session.
     pub fn handle_readable(&mut self) {
         let Some(udp) = self.udp.as_mut() else { return };
         let session = match &mut self.state {
-            State::Connecting(s) | State::Up(s) => s,
+            State::Connecting(s) | State::Up { session: s, .. } => s,
             State::Waiting { .. } => return,
         };
         let Ok(to) = udp.local_addr() else { return };
@@ -164,24 +229,28 @@ impl PeerLink {
                 }
             }
             State::Waiting { .. } => {}
-            State::Connecting(s) | State::Up(s) => s.handle_timeout(now),
+            State::Connecting(s) | State::Up { session: s, .. } => s.handle_timeout(now),
         }
     }
 
     /// Notices state changes after input and timers.
-    pub fn update(&mut self, now: Instant) -> LinkEvent {
-        let (closed, reason, newly_usable) = match &mut self.state {
+    pub fn update(&mut self, now: Instant, metrics: &mut Metrics) -> LinkEvent {
+        let (closed, newly_usable) = match &mut self.state {
             State::Waiting { .. } => return LinkEvent::None,
-            State::Connecting(s) | State::Up(s) => {
-                (s.conn.is_closed(), s.close_reason(), s.take_newly_usable())
+            State::Connecting(s) | State::Up { session: s, .. } => {
+                (s.conn.is_closed(), s.take_newly_usable())
             }
         };
         if closed {
             let was_up = self.is_up();
-            if was_up {
-                log::info!("session lost: {reason}");
+            if let State::Connecting(s) | State::Up { session: s, .. } = &self.state {
+                let reason = s.close_reason();
+                metrics.record_session_closed(TransportCounters::of(&s.conn), &reason);
+                if was_up {
+                    log::info!("session lost: {reason}");
+                }
+                self.retry_later(now, &reason);
             }
-            self.retry_later(now, &reason);
             return if was_up {
                 LinkEvent::Lost
             } else {
@@ -190,15 +259,23 @@ impl PeerLink {
         }
         if newly_usable {
             let old = std::mem::replace(&mut self.state, State::Waiting { until: now });
-            if let State::Connecting(s) = old {
+            if let State::Connecting(session) = old {
                 log::info!(
                     "session established with {} ({}), rtt {:?}",
                     self.peer,
                     self.server_name,
-                    s.conn.path_stats().next().map(|p| p.rtt)
+                    session.conn.path_stats().next().map(|p| p.rtt)
                 );
-                self.state = State::Up(s);
+                self.state = State::Up {
+                    session,
+                    since: now,
+                    goaway: false,
+                };
             }
+            if self.was_up {
+                metrics.reconnects += 1;
+            }
+            self.was_up = true;
             self.backoff.reset();
             return LinkEvent::Up;
         }
@@ -206,6 +283,12 @@ impl PeerLink {
     }
 
     fn retry_later(&mut self, now: Instant, reason: &str) {
+        if self.stopped {
+            self.state = State::Waiting {
+                until: now + std::time::Duration::from_secs(3600),
+            };
+            return;
+        }
         let delay = self.backoff.next_delay(quic::random_unit());
         if !self.is_up() {
             log::warn!(
@@ -221,7 +304,7 @@ impl PeerLink {
     pub fn flush(&mut self, now: Instant) {
         let Some(udp) = self.udp.as_mut() else { return };
         match &mut self.state {
-            State::Connecting(s) | State::Up(s) => udp.send_from(&mut s.conn, now),
+            State::Connecting(s) | State::Up { session: s, .. } => udp.send_from(&mut s.conn, now),
             State::Waiting { .. } => udp.flush(now),
         }
     }
@@ -229,13 +312,14 @@ impl PeerLink {
     pub fn next_deadline(&self) -> Option<Instant> {
         let state = match &self.state {
             State::Waiting { until } => Some(*until),
-            State::Connecting(s) | State::Up(s) => s.next_deadline(),
+            State::Connecting(s) | State::Up { session: s, .. } => s.next_deadline(),
         };
         crate::time::earliest(state, self.udp.as_ref().and_then(|u| u.next_release()))
     }
 
-    /// Starts closing the session (graceful stop).
+    /// Starts closing the session for good (graceful stop): no reconnect follows.
     pub fn close(&mut self) {
+        self.stopped = true;
         if let Some(s) = self.session_mut() {
             let _ = s.conn.close(true, quic::h3_code::NO_ERROR, b"shutdown");
         }
@@ -244,7 +328,7 @@ impl PeerLink {
     /// True when no session remains open.
     pub fn is_closed(&self) -> bool {
         match &self.state {
-            State::Connecting(s) | State::Up(s) => s.conn.is_closed(),
+            State::Connecting(s) | State::Up { session: s, .. } => s.conn.is_closed(),
             State::Waiting { .. } => true,
         }
     }

@@ -18,21 +18,30 @@ use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
+use crate::admin::{Admin, Page};
 use crate::bridge::answers;
 use crate::bridge::tcp::TcpConn;
-use crate::config::{ClientConfig, ClientHttpConfig};
-use crate::reactor::{Control, Driver, CONN_BASE, LISTENER_BASE, UDP};
+use crate::config::{ClientConfig, ClientHttpConfig, Config};
+use crate::metrics::{Metrics, Snapshot, METRICS_CONTENT_TYPE};
+use crate::quic::h3_code;
+use crate::reactor::{Control, Driver, ADMIN_CONN_BASE, CONN_BASE, LISTENER_BASE, UDP};
 use crate::time::TimerQueue;
 use downstream::{Ctx, Downstream};
 use link::{LinkEvent, PeerLink};
 
 /// Most TCP listeners one client process may have (token space below `CONN_BASE`).
-pub const MAX_LISTENERS: usize = CONN_BASE - LISTENER_BASE;
+pub const MAX_LISTENERS: usize = ADMIN_CONN_BASE - LISTENER_BASE;
 
 pub struct ClientProxy {
+    /// The config running now (reloads replace the reloadable parts).
+    config: ClientConfig,
     http: ClientHttpConfig,
     default_authority: String,
     link: PeerLink,
+    admin: Option<Admin>,
+    metrics: Metrics,
+    /// Graceful stop: when to give up on requests still in flight.
+    drain_deadline: Option<Instant>,
     listeners: Vec<TcpListener>,
     downs: Slab<Downstream>,
     by_stream: HashMap<u64, usize>,
@@ -52,14 +61,25 @@ impl ClientProxy {
         }
         let mut listeners = Vec::new();
         for (i, addr) in cfg.listen.iter().enumerate() {
-            let mut l = TcpListener::bind(*addr).map_err(|e| format!("listen[{i}] {addr}: {e}"))?;
+            let mut l = crate::net::bind_tcp_listener(*addr)
+                .map_err(|e| format!("listen[{i}] {addr}: {e}"))?;
             registry.register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
             log::info!("listening for HTTP/1.1 on {}", l.local_addr()?);
             listeners.push(l);
         }
+        let admin = match cfg.ops.metrics_listen {
+            Some(addr) => Some(
+                Admin::bind(addr, registry).map_err(|e| format!("metrics.listen {addr}: {e}"))?,
+            ),
+            None => None,
+        };
         let mut link = PeerLink::new(cfg)?;
         link.handle_timeout(registry, Instant::now());
         Ok(ClientProxy {
+            config: cfg.clone(),
+            admin,
+            metrics: Metrics::new("client", Instant::now()),
+            drain_deadline: None,
             http: cfg.http.clone(),
             default_authority: cfg.peer.server_name.clone(),
             link,
@@ -130,13 +150,17 @@ impl ClientProxy {
             return;
         };
         let before = down.deadline;
+        let accepting = self.link.accepts_requests() && !self.stopping;
         let mut ctx = Ctx {
             key,
             now,
             http: &self.http,
             default_authority: &self.default_authority,
             session: self.link.usable(),
+            accepting,
+            stopping: self.stopping,
             by_stream: &mut self.by_stream,
+            metrics: &mut self.metrics,
         };
         f(down, &mut ctx);
         if down.is_done() {
@@ -170,6 +194,10 @@ impl ClientProxy {
                     return;
                 }
             };
+            if matches!(event, quiche::h3::Event::GoAway) {
+                self.link.on_goaway();
+                continue;
+            }
             let Some(&key) = self.by_stream.get(&id) else {
                 continue;
             };
@@ -182,10 +210,14 @@ impl ClientProxy {
                 }
                 Event::Data => self.with_down(registry, key, now, |d, ctx| d.drive(ctx)),
                 Event::Finished => self.with_down(registry, key, now, |d, ctx| d.on_finished(ctx)),
+                Event::Reset(code) if code == h3_code::REQUEST_REJECTED => {
+                    self.with_down(registry, key, now, |d, ctx| d.on_session_lost(ctx))
+                }
                 Event::Reset(code) => self.with_down(registry, key, now, |d, ctx| {
                     d.on_stream_failed(ctx, answers::peer_reset(code))
                 }),
-                Event::PriorityUpdate | Event::GoAway => {}
+                Event::GoAway => self.link.on_goaway(),
+                Event::PriorityUpdate => {}
             }
         }
     }
@@ -199,6 +231,38 @@ impl ClientProxy {
             if let Some(&key) = self.by_stream.get(&id) {
                 self.dirty.push(key);
             }
+        }
+    }
+
+    /// Graceful stop: once nothing is in flight (or the drain deadline passed), close the session.
+    fn finish_drain(&mut self, now: Instant) {
+        let expired = self.drain_deadline.is_some_and(|d| d <= now);
+        if self.downs.is_empty() || expired {
+            if expired && !self.downs.is_empty() {
+                log::warn!(
+                    "drain deadline passed with {} connection(s) still open",
+                    self.downs.len()
+                );
+            }
+            self.link.close();
+        }
+    }
+
+    /// The operator endpoint's answer for `path`.
+    fn page(&self, path: &str, now: Instant) -> Page {
+        match path {
+            "/metrics" => {
+                let mut snap = Snapshot {
+                    streams_open: self.by_stream.len(),
+                    client_connections: Some(self.downs.len()),
+                    ..Snapshot::default()
+                };
+                self.link.snapshot(&mut snap);
+                (200, METRICS_CONTENT_TYPE, self.metrics.render(&snap, now))
+            }
+            "/health" if self.link.is_up() => (200, "text/plain", "ok: session up\n".into()),
+            "/health" => (503, "text/plain", "session down\n".into()),
+            _ => (404, "text/plain", "try /metrics or /health\n".into()),
         }
     }
 
@@ -222,7 +286,13 @@ impl Driver for ClientProxy {
                     self.link.handle_writable(now);
                 }
             }
-            Token(t) if (LISTENER_BASE..CONN_BASE).contains(&t) => {
+            token if Admin::owns(token) => {
+                if let Some(mut admin) = self.admin.take() {
+                    admin.handle_event(registry, event, |path| self.page(path, now));
+                    self.admin = Some(admin);
+                }
+            }
+            Token(t) if (LISTENER_BASE..ADMIN_CONN_BASE).contains(&t) => {
                 if !self.stopping {
                     self.accept(registry, t - LISTENER_BASE, now);
                 }
@@ -240,7 +310,7 @@ impl Driver for ClientProxy {
     fn process(&mut self, registry: &Registry, now: Instant) {
         self.link.handle_timeout(registry, now);
         self.poll_h3(registry, now);
-        match self.link.update(now) {
+        match self.link.update(now, &mut self.metrics) {
             LinkEvent::Up => self.dirty.extend(
                 self.downs
                     .iter()
@@ -269,6 +339,10 @@ impl Driver for ClientProxy {
         for key in dirty {
             self.with_down(registry, key, now, |d, ctx| d.drive(ctx));
         }
+        self.link.retire_if_idle(self.by_stream.len());
+        if self.stopping {
+            self.finish_drain(now);
+        }
         self.link.flush(now);
     }
 
@@ -276,20 +350,76 @@ impl Driver for ClientProxy {
         if !self.dirty.is_empty() {
             return Some(Instant::now());
         }
-        crate::time::earliest(self.link.next_deadline(), self.timers.next_deadline())
+        let d = crate::time::earliest(self.link.next_deadline(), self.timers.next_deadline());
+        crate::time::earliest(d, self.drain_deadline)
     }
 
-    fn on_signal(&mut self, _now: Instant) -> Control {
+    fn on_terminate(&mut self, registry: &Registry, now: Instant) -> Control {
         if self.stopping {
+            log::warn!("second stop signal: exiting now");
             return Control::Exit;
         }
-        log::info!("stopping: closing the session");
+        log::info!(
+            "stopping: no new connections; {} request(s) in flight get up to {} ms",
+            self.by_stream.len() + self.downs.iter().filter(|(_, d)| d.is_waiting()).count(),
+            self.config.ops.drain_timeout.as_millis()
+        );
         self.stopping = true;
-        self.link.close();
+        for mut l in self.listeners.drain(..) {
+            let _ = registry.deregister(&mut l);
+        }
+        self.drain_deadline = Some(now + self.config.ops.drain_timeout);
+        self.dirty.extend(self.downs.iter().map(|(k, _)| k));
         Control::Continue
+    }
+
+    fn on_reload(&mut self, config: &Config) {
+        let Config::Client(new) = config else {
+            log::error!("SIGHUP: the reloaded file is not a client config; nothing changed");
+            return;
+        };
+        let old = &self.config;
+        let fixed = [
+            (
+                "listen",
+                format!("{:?}", old.listen) != format!("{:?}", new.listen),
+            ),
+            (
+                "peer",
+                format!("{:?}", old.peer) != format!("{:?}", new.peer),
+            ),
+            ("tls", format!("{:?}", old.tls) != format!("{:?}", new.tls)),
+            (
+                "transport",
+                format!("{:?}", old.transport) != format!("{:?}", new.transport),
+            ),
+            (
+                "reconnect",
+                format!("{:?}", old.reconnect) != format!("{:?}", new.reconnect),
+            ),
+            ("metrics", old.ops.metrics_listen != new.ops.metrics_listen),
+        ];
+        report_fixed(&fixed);
+        crate::logging::set_level(new.ops.log_level);
+        self.http = new.http.clone();
+        self.config.http = new.http.clone();
+        self.config.ops.log_level = new.ops.log_level;
+        self.config.ops.drain_timeout = new.ops.drain_timeout;
+        log::info!("SIGHUP: applied log_level and http.* settings");
     }
 
     fn is_finished(&self) -> bool {
         self.stopping && self.link.is_closed()
+    }
+}
+
+/// Logs the fields a reload cannot change while the process runs.
+pub(crate) fn report_fixed(fields: &[(&str, bool)]) {
+    let changed: Vec<&str> = fields.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
+    if !changed.is_empty() {
+        log::warn!(
+            "SIGHUP: changes to {} need a restart; they were NOT applied",
+            changed.join(", ")
+        );
     }
 }

@@ -20,6 +20,9 @@ pub struct ClientFile {
     pub http: ClientHttpFile,
     #[serde(default)]
     pub reconnect: ReconnectFile,
+    #[serde(default)]
+    pub metrics: Option<MetricsFile>,
+    pub log_level: Option<String>,
 }
 
 /// `--role server` file.
@@ -33,6 +36,16 @@ pub struct ServerFile {
     pub transport: TransportFile,
     #[serde(default)]
     pub http: ServerHttpFile,
+    #[serde(default)]
+    pub metrics: Option<MetricsFile>,
+    pub log_level: Option<String>,
+}
+
+/// The optional operator endpoint (`/metrics`, `/health`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    pub listen: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +100,7 @@ pub struct ClientHttpFile {
     pub forwarded: Option<bool>,
     pub via: Option<bool>,
     pub x_forwarded_for: Option<bool>,
+    pub drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +108,7 @@ pub struct ClientHttpFile {
 pub struct ServerHttpFile {
     pub access_log: Option<bool>,
     pub max_head_bytes: Option<usize>,
+    pub drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

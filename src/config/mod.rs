@@ -30,6 +30,8 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const DEFAULT_ACCESS_LOG: bool = true;
 pub const DEFAULT_FORWARDED: bool = true;
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_LOG_LEVEL: log::LevelFilter = log::LevelFilter::Info;
 pub const DEFAULT_VIA: bool = true;
 pub const DEFAULT_X_FORWARDED_FOR: bool = false;
 pub const DEFAULT_INITIAL_BACKOFF_MS: u64 = 100;
@@ -61,6 +63,18 @@ pub struct ClientConfig {
     pub transport: TransportConfig,
     pub http: ClientHttpConfig,
     pub reconnect: ReconnectConfig,
+    pub ops: OpsConfig,
+}
+
+/// Operating settings both roles share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsConfig {
+    /// Where `/metrics` and `/health` are served; `None` = no listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log level when `RUST_LOG` is not set (changeable by SIGHUP).
+    pub log_level: log::LevelFilter,
+    /// How long a graceful stop waits for requests in flight.
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +86,7 @@ pub struct ServerConfig {
     pub allowed_client_names: Option<Vec<String>>,
     pub transport: TransportConfig,
     pub http: ServerHttpConfig,
+    pub ops: OpsConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -309,6 +324,35 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
             },
         },
         reconnect,
+        ops: ops(raw.metrics, raw.log_level.as_deref(), http.drain_timeout_ms)?,
+    })
+}
+
+fn ops(
+    metrics: Option<file::MetricsFile>,
+    log_level: Option<&str>,
+    drain_timeout_ms: Option<u64>,
+) -> Result<OpsConfig, ConfigError> {
+    let metrics_listen = metrics
+        .map(|m| socket_addr("metrics.listen", &m.listen))
+        .transpose()?;
+    let log_level = match log_level {
+        None => DEFAULT_LOG_LEVEL,
+        Some(text) => text.parse().map_err(|_| {
+            ConfigError::new(
+                "log_level",
+                format!("{text:?} is not one of off, error, warn, info, debug, trace"),
+            )
+        })?,
+    };
+    Ok(OpsConfig {
+        metrics_listen,
+        log_level,
+        drain_timeout: millis(
+            "http.drain_timeout_ms",
+            drain_timeout_ms,
+            DEFAULT_DRAIN_TIMEOUT_MS,
+        )?,
     })
 }
 
@@ -351,6 +395,11 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
             access_log: raw.http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
             max_head_bytes: head_bytes("http.max_head_bytes", raw.http.max_head_bytes)?,
         },
+        ops: ops(
+            raw.metrics,
+            raw.log_level.as_deref(),
+            raw.http.drain_timeout_ms,
+        )?,
     })
 }
 

@@ -14,6 +14,7 @@ pub const CID_LEN: usize = quiche::MAX_CONN_ID_LEN;
 pub mod h3_code {
     pub const NO_ERROR: u64 = 0x100;
     pub const INTERNAL_ERROR: u64 = 0x102;
+    pub const REQUEST_REJECTED: u64 = 0x10b;
     pub const REQUEST_CANCELLED: u64 = 0x10c;
     pub const REQUEST_INCOMPLETE: u64 = 0x10d;
     pub const MESSAGE_ERROR: u64 = 0x10e;

@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use boring::nid::Nid;
 use boring::ssl::{SslContextBuilder, SslFiletype, SslMethod, SslVerifyMode};
@@ -53,30 +54,55 @@ pub fn client_context(files: &TlsFiles) -> Result<SslContextBuilder, TlsError> {
     Ok(b)
 }
 
-/// Server side: demand a client certificate from the CA, optionally with an allowed name.
+/// Client certificate names the server admits (`None` = any the CA signed), shared between
+/// the config and the TLS verify callback so a reload can change it for new sessions.
+#[derive(Debug, Clone)]
+pub struct AllowedNames(Arc<RwLock<Option<Vec<String>>>>);
+
+impl AllowedNames {
+    pub fn new(names: Option<Vec<String>>) -> Self {
+        AllowedNames(Arc::new(RwLock::new(names)))
+    }
+
+    pub fn set(&self, names: Option<Vec<String>>) {
+        if let Ok(mut guard) = self.0.write() {
+            *guard = names;
+        }
+    }
+
+    /// Whether a leaf certificate with `names` may in. A poisoned lock admits nobody.
+    fn admits(&self, names: &[String]) -> bool {
+        match self.0.read() {
+            Ok(guard) => match guard.as_ref() {
+                None => true,
+                Some(allowed) => names
+                    .iter()
+                    .any(|n| allowed.iter().any(|a| a.eq_ignore_ascii_case(n))),
+            },
+            Err(_) => false,
+        }
+    }
+}
+
+/// Server side: demand a client certificate from the CA, and one of the allowed names.
 pub fn server_context(
     files: &TlsFiles,
-    allowed_client_names: Option<Vec<String>>,
+    allowed: AllowedNames,
 ) -> Result<SslContextBuilder, TlsError> {
     let mut b = base_context(files)?;
     let mode = SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT;
-    match allowed_client_names {
-        None => b.set_verify(mode),
-        Some(names) => b.set_verify_callback(mode, move |chain_ok, ctx| {
-            chain_ok && (ctx.error_depth() != 0 || leaf_has_allowed_name(ctx, &names))
-        }),
-    }
+    b.set_verify_callback(mode, move |chain_ok, ctx| {
+        chain_ok && (ctx.error_depth() != 0 || leaf_has_allowed_name(ctx, &allowed))
+    });
     Ok(b)
 }
 
-fn leaf_has_allowed_name(ctx: &mut X509StoreContextRef, allowed: &[String]) -> bool {
+fn leaf_has_allowed_name(ctx: &mut X509StoreContextRef, allowed: &AllowedNames) -> bool {
     let Some(cert) = ctx.current_cert() else {
         return false;
     };
     let names = certificate_names(cert);
-    let ok = names
-        .iter()
-        .any(|n| allowed.iter().any(|a| a.eq_ignore_ascii_case(n)));
+    let ok = allowed.admits(&names);
     if !ok {
         log::warn!(
             "refusing client certificate with names {names:?}: not in tls.allowed_client_names"

@@ -7,6 +7,10 @@
 pub mod signals;
 
 use std::io;
+
+use crate::config::{Config, ConfigError};
+use crate::systemd;
+use signals::Signal;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
@@ -16,12 +20,16 @@ use mio::{Events, Poll, Registry, Token};
 pub const UDP: Token = Token(0);
 /// The self-pipe that carries signals into the loop.
 pub const SIGNALS: Token = Token(1);
-/// Client role: TCP listeners are `LISTENER_BASE + index`.
-pub const LISTENER_BASE: usize = 2;
+/// The operator endpoint's listener (`/metrics`, `/health`).
+pub const ADMIN_LISTENER: Token = Token(2);
+/// Client role: TCP listeners are `LISTENER_BASE + index`, below `ADMIN_CONN_BASE`.
+pub const LISTENER_BASE: usize = 3;
+/// Operator endpoint connections are `ADMIN_CONN_BASE + slab key`, below `CONN_BASE`.
+pub const ADMIN_CONN_BASE: usize = 512;
 /// TCP connections (client: downstream; server: upstream) are `CONN_BASE + slab key`.
 pub const CONN_BASE: usize = 1024;
 
-/// What the loop does after `Driver::on_signal`.
+/// What the loop does after `Driver::on_terminate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
     Continue,
@@ -34,20 +42,29 @@ pub trait Driver {
     /// Timers, protocol polling and output, after each batch of events.
     fn process(&mut self, registry: &Registry, now: Instant);
     fn next_deadline(&self) -> Option<Instant>;
-    /// A termination signal arrived; returns whether to stop now.
-    fn on_signal(&mut self, now: Instant) -> Control;
+    /// SIGTERM/SIGINT: start a graceful stop; a second one returns `Exit`.
+    fn on_terminate(&mut self, registry: &Registry, now: Instant) -> Control;
+    /// SIGHUP with the freshly loaded config: apply what can change, report the rest.
+    fn on_reload(&mut self, config: &Config);
     /// The driver finished a graceful stop.
     fn is_finished(&self) -> bool;
 }
 
-/// Runs `driver` until it finishes or a second termination signal arrives.
-pub fn run<D: Driver>(mut poll: Poll, driver: &mut D) -> io::Result<()> {
+/// Runs `driver` until it finishes or a second termination signal arrives. `reload` re-reads
+/// the config file on SIGHUP.
+pub fn run<D: Driver>(
+    mut poll: Poll,
+    driver: &mut D,
+    reload: &dyn Fn() -> Result<Config, ConfigError>,
+) -> io::Result<()> {
     let mut signals = signals::SignalPipe::install(poll.registry(), SIGNALS)?;
     let mut events = Events::with_capacity(1024);
+    let watchdog = systemd::watchdog_interval();
+    let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
+    systemd::notify("READY=1");
     loop {
-        let timeout = driver
-            .next_deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()));
+        let deadline = crate::time::earliest(driver.next_deadline(), next_watchdog);
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         match poll.poll(&mut events, timeout.map(round_up_ms)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -55,19 +72,46 @@ pub fn run<D: Driver>(mut poll: Poll, driver: &mut D) -> io::Result<()> {
         }
         let now = Instant::now();
         for event in events.iter() {
-            if event.token() == SIGNALS {
-                if signals.drain() && driver.on_signal(now) == Control::Exit {
-                    return Ok(());
-                }
+            if event.token() != SIGNALS {
+                driver.handle_event(poll.registry(), event, now);
                 continue;
             }
-            driver.handle_event(poll.registry(), event, now);
+            for signal in signals.drain() {
+                match signal {
+                    Signal::Terminate => {
+                        systemd::notify("STOPPING=1");
+                        if driver.on_terminate(poll.registry(), now) == Control::Exit {
+                            return Ok(());
+                        }
+                    }
+                    Signal::Reload => reload_config(driver, reload),
+                }
+            }
         }
-        driver.process(poll.registry(), Instant::now());
+        let now = Instant::now();
+        driver.process(poll.registry(), now);
+        if let (Some(w), Some(at)) = (watchdog, next_watchdog) {
+            if at <= now {
+                systemd::notify("WATCHDOG=1");
+                next_watchdog = Some(now + w);
+            }
+        }
         if driver.is_finished() {
             return Ok(());
         }
     }
+}
+
+fn reload_config<D: Driver>(driver: &mut D, reload: &dyn Fn() -> Result<Config, ConfigError>) {
+    systemd::notify("RELOADING=1");
+    match reload() {
+        Ok(config) => {
+            log::info!("SIGHUP: reloading the config");
+            driver.on_reload(&config);
+        }
+        Err(e) => log::error!("SIGHUP: config not reloaded, keeping the running one: {e}"),
+    }
+    systemd::notify("READY=1");
 }
 
 /// epoll counts in whole milliseconds and truncates; round up so we never wake before a

@@ -40,6 +40,7 @@ pub struct Ctx<'a> {
     pub max_head_bytes: usize,
     pub access_log: bool,
     pub client: &'a str,
+    pub metrics: &'a mut crate::metrics::Metrics,
 }
 
 enum Response {
@@ -551,7 +552,10 @@ impl Exchange {
         self.upstream
     }
 
-    fn log_access(&self, ctx: &Ctx<'_>) {
+    /// The exchange ended: count it and write its access line.
+    fn log_access(&self, ctx: &mut Ctx<'_>) {
+        ctx.metrics
+            .record_request(self.status, ctx.now.saturating_duration_since(self.started));
         if !ctx.access_log {
             return;
         }

@@ -21,7 +21,9 @@ use mio::{Interest, Registry, Token};
 use ring::hmac;
 use slab::Slab;
 
-use crate::config::ServerConfig;
+use crate::admin::{Admin, Page};
+use crate::config::{Config, ServerConfig};
+use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters, METRICS_CONTENT_TYPE};
 use crate::quic::session::Session;
 use crate::quic::udp::UdpIo;
 use crate::quic::{self, tls, CID_LEN};
@@ -54,6 +56,12 @@ pub struct ServerProxy {
     next_idle_expiry: Option<Instant>,
     dirty: Vec<usize>,
     stopping: bool,
+    admin: Option<Admin>,
+    metrics: Metrics,
+    /// Client names admitted; shared with the TLS verify callback so SIGHUP can change it.
+    allowed_client_names: tls::AllowedNames,
+    /// Graceful stop: when to give up on requests still in flight.
+    drain_deadline: Option<Instant>,
 }
 
 impl ServerProxy {
@@ -61,11 +69,18 @@ impl ServerProxy {
         cfg: &ServerConfig,
         registry: &Registry,
     ) -> Result<Self, Box<dyn std::error::Error>> {
-        let tls = tls::server_context(&cfg.tls, cfg.allowed_client_names.clone())?;
+        let allowed_client_names = tls::AllowedNames::new(cfg.allowed_client_names.clone());
+        let tls = tls::server_context(&cfg.tls, allowed_client_names.clone())?;
         let quiche_config = quic::setup::quiche_config(&cfg.transport, tls)?;
         let t = &cfg.transport;
         let socket = crate::net::bind_udp(cfg.listen, t.udp_recv_buffer, t.udp_send_buffer)
             .map_err(|e| format!("listen {}: {e}", cfg.listen))?;
+        let admin = match cfg.ops.metrics_listen {
+            Some(addr) => Some(
+                Admin::bind(addr, registry).map_err(|e| format!("metrics.listen {addr}: {e}"))?,
+            ),
+            None => None,
+        };
         let mut udp = UdpIo::new(socket);
         registry.register(
             &mut udp.socket,
@@ -99,6 +114,10 @@ impl ServerProxy {
             next_idle_expiry: None,
             dirty: Vec::new(),
             stopping: false,
+            admin,
+            metrics: Metrics::new("server", Instant::now()),
+            allowed_client_names,
+            drain_deadline: None,
         })
     }
 
@@ -278,6 +297,20 @@ impl ServerProxy {
         match (event, existing) {
             (Event::Headers { list, more_frames }, None) => {
                 if self.stopping {
+                    // After our GOAWAY: refused unprocessed, so the client may retry it elsewhere.
+                    if let Some(pc) = self.conns.get_mut(ck) {
+                        let conn = &mut pc.session.conn;
+                        let _ = conn.stream_shutdown(
+                            stream,
+                            quiche::Shutdown::Read,
+                            quic::h3_code::REQUEST_REJECTED,
+                        );
+                        let _ = conn.stream_shutdown(
+                            stream,
+                            quiche::Shutdown::Write,
+                            quic::h3_code::REQUEST_REJECTED,
+                        );
+                    }
                     return;
                 }
                 let ek = self.exchanges.vacant_key();
@@ -322,7 +355,15 @@ impl ServerProxy {
         f: impl FnOnce(&mut Ctx<'_>) -> T,
     ) -> Option<T> {
         let pc = self.conns.get_mut(ck)?;
-        let mut ctx = context(pc, &mut self.pool, &self.cfg, registry, ek, now);
+        let mut ctx = context(
+            pc,
+            &mut self.pool,
+            &mut self.metrics,
+            &self.cfg,
+            registry,
+            ek,
+            now,
+        );
         Some(f(&mut ctx))
     }
 
@@ -341,7 +382,15 @@ impl ServerProxy {
         let outcome = match self.conns.get_mut(*ck) {
             Some(pc) => f(
                 ex,
-                &mut context(pc, &mut self.pool, &self.cfg, registry, ek, now),
+                &mut context(
+                    pc,
+                    &mut self.pool,
+                    &mut self.metrics,
+                    &self.cfg,
+                    registry,
+                    ek,
+                    now,
+                ),
             ),
             None => Outcome::Finished,
         };
@@ -363,6 +412,61 @@ impl ServerProxy {
         }
     }
 
+    /// Graceful stop: once no request is in flight (or the deadline passed), close the sessions.
+    fn finish_drain(&mut self, now: Instant) {
+        let expired = self.drain_deadline.is_some_and(|d| d <= now);
+        if !self.exchanges.is_empty() && !expired {
+            return;
+        }
+        if expired && !self.exchanges.is_empty() {
+            log::warn!(
+                "drain deadline passed with {} request(s) in flight",
+                self.exchanges.len()
+            );
+        }
+        for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
+            if !pc.session.conn.is_closed() && !pc.session.conn.is_draining() {
+                let _ =
+                    pc.session
+                        .conn
+                        .close(true, quic::h3_code::NO_ERROR, b"server shutting down");
+            }
+        }
+    }
+
+    /// The operator endpoint's answer for `path`.
+    fn page(&self, path: &str, now: Instant) -> Page {
+        let sessions_up = self
+            .conns
+            .iter()
+            .filter(|(_, pc)| pc.session.is_usable())
+            .count();
+        match path {
+            "/metrics" => {
+                let mut snap = Snapshot {
+                    sessions_up,
+                    streams_open: self.exchanges.len(),
+                    upstream_connections: Some((self.pool.conns.len(), self.pool.idle_count())),
+                    ..Snapshot::default()
+                };
+                for (_, pc) in self.conns.iter() {
+                    snap.live_transport
+                        .add(&TransportCounters::of(&pc.session.conn));
+                    snap.paths
+                        .extend(PathFigures::of(&pc.session.conn, pc.client.clone()));
+                }
+                (200, METRICS_CONTENT_TYPE, self.metrics.render(&snap, now))
+            }
+            "/health" if sessions_up > 0 => (
+                200,
+                "text/plain",
+                format!("ok: {sessions_up} session(s) up\n"),
+            ),
+            "/health" => (503, "text/plain", "no session up\n".into()),
+            _ => (404, "text/plain", "try /metrics or /health\n".into()),
+        }
+    }
+
     /// Drops sessions that are closed, with their exchanges.
     fn reap_closed(&mut self, registry: &Registry) {
         let closed: Vec<usize> = self
@@ -373,11 +477,10 @@ impl ServerProxy {
             .collect();
         for ck in closed {
             let pc = self.conns.remove(ck);
-            log::info!(
-                "session with client {} ended: {}",
-                pc.client,
-                pc.session.close_reason()
-            );
+            let reason = pc.session.close_reason();
+            log::info!("session with client {} ended: {reason}", pc.client);
+            self.metrics
+                .record_session_closed(TransportCounters::of(&pc.session.conn), &reason);
             for cid in &pc.cids {
                 self.by_cid.remove(cid);
             }
@@ -396,6 +499,7 @@ impl ServerProxy {
 fn context<'a>(
     pc: &'a mut PeerConn,
     pool: &'a mut Pool,
+    metrics: &'a mut Metrics,
     cfg: &'a ServerConfig,
     registry: &'a Registry,
     key: usize,
@@ -411,6 +515,7 @@ fn context<'a>(
         max_head_bytes: cfg.http.max_head_bytes,
         access_log: cfg.http.access_log,
         client: &pc.client,
+        metrics,
     }
 }
 
@@ -423,6 +528,12 @@ impl Driver for ServerProxy {
                 }
                 if event.is_writable() {
                     self.udp.on_writable(now);
+                }
+            }
+            token if Admin::owns(token) => {
+                if let Some(mut admin) = self.admin.take() {
+                    admin.handle_event(registry, event, |path| self.page(path, now));
+                    self.admin = Some(admin);
                 }
             }
             Token(t) if t >= CONN_BASE => {
@@ -460,6 +571,9 @@ impl Driver for ServerProxy {
                 self.pool
                     .expire_idle(registry, now, self.cfg.upstream.idle_timeout);
         }
+        if self.stopping {
+            self.finish_drain(now);
+        }
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
             self.udp.send_from(&mut pc.session.conn, now);
         }
@@ -477,22 +591,63 @@ impl Driver for ServerProxy {
             .min();
         let d = crate::time::earliest(sessions, self.timers.next_deadline());
         let d = crate::time::earliest(d, self.next_idle_expiry);
+        let d = crate::time::earliest(d, self.drain_deadline);
         crate::time::earliest(d, self.udp.next_release())
     }
 
-    fn on_signal(&mut self, _now: Instant) -> Control {
+    fn on_terminate(&mut self, _registry: &Registry, now: Instant) -> Control {
         if self.stopping {
+            log::warn!("second stop signal: exiting now");
             return Control::Exit;
         }
-        log::info!("stopping: closing {} session(s)", self.conns.len());
+        log::info!(
+            "stopping: GOAWAY to {} session(s); {} request(s) in flight get up to {} ms",
+            self.conns.len(),
+            self.exchanges.len(),
+            self.cfg.ops.drain_timeout.as_millis()
+        );
         self.stopping = true;
+        self.drain_deadline = Some(now + self.cfg.ops.drain_timeout);
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
-            let _ = pc
-                .session
-                .conn
-                .close(true, quic::h3_code::NO_ERROR, b"server shutting down");
+            let next = pc.streams.keys().max().map_or(0, |id| id + 4);
+            if let Some(h3) = pc.session.h3.as_mut() {
+                let _ = h3.send_goaway(&mut pc.session.conn, next);
+            }
         }
         Control::Continue
+    }
+
+    fn on_reload(&mut self, config: &Config) {
+        let Config::Server(new) = config else {
+            log::error!("SIGHUP: the reloaded file is not a server config; nothing changed");
+            return;
+        };
+        let old = &self.cfg;
+        let fixed = [
+            ("listen", old.listen != new.listen),
+            (
+                "upstream.address",
+                old.upstream.address != new.upstream.address,
+            ),
+            ("tls", format!("{:?}", old.tls) != format!("{:?}", new.tls)),
+            (
+                "transport",
+                format!("{:?}", old.transport) != format!("{:?}", new.transport),
+            ),
+            ("metrics", old.ops.metrics_listen != new.ops.metrics_listen),
+        ];
+        crate::client::report_fixed(&fixed);
+        crate::logging::set_level(new.ops.log_level);
+        self.allowed_client_names
+            .set(new.allowed_client_names.clone());
+        let address = self.cfg.upstream.address;
+        self.cfg.upstream = new.upstream.clone();
+        self.cfg.upstream.address = address;
+        self.cfg.http = new.http.clone();
+        self.cfg.allowed_client_names = new.allowed_client_names.clone();
+        self.cfg.ops.log_level = new.ops.log_level;
+        self.cfg.ops.drain_timeout = new.ops.drain_timeout;
+        log::info!("SIGHUP: applied log_level, http.*, upstream timeouts and tls.allowed_client_names (new sessions)");
     }
 
     fn is_finished(&self) -> bool {
