@@ -89,6 +89,8 @@ pub struct Snapshot {
     pub streams_open: usize,
     pub client_connections: Option<usize>,
     pub upstream_connections: Option<(usize, usize)>,
+    /// Loss hiding: (datagrams, bytes) sent twice.
+    pub duplicated: (u64, u64),
 }
 
 #[derive(Debug)]
@@ -103,8 +105,6 @@ pub struct Metrics {
     pub last_disconnect: Option<String>,
     /// Counters of sessions that closed.
     closed_transport: TransportCounters,
-    pub datagrams_duplicated: u64,
-    pub bytes_duplicated: u64,
 }
 
 impl Metrics {
@@ -119,8 +119,6 @@ impl Metrics {
             reconnects: 0,
             last_disconnect: None,
             closed_transport: TransportCounters::default(),
-            datagrams_duplicated: 0,
-            bytes_duplicated: 0,
         }
     }
 
@@ -283,13 +281,13 @@ impl Metrics {
             "ptproxy_duplicated_datagrams_total",
             "counter",
             "Datagrams sent twice by loss hiding.",
-            &one(self.datagrams_duplicated.to_string()),
+            &one(snap.duplicated.0.to_string()),
         );
         m(
             "ptproxy_duplicated_bytes_total",
             "counter",
             "Bytes sent twice by loss hiding.",
-            &one(self.bytes_duplicated.to_string()),
+            &one(snap.duplicated.1.to_string()),
         );
         m(
             "ptproxy_streams_open",

@@ -16,7 +16,7 @@ use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters};
 use crate::net;
 use crate::quic::backoff::Backoff;
 use crate::quic::session::Session;
-use crate::quic::udp::UdpIo;
+use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls, CID_LEN};
 use crate::reactor::UDP;
 
@@ -55,6 +55,8 @@ pub struct PeerLink {
     was_up: bool,
     /// Graceful stop: never reconnect.
     stopped: bool,
+    /// Loss hiding policy and counters (kept across reconnects).
+    hider: LossHider,
 }
 
 impl PeerLink {
@@ -73,6 +75,7 @@ impl PeerLink {
             udp: None,
             was_up: false,
             stopped: false,
+            hider: LossHider::new(cfg.transport.loss_hiding),
         })
     }
 
@@ -177,8 +180,14 @@ impl PeerLink {
         }
     }
 
+    /// Logs the loss hiding mode and its cost (once, at start-up).
+    pub fn describe_loss_hiding(&self) -> String {
+        self.hider.describe()
+    }
+
     /// Live figures for the metrics endpoint.
     pub fn snapshot(&self, snap: &mut Snapshot) {
+        snap.duplicated = (self.hider.datagrams, self.hider.bytes);
         match &self.state {
             State::Up { session, since, .. } => {
                 snap.sessions_up = 1;
@@ -301,11 +310,19 @@ impl PeerLink {
     }
 
     /// Sends whatever the session has to send.
-    pub fn flush(&mut self, now: Instant) {
-        let Some(udp) = self.udp.as_mut() else { return };
+    /// Returns true when it stopped at the send quantum with more to send.
+    pub fn flush(&mut self, now: Instant) -> bool {
+        let Some(udp) = self.udp.as_mut() else {
+            return false;
+        };
         match &mut self.state {
-            State::Connecting(s) | State::Up { session: s, .. } => udp.send_from(&mut s.conn, now),
-            State::Waiting { .. } => udp.flush(now),
+            State::Connecting(s) | State::Up { session: s, .. } => {
+                udp.send_from(&mut s.conn, now, &mut self.hider)
+            }
+            State::Waiting { .. } => {
+                udp.flush(now);
+                false
+            }
         }
     }
 

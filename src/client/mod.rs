@@ -42,6 +42,8 @@ pub struct ClientProxy {
     metrics: Metrics,
     /// Graceful stop: when to give up on requests still in flight.
     drain_deadline: Option<Instant>,
+    /// The last send stopped at its quantum: come back without waiting.
+    send_pending: bool,
     listeners: Vec<TcpListener>,
     downs: Slab<Downstream>,
     by_stream: HashMap<u64, usize>,
@@ -74,12 +76,14 @@ impl ClientProxy {
             None => None,
         };
         let mut link = PeerLink::new(cfg)?;
+        log::info!("{}", link.describe_loss_hiding());
         link.handle_timeout(registry, Instant::now());
         Ok(ClientProxy {
             config: cfg.clone(),
             admin,
             metrics: Metrics::new("client", Instant::now()),
             drain_deadline: None,
+            send_pending: false,
             http: cfg.http.clone(),
             default_authority: cfg.peer.server_name.clone(),
             link,
@@ -343,11 +347,11 @@ impl Driver for ClientProxy {
         if self.stopping {
             self.finish_drain(now);
         }
-        self.link.flush(now);
+        self.send_pending = self.link.flush(now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if !self.dirty.is_empty() {
+        if !self.dirty.is_empty() || self.send_pending {
             return Some(Instant::now());
         }
         let d = crate::time::earliest(self.link.next_deadline(), self.timers.next_deadline());

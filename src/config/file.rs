@@ -85,6 +85,19 @@ pub struct TransportFile {
     pub max_concurrent_streams: Option<u64>,
     pub udp_recv_buffer: Option<usize>,
     pub udp_send_buffer: Option<usize>,
+    pub max_pacing_rate: Option<u64>,
+    pub initial_congestion_window_packets: Option<usize>,
+    pub pmtu_discovery: Option<bool>,
+    pub loss_hiding: Option<LossHidingFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossHidingFile {
+    pub mode: String,
+    pub max_datagram: Option<usize>,
+    pub interactive_bytes: Option<u64>,
+    pub gap_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

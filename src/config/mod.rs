@@ -23,6 +23,10 @@ pub const DEFAULT_CONNECTION_WINDOW: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_STREAM_WINDOW: u64 = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u64 = 1000;
 pub const DEFAULT_UDP_BUFFER: usize = 4 * 1024 * 1024;
+pub const DEFAULT_INITIAL_CWND_PACKETS: usize = 10;
+pub const DEFAULT_PMTU_DISCOVERY: bool = true;
+pub const DEFAULT_LOSS_HIDING_MAX_DATAGRAM: usize = 1300;
+pub const DEFAULT_LOSS_HIDING_INTERACTIVE_BYTES: u64 = 32 * 1024;
 pub const DEFAULT_SESSION_WAIT_MS: u64 = 2_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 10_000;
@@ -133,6 +137,31 @@ pub struct TransportConfig {
     pub max_concurrent_streams: u64,
     pub udp_recv_buffer: usize,
     pub udp_send_buffer: usize,
+    /// Pacing rate cap in bytes per second (`None`: the congestion controller decides).
+    pub max_pacing_rate: Option<u64>,
+    /// Initial congestion window in packets (quiche's default 10).
+    pub initial_congestion_window_packets: usize,
+    pub pmtu_discovery: bool,
+    pub loss_hiding: LossHiding,
+}
+
+/// Which datagrams are sent twice, so that one lost copy costs nothing (see `quic::udp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossHidingMode {
+    Off,
+    /// Datagrams up to `max_datagram` bytes.
+    Small,
+    /// Every datagram while less than `interactive_bytes` left in the last RTT.
+    Interactive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossHiding {
+    pub mode: LossHidingMode,
+    pub max_datagram: usize,
+    pub interactive_bytes: u64,
+    /// Delay of the second copy (0: right away), to survive short loss bursts.
+    pub gap: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -465,6 +494,52 @@ fn transport(raw: file::TransportFile) -> Result<TransportConfig, ConfigError> {
             "transport.udp_send_buffer",
             raw.udp_send_buffer.unwrap_or(DEFAULT_UDP_BUFFER),
         )?,
+        max_pacing_rate: raw
+            .max_pacing_rate
+            .map(|v| positive("transport.max_pacing_rate", v))
+            .transpose()?,
+        initial_congestion_window_packets: positive(
+            "transport.initial_congestion_window_packets",
+            raw.initial_congestion_window_packets
+                .unwrap_or(DEFAULT_INITIAL_CWND_PACKETS),
+        )?,
+        pmtu_discovery: raw.pmtu_discovery.unwrap_or(DEFAULT_PMTU_DISCOVERY),
+        loss_hiding: loss_hiding(raw.loss_hiding)?,
+    })
+}
+
+fn loss_hiding(raw: Option<file::LossHidingFile>) -> Result<LossHiding, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(LossHiding {
+            mode: LossHidingMode::Off,
+            max_datagram: DEFAULT_LOSS_HIDING_MAX_DATAGRAM,
+            interactive_bytes: DEFAULT_LOSS_HIDING_INTERACTIVE_BYTES,
+            gap: Duration::ZERO,
+        });
+    };
+    let mode = match raw.mode.as_str() {
+        "off" => LossHidingMode::Off,
+        "small" => LossHidingMode::Small,
+        "interactive" => LossHidingMode::Interactive,
+        other => {
+            return Err(ConfigError::new(
+                "transport.loss_hiding.mode",
+                format!("unknown mode {other:?} (expected \"off\", \"small\" or \"interactive\")"),
+            ))
+        }
+    };
+    Ok(LossHiding {
+        mode,
+        max_datagram: positive(
+            "transport.loss_hiding.max_datagram",
+            raw.max_datagram.unwrap_or(DEFAULT_LOSS_HIDING_MAX_DATAGRAM),
+        )?,
+        interactive_bytes: positive(
+            "transport.loss_hiding.interactive_bytes",
+            raw.interactive_bytes
+                .unwrap_or(DEFAULT_LOSS_HIDING_INTERACTIVE_BYTES),
+        )?,
+        gap: Duration::from_millis(raw.gap_ms.unwrap_or(0)),
     })
 }
 

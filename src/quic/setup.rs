@@ -50,5 +50,10 @@ pub fn quiche_config(
     c.set_cc_algorithm_name(t.congestion_control.quiche_name())
         .map_err(|e| err("transport.congestion_control", e))?;
     c.enable_pacing(t.pacing);
+    if let Some(rate) = t.max_pacing_rate {
+        c.set_max_pacing_rate(rate);
+    }
+    c.set_initial_congestion_window_packets(t.initial_congestion_window_packets);
+    c.discover_pmtu(t.pmtu_discovery);
     Ok(c)
 }

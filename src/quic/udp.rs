@@ -1,17 +1,21 @@
 //! The datagram path: one UDP socket, the loop that moves quiche's outgoing packets onto it,
-//! and a queue for packets that must wait (socket full, or a pacing release time ahead).
+//! and the queues for packets that must wait (socket full, pacing release time ahead, delayed
+//! duplicate).
 //!
 //! Invariants: packets leave in the order quiche produced them; a packet quiche produced is never
 //! dropped because the socket said WouldBlock (quiche already counts it as sent), it waits for
-//! WRITABLE instead. Every transmission goes through [`UdpIo::transmit`], the one place a
-//! datagram policy (pacing, duplication) can sit.
+//! WRITABLE instead. Every packet goes through [`UdpIo::transmit`], the one place a datagram
+//! policy sits: pacing release times, and loss hiding ([`LossHider`]), which sends selected
+//! datagrams twice so that a single loss costs no recovery round (the receiver drops the copy
+//! by packet number).
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::setup::MAX_DATAGRAM;
+use crate::config::{LossHiding, LossHidingMode};
 
 /// A packet waiting for the socket or for its release time.
 struct Queued {
@@ -23,9 +27,91 @@ struct Queued {
 /// Stop asking quiche for more packets once this many are queued.
 const MAX_QUEUED: usize = 1024;
 
+/// Decides which datagrams are sent twice, and counts them.
+#[derive(Debug)]
+pub struct LossHider {
+    cfg: LossHiding,
+    /// (time, bytes) of original datagrams sent within the last RTT (interactive mode).
+    recent: VecDeque<(Instant, usize)>,
+    recent_bytes: u64,
+    pub datagrams: u64,
+    pub bytes: u64,
+}
+
+impl LossHider {
+    pub fn new(cfg: LossHiding) -> Self {
+        LossHider {
+            cfg,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+            datagrams: 0,
+            bytes: 0,
+        }
+    }
+
+    /// One line for the start-up log: the mode and what it costs.
+    pub fn describe(&self) -> String {
+        let c = &self.cfg;
+        let gap = if c.gap.is_zero() {
+            "right away".to_string()
+        } else {
+            format!("{} ms later", c.gap.as_millis())
+        };
+        match c.mode {
+            LossHidingMode::Off => "loss hiding off".to_string(),
+            LossHidingMode::Small => format!(
+                "loss hiding: datagrams up to {} bytes are sent twice ({gap}); expected cost: \
+                 up to 2x the bytes of small messages (requests, small responses, ACKs), bulk transfers unaffected",
+                c.max_datagram
+            ),
+            LossHidingMode::Interactive => format!(
+                "loss hiding: every datagram is sent twice ({gap}) while under {} bytes left in the last RTT; \
+                 expected cost: 2x the bytes of interactive traffic, bulk transfers stop being duplicated",
+                c.interactive_bytes
+            ),
+        }
+    }
+
+    /// Whether an original datagram of `len` bytes gets a copy; records it.
+    fn duplicate(&mut self, len: usize, now: Instant, rtt: Duration) -> bool {
+        let dup = match self.cfg.mode {
+            LossHidingMode::Off => false,
+            LossHidingMode::Small => len <= self.cfg.max_datagram,
+            LossHidingMode::Interactive => {
+                self.forget_older_than(now.checked_sub(rtt).unwrap_or(now));
+                self.recent.push_back((now, len));
+                self.recent_bytes += len as u64;
+                self.recent_bytes <= self.cfg.interactive_bytes
+            }
+        };
+        if dup {
+            self.datagrams += 1;
+            self.bytes += len as u64;
+        }
+        dup
+    }
+
+    fn forget_older_than(&mut self, limit: Instant) {
+        while let Some(&(t, len)) = self.recent.front() {
+            if t >= limit {
+                break;
+            }
+            self.recent.pop_front();
+            self.recent_bytes -= len as u64;
+        }
+    }
+
+    fn gap(&self) -> Duration {
+        self.cfg.gap
+    }
+}
+
 pub struct UdpIo {
     pub socket: mio::net::UdpSocket,
     queue: VecDeque<Queued>,
+    /// Second copies sent `gap` after their original (kept apart so they never hold back the
+    /// in-order queue).
+    delayed: VecDeque<Queued>,
     /// The socket returned WouldBlock; nothing is sent until it reports WRITABLE.
     blocked: bool,
     recv_buf: Vec<u8>,
@@ -37,6 +123,7 @@ impl UdpIo {
         UdpIo {
             socket,
             queue: VecDeque::new(),
+            delayed: VecDeque::new(),
             blocked: false,
             recv_buf: vec![0; MAX_DATAGRAM],
             send_buf: vec![0; MAX_DATAGRAM],
@@ -67,16 +154,35 @@ impl UdpIo {
         self.flush(now);
     }
 
-    /// Moves everything `conn` wants to send onto the wire (or the queue). Returns false when the
-    /// connection hit a local error and should be considered closed.
-    pub fn send_from(&mut self, conn: &mut quiche::Connection, now: Instant) {
+    /// Moves what `conn` wants to send onto the wire (or the queues), at most one
+    /// `send_quantum` per call so that one busy connection cannot starve the rest of the loop.
+    /// Returns true when it stopped at the quantum with more to send.
+    pub fn send_from(
+        &mut self,
+        conn: &mut quiche::Connection,
+        now: Instant,
+        hider: &mut LossHider,
+    ) -> bool {
         self.flush(now);
+        let quantum = conn.send_quantum().max(MAX_DATAGRAM);
+        let rtt = conn
+            .path_stats()
+            .next()
+            .map_or(Duration::from_millis(100), |p| p.rtt);
+        let horizon = now + conn.max_release_into_future();
+        let mut sent = 0;
         while !self.blocked && self.queue.len() < MAX_QUEUED {
+            if sent >= quantum {
+                return true;
+            }
             match conn.send(&mut self.send_buf) {
                 Ok((n, info)) => {
-                    let horizon = now + conn.max_release_into_future();
+                    sent += n;
                     let at = if info.at > horizon { info.at } else { now };
                     let data = self.send_buf[..n].to_vec();
+                    if hider.duplicate(n, now, rtt) {
+                        self.duplicate(&data, info.to, at, hider.gap(), now);
+                    }
                     self.transmit(data, info.to, at, now);
                 }
                 Err(quiche::Error::Done) => break,
@@ -85,6 +191,22 @@ impl UdpIo {
                     break;
                 }
             }
+        }
+        false
+    }
+
+    /// Schedules the second copy of a datagram: in line right after the original, or `gap`
+    /// later on the side queue.
+    fn duplicate(&mut self, data: &[u8], to: SocketAddr, at: Instant, gap: Duration, now: Instant) {
+        if gap.is_zero() {
+            // Sent first, so the original follows it at once; order between copies is irrelevant.
+            self.transmit(data.to_vec(), to, at, now);
+        } else {
+            self.delayed.push_back(Queued {
+                data: data.to_vec(),
+                to,
+                at: at.max(now) + gap,
+            });
         }
     }
 
@@ -104,40 +226,46 @@ impl UdpIo {
         }
     }
 
-    /// Sends queued datagrams whose release time has come, in order.
+    /// Sends queued datagrams whose release time has come, in order, then due delayed copies.
     pub fn flush(&mut self, now: Instant) {
-        while !self.blocked {
-            let Some(front) = self.queue.front() else {
-                break;
-            };
+        Self::drain_due(&self.socket, &mut self.queue, &mut self.blocked, now);
+        Self::drain_due(&self.socket, &mut self.delayed, &mut self.blocked, now);
+    }
+
+    fn drain_due(
+        socket: &mio::net::UdpSocket,
+        queue: &mut VecDeque<Queued>,
+        blocked: &mut bool,
+        now: Instant,
+    ) {
+        while !*blocked {
+            let Some(front) = queue.front() else { break };
             if front.at > now {
                 break;
             }
-            match self.socket.send_to(&front.data, front.to) {
+            match socket.send_to(&front.data, front.to) {
                 Ok(_) => {
-                    self.queue.pop_front();
+                    queue.pop_front();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("udp send to {}: {e}", front.to);
-                    self.queue.pop_front();
+                    queue.pop_front();
                 }
             }
         }
     }
 
-    /// When the first queued packet may leave (if the socket is not blocked).
+    /// When the next queued packet may leave (if the socket is not blocked).
     pub fn next_release(&self) -> Option<Instant> {
         if self.blocked {
             return None;
         }
-        self.queue.front().map(|q| q.at)
-    }
-
-    /// True when more packets could be produced right now (queue has room, socket not blocked).
-    pub fn has_room(&self) -> bool {
-        !self.blocked && self.queue.len() < MAX_QUEUED
+        crate::time::earliest(
+            self.queue.front().map(|q| q.at),
+            self.delayed.front().map(|q| q.at),
+        )
     }
 }
 
@@ -149,4 +277,46 @@ fn is_transient(e: &io::Error) -> bool {
             | io::ErrorKind::HostUnreachable
             | io::ErrorKind::NetworkUnreachable
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hider(mode: LossHidingMode) -> LossHider {
+        LossHider::new(LossHiding {
+            mode,
+            max_datagram: 1000,
+            interactive_bytes: 3000,
+            gap: Duration::ZERO,
+        })
+    }
+
+    #[test]
+    fn small_mode_duplicates_by_size_and_counts() {
+        let mut h = hider(LossHidingMode::Small);
+        let now = Instant::now();
+        let rtt = Duration::from_millis(50);
+        assert!(h.duplicate(1000, now, rtt));
+        assert!(!h.duplicate(1001, now, rtt));
+        assert_eq!((h.datagrams, h.bytes), (1, 1000));
+        assert!(!hider(LossHidingMode::Off).duplicate(10, now, rtt));
+    }
+
+    #[test]
+    fn interactive_mode_stops_during_bulk_and_resumes_after_an_rtt() {
+        let mut h = hider(LossHidingMode::Interactive);
+        let t0 = Instant::now();
+        let rtt = Duration::from_millis(50);
+        let dups: Vec<bool> = (0..5).map(|_| h.duplicate(1200, t0, rtt)).collect();
+        assert_eq!(
+            dups,
+            vec![true, true, false, false, false],
+            "3000 bytes per RTT allowed"
+        );
+        assert!(
+            h.duplicate(1200, t0 + Duration::from_millis(60), rtt),
+            "quiet again one RTT later"
+        );
+    }
 }

@@ -25,7 +25,7 @@ use crate::admin::{Admin, Page};
 use crate::config::{Config, ServerConfig};
 use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters, METRICS_CONTENT_TYPE};
 use crate::quic::session::Session;
-use crate::quic::udp::UdpIo;
+use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls, CID_LEN};
 use crate::reactor::{Control, Driver, CONN_BASE, UDP};
 use crate::time::TimerQueue;
@@ -62,6 +62,10 @@ pub struct ServerProxy {
     allowed_client_names: tls::AllowedNames,
     /// Graceful stop: when to give up on requests still in flight.
     drain_deadline: Option<Instant>,
+    /// Loss hiding policy and counters.
+    hider: LossHider,
+    /// The last send stopped at a quantum: come back without waiting.
+    send_pending: bool,
 }
 
 impl ServerProxy {
@@ -82,6 +86,7 @@ impl ServerProxy {
             None => None,
         };
         let mut udp = UdpIo::new(socket);
+        log::info!("{}", LossHider::new(cfg.transport.loss_hiding).describe());
         registry.register(
             &mut udp.socket,
             UDP,
@@ -118,6 +123,8 @@ impl ServerProxy {
             metrics: Metrics::new("server", Instant::now()),
             allowed_client_names,
             drain_deadline: None,
+            hider: LossHider::new(cfg.transport.loss_hiding),
+            send_pending: false,
         })
     }
 
@@ -447,6 +454,7 @@ impl ServerProxy {
                     sessions_up,
                     streams_open: self.exchanges.len(),
                     upstream_connections: Some((self.pool.conns.len(), self.pool.idle_count())),
+                    duplicated: (self.hider.datagrams, self.hider.bytes),
                     ..Snapshot::default()
                 };
                 for (_, pc) in self.conns.iter() {
@@ -574,14 +582,17 @@ impl Driver for ServerProxy {
         if self.stopping {
             self.finish_drain(now);
         }
+        self.send_pending = false;
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
-            self.udp.send_from(&mut pc.session.conn, now);
+            self.send_pending |= self
+                .udp
+                .send_from(&mut pc.session.conn, now, &mut self.hider);
         }
         self.reap_closed(registry);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if !self.dirty.is_empty() {
+        if !self.dirty.is_empty() || self.send_pending {
             return Some(Instant::now());
         }
         let sessions = self
