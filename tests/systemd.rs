@@ -24,8 +24,12 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("ptproxy-{tag}-{}-{nanos}", std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("ptproxy-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         TempDir(dir)
     }
@@ -50,9 +54,16 @@ fn unit_file_is_hardened_notify_service_and_verifies() {
         "ExecReload=/bin/kill -HUP $MAINPID",
         "WatchdogSec=30",
     ] {
-        assert!(unit.lines().any(|l| l.trim() == line), "unit file lacks {line:?}");
+        assert!(
+            unit.lines().any(|l| l.trim() == line),
+            "unit file lacks {line:?}"
+        );
     }
-    let Ok(status) = Command::new("systemd-analyze").arg("--version").stdout(Stdio::null()).status() else {
+    let Ok(status) = Command::new("systemd-analyze")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+    else {
         eprintln!("systemd-analyze not installed: content checked, verification skipped");
         return;
     };
@@ -60,10 +71,18 @@ fn unit_file_is_hardened_notify_service_and_verifies() {
     let dir = TempDir::new("unit");
     let copy = dir.0.join("ptproxy@client-0.service");
     std::fs::write(&copy, &unit).expect("copy unit");
-    let out = Command::new("systemd-analyze").arg("verify").arg(&copy).output().expect("run systemd-analyze");
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("run systemd-analyze");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     let problems: Vec<&str> = text.lines().filter(|l| l.contains("ptproxy@")).collect();
-    assert!(problems.is_empty(), "systemd-analyze verify complained:\n{text}");
+    assert!(
+        problems.is_empty(),
+        "systemd-analyze verify complained:\n{text}"
+    );
 }
 
 /// Receives sd_notify datagrams until `want` arrives or `timeout` passes.
@@ -72,7 +91,9 @@ fn wait_for_state(sock: &UnixDatagram, want: &str, timeout: Duration) -> Vec<Str
     let mut seen = Vec::new();
     let mut buf = [0u8; 512];
     while Instant::now() < deadline {
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
         sock.set_read_timeout(Some(left)).expect("timeout");
         let Ok(n) = sock.recv(&mut buf) else { break };
         let msg = String::from_utf8_lossy(&buf[..n]).to_string();
@@ -87,7 +108,10 @@ fn wait_for_state(sock: &UnixDatagram, want: &str, timeout: Duration) -> Vec<Str
 
 fn start_server(dir: &Path, notify: &Path, watchdog_usec: Option<u64>) -> KillOnDrop {
     let pki = repo().join("tests/data/pki");
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free port").port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port();
     let config = format!(
         r#"{{"listen": "127.0.0.1:{port}", "upstream": {{"address": "127.0.0.1:9"}},
             "tls": {{"ca": "{0}/ca.pem", "cert": "{0}/server.pem", "key": "{0}/server.key"}}}}"#,
@@ -96,7 +120,10 @@ fn start_server(dir: &Path, notify: &Path, watchdog_usec: Option<u64>) -> KillOn
     let path = dir.join("b.json");
     std::fs::write(&path, config).expect("config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ptproxy"));
-    cmd.args(["--role", "server"]).arg(&path).env("NOTIFY_SOCKET", notify).stderr(Stdio::null());
+    cmd.args(["--role", "server"])
+        .arg(&path)
+        .env("NOTIFY_SOCKET", notify)
+        .stderr(Stdio::null());
     if let Some(usec) = watchdog_usec {
         cmd.env("WATCHDOG_USEC", usec.to_string());
     }
@@ -110,20 +137,35 @@ fn notifies_ready_watchdog_and_stopping() {
     let sock = UnixDatagram::bind(&notify).expect("bind notify socket");
     let mut child = start_server(&dir.0, &notify, Some(200_000));
     let seen = wait_for_state(&sock, "READY=1", Duration::from_secs(10));
-    assert!(seen.iter().any(|m| m == "READY=1"), "no READY=1, got {seen:?}");
+    assert!(
+        seen.iter().any(|m| m == "READY=1"),
+        "no READY=1, got {seen:?}"
+    );
     let seen = wait_for_state(&sock, "WATCHDOG=1", Duration::from_secs(5));
-    assert!(seen.iter().any(|m| m == "WATCHDOG=1"), "no WATCHDOG=1 within 5 s at WATCHDOG_USEC=200ms, got {seen:?}");
+    assert!(
+        seen.iter().any(|m| m == "WATCHDOG=1"),
+        "no WATCHDOG=1 within 5 s at WATCHDOG_USEC=200ms, got {seen:?}"
+    );
     let pid = child.0.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let seen = wait_for_state(&sock, "STOPPING=1", Duration::from_secs(5));
-    assert!(seen.iter().any(|m| m == "STOPPING=1"), "no STOPPING=1 after SIGTERM, got {seen:?}");
+    assert!(
+        seen.iter().any(|m| m == "STOPPING=1"),
+        "no STOPPING=1 after SIGTERM, got {seen:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.0.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "server did not exit after SIGTERM with no sessions");
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM with no sessions"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "graceful stop must exit 0, got {status}");
