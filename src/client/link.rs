@@ -15,6 +15,7 @@ use crate::config::{ClientConfig, TransportConfig};
 use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters};
 use crate::net;
 use crate::quic::backoff::Backoff;
+use crate::quic::debug::DebugTaps;
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls, CID_LEN};
@@ -57,6 +58,7 @@ pub struct PeerLink {
     stopped: bool,
     /// Loss hiding policy and counters (kept across reconnects).
     hider: LossHider,
+    debug: DebugTaps,
 }
 
 impl PeerLink {
@@ -76,6 +78,7 @@ impl PeerLink {
             was_up: false,
             stopped: false,
             hider: LossHider::new(cfg.transport.loss_hiding),
+            debug: DebugTaps::new(cfg.ops.qlog_dir.clone()),
         })
     }
 
@@ -116,6 +119,7 @@ impl PeerLink {
         if let Some(ip) = ip {
             tls::pin_server_ip(&mut conn, ip)?;
         }
+        self.debug.attach(&mut conn, "client");
         log::debug!(
             "connecting to {} ({}) from {local}",
             self.peer,

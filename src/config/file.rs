@@ -23,6 +23,8 @@ pub struct ClientFile {
     #[serde(default)]
     pub metrics: Option<MetricsFile>,
     pub log_level: Option<String>,
+    #[serde(default)]
+    pub debug: Option<DebugFile>,
 }
 
 /// `--role server` file.
@@ -39,6 +41,15 @@ pub struct ServerFile {
     #[serde(default)]
     pub metrics: Option<MetricsFile>,
     pub log_level: Option<String>,
+    #[serde(default)]
+    pub debug: Option<DebugFile>,
+}
+
+/// Debugging aids (off unless configured).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugFile {
+    pub qlog_dir: Option<String>,
 }
 
 /// The optional operator endpoint (`/metrics`, `/health`).

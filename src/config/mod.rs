@@ -79,6 +79,8 @@ pub struct OpsConfig {
     pub log_level: log::LevelFilter,
     /// How long a graceful stop waits for requests in flight.
     pub drain_timeout: Duration,
+    /// Where each QUIC connection writes a qlog trace (`None` = no qlog).
+    pub qlog_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -353,15 +355,36 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
             },
         },
         reconnect,
-        ops: ops(raw.metrics, raw.log_level.as_deref(), http.drain_timeout_ms)?,
+        ops: ops(
+            base,
+            raw.metrics,
+            raw.log_level.as_deref(),
+            http.drain_timeout_ms,
+            raw.debug,
+        )?,
     })
 }
 
 fn ops(
+    base: &Path,
     metrics: Option<file::MetricsFile>,
     log_level: Option<&str>,
     drain_timeout_ms: Option<u64>,
+    debug: Option<file::DebugFile>,
 ) -> Result<OpsConfig, ConfigError> {
+    let qlog_dir = match debug.and_then(|d| d.qlog_dir) {
+        None => None,
+        Some(dir) => {
+            let full = base.join(&dir);
+            if !full.is_dir() {
+                return Err(ConfigError::new(
+                    "debug.qlog_dir",
+                    format!("{} is not a directory", full.display()),
+                ));
+            }
+            Some(full)
+        }
+    };
     let metrics_listen = metrics
         .map(|m| socket_addr("metrics.listen", &m.listen))
         .transpose()?;
@@ -382,6 +405,7 @@ fn ops(
             drain_timeout_ms,
             DEFAULT_DRAIN_TIMEOUT_MS,
         )?,
+        qlog_dir,
     })
 }
 
@@ -425,9 +449,11 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
             max_head_bytes: head_bytes("http.max_head_bytes", raw.http.max_head_bytes)?,
         },
         ops: ops(
+            base,
             raw.metrics,
             raw.log_level.as_deref(),
             raw.http.drain_timeout_ms,
+            raw.debug,
         )?,
     })
 }

@@ -2,6 +2,7 @@
 //! reconnect policy. Nothing here knows HTTP/1.1.
 
 pub mod backoff;
+pub mod debug;
 pub mod session;
 pub mod setup;
 pub mod tls;

@@ -55,5 +55,8 @@ pub fn quiche_config(
     }
     c.set_initial_congestion_window_packets(t.initial_congestion_window_packets);
     c.discover_pmtu(t.pmtu_discovery);
+    if super::debug::keylog_path().is_some() {
+        c.log_keys();
+    }
     Ok(c)
 }

@@ -24,6 +24,7 @@ use slab::Slab;
 use crate::admin::{Admin, Page};
 use crate::config::{Config, ServerConfig};
 use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters, METRICS_CONTENT_TYPE};
+use crate::quic::debug::DebugTaps;
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls, CID_LEN};
@@ -66,6 +67,7 @@ pub struct ServerProxy {
     hider: LossHider,
     /// The last send stopped at a quantum: come back without waiting.
     send_pending: bool,
+    debug: DebugTaps,
 }
 
 impl ServerProxy {
@@ -125,6 +127,7 @@ impl ServerProxy {
             drain_deadline: None,
             hider: LossHider::new(cfg.transport.loss_hiding),
             send_pending: false,
+            debug: DebugTaps::new(cfg.ops.qlog_dir.clone()),
         })
     }
 
@@ -203,13 +206,14 @@ impl ServerProxy {
         self.quiche_config
             .set_stateless_reset_token(Some(self.reset_token(&scid)));
         let cid = quiche::ConnectionId::from_ref(&scid);
-        let conn = match quiche::accept(&cid, None, self.local, from, &mut self.quiche_config) {
+        let mut conn = match quiche::accept(&cid, None, self.local, from, &mut self.quiche_config) {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("cannot accept a session from {from}: {e}");
                 return None;
             }
         };
+        self.debug.attach(&mut conn, "server");
         let key = self.conns.insert(PeerConn {
             session: Session::new(conn, self.cfg.transport.keepalive_interval, now),
             streams: HashMap::new(),
