@@ -5,6 +5,7 @@
 //! from an empty event list).
 
 pub mod signals;
+pub mod timer;
 
 use std::io;
 
@@ -22,8 +23,10 @@ pub const UDP: Token = Token(0);
 pub const SIGNALS: Token = Token(1);
 /// The operator endpoint's listener (`/metrics`, `/health`).
 pub const ADMIN_LISTENER: Token = Token(2);
+/// The precise (timerfd) wake-up of the loop.
+pub const TIMER: Token = Token(3);
 /// Client role: TCP listeners are `LISTENER_BASE + index`, below `ADMIN_CONN_BASE`.
-pub const LISTENER_BASE: usize = 3;
+pub const LISTENER_BASE: usize = 4;
 /// Operator endpoint connections are `ADMIN_CONN_BASE + slab key`, below `CONN_BASE`.
 pub const ADMIN_CONN_BASE: usize = 512;
 /// TCP connections (client: downstream; server: upstream) are `CONN_BASE + slab key`.
@@ -62,9 +65,13 @@ pub fn run<D: Driver>(
     let watchdog = systemd::watchdog_interval();
     let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
     systemd::notify("READY=1");
+    let timer = timer::PreciseTimer::new(poll.registry(), TIMER)?;
     loop {
         let deadline = crate::time::earliest(driver.next_deadline(), next_watchdog);
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if let Some(t) = timeout.filter(|t| !t.is_zero()) {
+            timer.arm(t);
+        }
         match poll.poll(&mut events, timeout.map(round_up_ms)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -72,6 +79,10 @@ pub fn run<D: Driver>(
         }
         let now = Instant::now();
         for event in events.iter() {
+            if event.token() == TIMER {
+                timer.clear();
+                continue;
+            }
             if event.token() != SIGNALS {
                 driver.handle_event(poll.registry(), event, now);
                 continue;
