@@ -111,13 +111,15 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     }
 }
 
-/// Binds a non-blocking UDP socket and asks for the configured kernel buffer sizes.
+/// Binds a non-blocking UDP socket (SO_REUSEPORT, so several processes can share the port)
+/// and asks for the configured kernel buffer sizes.
 pub fn bind_udp(
     addr: SocketAddr,
     recv_buffer: usize,
     send_buffer: usize,
 ) -> io::Result<mio::net::UdpSocket> {
-    let socket = mio::net::UdpSocket::bind(addr)?;
+    let fd = bound_socket(addr, libc::SOCK_DGRAM)?;
+    let socket = mio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd));
     set_buffer(&socket, libc::SO_RCVBUF, "SO_RCVBUF", recv_buffer);
     set_buffer(&socket, libc::SO_SNDBUF, "SO_SNDBUF", send_buffer);
     Ok(socket)

@@ -316,7 +316,9 @@ impl Downstream {
         }
         log_access(ctx, self.peer, ex, ex.status);
         self.served += 1;
-        if ex.keep_alive && !self.tcp.eof && !ctx.stopping {
+        // A client that half-closed after pipelining still gets every complete request answered.
+        let more_input = !self.tcp.eof || !self.tcp.input.is_empty();
+        if ex.keep_alive && more_input && !ctx.stopping {
             self.phase = Phase::Idle;
             self.head_started = false;
             self.deadline = Some(ctx.now + ctx.http.keepalive_timeout);
@@ -516,8 +518,19 @@ impl Exchange {
         let (Some(fields), Some(h3)) = (self.fields.as_ref(), session.h3.as_mut()) else {
             return Ok(false);
         };
+        if !headers::peer_accepts(h3, fields) {
+            return Err(answers::bad_request(
+                431,
+                "request head larger than the peer proxy accepts",
+            ));
+        }
         match h3.send_request(&mut session.conn, fields, !self.has_body) {
             Ok(id) => {
+                log::debug!(
+                    "stream {id}: {} {} sent to the peer",
+                    self.method,
+                    self.target
+                );
                 self.stream = Some(id);
                 let sent = self.fields.take();
                 if !self.has_body && request::is_idempotent(&self.method) {
@@ -683,6 +696,7 @@ impl Exchange {
             headers: fields,
         };
         write::write_response_head(&head, tcp.output_mut());
+        log::debug!("stream {:?}: response {status} ({encoding:?})", self.stream);
         self.status = status;
         self.resend = None;
         self.response = Response::Body(BodyEncoder::new(encoding));

@@ -150,11 +150,7 @@ fn target_parts(
     if req.version == Version::Http11 && hosts.is_empty() {
         return Err("missing Host field");
     }
-    if let Some(rest) = req
-        .target
-        .strip_prefix("http://")
-        .or_else(|| req.target.strip_prefix("https://"))
-    {
+    if let Some(rest) = strip_scheme(&req.target) {
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
             Some(i) => (&rest[..i], rest[i..].to_string()),
@@ -171,6 +167,16 @@ fn target_parts(
         None => default_authority.as_bytes().to_vec(),
     };
     Ok((authority, req.target.clone()))
+}
+
+/// The rest of an absolute-form target after `http://` or `https://` (schemes are
+/// case-insensitive, RFC 3986 §3.1).
+fn strip_scheme(target: &str) -> Option<&str> {
+    ["http://", "https://"].iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &target[scheme.len()..])
+    })
 }
 
 /// Methods a client may repeat without changing the outcome (RFC 9110 §9.2.2).
@@ -324,6 +330,7 @@ mod tests {
             ("http://svc:81/a?b", "svc:81", "/a?b"),
             ("http://svc", "svc", "/"),
             ("http://svc?q=1", "svc", "/?q=1"),
+            ("HTTP://Svc/x", "Svc", "/x"),
         ] {
             let p = prepare(
                 &req(target, &[("Host", "other")]),

@@ -412,7 +412,7 @@ fn is_target_byte(byte: u8) -> bool {
 
 /// origin-form, absolute-form (http/https), asterisk-form for OPTIONS,
 /// authority-form for CONNECT (RFC 9112 3.2).
-fn is_valid_target(method: &[u8], target: &[u8]) -> bool {
+pub(crate) fn is_valid_target(method: &[u8], target: &[u8]) -> bool {
     if target.is_empty() || !target.iter().all(|&b| is_target_byte(b)) {
         return false;
     }
@@ -618,9 +618,10 @@ fn parse_status_line(line: &[u8]) -> Result<(Version, u16, String), Fault> {
     ))
 }
 
-/// Three ASCII digits forming 100..=999.
+/// Three ASCII digits forming a status code, 100..=599 (RFC 9110 §15: the first digit is the
+/// class, 1 to 5; anything else is not a valid status).
 fn parse_status_code(digits: [u8; 3]) -> Option<u16> {
-    if !digits.iter().all(u8::is_ascii_digit) || digits[0] == b'0' {
+    if !digits.iter().all(u8::is_ascii_digit) || !(b'1'..=b'5').contains(&digits[0]) {
         return None;
     }
     Some(
@@ -904,7 +905,7 @@ mod tests {
             (b"HTTP/1.0 404 Not Found\r\n\r\n", Version::Http10, 404, "Not Found", 0),
             (b"HTTP/1.1 204 \r\n\r\n", Version::Http11, 204, "", 0),
             (b"HTTP/1.1 204\r\n\r\n", Version::Http11, 204, "", 0),
-            (b"HTTP/1.1 999 Weird\tPhrase \r\n\r\n", Version::Http11, 999, "Weird\tPhrase ", 0),
+            (b"HTTP/1.1 599 Weird\tPhrase \r\n\r\n", Version::Http11, 599, "Weird\tPhrase ", 0),
             (b"HTTP/1.1 100 Continue\r\n\r\n", Version::Http11, 100, "Continue", 0),
             (b"HTTP/1.7 200 OK\r\n\r\n", Version::Http11, 200, "OK", 0),
             (b"HTTP/1.1 200 \xe2\x9c\x93\r\n\r\n", Version::Http11, 200, "\u{2713}", 0),
@@ -927,6 +928,8 @@ mod tests {
             b"HTTP/1.1 20 OK\r\n\r\n",
             b"HTTP/1.1 2000 OK\r\n\r\n",
             b"HTTP/1.1 099 OK\r\n\r\n",
+            b"HTTP/1.1 600 Beyond\r\n\r\n",
+            b"HTTP/1.1 999 Weird\r\n\r\n",
             b"HTTP/1.1 2x0 OK\r\n\r\n",
             b"HTTP/1.1  200 OK\r\n\r\n",
             b"HTTP/2.0 200 OK\r\n\r\n",

@@ -21,7 +21,7 @@
 pub mod body;
 mod chunked;
 pub mod head;
-mod syntax;
+pub(crate) mod syntax;
 #[cfg(test)]
 mod testing;
 pub mod write;

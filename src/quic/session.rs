@@ -43,8 +43,8 @@ impl Session {
         if self.h3.is_some() || !(self.conn.is_established() || self.conn.is_in_early_data()) {
             return;
         }
-        let made =
-            h3::Config::new().and_then(|cfg| h3::Connection::with_transport(&mut self.conn, &cfg));
+        let made = super::setup::h3_config()
+            .and_then(|cfg| h3::Connection::with_transport(&mut self.conn, &cfg));
         match made {
             Ok(h3) => self.h3 = Some(h3),
             Err(e) => {

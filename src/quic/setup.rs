@@ -13,6 +13,19 @@ pub const SEND_DATAGRAM: usize = 1_350;
 /// Unidirectional streams the peer may open: H3 control + QPACK encoder/decoder + GREASE, with room.
 const MAX_UNI_STREAMS: u64 = 16;
 const UNI_STREAM_WINDOW: u64 = 1024 * 1024;
+/// Application data quiche accepts beyond the congestion window, as a multiple of it.
+const SEND_CAPACITY_FACTOR: f64 = 8.0;
+/// Largest HTTP/3 field section we accept (RFC 9114 §4.2.2 size: names + values + 32 each):
+/// room for the default 64 KiB HTTP/1.1 head plus per-field overhead. Larger sections from a
+/// client are answered 431 locally (`bridge::headers::field_section_size`).
+pub const MAX_FIELD_SECTION_SIZE: u64 = 256 * 1024;
+
+/// The HTTP/3 settings both roles use.
+pub fn h3_config() -> Result<quiche::h3::Config, quiche::h3::Error> {
+    let mut c = quiche::h3::Config::new()?;
+    c.set_max_field_section_size(MAX_FIELD_SECTION_SIZE);
+    Ok(c)
+}
 
 #[derive(Debug)]
 pub struct SetupError(pub String);
@@ -50,6 +63,9 @@ pub fn quiche_config(
     c.set_cc_algorithm_name(t.congestion_control.quiche_name())
         .map_err(|e| err("transport.congestion_control", e))?;
     c.enable_pacing(t.pacing);
+    // Let the application buffer a few congestion windows ahead: a header section is written
+    // atomically, and one larger than the initial window would otherwise never fit.
+    c.set_send_capacity_factor(SEND_CAPACITY_FACTOR);
     if let Some(rate) = t.max_pacing_rate {
         c.set_max_pacing_rate(rate);
     }

@@ -119,6 +119,12 @@ impl Exchange {
         };
         match prepare_request(list, more_frames) {
             Ok((head, encoding)) => {
+                log::debug!(
+                    "stream {stream} from {}: {} {}",
+                    ctx.client,
+                    head.method,
+                    head.target
+                );
                 ex.method = head.method.clone();
                 ex.target = head.target.clone();
                 write::write_request_head(&head, &mut ex.head_bytes);
@@ -270,6 +276,11 @@ impl Exchange {
             let Some(h3) = ctx.session.h3.as_mut() else {
                 return Ok(progress);
             };
+            if !headers::peer_accepts(h3, fields) {
+                return Err(Failure::Answer(answers::upstream_invalid(
+                    "response head larger than the peer proxy accepts",
+                )));
+            }
             let conn = &mut ctx.session.conn;
             // The first HEADERS frame opens the response; later ones (after 1xx) continue it.
             let sent = if self.head_frames_sent {
@@ -332,11 +343,23 @@ impl Exchange {
                     }
                     let framing = body::response_framing(&resp, &self.method)
                         .map_err(|e| Failure::Answer(answers::upstream_invalid(e.reason)))?;
+                    log::debug!(
+                        "stream {}: upstream answered {} ({framing:?})",
+                        self.stream,
+                        resp.status
+                    );
                     self.reusable &= resp.wants_keep_alive() && framing != BodyFraming::UntilClose;
                     self.status = resp.status;
                     let fin =
                         framing == BodyFraming::None || framing == BodyFraming::ContentLength(0);
-                    self.decoder = Some(BodyDecoder::new(framing));
+                    let mut decoder = BodyDecoder::new(framing);
+                    // Body bytes that came with the head are checked before the head goes out,
+                    // so broken framing right at the start is still a clean 502.
+                    let used = decoder
+                        .decode(&up.tcp.input, &mut self.chunk, BODY_CHUNK)
+                        .map_err(|e| Failure::Answer(answers::upstream_invalid(body_error(e))))?;
+                    up.tcp.consume(used);
+                    self.decoder = Some(decoder);
                     self.response = Response::HeadReady {
                         fields: headers::response_to_h3(&resp),
                         fin,
@@ -376,10 +399,13 @@ impl Exchange {
                             Failure::Reset("the upstream cut the response body short")
                         })?;
                     }
-                    if decoder.is_done() {
-                        let trailers = headers::trailers_to_h3(&decoder.take_trailers());
-                        self.response_trailers = (!trailers.is_empty()).then_some(trailers);
-                    }
+                }
+            }
+            if let Some(decoder) = self.decoder.as_mut().filter(|d| d.is_done()) {
+                // Taken once; the body's last bytes may already sit in `chunk`.
+                let trailers = headers::trailers_to_h3(&decoder.take_trailers());
+                if !trailers.is_empty() {
+                    self.response_trailers = Some(trailers);
                 }
             }
             let body_done = self.decoder.as_ref().is_none_or(|d| d.is_done());
@@ -430,7 +456,7 @@ impl Exchange {
             answer.status,
             answer.details
         );
-        if !matches!(self.response, Response::AwaitHead) {
+        if matches!(self.response, Response::Body | Response::Done) {
             // The head already went out: too late to answer, the stream must be reset.
             let _ = self.abort(ctx);
             return;
@@ -572,6 +598,14 @@ impl Exchange {
                 .as_secs_f64()
                 * 1000.0
         );
+    }
+}
+
+fn body_error(e: body::BodyError) -> &'static str {
+    match e {
+        body::BodyError::Malformed(reason) => reason,
+        body::BodyError::Truncated => "response body cut short",
+        body::BodyError::TooLong => "response body longer than declared",
     }
 }
 

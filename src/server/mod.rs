@@ -39,6 +39,8 @@ struct PeerConn {
     streams: HashMap<u64, usize>,
     /// Client certificate names, for logs.
     client: String,
+    /// When the session became usable.
+    up_since: Option<Instant>,
     cids: Vec<Vec<u8>>,
 }
 
@@ -218,6 +220,7 @@ impl ServerProxy {
             session: Session::new(conn, self.cfg.transport.keepalive_interval, now),
             streams: HashMap::new(),
             client: from.to_string(),
+            up_since: None,
             cids: vec![scid.clone()],
         });
         self.by_cid.insert(scid, key);
@@ -245,7 +248,7 @@ impl ServerProxy {
     fn poll_sessions(&mut self, registry: &Registry, now: Instant) {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for ck in keys {
-            self.announce(ck);
+            self.announce(ck, now);
             for _ in 0..10_000 {
                 let Some(pc) = self.conns.get_mut(ck) else {
                     break;
@@ -273,7 +276,7 @@ impl ServerProxy {
         }
     }
 
-    fn announce(&mut self, ck: usize) {
+    fn announce(&mut self, ck: usize, now: Instant) {
         let Some(pc) = self.conns.get_mut(ck) else {
             return;
         };
@@ -288,6 +291,7 @@ impl ServerProxy {
                 }
             }
             log::info!("session established with client {}", pc.client);
+            pc.up_since = Some(now);
         }
     }
 
@@ -423,13 +427,14 @@ impl ServerProxy {
         }
     }
 
-    /// Graceful stop: once no request is in flight (or the deadline passed), close the sessions.
+    /// Graceful stop: the clients close their sessions once their last stream finished (they
+    /// got our GOAWAY), which is the only moment we know every response byte was delivered.
+    /// Sessions still open at the drain deadline are closed by us.
     fn finish_drain(&mut self, now: Instant) {
-        let expired = self.drain_deadline.is_some_and(|d| d <= now);
-        if !self.exchanges.is_empty() && !expired {
+        if self.drain_deadline.is_none_or(|d| d > now) {
             return;
         }
-        if expired && !self.exchanges.is_empty() {
+        if !self.exchanges.is_empty() {
             log::warn!(
                 "drain deadline passed with {} request(s) in flight",
                 self.exchanges.len()

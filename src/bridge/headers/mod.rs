@@ -10,7 +10,8 @@
 
 use quiche::h3::{Header as H3Header, NameValue};
 
-use crate::h1::{Header, RequestHead, ResponseHead, Version};
+use crate::h1::syntax;
+use crate::h1::{head, Header, RequestHead, ResponseHead, Version};
 
 /// Fields that describe one hop and are removed when crossing to the other protocol.
 const HOP_BY_HOP: &[&str] = &[
@@ -70,6 +71,27 @@ pub fn response_to_h3(head: &ResponseHead) -> Vec<H3Header> {
     )];
     out.extend(end_to_end(&head.headers, &[]));
     out
+}
+
+/// RFC 9114 §4.2.2 size of a field section: names and values plus 32 bytes per field.
+pub fn field_section_size(list: &[H3Header]) -> u64 {
+    list.iter()
+        .map(|f| (f.name().len() + f.value().len() + 32) as u64)
+        .sum()
+}
+
+/// SETTINGS_MAX_FIELD_SECTION_SIZE (RFC 9114 §7.2.4.1).
+const SETTINGS_MAX_FIELD_SECTION_SIZE: u64 = 0x6;
+
+/// Whether the peer accepts a field section this large (sending a larger one would close the
+/// whole session, so callers answer locally instead).
+pub fn peer_accepts(h3: &quiche::h3::Connection, list: &[H3Header]) -> bool {
+    let limit = h3.peer_settings_raw().and_then(|s| {
+        s.iter()
+            .find(|(id, _)| *id == SETTINGS_MAX_FIELD_SECTION_SIZE)
+            .map(|(_, v)| *v)
+    });
+    limit.is_none_or(|limit| field_section_size(list) <= limit)
 }
 
 /// Why an HTTP/3 field section cannot become HTTP/1.1.
@@ -143,16 +165,17 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
         return Err(FieldError("unknown request pseudo-header"));
     }
     let method = pseudo(&s, b"method").ok_or(FieldError("missing :method"))?;
-    let method = std::str::from_utf8(method).map_err(|_| FieldError("invalid :method"))?;
-    if method.is_empty() || method == "CONNECT" {
+    if !syntax::is_token(method) {
+        return Err(FieldError("invalid :method"));
+    }
+    if method == b"CONNECT" {
         return Err(FieldError("unsupported :method"));
     }
     pseudo(&s, b"scheme").ok_or(FieldError("missing :scheme"))?;
     let path = pseudo(&s, b"path").ok_or(FieldError("missing :path"))?;
-    let path = std::str::from_utf8(path).map_err(|_| FieldError("invalid :path"))?;
-    if !(path.starts_with('/') || (path == "*" && method == "OPTIONS"))
-        || path.bytes().any(|b| b <= b' ' || b == 0x7f)
-    {
+    // origin-form, or `*` for OPTIONS: what an HTTP/1.1 request line may carry (RFC 9112 §3.2).
+    let origin_form = path.first() == Some(&b'/') || path == b"*";
+    if !origin_form || !head::is_valid_target(method, path) {
         return Err(FieldError("invalid :path"));
     }
     let host_field = s
@@ -165,17 +188,21 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
         (None, Some(h)) => h,
         (None, None) => return Err(FieldError("missing :authority and host")),
     };
-    if authority.is_empty() || authority.iter().any(|b| *b <= b' ' || *b == 0x7f) {
+    if !head::is_valid_authority(&authority, false) {
         return Err(FieldError("invalid :authority"));
     }
+    let (method, path) = (
+        String::from_utf8_lossy(method).into_owned(),
+        String::from_utf8_lossy(path).into_owned(),
+    );
     let mut headers = vec![Header {
         name: "host".into(),
         value: authority,
     }];
     headers.extend(s.fields.into_iter().filter(|h| h.name != "host"));
     Ok(RequestHead {
-        method: method.to_string(),
-        target: path.to_string(),
+        method,
+        target: path,
         version: Version::Http11,
         headers,
     })
@@ -223,7 +250,7 @@ pub fn response_from_h3(list: &[H3Header]) -> Result<(u16, Vec<Header>), FieldEr
         .ok()
         .filter(|t| t.len() == 3)
         .and_then(|t| t.parse::<u16>().ok())
-        .filter(|s| (100..=999).contains(s))
+        .filter(|s| (100..=599).contains(s))
         .ok_or(FieldError("invalid :status"))?;
     Ok((status, s.fields))
 }
