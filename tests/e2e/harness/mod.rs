@@ -15,6 +15,7 @@ pub mod json;
 pub mod pair;
 pub mod pattern;
 pub mod proxy;
+pub mod raw_upstream;
 pub mod relay;
 pub mod tmp;
 pub mod upstream;

@@ -13,6 +13,10 @@
 //! - `/status/NNN`  that status, empty body (no Content-Length for 1xx/204/304)
 //! - `/headers`     200, body = received headers "name: value\n" in order
 //! - anything else  404
+//!
+//! Besides the complete requests ([`Upstream::requests`]), every request head read is kept
+//! verbatim before any validation ([`Upstream::heads`]), so a test can tell that nothing at all
+//! (not even a head the mock then rejected, or a request whose body never completed) reached it.
 
 use super::http::{header, header_all, parse_header_lines, BufStream, Readable};
 use super::pattern::{fill_pattern, Checksum};
@@ -72,9 +76,35 @@ impl Recorded {
     }
 }
 
+/// A request head as read from the wire (lossy UTF-8), before any validation.
+#[derive(Clone, Debug)]
+pub struct RawHead {
+    /// Index of the TCP connection (1-based, in accept order).
+    pub conn: usize,
+    /// The head up to and including the final CRLFCRLF.
+    pub text: String,
+}
+
+impl RawHead {
+    /// The request target (second word of the request line), or "".
+    pub fn target(&self) -> &str {
+        let line = self.text.split("\r\n").next().unwrap_or("");
+        line.split(' ').nth(1).unwrap_or("")
+    }
+
+    /// Value of the first header line named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.text.split("\r\n").skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
 #[derive(Default)]
 struct State {
     recorded: Mutex<Vec<Recorded>>,
+    heads: Mutex<Vec<RawHead>>,
     errors: Mutex<Vec<String>>,
     conns: AtomicUsize,
     stop: AtomicBool,
@@ -112,6 +142,11 @@ impl Upstream {
     /// Snapshot of all recorded requests, in completion order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.recorded.lock().unwrap().clone()
+    }
+
+    /// Every request head read so far (valid or not, body complete or not), in arrival order.
+    pub fn heads(&self) -> Vec<RawHead> {
+        self.state.heads.lock().unwrap().clone()
     }
 
     pub fn request_count(&self) -> usize {
@@ -269,6 +304,10 @@ fn serve_conn(stream: TcpStream, id: usize, st: &State) -> io::Result<()> {
         let Some(raw) = io.read_head()? else {
             return Ok(());
         };
+        st.heads.lock().unwrap().push(RawHead {
+            conn: id,
+            text: String::from_utf8_lossy(&raw).into_owned(),
+        });
         let text = std::str::from_utf8(&raw).map_err(|_| bad("non UTF-8 request head"))?;
         let text = text.strip_suffix("\r\n\r\n").unwrap();
         let mut lines = text.split("\r\n");
