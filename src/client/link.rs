@@ -248,6 +248,14 @@ impl PeerLink {
 
     /// Notices state changes after input and timers.
     pub fn update(&mut self, now: Instant, metrics: &mut Metrics) -> LinkEvent {
+        if let State::Up { session, .. } = &mut self.state {
+            // Keep the server supplied with spare IDs (retired ones are replaced).
+            session.issue_spare_cids(|_| {
+                let mut t = [0u8; 16];
+                quic::random_bytes(&mut t);
+                u128::from_be_bytes(t)
+            });
+        }
         let (closed, newly_usable) = match &mut self.state {
             State::Waiting { .. } => return LinkEvent::None,
             State::Connecting(s) | State::Up { session: s, .. } => {

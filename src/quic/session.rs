@@ -66,6 +66,27 @@ impl Session {
                 .is_some_and(|h| h.peer_settings_raw().is_some())
     }
 
+    /// Offers the peer spare connection IDs (as many as it accepts), so that a path change
+    /// (NAT rebinding, address migration) can move to a fresh ID. Returns the IDs issued, for
+    /// a server to route them.
+    pub fn issue_spare_cids(&mut self, mut reset_token: impl FnMut(&[u8]) -> u128) -> Vec<Vec<u8>> {
+        let mut issued = Vec::new();
+        for _ in 0..self.conn.scids_left().min(4) {
+            let mut cid = [0u8; super::CID_LEN];
+            super::random_bytes(&mut cid);
+            let token = reset_token(&cid);
+            if self
+                .conn
+                .new_scid(&quiche::ConnectionId::from_ref(&cid), token, false)
+                .is_err()
+            {
+                break;
+            }
+            issued.push(cid.to_vec());
+        }
+        issued
+    }
+
     /// True exactly once: the first time the session is seen usable.
     pub fn take_newly_usable(&mut self) -> bool {
         if !self.announced && self.is_usable() {

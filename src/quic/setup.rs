@@ -13,6 +13,8 @@ pub const SEND_DATAGRAM: usize = 1_350;
 /// Unidirectional streams the peer may open: H3 control + QPACK encoder/decoder + GREASE, with room.
 const MAX_UNI_STREAMS: u64 = 16;
 const UNI_STREAM_WINDOW: u64 = 1024 * 1024;
+/// Connection IDs each side may hold from the other (the one in use plus spares).
+const ACTIVE_CID_LIMIT: u64 = 4;
 /// Application data quiche accepts beyond the congestion window, as a multiple of it.
 const SEND_CAPACITY_FACTOR: f64 = 8.0;
 /// Largest HTTP/3 field section we accept (RFC 9114 §4.2.2 size: names + values + 32 each):
@@ -60,6 +62,8 @@ pub fn quiche_config(
     c.set_initial_max_stream_data_uni(UNI_STREAM_WINDOW);
     c.set_initial_max_streams_bidi(t.max_concurrent_streams);
     c.set_initial_max_streams_uni(MAX_UNI_STREAMS);
+    // Spare connection IDs for path changes (NAT rebinding): each side keeps the peer supplied.
+    c.set_active_connection_id_limit(ACTIVE_CID_LIMIT);
     c.set_cc_algorithm_name(t.congestion_control.quiche_name())
         .map_err(|e| err("transport.congestion_control", e))?;
     c.enable_pacing(t.pacing);

@@ -134,10 +134,7 @@ impl ServerProxy {
     }
 
     fn reset_token(&self, cid: &[u8]) -> u128 {
-        let tag = hmac::sign(&self.reset_key, cid);
-        let mut t = [0u8; 16];
-        t.copy_from_slice(&tag.as_ref()[..16]);
-        u128::from_be_bytes(t)
+        reset_token(&self.reset_key, cid)
     }
 
     /// Reads every waiting datagram and routes it.
@@ -292,6 +289,17 @@ impl ServerProxy {
             }
             log::info!("session established with client {}", pc.client);
             pc.up_since = Some(now);
+        }
+        if pc.up_since.is_some() {
+            // Keep the client supplied with spare IDs (retired ones are replaced).
+            let reset_key = &self.reset_key;
+            let spare = pc
+                .session
+                .issue_spare_cids(|cid| reset_token(reset_key, cid));
+            for cid in spare {
+                self.by_cid.insert(cid.clone(), ck);
+                pc.cids.push(cid);
+            }
         }
     }
 
@@ -510,6 +518,15 @@ impl ServerProxy {
             }
         }
     }
+}
+
+/// The stateless reset token of one of our connection IDs: derived from the TLS key, so a
+/// restarted server resets its predecessor's sessions (RFC 9000 §10.3).
+fn reset_token(key: &hmac::Key, cid: &[u8]) -> u128 {
+    let tag = hmac::sign(key, cid);
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&tag.as_ref()[..16]);
+    u128::from_be_bytes(t)
 }
 
 /// The per-exchange view of the server state (split borrows of its fields).

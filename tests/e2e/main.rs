@@ -26,6 +26,7 @@ mod errors;
 mod framing;
 mod loss_hiding;
 mod lossy;
+mod migration;
 mod ops;
 mod session;
 mod strict;
