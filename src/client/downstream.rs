@@ -49,6 +49,8 @@ pub struct Ctx<'a> {
     pub session: Option<&'a mut Session>,
     /// New requests may open streams on the session (false once the peer sent GOAWAY).
     pub accepting: bool,
+    /// The session is still in 0-RTT: only `http.early_data_methods` may be sent.
+    pub early: bool,
     /// A graceful stop is under way: finish what is in flight, take nothing new.
     pub stopping: bool,
     pub by_stream: &'a mut HashMap<u64, usize>,
@@ -421,6 +423,12 @@ impl Downstream {
                 log_access(ctx, self.peer, ex, answer.status);
                 self.phase = Phase::Closing;
             }
+            // Sent in 0-RTT, but the handshake never completed: the peer may well be gone, and
+            // the wait for a session is as bounded as for a request that was never sent.
+            Phase::Exchange(ex) if ctx.early && matches!(ex.response, Response::AwaitHead) => {
+                let answer = answers::session_unavailable(ctx.http.session_wait.as_millis());
+                self.fail_request(ctx, answer);
+            }
             Phase::Closing | Phase::Lingering => self.phase = Phase::Done,
             _ => {}
         }
@@ -506,7 +514,13 @@ impl Exchange {
 
     /// Opens the stream if the session is usable. `Err` answers the client (503/502).
     fn try_send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Answer> {
-        let session = ctx.session.as_deref_mut().filter(|_| ctx.accepting);
+        let replay_safe = ctx
+            .http
+            .early_data_methods
+            .iter()
+            .any(|m| *m == self.method);
+        let allowed = ctx.accepting && (!ctx.early || replay_safe);
+        let session = ctx.session.as_deref_mut().filter(|_| allowed);
         let Some(session) = session else {
             if ctx.now >= self.wait_until {
                 return Err(answers::session_unavailable(
@@ -526,8 +540,9 @@ impl Exchange {
         }
         match h3.send_request(&mut session.conn, fields, !self.has_body) {
             Ok(id) => {
+                let how = if ctx.early { " in 0-RTT" } else { "" };
                 log::debug!(
-                    "stream {id}: {} {} sent to the peer",
+                    "stream {id}: {} {} sent to the peer{how}",
                     self.method,
                     self.target
                 );

@@ -56,15 +56,35 @@ pub struct PeerLink {
     was_up: bool,
     /// Graceful stop: never reconnect.
     stopped: bool,
+    /// Resume with 0-RTT (`tls.early_data`), with the last ticket we got.
+    early_data: bool,
+    ticket: Option<Vec<u8>>,
+    /// The current attempt started in 0-RTT (its streams count as live).
+    early: bool,
     /// Loss hiding policy and counters (kept across reconnects).
     hider: LossHider,
     debug: DebugTaps,
 }
 
+/// BoringSSL's `ssl_early_data_accepted` reason.
+const EARLY_DATA_ACCEPTED: u32 = 2;
+
+/// How the handshake went, for the "session established" line.
+fn resumption_note(conn: &quiche::Connection) -> &'static str {
+    match (conn.is_resumed(), conn.early_data_reason()) {
+        (true, EARLY_DATA_ACCEPTED) => ", resumed with 0-RTT accepted",
+        (true, _) => ", resumed (no 0-RTT)",
+        (false, _) => "",
+    }
+}
+
 impl PeerLink {
     pub fn new(cfg: &ClientConfig) -> Result<Self, Box<dyn std::error::Error>> {
         let tls = tls::client_context(&cfg.tls)?;
-        let quiche_config = quic::setup::quiche_config(&cfg.transport, tls)?;
+        let mut quiche_config = quic::setup::quiche_config(&cfg.transport, tls)?;
+        if cfg.early_data {
+            quiche_config.enable_early_data();
+        }
         Ok(PeerLink {
             quiche_config,
             peer: cfg.peer.address,
@@ -77,6 +97,9 @@ impl PeerLink {
             udp: None,
             was_up: false,
             stopped: false,
+            early_data: cfg.early_data,
+            ticket: None,
+            early: false,
             hider: LossHider::new(cfg.transport.loss_hiding),
             debug: DebugTaps::new(cfg.ops.qlog_dir.clone()),
         })
@@ -125,9 +148,55 @@ impl PeerLink {
             self.peer,
             self.server_name
         );
-        self.state = State::Connecting(Session::new(conn, t.keepalive_interval, now));
+        let resuming = self.resume(&mut conn);
+        let mut session = Session::new(conn, t.keepalive_interval, now);
+        if resuming {
+            // ClientHello out now, then HTTP/3 can start in 0-RTT before any answer.
+            udp.send_from(&mut session.conn, now, &mut self.hider);
+            session.ensure_h3();
+        }
+        self.early = session.conn.is_in_early_data() && session.h3.is_some();
+        if self.early {
+            log::debug!(
+                "resuming the session to {}: requests may go in 0-RTT",
+                self.peer
+            );
+        }
+        self.state = State::Connecting(session);
         self.udp = Some(udp);
         Ok(())
+    }
+
+    /// Offers the last session ticket for resumption (0-RTT), when enabled.
+    fn resume(&self, conn: &mut quiche::Connection) -> bool {
+        let Some(ticket) = self.ticket.as_deref().filter(|_| self.early_data) else {
+            return false;
+        };
+        match conn.set_session(ticket) {
+            Ok(()) => true,
+            Err(e) => {
+                log::debug!("session ticket not usable: {e}");
+                false
+            }
+        }
+    }
+
+    /// Keeps the newest session ticket the server gave us.
+    fn keep_ticket(&mut self) {
+        if let State::Connecting(s) | State::Up { session: s, .. } = &self.state {
+            if let Some(t) = s
+                .conn
+                .session()
+                .filter(|t| self.ticket.as_deref() != Some(*t))
+            {
+                self.ticket = Some(t.to_vec());
+            }
+        }
+    }
+
+    /// Requests may be sent in 0-RTT right now (resumed session, handshake not done).
+    pub fn in_early_data(&self) -> bool {
+        matches!(&self.state, State::Connecting(s) if self.early && s.conn.is_in_early_data())
     }
 
     /// The session, if one exists (connecting or up).
@@ -140,8 +209,10 @@ impl PeerLink {
 
     /// The session when streams may use it (including a session going away).
     pub fn usable(&mut self) -> Option<&mut Session> {
+        let early = self.in_early_data();
         match &mut self.state {
             State::Up { session, .. } => Some(session),
+            State::Connecting(session) if early => Some(session),
             _ => None,
         }
     }
@@ -152,7 +223,7 @@ impl PeerLink {
 
     /// New requests may open streams now.
     pub fn accepts_requests(&self) -> bool {
-        matches!(self.state, State::Up { goaway: false, .. })
+        matches!(self.state, State::Up { goaway: false, .. }) || self.in_early_data()
     }
 
     /// The peer sent GOAWAY: finish what runs, send new requests on the next session.
@@ -248,6 +319,7 @@ impl PeerLink {
 
     /// Notices state changes after input and timers.
     pub fn update(&mut self, now: Instant, metrics: &mut Metrics) -> LinkEvent {
+        self.keep_ticket();
         if let State::Up { session, .. } = &mut self.state {
             // Keep the server supplied with spare IDs (retired ones are replaced).
             session.issue_spare_cids(|_| {
@@ -263,7 +335,8 @@ impl PeerLink {
             }
         };
         if closed {
-            let was_up = self.is_up();
+            // Streams opened in 0-RTT die with the attempt as well.
+            let was_up = self.is_up() || std::mem::take(&mut self.early);
             if let State::Connecting(s) | State::Up { session: s, .. } = &self.state {
                 let reason = s.close_reason();
                 metrics.record_session_closed(TransportCounters::of(&s.conn), &reason);
@@ -282,10 +355,11 @@ impl PeerLink {
             let old = std::mem::replace(&mut self.state, State::Waiting { until: now });
             if let State::Connecting(session) = old {
                 log::info!(
-                    "session established with {} ({}), rtt {:?}",
+                    "session established with {} ({}), rtt {:?}{}",
                     self.peer,
                     self.server_name,
-                    session.conn.path_stats().next().map(|p| p.rtt)
+                    session.conn.path_stats().next().map(|p| p.rtt),
+                    resumption_note(&session.conn)
                 );
                 self.state = State::Up {
                     session,

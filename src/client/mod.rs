@@ -155,6 +155,7 @@ impl ClientProxy {
         };
         let before = down.deadline;
         let accepting = self.link.accepts_requests() && !self.stopping;
+        let early = self.link.in_early_data();
         let mut ctx = Ctx {
             key,
             now,
@@ -162,6 +163,7 @@ impl ClientProxy {
             default_authority: &self.default_authority,
             session: self.link.usable(),
             accepting,
+            early,
             stopping: self.stopping,
             by_stream: &mut self.by_stream,
             metrics: &mut self.metrics,
@@ -328,8 +330,8 @@ impl Driver for ClientProxy {
         for key in self.timers.expired(now) {
             self.with_down(registry, key, now, |d, ctx| d.on_timer(ctx));
         }
-        if self.link.is_up() {
-            // Requests blocked on stream credit retry whenever anything happened.
+        if self.link.accepts_requests() {
+            // Requests blocked on stream credit (or waiting for 0-RTT) retry whenever anything happened.
             self.dirty.extend(
                 self.downs
                     .iter()

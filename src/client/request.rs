@@ -204,6 +204,7 @@ mod tests {
             max_body_bytes,
             access_log: false,
             forwarding,
+            early_data_methods: vec!["GET".into()],
         }
     }
 

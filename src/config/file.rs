@@ -72,6 +72,7 @@ pub struct ClientTlsFile {
     pub ca: String,
     pub cert: String,
     pub key: String,
+    pub early_data: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +82,8 @@ pub struct ServerTlsFile {
     pub cert: String,
     pub key: String,
     pub allowed_client_names: Option<Vec<String>>,
+    pub early_data: Option<bool>,
+    pub ticket_key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +128,7 @@ pub struct ClientHttpFile {
     pub via: Option<bool>,
     pub x_forwarded_for: Option<bool>,
     pub drain_timeout_ms: Option<u64>,
+    pub early_data_methods: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -35,6 +35,11 @@ pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const DEFAULT_ACCESS_LOG: bool = true;
 pub const DEFAULT_FORWARDED: bool = true;
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_EARLY_DATA: bool = true;
+/// Methods sent in 0-RTT by default: safe ones, harmless if an attacker replays them.
+pub const DEFAULT_EARLY_DATA_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS"];
+/// Size of a TLS session ticket key file (BoringSSL: name, HMAC and AES keys).
+pub const TICKET_KEY_LEN: usize = 48;
 pub const DEFAULT_LOG_LEVEL: log::LevelFilter = log::LevelFilter::Info;
 pub const DEFAULT_VIA: bool = true;
 pub const DEFAULT_X_FORWARDED_FOR: bool = false;
@@ -68,6 +73,8 @@ pub struct ClientConfig {
     pub http: ClientHttpConfig,
     pub reconnect: ReconnectConfig,
     pub ops: OpsConfig,
+    /// Resume with 0-RTT after a reconnect (`tls.early_data`).
+    pub early_data: bool,
 }
 
 /// Operating settings both roles share.
@@ -93,6 +100,10 @@ pub struct ServerConfig {
     pub transport: TransportConfig,
     pub http: ServerHttpConfig,
     pub ops: OpsConfig,
+    /// Accept 0-RTT from resuming clients (`tls.early_data`).
+    pub early_data: bool,
+    /// Session ticket key from `tls.ticket_key_file`, so tickets survive restarts.
+    pub ticket_key: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +189,8 @@ pub struct ClientHttpConfig {
     pub access_log: bool,
     /// Which forwarding fields the client side adds to requests.
     pub forwarding: Forwarding,
+    /// Methods that may travel in 0-RTT (replayable; keep them idempotent).
+    pub early_data_methods: Vec<String>,
 }
 
 /// Forwarding fields added to each request (RFC 7239 `Forwarded`, `Via`, `X-Forwarded-For`).
@@ -348,6 +361,7 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
                 .map(|v| positive("http.max_body_bytes", v))
                 .transpose()?,
             access_log: http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
+            early_data_methods: early_data_methods(http.early_data_methods.clone())?,
             forwarding: Forwarding {
                 forwarded: http.forwarded.unwrap_or(DEFAULT_FORWARDED),
                 via: http.via.unwrap_or(DEFAULT_VIA),
@@ -362,6 +376,7 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
             http.drain_timeout_ms,
             raw.debug,
         )?,
+        early_data: raw.tls.early_data.unwrap_or(DEFAULT_EARLY_DATA),
     })
 }
 
@@ -455,7 +470,49 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
             raw.http.drain_timeout_ms,
             raw.debug,
         )?,
+        early_data: raw.tls.early_data.unwrap_or(DEFAULT_EARLY_DATA),
+        ticket_key: raw
+            .tls
+            .ticket_key_file
+            .as_deref()
+            .map(|p| ticket_key(base, p))
+            .transpose()?,
     })
+}
+
+fn early_data_methods(raw: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
+    let methods = raw.unwrap_or_else(|| {
+        DEFAULT_EARLY_DATA_METHODS
+            .iter()
+            .map(|m| m.to_string())
+            .collect()
+    });
+    for m in &methods {
+        let token = !m.is_empty()
+            && m.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(ConfigError::new(
+                "http.early_data_methods",
+                format!("{m:?} is not a method name"),
+            ));
+        }
+    }
+    Ok(methods)
+}
+
+/// Reads the 48-byte session ticket key.
+fn ticket_key(base: &Path, path: &str) -> Result<Vec<u8>, ConfigError> {
+    let full = existing_file(base, "tls.ticket_key_file", path)?;
+    let key = std::fs::read(&full)
+        .map_err(|e| ConfigError::new("tls.ticket_key_file", format!("{}: {e}", full.display())))?;
+    if key.len() != TICKET_KEY_LEN {
+        return Err(ConfigError::new(
+            "tls.ticket_key_file",
+            format!("{} holds {} bytes; it must hold exactly {TICKET_KEY_LEN} random bytes (head -c 48 /dev/urandom)", full.display(), key.len()),
+        ));
+    }
+    Ok(key)
 }
 
 fn transport(raw: file::TransportFile) -> Result<TransportConfig, ConfigError> {

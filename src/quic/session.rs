@@ -39,7 +39,8 @@ impl Session {
         self.ensure_h3();
     }
 
-    fn ensure_h3(&mut self) {
+    /// Creates the HTTP/3 layer once the connection can carry it (handshake done, or 0-RTT).
+    pub fn ensure_h3(&mut self) {
         if self.h3.is_some() || !(self.conn.is_established() || self.conn.is_in_early_data()) {
             return;
         }

@@ -79,7 +79,21 @@ impl ServerProxy {
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let allowed_client_names = tls::AllowedNames::new(cfg.allowed_client_names.clone());
         let tls = tls::server_context(&cfg.tls, allowed_client_names.clone())?;
-        let quiche_config = quic::setup::quiche_config(&cfg.transport, tls)?;
+        let mut quiche_config = quic::setup::quiche_config(&cfg.transport, tls)?;
+        if let Some(key) = &cfg.ticket_key {
+            quiche_config
+                .set_ticket_key(key)
+                .map_err(|e| format!("tls.ticket_key_file: {e}"))?;
+        }
+        if cfg.early_data {
+            quiche_config.enable_early_data();
+            let keys = if cfg.ticket_key.is_some() {
+                "the ticket key file: resumption survives restarts"
+            } else {
+                "a per-process ticket key: resumption ends with this process"
+            };
+            log::info!("0-RTT resumption on, with {keys}");
+        }
         let t = &cfg.transport;
         let socket = crate::net::bind_udp(cfg.listen, t.udp_recv_buffer, t.udp_send_buffer)
             .map_err(|e| format!("listen {}: {e}", cfg.listen))?;

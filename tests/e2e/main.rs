@@ -30,3 +30,4 @@ mod migration;
 mod ops;
 mod session;
 mod strict;
+mod zero_rtt;
