@@ -1,0 +1,6 @@
+#![no_main]
+//! See `ptproxy_fuzz::h1_chunked` (fuzz/src/lib.rs) for the input layout and the checks.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ptproxy_fuzz::h1_chunked(data));

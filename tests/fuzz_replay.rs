@@ -1,0 +1,94 @@
+//! Replays the fuzzing inputs kept in the repository through the fuzz targets' checks, on
+//! stable Rust: every file in `fuzz/regressions/<target>/` (crash inputs, see the README there)
+//! and every `fuzz/corpus/<target>/seed-*`. The checks are the very code the cargo-fuzz targets
+//! run (`fuzz/src/lib.rs`, included below), so a regression input fails here exactly when it
+//! would crash the fuzz target.
+
+use std::fs;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+#[allow(dead_code)]
+#[path = "../fuzz/src/lib.rs"]
+mod checks;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+/// `(target, file)` for every input to replay; fails on a directory that names no target.
+fn inputs() -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    for (kind, only_seeds) in [("regressions", false), ("corpus", true)] {
+        let Ok(dirs) = fs::read_dir(root().join(kind)) else {
+            continue;
+        };
+        for dir in dirs {
+            let dir = dir.unwrap().path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let target = dir.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                checks::TARGETS.contains(&target.as_str()),
+                "{} does not name a fuzz target (one of {:?})",
+                dir.display(),
+                checks::TARGETS
+            );
+            for file in fs::read_dir(&dir).unwrap() {
+                let path = file.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let wanted = if only_seeds {
+                    name.starts_with("seed-")
+                } else {
+                    !name.starts_with('.') && name != "README.md"
+                };
+                if wanted && path.is_file() {
+                    found.push((target.clone(), path));
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn fuzz_inputs_pass_the_fuzz_checks() {
+    let inputs = inputs();
+    for target in checks::TARGETS {
+        let seeds = inputs
+            .iter()
+            .filter(|(t, p)| t == target && p.to_string_lossy().contains("/corpus/"))
+            .count();
+        assert!(seeds > 0, "no fuzz/corpus/{target}/seed-* file");
+    }
+    // The messages are collected below; the default hook would print each one with a backtrace.
+    let default_hook = panic::take_hook();
+    panic::set_hook(Box::new(|_| {}));
+    let mut failures = Vec::new();
+    for (target, path) in &inputs {
+        let data = fs::read(path).unwrap();
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| checks::run(target, &data)));
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => failures.push(format!("{}: unknown target {target}", path.display())),
+            Err(cause) => {
+                let message = cause
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| cause.downcast_ref::<&str>().copied())
+                    .unwrap_or("(non-string panic)");
+                failures.push(format!("{} [{target}]: {message}", path.display()));
+            }
+        }
+    }
+    panic::set_hook(default_hook);
+    assert!(
+        failures.is_empty(),
+        "{} of {} fuzz inputs fail their checks:\n{}",
+        failures.len(),
+        inputs.len(),
+        failures.join("\n")
+    );
+}
