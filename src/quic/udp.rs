@@ -114,6 +114,8 @@ pub struct UdpIo {
     delayed: VecDeque<Queued>,
     /// The socket returned WouldBlock; nothing is sent until it reports WRITABLE.
     blocked: bool,
+    /// The pacer holds the next packet until then: come back to `send_from` at that time.
+    pacing_wake: Option<Instant>,
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
 }
@@ -125,6 +127,7 @@ impl UdpIo {
             queue: VecDeque::new(),
             delayed: VecDeque::new(),
             blocked: false,
+            pacing_wake: None,
             recv_buf: vec![0; MAX_DATAGRAM],
             send_buf: vec![0; MAX_DATAGRAM],
         }
@@ -171,9 +174,18 @@ impl UdpIo {
             .map_or(Duration::from_millis(100), |p| p.rtt);
         let horizon = now + conn.max_release_into_future();
         let mut sent = 0;
+        self.pacing_wake = None;
         while !self.blocked && self.queue.len() < MAX_QUEUED {
             if sent >= quantum {
                 return true;
+            }
+            // The pacer says when the next packet is due: ask for it no earlier than the
+            // release horizon, so packets are created (and timed by quiche) when they leave.
+            if let Some(due) = conn.get_next_release_time().and_then(|d| d.time(now)) {
+                if due > horizon {
+                    self.pacing_wake = Some(due);
+                    break;
+                }
             }
             match conn.send(&mut self.send_buf) {
                 Ok((n, info)) => {
@@ -257,15 +269,17 @@ impl UdpIo {
         }
     }
 
-    /// When the next queued packet may leave (if the socket is not blocked).
+    /// When the next queued packet may leave, or the pacer lets the next one be made (if
+    /// the socket is not blocked).
     pub fn next_release(&self) -> Option<Instant> {
         if self.blocked {
             return None;
         }
-        crate::time::earliest(
+        let queued = crate::time::earliest(
             self.queue.front().map(|q| q.at),
             self.delayed.front().map(|q| q.at),
-        )
+        );
+        crate::time::earliest(queued, self.pacing_wake)
     }
 }
 
