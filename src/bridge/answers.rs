@@ -6,7 +6,7 @@
 
 use quiche::h3::Header as H3Header;
 
-use crate::h1::{self, Header, ResponseHead, Version};
+use crate::h1::{self, Header};
 
 /// Which ptproxy instance made the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,14 +75,8 @@ impl Answer {
         if close {
             headers.push(header("Connection", "close"));
         }
-        let head = ResponseHead {
-            version: Version::Http11,
-            status: self.status,
-            reason: h1::write::reason_phrase(self.status).to_string(),
-            headers,
-        };
         let mut out = Vec::with_capacity(256);
-        h1::write::write_response_head(&head, &mut out);
+        h1::write::write_status_head(self.status, headers, &mut out);
         if !head_only {
             out.extend_from_slice(body.as_bytes());
         }

@@ -25,7 +25,7 @@ use crate::bridge::headers;
 use crate::bridge::tcp::TcpConn;
 use crate::config::ClientHttpConfig;
 use crate::h1::body::{self, BodyDecoder, BodyEncoder, BodyEncoding};
-use crate::h1::head::{self, Header, Limits, RequestHead, ResponseHead, Version};
+use crate::h1::head::{self, Header, Limits, RequestHead, Version};
 use crate::h1::write;
 use crate::metrics::Metrics;
 use crate::quic::h3_code;
@@ -645,13 +645,7 @@ impl Exchange {
         if self.version != Version::Http11 || status == 100 {
             return;
         }
-        let head = ResponseHead {
-            version: Version::Http11,
-            status,
-            reason: write::reason_phrase(status).to_string(),
-            headers: fields,
-        };
-        write::write_response_head(&head, tcp.output_mut());
+        write::write_status_head(status, fields, tcp.output_mut());
     }
 
     /// Turns the peer's response fields into an HTTP/1.1 head on the socket.
@@ -704,13 +698,7 @@ impl Exchange {
         } else if self.version == Version::Http10 {
             fields.push(field("connection", "keep-alive"));
         }
-        let head = ResponseHead {
-            version: Version::Http11,
-            status,
-            reason: write::reason_phrase(status).to_string(),
-            headers: fields,
-        };
-        write::write_response_head(&head, tcp.output_mut());
+        write::write_status_head(status, fields, tcp.output_mut());
         log::debug!("stream {:?}: response {status} ({encoding:?})", self.stream);
         self.status = status;
         self.resend = None;

@@ -405,7 +405,7 @@ impl Driver for ClientProxy {
             ),
             ("metrics", old.ops.metrics_listen != new.ops.metrics_listen),
         ];
-        report_fixed(&fixed);
+        crate::reactor::report_fixed(&fixed);
         crate::logging::set_level(new.ops.log_level);
         self.http = new.http.clone();
         self.config.http = new.http.clone();
@@ -416,16 +416,5 @@ impl Driver for ClientProxy {
 
     fn is_finished(&self) -> bool {
         self.stopping && self.link.is_closed()
-    }
-}
-
-/// Logs the fields a reload cannot change while the process runs.
-pub(crate) fn report_fixed(fields: &[(&str, bool)]) {
-    let changed: Vec<&str> = fields.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
-    if !changed.is_empty() {
-        log::warn!(
-            "SIGHUP: changes to {} need a restart; they were NOT applied",
-            changed.join(", ")
-        );
     }
 }

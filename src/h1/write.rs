@@ -11,7 +11,7 @@
 //! of the method or target outside visible ASCII are percent-encoded. Heads
 //! returned by `h1::head` parsers are written unchanged and parse back equal.
 
-use super::head::{Header, RequestHead, ResponseHead};
+use super::head::{Header, RequestHead, ResponseHead, Version};
 use super::syntax::{is_field_byte, is_token};
 
 /// Appends `METHOD target HTTP/1.x`, the fields and the empty line.
@@ -37,6 +37,18 @@ pub fn write_response_head(head: &ResponseHead, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
     write_fields(&head.headers, out);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Writes an HTTP/1.1 response head with `status`, its canonical reason phrase and `headers`:
+/// what a proxy emits for a response it did not receive as HTTP/1.1 (from HTTP/3, or made up).
+pub fn write_status_head(status: u16, headers: Vec<Header>, out: &mut Vec<u8>) {
+    let head = ResponseHead {
+        version: Version::Http11,
+        status,
+        reason: reason_phrase(status).to_string(),
+        headers,
+    };
+    write_response_head(&head, out);
 }
 
 /// Appends one `Name: value` line per field (also used for trailers).

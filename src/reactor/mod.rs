@@ -113,6 +113,17 @@ pub fn run<D: Driver>(
     }
 }
 
+/// Logs the fields a reload cannot change while the process runs.
+pub fn report_fixed(fields: &[(&str, bool)]) {
+    let changed: Vec<&str> = fields.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
+    if !changed.is_empty() {
+        log::warn!(
+            "SIGHUP: changes to {} need a restart; they were NOT applied",
+            changed.join(", ")
+        );
+    }
+}
+
 fn reload_config<D: Driver>(driver: &mut D, reload: &dyn Fn() -> Result<Config, ConfigError>) {
     systemd::notify("RELOADING=1");
     match reload() {

@@ -687,7 +687,7 @@ impl Driver for ServerProxy {
             ),
             ("metrics", old.ops.metrics_listen != new.ops.metrics_listen),
         ];
-        crate::client::report_fixed(&fixed);
+        crate::reactor::report_fixed(&fixed);
         crate::logging::set_level(new.ops.log_level);
         self.allowed_client_names
             .set(new.allowed_client_names.clone());
