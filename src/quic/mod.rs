@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod debug;
+pub mod offload;
 pub mod session;
 pub mod setup;
 pub mod tls;

@@ -14,6 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::offload;
 use super::setup::MAX_DATAGRAM;
 use crate::config::{LossHiding, LossHidingMode};
 
@@ -106,6 +107,45 @@ impl LossHider {
     }
 }
 
+/// Datagrams gathered for one GSO send: same destination, equal sizes (the last may be
+/// shorter, which closes the batch).
+#[derive(Debug, Default)]
+struct Batch {
+    buf: Vec<u8>,
+    segment: usize,
+    count: usize,
+    to: Option<SocketAddr>,
+    closed: bool,
+}
+
+impl Batch {
+    /// Largest GSO send: one IP datagram's worth.
+    const MAX_BYTES: usize = 64_000;
+
+    fn accepts(&self, data: &[u8], to: SocketAddr) -> bool {
+        match self.to {
+            None => true,
+            Some(dest) => {
+                dest == to
+                    && !self.closed
+                    && data.len() <= self.segment
+                    && self.count < offload::MAX_SEGMENTS
+                    && self.buf.len() + data.len() <= Self::MAX_BYTES
+            }
+        }
+    }
+
+    fn push(&mut self, data: &[u8], to: SocketAddr) {
+        if self.to.is_none() {
+            self.to = Some(to);
+            self.segment = data.len();
+        }
+        self.closed = data.len() < self.segment;
+        self.buf.extend_from_slice(data);
+        self.count += 1;
+    }
+}
+
 pub struct UdpIo {
     pub socket: mio::net::UdpSocket,
     queue: VecDeque<Queued>,
@@ -116,19 +156,33 @@ pub struct UdpIo {
     blocked: bool,
     /// The pacer holds the next packet until then: come back to `send_from` at that time.
     pacing_wake: Option<Instant>,
+    /// Segmentation offload still allowed (off after the kernel refused it once).
+    gso: bool,
+    /// Due packets gathered for one GSO send.
+    batch: Batch,
     recv_buf: Vec<u8>,
+    /// The last (possibly GRO-aggregated) receive: what of it was handed out so far.
+    received: Option<(offload::Received, usize)>,
     send_buf: Vec<u8>,
 }
 
 impl UdpIo {
     pub fn new(socket: mio::net::UdpSocket) -> Self {
+        let gro = offload::enable_gro(&socket);
+        log::debug!(
+            "UDP offload: GSO tried on first batch, GRO {}",
+            if gro { "on" } else { "unavailable" }
+        );
         UdpIo {
             socket,
             queue: VecDeque::new(),
             delayed: VecDeque::new(),
             blocked: false,
             pacing_wake: None,
+            gso: true,
+            batch: Batch::default(),
             recv_buf: vec![0; MAX_DATAGRAM],
+            received: None,
             send_buf: vec![0; MAX_DATAGRAM],
         }
     }
@@ -137,11 +191,24 @@ impl UdpIo {
         self.socket.local_addr()
     }
 
-    /// Receives one datagram; `Ok(None)` when the socket is drained.
+    /// Receives one datagram (cutting GRO aggregates apart); `Ok(None)` when the socket is
+    /// drained.
     pub fn recv(&mut self) -> io::Result<Option<(&mut [u8], SocketAddr)>> {
+        if let Some((r, offset)) = self.received.take() {
+            if offset < r.len {
+                let end = (offset + r.segment).min(r.len);
+                let from = r.from;
+                self.received = Some((r, end));
+                return Ok(Some((&mut self.recv_buf[offset..end], from)));
+            }
+        }
         loop {
-            match self.socket.recv_from(&mut self.recv_buf) {
-                Ok((n, from)) => return Ok(Some((&mut self.recv_buf[..n], from))),
+            match offload::recv_aggregate(&self.socket, &mut self.recv_buf) {
+                Ok(r) => {
+                    let (end, from) = (r.segment.min(r.len), r.from);
+                    self.received = Some((r, end));
+                    return Ok(Some((&mut self.recv_buf[..end], from)));
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors from an earlier send surface here; they say nothing about this read.
@@ -177,6 +244,7 @@ impl UdpIo {
         self.pacing_wake = None;
         while !self.blocked && self.queue.len() < MAX_QUEUED {
             if sent >= quantum {
+                self.flush_batch(now);
                 return true;
             }
             // The pacer says when the next packet is due: ask for it no earlier than the
@@ -204,6 +272,7 @@ impl UdpIo {
                 }
             }
         }
+        self.flush_batch(now);
         false
     }
 
@@ -222,19 +291,58 @@ impl UdpIo {
         }
     }
 
-    /// Sends one datagram now if it is due and nothing is queued ahead of it, else queues it.
+    /// Sends one datagram now if it is due and nothing is queued ahead of it (gathered into a
+    /// GSO batch when possible), else queues it.
     fn transmit(&mut self, data: Vec<u8>, to: SocketAddr, at: Instant, now: Instant) {
         if self.blocked || !self.queue.is_empty() || at > now {
+            self.flush_batch(now);
             self.queue.push_back(Queued { data, to, at });
+            return;
+        }
+        if !self.gso {
+            self.send_one(data, to, now);
+            return;
+        }
+        if !self.batch.accepts(&data, to) {
+            self.flush_batch(now);
+        }
+        self.batch.push(&data, to);
+    }
+
+    /// Sends one datagram; on WouldBlock it waits in the queue.
+    fn send_one(&mut self, data: Vec<u8>, to: SocketAddr, now: Instant) {
+        if self.blocked {
+            self.queue.push_back(Queued { data, to, at: now });
             return;
         }
         if let Err(e) = self.socket.send_to(&data, to) {
             if e.kind() == io::ErrorKind::WouldBlock {
                 self.blocked = true;
-                self.queue.push_back(Queued { data, to, at });
+                self.queue.push_back(Queued { data, to, at: now });
             } else {
                 log::debug!("udp send to {to}: {e}");
             }
+        }
+    }
+
+    /// Sends the gathered batch: one GSO call, or datagram by datagram when the kernel refuses
+    /// segmentation (then GSO stays off) or the batch holds one packet.
+    fn flush_batch(&mut self, now: Instant) {
+        let Some(to) = self.batch.to else { return };
+        let batch = std::mem::take(&mut self.batch);
+        if batch.count > 1 && !self.blocked {
+            match offload::send_segments(&self.socket, &batch.buf, batch.segment, to) {
+                Ok(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("UDP GSO refused ({e}); sending datagram by datagram from now on");
+                    self.gso = false;
+                }
+            }
+        }
+        for segment in batch.buf.chunks(batch.segment) {
+            self.send_one(segment.to_vec(), to, now);
         }
     }
 
