@@ -35,9 +35,9 @@ fn bound_socket(addr: SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
     }
     // SAFETY: `raw` is a fresh descriptor nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    setsockopt_int(&fd, libc::SO_REUSEPORT, 1)?;
+    setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     if kind == libc::SOCK_STREAM {
-        setsockopt_int(&fd, libc::SO_REUSEADDR, 1)?;
+        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     }
     let (storage, len) = sockaddr(addr);
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for this family.
@@ -122,7 +122,30 @@ pub fn bind_udp(
     let socket = mio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd));
     set_buffer(&socket, libc::SO_RCVBUF, "SO_RCVBUF", recv_buffer);
     set_buffer(&socket, libc::SO_SNDBUF, "SO_SNDBUF", send_buffer);
+    set_dont_fragment(&socket, addr);
     Ok(socket)
+}
+
+/// Sets the Don't Fragment bit and ignores the kernel's path MTU cache (PMTUDISC_PROBE), so a
+/// datagram larger than the path never gets fragmented: QUIC's own path MTU discovery then
+/// sees oversized probes lost instead of wrongly delivered in fragments (RFC 9000 §14).
+fn set_dont_fragment(socket: &impl AsRawFd, addr: SocketAddr) {
+    let (level, opt, value) = if addr.is_ipv4() {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
+    } else {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
+    };
+    if let Err(e) = setsockopt_int(socket, level, opt, value) {
+        log::debug!("cannot set Don't Fragment: {e}");
+    }
 }
 
 /// Sets a socket buffer size, trying the privileged FORCE variant first; warns when the kernel
@@ -134,8 +157,8 @@ fn set_buffer(socket: &impl AsRawFd, opt: libc::c_int, name: &str, wanted: usize
         libc::SO_SNDBUFFORCE
     };
     let value = wanted.min(i32::MAX as usize / 2) as libc::c_int;
-    if setsockopt_int(socket, force, value).is_err() {
-        let _ = setsockopt_int(socket, opt, value);
+    if setsockopt_int(socket, libc::SOL_SOCKET, force, value).is_err() {
+        let _ = setsockopt_int(socket, libc::SOL_SOCKET, opt, value);
     }
     // Linux reports twice the usable size (it counts its bookkeeping overhead).
     match getsockopt_int(socket, opt) {
@@ -153,12 +176,17 @@ fn set_buffer(socket: &impl AsRawFd, opt: libc::c_int, name: &str, wanted: usize
     }
 }
 
-fn setsockopt_int(socket: &impl AsRawFd, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+pub(crate) fn setsockopt_int(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: `value` lives across the call and its exact size is passed.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
+            level,
             opt,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,

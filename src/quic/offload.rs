@@ -21,18 +21,7 @@ pub const MAX_SEGMENTS: usize = 64;
 
 /// Asks the kernel to aggregate received datagrams; false when it cannot.
 pub fn enable_gro(socket: &impl AsRawFd) -> bool {
-    let on: libc::c_int = 1;
-    // SAFETY: `on` lives across the call and its exact size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_UDP,
-            UDP_GRO,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
+    crate::net::setsockopt_int(socket, libc::SOL_UDP, UDP_GRO, 1).is_ok()
 }
 
 /// Sends `buf` as datagrams of `segment` bytes (the last may be shorter) to `to` in one call.
