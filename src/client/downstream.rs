@@ -514,11 +514,7 @@ impl Exchange {
 
     /// Opens the stream if the session is usable. `Err` answers the client (503/502).
     fn try_send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Answer> {
-        let replay_safe = ctx
-            .http
-            .early_data_methods
-            .iter()
-            .any(|m| *m == self.method);
+        let replay_safe = ctx.http.early_data_methods.contains(&self.method);
         let allowed = ctx.accepting && (!ctx.early || replay_safe);
         let session = ctx.session.as_deref_mut().filter(|_| allowed);
         let Some(session) = session else {

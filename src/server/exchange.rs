@@ -323,57 +323,53 @@ impl Exchange {
             max_head_bytes: ctx.max_head_bytes,
             ..Limits::default()
         };
-        loop {
-            match head::parse_response(&up.tcp.input, &limits) {
-                Ok(Some((resp, len))) => {
-                    if resp.status == 101 {
-                        return Err(Failure::Answer(answers::upstream_invalid(
-                            "101 Switching Protocols is not supported",
-                        )));
-                    }
-                    up.tcp.consume(len);
-                    if resp.status < 200 {
-                        // Informational: relayed as its own HEADERS frame (RFC 9114 §4.1).
-                        self.response = Response::HeadReady {
-                            fields: headers::response_to_h3(&resp),
-                            fin: false,
-                            interim: true,
-                        };
-                        return Ok(true);
-                    }
-                    let framing = body::response_framing(&resp, &self.method)
-                        .map_err(|e| Failure::Answer(answers::upstream_invalid(e.reason)))?;
-                    log::debug!(
-                        "stream {}: upstream answered {} ({framing:?})",
-                        self.stream,
-                        resp.status
-                    );
-                    self.reusable &= resp.wants_keep_alive() && framing != BodyFraming::UntilClose;
-                    self.status = resp.status;
-                    let fin =
-                        framing == BodyFraming::None || framing == BodyFraming::ContentLength(0);
-                    let mut decoder = BodyDecoder::new(framing);
-                    // Body bytes that came with the head are checked before the head goes out,
-                    // so broken framing right at the start is still a clean 502.
-                    let used = decoder
-                        .decode(&up.tcp.input, &mut self.chunk, BODY_CHUNK)
-                        .map_err(|e| Failure::Answer(answers::upstream_invalid(body_error(e))))?;
-                    up.tcp.consume(used);
-                    self.decoder = Some(decoder);
-                    self.response = Response::HeadReady {
-                        fields: headers::response_to_h3(&resp),
-                        fin,
-                        interim: false,
-                    };
-                    return Ok(true);
-                }
-                Ok(None) if up.tcp.input_ended() => {
-                    return Err(Failure::Answer(answers::upstream_closed()));
-                }
-                Ok(None) => return Ok(false),
-                Err(e) => return Err(Failure::Answer(answers::upstream_invalid(e.reason))),
+        let (resp, len) = match head::parse_response(&up.tcp.input, &limits) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) if up.tcp.input_ended() => {
+                return Err(Failure::Answer(answers::upstream_closed()))
             }
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(Failure::Answer(answers::upstream_invalid(e.reason))),
+        };
+        if resp.status == 101 {
+            return Err(Failure::Answer(answers::upstream_invalid(
+                "101 Switching Protocols is not supported",
+            )));
         }
+        up.tcp.consume(len);
+        if resp.status < 200 {
+            // Informational: relayed as its own HEADERS frame (RFC 9114 §4.1).
+            self.response = Response::HeadReady {
+                fields: headers::response_to_h3(&resp),
+                fin: false,
+                interim: true,
+            };
+            return Ok(true);
+        }
+        let framing = body::response_framing(&resp, &self.method)
+            .map_err(|e| Failure::Answer(answers::upstream_invalid(e.reason)))?;
+        log::debug!(
+            "stream {}: upstream answered {} ({framing:?})",
+            self.stream,
+            resp.status
+        );
+        self.reusable &= resp.wants_keep_alive() && framing != BodyFraming::UntilClose;
+        self.status = resp.status;
+        let fin = framing == BodyFraming::None || framing == BodyFraming::ContentLength(0);
+        let mut decoder = BodyDecoder::new(framing);
+        // Body bytes that came with the head are checked before the head goes out, so broken
+        // framing right at the start is still a clean 502.
+        let used = decoder
+            .decode(&up.tcp.input, &mut self.chunk, BODY_CHUNK)
+            .map_err(|e| Failure::Answer(answers::upstream_invalid(body_error(e))))?;
+        up.tcp.consume(used);
+        self.decoder = Some(decoder);
+        self.response = Response::HeadReady {
+            fields: headers::response_to_h3(&resp),
+            fin,
+            interim: false,
+        };
+        Ok(true)
     }
 
     /// Moves decoded response bytes (or a synthesized body) into the stream.

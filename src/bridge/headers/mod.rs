@@ -44,7 +44,7 @@ fn end_to_end(headers: &[Header], extra_drop: &[&str]) -> Vec<H3Header> {
             let lname = h.name.to_ascii_lowercase();
             let drop = HOP_BY_HOP.contains(&lname.as_str())
                 || extra_drop.contains(&lname.as_str())
-                || named.iter().any(|n| *n == lname);
+                || named.contains(&lname);
             (!drop).then(|| H3Header::new(lname.as_bytes(), &h.value))
         })
         .collect()
