@@ -99,7 +99,7 @@ pub struct TransportFile {
     pub max_concurrent_streams: Option<u64>,
     pub udp_recv_buffer: Option<usize>,
     pub udp_send_buffer: Option<usize>,
-    pub max_pacing_rate: Option<u64>,
+    pub max_pacing_rate_mbps: Option<u64>,
     pub initial_congestion_window_packets: Option<usize>,
     pub pmtu_discovery: Option<bool>,
     pub loss_hiding: Option<LossHidingFile>,

@@ -152,8 +152,8 @@ pub struct TransportConfig {
     pub max_concurrent_streams: u64,
     pub udp_recv_buffer: usize,
     pub udp_send_buffer: usize,
-    /// Pacing rate cap in bytes per second (`None`: the congestion controller decides).
-    pub max_pacing_rate: Option<u64>,
+    /// Pacing rate cap in Mbit/s (`None`: the congestion controller decides). Only BBR2 paces.
+    pub max_pacing_rate_mbps: Option<u64>,
     /// Initial congestion window in packets (quiche's default 10).
     pub initial_congestion_window_packets: usize,
     pub pmtu_discovery: bool,
@@ -579,10 +579,7 @@ fn transport(raw: file::TransportFile) -> Result<TransportConfig, ConfigError> {
             "transport.udp_send_buffer",
             raw.udp_send_buffer.unwrap_or(DEFAULT_UDP_BUFFER),
         )?,
-        max_pacing_rate: raw
-            .max_pacing_rate
-            .map(|v| positive("transport.max_pacing_rate", v))
-            .transpose()?,
+        max_pacing_rate_mbps: pacing_cap(raw.max_pacing_rate_mbps, congestion_control)?,
         initial_congestion_window_packets: positive(
             "transport.initial_congestion_window_packets",
             raw.initial_congestion_window_packets
@@ -591,6 +588,20 @@ fn transport(raw: file::TransportFile) -> Result<TransportConfig, ConfigError> {
         pmtu_discovery: raw.pmtu_discovery.unwrap_or(DEFAULT_PMTU_DISCOVERY),
         loss_hiding: loss_hiding(raw.loss_hiding)?,
     })
+}
+
+/// A pacing cap only means something where quiche paces: BBR2. Refused with CUBIC or Reno
+/// rather than silently ignored.
+fn pacing_cap(mbps: Option<u64>, cc: CongestionControl) -> Result<Option<u64>, ConfigError> {
+    let Some(mbps) = mbps else { return Ok(None) };
+    let field = "transport.max_pacing_rate_mbps";
+    if cc != CongestionControl::Bbr2 {
+        return Err(ConfigError::new(
+            field,
+            "only bbr2 paces packets; with cubic or reno a cap would have no effect",
+        ));
+    }
+    positive(field, mbps).map(Some)
 }
 
 fn loss_hiding(raw: Option<file::LossHidingFile>) -> Result<LossHiding, ConfigError> {

@@ -235,3 +235,23 @@ fn forwarding_and_body_limit_fields() {
         assert!(err.to_string().contains(field), "{err} should name {field}");
     }
 }
+
+#[test]
+fn pacing_cap_needs_bbr2() {
+    let capped = with(CLIENT, r#""transport": {"max_pacing_rate_mbps": 16}"#);
+    let Ok(Config::Client(c)) = parse(&capped, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(c.transport.max_pacing_rate_mbps, Some(16));
+    let err = client_err(&with(
+        CLIENT,
+        r#""transport": {"congestion_control": "cubic", "max_pacing_rate_mbps": 16}"#,
+    ));
+    assert!(
+        err.to_string()
+            .starts_with("transport.max_pacing_rate_mbps: only bbr2"),
+        "{err}"
+    );
+    let err = client_err(&with(CLIENT, r#""transport": {"max_pacing_rate_mbps": 0}"#));
+    assert_eq!(err.field, "transport.max_pacing_rate_mbps");
+}

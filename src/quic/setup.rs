@@ -70,8 +70,8 @@ pub fn quiche_config(
     // Let the application buffer a few congestion windows ahead: a header section is written
     // atomically, and one larger than the initial window would otherwise never fit.
     c.set_send_capacity_factor(SEND_CAPACITY_FACTOR);
-    if let Some(rate) = t.max_pacing_rate {
-        c.set_max_pacing_rate(rate);
+    if let Some(mbps) = t.max_pacing_rate_mbps {
+        c.set_max_pacing_rate(mbps); // quiche's BBR2 reads this in Mbit/s
     }
     c.set_initial_congestion_window_packets(t.initial_congestion_window_packets);
     c.discover_pmtu(t.pmtu_discovery);

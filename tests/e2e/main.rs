@@ -28,6 +28,7 @@ mod loss_hiding;
 mod lossy;
 mod migration;
 mod ops;
+mod pacing;
 mod session;
 mod strict;
 mod zero_rtt;
