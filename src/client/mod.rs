@@ -50,6 +50,8 @@ pub struct ClientProxy {
     timers: TimerQueue<usize>,
     dirty: Vec<usize>,
     stopping: bool,
+    /// Request bodies pause while a request head waits for connection credit.
+    hold_bodies: bool,
 }
 
 impl ClientProxy {
@@ -93,6 +95,7 @@ impl ClientProxy {
             timers: TimerQueue::default(),
             dirty: Vec::new(),
             stopping: false,
+            hold_bodies: false,
         })
     }
 
@@ -165,6 +168,7 @@ impl ClientProxy {
             accepting,
             early,
             stopping: self.stopping,
+            hold_bodies: self.hold_bodies,
             by_stream: &mut self.by_stream,
             metrics: &mut self.metrics,
         };
@@ -225,6 +229,37 @@ impl ClientProxy {
                 Event::GoAway => self.link.on_goaway(),
                 Event::PriorityUpdate => {}
             }
+        }
+    }
+
+    /// Request heads go first: every request waiting for its stream (blocked on credit or
+    /// stream count, or waiting for 0-RTT) tries again whenever anything happened, before any
+    /// body moves, and bodies stay paused while a head still waits for credit they would take.
+    fn send_waiting_heads(&mut self, registry: &Registry, now: Instant) {
+        let waiting: Vec<usize> = self
+            .downs
+            .iter()
+            .filter(|(_, d)| d.is_waiting())
+            .map(|(k, _)| k)
+            .collect();
+        let was_held = std::mem::replace(&mut self.hold_bodies, true);
+        for &key in &waiting {
+            self.with_down(registry, key, now, |d, ctx| d.drive(ctx));
+        }
+        // Those that opened their stream move their body in the main pass.
+        self.dirty.extend(waiting);
+        let cwnd = self.link.cwnd();
+        self.hold_bodies = self
+            .downs
+            .iter()
+            .any(|(_, d)| d.head_waits_for_credit(cwnd));
+        if was_held && !self.hold_bodies {
+            self.dirty.extend(
+                self.downs
+                    .iter()
+                    .filter(|(_, d)| d.sends_body())
+                    .map(|(k, _)| k),
+            );
         }
     }
 
@@ -331,13 +366,7 @@ impl Driver for ClientProxy {
             self.with_down(registry, key, now, |d, ctx| d.on_timer(ctx));
         }
         if self.link.accepts_requests() {
-            // Requests blocked on stream credit (or waiting for 0-RTT) retry whenever anything happened.
-            self.dirty.extend(
-                self.downs
-                    .iter()
-                    .filter(|(_, d)| d.is_waiting())
-                    .map(|(k, _)| k),
-            );
+            self.send_waiting_heads(registry, now);
         }
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();

@@ -79,7 +79,8 @@ impl ServerProxy {
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let allowed_client_names = tls::AllowedNames::new(cfg.allowed_client_names.clone());
         let tls = tls::server_context(&cfg.tls, allowed_client_names.clone())?;
-        let mut quiche_config = quic::setup::quiche_config(&cfg.transport, tls)?;
+        let mut quiche_config =
+            quic::setup::quiche_config(&cfg.transport, tls, cfg.http.max_head_bytes)?;
         if let Some(key) = &cfg.ticket_key {
             quiche_config
                 .set_ticket_key(key)

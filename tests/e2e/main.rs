@@ -30,5 +30,6 @@ mod migration;
 mod ops;
 mod pacing;
 mod session;
+mod soak;
 mod strict;
 mod zero_rtt;
