@@ -137,6 +137,17 @@ pub fn session_busy(waited_ms: u128, why: Busy) -> Answer {
     )
 }
 
+/// Client side: the process stops (drain deadline passed, or a second stop signal) before the
+/// response head arrived.
+pub fn shutting_down() -> Answer {
+    Answer::new(
+        Side::Client,
+        503,
+        "proxy_internal_error",
+        "the client proxy is shutting down and gave up on the request before its response began",
+    )
+}
+
 /// Client side: the session died before the response head arrived.
 pub fn session_lost() -> Answer {
     Answer::new(

@@ -405,6 +405,18 @@ impl Downstream {
         self.on_stream_failed(ctx, answers::session_lost());
     }
 
+    /// The process stops now (drain deadline passed, or a second stop signal): a request
+    /// whose response has not begun is answered 503, one whose response is under way is aborted
+    /// (a truncated body must not look complete), an idle connection closes.
+    pub fn on_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        match &self.phase {
+            Phase::Exchange(_) => self.fail_request(ctx, answers::shutting_down()),
+            Phase::Idle => self.phase = Phase::Done,
+            Phase::Closing | Phase::Lingering | Phase::Done => {}
+        }
+        self.drive(ctx);
+    }
+
     /// The peer reset our stream (or the session died): answer if we still can, else abort.
     pub fn on_stream_failed(&mut self, ctx: &mut Ctx<'_>, answer: Answer) {
         let Phase::Exchange(ex) = &mut self.phase else {

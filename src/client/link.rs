@@ -439,6 +439,17 @@ impl PeerLink {
         }
     }
 
+    /// Sends the session's last packets (its CONNECTION_CLOSE) before the process exits.
+    pub fn send_final(&mut self) {
+        let session = match &mut self.state {
+            State::Connecting(s) | State::Up { session: s, .. } => s,
+            State::Waiting { .. } => return,
+        };
+        if let Some(udp) = self.udp.as_mut() {
+            udp.send_final(&mut session.conn);
+        }
+    }
+
     /// True when no session remains open.
     pub fn is_closed(&self) -> bool {
         match &self.state {

@@ -276,16 +276,27 @@ impl ClientProxy {
     }
 
     /// Graceful stop: once nothing is in flight (or the drain deadline passed), close the session.
-    fn finish_drain(&mut self, now: Instant) {
+    fn finish_drain(&mut self, registry: &Registry, now: Instant) {
         let expired = self.drain_deadline.is_some_and(|d| d <= now);
+        if expired && !self.downs.is_empty() {
+            log::warn!(
+                "drain deadline passed with {} connection(s) still open",
+                self.downs.len()
+            );
+            self.give_up_in_flight(registry, now);
+        }
         if self.downs.is_empty() || expired {
-            if expired && !self.downs.is_empty() {
-                log::warn!(
-                    "drain deadline passed with {} connection(s) still open",
-                    self.downs.len()
-                );
-            }
+            self.drain_deadline = None;
             self.link.close();
+        }
+    }
+
+    /// Stopping now: every request still in flight gets its answer (503 before its response
+    /// began, an abort after), then the session closes.
+    fn give_up_in_flight(&mut self, registry: &Registry, now: Instant) {
+        let keys: Vec<usize> = self.downs.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.with_down(registry, key, now, |d, ctx| d.on_shutdown(ctx));
         }
     }
 
@@ -376,7 +387,7 @@ impl Driver for ClientProxy {
         }
         self.link.retire_if_idle(self.by_stream.len());
         if self.stopping {
-            self.finish_drain(now);
+            self.finish_drain(registry, now);
         }
         self.send_pending = self.link.flush(now);
     }
@@ -391,7 +402,10 @@ impl Driver for ClientProxy {
 
     fn on_terminate(&mut self, registry: &Registry, now: Instant) -> Control {
         if self.stopping {
-            log::warn!("second stop signal: exiting now");
+            log::warn!("second stop signal: answering requests in flight and exiting now");
+            self.give_up_in_flight(registry, now);
+            self.link.close();
+            self.link.send_final();
             return Control::Exit;
         }
         log::info!(
