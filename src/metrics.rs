@@ -105,6 +105,8 @@ pub struct Metrics {
     pub last_disconnect: Option<String>,
     /// Counters of sessions that closed.
     closed_transport: TransportCounters,
+    /// Handshakes refused by our certificate check, by reason (`quic::refusal` labels).
+    tls_refusals: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
@@ -119,7 +121,13 @@ impl Metrics {
             reconnects: 0,
             last_disconnect: None,
             closed_transport: TransportCounters::default(),
+            tls_refusals: Default::default(),
         }
+    }
+
+    /// A peer was refused in the TLS handshake for `reason`.
+    pub fn record_tls_refusal(&mut self, reason: &'static str) {
+        *self.tls_refusals.entry(reason).or_default() += 1;
     }
 
     /// One request finished (answered or aborted) with `status` after `duration`.
@@ -202,6 +210,17 @@ impl Metrics {
             "gauge",
             "Why the last session ended.",
             &[(format!("{{reason=\"{}\"}}", escape(reason)), "1".into())],
+        );
+        let refusals: Vec<(String, String)> = self
+            .tls_refusals
+            .iter()
+            .map(|(reason, n)| (format!("{{reason=\"{reason}\"}}"), n.to_string()))
+            .collect();
+        m(
+            "ptproxy_tls_refusals_total",
+            "counter",
+            "Peers refused in the TLS handshake, by reason.",
+            &refusals,
         );
         let path = |f: fn(&PathFigures) -> String| -> Vec<(String, String)> {
             snap.paths

@@ -348,8 +348,8 @@ impl PeerLink {
         if closed {
             // Streams opened in 0-RTT die with the attempt as well.
             let was_up = self.is_up() || std::mem::take(&mut self.early);
-            if let State::Connecting(s) | State::Up { session: s, .. } = &self.state {
-                let reason = s.close_reason();
+            if let State::Connecting(s) | State::Up { session: s, .. } = &mut self.state {
+                let reason = s.close_reason_detailed();
                 metrics.record_session_closed(TransportCounters::of(&s.conn), &reason);
                 if was_up {
                     log::info!("session lost: {reason}");

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use quiche::h3;
 
+use super::refusal::alert_name;
+
 pub struct Session {
     pub conn: quiche::Connection,
     pub h3: Option<h3::Connection>,
@@ -114,6 +116,27 @@ impl Session {
         crate::time::earliest(self.conn.timeout_instant(), Some(self.next_keepalive))
     }
 
+    /// The TLS alert we sent to refuse the handshake, if that is how the connection ended.
+    pub fn local_tls_alert(&self) -> Option<u8> {
+        self.conn
+            .local_error()
+            .filter(|e| !e.is_app && (0x100..=0x1ff).contains(&e.error_code))
+            .map(|e| (e.error_code - 0x100) as u8)
+    }
+
+    /// Why the connection closed (or is closing), for the log. A certificate our side refused
+    /// is named with the verifier's reason.
+    pub fn close_reason_detailed(&mut self) -> String {
+        let reason = self.close_reason();
+        match self
+            .local_tls_alert()
+            .and(super::tls::local_verify_failure(&mut self.conn))
+        {
+            Some(why) => format!("{reason}: the peer's certificate: {why}"),
+            None => reason,
+        }
+    }
+
     /// Why the connection closed (or is closing), for the log.
     pub fn close_reason(&self) -> String {
         if let Some(e) = self.conn.peer_error() {
@@ -136,10 +159,15 @@ impl Session {
 fn describe(e: &quiche::ConnectionError) -> String {
     let reason = String::from_utf8_lossy(&e.reason);
     let space = if e.is_app { "application" } else { "transport" };
-    let meaning = if e.is_app {
-        ""
-    } else {
-        transport_error_name(e.error_code)
+    let meaning = match (e.is_app, e.error_code) {
+        (false, code @ 0x100..=0x1ff) => {
+            format!(
+                " ({}: certificate or handshake refused)",
+                alert_name(code as u8)
+            )
+        }
+        (false, code) => transport_error_name(code).to_string(),
+        (true, _) => String::new(),
     };
     format!("{space} error {:#x}{meaning} {reason:?}", e.error_code)
 }
@@ -150,7 +178,6 @@ fn transport_error_name(code: u64) -> &'static str {
         0x1 => " (internal error)",
         0x2 => " (connection refused)",
         0xa => " (protocol violation)",
-        0x100..=0x1ff => " (TLS alert: certificate or handshake refused)",
         _ => "",
     }
 }

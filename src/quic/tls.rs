@@ -14,6 +14,7 @@ use boring::nid::Nid;
 use boring::ssl::{SslContextBuilder, SslFiletype, SslMethod, SslVerifyMode};
 use boring::x509::{X509Ref, X509StoreContextRef};
 
+use super::refusal::{Refusal, RefusalSlot};
 use crate::config::TlsFiles;
 
 /// Why a TLS context could not be set up; names the file that failed.
@@ -84,31 +85,47 @@ impl AllowedNames {
     }
 }
 
-/// Server side: demand a client certificate from the CA, and one of the allowed names.
+/// Server side: demand a client certificate from the CA, and one of the allowed names. Why a
+/// certificate was refused goes to `refusals` (the server logs and counts it).
 pub fn server_context(
     files: &TlsFiles,
     allowed: AllowedNames,
+    refusals: RefusalSlot,
 ) -> Result<SslContextBuilder, TlsError> {
     let mut b = base_context(files)?;
     let mode = SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT;
     b.set_verify_callback(mode, move |chain_ok, ctx| {
-        chain_ok && (ctx.error_depth() != 0 || leaf_has_allowed_name(ctx, &allowed))
+        if !chain_ok {
+            if let Err(e) = ctx.verify_result() {
+                refusals.put(Refusal::from_verify_error(e));
+            }
+            return false;
+        }
+        ctx.error_depth() != 0 || leaf_has_allowed_name(ctx, &allowed, &refusals)
     });
     Ok(b)
 }
 
-fn leaf_has_allowed_name(ctx: &mut X509StoreContextRef, allowed: &AllowedNames) -> bool {
+fn leaf_has_allowed_name(
+    ctx: &mut X509StoreContextRef,
+    allowed: &AllowedNames,
+    refusals: &RefusalSlot,
+) -> bool {
     let Some(cert) = ctx.current_cert() else {
         return false;
     };
     let names = certificate_names(cert);
     let ok = allowed.admits(&names);
     if !ok {
-        log::warn!(
-            "refusing client certificate with names {names:?}: not in tls.allowed_client_names"
-        );
+        refusals.put(Refusal::NameNotAllowed(names));
     }
     ok
+}
+
+/// Why our own certificate check refused the peer (client side: no callback records it).
+pub fn local_verify_failure(conn: &mut quiche::Connection) -> Option<&'static str> {
+    let ssl: &mut boring::ssl::SslRef = conn.as_mut();
+    ssl.verify_result().err().map(|e| e.error_string())
 }
 
 /// The DNS names of a certificate's subjectAltName, or its CN when it has none.

@@ -25,6 +25,7 @@ use crate::admin::{Admin, Page};
 use crate::config::{Config, ServerConfig};
 use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters, METRICS_CONTENT_TYPE};
 use crate::quic::debug::DebugTaps;
+use crate::quic::refusal::{Refusal, RefusalLog, RefusalSlot};
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls, CID_LEN};
@@ -37,8 +38,11 @@ use upstream::{Pool, UpState};
 struct PeerConn {
     session: Session,
     streams: HashMap<u64, usize>,
-    /// Client certificate names, for logs.
+    /// Client address and (once known) certificate names, for logs.
     client: String,
+    addr: SocketAddr,
+    /// Why our certificate check refused this client, if it did.
+    refusal: Option<Refusal>,
     /// When the session became usable.
     up_since: Option<Instant>,
     cids: Vec<Vec<u8>>,
@@ -63,6 +67,9 @@ pub struct ServerProxy {
     metrics: Metrics,
     /// Client names admitted; shared with the TLS verify callback so SIGHUP can change it.
     allowed_client_names: tls::AllowedNames,
+    /// Where the TLS verify callback says why it refused a client certificate.
+    refusals: RefusalSlot,
+    refusal_log: RefusalLog,
     /// Graceful stop: when to give up on requests still in flight.
     drain_deadline: Option<Instant>,
     /// Loss hiding policy and counters.
@@ -78,7 +85,8 @@ impl ServerProxy {
         registry: &Registry,
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let allowed_client_names = tls::AllowedNames::new(cfg.allowed_client_names.clone());
-        let tls = tls::server_context(&cfg.tls, allowed_client_names.clone())?;
+        let refusals = RefusalSlot::default();
+        let tls = tls::server_context(&cfg.tls, allowed_client_names.clone(), refusals.clone())?;
         let mut quiche_config =
             quic::setup::quiche_config(&cfg.transport, tls, cfg.http.max_head_bytes)?;
         if let Some(key) = &cfg.ticket_key {
@@ -141,6 +149,8 @@ impl ServerProxy {
             admin,
             metrics: Metrics::new("server", Instant::now()),
             allowed_client_names,
+            refusals,
+            refusal_log: RefusalLog::default(),
             drain_deadline: None,
             hider: LossHider::new(cfg.transport.loss_hiding),
             send_pending: false,
@@ -196,6 +206,9 @@ impl ServerProxy {
         let local = self.local;
         if let Some(pc) = self.conns.get_mut(key) {
             pc.session.handle_datagram(&mut data, from, local);
+            if let Some(refusal) = self.refusals.take() {
+                pc.refusal = Some(refusal);
+            }
         }
     }
 
@@ -232,6 +245,8 @@ impl ServerProxy {
             session: Session::new(conn, self.cfg.transport.keepalive_interval, now),
             streams: HashMap::new(),
             client: from.to_string(),
+            addr: from,
+            refusal: None,
             up_since: None,
             cids: vec![scid.clone()],
         });
@@ -526,7 +541,7 @@ impl ServerProxy {
     }
 
     /// Drops sessions that are closed, with their exchanges.
-    fn reap_closed(&mut self, registry: &Registry) {
+    fn reap_closed(&mut self, registry: &Registry, now: Instant) {
         let closed: Vec<usize> = self
             .conns
             .iter()
@@ -534,9 +549,19 @@ impl ServerProxy {
             .map(|(k, _)| k)
             .collect();
         for ck in closed {
-            let pc = self.conns.remove(ck);
+            let mut pc = self.conns.remove(ck);
             let reason = pc.session.close_reason();
-            log::info!("session with client {} ended: {reason}", pc.client);
+            match pc
+                .session
+                .local_tls_alert()
+                .filter(|_| pc.up_since.is_none())
+            {
+                Some(alert) => {
+                    let refusal = pc.refusal.take().unwrap_or(Refusal::from_alert(alert));
+                    self.report_refusal(pc.addr, &refusal, now);
+                }
+                None => log::info!("session with client {} ended: {reason}", pc.client),
+            }
             self.metrics
                 .record_session_closed(TransportCounters::of(&pc.session.conn), &reason);
             for cid in &pc.cids {
@@ -549,6 +574,21 @@ impl ServerProxy {
                     }
                 }
             }
+        }
+    }
+}
+
+impl ServerProxy {
+    /// A client was refused in the TLS handshake: counted by reason, logged once per address
+    /// and minute.
+    fn report_refusal(&mut self, addr: SocketAddr, refusal: &Refusal, now: Instant) {
+        self.metrics.record_tls_refusal(refusal.label());
+        if let Some(suppressed) = self.refusal_log.admit(addr.ip(), now) {
+            let more = match suppressed {
+                0 => String::new(),
+                n => format!(" ({n} more refusals from this address since the last line)"),
+            };
+            log::warn!("refused client {addr}: {}{more}", refusal.describe());
         }
     }
 }
@@ -642,7 +682,7 @@ impl Driver for ServerProxy {
             self.finish_drain(now);
         }
         self.send_pending = self.send_all(now);
-        self.reap_closed(registry);
+        self.reap_closed(registry, now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
