@@ -9,6 +9,8 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
+use crate::quic::session::Session;
+
 /// Content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -62,16 +64,24 @@ pub struct PathFigures {
     pub min_rtt: Option<Duration>,
     pub rttvar: Duration,
     pub cwnd: usize,
+    /// Time since the last packet from the peer (with liveness checks on).
+    pub silence: Option<Duration>,
 }
 
 impl PathFigures {
-    pub fn of(conn: &quiche::Connection, peer: String) -> Option<Self> {
-        conn.path_stats().next().map(|p| PathFigures {
+    pub fn of(session: &Session, peer: String, now: Instant) -> Option<Self> {
+        let conn = &session.conn;
+        let mut paths = conn.path_stats();
+        let active = paths
+            .find(|p| p.active)
+            .or_else(|| conn.path_stats().next());
+        active.map(|p| PathFigures {
             peer,
             rtt: p.rtt,
             min_rtt: p.min_rtt,
             rttvar: p.rttvar,
             cwnd: p.cwnd,
+            silence: session.peer_silence(now),
         })
     }
 }
@@ -102,6 +112,8 @@ pub struct Metrics {
     duration_sum: f64,
     duration_count: u64,
     pub reconnects: u64,
+    /// Sessions abandoned because the peer went silent for the liveness timeout.
+    pub dead_peers: u64,
     pub last_disconnect: Option<String>,
     /// Counters of sessions that closed.
     closed_transport: TransportCounters,
@@ -119,6 +131,7 @@ impl Metrics {
             duration_sum: 0.0,
             duration_count: 0,
             reconnects: 0,
+            dead_peers: 0,
             last_disconnect: None,
             closed_transport: TransportCounters::default(),
             tls_refusals: Default::default(),
@@ -251,6 +264,18 @@ impl Metrics {
             "gauge",
             "Congestion window of the session path.",
             &path(|p| p.cwnd.to_string()),
+        );
+        m(
+            "ptproxy_peer_silence_seconds",
+            "gauge",
+            "Time since the last packet from the peer (liveness checks on).",
+            &path(|p| secs(p.silence.unwrap_or_default())),
+        );
+        m(
+            "ptproxy_dead_peer_detections_total",
+            "counter",
+            "Sessions abandoned because the peer was silent for the liveness timeout.",
+            &one(self.dead_peers.to_string()),
         );
         let mut t = self.closed_transport;
         t.add(&snap.live_transport);
@@ -411,6 +436,7 @@ mod tests {
                 min_rtt: None,
                 rttvar: Duration::ZERO,
                 cwnd: 14720,
+                silence: Some(Duration::from_millis(1500)),
             }],
             client_connections: Some(2),
             ..Default::default()
@@ -425,6 +451,8 @@ mod tests {
             "ptproxy_lost_packets_total 5",
             "ptproxy_rtt_seconds{peer=\"b\"} 0.050000",
             "ptproxy_congestion_window_bytes{peer=\"b\"} 14720",
+            "ptproxy_peer_silence_seconds{peer=\"b\"} 1.500000",
+            "ptproxy_dead_peer_detections_total 0",
             "ptproxy_session_last_disconnect_info{reason=\"idle \\\"timeout\\\"\"} 1",
             "ptproxy_client_connections_open 2",
             "ptproxy_session_up 1",

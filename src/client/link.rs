@@ -16,6 +16,7 @@ use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters};
 use crate::net;
 use crate::quic::backoff::Backoff;
 use crate::quic::debug::DebugTaps;
+use crate::quic::liveness::Liveness;
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls, CID_LEN};
@@ -65,6 +66,10 @@ pub struct PeerLink {
     hider: LossHider,
     debug: DebugTaps,
 }
+
+/// The client probes a silent server after a third of the liveness timeout (the server waits
+/// for half, so the client's probes keep both sides informed).
+const CLIENT_FIRST_PROBE_SHARE: u32 = 3;
 
 /// BoringSSL's `ssl_early_data_accepted` reason.
 const EARLY_DATA_ACCEPTED: u32 = 2;
@@ -150,7 +155,8 @@ impl PeerLink {
             self.server_name
         );
         let resuming = self.resume(&mut conn);
-        let mut session = Session::new(conn, t.keepalive_interval, now);
+        let liveness = Liveness::configured(t.liveness_timeout, CLIENT_FIRST_PROBE_SHARE, now);
+        let mut session = Session::new(conn, t.keepalive_interval, liveness, now);
         if resuming {
             // ClientHello out now, then HTTP/3 can start in 0-RTT before any answer.
             udp.send_from(&mut session.conn, now, &mut self.hider);
@@ -272,7 +278,7 @@ impl PeerLink {
     }
 
     /// Live figures for the metrics endpoint.
-    pub fn snapshot(&self, snap: &mut Snapshot) {
+    pub fn snapshot(&self, snap: &mut Snapshot, now: Instant) {
         snap.duplicated = (self.hider.datagrams, self.hider.bytes);
         match &self.state {
             State::Up { session, since, .. } => {
@@ -280,7 +286,7 @@ impl PeerLink {
                 snap.session_up_since = Some(*since);
                 snap.live_transport = TransportCounters::of(&session.conn);
                 snap.paths
-                    .extend(PathFigures::of(&session.conn, self.peer.to_string()));
+                    .extend(PathFigures::of(session, self.peer.to_string(), now));
             }
             State::Connecting(session) => {
                 snap.live_transport = TransportCounters::of(&session.conn)
@@ -290,7 +296,7 @@ impl PeerLink {
     }
 
     /// Reads every datagram waiting on the socket into the session.
-    pub fn handle_readable(&mut self) {
+    pub fn handle_readable(&mut self, now: Instant) {
         let Some(udp) = self.udp.as_mut() else { return };
         let session = match &mut self.state {
             State::Connecting(s) | State::Up { session: s, .. } => s,
@@ -299,7 +305,7 @@ impl PeerLink {
         let Ok(to) = udp.local_addr() else { return };
         loop {
             match udp.recv() {
-                Ok(Some((data, from))) => session.handle_datagram(data, from, to),
+                Ok(Some((data, from))) => session.handle_datagram(data, from, to, now),
                 Ok(None) => break,
                 Err(e) => {
                     log::warn!("udp receive: {e}");
@@ -338,6 +344,9 @@ impl PeerLink {
                 quic::random_bytes(&mut t);
                 u128::from_be_bytes(t)
             });
+        }
+        if self.abandon_if_peer_dead(now, metrics) {
+            return LinkEvent::Lost;
         }
         let (closed, newly_usable) = match &mut self.state {
             State::Waiting { .. } => return LinkEvent::None,
@@ -386,6 +395,34 @@ impl PeerLink {
             return LinkEvent::Up;
         }
         LinkEvent::None
+    }
+
+    /// The peer went silent for the liveness timeout: the session is abandoned at once (with a
+    /// CONNECTION_CLOSE in case only the other direction failed) and a new one is started
+    /// after the backoff. True when that happened.
+    fn abandon_if_peer_dead(&mut self, now: Instant, metrics: &mut Metrics) -> bool {
+        let State::Up { session, .. } = &mut self.state else {
+            return false;
+        };
+        if !session.peer_dead() {
+            return false;
+        }
+        let reason = format!(
+            "peer silent for {} ms (liveness timeout {} ms): abandoned",
+            session.peer_silence(now).unwrap_or_default().as_millis(),
+            session.liveness_timeout().unwrap_or_default().as_millis()
+        );
+        let _ = session
+            .conn
+            .close(true, quic::h3_code::NO_ERROR, b"peer silent");
+        if let Some(udp) = self.udp.as_mut() {
+            udp.send_final(&mut session.conn);
+        }
+        log::warn!("session lost: {reason}; reconnecting");
+        metrics.dead_peers += 1;
+        metrics.record_session_closed(TransportCounters::of(&session.conn), &reason);
+        self.retry_later(now, &reason);
+        true
     }
 
     fn retry_later(&mut self, now: Instant, reason: &str) {

@@ -309,7 +309,7 @@ impl ClientProxy {
                     client_connections: Some(self.downs.len()),
                     ..Snapshot::default()
                 };
-                self.link.snapshot(&mut snap);
+                self.link.snapshot(&mut snap, now);
                 (200, METRICS_CONTENT_TYPE, self.metrics.render(&snap, now))
             }
             "/health" if self.link.is_up() => (200, "text/plain", "ok: session up\n".into()),
@@ -332,7 +332,7 @@ impl Driver for ClientProxy {
         match event.token() {
             UDP => {
                 if event.is_readable() {
-                    self.link.handle_readable();
+                    self.link.handle_readable(now);
                 }
                 if event.is_writable() {
                     self.link.handle_writable(now);

@@ -94,6 +94,7 @@ pub struct TransportFile {
     pub initial_rtt_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub keepalive_interval_ms: Option<u64>,
+    pub liveness_timeout_ms: Option<u64>,
     pub connection_window: Option<u64>,
     pub stream_window: Option<u64>,
     pub max_concurrent_streams: Option<u64>,

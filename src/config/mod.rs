@@ -21,6 +21,10 @@ pub const DEFAULT_PACING: bool = true;
 pub const DEFAULT_INITIAL_RTT_MS: u64 = 100;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_KEEPALIVE_INTERVAL_MS: u64 = 5_000;
+/// A peer silent this long is declared dead (see `quic::liveness`); 0 turns detection off.
+pub const DEFAULT_LIVENESS_TIMEOUT_MS: u64 = 3_000;
+/// Shortest liveness timeout accepted: below it, scheduling noise alone could look like death.
+pub const MIN_LIVENESS_TIMEOUT_MS: u64 = 200;
 pub const DEFAULT_CONNECTION_WINDOW: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_STREAM_WINDOW: u64 = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u64 = 1000;
@@ -147,6 +151,9 @@ pub struct TransportConfig {
     pub initial_rtt: Duration,
     pub idle_timeout: Duration,
     pub keepalive_interval: Duration,
+    /// Declare the peer dead after this long without a packet from it (`None`: off, only the
+    /// idle timeout ends a silent session).
+    pub liveness_timeout: Option<Duration>,
     pub connection_window: u64,
     pub stream_window: u64,
     pub max_concurrent_streams: u64,
@@ -546,6 +553,7 @@ fn transport(raw: file::TransportFile) -> Result<TransportConfig, ConfigError> {
             "must be at most half of transport.idle_timeout_ms, or the session idles out between keepalives",
         ));
     }
+    let liveness_timeout = liveness(raw.liveness_timeout_ms, idle_timeout)?;
     Ok(TransportConfig {
         congestion_control,
         pacing: raw.pacing.unwrap_or(DEFAULT_PACING),
@@ -556,6 +564,7 @@ fn transport(raw: file::TransportFile) -> Result<TransportConfig, ConfigError> {
         )?,
         idle_timeout,
         keepalive_interval,
+        liveness_timeout,
         connection_window: window(
             "transport.connection_window",
             raw.connection_window,
@@ -588,6 +597,35 @@ fn transport(raw: file::TransportFile) -> Result<TransportConfig, ConfigError> {
         pmtu_discovery: raw.pmtu_discovery.unwrap_or(DEFAULT_PMTU_DISCOVERY),
         loss_hiding: loss_hiding(raw.loss_hiding)?,
     })
+}
+
+/// `transport.liveness_timeout_ms`: 0 is off; otherwise long enough not to mistake scheduling
+/// noise for death, and shorter than the idle timeout (or it would never act first). Left
+/// unset with an idle timeout at or below the default, the idle timeout is the quicker check.
+fn liveness(ms: Option<u64>, idle_timeout: Duration) -> Result<Option<Duration>, ConfigError> {
+    let field = "transport.liveness_timeout_ms";
+    let ms = match ms {
+        Some(ms) => ms,
+        None if Duration::from_millis(DEFAULT_LIVENESS_TIMEOUT_MS) >= idle_timeout => 0,
+        None => DEFAULT_LIVENESS_TIMEOUT_MS,
+    };
+    if ms == 0 {
+        return Ok(None);
+    }
+    if ms < MIN_LIVENESS_TIMEOUT_MS {
+        return Err(ConfigError::new(
+            field,
+            format!("must be 0 (off) or at least {MIN_LIVENESS_TIMEOUT_MS} ms"),
+        ));
+    }
+    let timeout = Duration::from_millis(ms);
+    if timeout >= idle_timeout {
+        return Err(ConfigError::new(
+            field,
+            "must be shorter than transport.idle_timeout_ms (or 0 to leave dead-peer detection to the idle timeout)",
+        ));
+    }
+    Ok(Some(timeout))
 }
 
 /// A pacing cap only means something where quiche paces: BBR2. Refused with CUBIC or Reno

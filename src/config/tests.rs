@@ -96,6 +96,19 @@ fn errors_name_the_field() {
         ),
         (
             Role::Client,
+            with(CLIENT, r#""transport": {"liveness_timeout_ms": 50}"#),
+            "transport.liveness_timeout_ms",
+        ),
+        (
+            Role::Server,
+            with(
+                SERVER,
+                r#""transport": {"idle_timeout_ms": 4000, "keepalive_interval_ms": 1000, "liveness_timeout_ms": 4000}"#,
+            ),
+            "transport.liveness_timeout_ms",
+        ),
+        (
+            Role::Client,
             with(CLIENT, r#""transport": {"stream_window": 10}"#),
             "transport.stream_window",
         ),

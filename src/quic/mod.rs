@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod debug;
+pub mod liveness;
 pub mod offload;
 pub mod refusal;
 pub mod session;

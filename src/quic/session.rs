@@ -1,5 +1,6 @@
 //! One QUIC connection carrying HTTP/3, as both roles use it: the quiche connection, its H3
-//! layer once the handshake is done, the keepalive timer and the close reason.
+//! layer once the handshake is done, the keepalive timer, dead-peer detection
+//! ([`super::liveness`]) and the close reason.
 //!
 //! The session is *usable* only once the peer's H3 SETTINGS arrived: in TLS 1.3 a client
 //! finishes its handshake before the server has checked the client certificate, so "handshake
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use quiche::h3;
 
+use super::liveness::{Liveness, RttEstimate, Verdict};
 use super::refusal::alert_name;
 
 pub struct Session {
@@ -19,24 +21,46 @@ pub struct Session {
     next_keepalive: Instant,
     /// Set once [`Session::is_usable`] was first observed (for logging "established" once).
     announced: bool,
+    /// Dead-peer detection (`None`: off).
+    liveness: Option<Liveness>,
+    /// The peer went silent for the liveness timeout: the session must be abandoned.
+    peer_dead: bool,
 }
 
 impl Session {
-    pub fn new(conn: quiche::Connection, keepalive_interval: Duration, now: Instant) -> Self {
+    pub fn new(
+        conn: quiche::Connection,
+        keepalive_interval: Duration,
+        liveness: Option<Liveness>,
+        now: Instant,
+    ) -> Self {
         Session {
             conn,
             h3: None,
             keepalive_interval,
             next_keepalive: now + keepalive_interval,
             announced: false,
+            liveness,
+            peer_dead: false,
         }
     }
 
     /// Feeds one received datagram to quiche and creates the H3 layer when the handshake is done.
-    pub fn handle_datagram(&mut self, data: &mut [u8], from: SocketAddr, to: SocketAddr) {
+    pub fn handle_datagram(
+        &mut self,
+        data: &mut [u8],
+        from: SocketAddr,
+        to: SocketAddr,
+        now: Instant,
+    ) {
         let info = quiche::RecvInfo { from, to };
-        if let Err(e) = self.conn.recv(data, info) {
-            log::debug!("quic recv from {from}: {e}");
+        match self.conn.recv(data, info) {
+            Ok(_) => {
+                if let Some(l) = self.liveness.as_mut() {
+                    l.on_receive(now);
+                }
+            }
+            Err(e) => log::debug!("quic recv from {from}: {e}"),
         }
         self.ensure_h3();
     }
@@ -99,21 +123,68 @@ impl Session {
         false
     }
 
-    /// Runs quiche's timers and our keepalive when due.
+    /// Runs quiche's timers, our keepalive and the liveness check when due.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.conn.timeout_instant().is_some_and(|t| t <= now) {
             self.conn.on_timeout();
         }
+        let live = self.conn.is_established() && !self.conn.is_closed();
         if now >= self.next_keepalive {
-            if self.conn.is_established() && !self.conn.is_closed() {
+            if live {
                 let _ = self.conn.send_ack_eliciting();
             }
             self.next_keepalive = now + self.keepalive_interval;
         }
+        let est = self.rtt_estimate();
+        match self
+            .liveness
+            .as_mut()
+            .filter(|_| live)
+            .map(|l| l.poll(now, est))
+        {
+            Some(Verdict::Probe) => {
+                let _ = self.conn.send_ack_eliciting();
+            }
+            Some(Verdict::Dead) => self.peer_dead = true,
+            Some(Verdict::Alive) | None => {}
+        }
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        crate::time::earliest(self.conn.timeout_instant(), Some(self.next_keepalive))
+        let liveness = self
+            .liveness
+            .as_ref()
+            .filter(|_| self.conn.is_established() && !self.peer_dead)
+            .map(|l| l.deadline(self.rtt_estimate()));
+        let d = crate::time::earliest(self.conn.timeout_instant(), Some(self.next_keepalive));
+        crate::time::earliest(d, liveness)
+    }
+
+    /// The peer was silent for the whole liveness timeout (the caller abandons the session).
+    pub fn peer_dead(&self) -> bool {
+        self.peer_dead
+    }
+
+    /// How long the peer has been silent (`None` without liveness checks).
+    pub fn peer_silence(&self, now: Instant) -> Option<Duration> {
+        self.liveness.as_ref().map(|l| l.silence(now))
+    }
+
+    /// The liveness timeout in force on the current path.
+    pub fn liveness_timeout(&self) -> Option<Duration> {
+        let est = self.rtt_estimate();
+        self.liveness.as_ref().map(|l| l.timeout(est))
+    }
+
+    fn rtt_estimate(&self) -> RttEstimate {
+        self.conn
+            .path_stats()
+            .find(|p| p.active)
+            .map(|p| RttEstimate {
+                rtt: p.rtt,
+                rttvar: p.rttvar,
+            })
+            .unwrap_or_default()
     }
 
     /// The TLS alert we sent to refuse the handshake, if that is how the connection ended.

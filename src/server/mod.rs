@@ -25,6 +25,7 @@ use crate::admin::{Admin, Page};
 use crate::config::{Config, ServerConfig};
 use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters, METRICS_CONTENT_TYPE};
 use crate::quic::debug::DebugTaps;
+use crate::quic::liveness::Liveness;
 use crate::quic::refusal::{Refusal, RefusalLog, RefusalSlot};
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
@@ -33,6 +34,10 @@ use crate::reactor::{Control, Driver, CONN_BASE, UDP};
 use crate::time::TimerQueue;
 use exchange::{Ctx, Exchange, Outcome};
 use upstream::{Pool, UpState};
+
+/// The server probes a silent client after half the liveness timeout: the client's own probes
+/// (after a third) normally arrive first, so an idle session costs one PING exchange, not two.
+const SERVER_FIRST_PROBE_SHARE: u32 = 2;
 
 /// One client's session and the exchanges on it.
 struct PeerConn {
@@ -205,7 +210,7 @@ impl ServerProxy {
         };
         let local = self.local;
         if let Some(pc) = self.conns.get_mut(key) {
-            pc.session.handle_datagram(&mut data, from, local);
+            pc.session.handle_datagram(&mut data, from, local, now);
             if let Some(refusal) = self.refusals.take() {
                 pc.refusal = Some(refusal);
             }
@@ -242,7 +247,16 @@ impl ServerProxy {
         };
         self.debug.attach(&mut conn, "server");
         let key = self.conns.insert(PeerConn {
-            session: Session::new(conn, self.cfg.transport.keepalive_interval, now),
+            session: Session::new(
+                conn,
+                self.cfg.transport.keepalive_interval,
+                Liveness::configured(
+                    self.cfg.transport.liveness_timeout,
+                    SERVER_FIRST_PROBE_SHARE,
+                    now,
+                ),
+                now,
+            ),
             streams: HashMap::new(),
             client: from.to_string(),
             addr: from,
@@ -481,6 +495,32 @@ impl ServerProxy {
         self.close_sessions();
     }
 
+    /// Sessions whose client went silent for the liveness timeout are closed at once (their
+    /// streams and upstream connections are freed when they are reaped), instead of holding
+    /// them until the idle timeout.
+    fn drop_silent_clients(&mut self, now: Instant) {
+        for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
+            let conn = &pc.session.conn;
+            if !pc.session.peer_dead() || conn.is_closed() || conn.is_draining() {
+                continue;
+            }
+            log::warn!(
+                "client {} silent for {} ms (liveness timeout {} ms): dropping its session",
+                pc.client,
+                pc.session.peer_silence(now).unwrap_or_default().as_millis(),
+                pc.session
+                    .liveness_timeout()
+                    .unwrap_or_default()
+                    .as_millis(),
+            );
+            self.metrics.dead_peers += 1;
+            let _ = pc
+                .session
+                .conn
+                .close(true, quic::h3_code::NO_ERROR, b"peer silent");
+        }
+    }
+
     /// Closes every session (CONNECTION_CLOSE goes out with the next send), so that clients
     /// learn at once that their requests in flight are lost instead of waiting for a timeout.
     fn close_sessions(&mut self) {
@@ -526,7 +566,7 @@ impl ServerProxy {
                     snap.live_transport
                         .add(&TransportCounters::of(&pc.session.conn));
                     snap.paths
-                        .extend(PathFigures::of(&pc.session.conn, pc.client.clone()));
+                        .extend(PathFigures::of(&pc.session, pc.client.clone(), now));
                 }
                 (200, METRICS_CONTENT_TYPE, self.metrics.render(&snap, now))
             }
@@ -663,6 +703,7 @@ impl Driver for ServerProxy {
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
             pc.session.handle_timeout(now);
         }
+        self.drop_silent_clients(now);
         self.poll_sessions(registry, now);
         for ek in self.timers.expired(now) {
             self.run_exchange(registry, ek, now, |ex, ctx| ex.on_timer(ctx));

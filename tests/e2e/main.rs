@@ -24,6 +24,7 @@ mod connections;
 mod debug_taps;
 mod errors;
 mod framing;
+mod liveness;
 mod loss_hiding;
 mod lossy;
 mod migration;

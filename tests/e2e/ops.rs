@@ -28,19 +28,19 @@ const LOG_ADMIN_LISTEN: &str = "serving /metrics and /health on";
 // ---------------------------------------------------------------------------------------------
 
 /// A free loopback address for a metrics endpoint, and its JSON (for `.client`/`.server`).
-fn metrics_addr() -> (SocketAddr, String) {
+pub(crate) fn metrics_addr() -> (SocketAddr, String) {
     let a: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
     (a, format!("\"{a}\""))
 }
 
 /// One `/metrics` answer, parsed enough to look samples up.
-struct Scrape {
+pub(crate) struct Scrape {
     text: String,
 }
 
 impl Scrape {
     /// Every sample of metric `name` as (label set text, e.g. `{code="2xx"}` or "", value).
-    fn samples(&self, name: &str) -> Vec<(String, f64)> {
+    pub(crate) fn samples(&self, name: &str) -> Vec<(String, f64)> {
         let mut out = Vec::new();
         for line in self.text.lines() {
             if line.starts_with('#') || line.trim().is_empty() {
@@ -66,7 +66,7 @@ impl Scrape {
     }
 
     /// The value of `name` with exactly the label set `labels` ("" for none).
-    fn value(&self, name: &str, labels: &str) -> Option<f64> {
+    pub(crate) fn value(&self, name: &str, labels: &str) -> Option<f64> {
         self.samples(name)
             .into_iter()
             .find(|(l, _)| l == labels)
@@ -75,7 +75,7 @@ impl Scrape {
 
     /// Like [`Self::value`] but panics (with the whole scrape) when missing.
     #[track_caller]
-    fn get(&self, name: &str, labels: &str) -> f64 {
+    pub(crate) fn get(&self, name: &str, labels: &str) -> f64 {
         match self.value(name, labels) {
             Some(v) => v,
             None => panic!(
@@ -87,7 +87,7 @@ impl Scrape {
 
     /// The only sample of `name` (whatever its labels); panics if there is not exactly one.
     #[track_caller]
-    fn single(&self, name: &str) -> (String, f64) {
+    pub(crate) fn single(&self, name: &str) -> (String, f64) {
         let s = self.samples(name);
         assert_eq!(
             s.len(),
@@ -100,7 +100,7 @@ impl Scrape {
 }
 
 /// GET `path` on an operator endpoint: (status, content type, body).
-fn admin_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String, String)> {
+pub(crate) fn admin_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String, String)> {
     let mut c = HttpConn::connect_timeout(addr, Duration::from_secs(3))?;
     let r = c.get(path)?;
     Ok((
@@ -111,7 +111,7 @@ fn admin_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String, Stri
 }
 
 #[track_caller]
-fn scrape(addr: SocketAddr) -> Scrape {
+pub(crate) fn scrape(addr: SocketAddr) -> Scrape {
     let (status, kind, body) =
         admin_get(addr, "/metrics").unwrap_or_else(|e| panic!("GET /metrics on {addr}: {e}"));
     assert_eq!(status, 200, "GET /metrics on {addr}: {status}\n{body}");
@@ -123,7 +123,7 @@ fn scrape(addr: SocketAddr) -> Scrape {
 }
 
 /// Status of `GET /health`, or the I/O error as text.
-fn health(addr: SocketAddr) -> Result<u16, String> {
+pub(crate) fn health(addr: SocketAddr) -> Result<u16, String> {
     admin_get(addr, "/health")
         .map(|(s, _, _)| s)
         .map_err(|e| e.to_string())
@@ -131,7 +131,11 @@ fn health(addr: SocketAddr) -> Result<u16, String> {
 
 /// Polls `/health` every 100 ms until it answers `want`; returns how long that took, or the
 /// answers seen.
-fn wait_health(addr: SocketAddr, want: u16, timeout: Duration) -> Result<Duration, String> {
+pub(crate) fn wait_health(
+    addr: SocketAddr,
+    want: u16,
+    timeout: Duration,
+) -> Result<Duration, String> {
     let t = Instant::now();
     let mut seen = Vec::new();
     let ok = poll_until(timeout, Duration::from_millis(100), || {
@@ -173,7 +177,7 @@ fn wait_metric(addr: SocketAddr, name: &str, labels: &str, want: f64, timeout: D
 
 /// Sends `sig` (e.g. "TERM") to the current process of `p` (and to nothing else).
 #[track_caller]
-fn signal(p: &Proxy, sig: &str) {
+pub(crate) fn signal(p: &Proxy, sig: &str) {
     let pid = p
         .pid()
         .unwrap_or_else(|| panic!("{}: not running, cannot send SIG{sig}", p.name()));
@@ -185,7 +189,7 @@ fn signal(p: &Proxy, sig: &str) {
 }
 
 /// Waits up to `timeout` for the process of `p` to exit.
-fn wait_exit(p: &Proxy, timeout: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_exit(p: &Proxy, timeout: Duration) -> Option<ExitStatus> {
     poll_until(timeout, Duration::from_millis(20), || p.exit_status())
 }
 
