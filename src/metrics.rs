@@ -76,6 +76,82 @@ impl PathFigures {
     }
 }
 
+/// Server: what happened to new handshakes (counters) and how many are in progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdmissionCounters {
+    /// Datagrams starting with an Initial packet but shorter than 1200 bytes.
+    pub dropped_undersized: u64,
+    pub refused_rate_limit: u64,
+    pub refused_handshake_cap: u64,
+    pub refused_session_cap: u64,
+    pub refused_invalid_token: u64,
+    pub retries_sent: u64,
+    pub handshakes_timed_out: u64,
+    /// Connections whose sending stopped at the 3x limit before address validation.
+    pub amplification_limited: u64,
+    /// Gauge: connections still in handshake.
+    pub handshakes_in_progress: u64,
+}
+
+impl AdmissionCounters {
+    /// Handshakes refused, any reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_rate_limit
+            + self.refused_handshake_cap
+            + self.refused_session_cap
+            + self.refused_invalid_token
+    }
+
+    fn render(&self, m: &mut dyn FnMut(&str, &str, &str, &[(String, String)])) {
+        let one = |v: u64| vec![(String::new(), v.to_string())];
+        m(
+            "ptproxy_handshakes_in_progress",
+            "gauge",
+            "Server: QUIC connections still in handshake.",
+            &one(self.handshakes_in_progress),
+        );
+        let refused: Vec<(String, String)> = [
+            ("rate_limit", self.refused_rate_limit),
+            ("handshake_cap", self.refused_handshake_cap),
+            ("session_cap", self.refused_session_cap),
+            ("invalid_token", self.refused_invalid_token),
+        ]
+        .iter()
+        .map(|(r, v)| (format!("{{reason=\"{r}\"}}"), v.to_string()))
+        .collect();
+        m(
+            "ptproxy_handshakes_refused_total",
+            "counter",
+            "Server: new handshakes refused (dropped unanswered), by reason.",
+            &refused,
+        );
+        m(
+            "ptproxy_retries_sent_total",
+            "counter",
+            "Server: stateless Retry packets sent (address validation).",
+            &one(self.retries_sent),
+        );
+        m(
+            "ptproxy_initials_dropped_undersized_total",
+            "counter",
+            "Server: Initial packets dropped for arriving in datagrams under 1200 bytes.",
+            &one(self.dropped_undersized),
+        );
+        m(
+            "ptproxy_handshakes_timed_out_total",
+            "counter",
+            "Server: handshakes dropped unfinished after admission.handshake_timeout_ms.",
+            &one(self.handshakes_timed_out),
+        );
+        m(
+            "ptproxy_amplification_limited_total",
+            "counter",
+            "Server: connections held at 3x the bytes received before address validation.",
+            &one(self.amplification_limited),
+        );
+    }
+}
+
 /// Live values gathered from the role at scrape time.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -91,6 +167,8 @@ pub struct Snapshot {
     pub upstream_connections: Option<(usize, usize)>,
     /// Loss hiding: (datagrams, bytes) sent twice.
     pub duplicated: (u64, u64),
+    /// Server: handshake admission.
+    pub admission: Option<AdmissionCounters>,
 }
 
 #[derive(Debug)]
@@ -347,6 +425,9 @@ impl Metrics {
                 "Idle keep-alive upstream connections.",
                 &one(idle.to_string()),
             );
+        }
+        if let Some(a) = &snap.admission {
+            a.render(&mut m);
         }
         out
     }

@@ -8,8 +8,17 @@
 //! restart) gets a stateless reset, whose token derives from the server's private key, so a
 //! restarted server can reset its predecessor's sessions and clients reconnect at once instead
 //! of waiting for their idle timeout.
+//!
+//! New handshakes go through [`admission`] first (size, Retry token, per-source rate, caps,
+//! Retry under pressure), and until a client's address is validated the datagrams sent to it
+//! stay within 3x what it sent ([`PeerConn::budget`]). A Retry gives the client the same
+//! derived CID as its connection ID, so its next Initial (and the rest of its ClientHello)
+//! arrives with that ID as destination, which is the ID the connection is created with.
+//! Handshakes not done within `admission.handshake_timeout_ms` are dropped.
 
+pub mod admission;
 pub mod exchange;
+pub mod peer;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -23,26 +32,20 @@ use slab::Slab;
 
 use crate::admin::{Admin, Page};
 use crate::config::{Config, ServerConfig};
-use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters, METRICS_CONTENT_TYPE};
+use crate::metrics::{
+    AdmissionCounters, Metrics, PathFigures, Snapshot, TransportCounters, METRICS_CONTENT_TYPE,
+};
+use crate::quic::amplification::SendBudget;
 use crate::quic::debug::DebugTaps;
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls, CID_LEN};
 use crate::reactor::{Control, Driver, CONN_BASE, UDP};
 use crate::time::TimerQueue;
+use admission::{Admission, Load, Verdict};
 use exchange::{Ctx, Exchange, Outcome};
+use peer::PeerConn;
 use upstream::{Pool, UpState};
-
-/// One client's session and the exchanges on it.
-struct PeerConn {
-    session: Session,
-    streams: HashMap<u64, usize>,
-    /// Client certificate names, for logs.
-    client: String,
-    /// When the session became usable.
-    up_since: Option<Instant>,
-    cids: Vec<Vec<u8>>,
-}
 
 pub struct ServerProxy {
     cfg: ServerConfig,
@@ -70,6 +73,8 @@ pub struct ServerProxy {
     /// The last send stopped at a quantum: come back without waiting.
     send_pending: bool,
     debug: DebugTaps,
+    /// Which new handshakes are taken on, and the counts of those that were not.
+    admission: Admission,
 }
 
 impl ServerProxy {
@@ -144,6 +149,7 @@ impl ServerProxy {
             hider: LossHider::new(cfg.transport.loss_hiding),
             send_pending: false,
             debug: DebugTaps::new(cfg.ops.qlog_dir.clone()),
+            admission: Admission::new(cfg.admission.clone(), &key_pem),
         })
     }
 
@@ -171,6 +177,9 @@ impl ServerProxy {
             log::trace!("dropping unparseable datagram from {from}");
             return;
         };
+        if self.admission.drop_undersized(hdr.ty, data.len(), now) {
+            return;
+        }
         let derived = hmac::sign(&self.cid_key, &hdr.dcid);
         let derived = &derived.as_ref()[..CID_LEN];
         let key = self
@@ -194,7 +203,7 @@ impl ServerProxy {
         };
         let local = self.local;
         if let Some(pc) = self.conns.get_mut(key) {
-            pc.session.handle_datagram(&mut data, from, local);
+            pc.receive(&mut data, hdr.ty, from, local);
         }
     }
 
@@ -216,10 +225,35 @@ impl ServerProxy {
             }
             return None;
         }
+        let odcid = match self.admission.admit(hdr, &scid, from, self.load(), now) {
+            Verdict::Accept { odcid } => odcid,
+            Verdict::Retry(packet) => {
+                let _ = self.udp.socket.send_to(&packet, from);
+                return None;
+            }
+            Verdict::Refuse => return None,
+        };
+        // After a Retry the client addresses us by the ID the Retry gave it: keep that one.
+        let scid = match odcid {
+            Some(_) => hdr.dcid.to_vec(),
+            None => scid,
+        };
+        let budget = match odcid {
+            Some(_) => SendBudget::validated(),
+            None => SendBudget::unvalidated(),
+        };
+        let odcid = odcid.map(quiche::ConnectionId::from_vec);
         self.quiche_config
             .set_stateless_reset_token(Some(self.reset_token(&scid)));
         let cid = quiche::ConnectionId::from_ref(&scid);
-        let mut conn = match quiche::accept(&cid, None, self.local, from, &mut self.quiche_config) {
+        let accepted = quiche::accept(
+            &cid,
+            odcid.as_ref(),
+            self.local,
+            from,
+            &mut self.quiche_config,
+        );
+        let mut conn = match accepted {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("cannot accept a session from {from}: {e}");
@@ -227,16 +261,50 @@ impl ServerProxy {
             }
         };
         self.debug.attach(&mut conn, "server");
-        let key = self.conns.insert(PeerConn {
-            session: Session::new(conn, self.cfg.transport.keepalive_interval, now),
-            streams: HashMap::new(),
-            client: from.to_string(),
-            up_since: None,
-            cids: vec![scid.clone()],
-        });
+        let key = self.conns.insert(PeerConn::new(
+            Session::new(conn, self.cfg.transport.keepalive_interval, now),
+            from,
+            scid.clone(),
+            budget,
+            now + self.admission.handshake_timeout(),
+        ));
         self.by_cid.insert(scid, key);
         log::debug!("new session attempt from {from}");
         Some(key)
+    }
+
+    /// Connections in handshake and in all, for the admission caps.
+    fn load(&self) -> Load {
+        Load {
+            handshakes: self.handshakes_in_progress(),
+            sessions: self.conns.len(),
+        }
+    }
+
+    fn handshakes_in_progress(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, pc)| pc.is_handshaking())
+            .count()
+    }
+
+    /// Drops connections whose handshake outlived `admission.handshake_timeout_ms` (mostly
+    /// spoofed Initials): no close is sent, since their address was never shown to be real.
+    fn expire_handshakes(&mut self, now: Instant) {
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, pc)| pc.handshake_deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for ck in expired {
+            let pc = self.conns.remove(ck);
+            log::debug!("handshake with {} timed out", pc.client);
+            for cid in &pc.cids {
+                self.by_cid.remove(cid);
+            }
+            self.admission.on_handshake_timed_out(now);
+        }
     }
 
     /// RFC 9000 §10.3: unpredictable bits, then the token; shorter than the packet that caused it
@@ -486,6 +554,10 @@ impl ServerProxy {
                     streams_open: self.exchanges.len(),
                     upstream_connections: Some((self.pool.conns.len(), self.pool.idle_count())),
                     duplicated: (self.hider.datagrams, self.hider.bytes),
+                    admission: Some(AdmissionCounters {
+                        handshakes_in_progress: self.handshakes_in_progress() as u64,
+                        ..self.admission.counters
+                    }),
                     ..Snapshot::default()
                 };
                 for (_, pc) in self.conns.iter() {
@@ -624,11 +696,16 @@ impl Driver for ServerProxy {
         }
         self.send_pending = false;
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
-            self.send_pending |= self
-                .udp
-                .send_from(&mut pc.session.conn, now, &mut self.hider);
+            self.send_pending |=
+                self.udp
+                    .send_within(&mut pc.session.conn, now, &mut self.hider, &mut pc.budget);
+            if pc.budget.take_newly_limited() {
+                self.admission.on_amplification_limited(now);
+            }
         }
         self.reap_closed(registry);
+        self.expire_handshakes(now);
+        self.admission.log_summary(now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -638,11 +715,14 @@ impl Driver for ServerProxy {
         let sessions = self
             .conns
             .iter()
-            .filter_map(|(_, pc)| pc.session.next_deadline())
+            .filter_map(|(_, pc)| {
+                crate::time::earliest(pc.session.next_deadline(), pc.handshake_deadline())
+            })
             .min();
         let d = crate::time::earliest(sessions, self.timers.next_deadline());
         let d = crate::time::earliest(d, self.next_idle_expiry);
         let d = crate::time::earliest(d, self.drain_deadline);
+        let d = crate::time::earliest(d, self.admission.next_deadline());
         crate::time::earliest(d, self.udp.next_release())
     }
 
