@@ -76,6 +76,9 @@ impl PathFigures {
     }
 }
 
+/// Writes one metric: name, type, help, samples (label set text, value).
+type MetricSink<'a> = dyn FnMut(&str, &str, &str, &[(String, String)]) + 'a;
+
 /// Server: what happened to new handshakes (counters) and how many are in progress.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AdmissionCounters {
@@ -102,7 +105,7 @@ impl AdmissionCounters {
             + self.refused_invalid_token
     }
 
-    fn render(&self, m: &mut dyn FnMut(&str, &str, &str, &[(String, String)])) {
+    fn render(&self, m: &mut MetricSink<'_>) {
         let one = |v: u64| vec![(String::new(), v.to_string())];
         m(
             "ptproxy_handshakes_in_progress",

@@ -11,9 +11,9 @@
 //!
 //! New handshakes go through [`admission`] first (size, Retry token, per-source rate, caps,
 //! Retry under pressure), and until a client's address is validated the datagrams sent to it
-//! stay within 3x what it sent ([`PeerConn::budget`]). A Retry gives the client the same
-//! derived CID as its connection ID, so its next Initial (and the rest of its ClientHello)
-//! arrives with that ID as destination, which is the ID the connection is created with.
+//! stay within 3x what it sent ([`PeerConn::budget`]). A Retry gives the client a short ID
+//! (see [`admission::RETRY_CID_LEN`]); its next Initials carry that ID as destination, and the
+//! connection made for them takes the ID derived from it, so routing stays the same.
 //! Handshakes not done within `admission.handshake_timeout_ms` are dropped.
 
 pub mod admission;
@@ -233,26 +233,27 @@ impl ServerProxy {
             }
             Verdict::Refuse => return None,
         };
-        // After a Retry the client addresses us by the ID the Retry gave it: keep that one.
-        let scid = match odcid {
-            Some(_) => hdr.dcid.to_vec(),
-            None => scid,
-        };
         let budget = match odcid {
             Some(_) => SendBudget::validated(),
             None => SendBudget::unvalidated(),
         };
-        let odcid = odcid.map(quiche::ConnectionId::from_vec);
         self.quiche_config
             .set_stateless_reset_token(Some(self.reset_token(&scid)));
         let cid = quiche::ConnectionId::from_ref(&scid);
-        let accepted = quiche::accept(
-            &cid,
-            odcid.as_ref(),
-            self.local,
-            from,
-            &mut self.quiche_config,
-        );
+        let accepted: quiche::Result<quiche::Connection> = match &odcid {
+            // After a Retry the client sends to the Retry's short ID, whose derived ID is `scid`.
+            Some(odcid) => quiche::accept_with_retry(
+                &cid,
+                quiche::RetryConnectionIds {
+                    original_destination_cid: &quiche::ConnectionId::from_ref(odcid),
+                    retry_source_cid: &hdr.dcid,
+                },
+                self.local,
+                from,
+                &mut self.quiche_config,
+            ),
+            None => quiche::accept(&cid, None, self.local, from, &mut self.quiche_config),
+        };
         let mut conn = match accepted {
             Ok(c) => c,
             Err(e) => {

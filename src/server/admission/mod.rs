@@ -29,6 +29,10 @@ use token::TokenKey;
 pub const MIN_INITIAL_DATAGRAM: usize = quiche::MIN_CLIENT_INITIAL_LEN;
 /// At most one admission summary line this often.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(5);
+/// Length of the connection ID a Retry gives the client: short, because quiche encodes the
+/// server's transport parameters (with this ID, the original one and ours) into 128 bytes. Our
+/// real ID for the connection derives from it, as from any Initial's destination ID.
+pub const RETRY_CID_LEN: usize = 8;
 /// How long a Retry token is good for: the client uses it one round trip later (and in its
 /// Initial retransmissions).
 const TOKEN_LIFETIME_SECS: u64 = 10;
@@ -144,7 +148,8 @@ impl Admission {
         }
     }
 
-    /// A Retry telling the client to come back to `our_cid` with a token for `from`.
+    /// A Retry telling the client to come back to (a prefix of) `our_cid` with a token for
+    /// `from`.
     fn retry(
         &mut self,
         hdr: &quiche::Header<'_>,
@@ -152,9 +157,10 @@ impl Admission {
         from: SocketAddr,
         now: Instant,
     ) -> Verdict {
+        let retry_cid = &our_cid[..RETRY_CID_LEN.min(our_cid.len())];
         let expiry = unix_secs() + TOKEN_LIFETIME_SECS;
-        let token = self.key.mint(from, &hdr.dcid, our_cid, expiry);
-        let new_scid = quiche::ConnectionId::from_ref(our_cid);
+        let token = self.key.mint(from, &hdr.dcid, retry_cid, expiry);
+        let new_scid = quiche::ConnectionId::from_ref(retry_cid);
         let mut out = vec![0u8; 256];
         match quiche::retry(
             &hdr.scid,
