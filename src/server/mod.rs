@@ -767,6 +767,7 @@ impl Driver for ServerProxy {
                 format!("{:?}", old.transport) != format!("{:?}", new.transport),
             ),
             ("metrics", old.ops.metrics_listen != new.ops.metrics_listen),
+            ("admission", old.admission != new.admission),
         ];
         crate::reactor::report_fixed(&fixed);
         crate::logging::set_level(new.ops.log_level);
