@@ -291,7 +291,7 @@ impl ServerProxy {
 
     /// Drops connections whose handshake outlived `admission.handshake_timeout_ms` (mostly
     /// spoofed Initials): no close is sent, since their address was never shown to be real.
-    fn expire_handshakes(&mut self, now: Instant) {
+    fn expire_handshakes(&mut self, registry: &Registry, now: Instant) {
         let expired: Vec<usize> = self
             .conns
             .iter()
@@ -299,11 +299,8 @@ impl ServerProxy {
             .map(|(k, _)| k)
             .collect();
         for ck in expired {
-            let pc = self.conns.remove(ck);
+            let pc = self.forget(registry, ck);
             log::debug!("handshake with {} timed out", pc.client);
-            for cid in &pc.cids {
-                self.by_cid.remove(cid);
-            }
             self.admission.on_handshake_timed_out(now);
         }
     }
@@ -588,22 +585,29 @@ impl ServerProxy {
             .map(|(k, _)| k)
             .collect();
         for ck in closed {
-            let pc = self.conns.remove(ck);
+            let pc = self.forget(registry, ck);
             let reason = pc.session.close_reason();
             log::info!("session with client {} ended: {reason}", pc.client);
             self.metrics
                 .record_session_closed(TransportCounters::of(&pc.session.conn), &reason);
-            for cid in &pc.cids {
-                self.by_cid.remove(cid);
-            }
-            for (_, ek) in pc.streams {
-                if let Some((_, ex)) = self.exchanges.try_remove(ek) {
-                    if let Some(key) = ex.upstream() {
-                        self.pool.close(registry, key);
-                    }
+        }
+    }
+
+    /// Removes connection `ck`, its routes and its exchanges (closing their upstream
+    /// connections).
+    fn forget(&mut self, registry: &Registry, ck: usize) -> PeerConn {
+        let mut pc = self.conns.remove(ck);
+        for cid in &pc.cids {
+            self.by_cid.remove(cid);
+        }
+        for (_, ek) in pc.streams.drain() {
+            if let Some((_, ex)) = self.exchanges.try_remove(ek) {
+                if let Some(key) = ex.upstream() {
+                    self.pool.close(registry, key);
                 }
             }
         }
+        pc
     }
 }
 
@@ -705,7 +709,7 @@ impl Driver for ServerProxy {
             }
         }
         self.reap_closed(registry);
-        self.expire_handshakes(now);
+        self.expire_handshakes(registry, now);
         self.admission.log_summary(now);
     }
 
