@@ -500,5 +500,41 @@ mod tests {
             );
         }
         assert!(!text.contains("ptproxy_upstream_pool_idle"));
+        assert!(!text.contains("ptproxy_handshakes"), "server-only metrics");
+    }
+
+    #[test]
+    fn renders_admission_counters_for_the_server() {
+        let t0 = Instant::now();
+        let snap = Snapshot {
+            admission: Some(AdmissionCounters {
+                dropped_undersized: 4,
+                refused_rate_limit: 3,
+                refused_invalid_token: 1,
+                retries_sent: 7,
+                handshakes_timed_out: 2,
+                amplification_limited: 5,
+                handshakes_in_progress: 6,
+                ..AdmissionCounters::default()
+            }),
+            ..Default::default()
+        };
+        let text = Metrics::new("server", t0).render(&snap, t0);
+        for line in [
+            "ptproxy_handshakes_in_progress 6",
+            "ptproxy_handshakes_refused_total{reason=\"rate_limit\"} 3",
+            "ptproxy_handshakes_refused_total{reason=\"handshake_cap\"} 0",
+            "ptproxy_handshakes_refused_total{reason=\"session_cap\"} 0",
+            "ptproxy_handshakes_refused_total{reason=\"invalid_token\"} 1",
+            "ptproxy_retries_sent_total 7",
+            "ptproxy_initials_dropped_undersized_total 4",
+            "ptproxy_handshakes_timed_out_total 2",
+            "ptproxy_amplification_limited_total 5",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 }

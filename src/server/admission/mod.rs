@@ -253,3 +253,131 @@ fn unix_secs() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AdmissionConfig, RetryMode};
+
+    fn admission(retry: RetryMode, burst: u32) -> Admission {
+        let cfg = AdmissionConfig {
+            retry,
+            max_handshakes: 8,
+            max_sessions: 10,
+            handshake_timeout: Duration::from_secs(5),
+            source_rate: 1,
+            source_burst: burst,
+        };
+        Admission::new(cfg, b"test key")
+    }
+
+    /// A real client Initial (first datagram of a quiche client's ClientHello).
+    fn initial() -> Vec<u8> {
+        let mut cfg = quiche::Config::new(quiche::PROTOCOL_VERSION).expect("config");
+        cfg.set_application_protos(&[b"h3"]).expect("alpn");
+        let scid = quiche::ConnectionId::from_ref(&[7; 16]);
+        let (a, b) = (addr(1), addr(2));
+        let mut conn = quiche::connect(None, &scid, a, b, &mut cfg).expect("connect");
+        let mut out = vec![0u8; 1350];
+        let (n, _) = conn.send(&mut out).expect("first Initial");
+        out.truncate(n);
+        out
+    }
+
+    fn addr(last: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], 4433))
+    }
+
+    fn admit(a: &mut Admission, datagram: &mut [u8], from: SocketAddr, load: Load) -> Verdict {
+        let hdr = quiche::Header::from_slice(datagram, 20).expect("header");
+        a.admit(&hdr, &[9; 20], from, load, Instant::now())
+    }
+
+    const IDLE: Load = Load {
+        handshakes: 0,
+        sessions: 1,
+    };
+
+    #[test]
+    fn undersized_initials_are_dropped_and_counted() {
+        let mut a = admission(RetryMode::Auto, 4);
+        let now = Instant::now();
+        assert!(a.drop_undersized(quiche::Type::Initial, 1199, now));
+        assert!(!a.drop_undersized(quiche::Type::Initial, 1200, now));
+        assert!(!a.drop_undersized(quiche::Type::Handshake, 100, now));
+        assert_eq!(a.counters.dropped_undersized, 1);
+    }
+
+    #[test]
+    fn auto_retry_under_pressure_carries_a_token_for_the_client_address() {
+        let mut a = admission(RetryMode::Auto, 4);
+        let mut d = initial();
+        assert_eq!(
+            admit(&mut a, &mut d, addr(1), IDLE),
+            Verdict::Accept { odcid: None },
+            "no pressure: no Retry, 0-RTT stays possible"
+        );
+        let busy = Load {
+            handshakes: 2,
+            sessions: 3,
+        };
+        let Verdict::Retry(retry) = admit(&mut a, &mut d, addr(1), busy) else {
+            panic!("a quarter of the handshake cap in progress: Retry expected")
+        };
+        let mut retry = retry;
+        let hdr = quiche::Header::from_slice(&mut retry, 20).expect("Retry header");
+        assert_eq!(hdr.ty, quiche::Type::Retry);
+        assert_eq!(hdr.scid.len(), RETRY_CID_LEN);
+        let token = hdr.token.clone().expect("token");
+        let first = quiche::Header::from_slice(&mut d, 20).expect("header");
+        let odcid = first.dcid.to_vec();
+        assert_eq!(
+            a.key.check(&token, addr(1), &hdr.scid, unix_secs()),
+            Ok(odcid),
+            "the token carries the original DCID for this address"
+        );
+        assert_eq!(
+            a.key.check(&token, addr(3), &hdr.scid, unix_secs()),
+            Err(token::TokenError::Forged)
+        );
+        assert_eq!(a.counters.retries_sent, 1);
+    }
+
+    #[test]
+    fn rate_limit_then_caps_refuse_and_count() {
+        let mut a = admission(RetryMode::Never, 2);
+        let mut d = initial();
+        let full_sessions = Load {
+            handshakes: 0,
+            sessions: 10,
+        };
+        assert_eq!(
+            admit(&mut a, &mut d, addr(1), full_sessions),
+            Verdict::Refuse
+        );
+        let full_handshakes = Load {
+            handshakes: 8,
+            sessions: 8,
+        };
+        assert_eq!(
+            admit(&mut a, &mut d, addr(1), full_handshakes),
+            Verdict::Refuse
+        );
+        assert_eq!(admit(&mut a, &mut d, addr(1), IDLE), Verdict::Refuse);
+        assert_eq!(
+            admit(&mut a, &mut d, addr(2), IDLE),
+            Verdict::Accept { odcid: None },
+            "another source has its own bucket"
+        );
+        let c = a.counters;
+        assert_eq!(
+            (
+                c.refused_session_cap,
+                c.refused_handshake_cap,
+                c.refused_rate_limit
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(c.refused(), 3);
+    }
+}
