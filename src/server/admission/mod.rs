@@ -224,7 +224,15 @@ impl Admission {
         let since = self.last_summary.map(|t| now.saturating_duration_since(t));
         self.last_summary = Some(now);
         let (c, l) = (&self.counters, &self.logged);
-        log::warn!(
+        // Packets dropped unanswered are worth a warning; Retry and timeouts alone are not.
+        let dropped = c.refused() + c.dropped_undersized > l.refused() + l.dropped_undersized;
+        let level = if dropped {
+            log::Level::Warn
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            level,
             "handshake admission{}: {} refused (rate limit {}, handshake cap {}, session cap {}, \
              invalid token {}), {} Retry sent, {} undersized Initial dropped, {} handshake(s) timed out, \
              {} held at the 3x amplification limit",
