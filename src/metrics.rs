@@ -86,6 +86,85 @@ impl PathFigures {
     }
 }
 
+/// Writes one metric: name, type, help, samples (label set text, value).
+type MetricSink<'a> = dyn FnMut(&str, &str, &str, &[(String, String)]) + 'a;
+
+/// Server: what happened to new handshakes (counters) and how many are in progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AdmissionCounters {
+    /// Datagrams starting with an Initial packet but shorter than 1200 bytes.
+    pub dropped_undersized: u64,
+    pub refused_rate_limit: u64,
+    pub refused_handshake_cap: u64,
+    pub refused_session_cap: u64,
+    pub refused_invalid_token: u64,
+    pub retries_sent: u64,
+    pub handshakes_timed_out: u64,
+    /// Connections whose sending stopped at the 3x limit before address validation.
+    pub amplification_limited: u64,
+    /// Gauge: connections still in handshake.
+    pub handshakes_in_progress: u64,
+}
+
+impl AdmissionCounters {
+    /// Handshakes refused, any reason.
+    pub fn refused(&self) -> u64 {
+        self.refused_rate_limit
+            + self.refused_handshake_cap
+            + self.refused_session_cap
+            + self.refused_invalid_token
+    }
+
+    fn render(&self, m: &mut MetricSink<'_>) {
+        let one = |v: u64| vec![(String::new(), v.to_string())];
+        m(
+            "ptproxy_handshakes_in_progress",
+            "gauge",
+            "Server: QUIC connections still in handshake.",
+            &one(self.handshakes_in_progress),
+        );
+        let refused: Vec<(String, String)> = [
+            ("rate_limit", self.refused_rate_limit),
+            ("handshake_cap", self.refused_handshake_cap),
+            ("session_cap", self.refused_session_cap),
+            ("invalid_token", self.refused_invalid_token),
+        ]
+        .iter()
+        .map(|(r, v)| (format!("{{reason=\"{r}\"}}"), v.to_string()))
+        .collect();
+        m(
+            "ptproxy_handshakes_refused_total",
+            "counter",
+            "Server: new handshakes refused (dropped unanswered), by reason.",
+            &refused,
+        );
+        m(
+            "ptproxy_retries_sent_total",
+            "counter",
+            "Server: stateless Retry packets sent (address validation).",
+            &one(self.retries_sent),
+        );
+        m(
+            "ptproxy_initials_dropped_undersized_total",
+            "counter",
+            "Server: Initial packets dropped for arriving in datagrams under 1200 bytes.",
+            &one(self.dropped_undersized),
+        );
+        m(
+            "ptproxy_handshakes_timed_out_total",
+            "counter",
+            "Server: handshakes dropped unfinished after admission.handshake_timeout_ms.",
+            &one(self.handshakes_timed_out),
+        );
+        m(
+            "ptproxy_amplification_limited_total",
+            "counter",
+            "Server: connections held at 3x the bytes received before address validation.",
+            &one(self.amplification_limited),
+        );
+    }
+}
+
 /// Live values gathered from the role at scrape time.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -101,6 +180,8 @@ pub struct Snapshot {
     pub upstream_connections: Option<(usize, usize)>,
     /// Loss hiding: (datagrams, bytes) sent twice.
     pub duplicated: (u64, u64),
+    /// Server: handshake admission.
+    pub admission: Option<AdmissionCounters>,
 }
 
 #[derive(Debug)]
@@ -392,6 +473,9 @@ impl Metrics {
                 &one(idle.to_string()),
             );
         }
+        if let Some(a) = &snap.admission {
+            a.render(&mut m);
+        }
         out
     }
 }
@@ -463,5 +547,41 @@ mod tests {
             );
         }
         assert!(!text.contains("ptproxy_upstream_pool_idle"));
+        assert!(!text.contains("ptproxy_handshakes"), "server-only metrics");
+    }
+
+    #[test]
+    fn renders_admission_counters_for_the_server() {
+        let t0 = Instant::now();
+        let snap = Snapshot {
+            admission: Some(AdmissionCounters {
+                dropped_undersized: 4,
+                refused_rate_limit: 3,
+                refused_invalid_token: 1,
+                retries_sent: 7,
+                handshakes_timed_out: 2,
+                amplification_limited: 5,
+                handshakes_in_progress: 6,
+                ..AdmissionCounters::default()
+            }),
+            ..Default::default()
+        };
+        let text = Metrics::new("server", t0).render(&snap, t0);
+        for line in [
+            "ptproxy_handshakes_in_progress 6",
+            "ptproxy_handshakes_refused_total{reason=\"rate_limit\"} 3",
+            "ptproxy_handshakes_refused_total{reason=\"handshake_cap\"} 0",
+            "ptproxy_handshakes_refused_total{reason=\"session_cap\"} 0",
+            "ptproxy_handshakes_refused_total{reason=\"invalid_token\"} 1",
+            "ptproxy_retries_sent_total 7",
+            "ptproxy_initials_dropped_undersized_total 4",
+            "ptproxy_handshakes_timed_out_total 2",
+            "ptproxy_amplification_limited_total 5",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 }

@@ -39,6 +39,8 @@ pub struct ServerFile {
     #[serde(default)]
     pub http: ServerHttpFile,
     #[serde(default)]
+    pub admission: AdmissionFile,
+    #[serde(default)]
     pub metrics: Option<MetricsFile>,
     pub log_level: Option<String>,
     #[serde(default)]
@@ -138,6 +140,18 @@ pub struct ServerHttpFile {
     pub access_log: Option<bool>,
     pub max_head_bytes: Option<usize>,
     pub drain_timeout_ms: Option<u64>,
+}
+
+/// Server: which new handshakes are taken on (caps, Retry, per-source rate).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionFile {
+    pub retry: Option<String>,
+    pub max_handshakes: Option<usize>,
+    pub max_sessions: Option<usize>,
+    pub handshake_timeout_ms: Option<u64>,
+    pub source_rate: Option<u32>,
+    pub source_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

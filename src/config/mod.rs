@@ -55,6 +55,12 @@ pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 3_000;
 pub const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_UPSTREAM_MAX_IDLE: usize = 32;
 pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_RETRY: RetryMode = RetryMode::Auto;
+pub const DEFAULT_MAX_HANDSHAKES: usize = 32;
+pub const DEFAULT_MAX_SESSIONS: usize = 64;
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_SOURCE_RATE: u32 = 10;
+pub const DEFAULT_SOURCE_BURST: u32 = 20;
 
 /// Which side of the link this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +111,8 @@ pub struct ServerConfig {
     pub allowed_client_names: Option<Vec<String>>,
     pub transport: TransportConfig,
     pub http: ServerHttpConfig,
+    /// Which new handshakes are taken on (`admission.*`).
+    pub admission: AdmissionConfig,
     pub ops: OpsConfig,
     /// Accept 0-RTT from resuming clients (`tls.early_data`).
     pub early_data: bool,
@@ -472,6 +480,7 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
             access_log: raw.http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
             max_head_bytes: head_bytes("http.max_head_bytes", raw.http.max_head_bytes)?,
         },
+        admission: admission::validate(raw.admission)?,
         ops: ops(
             base,
             raw.metrics,
@@ -749,6 +758,9 @@ fn existing_file(base: &Path, field: &str, path: &str) -> Result<PathBuf, Config
         Err(e) => Err(ConfigError::new(field, format!("{}: {e}", full.display()))),
     }
 }
+
+mod admission;
+pub use admission::{AdmissionConfig, RetryMode};
 
 #[cfg(test)]
 mod tests;

@@ -268,3 +268,64 @@ fn pacing_cap_needs_bbr2() {
     let err = client_err(&with(CLIENT, r#""transport": {"max_pacing_rate_mbps": 0}"#));
     assert_eq!(err.field, "transport.max_pacing_rate_mbps");
 }
+
+#[test]
+fn admission_defaults_values_and_errors() {
+    let Ok(Config::Server(s)) = parse(SERVER, &conf_dir(), Role::Server) else {
+        panic!("server")
+    };
+    let a = &s.admission;
+    assert_eq!(a.retry, DEFAULT_RETRY);
+    assert_eq!(a.max_handshakes, DEFAULT_MAX_HANDSHAKES);
+    assert_eq!(a.max_sessions, DEFAULT_MAX_SESSIONS);
+    assert_eq!(
+        a.handshake_timeout,
+        Duration::from_millis(DEFAULT_HANDSHAKE_TIMEOUT_MS)
+    );
+    assert_eq!(
+        (a.source_rate, a.source_burst),
+        (DEFAULT_SOURCE_RATE, DEFAULT_SOURCE_BURST)
+    );
+    assert_eq!(a.auto_retry_threshold(), DEFAULT_MAX_HANDSHAKES / 4);
+    let set = with(
+        SERVER,
+        r#""admission": {"retry": "always", "max_handshakes": 2, "max_sessions": 3,
+            "handshake_timeout_ms": 900, "source_rate": 4, "source_burst": 5}"#,
+    );
+    let Ok(Config::Server(s)) = parse(&set, &conf_dir(), Role::Server) else {
+        panic!("server")
+    };
+    let a = &s.admission;
+    assert_eq!(a.retry, RetryMode::Always);
+    assert_eq!((a.max_handshakes, a.max_sessions), (2, 3));
+    assert_eq!(a.handshake_timeout, Duration::from_millis(900));
+    assert_eq!((a.source_rate, a.source_burst), (4, 5));
+    assert_eq!(a.auto_retry_threshold(), 1, "never below one");
+    for (fragment, field) in [
+        (r#""admission": {"retry": "sometimes"}"#, "admission.retry"),
+        (
+            r#""admission": {"max_handshakes": 0}"#,
+            "admission.max_handshakes",
+        ),
+        (
+            r#""admission": {"max_sessions": 0}"#,
+            "admission.max_sessions",
+        ),
+        (
+            r#""admission": {"handshake_timeout_ms": 0}"#,
+            "admission.handshake_timeout_ms",
+        ),
+        (
+            r#""admission": {"source_rate": 0}"#,
+            "admission.source_rate",
+        ),
+        (
+            r#""admission": {"source_burst": 0}"#,
+            "admission.source_burst",
+        ),
+        (r#""admission": {"max_sessoins": 1}"#, "max_sessoins"),
+    ] {
+        let err = server_err(&with(SERVER, fragment));
+        assert!(err.to_string().contains(field), "{err} should name {field}");
+    }
+}

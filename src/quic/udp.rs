@@ -7,13 +7,15 @@
 //! WRITABLE instead. Every packet goes through [`UdpIo::transmit`], the one place a datagram
 //! policy sits: pacing release times, and loss hiding ([`LossHider`]), which sends selected
 //! datagrams twice so that a single loss costs no recovery round (the receiver drops the copy
-//! by packet number).
+//! by packet number). [`UdpIo::send_within`] also keeps a server's sending to an unvalidated
+//! address within the anti-amplification budget ([`SendBudget`]).
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::amplification::SendBudget;
 use super::offload;
 use super::setup::MAX_DATAGRAM;
 use crate::config::{LossHiding, LossHidingMode};
@@ -235,6 +237,19 @@ impl UdpIo {
         now: Instant,
         hider: &mut LossHider,
     ) -> bool {
+        self.send_within(conn, now, hider, &mut SendBudget::validated())
+    }
+
+    /// [`Self::send_from`] within an anti-amplification budget: each datagram quiche makes
+    /// fits the allowance (quiche builds packets for the buffer it is given), and nothing is
+    /// asked for once the allowance is spent; copies for loss hiding are charged too.
+    pub fn send_within(
+        &mut self,
+        conn: &mut quiche::Connection,
+        now: Instant,
+        hider: &mut LossHider,
+        budget: &mut SendBudget,
+    ) -> bool {
         self.flush(now);
         let quantum = conn.send_quantum().max(MAX_DATAGRAM);
         let rtt = conn
@@ -257,12 +272,17 @@ impl UdpIo {
                     break;
                 }
             }
-            match conn.send(&mut self.send_buf) {
+            let Some(room) = budget.room(self.send_buf.len()) else {
+                break;
+            };
+            match conn.send(&mut self.send_buf[..room]) {
                 Ok((n, info)) => {
                     sent += n;
+                    budget.on_sent(n);
                     let at = if info.at > horizon { info.at } else { now };
                     let data = self.send_buf[..n].to_vec();
-                    if hider.duplicate(n, now, rtt) {
+                    if budget.allows(n) && hider.duplicate(n, now, rtt) {
+                        budget.on_sent(n);
                         self.duplicate(&data, info.to, at, hider.gap(), now);
                     }
                     self.transmit(data, info.to, at, now);

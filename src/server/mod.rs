@@ -8,8 +8,17 @@
 //! restart) gets a stateless reset, whose token derives from the server's private key, so a
 //! restarted server can reset its predecessor's sessions and clients reconnect at once instead
 //! of waiting for their idle timeout.
+//!
+//! New handshakes go through [`admission`] first (size, Retry token, per-source rate, caps,
+//! Retry under pressure), and until a client's address is validated the datagrams sent to it
+//! stay within 3x what it sent ([`PeerConn::budget`]). A Retry gives the client a short ID
+//! (see [`admission::RETRY_CID_LEN`]); its next Initials carry that ID as destination, and the
+//! connection made for them takes the ID derived from it, so routing stays the same.
+//! Handshakes not done within `admission.handshake_timeout_ms` are dropped.
 
+pub mod admission;
 pub mod exchange;
+pub mod peer;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -23,7 +32,10 @@ use slab::Slab;
 
 use crate::admin::{Admin, Page};
 use crate::config::{Config, ServerConfig};
-use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters, METRICS_CONTENT_TYPE};
+use crate::metrics::{
+    AdmissionCounters, Metrics, PathFigures, Snapshot, TransportCounters, METRICS_CONTENT_TYPE,
+};
+use crate::quic::amplification::SendBudget;
 use crate::quic::debug::DebugTaps;
 use crate::quic::liveness::Liveness;
 use crate::quic::refusal::{Refusal, RefusalLog, RefusalSlot};
@@ -32,26 +44,14 @@ use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls, CID_LEN};
 use crate::reactor::{Control, Driver, CONN_BASE, UDP};
 use crate::time::TimerQueue;
+use admission::{Admission, Load, Verdict};
 use exchange::{Ctx, Exchange, Outcome};
+use peer::PeerConn;
 use upstream::{Pool, UpState};
 
 /// The server probes a silent client after half the liveness timeout: the client's own probes
 /// (after a third) normally arrive first, so an idle session costs one PING exchange, not two.
 const SERVER_FIRST_PROBE_SHARE: u32 = 2;
-
-/// One client's session and the exchanges on it.
-struct PeerConn {
-    session: Session,
-    streams: HashMap<u64, usize>,
-    /// Client address and (once known) certificate names, for logs.
-    client: String,
-    addr: SocketAddr,
-    /// Why our certificate check refused this client, if it did.
-    refusal: Option<Refusal>,
-    /// When the session became usable.
-    up_since: Option<Instant>,
-    cids: Vec<Vec<u8>>,
-}
 
 pub struct ServerProxy {
     cfg: ServerConfig,
@@ -82,6 +82,8 @@ pub struct ServerProxy {
     /// The last send stopped at a quantum: come back without waiting.
     send_pending: bool,
     debug: DebugTaps,
+    /// Which new handshakes are taken on, and the counts of those that were not.
+    admission: Admission,
 }
 
 impl ServerProxy {
@@ -160,6 +162,7 @@ impl ServerProxy {
             hider: LossHider::new(cfg.transport.loss_hiding),
             send_pending: false,
             debug: DebugTaps::new(cfg.ops.qlog_dir.clone()),
+            admission: Admission::new(cfg.admission.clone(), &key_pem),
         })
     }
 
@@ -187,6 +190,9 @@ impl ServerProxy {
             log::trace!("dropping unparseable datagram from {from}");
             return;
         };
+        if self.admission.drop_undersized(hdr.ty, data.len(), now) {
+            return;
+        }
         let derived = hmac::sign(&self.cid_key, &hdr.dcid);
         let derived = &derived.as_ref()[..CID_LEN];
         let key = self
@@ -210,7 +216,7 @@ impl ServerProxy {
         };
         let local = self.local;
         if let Some(pc) = self.conns.get_mut(key) {
-            pc.session.handle_datagram(&mut data, from, local, now);
+            pc.receive(&mut data, hdr.ty, from, local, now);
             if let Some(refusal) = self.refusals.take() {
                 pc.refusal = Some(refusal);
             }
@@ -235,10 +241,36 @@ impl ServerProxy {
             }
             return None;
         }
+        let odcid = match self.admission.admit(hdr, &scid, from, self.load(), now) {
+            Verdict::Accept { odcid } => odcid,
+            Verdict::Retry(packet) => {
+                let _ = self.udp.socket.send_to(&packet, from);
+                return None;
+            }
+            Verdict::Refuse => return None,
+        };
+        let budget = match odcid {
+            Some(_) => SendBudget::validated(),
+            None => SendBudget::unvalidated(),
+        };
         self.quiche_config
             .set_stateless_reset_token(Some(self.reset_token(&scid)));
         let cid = quiche::ConnectionId::from_ref(&scid);
-        let mut conn = match quiche::accept(&cid, None, self.local, from, &mut self.quiche_config) {
+        let accepted: quiche::Result<quiche::Connection> = match &odcid {
+            // After a Retry the client sends to the Retry's short ID, whose derived ID is `scid`.
+            Some(odcid) => quiche::accept_with_retry(
+                &cid,
+                quiche::RetryConnectionIds {
+                    original_destination_cid: &quiche::ConnectionId::from_ref(odcid),
+                    retry_source_cid: &hdr.dcid,
+                },
+                self.local,
+                from,
+                &mut self.quiche_config,
+            ),
+            None => quiche::accept(&cid, None, self.local, from, &mut self.quiche_config),
+        };
+        let mut conn = match accepted {
             Ok(c) => c,
             Err(e) => {
                 log::warn!("cannot accept a session from {from}: {e}");
@@ -246,27 +278,52 @@ impl ServerProxy {
             }
         };
         self.debug.attach(&mut conn, "server");
-        let key = self.conns.insert(PeerConn {
-            session: Session::new(
-                conn,
-                self.cfg.transport.keepalive_interval,
-                Liveness::configured(
-                    self.cfg.transport.liveness_timeout,
-                    SERVER_FIRST_PROBE_SHARE,
-                    now,
-                ),
-                now,
-            ),
-            streams: HashMap::new(),
-            client: from.to_string(),
-            addr: from,
-            refusal: None,
-            up_since: None,
-            cids: vec![scid.clone()],
-        });
+        let liveness = Liveness::configured(
+            self.cfg.transport.liveness_timeout,
+            SERVER_FIRST_PROBE_SHARE,
+            now,
+        );
+        let key = self.conns.insert(PeerConn::new(
+            Session::new(conn, self.cfg.transport.keepalive_interval, liveness, now),
+            from,
+            scid.clone(),
+            budget,
+            now + self.admission.handshake_timeout(),
+        ));
         self.by_cid.insert(scid, key);
         log::debug!("new session attempt from {from}");
         Some(key)
+    }
+
+    /// Connections in handshake and in all, for the admission caps.
+    fn load(&self) -> Load {
+        Load {
+            handshakes: self.handshakes_in_progress(),
+            sessions: self.conns.len(),
+        }
+    }
+
+    fn handshakes_in_progress(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, pc)| pc.is_handshaking())
+            .count()
+    }
+
+    /// Drops connections whose handshake outlived `admission.handshake_timeout_ms` (mostly
+    /// spoofed Initials): no close is sent, since their address was never shown to be real.
+    fn expire_handshakes(&mut self, registry: &Registry, now: Instant) {
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, pc)| pc.handshake_deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for ck in expired {
+            let pc = self.forget(registry, ck);
+            log::debug!("handshake with {} timed out", pc.client);
+            self.admission.on_handshake_timed_out(now);
+        }
     }
 
     /// RFC 9000 §10.3: unpredictable bits, then the token; shorter than the packet that caused it
@@ -539,9 +596,12 @@ impl ServerProxy {
     fn send_all(&mut self, now: Instant) -> bool {
         let mut pending = false;
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
-            pending |= self
-                .udp
-                .send_from(&mut pc.session.conn, now, &mut self.hider);
+            pending |=
+                self.udp
+                    .send_within(&mut pc.session.conn, now, &mut self.hider, &mut pc.budget);
+            if pc.budget.take_newly_limited() {
+                self.admission.on_amplification_limited(now);
+            }
         }
         pending
     }
@@ -560,6 +620,10 @@ impl ServerProxy {
                     streams_open: self.exchanges.len(),
                     upstream_connections: Some((self.pool.conns.len(), self.pool.idle_count())),
                     duplicated: (self.hider.datagrams, self.hider.bytes),
+                    admission: Some(AdmissionCounters {
+                        handshakes_in_progress: self.handshakes_in_progress() as u64,
+                        ..self.admission.counters
+                    }),
                     ..Snapshot::default()
                 };
                 for (_, pc) in self.conns.iter() {
@@ -589,7 +653,7 @@ impl ServerProxy {
             .map(|(k, _)| k)
             .collect();
         for ck in closed {
-            let mut pc = self.conns.remove(ck);
+            let mut pc = self.forget(registry, ck);
             let reason = pc.session.close_reason();
             match pc
                 .session
@@ -604,17 +668,24 @@ impl ServerProxy {
             }
             self.metrics
                 .record_session_closed(TransportCounters::of(&pc.session.conn), &reason);
-            for cid in &pc.cids {
-                self.by_cid.remove(cid);
-            }
-            for (_, ek) in pc.streams {
-                if let Some((_, ex)) = self.exchanges.try_remove(ek) {
-                    if let Some(key) = ex.upstream() {
-                        self.pool.close(registry, key);
-                    }
+        }
+    }
+
+    /// Removes connection `ck`, its routes and its exchanges (closing their upstream
+    /// connections).
+    fn forget(&mut self, registry: &Registry, ck: usize) -> PeerConn {
+        let mut pc = self.conns.remove(ck);
+        for cid in &pc.cids {
+            self.by_cid.remove(cid);
+        }
+        for (_, ek) in pc.streams.drain() {
+            if let Some((_, ex)) = self.exchanges.try_remove(ek) {
+                if let Some(key) = ex.upstream() {
+                    self.pool.close(registry, key);
                 }
             }
         }
+        pc
     }
 }
 
@@ -724,6 +795,8 @@ impl Driver for ServerProxy {
         }
         self.send_pending = self.send_all(now);
         self.reap_closed(registry, now);
+        self.expire_handshakes(registry, now);
+        self.admission.log_summary(now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -733,11 +806,14 @@ impl Driver for ServerProxy {
         let sessions = self
             .conns
             .iter()
-            .filter_map(|(_, pc)| pc.session.next_deadline())
+            .filter_map(|(_, pc)| {
+                crate::time::earliest(pc.session.next_deadline(), pc.handshake_deadline())
+            })
             .min();
         let d = crate::time::earliest(sessions, self.timers.next_deadline());
         let d = crate::time::earliest(d, self.next_idle_expiry);
         let d = crate::time::earliest(d, self.drain_deadline);
+        let d = crate::time::earliest(d, self.admission.next_deadline());
         crate::time::earliest(d, self.udp.next_release())
     }
 
@@ -748,8 +824,11 @@ impl Driver for ServerProxy {
                 self.conns.len()
             );
             self.close_sessions();
+            // Only to validated addresses: the anti-amplification limit holds to the end.
             for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
-                self.udp.send_final(&mut pc.session.conn);
+                if pc.budget.is_validated() {
+                    self.udp.send_final(&mut pc.session.conn);
+                }
             }
             return Control::Exit;
         }
@@ -788,6 +867,7 @@ impl Driver for ServerProxy {
                 format!("{:?}", old.transport) != format!("{:?}", new.transport),
             ),
             ("metrics", old.ops.metrics_listen != new.ops.metrics_listen),
+            ("admission", old.admission != new.admission),
         ];
         crate::reactor::report_fixed(&fixed);
         crate::logging::set_level(new.ops.log_level);

@@ -23,6 +23,7 @@ mod check;
 mod connections;
 mod debug_taps;
 mod errors;
+mod flood;
 mod framing;
 mod liveness;
 mod loss_hiding;

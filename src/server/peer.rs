@@ -1,0 +1,86 @@
+//! One client connection as the server holds it: the session, its exchanges, the IDs routed
+//! to it, and until the client's address is validated, the anti-amplification budget and the
+//! handshake deadline.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::quic::amplification::SendBudget;
+use crate::quic::refusal::Refusal;
+use crate::quic::session::Session;
+
+pub struct PeerConn {
+    pub session: Session,
+    pub streams: HashMap<u64, usize>,
+    /// Client address and (once known) certificate names, for logs.
+    pub client: String,
+    pub addr: SocketAddr,
+    /// Why our certificate check refused this client, if it did.
+    pub refusal: Option<Refusal>,
+    /// When the session became usable.
+    pub up_since: Option<Instant>,
+    pub cids: Vec<Vec<u8>>,
+    /// What may be sent to the client before its address is validated.
+    pub budget: SendBudget,
+    /// When the handshake must be done by.
+    pub handshake_deadline: Instant,
+}
+
+impl PeerConn {
+    pub fn new(
+        session: Session,
+        from: SocketAddr,
+        cid: Vec<u8>,
+        budget: SendBudget,
+        handshake_deadline: Instant,
+    ) -> Self {
+        PeerConn {
+            session,
+            streams: HashMap::new(),
+            client: from.to_string(),
+            addr: from,
+            refusal: None,
+            up_since: None,
+            cids: vec![cid],
+            budget,
+            handshake_deadline,
+        }
+    }
+
+    /// Still in handshake (not established, not closed).
+    pub fn is_handshaking(&self) -> bool {
+        !self.session.conn.is_established() && !self.session.conn.is_closed()
+    }
+
+    /// When the handshake deadline applies, that deadline.
+    pub fn handshake_deadline(&self) -> Option<Instant> {
+        self.is_handshaking().then_some(self.handshake_deadline)
+    }
+
+    /// Feeds one datagram whose first packet is of type `ty` to the session, and marks the
+    /// address validated once the handshake completed or a Handshake packet from it was
+    /// processed (RFC 9000 §8.1: only a peer that read our Initial can make one).
+    pub fn receive(
+        &mut self,
+        data: &mut [u8],
+        ty: quiche::Type,
+        from: SocketAddr,
+        to: SocketAddr,
+        now: Instant,
+    ) {
+        if self.budget.is_validated() {
+            self.session.handle_datagram(data, from, to, now);
+            return;
+        }
+        self.budget.on_received(data.len());
+        let processed_before = self.session.conn.stats().recv;
+        self.session.handle_datagram(data, from, to, now);
+        let conn = &self.session.conn;
+        let handshake_packet =
+            ty == quiche::Type::Handshake && conn.stats().recv > processed_before;
+        if conn.is_established() || handshake_packet {
+            self.budget.validate();
+        }
+    }
+}
