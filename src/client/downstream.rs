@@ -53,6 +53,8 @@ pub struct Ctx<'a> {
     pub early: bool,
     /// A graceful stop is under way: finish what is in flight, take nothing new.
     pub stopping: bool,
+    /// Why no session is usable (`PEER (REASON)`), for 503 answers.
+    pub why_down: &'a str,
     pub by_stream: &'a mut HashMap<u64, usize>,
     pub metrics: &'a mut Metrics,
 }
@@ -418,7 +420,8 @@ impl Downstream {
                 None,
             ),
             Phase::Exchange(ex) if ex.stream.is_none() => {
-                let answer = answers::session_unavailable(ctx.http.session_wait.as_millis());
+                let answer =
+                    answers::session_unavailable(ctx.http.session_wait.as_millis(), ctx.why_down);
                 self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
                 log_access(ctx, self.peer, ex, answer.status);
                 self.phase = Phase::Closing;
@@ -426,7 +429,8 @@ impl Downstream {
             // Sent in 0-RTT, but the handshake never completed: the peer may well be gone, and
             // the wait for a session is as bounded as for a request that was never sent.
             Phase::Exchange(ex) if ctx.early && matches!(ex.response, Response::AwaitHead) => {
-                let answer = answers::session_unavailable(ctx.http.session_wait.as_millis());
+                let answer =
+                    answers::session_unavailable(ctx.http.session_wait.as_millis(), ctx.why_down);
                 self.fail_request(ctx, answer);
             }
             Phase::Closing | Phase::Lingering => self.phase = Phase::Done,
@@ -521,6 +525,7 @@ impl Exchange {
             if ctx.now >= self.wait_until {
                 return Err(answers::session_unavailable(
                     ctx.http.session_wait.as_millis(),
+                    ctx.why_down,
                 ));
             }
             return Ok(false);
