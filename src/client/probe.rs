@@ -27,6 +27,7 @@ pub fn probe(cfg: &ClientConfig) -> Result<String, String> {
     for addr in happy_eyeballs_order(&found, None) {
         match handshake(cfg, addr) {
             Ok(line) => return Ok(format!("peer {} reached: {line}", where_(target, addr))),
+            Err(e) if addr.to_string() == target.to_string() => failures.push(e),
             Err(e) => failures.push(format!("{addr}: {e}")),
         }
     }
@@ -119,7 +120,10 @@ fn drive(
             .set_read_timeout(Some(wait))
             .map_err(|e| e.to_string())?;
         match socket.recv_from(&mut buf) {
-            Ok((n, from)) => session.handle_datagram(&mut buf[..n], from, local),
+            Ok((n, from)) => {
+                session.handle_datagram(&mut buf[..n], from, local);
+                poll_h3(session);
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -136,6 +140,18 @@ fn drive(
         }
     }
     Err("handshake did not finish".into())
+}
+
+/// Reads HTTP/3 control data (the server's SETTINGS); no request is made, so events are dropped.
+fn poll_h3(session: &mut Session) {
+    let Some(h3) = session.h3.as_mut() else {
+        return;
+    };
+    for _ in 0..1000 {
+        if h3.poll(&mut session.conn).is_err() {
+            return;
+        }
+    }
 }
 
 /// Sends everything quiche has to send.
