@@ -1011,7 +1011,10 @@ fn a_second_client_on_the_same_address_without_reuse_port_fails_naming_it() {
         .start();
     let second = Proxy::spawn("client-2", Role::Client, pair.client.config());
     let (st, log) = exit_and_log(&second);
-    assert!(!st.success(), "the second client exited with {st:?}:\n{log}");
+    assert!(
+        !st.success(),
+        "the second client exited with {st:?}:\n{log}"
+    );
     assert!(
         log.contains("address in use")
             && log.contains(&pair.http_addr.to_string())
@@ -1036,7 +1039,10 @@ fn a_second_server_on_the_same_udp_address_without_reuse_port_fails_naming_it() 
         .start();
     let second = Proxy::spawn("server-2", Role::Server, pair.server.config());
     let (st, log) = exit_and_log(&second);
-    assert!(!st.success(), "the second server exited with {st:?}:\n{log}");
+    assert!(
+        !st.success(),
+        "the second server exited with {st:?}:\n{log}"
+    );
     assert!(
         log.contains("address in use") && log.contains(&pair.quic_addr.to_string()),
         "the error must say `address in use` and name {}:\n{log}",
