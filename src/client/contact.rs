@@ -6,9 +6,11 @@
 //! likely causes); further failures of the same kind are summarized at most once per
 //! [`SUMMARY_INTERVAL`]. Pure: the caller passes `now` and logs the lines it gets back.
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::metrics::PeerContact;
 use crate::resolve::HostPort;
 
 /// Repeated failures of one kind are summarized at most this often.
@@ -171,9 +173,23 @@ impl Contact {
         }
     }
 
-    /// The last failure, for metrics.
-    pub fn last_failure(&self) -> Option<(FailureKind, &str)> {
-        self.last.as_ref().map(|(k, r)| (*k, r.as_str()))
+    /// The figures for `/metrics` and `/health`, with the link's `state` name.
+    pub fn figures(&self, state: &'static str) -> PeerContact {
+        PeerContact {
+            state,
+            attempts: self.attempts,
+            failures: self.failures,
+            last_error: self.last.as_ref().map(|(k, r)| (k.label(), r.clone())),
+        }
+    }
+}
+
+/// An ICMP error on the attempt's socket, in words.
+pub fn describe_icmp(e: &io::Error) -> String {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        "ICMP port unreachable: nothing listens on that UDP port".to_string()
+    } else {
+        format!("ICMP error: {e}")
     }
 }
 

@@ -28,7 +28,7 @@ use crate::quic::{self, tls, CID_LEN};
 use crate::reactor::UDP;
 use crate::resolve::Candidates;
 
-use super::contact::{Contact, FailureKind};
+use super::contact::{describe_icmp, Contact, FailureKind};
 
 enum State {
     Connecting(Session),
@@ -376,10 +376,13 @@ impl PeerLink {
         self.handshake_deadline = None;
         // Requests sent in 0-RTT on the abandoned attempt are lost with it.
         self.abandoned_early |= std::mem::take(&mut self.early);
+        if self.stopped {
+            return self.retry_later(now);
+        }
         if let Some(line) = self.contact.failed(kind, reason, now) {
             log::warn!("{line}");
         }
-        if self.addresses.round_over() || self.stopped {
+        if self.addresses.round_over() {
             self.retry_later(now);
         } else {
             self.state = State::Waiting { until: now };
@@ -394,30 +397,16 @@ impl PeerLink {
         let Some(e) = self.udp.as_mut().and_then(UdpIo::take_unreachable) else {
             return;
         };
-        let what = if e.kind() == io::ErrorKind::ConnectionRefused {
-            "ICMP port unreachable: nothing listens on that UDP port".to_string()
-        } else {
-            format!("ICMP error: {e}")
-        };
-        self.attempt_failed(now, FailureKind::Unreachable, what);
+        self.attempt_failed(now, FailureKind::Unreachable, describe_icmp(&e));
     }
 
     /// The state of the session attempts, for `/metrics` and `/health`.
     pub fn contact_figures(&self) -> PeerContact {
-        let state = match self.state {
+        self.contact.figures(match self.state {
             State::Connecting(_) => "connecting",
             State::Up { .. } => "up",
             State::Waiting { .. } => "waiting",
-        };
-        PeerContact {
-            state,
-            attempts: self.contact.attempts,
-            failures: self.contact.failures,
-            last_error: self
-                .contact
-                .last_failure()
-                .map(|(k, r)| (k.label(), r.to_string())),
-        }
+        })
     }
 
     /// Why no session is up, naming the peer (for 503 answers and `/health`).

@@ -17,6 +17,8 @@ use crate::quic::setup::MAX_DATAGRAM;
 use crate::quic::{self, tls, CID_LEN};
 use crate::resolve::{happy_eyeballs_order, HostPort};
 
+use super::contact::describe_icmp;
+
 /// Makes one handshake with the peer; `Ok` is the success line, `Err` the failure line.
 pub fn probe(cfg: &ClientConfig) -> Result<String, String> {
     let target = &cfg.peer.address;
@@ -133,10 +135,7 @@ fn drive(
                 session.handle_timeout(Instant::now());
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                return Err("ICMP port unreachable: nothing listens on that UDP port".into())
-            }
-            Err(e) => return Err(format!("ICMP error: {e}")),
+            Err(e) => return Err(describe_icmp(&e)),
         }
     }
     Err("handshake did not finish".into())
@@ -161,7 +160,7 @@ fn flush(socket: &UdpSocket, session: &mut Session, buf: &mut [u8]) -> Result<()
             Ok((n, info)) => match socket.send(&buf[..n]) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    return Err("ICMP port unreachable: nothing listens on that UDP port".into())
+                    return Err(describe_icmp(&e))
                 }
                 Err(e) => log::debug!("udp send to {}: {e}", info.to),
             },
