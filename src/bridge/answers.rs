@@ -114,6 +114,41 @@ pub fn session_unavailable(waited_ms: u128, why: &str) -> Answer {
     )
 }
 
+/// Why a usable session had no room for a new request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// The connection's send capacity (flow-control credit, congestion window) stayed too small
+    /// for the request head.
+    Credit,
+    /// The peer's limit on concurrent streams stayed reached.
+    Streams,
+}
+
+/// Client side: the session is up but had no room for the request within `session_wait`.
+pub fn session_busy(waited_ms: u128, why: Busy) -> Answer {
+    let room = match why {
+        Busy::Credit => "no send credit for the request head (requests in flight hold the window)",
+        Busy::Streams => "the peer's limit on concurrent streams is reached",
+    };
+    Answer::new(
+        Side::Client,
+        503,
+        "connection_limit_reached",
+        format!("the session to the peer proxy is up but had no room for the request within {waited_ms} ms: {room}"),
+    )
+}
+
+/// Client side: the process stops (drain deadline passed, or a second stop signal) before the
+/// response head arrived.
+pub fn shutting_down() -> Answer {
+    Answer::new(
+        Side::Client,
+        503,
+        "proxy_internal_error",
+        "the client proxy is shutting down and gave up on the request before its response began",
+    )
+}
+
 /// Client side: the session died before the response head arrived.
 pub fn session_lost() -> Answer {
     Answer::new(

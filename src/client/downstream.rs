@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use quiche::h3::{self, Header as H3Header};
 
 use super::request;
-use crate::bridge::answers::{self, Answer};
+use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::headers;
 use crate::bridge::tcp::TcpConn;
 use crate::config::ClientHttpConfig;
@@ -55,6 +55,9 @@ pub struct Ctx<'a> {
     pub stopping: bool,
     /// Why no session is usable (`PEER (REASON)`), for 503 answers.
     pub why_down: &'a str,
+    /// A request head waits for connection credit: bodies pause so that it can leave (heads
+    /// first, or bulk uploads would starve every new request).
+    pub hold_bodies: bool,
     pub by_stream: &'a mut HashMap<u64, usize>,
     pub metrics: &'a mut Metrics,
 }
@@ -81,6 +84,8 @@ pub struct Exchange {
     resend: Option<Vec<H3Header>>,
     has_body: bool,
     pub stream: Option<u64>,
+    /// Why the last attempt to open the stream failed on a usable session.
+    blocked: Option<Busy>,
     wait_until: Instant,
     decoder: BodyDecoder,
     body_limit: Option<u64>,
@@ -138,6 +143,25 @@ impl Downstream {
     /// The exchange waits for the session (not sent yet).
     pub fn is_waiting(&self) -> bool {
         matches!(&self.phase, Phase::Exchange(ex) if ex.stream.is_none() && ex.fields.is_some())
+    }
+
+    /// The request body is still on its way to the peer.
+    pub fn sends_body(&self) -> bool {
+        matches!(&self.phase, Phase::Exchange(ex) if ex.stream.is_some() && !ex.request_done)
+    }
+
+    /// The request head waits for send capacity that pausing the bodies will free: it fits the
+    /// congestion window `cwnd` once what is in flight is acknowledged.
+    pub fn head_waits_for_credit(&self, cwnd: usize) -> bool {
+        let Phase::Exchange(ex) = &self.phase else {
+            return false;
+        };
+        match (&ex.fields, ex.blocked) {
+            (Some(fields), Some(Busy::Credit)) => {
+                headers::field_section_size(fields) <= cwnd as u64
+            }
+            _ => false,
+        }
     }
 
     /// Makes all the progress possible now. Sets `more_work` when it stopped at its step budget
@@ -271,7 +295,7 @@ impl Downstream {
         let Some(session) = ctx.session.as_deref_mut() else {
             return progress;
         };
-        match ex.pump_request(&mut self.tcp, session) {
+        match ex.pump_request(&mut self.tcp, session, ctx.hold_bodies) {
             Ok(p) => progress |= p,
             Err(answer) => {
                 log::debug!(
@@ -383,6 +407,18 @@ impl Downstream {
         self.on_stream_failed(ctx, answers::session_lost());
     }
 
+    /// The process stops now (drain deadline passed, or a second stop signal): a request
+    /// whose response has not begun is answered 503, one whose response is under way is aborted
+    /// (a truncated body must not look complete), an idle connection closes.
+    pub fn on_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        match &self.phase {
+            Phase::Exchange(_) => self.fail_request(ctx, answers::shutting_down()),
+            Phase::Idle => self.phase = Phase::Done,
+            Phase::Closing | Phase::Lingering | Phase::Done => {}
+        }
+        self.drive(ctx);
+    }
+
     /// The peer reset our stream (or the session died): answer if we still can, else abort.
     pub fn on_stream_failed(&mut self, ctx: &mut Ctx<'_>, answer: Answer) {
         let Phase::Exchange(ex) = &mut self.phase else {
@@ -420,8 +456,7 @@ impl Downstream {
                 None,
             ),
             Phase::Exchange(ex) if ex.stream.is_none() => {
-                let answer =
-                    answers::session_unavailable(ctx.http.session_wait.as_millis(), ctx.why_down);
+                let answer = ex.unsent_answer(ctx);
                 self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
                 log_access(ctx, self.peer, ex, answer.status);
                 self.phase = Phase::Closing;
@@ -498,6 +533,7 @@ impl Exchange {
             resend: None,
             has_body,
             stream: None,
+            blocked: None,
             wait_until: ctx.now + ctx.http.session_wait,
             decoder: BodyDecoder::new(prepared.framing),
             body_limit: ctx.http.max_body_bytes,
@@ -520,14 +556,11 @@ impl Exchange {
     fn try_send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Answer> {
         let replay_safe = ctx.http.early_data_methods.contains(&self.method);
         let allowed = ctx.accepting && (!ctx.early || replay_safe);
+        if ctx.now >= self.wait_until {
+            return Err(self.unsent_answer(ctx));
+        }
         let session = ctx.session.as_deref_mut().filter(|_| allowed);
         let Some(session) = session else {
-            if ctx.now >= self.wait_until {
-                return Err(answers::session_unavailable(
-                    ctx.http.session_wait.as_millis(),
-                    ctx.why_down,
-                ));
-            }
             return Ok(false);
         };
         let (Some(fields), Some(h3)) = (self.fields.as_ref(), session.h3.as_mut()) else {
@@ -548,6 +581,7 @@ impl Exchange {
                     self.target
                 );
                 self.stream = Some(id);
+                self.blocked = None;
                 let sent = self.fields.take();
                 if !self.has_body && request::is_idempotent(&self.method) {
                     self.resend = sent;
@@ -556,8 +590,14 @@ impl Exchange {
                 ctx.by_stream.insert(id, ctx.key);
                 Ok(true)
             }
-            Err(h3::Error::StreamBlocked)
-            | Err(h3::Error::TransportError(quiche::Error::StreamLimit)) => Ok(false),
+            Err(h3::Error::StreamBlocked) => {
+                self.blocked = Some(Busy::Credit);
+                Ok(false)
+            }
+            Err(h3::Error::TransportError(quiche::Error::StreamLimit)) => {
+                self.blocked = Some(Busy::Streams);
+                Ok(false)
+            }
             Err(e) => Err(Answer::new(
                 answers::Side::Client,
                 502,
@@ -567,13 +607,31 @@ impl Exchange {
         }
     }
 
+    /// The answer for a request whose wait for a stream ran out: the session was down, or up
+    /// without room for it.
+    fn unsent_answer(&self, ctx: &Ctx<'_>) -> Answer {
+        let waited = ctx.http.session_wait.as_millis();
+        match self.blocked.filter(|_| ctx.session.is_some()) {
+            Some(why) => answers::session_busy(waited, why),
+            None => answers::session_unavailable(waited, ctx.why_down),
+        }
+    }
+
     /// Moves request body bytes from the socket into the stream, then the trailers. `Err`
     /// carries the answer for a broken body (malformed framing, over the size limit, or the
     /// client went away before its end).
-    fn pump_request(&mut self, tcp: &mut TcpConn, session: &mut Session) -> Result<bool, Answer> {
+    fn pump_request(
+        &mut self,
+        tcp: &mut TcpConn,
+        session: &mut Session,
+        hold: bool,
+    ) -> Result<bool, Answer> {
         let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
             return Ok(false);
         };
+        if hold {
+            return Ok(false);
+        }
         let mut progress = false;
         while !self.request_done {
             if self.chunk.is_empty() && !self.decoder.is_done() {

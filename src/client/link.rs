@@ -99,7 +99,8 @@ fn resumption_note(conn: &quiche::Connection) -> &'static str {
 impl PeerLink {
     pub fn new(cfg: &ClientConfig) -> Result<Self, Box<dyn std::error::Error>> {
         let tls = tls::client_context(&cfg.tls)?;
-        let mut quiche_config = quic::setup::quiche_config(&cfg.transport, tls)?;
+        let mut quiche_config =
+            quic::setup::quiche_config(&cfg.transport, tls, cfg.http.max_head_bytes)?;
         if cfg.early_data {
             quiche_config.enable_early_data();
         }
@@ -244,6 +245,16 @@ impl PeerLink {
             State::Up { session, .. } => Some(session),
             State::Connecting(session) if early => Some(session),
             _ => None,
+        }
+    }
+
+    /// The congestion window of the session's active path (0 without a session).
+    pub fn cwnd(&self) -> usize {
+        match &self.state {
+            State::Connecting(s) | State::Up { session: s, .. } => {
+                s.conn.path_stats().find(|p| p.active).map_or(0, |p| p.cwnd)
+            }
+            State::Waiting { .. } => 0,
         }
     }
 
@@ -535,6 +546,17 @@ impl PeerLink {
         self.stopped = true;
         if let Some(s) = self.session_mut() {
             let _ = s.conn.close(true, quic::h3_code::NO_ERROR, b"shutdown");
+        }
+    }
+
+    /// Sends the session's last packets (its CONNECTION_CLOSE) before the process exits.
+    pub fn send_final(&mut self) {
+        let session = match &mut self.state {
+            State::Connecting(s) | State::Up { session: s, .. } => s,
+            State::Waiting { .. } => return,
+        };
+        if let Some(udp) = self.udp.as_mut() {
+            udp.send_final(&mut session.conn);
         }
     }
 

@@ -54,6 +54,8 @@ pub struct ClientProxy {
     stopping: bool,
     /// Why no session is up, refreshed each turn while it is not (for 503 answers).
     why_down: String,
+    /// Request bodies pause while a request head waits for connection credit.
+    hold_bodies: bool,
 }
 
 impl ClientProxy {
@@ -98,6 +100,7 @@ impl ClientProxy {
             dirty: Vec::new(),
             stopping: false,
             why_down: String::new(),
+            hold_bodies: false,
         })
     }
 
@@ -171,6 +174,7 @@ impl ClientProxy {
             early,
             stopping: self.stopping,
             why_down: &self.why_down,
+            hold_bodies: self.hold_bodies,
             by_stream: &mut self.by_stream,
             metrics: &mut self.metrics,
         };
@@ -234,6 +238,37 @@ impl ClientProxy {
         }
     }
 
+    /// Request heads go first: every request waiting for its stream (blocked on credit or
+    /// stream count, or waiting for 0-RTT) tries again whenever anything happened, before any
+    /// body moves, and bodies stay paused while a head still waits for credit they would take.
+    fn send_waiting_heads(&mut self, registry: &Registry, now: Instant) {
+        let waiting: Vec<usize> = self
+            .downs
+            .iter()
+            .filter(|(_, d)| d.is_waiting())
+            .map(|(k, _)| k)
+            .collect();
+        let was_held = std::mem::replace(&mut self.hold_bodies, true);
+        for &key in &waiting {
+            self.with_down(registry, key, now, |d, ctx| d.drive(ctx));
+        }
+        // Those that opened their stream move their body in the main pass.
+        self.dirty.extend(waiting);
+        let cwnd = self.link.cwnd();
+        self.hold_bodies = self
+            .downs
+            .iter()
+            .any(|(_, d)| d.head_waits_for_credit(cwnd));
+        if was_held && !self.hold_bodies {
+            self.dirty.extend(
+                self.downs
+                    .iter()
+                    .filter(|(_, d)| d.sends_body())
+                    .map(|(k, _)| k),
+            );
+        }
+    }
+
     /// Streams that got flow-control credit back: their request bodies can move again.
     fn collect_writable(&mut self) {
         let Some(session) = self.link.usable() else {
@@ -247,16 +282,27 @@ impl ClientProxy {
     }
 
     /// Graceful stop: once nothing is in flight (or the drain deadline passed), close the session.
-    fn finish_drain(&mut self, now: Instant) {
+    fn finish_drain(&mut self, registry: &Registry, now: Instant) {
         let expired = self.drain_deadline.is_some_and(|d| d <= now);
+        if expired && !self.downs.is_empty() {
+            log::warn!(
+                "drain deadline passed with {} connection(s) still open",
+                self.downs.len()
+            );
+            self.give_up_in_flight(registry, now);
+        }
         if self.downs.is_empty() || expired {
-            if expired && !self.downs.is_empty() {
-                log::warn!(
-                    "drain deadline passed with {} connection(s) still open",
-                    self.downs.len()
-                );
-            }
+            self.drain_deadline = None;
             self.link.close();
+        }
+    }
+
+    /// Stopping now: every request still in flight gets its answer (503 before its response
+    /// began, an abort after), then the session closes.
+    fn give_up_in_flight(&mut self, registry: &Registry, now: Instant) {
+        let keys: Vec<usize> = self.downs.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.with_down(registry, key, now, |d, ctx| d.on_shutdown(ctx));
         }
     }
 
@@ -350,13 +396,7 @@ impl Driver for ClientProxy {
             self.with_down(registry, key, now, |d, ctx| d.on_timer(ctx));
         }
         if self.link.accepts_requests() {
-            // Requests blocked on stream credit (or waiting for 0-RTT) retry whenever anything happened.
-            self.dirty.extend(
-                self.downs
-                    .iter()
-                    .filter(|(_, d)| d.is_waiting())
-                    .map(|(k, _)| k),
-            );
+            self.send_waiting_heads(registry, now);
         }
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
@@ -366,7 +406,7 @@ impl Driver for ClientProxy {
         }
         self.link.retire_if_idle(self.by_stream.len());
         if self.stopping {
-            self.finish_drain(now);
+            self.finish_drain(registry, now);
         }
         self.send_pending = self.link.flush(now);
     }
@@ -381,7 +421,10 @@ impl Driver for ClientProxy {
 
     fn on_terminate(&mut self, registry: &Registry, now: Instant) -> Control {
         if self.stopping {
-            log::warn!("second stop signal: exiting now");
+            log::warn!("second stop signal: answering requests in flight and exiting now");
+            self.give_up_in_flight(registry, now);
+            self.link.close();
+            self.link.send_final();
             return Control::Exit;
         }
         log::info!(

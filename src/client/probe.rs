@@ -52,7 +52,8 @@ fn handshake(cfg: &ClientConfig, addr: SocketAddr) -> Result<String, String> {
     let started = Instant::now();
     let deadline = started + cfg.reconnect.handshake_timeout;
     let tls = tls::client_context(&cfg.tls).map_err(|e| e.to_string())?;
-    let mut qcfg = quic::setup::quiche_config(&cfg.transport, tls).map_err(|e| e.to_string())?;
+    let mut qcfg = quic::setup::quiche_config(&cfg.transport, tls, cfg.http.max_head_bytes)
+        .map_err(|e| e.to_string())?;
     let bind: SocketAddr = if addr.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))
     } else {

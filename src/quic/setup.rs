@@ -15,12 +15,26 @@ const MAX_UNI_STREAMS: u64 = 16;
 const UNI_STREAM_WINDOW: u64 = 1024 * 1024;
 /// Connection IDs each side may hold from the other (the one in use plus spares).
 const ACTIVE_CID_LIMIT: u64 = 4;
-/// Application data quiche accepts beyond the congestion window, as a multiple of it.
-const SEND_CAPACITY_FACTOR: f64 = 8.0;
+/// How much application data quiche buffers, as a multiple of `min(congestion window, peer's
+/// connection credit)`. It must stay 1: quiche 0.30 multiplies the peer's *flow-control credit*
+/// by this factor too and never checks the credit again when it packetizes stream data, so any
+/// factor above 1 lets concurrent bodies overrun the peer's connection window, which the peer
+/// answers by closing the session with FLOW_CONTROL_ERROR (`tests/e2e/soak.rs`).
+const SEND_CAPACITY_FACTOR: f64 = 1.0;
 /// Largest HTTP/3 field section we accept (RFC 9114 §4.2.2 size: names + values + 32 each):
 /// room for the default 64 KiB HTTP/1.1 head plus per-field overhead. Larger sections from a
 /// client are answered 431 locally (`bridge::headers::field_section_size`).
 pub const MAX_FIELD_SECTION_SIZE: u64 = 256 * 1024;
+
+/// BBR2's floor for the congestion window, in packets: never below the initial window (BBR2's
+/// own floor), and large enough for the largest head. quiche writes a field section only
+/// whole, and only into `min(free congestion window, peer's credit)`, so a head larger than
+/// the window could never leave. BBR2 paces at its bandwidth estimate, so the floor does not
+/// turn into bursts. CUBIC and Reno have no such floor (see README "Transport").
+fn min_cwnd_packets(t: &TransportConfig, largest_head: usize) -> usize {
+    let head_packets = (largest_head + HEAD_SLACK).div_ceil(SEND_DATAGRAM);
+    t.initial_congestion_window_packets.max(head_packets)
+}
 
 /// The HTTP/3 settings both roles use.
 pub fn h3_config() -> Result<quiche::h3::Config, quiche::h3::Error> {
@@ -40,10 +54,16 @@ impl std::fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
-/// A quiche config for HTTP/3 over `tls` with the transport knobs of `t`.
+/// Room a head's field section needs beyond its HTTP/1.1 size: QPACK prefix, HEADERS frame
+/// header, pseudo-header fields.
+const HEAD_SLACK: usize = 2 * 1024;
+
+/// A quiche config for HTTP/3 over `tls` with the transport knobs of `t`. `largest_head` is the
+/// largest HTTP/1.1 head this side sends as a field section (`http.max_head_bytes`).
 pub fn quiche_config(
     t: &TransportConfig,
     tls: SslContextBuilder,
+    largest_head: usize,
 ) -> Result<quiche::Config, SetupError> {
     let err = |what: &str, e: quiche::Error| SetupError(format!("{what}: {e}"));
     let mut c = quiche::Config::with_boring_ssl_ctx_builder(quiche::PROTOCOL_VERSION, tls)
@@ -67,13 +87,15 @@ pub fn quiche_config(
     c.set_cc_algorithm_name(t.congestion_control.quiche_name())
         .map_err(|e| err("transport.congestion_control", e))?;
     c.enable_pacing(t.pacing);
-    // Let the application buffer a few congestion windows ahead: a header section is written
-    // atomically, and one larger than the initial window would otherwise never fit.
     c.set_send_capacity_factor(SEND_CAPACITY_FACTOR);
     if let Some(mbps) = t.max_pacing_rate_mbps {
         c.set_max_pacing_rate(mbps); // quiche's BBR2 reads this in Mbit/s
     }
     c.set_initial_congestion_window_packets(t.initial_congestion_window_packets);
+    c.set_custom_bbr_params(quiche::BbrParams {
+        min_cwnd_packets: Some(min_cwnd_packets(t, largest_head)),
+        ..Default::default()
+    });
     c.discover_pmtu(t.pmtu_discovery);
     if super::debug::keylog_path().is_some() {
         c.log_keys();

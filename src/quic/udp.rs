@@ -27,6 +27,8 @@ struct Queued {
 
 /// Stop asking quiche for more packets once this many are queued.
 const MAX_QUEUED: usize = 1024;
+/// Packets sent at most by [`UdpIo::send_final`] (a close needs one).
+const MAX_FINAL_PACKETS: usize = 4;
 
 /// Decides which datagrams are sent twice, and counts them.
 #[derive(Debug)]
@@ -286,6 +288,20 @@ impl UdpIo {
         }
         self.flush_batch(now);
         false
+    }
+
+    /// Last words before the process exits: sends what `conn` has right now (after `close`, its
+    /// CONNECTION_CLOSE) straight to the socket, ignoring pacing, release times and the queues,
+    /// which nobody will serve any more.
+    pub fn send_final(&mut self, conn: &mut quiche::Connection) {
+        for _ in 0..MAX_FINAL_PACKETS {
+            let Ok((n, info)) = conn.send(&mut self.send_buf) else {
+                break;
+            };
+            if let Err(e) = self.socket.send_to(&self.send_buf[..n], info.to) {
+                log::debug!("udp send to {}: {e}", info.to);
+            }
+        }
     }
 
     /// Schedules the second copy of a datagram: in line right after the original, or `gap`

@@ -79,7 +79,8 @@ impl ServerProxy {
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let allowed_client_names = tls::AllowedNames::new(cfg.allowed_client_names.clone());
         let tls = tls::server_context(&cfg.tls, allowed_client_names.clone())?;
-        let mut quiche_config = quic::setup::quiche_config(&cfg.transport, tls)?;
+        let mut quiche_config =
+            quic::setup::quiche_config(&cfg.transport, tls, cfg.http.max_head_bytes)?;
         if let Some(key) = &cfg.ticket_key {
             quiche_config
                 .set_ticket_key(key)
@@ -467,6 +468,12 @@ impl ServerProxy {
                 self.exchanges.len()
             );
         }
+        self.close_sessions();
+    }
+
+    /// Closes every session (CONNECTION_CLOSE goes out with the next send), so that clients
+    /// learn at once that their requests in flight are lost instead of waiting for a timeout.
+    fn close_sessions(&mut self) {
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
             if !pc.session.conn.is_closed() && !pc.session.conn.is_draining() {
                 let _ =
@@ -475,6 +482,18 @@ impl ServerProxy {
                         .close(true, quic::h3_code::NO_ERROR, b"server shutting down");
             }
         }
+    }
+
+    /// Sends what every session has to send now (at most one quantum each); true when one
+    /// stopped at its quantum with more to send.
+    fn send_all(&mut self, now: Instant) -> bool {
+        let mut pending = false;
+        for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
+            pending |= self
+                .udp
+                .send_from(&mut pc.session.conn, now, &mut self.hider);
+        }
+        pending
     }
 
     /// The operator endpoint's answer for `path`.
@@ -627,12 +646,7 @@ impl Driver for ServerProxy {
         if self.stopping {
             self.finish_drain(now);
         }
-        self.send_pending = false;
-        for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
-            self.send_pending |= self
-                .udp
-                .send_from(&mut pc.session.conn, now, &mut self.hider);
-        }
+        self.send_pending = self.send_all(now);
         self.reap_closed(registry);
     }
 
@@ -653,7 +667,14 @@ impl Driver for ServerProxy {
 
     fn on_terminate(&mut self, _registry: &Registry, now: Instant) -> Control {
         if self.stopping {
-            log::warn!("second stop signal: exiting now");
+            log::warn!(
+                "second stop signal: closing {} session(s) and exiting now",
+                self.conns.len()
+            );
+            self.close_sessions();
+            for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
+                self.udp.send_final(&mut pc.session.conn);
+            }
             return Control::Exit;
         }
         log::info!(

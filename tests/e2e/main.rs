@@ -31,5 +31,6 @@ mod migration;
 mod ops;
 mod pacing;
 mod session;
+mod soak;
 mod strict;
 mod zero_rtt;

@@ -871,6 +871,138 @@ fn sigterm_to_server_finishes_50_requests_in_flight_then_exits_0() {
     sigterm_with_50_slow_requests_in_flight(Role::Server);
 }
 
+/// Sends `n` requests on their own connections in threads; each returns (status, body,
+/// Proxy-Status).
+fn requests_in_flight(
+    addr: SocketAddr,
+    n: usize,
+    method: &'static str,
+) -> Vec<JoinHandle<Result<(u16, String, String), String>>> {
+    (0..n)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = HttpConn::connect_timeout(addr, Duration::from_secs(5))
+                    .map_err(|e| format!("connect: {e}"))?;
+                c.set_deadline(Duration::from_secs(30));
+                let target = format!("/slow/{i}");
+                let r = match method {
+                    "POST" => c.post(&target, b"payload"),
+                    _ => c.get(&target),
+                }
+                .map_err(|e| e.to_string())?;
+                let status = r.header("proxy-status").unwrap_or_default().to_string();
+                Ok((r.status(), r.body_str(), status))
+            })
+        })
+        .collect()
+}
+
+/// A second SIGTERM makes the server exit at once, but it still closes its sessions: the
+/// client learns at once that its requests in flight are lost and answers them 503, instead
+/// of waiting for the idle timeout (about 36 s before the fix).
+#[test]
+fn second_sigterm_to_server_closes_sessions_so_clients_answer_at_once() {
+    const N: usize = 4;
+    let up = SlowUpstream::start(Duration::from_secs(60));
+    let pair = PairBuilder::new(up.addr)
+        .name("ops_sigterm_twice_server")
+        .client("http.session_wait_ms", "1000")
+        .start();
+    let workers = requests_in_flight(pair.http_addr, N, "POST");
+    let all_in = poll_until(Duration::from_secs(10), Duration::from_millis(5), || {
+        (up.heads() >= N).then_some(())
+    });
+    assert!(all_in.is_some(), "upstream got {} of {N}", up.heads());
+    let mark = pair.server.log_len();
+    signal(&pair.server, "TERM");
+    pair.server
+        .wait_for_log_since(mark, "stopping", Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    signal(&pair.server, "TERM");
+    let st = wait_exit(&pair.server, Duration::from_secs(5)).expect("server exits at once");
+    eprintln!("server exited {st:?} after {:?}", t.elapsed());
+    for w in workers {
+        let (status, body, proxy_status) = w.join().expect("worker").expect("answer");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("lost"), "{body}");
+        assert!(proxy_status.contains("ptproxy-client"), "{proxy_status}");
+    }
+    let answered = t.elapsed();
+    assert!(
+        answered < Duration::from_secs(5),
+        "requests in flight were answered {answered:?} after the fast exit (idle timeout: 30 s)"
+    );
+    pair.client
+        .wait_for_log("session lost: closed by peer", Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("the client saw the server's CONNECTION_CLOSE: {e}"));
+}
+
+/// At the client's drain deadline, requests whose response has not begun get a 503 with
+/// Proxy-Status (they were closed silently before), and the client exits.
+#[test]
+fn client_drain_deadline_answers_requests_in_flight_503() {
+    const N: usize = 4;
+    let up = SlowUpstream::start(Duration::from_secs(60));
+    let pair = PairBuilder::new(up.addr)
+        .name("ops_drain_deadline_client")
+        .client("http.drain_timeout_ms", "1000")
+        .start();
+    let workers = requests_in_flight(pair.http_addr, N, "GET");
+    let all_in = poll_until(Duration::from_secs(10), Duration::from_millis(5), || {
+        (up.heads() >= N).then_some(())
+    });
+    assert!(all_in.is_some(), "upstream got {} of {N}", up.heads());
+    let t = Instant::now();
+    signal(&pair.client, "TERM");
+    for w in workers {
+        let (status, body, proxy_status) = w.join().expect("worker").expect("answer");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("shutting down"), "{body}");
+        assert!(
+            proxy_status.starts_with("ptproxy-client; error=proxy_internal_error"),
+            "{proxy_status}"
+        );
+    }
+    let answered = t.elapsed();
+    assert!(
+        answered >= Duration::from_millis(900) && answered < Duration::from_secs(5),
+        "answered {answered:?} after SIGTERM (drain deadline 1 s)"
+    );
+    let st = wait_exit(&pair.client, Duration::from_secs(5)).expect("client exits");
+    assert!(st.success(), "{st:?}");
+}
+
+/// A second SIGTERM to the client does the same at once.
+#[test]
+fn second_sigterm_to_client_answers_requests_in_flight_503_and_exits() {
+    const N: usize = 3;
+    let up = SlowUpstream::start(Duration::from_secs(60));
+    let pair = PairBuilder::new(up.addr)
+        .name("ops_sigterm_twice_client")
+        .client("http.drain_timeout_ms", "30000")
+        .start();
+    let workers = requests_in_flight(pair.http_addr, N, "GET");
+    let all_in = poll_until(Duration::from_secs(10), Duration::from_millis(5), || {
+        (up.heads() >= N).then_some(())
+    });
+    assert!(all_in.is_some(), "upstream got {} of {N}", up.heads());
+    let mark = pair.client.log_len();
+    signal(&pair.client, "TERM");
+    pair.client
+        .wait_for_log_since(mark, "stopping", Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    signal(&pair.client, "TERM");
+    for w in workers {
+        let (status, body, _) = w.join().expect("worker").expect("answer");
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("shutting down"), "{body}");
+    }
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    wait_exit(&pair.client, Duration::from_secs(5)).expect("client exits");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. SO_REUSEPORT
 // ---------------------------------------------------------------------------------------------
