@@ -1123,11 +1123,13 @@ fn two_clients_share_one_tcp_listen_address_with_so_reuseport() {
     assert!(pair.client.is_running() && second.is_running());
 }
 
-/// Waits (10 s at most) for `p` to exit; its exit status and log.
-fn exit_and_log(p: &Proxy) -> (ExitStatus, String) {
+/// Waits (10 s at most) for `p` to exit and for its error line containing `needle` (the log
+/// readers may lag behind the exit); its exit status and log.
+fn exit_and_log(p: &Proxy, needle: &str) -> (ExitStatus, String) {
     let st = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
         p.exit_status()
     });
+    let _ = p.wait_for_log(needle, Duration::from_secs(5));
     let log = p.log_lines().join("\n");
     match st {
         Some(st) => (st, log),
@@ -1142,7 +1144,7 @@ fn a_second_client_on_the_same_address_without_reuse_port_fails_naming_it() {
         .name("ops_addr_in_use_tcp")
         .start();
     let second = Proxy::spawn("client-2", Role::Client, pair.client.config());
-    let (st, log) = exit_and_log(&second);
+    let (st, log) = exit_and_log(&second, "address in use");
     assert!(
         !st.success(),
         "the second client exited with {st:?}:\n{log}"
@@ -1170,7 +1172,7 @@ fn a_second_server_on_the_same_udp_address_without_reuse_port_fails_naming_it() 
         .name("ops_addr_in_use_udp")
         .start();
     let second = Proxy::spawn("server-2", Role::Server, pair.server.config());
-    let (st, log) = exit_and_log(&second);
+    let (st, log) = exit_and_log(&second, "address in use");
     assert!(
         !st.success(),
         "the second server exited with {st:?}:\n{log}"
