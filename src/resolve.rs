@@ -11,10 +11,15 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
 /// Environment variable naming a hosts-format file (`ADDRESS NAME...` per line) consulted
 /// before the system resolver.
 pub const HOSTS_FILE_ENV: &str = "PTPROXY_HOSTS_FILE";
+
+/// How long [`Candidates::ordered`] reuses an answer (the upstream pool connects often; the
+/// resolver is not asked for every connection).
+pub const RESOLVE_TTL: Duration = Duration::from_secs(30);
 
 /// A `HOST:PORT` target as the operator wrote it (`name:port`, `1.2.3.4:port`, `[::1]:port`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,27 +161,35 @@ pub fn happy_eyeballs_order(
 #[derive(Debug, Clone)]
 pub struct Candidates {
     pub target: HostPort,
+    /// The resolver's last answer, and the same in the order to try.
+    found: Vec<SocketAddr>,
     round: Vec<SocketAddr>,
     next: usize,
     worked: Option<SocketAddr>,
+    /// When `found` was resolved; `stale` forces a new resolution.
+    resolved_at: Option<Instant>,
+    stale: bool,
 }
 
 impl Candidates {
     pub fn new(target: HostPort) -> Self {
         Candidates {
             target,
+            found: Vec::new(),
             round: Vec::new(),
             next: 0,
             worked: None,
+            resolved_at: None,
+            stale: true,
         }
     }
 
     /// The next address to try: the next of this round, or (round over) the first of a fresh
-    /// resolution. `Err` when the name does not resolve.
-    pub fn next_address(&mut self) -> io::Result<SocketAddr> {
+    /// resolution. `Err` when the name does not resolve. For one attempt at a time (the
+    /// client's session).
+    pub fn next_address(&mut self, now: Instant) -> io::Result<SocketAddr> {
         if self.next >= self.round.len() {
-            let found = self.target.resolve()?;
-            self.start_round(&found);
+            self.resolve(now)?;
         }
         let addr = self
             .round
@@ -187,8 +200,30 @@ impl Candidates {
         Ok(addr)
     }
 
+    /// Every address in the order to try, from an answer at most [`RESOLVE_TTL`] old (or
+    /// newer after [`Candidates::restart`]). For callers that keep their own place in the list
+    /// (the upstream pool, one walk per connection).
+    pub fn ordered(&mut self, now: Instant) -> io::Result<&[SocketAddr]> {
+        let expired = self
+            .resolved_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= RESOLVE_TTL);
+        if self.stale || expired || self.round.is_empty() {
+            self.resolve(now)?;
+        }
+        Ok(&self.round)
+    }
+
+    fn resolve(&mut self, now: Instant) -> io::Result<()> {
+        let found = self.target.resolve()?;
+        self.start_round(&found);
+        self.resolved_at = Some(now);
+        self.stale = false;
+        Ok(())
+    }
+
     /// Starts a round over `found` (what the resolver answered), in Happy Eyeballs order.
     pub fn start_round(&mut self, found: &[SocketAddr]) {
+        self.found = found.to_vec();
         self.round = happy_eyeballs_order(found, self.worked);
         self.next = 0;
     }
@@ -201,11 +236,17 @@ impl Candidates {
     /// Ends the round now: the next attempt re-resolves and starts from the preferred address.
     pub fn restart(&mut self) {
         self.next = self.round.len();
+        self.stale = true;
     }
 
     /// `addr` worked: try it first from now on.
     pub fn worked(&mut self, addr: SocketAddr) {
-        self.worked = Some(addr);
+        if self.worked != Some(addr) {
+            self.worked = Some(addr);
+            self.round = happy_eyeballs_order(&self.found, self.worked);
+        }
+        // this round reached its goal: a next attempt starts a new one
+        self.next = self.round.len();
     }
 
     /// How many addresses the current round has.
@@ -304,21 +345,43 @@ mod tests {
     fn candidates_walk_a_round_then_remember_what_worked() {
         let mut c = Candidates::new(HostPort::parse("peer.test:1").unwrap());
         c.start_round(&[a("[::1]:1"), a("127.0.0.1:1")]);
-        assert_eq!(c.next_address().unwrap(), a("[::1]:1"));
+        assert_eq!(c.next_address(Instant::now()).unwrap(), a("[::1]:1"));
         assert!(!c.round_over());
-        assert_eq!(c.next_address().unwrap(), a("127.0.0.1:1"));
+        assert_eq!(c.next_address(Instant::now()).unwrap(), a("127.0.0.1:1"));
         assert!(c.round_over());
         c.worked(a("127.0.0.1:1"));
         c.start_round(&[a("[::1]:1"), a("127.0.0.1:1")]);
-        assert_eq!(c.next_address().unwrap(), a("127.0.0.1:1"));
+        assert_eq!(c.next_address(Instant::now()).unwrap(), a("127.0.0.1:1"));
     }
 
     #[test]
     fn literal_targets_resolve_to_themselves() {
         let mut c = Candidates::new(HostPort::parse("127.0.0.1:9").unwrap());
-        assert_eq!(c.next_address().unwrap(), a("127.0.0.1:9"));
+        let now = Instant::now();
+        assert_eq!(c.next_address(now).unwrap(), a("127.0.0.1:9"));
         assert!(c.round_over());
-        assert_eq!(c.next_address().unwrap(), a("127.0.0.1:9"));
+        assert_eq!(c.next_address(now).unwrap(), a("127.0.0.1:9"));
+        assert_eq!(c.ordered(now).unwrap(), &[a("127.0.0.1:9")]);
+    }
+
+    #[test]
+    fn the_ordered_list_is_kept_until_it_expires_or_is_restarted() {
+        let mut c = Candidates::new(HostPort::parse("127.0.0.1:9").unwrap());
+        let t0 = Instant::now();
+        c.ordered(t0).unwrap();
+        // a made-up answer stands in for the resolver's: kept while fresh
+        c.start_round(&[a("[::1]:9"), a("127.0.0.1:9")]);
+        assert_eq!(c.ordered(t0 + Duration::from_secs(1)).unwrap().len(), 2);
+        c.worked(a("127.0.0.1:9"));
+        assert_eq!(
+            c.ordered(t0 + Duration::from_secs(2)).unwrap(),
+            &[a("127.0.0.1:9"), a("[::1]:9")]
+        );
+        // expired: resolved again (the literal gives one address)
+        assert_eq!(c.ordered(t0 + RESOLVE_TTL).unwrap().len(), 1);
+        c.start_round(&[a("[::1]:9"), a("127.0.0.1:9")]);
+        c.restart();
+        assert_eq!(c.ordered(t0 + RESOLVE_TTL).unwrap().len(), 1);
     }
 
     #[test]

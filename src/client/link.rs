@@ -364,7 +364,7 @@ impl PeerLink {
 
     /// Starts an attempt on the next address of the peer.
     fn start_attempt(&mut self, registry: &Registry, now: Instant) {
-        match self.addresses.next_address() {
+        match self.addresses.next_address(now) {
             Ok(addr) => self.peer = addr,
             Err(e) => {
                 let reason = format!("cannot resolve {}: {e}", self.addresses.target.host);

@@ -35,7 +35,7 @@ pub struct Upstream {
     pub reused: u32,
     /// The exchange using it (meaningless while idle).
     pub owner: usize,
-    /// Where it connects (or connected) to, and how many addresses this checkout tried.
+    /// Where it connects (or connected) to, and its place in the upstream's address list.
     pub address: SocketAddr,
     tried: usize,
 }
@@ -74,7 +74,7 @@ impl Pool {
             up.owner = owner;
             return Ok(key);
         }
-        let (tcp, address) = self.connect_next()?;
+        let (tcp, address) = self.connect_to(0)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         entry.insert(Upstream {
@@ -83,18 +83,24 @@ impl Pool {
             reused: 0,
             owner,
             address,
-            tried: 1,
+            tried: 0,
         });
         self.register(registry, key)?;
         Ok(key)
     }
 
-    /// Starts a non-blocking connect to the next address of the upstream.
-    fn connect_next(&mut self) -> io::Result<(TcpConn, SocketAddr)> {
-        let address = self.addresses.next_address().map_err(|e| {
+    /// Starts a non-blocking connect to address number `index` of the upstream (in the order
+    /// to try: the one that worked last first).
+    fn connect_to(&mut self, index: usize) -> io::Result<(TcpConn, SocketAddr)> {
+        let target = self.addresses.target.to_string();
+        let ordered = self
+            .addresses
+            .ordered(Instant::now())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve {target}: {e}")))?;
+        let address = ordered.get(index).copied().ok_or_else(|| {
             io::Error::new(
-                e.kind(),
-                format!("cannot resolve {}: {e}", self.addresses.target),
+                io::ErrorKind::NotFound,
+                format!("{target}: no address left"),
             )
         })?;
         let stream = mio::net::TcpStream::connect(address)?;
@@ -112,7 +118,7 @@ impl Pool {
         )
     }
 
-    /// The connect of `key` failed with `error`: retries on the next address when the round has
+    /// The connect of `key` failed with `error`: retries on the next address when the list has
     /// one this checkout did not try yet (`Ok(true)`); else the error stands and the next
     /// checkout resolves the name again.
     pub fn connect_failed(
@@ -129,13 +135,13 @@ impl Pool {
             self.addresses.target,
             up.address
         );
-        if up.tried >= self.addresses.round_len() || self.addresses.round_over() {
+        let tried = up.tried + 1;
+        if tried >= self.addresses.round_len() {
             self.addresses.restart();
             return Ok(false);
         }
-        let tried = up.tried + 1;
         let _ = registry.deregister(&mut up.tcp.stream);
-        let (tcp, address) = self.connect_next()?;
+        let (tcp, address) = self.connect_to(tried)?;
         if let Some(up) = self.conns.get_mut(key) {
             *up = Upstream {
                 tcp,
