@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod net;
 pub mod quic;
 pub mod reactor;
+pub mod resolve;
 pub mod server;
 pub mod systemd;
 pub mod time;

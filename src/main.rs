@@ -15,13 +15,18 @@ struct Args {
     /// the called service)
     #[argh(option, from_str_fn(parse_role))]
     role: Option<Role>,
-    /// validate the config file and exit (0 when valid)
+    /// validate the config file and exit (0 when valid); the peer is not contacted
     #[argh(switch)]
     check: bool,
+    /// with --check (client role): also resolve the peer, make one handshake and print the
+    /// result (certificate names, RTT) in one line; exit 1 when it fails
+    #[argh(switch)]
+    connect: bool,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
-    /// pin this process to CPU core N (run one process per core, see README)
+    /// pin this process to CPU core N (run one process per core, see README); implies
+    /// `reuse_port`
     #[argh(option)]
     cpu: Option<usize>,
     /// path to the JSON config file
@@ -88,7 +93,21 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let cfg = match config::load(&path, role) {
+    if args.connect && !args.check {
+        eprintln!(
+            "ptproxy: --connect goes with --check: ptproxy --role client --check --connect CONFIG"
+        );
+        return ExitCode::from(2);
+    }
+    let load = || {
+        let mut cfg = config::load(&path, role)?;
+        if args.cpu.is_some() {
+            // One process per core: they share the listen addresses.
+            cfg.set_reuse_port();
+        }
+        Ok::<_, config::ConfigError>(cfg)
+    };
+    let cfg = match load() {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("ptproxy: {}: {e}", path.display());
@@ -96,8 +115,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!("config OK: {}", path.display());
-        return ExitCode::SUCCESS;
+        return check(&cfg, &path, args.connect);
     }
     let ops = match &cfg {
         config::Config::Client(c) => &c.ops,
@@ -111,11 +129,41 @@ fn main() -> ExitCode {
         }
         log::info!("pinned to CPU {cpu}");
     }
-    let reload = || config::load(&path, role);
+    let reload = load;
     match ptproxy::run(&cfg, &reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check [--connect]`: the file is valid; with `--connect`, one handshake with the peer.
+fn check(cfg: &config::Config, path: &std::path::Path, connect: bool) -> ExitCode {
+    println!("config OK: {}", path.display());
+    let config::Config::Client(client) = cfg else {
+        if connect {
+            eprintln!("ptproxy: --connect checks a client's peer; use it with --role client");
+            return ExitCode::from(2);
+        }
+        println!("(the upstream was not contacted)");
+        return ExitCode::SUCCESS;
+    };
+    if !connect {
+        println!(
+            "(the peer {} was not contacted: add --connect to try a handshake)",
+            client.peer.address
+        );
+        return ExitCode::SUCCESS;
+    }
+    match ptproxy::client::probe::probe(client) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(line) => {
+            eprintln!("ptproxy: {line}");
             ExitCode::FAILURE
         }
     }

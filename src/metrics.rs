@@ -182,6 +182,19 @@ pub struct Snapshot {
     pub duplicated: (u64, u64),
     /// Server: handshake admission.
     pub admission: Option<AdmissionCounters>,
+    /// The client's attempts to reach its peer.
+    pub peer_contact: Option<PeerContact>,
+}
+
+/// How the client's session to its peer is doing (client only).
+#[derive(Debug, Clone, Default)]
+pub struct PeerContact {
+    /// `connecting`, `up` or `waiting` (backoff between attempts).
+    pub state: &'static str,
+    pub attempts: u64,
+    pub failures: u64,
+    /// Kind label and reason of the last failed attempt since the session was last up.
+    pub last_error: Option<(&'static str, String)>,
 }
 
 #[derive(Debug)]
@@ -476,8 +489,50 @@ impl Metrics {
         if let Some(a) = &snap.admission {
             a.render(&mut m);
         }
+        if let Some(c) = &snap.peer_contact {
+            render_peer_contact(&mut out, c);
+        }
         out
     }
+}
+
+/// The client's session attempts: state, counts and the last failure.
+fn render_peer_contact(out: &mut String, c: &PeerContact) {
+    let _ = writeln!(
+        out,
+        "# HELP ptproxy_peer_state State of the session to the peer (1 for the current one).\n\
+         # TYPE ptproxy_peer_state gauge"
+    );
+    for state in ["connecting", "up", "waiting"] {
+        let v = u8::from(state == c.state);
+        let _ = writeln!(out, "ptproxy_peer_state{{state=\"{state}\"}} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ptproxy_peer_connect_attempts_total Session attempts started.\n\
+         # TYPE ptproxy_peer_connect_attempts_total counter\n\
+         ptproxy_peer_connect_attempts_total {}",
+        c.attempts
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ptproxy_peer_connect_failures_total Session attempts that failed before the \
+         session was up.\n# TYPE ptproxy_peer_connect_failures_total counter\n\
+         ptproxy_peer_connect_failures_total {}",
+        c.failures
+    );
+    let (kind, reason) = c
+        .last_error
+        .as_ref()
+        .map(|(k, r)| (*k, r.as_str()))
+        .unwrap_or(("none", "none"));
+    let _ = writeln!(
+        out,
+        "# HELP ptproxy_peer_last_error_info The last failed attempt since the session was up.\n\
+         # TYPE ptproxy_peer_last_error_info gauge\n\
+         ptproxy_peer_last_error_info{{kind=\"{kind}\",reason=\"{}\"}} 1",
+        escape(reason)
+    );
 }
 
 fn secs(d: Duration) -> String {

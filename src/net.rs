@@ -8,10 +8,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 /// Backlog of the TCP listeners.
 const LISTEN_BACKLOG: libc::c_int = 1024;
 
-/// Binds a non-blocking TCP listener with SO_REUSEADDR and SO_REUSEPORT, so that several
-/// ptproxy processes (one per core) can accept on the same address.
-pub fn bind_tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
-    let fd = bound_socket(addr, libc::SOCK_STREAM)?;
+/// Binds a non-blocking TCP listener with SO_REUSEADDR; with `share` also SO_REUSEPORT, so that
+/// several ptproxy processes (one per core) can accept on the same address. Without it a second
+/// process on the address fails with "address in use".
+pub fn bind_tcp_listener(addr: SocketAddr, share: bool) -> io::Result<mio::net::TcpListener> {
+    let fd = bound_socket(addr, libc::SOCK_STREAM, share)?;
     // SAFETY: `fd` is a valid, bound socket we own.
     if unsafe { libc::listen(fd.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
         return Err(io::Error::last_os_error());
@@ -21,8 +22,9 @@ pub fn bind_tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> 
     ))
 }
 
-/// A non-blocking, close-on-exec socket of `kind` bound to `addr` with the reuse options set.
-fn bound_socket(addr: SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
+/// A non-blocking, close-on-exec socket of `kind` bound to `addr`; SO_REUSEPORT only when
+/// `share`.
+fn bound_socket(addr: SocketAddr, kind: libc::c_int, share: bool) -> io::Result<OwnedFd> {
     let domain = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -35,7 +37,9 @@ fn bound_socket(addr: SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
     }
     // SAFETY: `raw` is a fresh descriptor nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    if share {
+        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
     if kind == libc::SOCK_STREAM {
         setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     }
@@ -49,9 +53,23 @@ fn bound_socket(addr: SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
         )
     } != 0
     {
-        return Err(io::Error::last_os_error());
+        return Err(bind_error(io::Error::last_os_error(), share));
     }
     Ok(fd)
+}
+
+/// Says plainly that another process holds the address, and how sharing it is asked for.
+fn bind_error(e: io::Error, share: bool) -> io::Error {
+    if e.kind() != io::ErrorKind::AddrInUse {
+        return e;
+    }
+    let hint = if share {
+        "another process holds it without SO_REUSEPORT"
+    } else {
+        "another process (a second ptproxy?) already listens there; to run several processes on \
+         one address on purpose, set `reuse_port: true` in every one of them (or use --cpu)"
+    };
+    io::Error::new(io::ErrorKind::AddrInUse, format!("address in use: {hint}"))
 }
 
 /// `addr` as a C socket address.
@@ -111,14 +129,15 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     }
 }
 
-/// Binds a non-blocking UDP socket (SO_REUSEPORT, so several processes can share the port)
-/// and asks for the configured kernel buffer sizes.
+/// Binds a non-blocking UDP socket (SO_REUSEPORT when `share`, so several processes can share
+/// the port) and asks for the configured kernel buffer sizes.
 pub fn bind_udp(
     addr: SocketAddr,
     recv_buffer: usize,
     send_buffer: usize,
+    share: bool,
 ) -> io::Result<mio::net::UdpSocket> {
-    let fd = bound_socket(addr, libc::SOCK_DGRAM)?;
+    let fd = bound_socket(addr, libc::SOCK_DGRAM, share)?;
     let socket = mio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd));
     set_buffer(&socket, libc::SO_RCVBUF, "SO_RCVBUF", recv_buffer);
     set_buffer(&socket, libc::SO_SNDBUF, "SO_SNDBUF", send_buffer);

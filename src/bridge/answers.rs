@@ -103,13 +103,14 @@ fn header(name: &str, value: &str) -> Header {
     }
 }
 
-/// Client side: no usable session to the peer within `session_wait`.
-pub fn session_unavailable(waited_ms: u128) -> Answer {
+/// Client side: no usable session to the peer within `session_wait`; `why` names the peer and
+/// the reason (`PEER (REASON)`).
+pub fn session_unavailable(waited_ms: u128, why: &str) -> Answer {
     Answer::new(
         Side::Client,
         503,
         "destination_unavailable",
-        format!("no session to the peer proxy (waited {waited_ms} ms)"),
+        format!("no session to the peer proxy {why} (waited {waited_ms} ms)"),
     )
 }
 

@@ -53,6 +53,8 @@ pub struct Ctx<'a> {
     pub early: bool,
     /// A graceful stop is under way: finish what is in flight, take nothing new.
     pub stopping: bool,
+    /// Why no session is usable (`PEER (REASON)`), for 503 answers.
+    pub why_down: &'a str,
     /// A request head waits for connection credit: bodies pause so that it can leave (heads
     /// first, or bulk uploads would starve every new request).
     pub hold_bodies: bool,
@@ -78,8 +80,11 @@ pub struct Exchange {
     /// Request fields not sent yet (the session was not usable or the stream was blocked).
     fields: Option<Vec<H3Header>>,
     /// A copy of the sent fields while the request may be sent again on a new session: it has
-    /// no body, an idempotent method, and no response started (RFC 9110 §9.2.2).
+    /// no body, an idempotent method, no response started (RFC 9110 §9.2.2), and it was not
+    /// sent again before (once only, so a peer that keeps failing gets a prompt answer).
     resend: Option<Vec<H3Header>>,
+    /// The request already went out a second time.
+    resent: bool,
     has_body: bool,
     pub stream: Option<u64>,
     /// Why the last attempt to open the stream failed on a usable session.
@@ -387,6 +392,7 @@ impl Downstream {
         };
         if matches!(ex.response, Response::AwaitHead) {
             if let Some(fields) = ex.resend.take() {
+                ex.resent = true;
                 if let Some(id) = ex.stream.take() {
                     ctx.by_stream.remove(&id);
                 }
@@ -462,7 +468,8 @@ impl Downstream {
             // Sent in 0-RTT, but the handshake never completed: the peer may well be gone, and
             // the wait for a session is as bounded as for a request that was never sent.
             Phase::Exchange(ex) if ctx.early && matches!(ex.response, Response::AwaitHead) => {
-                let answer = answers::session_unavailable(ctx.http.session_wait.as_millis());
+                let answer =
+                    answers::session_unavailable(ctx.http.session_wait.as_millis(), ctx.why_down);
                 self.fail_request(ctx, answer);
             }
             Phase::Closing | Phase::Lingering => self.phase = Phase::Done,
@@ -528,6 +535,7 @@ impl Exchange {
             version: req.version,
             fields: Some(prepared.fields),
             resend: None,
+            resent: false,
             has_body,
             stream: None,
             blocked: None,
@@ -580,7 +588,7 @@ impl Exchange {
                 self.stream = Some(id);
                 self.blocked = None;
                 let sent = self.fields.take();
-                if !self.has_body && request::is_idempotent(&self.method) {
+                if !self.has_body && request::is_idempotent(&self.method) && !self.resent {
                     self.resend = sent;
                 }
                 self.request_done = !self.has_body;
@@ -610,7 +618,7 @@ impl Exchange {
         let waited = ctx.http.session_wait.as_millis();
         match self.blocked.filter(|_| ctx.session.is_some()) {
             Some(why) => answers::session_busy(waited, why),
-            None => answers::session_unavailable(waited),
+            None => answers::session_unavailable(waited, ctx.why_down),
         }
     }
 

@@ -4,15 +4,21 @@
 //! -> closed -> `Waiting` (backoff) -> `Connecting` ... Each attempt binds a fresh UDP socket, so
 //! packets of a dead connection can never be confused with the new one. Every loss is logged with
 //! its reason.
+//!
+//! First contact: an attempt goes to the next address of the peer's name ([`Candidates`]); it is
+//! abandoned when no handshake completed within `reconnect.handshake_timeout_ms`, or at once when
+//! an ICMP error (port or host unreachable) comes back on its socket, which is connected to the
+//! peer for that reason. The next address of the round is tried at once; after a whole round the
+//! backoff applies and the name is resolved again. [`Contact`] reports the failures.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::{Interest, Registry};
 
 use crate::config::{ClientConfig, TransportConfig};
-use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters};
+use crate::metrics::{Metrics, PathFigures, PeerContact, Snapshot, TransportCounters};
 use crate::net;
 use crate::quic::backoff::Backoff;
 use crate::quic::debug::DebugTaps;
@@ -21,6 +27,9 @@ use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls, CID_LEN};
 use crate::reactor::UDP;
+use crate::resolve::Candidates;
+
+use super::contact::{describe_icmp, Contact, FailureKind};
 
 enum State {
     Connecting(Session),
@@ -47,7 +56,16 @@ pub enum LinkEvent {
 
 pub struct PeerLink {
     quiche_config: quiche::Config,
+    /// The address of the current (or last) attempt.
     peer: SocketAddr,
+    /// The peer's addresses, tried in turn.
+    addresses: Candidates,
+    contact: Contact,
+    handshake_timeout: Duration,
+    /// When the attempt under way is abandoned if its handshake has not completed.
+    handshake_deadline: Option<Instant>,
+    /// An attempt carrying 0-RTT streams was abandoned: report them lost.
+    abandoned_early: bool,
     server_name: String,
     transport: TransportConfig,
     state: State,
@@ -93,7 +111,16 @@ impl PeerLink {
         }
         Ok(PeerLink {
             quiche_config,
-            peer: cfg.peer.address,
+            peer: cfg
+                .peer
+                .address
+                .literal()
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], cfg.peer.address.port))),
+            addresses: Candidates::new(cfg.peer.address.clone()),
+            contact: Contact::new(cfg.peer.address.clone()),
+            handshake_timeout: cfg.reconnect.handshake_timeout,
+            handshake_deadline: None,
+            abandoned_early: false,
             server_name: cfg.peer.server_name.clone(),
             transport: cfg.transport.clone(),
             state: State::Waiting {
@@ -128,7 +155,10 @@ impl PeerLink {
         .parse()
         .map_err(|e| format!("{e}"))?;
         let t = &self.transport;
-        let mut udp = UdpIo::new(net::bind_udp(bind, t.udp_recv_buffer, t.udp_send_buffer)?);
+        let socket = net::bind_udp(bind, t.udp_recv_buffer, t.udp_send_buffer, false)?;
+        // Connected, so that ICMP errors (nothing listening, host unreachable) reach us.
+        socket.connect(self.peer)?;
+        let mut udp = UdpIo::new(socket);
         registry.register(
             &mut udp.socket,
             UDP,
@@ -280,6 +310,7 @@ impl PeerLink {
     /// Live figures for the metrics endpoint.
     pub fn snapshot(&self, snap: &mut Snapshot, now: Instant) {
         snap.duplicated = (self.hider.datagrams, self.hider.bytes);
+        snap.peer_contact = Some(self.contact_figures());
         match &self.state {
             State::Up { session, since, .. } => {
                 snap.sessions_up = 1;
@@ -324,19 +355,93 @@ impl PeerLink {
     /// Timers: quiche's, keepalive, and the backoff wait.
     pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
         match &mut self.state {
-            State::Waiting { until } if *until <= now => {
-                if let Err(e) = self.connect(registry, now) {
-                    self.retry_later(now, &format!("cannot start a session: {e}"));
-                }
-            }
+            State::Waiting { until } if *until <= now => self.start_attempt(registry, now),
             State::Waiting { .. } => {}
+            State::Connecting(_) if self.handshake_deadline.is_some_and(|d| d <= now) => {
+                let reason = format!(
+                    "handshake timed out: nothing answered within {} ms",
+                    self.handshake_timeout.as_millis()
+                );
+                self.attempt_failed(now, FailureKind::HandshakeTimeout, reason);
+            }
             State::Connecting(s) | State::Up { session: s, .. } => s.handle_timeout(now),
+        }
+    }
+
+    /// Starts an attempt on the next address of the peer.
+    fn start_attempt(&mut self, registry: &Registry, now: Instant) {
+        match self.addresses.next_address(now) {
+            Ok(addr) => self.peer = addr,
+            Err(e) => {
+                let reason = format!("cannot resolve {}: {e}", self.addresses.target.host);
+                return self.attempt_failed(now, FailureKind::Resolve, reason);
+            }
+        }
+        self.contact.attempt(self.peer, now);
+        match self.connect(registry, now) {
+            Ok(()) => self.handshake_deadline = Some(now + self.handshake_timeout),
+            Err(e) => {
+                let reason = format!("cannot start a session: {e}");
+                self.attempt_failed(now, FailureKind::Local, reason);
+            }
+        }
+    }
+
+    /// An attempt that never came up ended: report it, then try the next address of the round
+    /// at once, or (round over) wait for the backoff.
+    fn attempt_failed(&mut self, now: Instant, kind: FailureKind, reason: String) {
+        self.handshake_deadline = None;
+        // Requests sent in 0-RTT on the abandoned attempt are lost with it.
+        self.abandoned_early |= std::mem::take(&mut self.early);
+        if self.stopped {
+            return self.retry_later(now);
+        }
+        if let Some(line) = self.contact.failed(kind, reason, now) {
+            log::warn!("{line}");
+        }
+        if self.addresses.round_over() {
+            self.retry_later(now);
+        } else {
+            self.state = State::Waiting { until: now };
+        }
+    }
+
+    /// An ICMP error on the attempt's socket ends it at once.
+    fn check_unreachable(&mut self, now: Instant) {
+        if !matches!(self.state, State::Connecting(_)) {
+            return;
+        }
+        let Some(e) = self.udp.as_mut().and_then(UdpIo::take_unreachable) else {
+            return;
+        };
+        self.attempt_failed(now, FailureKind::Unreachable, describe_icmp(&e));
+    }
+
+    /// The state of the session attempts, for `/metrics` and `/health`.
+    pub fn contact_figures(&self) -> PeerContact {
+        self.contact.figures(match self.state {
+            State::Connecting(_) => "connecting",
+            State::Up { .. } => "up",
+            State::Waiting { .. } => "waiting",
+        })
+    }
+
+    /// Why no session is up, naming the peer (for 503 answers and `/health`).
+    pub fn why_down(&self, now: Instant) -> String {
+        match &self.state {
+            State::Up { .. } => format!("{} (the session is going away)", self.peer),
+            State::Connecting(_) => self.contact.why_down(true, now),
+            State::Waiting { .. } => self.contact.why_down(false, now),
         }
     }
 
     /// Notices state changes after input and timers.
     pub fn update(&mut self, now: Instant, metrics: &mut Metrics) -> LinkEvent {
         self.keep_ticket();
+        self.check_unreachable(now);
+        if std::mem::take(&mut self.abandoned_early) {
+            return LinkEvent::Lost;
+        }
         if let State::Up { session, .. } = &mut self.state {
             // Keep the server supplied with spare IDs (retired ones are replaced).
             session.issue_spare_cids(|_| {
@@ -362,8 +467,12 @@ impl PeerLink {
                 metrics.record_session_closed(TransportCounters::of(&s.conn), &reason);
                 if was_up {
                     log::info!("session lost: {reason}");
+                    // Reconnect: resolve the name again, the address that worked first.
+                    self.addresses.restart();
+                    self.retry_later(now);
+                } else {
+                    self.attempt_failed(now, FailureKind::Closed, reason);
                 }
-                self.retry_later(now, &reason);
             }
             return if was_up {
                 LinkEvent::Lost
@@ -386,6 +495,11 @@ impl PeerLink {
                     since: now,
                     goaway: false,
                 };
+            }
+            self.handshake_deadline = None;
+            self.addresses.worked(self.peer);
+            if let Some(line) = self.contact.up() {
+                log::info!("{line}");
             }
             if self.was_up {
                 metrics.reconnects += 1;
@@ -421,11 +535,13 @@ impl PeerLink {
         log::warn!("session lost: {reason}; reconnecting");
         metrics.dead_peers += 1;
         metrics.record_session_closed(TransportCounters::of(&session.conn), &reason);
-        self.retry_later(now, &reason);
+        // Reconnect: resolve the name again, the address that worked first.
+        self.addresses.restart();
+        self.retry_later(now);
         true
     }
 
-    fn retry_later(&mut self, now: Instant, reason: &str) {
+    fn retry_later(&mut self, now: Instant) {
         if self.stopped {
             self.state = State::Waiting {
                 until: now + std::time::Duration::from_secs(3600),
@@ -433,13 +549,7 @@ impl PeerLink {
             return;
         }
         let delay = self.backoff.next_delay(quic::random_unit());
-        if !self.is_up() {
-            log::warn!(
-                "session to {} not established: {reason}; retrying in {} ms",
-                self.peer,
-                delay.as_millis()
-            );
-        }
+        log::debug!("next session attempt in {} ms", delay.as_millis());
         self.state = State::Waiting { until: now + delay };
     }
 
@@ -463,7 +573,9 @@ impl PeerLink {
     pub fn next_deadline(&self) -> Option<Instant> {
         let state = match &self.state {
             State::Waiting { until } => Some(*until),
-            State::Connecting(s) | State::Up { session: s, .. } => s.next_deadline(),
+            State::Connecting(s) | State::Up { session: s, .. } => {
+                crate::time::earliest(s.next_deadline(), self.handshake_deadline)
+            }
         };
         crate::time::earliest(state, self.udp.as_ref().and_then(|u| u.next_release()))
     }

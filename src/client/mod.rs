@@ -5,8 +5,10 @@
 //! of [`downstream::Downstream`] connections; HTTP/3 events are routed to downstreams by stream
 //! id. Everything runs on the reactor thread.
 
+pub mod contact;
 pub mod downstream;
 pub mod link;
+pub mod probe;
 pub mod request;
 
 use std::collections::HashMap;
@@ -50,6 +52,8 @@ pub struct ClientProxy {
     timers: TimerQueue<usize>,
     dirty: Vec<usize>,
     stopping: bool,
+    /// Why no session is up, refreshed each turn while it is not (for 503 answers).
+    why_down: String,
     /// Request bodies pause while a request head waits for connection credit.
     hold_bodies: bool,
 }
@@ -65,7 +69,7 @@ impl ClientProxy {
         }
         let mut listeners = Vec::new();
         for (i, addr) in cfg.listen.iter().enumerate() {
-            let mut l = crate::net::bind_tcp_listener(*addr)
+            let mut l = crate::net::bind_tcp_listener(*addr, cfg.reuse_port)
                 .map_err(|e| format!("listen[{i}] {addr}: {e}"))?;
             registry.register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
             log::info!("listening for HTTP/1.1 on {}", l.local_addr()?);
@@ -95,6 +99,7 @@ impl ClientProxy {
             timers: TimerQueue::default(),
             dirty: Vec::new(),
             stopping: false,
+            why_down: String::new(),
             hold_bodies: false,
         })
     }
@@ -168,6 +173,7 @@ impl ClientProxy {
             accepting,
             early,
             stopping: self.stopping,
+            why_down: &self.why_down,
             hold_bodies: self.hold_bodies,
             by_stream: &mut self.by_stream,
             metrics: &mut self.metrics,
@@ -313,7 +319,16 @@ impl ClientProxy {
                 (200, METRICS_CONTENT_TYPE, self.metrics.render(&snap, now))
             }
             "/health" if self.link.is_up() => (200, "text/plain", "ok: session up\n".into()),
-            "/health" => (503, "text/plain", "session down\n".into()),
+            "/health" => (503, "text/plain", {
+                let c = self.link.contact_figures();
+                format!(
+                    "session down ({}, {} attempt(s), {} failed): no session to the peer {}\n",
+                    c.state,
+                    c.attempts,
+                    c.failures,
+                    self.link.why_down(now)
+                )
+            }),
             _ => (404, "text/plain", "try /metrics or /health\n".into()),
         }
     }
@@ -331,7 +346,8 @@ impl Driver for ClientProxy {
     fn handle_event(&mut self, registry: &Registry, event: &Event, now: Instant) {
         match event.token() {
             UDP => {
-                if event.is_readable() {
+                // An ICMP error comes as an error event: the read reports it.
+                if event.is_readable() || event.is_error() {
                     self.link.handle_readable(now);
                 }
                 if event.is_writable() {
@@ -371,6 +387,9 @@ impl Driver for ClientProxy {
             ),
             LinkEvent::Lost => self.fail_all_streams(registry, now),
             LinkEvent::None => {}
+        }
+        if !self.link.accepts_requests() {
+            self.why_down = self.link.why_down(now);
         }
         self.collect_writable();
         for key in self.timers.expired(now) {

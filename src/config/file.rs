@@ -25,6 +25,7 @@ pub struct ClientFile {
     pub log_level: Option<String>,
     #[serde(default)]
     pub debug: Option<DebugFile>,
+    pub reuse_port: Option<bool>,
 }
 
 /// `--role server` file.
@@ -45,6 +46,7 @@ pub struct ServerFile {
     pub log_level: Option<String>,
     #[serde(default)]
     pub debug: Option<DebugFile>,
+    pub reuse_port: Option<bool>,
 }
 
 /// Debugging aids (off unless configured).
@@ -159,6 +161,7 @@ pub struct AdmissionFile {
 pub struct ReconnectFile {
     pub initial_backoff_ms: Option<u64>,
     pub max_backoff_ms: Option<u64>,
+    pub handshake_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::resolve::HostPort;
+
 /// BBR2: on the lossy links ptproxy is made for, loss-based CUBIC collapses (10 MiB at 1% loss
 /// and 50 ms RTT: 25 s with CUBIC, 0.9 s with BBR2 in `benches/`).
 pub const DEFAULT_CONGESTION_CONTROL: CongestionControl = CongestionControl::Bbr2;
@@ -61,6 +63,12 @@ pub const DEFAULT_MAX_SESSIONS: usize = 64;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_SOURCE_RATE: u32 = 10;
 pub const DEFAULT_SOURCE_BURST: u32 = 20;
+/// Listening sockets are not shared with other processes unless asked (`reuse_port`, `--cpu`).
+pub const DEFAULT_REUSE_PORT: bool = false;
+/// Default handshake timeout: this many initial RTTs (`transport.initial_rtt_ms`)...
+pub const DEFAULT_HANDSHAKE_TIMEOUT_RTTS: u32 = 30;
+/// ...but at least this long (and never beyond `transport.idle_timeout_ms`).
+pub const MIN_DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 3_000;
 
 /// Which side of the link this process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +95,8 @@ pub struct ClientConfig {
     pub ops: OpsConfig,
     /// Resume with 0-RTT after a reconnect (`tls.early_data`).
     pub early_data: bool,
+    /// Share the listen addresses with other processes (SO_REUSEPORT; `reuse_port`, `--cpu`).
+    pub reuse_port: bool,
 }
 
 /// Operating settings both roles share.
@@ -118,11 +128,14 @@ pub struct ServerConfig {
     pub early_data: bool,
     /// Session ticket key from `tls.ticket_key_file`, so tickets survive restarts.
     pub ticket_key: Option<Vec<u8>>,
+    /// Share the QUIC address with other processes (SO_REUSEPORT; `reuse_port`, `--cpu`).
+    pub reuse_port: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
-    pub address: SocketAddr,
+    /// `HOST:PORT`; a name is resolved to all its addresses at each round of attempts.
+    pub address: HostPort,
     /// DNS name or IP address the server certificate must carry.
     pub server_name: String,
 }
@@ -228,15 +241,28 @@ pub struct ServerHttpConfig {
 pub struct ReconnectConfig {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// An attempt with no completed handshake by then is abandoned (and reported at once).
+    pub handshake_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    pub address: SocketAddr,
+    /// `HOST:PORT`; a name is resolved to all its addresses, re-resolved when they all fail.
+    pub address: HostPort,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub max_idle: usize,
     pub idle_timeout: Duration,
+}
+
+impl Config {
+    /// Shares the listen addresses with other processes (`--cpu` implies it).
+    pub fn set_reuse_port(&mut self) {
+        match self {
+            Config::Client(c) => c.reuse_port = true,
+            Config::Server(s) => s.reuse_port = true,
+        }
+    }
 }
 
 /// A configuration problem, naming the field (dotted JSON path) and what is wrong with it.
@@ -326,6 +352,7 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
         return Err(ConfigError::new("peer.server_name", "must not be empty"));
     }
     let http = raw.http;
+    let transport_cfg = transport(raw.transport)?;
     let reconnect = ReconnectConfig {
         initial_backoff: millis(
             "reconnect.initial_backoff_ms",
@@ -337,6 +364,7 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
             raw.reconnect.max_backoff_ms,
             DEFAULT_MAX_BACKOFF_MS,
         )?,
+        handshake_timeout: handshake_timeout(raw.reconnect.handshake_timeout_ms, &transport_cfg)?,
     };
     if reconnect.max_backoff < reconnect.initial_backoff {
         return Err(ConfigError::new(
@@ -347,11 +375,11 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
     Ok(ClientConfig {
         listen,
         peer: PeerConfig {
-            address: socket_addr("peer.address", &raw.peer.address)?,
+            address: host_port("peer.address", &raw.peer.address)?,
             server_name,
         },
         tls: tls_files(base, &raw.tls.ca, &raw.tls.cert, &raw.tls.key)?,
-        transport: transport(raw.transport)?,
+        transport: transport_cfg,
         http: ClientHttpConfig {
             session_wait: millis(
                 "http.session_wait_ms",
@@ -394,7 +422,26 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
             raw.debug,
         )?,
         early_data: raw.tls.early_data.unwrap_or(DEFAULT_EARLY_DATA),
+        reuse_port: raw.reuse_port.unwrap_or(DEFAULT_REUSE_PORT),
     })
+}
+
+/// `reconnect.handshake_timeout_ms`, or the default derived from the initial RTT.
+fn handshake_timeout(ms: Option<u64>, t: &TransportConfig) -> Result<Duration, ConfigError> {
+    let field = "reconnect.handshake_timeout_ms";
+    let Some(ms) = ms else {
+        let derived = (t.initial_rtt * DEFAULT_HANDSHAKE_TIMEOUT_RTTS)
+            .max(Duration::from_millis(MIN_DEFAULT_HANDSHAKE_TIMEOUT_MS));
+        return Ok(derived.min(t.idle_timeout));
+    };
+    let timeout = Duration::from_millis(positive(field, ms)?);
+    if timeout > t.idle_timeout {
+        return Err(ConfigError::new(
+            field,
+            "must not exceed transport.idle_timeout_ms (the idle timeout would end the attempt first)",
+        ));
+    }
+    Ok(timeout)
 }
 
 fn ops(
@@ -455,7 +502,7 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
     Ok(ServerConfig {
         listen: socket_addr("listen", &raw.listen)?,
         upstream: UpstreamConfig {
-            address: socket_addr("upstream.address", &up.address)?,
+            address: host_port("upstream.address", &up.address)?,
             connect_timeout: millis(
                 "upstream.connect_timeout_ms",
                 up.connect_timeout_ms,
@@ -495,6 +542,7 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
             .as_deref()
             .map(|p| ticket_key(base, p))
             .transpose()?,
+        reuse_port: raw.reuse_port.unwrap_or(DEFAULT_REUSE_PORT),
     })
 }
 
@@ -733,6 +781,11 @@ fn socket_addr(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     found
         .next()
         .ok_or_else(|| ConfigError::new(field, format!("{text:?} resolves to no address")))
+}
+
+/// A `HOST:PORT` target: syntax checked now, the name resolved when connecting.
+fn host_port(field: &str, text: &str) -> Result<HostPort, ConfigError> {
+    HostPort::parse(text).map_err(|reason| ConfigError::new(field, reason))
 }
 
 fn tls_files(base: &Path, ca: &str, cert: &str, key: &str) -> Result<TlsFiles, ConfigError> {

@@ -329,3 +329,76 @@ fn admission_defaults_values_and_errors() {
         assert!(err.to_string().contains(field), "{err} should name {field}");
     }
 }
+
+#[test]
+fn first_contact_fields_default_and_validate() {
+    let Ok(Config::Client(c)) = parse(CLIENT, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    // 30 initial RTTs of 100 ms, and never under 3 s
+    assert_eq!(c.reconnect.handshake_timeout, Duration::from_millis(3_000));
+    assert_eq!(c.reuse_port, DEFAULT_REUSE_PORT);
+    assert!(!c.reuse_port);
+    let slow = with(CLIENT, r#""transport": {"initial_rtt_ms": 400}"#);
+    let Ok(Config::Client(c)) = parse(&slow, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(c.reconnect.handshake_timeout, Duration::from_millis(12_000));
+    let short_idle = with(
+        CLIENT,
+        r#""transport": {"idle_timeout_ms": 2000, "keepalive_interval_ms": 1000}"#,
+    );
+    let Ok(Config::Client(c)) = parse(&short_idle, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(c.reconnect.handshake_timeout, Duration::from_millis(2_000));
+    let set = with(
+        CLIENT,
+        r#""reconnect": {"handshake_timeout_ms": 1500}, "reuse_port": true"#,
+    );
+    let Ok(Config::Client(c)) = parse(&set, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(c.reconnect.handshake_timeout, Duration::from_millis(1_500));
+    assert!(c.reuse_port);
+    let Ok(Config::Server(s)) = parse(
+        &with(SERVER, r#""reuse_port": true"#),
+        &conf_dir(),
+        Role::Server,
+    ) else {
+        panic!("server")
+    };
+    assert!(s.reuse_port);
+    for (fragment, field) in [
+        (
+            r#""reconnect": {"handshake_timeout_ms": 0}"#,
+            "reconnect.handshake_timeout_ms",
+        ),
+        (
+            r#""reconnect": {"handshake_timeout_ms": 60000}"#,
+            "reconnect.handshake_timeout_ms: must not exceed",
+        ),
+        (r#""reuse_port": "yes""#, "reuse_port: invalid type"),
+    ] {
+        let err = client_err(&with(CLIENT, fragment));
+        assert!(err.to_string().contains(field), "{err} should name {field}");
+    }
+}
+
+#[test]
+fn peer_and_upstream_names_are_kept_for_resolution() {
+    let named = CLIENT.replace("127.0.0.1:4433", "peer.example.invalid:4433");
+    let Ok(Config::Client(c)) = parse(&named, &conf_dir(), Role::Client) else {
+        panic!("a name that does not resolve yet is valid: it is resolved when connecting")
+    };
+    assert_eq!(c.peer.address.to_string(), "peer.example.invalid:4433");
+    assert_eq!(c.peer.address.literal(), None);
+    let Ok(Config::Server(s)) = parse(
+        &SERVER.replace("127.0.0.1:8000", "localhost:8000"),
+        &conf_dir(),
+        Role::Server,
+    ) else {
+        panic!("server")
+    };
+    assert_eq!(s.upstream.address.host, "localhost");
+}

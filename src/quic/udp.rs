@@ -168,6 +168,9 @@ pub struct UdpIo {
     /// The last (possibly GRO-aggregated) receive: what of it was handed out so far.
     received: Option<(offload::Received, usize)>,
     send_buf: Vec<u8>,
+    /// The last ICMP error (port or host unreachable) reported on the socket (connected sockets
+    /// only: the kernel reports none on an unconnected one).
+    unreachable: Option<io::Error>,
 }
 
 impl UdpIo {
@@ -188,11 +191,17 @@ impl UdpIo {
             recv_buf: vec![0; MAX_DATAGRAM],
             received: None,
             send_buf: vec![0; MAX_DATAGRAM],
+            unreachable: None,
         }
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// The ICMP error reported since the last call, if any.
+    pub fn take_unreachable(&mut self) -> Option<io::Error> {
+        self.unreachable.take()
     }
 
     /// Receives one datagram (cutting GRO aggregates apart); `Ok(None)` when the socket is
@@ -216,7 +225,10 @@ impl UdpIo {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors from an earlier send surface here; they say nothing about this read.
-                Err(e) if is_transient(&e) => continue,
+                Err(e) if is_transient(&e) => {
+                    self.unreachable = Some(e);
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -357,6 +369,9 @@ impl UdpIo {
                 self.queue.push_back(Queued { data, to, at: now });
             } else {
                 log::debug!("udp send to {to}: {e}");
+                if is_transient(&e) {
+                    self.unreachable = Some(e);
+                }
             }
         }
     }

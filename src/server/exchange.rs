@@ -176,20 +176,34 @@ impl Exchange {
 
     /// Finishes a pending connect and writes the request head.
     fn connect_step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
-        let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) else {
+        let Some(key) = self.upstream else {
+            return Ok(false);
+        };
+        let Some(up) = ctx.pool.conns.get_mut(key) else {
             return Ok(false);
         };
         if up.state == UpState::Connecting {
             match up.tcp.connect_result() {
                 None => return Ok(false),
-                Some(Err(e)) => return Err(Failure::Answer(answers::upstream_unreachable(&e))),
+                // The next address of the upstream's name, if one is left to try.
+                Some(Err(e)) => {
+                    return match ctx.pool.connect_failed(ctx.registry, key, &e) {
+                        Ok(true) => Ok(true),
+                        Ok(false) => Err(Failure::Answer(answers::upstream_unreachable(&e))),
+                        Err(e2) => Err(Failure::Answer(answers::upstream_unreachable(&e2))),
+                    };
+                }
                 Some(Ok(())) => {
                     up.state = UpState::Busy;
                     let _ = up.tcp.stream.set_nodelay(true);
                     self.deadline = ctx.now + ctx.upstream.response_timeout;
+                    ctx.pool.connected(key);
                 }
             }
         }
+        let Some(up) = ctx.pool.conns.get_mut(key) else {
+            return Ok(false);
+        };
         if !self.head_written {
             up.tcp.queue(&self.head_bytes);
             self.head_written = true;

@@ -111,8 +111,13 @@ impl ServerProxy {
             log::info!("0-RTT resumption on, with {keys}");
         }
         let t = &cfg.transport;
-        let socket = crate::net::bind_udp(cfg.listen, t.udp_recv_buffer, t.udp_send_buffer)
-            .map_err(|e| format!("listen {}: {e}", cfg.listen))?;
+        let socket = crate::net::bind_udp(
+            cfg.listen,
+            t.udp_recv_buffer,
+            t.udp_send_buffer,
+            cfg.reuse_port,
+        )
+        .map_err(|e| format!("listen {}: {e}", cfg.listen))?;
         let admin = match cfg.ops.metrics_listen {
             Some(addr) => Some(
                 Admin::bind(addr, registry).map_err(|e| format!("metrics.listen {addr}: {e}"))?,
@@ -148,7 +153,7 @@ impl ServerProxy {
             cid_key: hmac::Key::new(hmac::HMAC_SHA256, &seed),
             reset_key: hmac::Key::new(hmac::HMAC_SHA256, reset_secret.as_ref()),
             exchanges: Slab::new(),
-            pool: Pool::new(cfg.upstream.address, cfg.upstream.max_idle),
+            pool: Pool::new(cfg.upstream.address.clone(), cfg.upstream.max_idle),
             timers: TimerQueue::default(),
             next_idle_expiry: None,
             dirty: Vec::new(),
@@ -873,7 +878,7 @@ impl Driver for ServerProxy {
         crate::logging::set_level(new.ops.log_level);
         self.allowed_client_names
             .set(new.allowed_client_names.clone());
-        let address = self.cfg.upstream.address;
+        let address = self.cfg.upstream.address.clone();
         self.cfg.upstream = new.upstream.clone();
         self.cfg.upstream.address = address;
         self.cfg.http = new.http.clone();

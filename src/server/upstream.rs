@@ -5,6 +5,10 @@
 //! exchange) or `Idle` (in the pool). An idle connection that becomes readable was closed or
 //! spoke out of turn: it is dropped, never reused. Idle ones expire after
 //! `upstream.idle_timeout_ms`; at most `upstream.max_idle` are kept.
+//!
+//! A named upstream is resolved to all its addresses ([`crate::resolve`]): a connect that fails
+//! moves on to the next address within the same request, the address that worked is tried first
+//! for the next connections, and the name is resolved again once a whole round failed.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,6 +19,7 @@ use slab::Slab;
 
 use crate::bridge::tcp::TcpConn;
 use crate::reactor::CONN_BASE;
+use crate::resolve::{Candidates, HostPort};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpState {
@@ -30,10 +35,13 @@ pub struct Upstream {
     pub reused: u32,
     /// The exchange using it (meaningless while idle).
     pub owner: usize,
+    /// Where it connects (or connected) to, and its place in the upstream's address list.
+    pub address: SocketAddr,
+    tried: usize,
 }
 
 pub struct Pool {
-    address: SocketAddr,
+    addresses: Candidates,
     max_idle: usize,
     pub conns: Slab<Upstream>,
     /// Idle connection keys, most recently used last.
@@ -41,9 +49,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(address: SocketAddr, max_idle: usize) -> Self {
+    pub fn new(address: HostPort, max_idle: usize) -> Self {
         Pool {
-            address,
+            addresses: Candidates::new(address),
             max_idle,
             conns: Slab::new(),
             idle: Vec::new(),
@@ -66,22 +74,93 @@ impl Pool {
             up.owner = owner;
             return Ok(key);
         }
-        let stream = mio::net::TcpStream::connect(self.address)?;
+        let (tcp, address) = self.connect_to(0)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let mut tcp = TcpConn::new(stream);
-        registry.register(
-            &mut tcp.stream,
-            Token(CONN_BASE + key),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
         entry.insert(Upstream {
             tcp,
             state: UpState::Connecting,
             reused: 0,
             owner,
+            address,
+            tried: 0,
         });
+        self.register(registry, key)?;
         Ok(key)
+    }
+
+    /// Starts a non-blocking connect to address number `index` of the upstream (in the order
+    /// to try: the one that worked last first).
+    fn connect_to(&mut self, index: usize) -> io::Result<(TcpConn, SocketAddr)> {
+        let target = self.addresses.target.to_string();
+        let ordered = self
+            .addresses
+            .ordered(Instant::now())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve {target}: {e}")))?;
+        let address = ordered.get(index).copied().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{target}: no address left"),
+            )
+        })?;
+        let stream = mio::net::TcpStream::connect(address)?;
+        Ok((TcpConn::new(stream), address))
+    }
+
+    fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
+        let Some(up) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
+        registry.register(
+            &mut up.tcp.stream,
+            Token(CONN_BASE + key),
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    /// The connect of `key` failed with `error`: retries on the next address when the list has
+    /// one this checkout did not try yet (`Ok(true)`); else the error stands and the next
+    /// checkout resolves the name again.
+    pub fn connect_failed(
+        &mut self,
+        registry: &Registry,
+        key: usize,
+        error: &io::Error,
+    ) -> io::Result<bool> {
+        let Some(up) = self.conns.get_mut(key) else {
+            return Ok(false);
+        };
+        log::info!(
+            "upstream {} at {}: connect failed: {error}",
+            self.addresses.target,
+            up.address
+        );
+        let tried = up.tried + 1;
+        if tried >= self.addresses.round_len() {
+            self.addresses.restart();
+            return Ok(false);
+        }
+        let _ = registry.deregister(&mut up.tcp.stream);
+        let (tcp, address) = self.connect_to(tried)?;
+        if let Some(up) = self.conns.get_mut(key) {
+            *up = Upstream {
+                tcp,
+                state: UpState::Connecting,
+                reused: 0,
+                owner: up.owner,
+                address,
+                tried,
+            };
+        }
+        self.register(registry, key)?;
+        Ok(true)
+    }
+
+    /// The connect of `key` succeeded: its address is tried first from now on.
+    pub fn connected(&mut self, key: usize) {
+        if let Some(up) = self.conns.get(key) {
+            self.addresses.worked(up.address);
+        }
     }
 
     /// Returns a connection after an exchange: pooled if `reusable`, closed otherwise.

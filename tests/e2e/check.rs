@@ -1,4 +1,4 @@
-//! `--check` config validation.
+//! `--check` config validation, and `--check --connect` (one handshake with the peer).
 
 use crate::harness::json::Json;
 use crate::harness::tmp::TempDir;
@@ -9,8 +9,13 @@ use std::time::{Duration, Instant};
 
 /// Runs `ptproxy --role ROLE --check PATH` with a 20 s bound.
 fn run_check(role: &str, path: &Path) -> Output {
+    run_with(&["--role", role, "--check"], path)
+}
+
+/// Runs `ptproxy ARGS PATH` with a 20 s bound.
+fn run_with(args: &[&str], path: &Path) -> Output {
     let mut child = Command::new(ptproxy_bin())
-        .args(["--role", role, "--check"])
+        .args(args)
         .arg(path)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -130,4 +135,86 @@ fn check_rejects_bad_congestion_control_and_names_the_field() {
     let mut s = b.server_config().clone();
     s.set("transport.congestion_control", Json::str("warp-speed"));
     assert_rejected("server", &s, "congestion_control");
+}
+
+#[test]
+fn check_says_the_peer_was_not_contacted() {
+    let b = PairBuilder::new("127.0.0.1:9".parse().unwrap());
+    let dir = TempDir::new("check_no_contact");
+    let path = dir.join("client.json");
+    std::fs::write(&path, b.client_config().pretty()).unwrap();
+    let o = run_check("client", &path);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", describe(&o));
+    assert!(
+        out.contains("was not contacted") && out.contains("--connect"),
+        "--check must say it did not contact the peer: {}",
+        describe(&o)
+    );
+}
+
+/// `--role client --check --connect PATH`, timed.
+fn check_connect(cfg: &Json, tag: &str) -> (Output, Duration) {
+    let dir = TempDir::new(tag);
+    let path = dir.join("client.json");
+    std::fs::write(&path, cfg.pretty()).unwrap();
+    let t0 = Instant::now();
+    let o = run_with(&["--role", "client", "--check", "--connect"], &path);
+    (o, t0.elapsed())
+}
+
+#[test]
+fn check_connect_reports_the_server_certificate_names_and_rtt() {
+    let up = crate::harness::Upstream::start();
+    let pair = PairBuilder::new(up.addr()).name("check_connect_ok").start();
+    let (o, took) = check_connect(&pair.client_config, "check_connect_ok_cfg");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", describe(&o));
+    let line = out
+        .lines()
+        .find(|l| l.contains("reached"))
+        .unwrap_or_else(|| panic!("no result line: {}", describe(&o)));
+    assert!(
+        line.contains(&pair.quic_addr.to_string())
+            && line.contains("server certificate names [localhost")
+            && line.contains("rtt ")
+            && line.contains(" ms"),
+        "the line must name the peer, the certificate names and the RTT: {line:?}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // the probe session was a separate one: the proxy's own session is still the only one up
+    assert_eq!(pair.client.count_log("session established"), 1);
+}
+
+#[test]
+fn check_connect_to_a_wrong_address_fails_clearly_within_5_s() {
+    let b = PairBuilder::new("127.0.0.1:9".parse().unwrap());
+    // nothing listens: the ICMP port unreachable answer ends it at once
+    let closed = format!("127.0.0.1:{}", crate::harness::free_udp_port());
+    let mut cfg = b.client_config().clone();
+    cfg.set("peer.address", Json::str(closed.clone()));
+    let (o, took) = check_connect(&cfg, "check_connect_closed");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        err.contains(&format!("cannot reach the peer {closed}"))
+            && err.contains("ICMP port unreachable"),
+        "{}",
+        describe(&o)
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // something holds the port but never answers: the handshake timeout (default 3 s) ends it
+    let hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent = hole.local_addr().unwrap().to_string();
+    cfg.set("peer.address", Json::str(silent.clone()));
+    let (o, took) = check_connect(&cfg, "check_connect_silent");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert!(
+        err.contains(&format!("cannot reach the peer {silent}"))
+            && err.contains("handshake timed out: nothing answered within 3000 ms"),
+        "{}",
+        describe(&o)
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }

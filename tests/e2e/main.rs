@@ -21,6 +21,7 @@ mod basic;
 mod bulk;
 mod check;
 mod connections;
+mod contact;
 mod debug_taps;
 mod errors;
 mod flood;

@@ -1,5 +1,6 @@
 //! Operations features: the `/metrics` + `/health` endpoint, graceful stop on SIGTERM, config
-//! reload on SIGHUP, SO_REUSEPORT on both roles' sockets and `--cpu N`.
+//! reload on SIGHUP, SO_REUSEPORT on both roles' sockets when asked (`reuse_port`, `--cpu N`) and
+//! "address in use" when not.
 //!
 //! Helpers that only these tests need (Prometheus text parsing, signals, a slow upstream,
 //! hand-made configs) live here rather than in the shared harness.
@@ -1015,7 +1016,8 @@ fn two_servers_share_one_udp_address_with_so_reuseport() {
     let up = Upstream::start();
     let dir = TempDir::new("ops_reuseport_udp");
     let quic: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
-    let scfg = server_json(quic, up.addr());
+    let mut scfg = server_json(quic, up.addr());
+    scfg.set("reuse_port", Json::Bool(true));
     let (pa, pb) = (dir.join("server-a.json"), dir.join("server-b.json"));
     write_json(&pa, &scfg);
     write_json(&pb, &scfg);
@@ -1081,6 +1083,7 @@ fn two_clients_share_one_tcp_listen_address_with_so_reuseport() {
     let up = Upstream::start();
     let pair = PairBuilder::new(up.addr())
         .name("ops_reuseport_tcp")
+        .client("reuse_port", "true")
         .start();
     let second = Proxy::spawn("client-2", Role::Client, pair.client.config());
     second
@@ -1122,6 +1125,69 @@ fn two_clients_share_one_tcp_listen_address_with_so_reuseport() {
         "{n} connections all went to one client (first {a}, second {b})"
     );
     assert!(pair.client.is_running() && second.is_running());
+}
+
+/// Waits (10 s at most) for `p` to exit and for its error line containing `needle` (the log
+/// readers may lag behind the exit); its exit status and log.
+fn exit_and_log(p: &Proxy, needle: &str) -> (ExitStatus, String) {
+    let st = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        p.exit_status()
+    });
+    let _ = p.wait_for_log(needle, Duration::from_secs(5));
+    let log = p.log_lines().join("\n");
+    match st {
+        Some(st) => (st, log),
+        None => panic!("{} still runs 10 s after start:\n{log}", p.name()),
+    }
+}
+
+#[test]
+fn a_second_client_on_the_same_address_without_reuse_port_fails_naming_it() {
+    let up = Upstream::start();
+    let pair = PairBuilder::new(up.addr())
+        .name("ops_addr_in_use_tcp")
+        .start();
+    let second = Proxy::spawn("client-2", Role::Client, pair.client.config());
+    let (st, log) = exit_and_log(&second, "address in use");
+    assert!(
+        !st.success(),
+        "the second client exited with {st:?}:\n{log}"
+    );
+    assert!(
+        log.contains("address in use")
+            && log.contains(&pair.http_addr.to_string())
+            && log.contains("reuse_port"),
+        "the error must say `address in use`, name {} and the setting:\n{log}",
+        pair.http_addr
+    );
+    assert_eq!(second.count_log(LOG_HTTP_LISTEN), 0, "{log}");
+    // the first one still serves every request
+    for i in 0..5 {
+        let r = pair.get("/hello");
+        assert_eq!(r.status(), 200, "request {i}: {r}");
+    }
+    assert!(pair.client.is_running());
+}
+
+#[test]
+fn a_second_server_on_the_same_udp_address_without_reuse_port_fails_naming_it() {
+    let up = Upstream::start();
+    let pair = PairBuilder::new(up.addr())
+        .name("ops_addr_in_use_udp")
+        .start();
+    let second = Proxy::spawn("server-2", Role::Server, pair.server.config());
+    let (st, log) = exit_and_log(&second, "address in use");
+    assert!(
+        !st.success(),
+        "the second server exited with {st:?}:\n{log}"
+    );
+    assert!(
+        log.contains("address in use") && log.contains(&pair.quic_addr.to_string()),
+        "the error must say `address in use` and name {}:\n{log}",
+        pair.quic_addr
+    );
+    assert_eq!(second.count_log(LOG_QUIC_LISTEN), 0, "{log}");
+    assert_eq!(pair.get("/hello").status(), 200);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1331,6 +1397,22 @@ fn cpu_option_pins_the_process_and_rejects_a_missing_core() {
             );
         }
     }
+    // --cpu implies reuse_port: a second process pinned the same way shares the address
+    let mut twin = ChildGuard(spawn_with_cpu(&dir, &cfg, "0", "cpu0-twin"));
+    let twin_err = dir.join("cpu0-twin.err");
+    let shared = poll_until(READY_TIMEOUT, Duration::from_millis(20), || {
+        if let Ok(Some(st)) = twin.0.try_wait() {
+            return Some(Err(st));
+        }
+        let log = std::fs::read_to_string(&twin_err).unwrap_or_default();
+        log.contains(LOG_HTTP_LISTEN).then_some(Ok(()))
+    });
+    let twin_log = std::fs::read_to_string(&twin_err).unwrap_or_default();
+    assert!(
+        matches!(shared, Some(Ok(()))),
+        "--cpu 0 twin on {listen}: {shared:?}:\n{twin_log}"
+    );
+    drop(twin);
     drop(child);
 
     let mut bad = ChildGuard(spawn_with_cpu(&dir, &cfg, "99999", "cpu99999"));
