@@ -152,7 +152,7 @@ impl PeerLink {
         let mut session = Session::new(conn, t.keepalive_interval, now);
         if resuming {
             // ClientHello out now, then HTTP/3 can start in 0-RTT before any answer.
-            udp.send_from(&mut session.conn, now, &mut self.hider);
+            udp.send_from(&mut session.conn, now, &mut self.hider, None);
             session.ensure_h3();
         }
         self.early = session.conn.is_in_early_data() && session.h3.is_some();
@@ -403,7 +403,7 @@ impl PeerLink {
         };
         match &mut self.state {
             State::Connecting(s) | State::Up { session: s, .. } => {
-                udp.send_from(&mut s.conn, now, &mut self.hider)
+                udp.send_from(&mut s.conn, now, &mut self.hider, None)
             }
             State::Waiting { .. } => {
                 udp.flush(now);

@@ -227,11 +227,14 @@ impl UdpIo {
     /// Moves what `conn` wants to send onto the wire (or the queues), at most one
     /// `send_quantum` per call so that one busy connection cannot starve the rest of the loop.
     /// Returns true when it stopped at the quantum with more to send.
+    /// `peer`, when given, replaces the destination quiche chose (the server follows a
+    /// client's rebinding itself: `server::peer_address`).
     pub fn send_from(
         &mut self,
         conn: &mut quiche::Connection,
         now: Instant,
         hider: &mut LossHider,
+        peer: Option<SocketAddr>,
     ) -> bool {
         self.flush(now);
         let quantum = conn.send_quantum().max(MAX_DATAGRAM);
@@ -259,11 +262,12 @@ impl UdpIo {
                 Ok((n, info)) => {
                     sent += n;
                     let at = if info.at > horizon { info.at } else { now };
+                    let to = peer.unwrap_or(info.to);
                     let data = self.send_buf[..n].to_vec();
                     if hider.duplicate(n, now, rtt) {
-                        self.duplicate(&data, info.to, at, hider.gap(), now);
+                        self.duplicate(&data, to, at, hider.gap(), now);
                     }
-                    self.transmit(data, info.to, at, now);
+                    self.transmit(data, to, at, now);
                 }
                 Err(quiche::Error::Done) => break,
                 Err(e) => {
@@ -343,6 +347,16 @@ impl UdpIo {
         }
         for segment in batch.buf.chunks(batch.segment) {
             self.send_one(segment.to_vec(), to, now);
+        }
+    }
+
+    /// The peer moved from `old` to `new`: packets still waiting (socket full, pacing, delayed
+    /// copies) go to the new address.
+    pub fn redirect(&mut self, old: SocketAddr, new: SocketAddr) {
+        for q in self.queue.iter_mut().chain(self.delayed.iter_mut()) {
+            if q.to == old {
+                q.to = new;
+            }
         }
     }
 
