@@ -18,7 +18,7 @@ use crate::quic::backoff::Backoff;
 use crate::quic::debug::DebugTaps;
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
-use crate::quic::{self, tls, CID_LEN};
+use crate::quic::{self, path_check, tls, CID_LEN};
 use crate::reactor::UDP;
 
 enum State {
@@ -64,6 +64,23 @@ pub struct PeerLink {
     /// Loss hiding policy and counters (kept across reconnects).
     hider: LossHider,
     debug: DebugTaps,
+}
+
+/// The server checks that a new address of ours (a NAT rebinding) is really us: the answer,
+/// keyed by the session's TLS secrets, goes out from our socket, so through the NAT's new
+/// mapping. A lost answer is asked again.
+fn answer_address_check(
+    udp: &UdpIo,
+    session: &mut Session,
+    nonce: &path_check::Nonce,
+    to: SocketAddr,
+) {
+    match path_check::response(&mut session.conn, nonce) {
+        Some(answer) => {
+            let _ = udp.socket.send_to(&answer, to);
+        }
+        None => log::debug!("address check from {to} before the handshake is done: not answered"),
+    }
 }
 
 /// BoringSSL's `ssl_early_data_accepted` reason.
@@ -288,6 +305,12 @@ impl PeerLink {
         let Ok(to) = udp.local_addr() else { return };
         loop {
             match udp.recv() {
+                Ok(Some((data, from))) if path_check::is_ours(data) => {
+                    let challenge = path_check::parse_challenge(data).filter(|_| from == self.peer);
+                    if let Some(nonce) = challenge {
+                        answer_address_check(udp, session, &nonce, from);
+                    }
+                }
                 Ok(Some((data, from))) => session.handle_datagram(data, from, to),
                 Ok(None) => break,
                 Err(e) => {

@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod debug;
 pub mod offload;
+pub mod path_check;
 pub mod session;
 pub mod setup;
 pub mod tls;
