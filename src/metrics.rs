@@ -105,6 +105,10 @@ pub struct Metrics {
     pub last_disconnect: Option<String>,
     /// Counters of sessions that closed.
     closed_transport: TransportCounters,
+    /// Server: clients followed to a new, validated address (NAT rebinding).
+    pub address_changes: u64,
+    /// Server: new client addresses that never answered their address check.
+    pub address_validation_failures: u64,
 }
 
 impl Metrics {
@@ -119,6 +123,8 @@ impl Metrics {
             reconnects: 0,
             last_disconnect: None,
             closed_transport: TransportCounters::default(),
+            address_changes: 0,
+            address_validation_failures: 0,
         }
     }
 
@@ -195,6 +201,18 @@ impl Metrics {
             "counter",
             "Sessions re-established after a loss.",
             &one(self.reconnects.to_string()),
+        );
+        m(
+            "ptproxy_peer_address_changes_total",
+            "counter",
+            "Server: sessions moved to a client's new, validated address (NAT rebinding).",
+            &one(self.address_changes.to_string()),
+        );
+        m(
+            "ptproxy_peer_address_validation_failures_total",
+            "counter",
+            "Server: new client addresses that did not answer their address check.",
+            &one(self.address_validation_failures.to_string()),
         );
         let reason = self.last_disconnect.as_deref().unwrap_or("none");
         m(

@@ -10,6 +10,7 @@
 //! of waiting for their idle timeout.
 
 pub mod exchange;
+pub mod peer_address;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -27,10 +28,11 @@ use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters, METRICS_
 use crate::quic::debug::DebugTaps;
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
-use crate::quic::{self, tls, CID_LEN};
+use crate::quic::{self, path_check, tls, CID_LEN};
 use crate::reactor::{Control, Driver, CONN_BASE, UDP};
 use crate::time::TimerQueue;
 use exchange::{Ctx, Exchange, Outcome};
+use peer_address::{Change, PeerAddress};
 use upstream::{Pool, UpState};
 
 /// One client's session and the exchanges on it.
@@ -42,6 +44,8 @@ struct PeerConn {
     /// When the session became usable.
     up_since: Option<Instant>,
     cids: Vec<Vec<u8>>,
+    /// The client's address, followed across NAT rebindings.
+    peer: PeerAddress,
 }
 
 pub struct ServerProxy {
@@ -167,6 +171,10 @@ impl ServerProxy {
     }
 
     fn route(&mut self, mut data: Vec<u8>, from: SocketAddr, now: Instant) {
+        if path_check::is_ours(&data) {
+            self.on_path_response(&data, from);
+            return;
+        }
         let Ok(hdr) = quiche::Header::from_slice(&mut data, CID_LEN) else {
             log::trace!("dropping unparseable datagram from {from}");
             return;
@@ -194,8 +202,24 @@ impl ServerProxy {
         };
         let local = self.local;
         if let Some(pc) = self.conns.get_mut(key) {
-            pc.session.handle_datagram(&mut data, from, local);
+            peer_address::deliver(&mut pc.session, &mut pc.peer, &mut data, from, local, now);
         }
+    }
+
+    /// A client's answer to an address challenge: the session whose challenge it answers
+    /// moves to the address it came from.
+    fn on_path_response(&mut self, data: &[u8], from: SocketAddr) {
+        for (_, pc) in self.conns.iter_mut() {
+            let Some(nonce) = pc.peer.pending_nonce(from) else {
+                continue;
+            };
+            if path_check::verify(&mut pc.session.conn, &nonce, data) {
+                let change = pc.peer.on_validated();
+                note_address_change(pc, change, &mut self.udp, &mut self.metrics);
+                return;
+            }
+        }
+        log::trace!("dropping a datagram from {from} that is neither QUIC nor an expected answer");
     }
 
     /// Creates a connection for a client's first Initial packet.
@@ -233,6 +257,7 @@ impl ServerProxy {
             client: from.to_string(),
             up_since: None,
             cids: vec![scid.clone()],
+            peer: PeerAddress::new(from),
         });
         self.by_cid.insert(scid, key);
         log::debug!("new session attempt from {from}");
@@ -534,6 +559,30 @@ impl ServerProxy {
     }
 }
 
+/// Logs and counts a change of a client's address, and sends what still waits to the new one.
+fn note_address_change(pc: &PeerConn, change: Change, udp: &mut UdpIo, metrics: &mut Metrics) {
+    match change {
+        Change::None => {}
+        Change::Moved { from, to } => {
+            log::info!(
+                "client {} moved from {from} to {to} (NAT rebinding; new address validated)",
+                pc.client
+            );
+            udp.redirect(from, to);
+            metrics.address_changes += 1;
+        }
+        Change::Abandoned(addr) => {
+            log::info!(
+                "client {}: packets came from {addr}, which did not answer its address check within {} s; staying at {}",
+                pc.client,
+                peer_address::VALIDATION_TIMEOUT.as_secs(),
+                pc.peer.current()
+            );
+            metrics.address_validation_failures += 1;
+        }
+    }
+}
+
 /// The stateless reset token of one of our connection IDs: derived from the TLS key, so a
 /// restarted server resets its predecessor's sessions (RFC 9000 §10.3).
 fn reset_token(key: &hmac::Key, cid: &[u8]) -> u128 {
@@ -624,9 +673,18 @@ impl Driver for ServerProxy {
         }
         self.send_pending = false;
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
+            let (challenge, change) = pc.peer.due_challenge(now);
+            if let Some((datagram, to)) = challenge {
+                let _ = self.udp.socket.send_to(&datagram, to); // lost: repeated
+            }
+            note_address_change(pc, change, &mut self.udp, &mut self.metrics);
+            if pc.peer.holds_sending() {
+                continue;
+            }
+            let to = Some(pc.peer.current());
             self.send_pending |= self
                 .udp
-                .send_from(&mut pc.session.conn, now, &mut self.hider);
+                .send_from(&mut pc.session.conn, now, &mut self.hider, to);
         }
         self.reap_closed(registry);
     }
@@ -638,7 +696,9 @@ impl Driver for ServerProxy {
         let sessions = self
             .conns
             .iter()
-            .filter_map(|(_, pc)| pc.session.next_deadline())
+            .filter_map(|(_, pc)| {
+                crate::time::earliest(pc.session.next_deadline(), pc.peer.next_deadline())
+            })
             .min();
         let d = crate::time::earliest(sessions, self.timers.next_deadline());
         let d = crate::time::earliest(d, self.next_idle_expiry);
