@@ -340,6 +340,11 @@ impl ServerProxy {
                 pc.cids.push(cid);
             }
         }
+        // IDs the client retired no longer lead to this session.
+        while let Some(cid) = pc.session.conn.retired_scid_next() {
+            self.by_cid.remove(cid.as_ref());
+            pc.cids.retain(|c| c.as_slice() != cid.as_ref());
+        }
     }
 
     fn on_h3_event(
