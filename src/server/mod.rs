@@ -32,7 +32,7 @@ use crate::quic::{self, path_check, tls, CID_LEN};
 use crate::reactor::{Control, Driver, CONN_BASE, UDP};
 use crate::time::TimerQueue;
 use exchange::{Ctx, Exchange, Outcome};
-use peer_address::{Change, PeerAddress};
+use peer_address::PeerAddress;
 use upstream::{Pool, UpState};
 
 /// One client's session and the exchanges on it.
@@ -215,7 +215,7 @@ impl ServerProxy {
             };
             if path_check::verify(&mut pc.session.conn, &nonce, data) {
                 let change = pc.peer.on_validated();
-                note_address_change(pc, change, &mut self.udp, &mut self.metrics);
+                peer_address::report(change, &pc.client, &mut self.udp, &mut self.metrics);
                 return;
             }
         }
@@ -564,30 +564,6 @@ impl ServerProxy {
     }
 }
 
-/// Logs and counts a change of a client's address, and sends what still waits to the new one.
-fn note_address_change(pc: &PeerConn, change: Change, udp: &mut UdpIo, metrics: &mut Metrics) {
-    match change {
-        Change::None => {}
-        Change::Moved { from, to } => {
-            log::info!(
-                "client {} moved from {from} to {to} (NAT rebinding; new address validated)",
-                pc.client
-            );
-            udp.redirect(from, to);
-            metrics.address_changes += 1;
-        }
-        Change::Abandoned(addr) => {
-            log::info!(
-                "client {}: packets came from {addr}, which did not answer its address check within {} s; staying at {}",
-                pc.client,
-                peer_address::VALIDATION_TIMEOUT.as_secs(),
-                pc.peer.current()
-            );
-            metrics.address_validation_failures += 1;
-        }
-    }
-}
-
 /// The stateless reset token of one of our connection IDs: derived from the TLS key, so a
 /// restarted server resets its predecessor's sessions (RFC 9000 §10.3).
 fn reset_token(key: &hmac::Key, cid: &[u8]) -> u128 {
@@ -678,12 +654,8 @@ impl Driver for ServerProxy {
         }
         self.send_pending = false;
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
-            let (challenge, change) = pc.peer.due_challenge(now);
-            if let Some((datagram, to)) = challenge {
-                let _ = self.udp.socket.send_to(&datagram, to); // lost: repeated
-            }
-            note_address_change(pc, change, &mut self.udp, &mut self.metrics);
-            if pc.peer.holds_sending() {
+            let (udp, metrics) = (&mut self.udp, &mut self.metrics);
+            if peer_address::before_sending(&mut pc.peer, &pc.client, udp, metrics, now) {
                 continue;
             }
             let to = Some(pc.peer.current());

@@ -23,8 +23,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::metrics::Metrics;
 use crate::quic::path_check::{self, Nonce, CHALLENGE_LEN};
 use crate::quic::session::Session;
+use crate::quic::udp::UdpIo;
 
 /// Challenges to a silent candidate are repeated this often.
 const CHALLENGE_INTERVAL: Duration = Duration::from_millis(100);
@@ -186,6 +188,44 @@ pub fn deliver(
     if session.conn.is_established() {
         let authentic = session.conn.stats().recv > before;
         peer.on_datagram(from, len, authentic, now);
+    }
+}
+
+/// Before a session sends: the challenge due goes out, a dropped candidate is reported.
+/// True when the session's packets must wait (its new address is not validated yet).
+pub fn before_sending(
+    peer: &mut PeerAddress,
+    client: &str,
+    udp: &mut UdpIo,
+    metrics: &mut Metrics,
+    now: Instant,
+) -> bool {
+    let (challenge, change) = peer.due_challenge(now);
+    if let Some((datagram, to)) = challenge {
+        let _ = udp.socket.send_to(&datagram, to); // if lost, it is repeated
+    }
+    report(change, client, udp, metrics);
+    peer.holds_sending()
+}
+
+/// Logs and counts a change of a client's address; what still waits to be sent follows it.
+pub fn report(change: Change, client: &str, udp: &mut UdpIo, metrics: &mut Metrics) {
+    match change {
+        Change::None => {}
+        Change::Moved { from, to } => {
+            log::info!(
+                "client {client} moved from {from} to {to} (NAT rebinding; new address validated)"
+            );
+            udp.redirect(from, to);
+            metrics.address_changes += 1;
+        }
+        Change::Abandoned(addr) => {
+            log::info!(
+                "client {client}: packets came from {addr}, which did not answer its address check within {} s; it stays where it was",
+                VALIDATION_TIMEOUT.as_secs()
+            );
+            metrics.address_validation_failures += 1;
+        }
     }
 }
 
