@@ -25,6 +25,9 @@ struct Nat {
     retired: Mutex<Arc<Mutex<Option<Instant>>>>,
     rebinds: AtomicU64,
     grace: Duration,
+    /// An on-path attacker: the next client datagram is also sent from this socket, first.
+    relay_next: Arc<Mutex<Option<Arc<UdpSocket>>>>,
+    relayed_bytes: Arc<AtomicU64>,
 }
 
 const READ_TIMEOUT: Duration = Duration::from_millis(20);
@@ -50,6 +53,8 @@ impl Nat {
             retired: Mutex::new(Arc::new(Mutex::new(None))),
             rebinds: AtomicU64::new(0),
             grace,
+            relay_next: Arc::new(Mutex::new(None)),
+            relayed_bytes: Arc::new(AtomicU64::new(0)),
         };
         let (front, back, client, stop) = (
             nat.front_sock.clone(),
@@ -57,6 +62,7 @@ impl Nat {
             nat.client.clone(),
             nat.stop.clone(),
         );
+        let (relay_next, relayed_bytes) = (nat.relay_next.clone(), nat.relayed_bytes.clone());
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 65536];
             while !stop.load(Ordering::SeqCst) {
@@ -64,6 +70,10 @@ impl Nat {
                     continue;
                 };
                 *client.lock().expect("lock") = Some(from);
+                if let Some(attacker) = relay_next.lock().expect("lock").take() {
+                    let _ = attacker.send_to(&buf[..n], server);
+                    relayed_bytes.fetch_add(n as u64, Ordering::SeqCst);
+                }
                 let sock = back.lock().expect("lock").clone();
                 let _ = sock.send_to(&buf[..n], server);
             }
@@ -393,4 +403,55 @@ fn a_full_speed_download_is_not_stalled_by_a_rebinding() {
         started.elapsed()
     );
     assert_one_session(&pair, metrics);
+}
+
+/// RFC 9000 §9.3.3: an on-path attacker relays a genuine client packet from its own address,
+/// ahead of the original. The server must not move the session there (the attacker cannot
+/// answer the address check), must send it no more than 3x what it received from it, and the
+/// session must carry on at the client's real address meanwhile.
+#[test]
+fn a_client_packet_relayed_from_elsewhere_does_not_move_the_session() {
+    let (_up, pair, nat, metrics) = pair_behind_nat("nat_relayed", GENTLE);
+    let attacker = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind attacker"));
+    attacker
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut c = pair.conn();
+    c.set_deadline(Duration::from_secs(30));
+    let normal = request_stream_n(&mut c, 5);
+    let normal = normal.iter().max().copied().unwrap_or_default();
+    *nat.relay_next.lock().expect("lock") = Some(attacker.clone());
+    for i in 0..20 {
+        let body = format!("request {i} while an attacker relays").into_bytes();
+        let t = Instant::now();
+        let r = c.post("/echo", &body).expect("request");
+        assert_eq!((r.status(), &r.body), (200, &body), "request {i}: {r}");
+        assert!(
+            t.elapsed() <= normal + Duration::from_secs(1),
+            "request {i} took {:?}",
+            t.elapsed()
+        );
+    }
+    assert!(
+        nat.relay_next.lock().expect("lock").is_none(),
+        "nothing relayed"
+    );
+    pair.server
+        .expect_log("did not answer its address check", Duration::from_secs(10));
+    let (mut got, mut buf) = (0u64, [0u8; 2048]);
+    for _ in 0..100 {
+        let Ok((n, _)) = attacker.recv_from(&mut buf) else {
+            break;
+        };
+        assert_eq!(buf[0], 0, "the attacker got more than address challenges");
+        got += n as u64;
+    }
+    let sent = nat.relayed_bytes.load(Ordering::SeqCst);
+    eprintln!("attacker relayed {sent} bytes, got {got} bytes of challenges");
+    assert!(got > 0, "the relayed address was not challenged");
+    assert!(got <= 3 * sent, "amplification: {got} bytes for {sent}");
+    assert_eq!(pair.server.count_log("moved from"), 0, "the session moved");
+    assert_one_session(&pair, metrics);
+    let r = c.post("/echo", b"after").expect("request after");
+    assert_eq!((r.status(), r.body.as_slice()), (200, &b"after"[..]));
 }
