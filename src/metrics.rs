@@ -213,6 +213,10 @@ pub struct Metrics {
     closed_transport: TransportCounters,
     /// Handshakes refused by our certificate check, by reason (`quic::refusal` labels).
     tls_refusals: std::collections::BTreeMap<&'static str, u64>,
+    /// Server: clients followed to a new, validated address (NAT rebinding).
+    pub address_changes: u64,
+    /// Server: new client addresses that never answered their address check.
+    pub address_validation_failures: u64,
 }
 
 impl Metrics {
@@ -229,6 +233,8 @@ impl Metrics {
             last_disconnect: None,
             closed_transport: TransportCounters::default(),
             tls_refusals: Default::default(),
+            address_changes: 0,
+            address_validation_failures: 0,
         }
     }
 
@@ -310,6 +316,18 @@ impl Metrics {
             "counter",
             "Sessions re-established after a loss.",
             &one(self.reconnects.to_string()),
+        );
+        m(
+            "ptproxy_peer_address_changes_total",
+            "counter",
+            "Server: sessions moved to a client's new, validated address (NAT rebinding).",
+            &one(self.address_changes.to_string()),
+        );
+        m(
+            "ptproxy_peer_address_validation_failures_total",
+            "counter",
+            "Server: new client addresses that did not answer their address check.",
+            &one(self.address_validation_failures.to_string()),
         );
         let reason = self.last_disconnect.as_deref().unwrap_or("none");
         m(

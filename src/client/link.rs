@@ -25,7 +25,7 @@ use crate::quic::debug::DebugTaps;
 use crate::quic::liveness::Liveness;
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
-use crate::quic::{self, tls, CID_LEN};
+use crate::quic::{self, path_check, tls, CID_LEN};
 use crate::reactor::UDP;
 use crate::resolve::Candidates;
 
@@ -88,6 +88,22 @@ pub struct PeerLink {
 /// The client probes a silent server after a third of the liveness timeout (the server waits
 /// for half, so the client's probes keep both sides informed).
 const CLIENT_FIRST_PROBE_SHARE: u32 = 3;
+/// The server checks that a new address of ours (a NAT rebinding) is really us: the answer,
+/// keyed by the session's TLS secrets, goes out from our socket, so through the NAT's new
+/// mapping. A lost answer is asked again.
+fn answer_address_check(
+    udp: &UdpIo,
+    session: &mut Session,
+    nonce: &path_check::Nonce,
+    to: SocketAddr,
+) {
+    match path_check::response(&mut session.conn, nonce) {
+        Some(answer) => {
+            let _ = udp.socket.send_to(&answer, to);
+        }
+        None => log::debug!("address check from {to} before the handshake is done: not answered"),
+    }
+}
 
 /// BoringSSL's `ssl_early_data_accepted` reason.
 const EARLY_DATA_ACCEPTED: u32 = 2;
@@ -189,7 +205,7 @@ impl PeerLink {
         let mut session = Session::new(conn, t.keepalive_interval, liveness, now);
         if resuming {
             // ClientHello out now, then HTTP/3 can start in 0-RTT before any answer.
-            udp.send_from(&mut session.conn, now, &mut self.hider);
+            udp.send_from(&mut session.conn, now, &mut self.hider, None);
             session.ensure_h3();
         }
         self.early = session.conn.is_in_early_data() && session.h3.is_some();
@@ -336,6 +352,12 @@ impl PeerLink {
         let Ok(to) = udp.local_addr() else { return };
         loop {
             match udp.recv() {
+                Ok(Some((data, from))) if path_check::is_ours(data) => {
+                    let challenge = path_check::parse_challenge(data).filter(|_| from == self.peer);
+                    if let Some(nonce) = challenge {
+                        answer_address_check(udp, session, &nonce, from);
+                    }
+                }
                 Ok(Some((data, from))) => session.handle_datagram(data, from, to, now),
                 Ok(None) => break,
                 Err(e) => {
@@ -530,7 +552,7 @@ impl PeerLink {
             .conn
             .close(true, quic::h3_code::NO_ERROR, b"peer silent");
         if let Some(udp) = self.udp.as_mut() {
-            udp.send_final(&mut session.conn);
+            udp.send_final(&mut session.conn, None);
         }
         log::warn!("session lost: {reason}; reconnecting");
         metrics.dead_peers += 1;
@@ -561,7 +583,7 @@ impl PeerLink {
         };
         match &mut self.state {
             State::Connecting(s) | State::Up { session: s, .. } => {
-                udp.send_from(&mut s.conn, now, &mut self.hider)
+                udp.send_from(&mut s.conn, now, &mut self.hider, None)
             }
             State::Waiting { .. } => {
                 udp.flush(now);
@@ -595,7 +617,7 @@ impl PeerLink {
             State::Waiting { .. } => return,
         };
         if let Some(udp) = self.udp.as_mut() {
-            udp.send_final(&mut session.conn);
+            udp.send_final(&mut session.conn, None);
         }
     }
 

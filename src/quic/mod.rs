@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod debug;
 pub mod liveness;
 pub mod offload;
+pub mod path_check;
 pub mod refusal;
 pub mod session;
 pub mod setup;

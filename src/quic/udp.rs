@@ -243,13 +243,16 @@ impl UdpIo {
     /// Moves what `conn` wants to send onto the wire (or the queues), at most one
     /// `send_quantum` per call so that one busy connection cannot starve the rest of the loop.
     /// Returns true when it stopped at the quantum with more to send.
+    /// `peer`, when given, replaces the destination quiche chose (the server follows a
+    /// client's rebinding itself: `server::peer_address`).
     pub fn send_from(
         &mut self,
         conn: &mut quiche::Connection,
         now: Instant,
         hider: &mut LossHider,
+        peer: Option<SocketAddr>,
     ) -> bool {
-        self.send_within(conn, now, hider, &mut SendBudget::validated())
+        self.send_within(conn, now, hider, &mut SendBudget::validated(), peer)
     }
 
     /// [`Self::send_from`] within an anti-amplification budget: each datagram quiche makes
@@ -261,6 +264,7 @@ impl UdpIo {
         now: Instant,
         hider: &mut LossHider,
         budget: &mut SendBudget,
+        peer: Option<SocketAddr>,
     ) -> bool {
         self.flush(now);
         let quantum = conn.send_quantum().max(MAX_DATAGRAM);
@@ -292,12 +296,13 @@ impl UdpIo {
                     sent += n;
                     budget.on_sent(n);
                     let at = if info.at > horizon { info.at } else { now };
+                    let to = peer.unwrap_or(info.to);
                     let data = self.send_buf[..n].to_vec();
                     if budget.allows(n) && hider.duplicate(n, now, rtt) {
                         budget.on_sent(n);
-                        self.duplicate(&data, info.to, at, hider.gap(), now);
+                        self.duplicate(&data, to, at, hider.gap(), now);
                     }
-                    self.transmit(data, info.to, at, now);
+                    self.transmit(data, to, at, now);
                 }
                 Err(quiche::Error::Done) => break,
                 Err(e) => {
@@ -313,13 +318,15 @@ impl UdpIo {
     /// Last words before the process exits: sends what `conn` has right now (after `close`, its
     /// CONNECTION_CLOSE) straight to the socket, ignoring pacing, release times and the queues,
     /// which nobody will serve any more.
-    pub fn send_final(&mut self, conn: &mut quiche::Connection) {
+    /// `peer` replaces quiche's destination as in [`Self::send_from`].
+    pub fn send_final(&mut self, conn: &mut quiche::Connection, peer: Option<SocketAddr>) {
         for _ in 0..MAX_FINAL_PACKETS {
             let Ok((n, info)) = conn.send(&mut self.send_buf) else {
                 break;
             };
-            if let Err(e) = self.socket.send_to(&self.send_buf[..n], info.to) {
-                log::debug!("udp send to {}: {e}", info.to);
+            let to = peer.unwrap_or(info.to);
+            if let Err(e) = self.socket.send_to(&self.send_buf[..n], to) {
+                log::debug!("udp send to {to}: {e}");
             }
         }
     }
@@ -394,6 +401,16 @@ impl UdpIo {
         }
         for segment in batch.buf.chunks(batch.segment) {
             self.send_one(segment.to_vec(), to, now);
+        }
+    }
+
+    /// The peer moved from `old` to `new`: packets still waiting (socket full, pacing, delayed
+    /// copies) go to the new address.
+    pub fn redirect(&mut self, old: SocketAddr, new: SocketAddr) {
+        for q in self.queue.iter_mut().chain(self.delayed.iter_mut()) {
+            if q.to == old {
+                q.to = new;
+            }
         }
     }
 

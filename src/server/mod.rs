@@ -19,6 +19,7 @@
 pub mod admission;
 pub mod exchange;
 pub mod peer;
+pub mod peer_address;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -41,7 +42,7 @@ use crate::quic::liveness::Liveness;
 use crate::quic::refusal::{Refusal, RefusalLog, RefusalSlot};
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
-use crate::quic::{self, tls, CID_LEN};
+use crate::quic::{self, path_check, tls, CID_LEN};
 use crate::reactor::{Control, Driver, CONN_BASE, UDP};
 use crate::time::TimerQueue;
 use admission::{Admission, Load, Verdict};
@@ -191,6 +192,10 @@ impl ServerProxy {
     }
 
     fn route(&mut self, mut data: Vec<u8>, from: SocketAddr, now: Instant) {
+        if path_check::is_ours(&data) {
+            self.on_path_response(&data, from);
+            return;
+        }
         let Ok(hdr) = quiche::Header::from_slice(&mut data, CID_LEN) else {
             log::trace!("dropping unparseable datagram from {from}");
             return;
@@ -226,6 +231,22 @@ impl ServerProxy {
                 pc.refusal = Some(refusal);
             }
         }
+    }
+
+    /// A client's answer to an address challenge: the session whose challenge it answers
+    /// moves to the address it came from.
+    fn on_path_response(&mut self, data: &[u8], from: SocketAddr) {
+        for (_, pc) in self.conns.iter_mut() {
+            let Some(nonce) = pc.peer.pending_nonce(from) else {
+                continue;
+            };
+            if path_check::verify(&mut pc.session.conn, &nonce, data) {
+                let change = pc.peer.on_validated();
+                peer_address::report(change, &pc.client, &mut self.udp, &mut self.metrics);
+                return;
+            }
+        }
+        log::trace!("dropping a datagram from {from} that is neither QUIC nor an expected answer");
     }
 
     /// Creates a connection for a client's first Initial packet.
@@ -406,6 +427,11 @@ impl ServerProxy {
                 self.by_cid.insert(cid.clone(), ck);
                 pc.cids.push(cid);
             }
+        }
+        // IDs the client retired no longer lead to this session.
+        while let Some(cid) = pc.session.conn.retired_scid_next() {
+            self.by_cid.remove(cid.as_ref());
+            pc.cids.retain(|c| c.as_slice() != cid.as_ref());
         }
     }
 
@@ -601,9 +627,18 @@ impl ServerProxy {
     fn send_all(&mut self, now: Instant) -> bool {
         let mut pending = false;
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
-            pending |=
-                self.udp
-                    .send_within(&mut pc.session.conn, now, &mut self.hider, &mut pc.budget);
+            let (udp, metrics) = (&mut self.udp, &mut self.metrics);
+            if peer_address::before_sending(&mut pc.peer, &pc.client, udp, metrics, now) {
+                continue;
+            }
+            let to = Some(pc.peer.current());
+            pending |= self.udp.send_within(
+                &mut pc.session.conn,
+                now,
+                &mut self.hider,
+                &mut pc.budget,
+                to,
+            );
             if pc.budget.take_newly_limited() {
                 self.admission.on_amplification_limited(now);
             }
@@ -812,7 +847,10 @@ impl Driver for ServerProxy {
             .conns
             .iter()
             .filter_map(|(_, pc)| {
-                crate::time::earliest(pc.session.next_deadline(), pc.handshake_deadline())
+                crate::time::earliest(
+                    pc.session.next_deadline(),
+                    crate::time::earliest(pc.handshake_deadline(), pc.peer.next_deadline()),
+                )
             })
             .min();
         let d = crate::time::earliest(sessions, self.timers.next_deadline());
@@ -832,7 +870,8 @@ impl Driver for ServerProxy {
             // Only to validated addresses: the anti-amplification limit holds to the end.
             for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
                 if pc.budget.is_validated() {
-                    self.udp.send_final(&mut pc.session.conn);
+                    self.udp
+                        .send_final(&mut pc.session.conn, Some(pc.peer.current()));
                 }
             }
             return Control::Exit;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::peer_address::{self, PeerAddress};
 use crate::quic::amplification::SendBudget;
 use crate::quic::refusal::Refusal;
 use crate::quic::session::Session;
@@ -25,6 +26,8 @@ pub struct PeerConn {
     pub budget: SendBudget,
     /// When the handshake must be done by.
     pub handshake_deadline: Instant,
+    /// The client's address, followed across NAT rebindings.
+    pub peer: PeerAddress,
 }
 
 impl PeerConn {
@@ -45,6 +48,7 @@ impl PeerConn {
             cids: vec![cid],
             budget,
             handshake_deadline,
+            peer: PeerAddress::new(from),
         }
     }
 
@@ -61,6 +65,8 @@ impl PeerConn {
     /// Feeds one datagram whose first packet is of type `ty` to the session, and marks the
     /// address validated once the handshake completed or a Handshake packet from it was
     /// processed (RFC 9000 §8.1: only a peer that read our Initial can make one).
+    /// quiche sees every datagram as coming from the client's first address;
+    /// [`peer_address::deliver`] follows the real one.
     pub fn receive(
         &mut self,
         data: &mut [u8],
@@ -69,13 +75,15 @@ impl PeerConn {
         to: SocketAddr,
         now: Instant,
     ) {
-        if self.budget.is_validated() {
-            self.session.handle_datagram(data, from, to, now);
+        let validated = self.budget.is_validated();
+        if !validated {
+            self.budget.on_received(data.len());
+        }
+        let processed_before = self.session.conn.stats().recv;
+        peer_address::deliver(&mut self.session, &mut self.peer, data, from, to, now);
+        if validated {
             return;
         }
-        self.budget.on_received(data.len());
-        let processed_before = self.session.conn.stats().recv;
-        self.session.handle_datagram(data, from, to, now);
         let conn = &self.session.conn;
         let handshake_packet =
             ty == quiche::Type::Handshake && conn.stats().recv > processed_before;
