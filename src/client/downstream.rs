@@ -80,11 +80,12 @@ pub struct Exchange {
     /// Request fields not sent yet (the session was not usable or the stream was blocked).
     fields: Option<Vec<H3Header>>,
     /// A copy of the sent fields while the request may be sent again on a new session: it has
-    /// no body, an idempotent method, no response started (RFC 9110 §9.2.2), and it was not
-    /// sent again before (once only, so a peer that keeps failing gets a prompt answer).
+    /// no body, an idempotent method and no response started (RFC 9110 §9.2.2).
     resend: Option<Vec<H3Header>>,
     /// The request already went out a second time.
     resent: bool,
+    /// The stream was opened in 0-RTT, on an attempt not yet up.
+    sent_early: bool,
     has_body: bool,
     pub stream: Option<u64>,
     /// Why the last attempt to open the stream failed on a usable session.
@@ -385,19 +386,25 @@ impl Downstream {
 
     /// The session died under our stream, or the peer refused the stream unprocessed
     /// (REQUEST_REJECTED after its GOAWAY). A request that may be repeated waits for the next
-    /// session (once); others are answered 503, or aborted if their response had started.
+    /// session: once, with a fresh `http.session_wait_ms`, when it had gone out on a session;
+    /// as often as attempts fail, but within its running wait, when it had gone out in 0-RTT on
+    /// an attempt that never came up (replay-safe by `http.early_data_methods`). Others are
+    /// answered 503, or aborted if their response had started.
     pub fn on_session_lost(&mut self, ctx: &mut Ctx<'_>) {
         let Phase::Exchange(ex) = &mut self.phase else {
             return;
         };
-        if matches!(ex.response, Response::AwaitHead) {
+        let may_resend = ex.sent_early || !ex.resent;
+        if matches!(ex.response, Response::AwaitHead) && may_resend {
             if let Some(fields) = ex.resend.take() {
-                ex.resent = true;
                 if let Some(id) = ex.stream.take() {
                     ctx.by_stream.remove(&id);
                 }
+                if !ex.sent_early {
+                    ex.resent = true;
+                    ex.wait_until = ctx.now + ctx.http.session_wait;
+                }
                 ex.fields = Some(fields);
-                ex.wait_until = ctx.now + ctx.http.session_wait;
                 self.deadline = Some(ex.wait_until);
                 log::debug!(
                     "{} {} from {}: will be sent again on the next session",
@@ -536,6 +543,7 @@ impl Exchange {
             fields: Some(prepared.fields),
             resend: None,
             resent: false,
+            sent_early: false,
             has_body,
             stream: None,
             blocked: None,
@@ -588,9 +596,10 @@ impl Exchange {
                 self.stream = Some(id);
                 self.blocked = None;
                 let sent = self.fields.take();
-                if !self.has_body && request::is_idempotent(&self.method) && !self.resent {
+                if !self.has_body && request::is_idempotent(&self.method) {
                     self.resend = sent;
                 }
+                self.sent_early = ctx.early;
                 self.request_done = !self.has_body;
                 ctx.by_stream.insert(id, ctx.key);
                 Ok(true)
