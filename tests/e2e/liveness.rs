@@ -239,3 +239,38 @@ fn server_drops_a_vanished_client_and_frees_its_upstream_connection() {
     assert_eq!(s.get("ptproxy_streams_open", ""), 0.0);
     assert_eq!(pair.server.count_log(LOG_SESSION_UP), 1);
 }
+
+/// What liveness probing costs on an idle link with the default settings: both directions'
+/// QUIC bytes over a quiet period, scaled to an hour (README "Transport" states the figure).
+#[test]
+fn idle_probing_cost_stays_within_the_stated_bytes_per_hour() {
+    const QUIET: Duration = Duration::from_secs(20);
+    /// README: about 0.5 MB per hour, both directions together (QUIC payload, without the
+    /// 28 bytes of IP and UDP headers per datagram).
+    const STATED_MAX_PER_HOUR: f64 = 600_000.0;
+    let up = Upstream::start();
+    let (cm, cm_json) = metrics_addr();
+    let pair = PairBuilder::new(up.addr())
+        .name("liveness_idle_cost")
+        .client("metrics.listen", &cm_json)
+        .start();
+    assert_eq!(pair.get("/hello").status(), 200);
+    std::thread::sleep(Duration::from_secs(2));
+    let bytes = |s: &crate::ops::Scrape| {
+        s.get("ptproxy_sent_bytes_total", "") + s.get("ptproxy_received_bytes_total", "")
+    };
+    let before = bytes(&scrape(cm));
+    std::thread::sleep(QUIET);
+    let after = scrape(cm);
+    let per_hour = (bytes(&after) - before) * 3600.0 / QUIET.as_secs_f64();
+    eprintln!(
+        "idle link: {:.0} bytes in {QUIET:?} = {per_hour:.0} bytes per hour (both directions)",
+        bytes(&after) - before
+    );
+    assert!(per_hour > 0.0, "probes do go out on an idle link");
+    assert!(
+        per_hour <= STATED_MAX_PER_HOUR,
+        "{per_hour:.0} bytes per hour, README states at most {STATED_MAX_PER_HOUR}"
+    );
+    assert_eq!(after.get("ptproxy_dead_peer_detections_total", ""), 0.0);
+}
