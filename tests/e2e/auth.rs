@@ -3,7 +3,8 @@
 
 use crate::harness::pair::LOG_SESSION_UP;
 use crate::harness::relay::RelayConfig;
-use crate::harness::{free_tcp_port, HttpConn, Pair, PairBuilder, Upstream};
+use crate::harness::{HttpConn, Pair, PairBuilder, Upstream};
+use crate::ops::metrics_addr;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -31,12 +32,6 @@ fn assert_refusal_reported(pair: &Pair, metrics: SocketAddr, reason: &str, words
     assert!(count >= 2, "every refused handshake is counted: {count}");
 }
 
-fn metrics_listen() -> (SocketAddr, String) {
-    let a: SocketAddr = format!("127.0.0.1:{}", free_tcp_port())
-        .parse()
-        .expect("address");
-    (a, format!("\"{a}\""))
-}
 
 /// Requests through a client that must not get a session: all 503, nothing
 /// reaches the upstream, the server never establishes a session.
@@ -71,7 +66,7 @@ fn assert_refused(pair: &Pair, up: &Upstream) {
 #[test]
 fn client_with_certificate_from_other_ca_is_refused() {
     let up = Upstream::start();
-    let (metrics, metrics_json) = metrics_listen();
+    let (metrics, metrics_json) = metrics_addr();
     let pair = PairBuilder::new(up.addr())
         .name("other_ca")
         .server("metrics.listen", &metrics_json)
@@ -87,7 +82,7 @@ fn client_with_certificate_from_other_ca_is_refused() {
 #[test]
 fn client_name_not_in_allowed_client_names_is_refused() {
     let up = Upstream::start();
-    let (metrics, metrics_json) = metrics_listen();
+    let (metrics, metrics_json) = metrics_addr();
     let pair = PairBuilder::new(up.addr())
         .name("stranger")
         .server("metrics.listen", &metrics_json)
