@@ -1,10 +1,10 @@
 //! Mutual TLS: only clients with a certificate from the configured CA (and,
 //! if configured, an allowed name) get a session.
 
+use crate::harness::admin::metrics_addr;
 use crate::harness::pair::LOG_SESSION_UP;
 use crate::harness::relay::RelayConfig;
 use crate::harness::{HttpConn, Pair, PairBuilder, Upstream};
-use crate::ops::metrics_addr;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -31,7 +31,6 @@ fn assert_refusal_reported(pair: &Pair, metrics: SocketAddr, reason: &str, words
         .unwrap_or_else(|| panic!("no {sample:?} in\n{text}"));
     assert!(count >= 2, "every refused handshake is counted: {count}");
 }
-
 
 /// Requests through a client that must not get a session: all 503, nothing
 /// reaches the upstream, the server never establishes a session.

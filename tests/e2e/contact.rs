@@ -3,31 +3,18 @@
 //! is picked up, and a name with several addresses reaches the one that works (peer and
 //! upstream).
 
+use crate::harness::admin::{self, metric, metrics_addr};
 use crate::harness::pair::{LOG_QUIC_LISTEN, LOG_SESSION_UP, READY_TIMEOUT};
 use crate::harness::tmp::TempDir;
-use crate::harness::{free_tcp_port, http, poll_until, PairBuilder, Upstream};
+use crate::harness::{http, poll_until, PairBuilder, Upstream};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// The client's failure warning (first of a kind).
 const LOG_NO_SESSION: &str = "no session to the peer";
 
-/// A free loopback address for the metrics endpoint, as JSON text.
-fn metrics_json() -> (SocketAddr, String) {
-    let a: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    (a, format!("\"{a}\""))
-}
-
-/// The value of an unlabelled sample `name` in a Prometheus text.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 fn scrape(addr: SocketAddr) -> String {
-    http::get(addr, "/metrics")
-        .map(|r| r.body_str())
-        .unwrap_or_else(|e| panic!("GET /metrics on {addr}: {e}"))
+    admin::scrape(addr).text
 }
 
 /// A hosts file giving `name` the addresses `ips`, in this order.
@@ -41,7 +28,7 @@ fn hosts_file(dir: &TempDir, name: &str, ips: &[&str]) -> String {
 #[test]
 fn a_closed_peer_port_is_reported_at_once_then_a_late_server_is_picked_up() {
     let up = Upstream::start();
-    let (metrics, metrics_json) = metrics_json();
+    let (metrics, metrics_json) = metrics_addr();
     let t0 = Instant::now();
     let mut pair = PairBuilder::new(up.addr())
         .name("contact_closed_port")
@@ -80,7 +67,7 @@ fn a_closed_peer_port_is_reported_at_once_then_a_late_server_is_picked_up() {
     );
     let m = scrape(metrics);
     assert!(
-        sample(&m, "ptproxy_peer_connect_failures_total").is_some_and(|v| v >= 1.0),
+        metric(metrics, "ptproxy_peer_connect_failures_total").is_some_and(|v| v >= 1.0),
         "{m}"
     );
     assert!(
@@ -92,7 +79,7 @@ fn a_closed_peer_port_is_reported_at_once_then_a_late_server_is_picked_up() {
     // the server starts 10 s after the client
     std::thread::sleep(Duration::from_secs(10).saturating_sub(t0.elapsed()));
     let failures_before =
-        sample(&scrape(metrics), "ptproxy_peer_connect_failures_total").expect("failures metric");
+        metric(metrics, "ptproxy_peer_connect_failures_total").expect("failures metric");
     assert!(
         failures_before >= 3.0,
         "retries went on while the server was down: {failures_before}"
@@ -125,7 +112,7 @@ fn a_silent_peer_times_out_the_handshake_with_a_clear_warning() {
     // holds the port and never answers (like a firewall dropping UDP)
     let hole = UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent = hole.local_addr().unwrap().to_string();
-    let (metrics, metrics_json) = metrics_json();
+    let (metrics, metrics_json) = metrics_addr();
     let t0 = Instant::now();
     let pair = PairBuilder::new(up.addr())
         .name("contact_silent")
@@ -156,7 +143,7 @@ fn a_silent_peer_times_out_the_handshake_with_a_clear_warning() {
     );
     // a second timeout is counted but not warned again
     let failed_twice = poll_until(Duration::from_secs(8), Duration::from_millis(100), || {
-        sample(&scrape(metrics), "ptproxy_peer_connect_failures_total").filter(|v| *v >= 2.0)
+        metric(metrics, "ptproxy_peer_connect_failures_total").filter(|v| *v >= 2.0)
     });
     assert!(failed_twice.is_some(), "{}", scrape(metrics));
     assert_eq!(pair.client.count_log(LOG_NO_SESSION), 1);

@@ -5,10 +5,9 @@
 //! and every request succeeds; afterwards each spoofing socket has received at most 3x what
 //! it sent, the server's memory stayed bounded, and `/metrics` shows the refusals.
 
+use crate::harness::admin::{metric, metrics_addr};
 use crate::harness::pattern::{pattern, sink_answer};
-use crate::harness::{
-    free_tcp_port, heavy_lock, poll_until, HttpConn, Pair, PairBuilder, Upstream,
-};
+use crate::harness::{heavy_lock, poll_until, HttpConn, Pair, PairBuilder, Upstream};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -110,23 +109,6 @@ impl InitialMaker {
         }
         out
     }
-}
-
-fn metrics_addr() -> (SocketAddr, String) {
-    let a: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    (a, format!("\"{a}\""))
-}
-
-/// The value of the sample `series` (name with its labels, e.g. `x_total{reason="a"}`) in a
-/// `/metrics` scrape, if present.
-fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
-    let mut c = HttpConn::connect_timeout(addr, Duration::from_secs(3)).ok()?;
-    let body = c.get("/metrics").ok()?.body_str();
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .find(|(s, _)| *s == series)
-        .and_then(|(_, v)| v.parse().ok())
 }
 
 /// Requests through the pair, one after the other, until `stop`: a GET whose body is checked

@@ -2,9 +2,9 @@
 //! noticed in seconds, not at the 30 s idle timeout, and a slow, lossy but alive link is never
 //! declared dead.
 
+use crate::harness::admin::{health, metrics_addr, scrape, wait_health, Scrape};
 use crate::harness::pair::{LOG_QUIC_LISTEN, LOG_SESSION_LOST, LOG_SESSION_UP, READY_TIMEOUT};
 use crate::harness::{poll_until, HttpConn, PairBuilder, RelayConfig, Upstream};
-use crate::ops::{health, metrics_addr, scrape, wait_health};
 use std::io::Read;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -256,7 +256,7 @@ fn idle_probing_cost_stays_within_the_stated_bytes_per_hour() {
         .start();
     assert_eq!(pair.get("/hello").status(), 200);
     std::thread::sleep(Duration::from_secs(2));
-    let bytes = |s: &crate::ops::Scrape| {
+    let bytes = |s: &Scrape| {
         s.get("ptproxy_sent_bytes_total", "") + s.get("ptproxy_received_bytes_total", "")
     };
     let before = bytes(&scrape(cm));

@@ -6,10 +6,12 @@
 //! - [`upstream::Upstream`]: recording HTTP/1.1 origin server.
 //! - [`relay::UdpRelay`]: lossy / delaying UDP relay between the two proxies.
 //! - [`http`]: raw HTTP/1.1 client helpers.
+//! - [`admin`]: the operator endpoint (`/metrics`, `/health`): address, GETs, scrapes.
 //! - [`json`]: tiny JSON value used to write configs.
 //! - [`pattern`]: deterministic byte pattern and checksum for big transfers.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod http;
 pub mod json;
 pub mod pair;
