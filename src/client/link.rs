@@ -5,31 +5,31 @@
 //! packets of a dead connection can never be confused with the new one. Every loss is logged with
 //! its reason.
 //!
-//! First contact: an attempt goes to the next address of the peer's name ([`Candidates`]); it is
-//! abandoned when no handshake completed within `reconnect.handshake_timeout_ms`, or at once when
-//! an ICMP error (port or host unreachable) comes back on its socket, which is connected to the
-//! peer for that reason. The next address of the round is tried at once; after a whole round the
-//! backoff applies and the name is resolved again. [`Contact`] reports the failures.
+//! This module is the state machine. How an attempt is started, abandoned and reported (first
+//! contact) lives in `link/attempt.rs`, the session ticket kept for 0-RTT in
+//! `link/resumption.rs`, and the connection setup shared with `--check --connect` in
+//! [`super::dial`].
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::{Interest, Registry};
+use mio::Registry;
 
 use crate::config::{ClientConfig, TransportConfig};
-use crate::metrics::{Metrics, PathFigures, PeerContact, Snapshot, TransportCounters};
-use crate::net;
+use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters};
 use crate::quic::backoff::Backoff;
 use crate::quic::debug::DebugTaps;
-use crate::quic::liveness::Liveness;
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
-use crate::quic::{self, path_check, tls, CID_LEN};
-use crate::reactor::UDP;
+use crate::quic::{self, path_check, tls};
 use crate::resolve::Candidates;
 
-use super::contact::{describe_icmp, Contact, FailureKind};
+use super::contact::{Contact, FailureKind};
+use resumption::Resumption;
+
+mod attempt;
+mod resumption;
 
 enum State {
     Connecting(Session),
@@ -76,8 +76,7 @@ pub struct PeerLink {
     /// Graceful stop: never reconnect.
     stopped: bool,
     /// Resume with 0-RTT (`tls.early_data`), with the last ticket we got.
-    early_data: bool,
-    ticket: Option<Vec<u8>>,
+    resumption: Resumption,
     /// The current attempt started in 0-RTT (its streams count as live).
     early: bool,
     /// Loss hiding policy and counters (kept across reconnects).
@@ -85,9 +84,6 @@ pub struct PeerLink {
     debug: DebugTaps,
 }
 
-/// The client probes a silent server after a third of the liveness timeout (the server waits
-/// for half, so the client's probes keep both sides informed).
-const CLIENT_FIRST_PROBE_SHARE: u32 = 3;
 /// The server checks that a new address of ours (a NAT rebinding) is really us: the answer,
 /// keyed by the session's TLS secrets, goes out from our socket, so through the NAT's new
 /// mapping. A lost answer is asked again.
@@ -102,18 +98,6 @@ fn answer_address_check(
             let _ = udp.socket.send_to(&answer, to);
         }
         None => log::debug!("address check from {to} before the handshake is done: not answered"),
-    }
-}
-
-/// BoringSSL's `ssl_early_data_accepted` reason.
-const EARLY_DATA_ACCEPTED: u32 = 2;
-
-/// How the handshake went, for the "session established" line.
-fn resumption_note(conn: &quiche::Connection) -> &'static str {
-    match (conn.is_resumed(), conn.early_data_reason()) {
-        (true, EARLY_DATA_ACCEPTED) => ", resumed with 0-RTT accepted",
-        (true, _) => ", resumed (no 0-RTT)",
-        (false, _) => "",
     }
 }
 
@@ -146,104 +130,17 @@ impl PeerLink {
             udp: None,
             was_up: false,
             stopped: false,
-            early_data: cfg.early_data,
-            ticket: None,
+            resumption: Resumption::new(cfg.early_data),
             early: false,
             hider: LossHider::new(cfg.transport.loss_hiding),
             debug: DebugTaps::new(cfg.ops.qlog_dir.clone()),
         })
     }
 
-    /// Starts a connection attempt on a fresh UDP socket.
-    fn connect(
-        &mut self,
-        registry: &Registry,
-        now: Instant,
-    ) -> Result<(), Box<dyn std::error::Error>> {
-        if let Some(mut old) = self.udp.take() {
-            let _ = registry.deregister(&mut old.socket);
-        }
-        let bind: SocketAddr = if self.peer.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        }
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-        let t = &self.transport;
-        let socket = net::bind_udp(bind, t.udp_recv_buffer, t.udp_send_buffer, false)?;
-        // Connected, so that ICMP errors (nothing listening, host unreachable) reach us.
-        socket.connect(self.peer)?;
-        let mut udp = UdpIo::new(socket);
-        registry.register(
-            &mut udp.socket,
-            UDP,
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let local = udp.local_addr()?;
-        let mut scid = [0u8; CID_LEN];
-        quic::random_bytes(&mut scid);
-        let scid = quiche::ConnectionId::from_ref(&scid);
-        let ip: Option<IpAddr> = self.server_name.parse().ok();
-        let sni = if ip.is_some() {
-            None
-        } else {
-            Some(self.server_name.as_str())
-        };
-        let mut conn = quiche::connect(sni, &scid, local, self.peer, &mut self.quiche_config)?;
-        if let Some(ip) = ip {
-            tls::pin_server_ip(&mut conn, ip)?;
-        }
-        self.debug.attach(&mut conn, "client");
-        log::debug!(
-            "connecting to {} ({}) from {local}",
-            self.peer,
-            self.server_name
-        );
-        let resuming = self.resume(&mut conn);
-        let liveness = Liveness::configured(t.liveness_timeout, CLIENT_FIRST_PROBE_SHARE, now);
-        let mut session = Session::new(conn, t.keepalive_interval, liveness, now);
-        if resuming {
-            // ClientHello out now, then HTTP/3 can start in 0-RTT before any answer.
-            udp.send_from(&mut session.conn, now, &mut self.hider, None);
-            session.ensure_h3();
-        }
-        self.early = session.conn.is_in_early_data() && session.h3.is_some();
-        if self.early {
-            log::debug!(
-                "resuming the session to {}: requests may go in 0-RTT",
-                self.peer
-            );
-        }
-        self.state = State::Connecting(session);
-        self.udp = Some(udp);
-        Ok(())
-    }
-
-    /// Offers the last session ticket for resumption (0-RTT), when enabled.
-    fn resume(&self, conn: &mut quiche::Connection) -> bool {
-        let Some(ticket) = self.ticket.as_deref().filter(|_| self.early_data) else {
-            return false;
-        };
-        match conn.set_session(ticket) {
-            Ok(()) => true,
-            Err(e) => {
-                log::debug!("session ticket not usable: {e}");
-                false
-            }
-        }
-    }
-
     /// Keeps the newest session ticket the server gave us.
     fn keep_ticket(&mut self) {
         if let State::Connecting(s) | State::Up { session: s, .. } = &self.state {
-            if let Some(t) = s
-                .conn
-                .session()
-                .filter(|t| self.ticket.as_deref() != Some(*t))
-            {
-                self.ticket = Some(t.to_vec());
-            }
+            self.resumption.keep(&s.conn);
         }
     }
 
@@ -380,80 +277,9 @@ impl PeerLink {
             State::Waiting { until } if *until <= now => self.start_attempt(registry, now),
             State::Waiting { .. } => {}
             State::Connecting(_) if self.handshake_deadline.is_some_and(|d| d <= now) => {
-                let reason = format!(
-                    "handshake timed out: nothing answered within {} ms",
-                    self.handshake_timeout.as_millis()
-                );
-                self.attempt_failed(now, FailureKind::HandshakeTimeout, reason);
+                self.handshake_timed_out(now)
             }
             State::Connecting(s) | State::Up { session: s, .. } => s.handle_timeout(now),
-        }
-    }
-
-    /// Starts an attempt on the next address of the peer.
-    fn start_attempt(&mut self, registry: &Registry, now: Instant) {
-        match self.addresses.next_address(now) {
-            Ok(addr) => self.peer = addr,
-            Err(e) => {
-                let reason = format!("cannot resolve {}: {e}", self.addresses.target.host);
-                return self.attempt_failed(now, FailureKind::Resolve, reason);
-            }
-        }
-        self.contact.attempt(self.peer, now);
-        match self.connect(registry, now) {
-            Ok(()) => self.handshake_deadline = Some(now + self.handshake_timeout),
-            Err(e) => {
-                let reason = format!("cannot start a session: {e}");
-                self.attempt_failed(now, FailureKind::Local, reason);
-            }
-        }
-    }
-
-    /// An attempt that never came up ended: report it, then try the next address of the round
-    /// at once, or (round over) wait for the backoff.
-    fn attempt_failed(&mut self, now: Instant, kind: FailureKind, reason: String) {
-        self.handshake_deadline = None;
-        // Requests sent in 0-RTT on the abandoned attempt are lost with it.
-        self.abandoned_early |= std::mem::take(&mut self.early);
-        if self.stopped {
-            return self.retry_later(now);
-        }
-        if let Some(line) = self.contact.failed(kind, reason, now) {
-            log::warn!("{line}");
-        }
-        if self.addresses.round_over() {
-            self.retry_later(now);
-        } else {
-            self.state = State::Waiting { until: now };
-        }
-    }
-
-    /// An ICMP error on the attempt's socket ends it at once.
-    fn check_unreachable(&mut self, now: Instant) {
-        if !matches!(self.state, State::Connecting(_)) {
-            return;
-        }
-        let Some(e) = self.udp.as_mut().and_then(UdpIo::take_unreachable) else {
-            return;
-        };
-        self.attempt_failed(now, FailureKind::Unreachable, describe_icmp(&e));
-    }
-
-    /// The state of the session attempts, for `/metrics` and `/health`.
-    pub fn contact_figures(&self) -> PeerContact {
-        self.contact.figures(match self.state {
-            State::Connecting(_) => "connecting",
-            State::Up { .. } => "up",
-            State::Waiting { .. } => "waiting",
-        })
-    }
-
-    /// Why no session is up, naming the peer (for 503 answers and `/health`).
-    pub fn why_down(&self, now: Instant) -> String {
-        match &self.state {
-            State::Up { .. } => format!("{} (the session is going away)", self.peer),
-            State::Connecting(_) => self.contact.why_down(true, now),
-            State::Waiting { .. } => self.contact.why_down(false, now),
         }
     }
 
@@ -510,7 +336,7 @@ impl PeerLink {
                     self.peer,
                     self.server_name,
                     session.conn.path_stats().next().map(|p| p.rtt),
-                    resumption_note(&session.conn)
+                    resumption::note(&session.conn)
                 );
                 self.state = State::Up {
                     session,

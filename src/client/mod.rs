@@ -6,6 +6,7 @@
 //! id. Everything runs on the reactor thread.
 
 pub mod contact;
+pub mod dial;
 pub mod downstream;
 pub mod link;
 pub mod probe;

@@ -8,16 +8,17 @@
 //! HTTP/3 SETTINGS arrive: only then has the server accepted our certificate.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use crate::config::ClientConfig;
 use crate::quic::session::Session;
 use crate::quic::setup::MAX_DATAGRAM;
-use crate::quic::{self, tls, CID_LEN};
+use crate::quic::{self, tls};
 use crate::resolve::{happy_eyeballs_order, HostPort};
 
 use super::contact::describe_icmp;
+use super::dial;
 
 /// Makes one handshake with the peer; `Ok` is the success line, `Err` the failure line.
 pub fn probe(cfg: &ClientConfig) -> Result<String, String> {
@@ -54,27 +55,13 @@ fn handshake(cfg: &ClientConfig, addr: SocketAddr) -> Result<String, String> {
     let tls = tls::client_context(&cfg.tls).map_err(|e| e.to_string())?;
     let mut qcfg = quic::setup::quiche_config(&cfg.transport, tls, cfg.http.max_head_bytes)
         .map_err(|e| e.to_string())?;
-    let bind: SocketAddr = if addr.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    let socket = UdpSocket::bind(bind).map_err(|e| format!("UDP socket: {e}"))?;
+    let socket = UdpSocket::bind(dial::wildcard(addr)).map_err(|e| format!("UDP socket: {e}"))?;
     socket
         .connect(addr)
         .map_err(|e| format!("UDP connect: {e}"))?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
-    let mut scid = [0u8; CID_LEN];
-    quic::random_bytes(&mut scid);
-    let scid = quiche::ConnectionId::from_ref(&scid);
-    let name = &cfg.peer.server_name;
-    let ip: Option<IpAddr> = name.parse().ok();
-    let sni = ip.is_none().then_some(name.as_str());
-    let mut conn =
-        quiche::connect(sni, &scid, local, addr, &mut qcfg).map_err(|e| e.to_string())?;
-    if let Some(ip) = ip {
-        tls::pin_server_ip(&mut conn, ip).map_err(|e| e.to_string())?;
-    }
+    let conn =
+        dial::connect(&cfg.peer.server_name, local, addr, &mut qcfg).map_err(|e| e.to_string())?;
     let mut session = Session::new(conn, cfg.transport.keepalive_interval, None, started);
     let timeout = cfg.reconnect.handshake_timeout;
     drive(&socket, &mut session, local, deadline, timeout)?;

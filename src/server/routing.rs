@@ -1,0 +1,285 @@
+//! Server role, datagrams in: each goes to the connection whose ID is its destination CID, and
+//! a client's first Initial packet makes a new connection once [`admission`](super::admission)
+//! takes it on.
+//!
+//! A new client's Initial packets carry a DCID the client chose; we derive our own CID from it
+//! with an HMAC, so every packet of a multi-packet ClientHello reaches the same connection
+//! without a Retry round trip. A short-header packet for a connection we do not know (say, after
+//! a restart) gets a stateless reset, whose token derives from the server's private key, so a
+//! restarted server can reset its predecessor's sessions and clients reconnect at once instead
+//! of waiting for their idle timeout.
+//!
+//! New handshakes go through [`admission`](super::admission) first (size, Retry token,
+//! per-source rate, caps, Retry under pressure), and until a client's address is validated the
+//! datagrams sent to it stay within 3x what it sent ([`PeerConn::budget`]). A Retry gives the
+//! client a short ID (see [`RETRY_CID_LEN`](super::admission::RETRY_CID_LEN)); its next Initials
+//! carry that ID as destination, and the connection made for them takes the ID derived from it,
+//! so routing stays the same.
+//! Handshakes not done within `admission.handshake_timeout_ms` are dropped.
+//!
+//! Once a session is up, the client is kept supplied with spare IDs (each routed here, with its
+//! reset token); the IDs it retires stop leading to the session.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::Registry;
+use ring::hmac;
+
+use super::admission::{Load, Verdict};
+use super::peer::PeerConn;
+use super::{peer_address, ServerProxy};
+use crate::quic::amplification::SendBudget;
+use crate::quic::liveness::Liveness;
+use crate::quic::session::Session;
+use crate::quic::{self, path_check, CID_LEN};
+
+/// The server probes a silent client after half the liveness timeout: the client's own probes
+/// (after a third) normally arrive first, so an idle session costs one PING exchange, not two.
+const SERVER_FIRST_PROBE_SHARE: u32 = 2;
+
+impl ServerProxy {
+    fn reset_token(&self, cid: &[u8]) -> u128 {
+        reset_token(&self.reset_key, cid)
+    }
+
+    /// Reads every waiting datagram and routes it.
+    pub(super) fn handle_readable(&mut self, now: Instant) {
+        for _ in 0..100_000 {
+            let (data, from) = match self.udp.recv() {
+                Ok(Some((data, from))) => (data.to_vec(), from),
+                Ok(None) => return,
+                Err(e) => {
+                    log::warn!("udp receive: {e}");
+                    return;
+                }
+            };
+            self.route(data, from, now);
+        }
+    }
+
+    fn route(&mut self, mut data: Vec<u8>, from: SocketAddr, now: Instant) {
+        if path_check::is_ours(&data) {
+            self.on_path_response(&data, from);
+            return;
+        }
+        let Ok(hdr) = quiche::Header::from_slice(&mut data, CID_LEN) else {
+            log::trace!("dropping unparseable datagram from {from}");
+            return;
+        };
+        if self.admission.drop_undersized(hdr.ty, data.len(), now) {
+            return;
+        }
+        let derived = hmac::sign(&self.cid_key, &hdr.dcid);
+        let derived = &derived.as_ref()[..CID_LEN];
+        let key = self
+            .by_cid
+            .get(hdr.dcid.as_ref())
+            .or_else(|| self.by_cid.get(derived))
+            .copied();
+        let key = match key {
+            Some(k) => k,
+            None if hdr.ty == quiche::Type::Initial => {
+                match self.accept(&hdr, derived.to_vec(), from, now) {
+                    Some(k) => k,
+                    None => return,
+                }
+            }
+            None if hdr.ty == quiche::Type::Short => {
+                self.send_stateless_reset(&hdr.dcid, data.len(), from);
+                return;
+            }
+            None => return,
+        };
+        let local = self.local;
+        if let Some(pc) = self.conns.get_mut(key) {
+            pc.receive(&mut data, hdr.ty, from, local, now);
+            if let Some(refusal) = self.refusals.take() {
+                pc.refusal = Some(refusal);
+            }
+        }
+    }
+
+    /// A client's answer to an address challenge: the session whose challenge it answers
+    /// moves to the address it came from.
+    fn on_path_response(&mut self, data: &[u8], from: SocketAddr) {
+        for (_, pc) in self.conns.iter_mut() {
+            let Some(nonce) = pc.peer.pending_nonce(from) else {
+                continue;
+            };
+            if path_check::verify(&mut pc.session.conn, &nonce, data) {
+                let change = pc.peer.on_validated();
+                peer_address::report(change, &pc.client, &mut self.udp, &mut self.metrics);
+                return;
+            }
+        }
+        log::trace!("dropping a datagram from {from} that is neither QUIC nor an expected answer");
+    }
+
+    /// Creates a connection for a client's first Initial packet.
+    fn accept(
+        &mut self,
+        hdr: &quiche::Header<'_>,
+        scid: Vec<u8>,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Option<usize> {
+        if self.stopping {
+            return None;
+        }
+        if !quiche::version_is_supported(hdr.version) {
+            let mut out = [0u8; 1500];
+            if let Ok(n) = quiche::negotiate_version(&hdr.scid, &hdr.dcid, &mut out) {
+                let _ = self.udp.socket.send_to(&out[..n], from);
+            }
+            return None;
+        }
+        let odcid = match self.admission.admit(hdr, &scid, from, self.load(), now) {
+            Verdict::Accept { odcid } => odcid,
+            Verdict::Retry(packet) => {
+                let _ = self.udp.socket.send_to(&packet, from);
+                return None;
+            }
+            Verdict::Refuse => return None,
+        };
+        let budget = match odcid {
+            Some(_) => SendBudget::validated(),
+            None => SendBudget::unvalidated(),
+        };
+        self.quiche_config
+            .set_stateless_reset_token(Some(self.reset_token(&scid)));
+        let cid = quiche::ConnectionId::from_ref(&scid);
+        let accepted: quiche::Result<quiche::Connection> = match &odcid {
+            // After a Retry the client sends to the Retry's short ID, whose derived ID is `scid`.
+            Some(odcid) => quiche::accept_with_retry(
+                &cid,
+                quiche::RetryConnectionIds {
+                    original_destination_cid: &quiche::ConnectionId::from_ref(odcid),
+                    retry_source_cid: &hdr.dcid,
+                },
+                self.local,
+                from,
+                &mut self.quiche_config,
+            ),
+            None => quiche::accept(&cid, None, self.local, from, &mut self.quiche_config),
+        };
+        let mut conn = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("cannot accept a session from {from}: {e}");
+                return None;
+            }
+        };
+        self.debug.attach(&mut conn, "server");
+        let liveness = Liveness::configured(
+            self.cfg.transport.liveness_timeout,
+            SERVER_FIRST_PROBE_SHARE,
+            now,
+        );
+        let key = self.conns.insert(PeerConn::new(
+            Session::new(conn, self.cfg.transport.keepalive_interval, liveness, now),
+            from,
+            scid.clone(),
+            budget,
+            now + self.admission.handshake_timeout(),
+        ));
+        self.by_cid.insert(scid, key);
+        log::debug!("new session attempt from {from}");
+        Some(key)
+    }
+
+    /// Connections in handshake and in all, for the admission caps.
+    fn load(&self) -> Load {
+        Load {
+            handshakes: self.handshakes_in_progress(),
+            sessions: self.conns.len(),
+        }
+    }
+
+    pub(super) fn handshakes_in_progress(&self) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, pc)| pc.is_handshaking())
+            .count()
+    }
+
+    /// Drops connections whose handshake outlived `admission.handshake_timeout_ms` (mostly
+    /// spoofed Initials): no close is sent, since their address was never shown to be real.
+    pub(super) fn expire_handshakes(&mut self, registry: &Registry, now: Instant) {
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, pc)| pc.handshake_deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for ck in expired {
+            let pc = self.forget(registry, ck);
+            log::debug!("handshake with {} timed out", pc.client);
+            self.admission.on_handshake_timed_out(now);
+        }
+    }
+
+    /// RFC 9000 §10.3: unpredictable bits, then the token; shorter than the packet that caused it
+    /// so two servers cannot loop.
+    fn send_stateless_reset(&mut self, dcid: &[u8], received: usize, to: SocketAddr) {
+        const MIN: usize = 21;
+        if received <= MIN + 1 || dcid.len() != CID_LEN {
+            return;
+        }
+        let len = (received - 1).min(43);
+        let mut packet = vec![0u8; len];
+        quic::random_bytes(&mut packet[..len - 16]);
+        packet[0] = 0x40 | (packet[0] & 0x3f);
+        packet[len - 16..].copy_from_slice(&self.reset_token(dcid).to_be_bytes());
+        log::debug!("stateless reset to {to} for an unknown connection");
+        let _ = self.udp.socket.send_to(&packet, to);
+    }
+
+    /// Keeps the client of an established session `ck` supplied with spare IDs (retired ones
+    /// are replaced), and stops routing the IDs it retired.
+    pub(super) fn refresh_cids(&mut self, ck: usize) {
+        let Some(pc) = self.conns.get_mut(ck) else {
+            return;
+        };
+        if pc.up_since.is_some() {
+            let reset_key = &self.reset_key;
+            let spare = pc
+                .session
+                .issue_spare_cids(|cid| reset_token(reset_key, cid));
+            for cid in spare {
+                self.by_cid.insert(cid.clone(), ck);
+                pc.cids.push(cid);
+            }
+        }
+        while let Some(cid) = pc.session.conn.retired_scid_next() {
+            self.by_cid.remove(cid.as_ref());
+            pc.cids.retain(|c| c.as_slice() != cid.as_ref());
+        }
+    }
+
+    /// Removes connection `ck`, its routes and its exchanges (closing their upstream
+    /// connections).
+    pub(super) fn forget(&mut self, registry: &Registry, ck: usize) -> PeerConn {
+        let mut pc = self.conns.remove(ck);
+        for cid in &pc.cids {
+            self.by_cid.remove(cid);
+        }
+        for (_, ek) in pc.streams.drain() {
+            if let Some((_, ex)) = self.exchanges.try_remove(ek) {
+                if let Some(key) = ex.upstream() {
+                    self.pool.close(registry, key);
+                }
+            }
+        }
+        pc
+    }
+}
+
+/// The stateless reset token of one of our connection IDs: derived from the TLS key, so a
+/// restarted server resets its predecessor's sessions (RFC 9000 §10.3).
+fn reset_token(key: &hmac::Key, cid: &[u8]) -> u128 {
+    let tag = hmac::sign(key, cid);
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&tag.as_ref()[..16]);
+    u128::from_be_bytes(t)
+}

@@ -1,0 +1,235 @@
+//! Server role, requests in: each session's HTTP/3 events go to one [`Exchange`] per request
+//! stream, and every exchange is run with its view of the server state ([`Ctx`]).
+//!
+//! A new request stream starts an exchange (or is refused with REQUEST_REJECTED once the server
+//! is stopping, so the client may retry it elsewhere); data, trailers, the end and resets of its
+//! stream drive it. Exchanges with work left are marked dirty and run again in the same turn;
+//! their timers go to the server's [`crate::time::TimerQueue`].
+
+use std::time::Instant;
+
+use mio::Registry;
+
+use super::exchange::{Ctx, Exchange, Outcome};
+use super::peer::PeerConn;
+use super::upstream::Pool;
+use super::ServerProxy;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::quic::{self, tls};
+
+impl ServerProxy {
+    /// After input: announce new sessions, poll their HTTP/3 events, collect writable streams.
+    pub(super) fn poll_sessions(&mut self, registry: &Registry, now: Instant) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for ck in keys {
+            self.announce(ck, now);
+            for _ in 0..10_000 {
+                let Some(pc) = self.conns.get_mut(ck) else {
+                    break;
+                };
+                let Some(h3) = pc.session.h3.as_mut() else {
+                    break;
+                };
+                let (stream, event) = match h3.poll(&mut pc.session.conn) {
+                    Ok(pair) => pair,
+                    Err(quiche::h3::Error::Done) => break,
+                    Err(e) => {
+                        log::warn!("HTTP/3 error on the session with {}: {e}", pc.client);
+                        break;
+                    }
+                };
+                self.on_h3_event(registry, ck, stream, event, now);
+            }
+            if let Some(pc) = self.conns.get_mut(ck) {
+                while let Some(id) = pc.session.conn.stream_writable_next() {
+                    if let Some(&ek) = pc.streams.get(&id) {
+                        self.dirty.push(ek);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs a session that just became usable (naming the client's certificate) and keeps the
+    /// IDs routed to it current.
+    fn announce(&mut self, ck: usize, now: Instant) {
+        let Some(pc) = self.conns.get_mut(ck) else {
+            return;
+        };
+        if pc.session.take_newly_usable() {
+            if let Some(der) = pc.session.conn.peer_cert() {
+                if let Ok(cert) = boring::x509::X509::from_der(der) {
+                    pc.client = format!(
+                        "{} ({})",
+                        pc.client,
+                        tls::certificate_names(&cert).join(",")
+                    );
+                }
+            }
+            log::info!("session established with client {}", pc.client);
+            pc.up_since = Some(now);
+        }
+        self.refresh_cids(ck);
+    }
+
+    fn on_h3_event(
+        &mut self,
+        registry: &Registry,
+        ck: usize,
+        stream: u64,
+        event: quiche::h3::Event,
+        now: Instant,
+    ) {
+        use quiche::h3::Event;
+        let existing = self
+            .conns
+            .get(ck)
+            .and_then(|pc| pc.streams.get(&stream))
+            .copied();
+        match (event, existing) {
+            (Event::Headers { list, more_frames }, None) => {
+                if self.stopping {
+                    return self.reject_stream(ck, stream);
+                }
+                let ek = self.exchanges.vacant_key();
+                let ex = self.with_ctx(registry, ck, ek, now, |ctx| {
+                    Exchange::start(ctx, stream, &list, more_frames)
+                });
+                let Some(ex) = ex else { return };
+                self.exchanges.insert((ck, ex));
+                if let Some(pc) = self.conns.get_mut(ck) {
+                    pc.streams.insert(stream, ek);
+                }
+                self.dirty.push(ek);
+            }
+            (Event::Headers { list, .. }, Some(ek)) => {
+                self.run_exchange(registry, ek, now, |ex, ctx| match ex.on_trailers(&list) {
+                    Outcome::Finished => ex.abort(ctx),
+                    other => other,
+                });
+                self.dirty.push(ek);
+            }
+            (Event::Data, Some(ek)) => self.dirty.push(ek),
+            (Event::Finished, Some(ek)) => {
+                if let Some((_, ex)) = self.exchanges.get_mut(ek) {
+                    ex.on_finished();
+                }
+                self.dirty.push(ek);
+            }
+            (Event::Reset(_), Some(ek)) => {
+                self.run_exchange(registry, ek, now, |ex, ctx| ex.abort(ctx))
+            }
+            _ => {}
+        }
+    }
+
+    /// After our GOAWAY: a new request stream is refused unprocessed, so the client may retry
+    /// it elsewhere.
+    fn reject_stream(&mut self, ck: usize, stream: u64) {
+        if let Some(pc) = self.conns.get_mut(ck) {
+            let conn = &mut pc.session.conn;
+            let _ = conn.stream_shutdown(
+                stream,
+                quiche::Shutdown::Read,
+                quic::h3_code::REQUEST_REJECTED,
+            );
+            let _ = conn.stream_shutdown(
+                stream,
+                quiche::Shutdown::Write,
+                quic::h3_code::REQUEST_REJECTED,
+            );
+        }
+    }
+
+    /// Builds the exchange context for connection `ck` and runs `f` in it.
+    fn with_ctx<T>(
+        &mut self,
+        registry: &Registry,
+        ck: usize,
+        ek: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Ctx<'_>) -> T,
+    ) -> Option<T> {
+        let pc = self.conns.get_mut(ck)?;
+        let mut ctx = context(
+            pc,
+            &mut self.pool,
+            &mut self.metrics,
+            &self.cfg,
+            registry,
+            ek,
+            now,
+        );
+        Some(f(&mut ctx))
+    }
+
+    /// Runs `f` on exchange `ek`; removes it when finished, reschedules its timer otherwise.
+    pub(super) fn run_exchange(
+        &mut self,
+        registry: &Registry,
+        ek: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Exchange, &mut Ctx<'_>) -> Outcome,
+    ) {
+        let Some((ck, ex)) = self.exchanges.get_mut(ek) else {
+            return;
+        };
+        let before = ex.deadline;
+        let outcome = match self.conns.get_mut(*ck) {
+            Some(pc) => f(
+                ex,
+                &mut context(
+                    pc,
+                    &mut self.pool,
+                    &mut self.metrics,
+                    &self.cfg,
+                    registry,
+                    ek,
+                    now,
+                ),
+            ),
+            None => Outcome::Finished,
+        };
+        if outcome == Outcome::Yielded {
+            self.dirty.push(ek);
+        }
+        match outcome {
+            Outcome::Continue | Outcome::Yielded => {
+                if ex.deadline != before || now >= before {
+                    self.timers.schedule(ex.deadline, ek);
+                }
+            }
+            Outcome::Finished => {
+                let (ck, ex) = self.exchanges.remove(ek);
+                if let Some(pc) = self.conns.get_mut(ck) {
+                    pc.streams.remove(&ex.stream);
+                }
+            }
+        }
+    }
+}
+
+/// The per-exchange view of the server state (split borrows of its fields).
+fn context<'a>(
+    pc: &'a mut PeerConn,
+    pool: &'a mut Pool,
+    metrics: &'a mut Metrics,
+    cfg: &'a ServerConfig,
+    registry: &'a Registry,
+    key: usize,
+    now: Instant,
+) -> Ctx<'a> {
+    Ctx {
+        now,
+        key,
+        registry,
+        session: &mut pc.session,
+        pool,
+        upstream: &cfg.upstream,
+        max_head_bytes: cfg.http.max_head_bytes,
+        access_log: cfg.http.access_log,
+        client: &pc.client,
+        metrics,
+    }
+}
