@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// When a request of the stream finished, and its status or I/O error.
+type Answer = (Instant, Result<u16, String>);
+
 /// Detection bound the issue sets for the default settings.
 const NOTICE: Duration = Duration::from_secs(4);
 /// Reconnection bound once the peer is back.
@@ -85,7 +88,7 @@ fn blackholed_link_is_noticed_and_recovered_with_every_request_answered() {
             .start(),
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let answers: Arc<Mutex<Vec<(Instant, Result<u16, String>)>>> = Arc::default();
+    let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
     let workers: Vec<_> = (0..4)
         .map(|_| {
             let (pair, stop, answers) = (pair.clone(), stop.clone(), answers.clone());

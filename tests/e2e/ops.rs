@@ -747,13 +747,16 @@ fn sigterm_to_server_finishes_50_requests_in_flight_then_exits_0() {
     sigterm_with_50_slow_requests_in_flight(Role::Server);
 }
 
+/// A request's status, body and Proxy-Status.
+type Answered = (u16, String, String);
+
 /// Sends `n` requests on their own connections in threads; each returns (status, body,
 /// Proxy-Status).
 fn requests_in_flight(
     addr: SocketAddr,
     n: usize,
     method: &'static str,
-) -> Vec<JoinHandle<Result<(u16, String, String), String>>> {
+) -> Vec<JoinHandle<Result<Answered, String>>> {
     (0..n)
         .map(|i| {
             std::thread::spawn(move || {
