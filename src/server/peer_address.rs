@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
+use crate::quic::amplification::SendBudget;
 use crate::quic::path_check::{self, Nonce, CHALLENGE_LEN};
 use crate::quic::session::Session;
 use crate::quic::udp::UdpIo;
@@ -32,8 +33,6 @@ use crate::quic::udp::UdpIo;
 const CHALLENGE_INTERVAL: Duration = Duration::from_millis(100);
 /// A candidate not validated in this time is dropped.
 pub const VALIDATION_TIMEOUT: Duration = Duration::from_secs(3);
-/// RFC 9000 §8.1: at most this many times the bytes received go to an unvalidated address.
-const AMPLIFICATION: usize = 3;
 
 #[derive(Debug)]
 struct Candidate {
@@ -41,9 +40,8 @@ struct Candidate {
     nonce: Nonce,
     started: Instant,
     next_challenge: Instant,
-    /// Bytes received from and sent to the candidate (anti-amplification budget).
-    received: usize,
-    sent: usize,
+    /// RFC 9000 §8.1: what may still be sent to the candidate.
+    budget: SendBudget,
 }
 
 /// What a step changed, for the log and the metrics.
@@ -99,7 +97,7 @@ impl PeerAddress {
     /// it (so it came from the client, though maybe relayed by someone on the path).
     pub fn on_datagram(&mut self, from: SocketAddr, len: usize, authentic: bool, now: Instant) {
         if let Some(c) = self.candidate.as_mut().filter(|c| c.addr == from) {
-            c.received += len;
+            c.budget.on_received(len);
         }
         if !authentic {
             return;
@@ -109,13 +107,14 @@ impl PeerAddress {
         if !known {
             let mut nonce = [0u8; 16];
             crate::quic::random_bytes(&mut nonce);
+            let mut budget = SendBudget::unvalidated();
+            budget.on_received(len);
             self.candidate = Some(Candidate {
                 addr: from,
                 nonce,
                 started: now,
                 next_challenge: now,
-                received: len,
-                sent: 0,
+                budget,
             });
         }
     }
@@ -151,11 +150,10 @@ impl PeerAddress {
             self.candidate = None;
             return (None, Change::Abandoned(addr));
         }
-        let allowed = c.sent + CHALLENGE_LEN <= AMPLIFICATION * c.received;
-        if now < c.next_challenge || !allowed {
+        if now < c.next_challenge || !c.budget.allows(CHALLENGE_LEN) {
             return (None, Change::None);
         }
-        c.sent += CHALLENGE_LEN;
+        c.budget.on_sent(CHALLENGE_LEN);
         c.next_challenge = now + CHALLENGE_INTERVAL;
         (
             Some((path_check::challenge(&c.nonce), c.addr)),
@@ -232,6 +230,7 @@ pub fn report(change: Change, client: &str, udp: &mut UdpIo, metrics: &mut Metri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quic::amplification;
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
@@ -294,7 +293,12 @@ mod tests {
     fn challenges_stay_within_three_times_what_the_candidate_sent() {
         let now = Instant::now();
         let mut p = PeerAddress::new(addr(1));
-        p.on_datagram(addr(2), 2 * CHALLENGE_LEN / AMPLIFICATION, true, now);
+        p.on_datagram(
+            addr(2),
+            2 * CHALLENGE_LEN / amplification::FACTOR as usize,
+            true,
+            now,
+        );
         let mut t = now;
         let mut sent = 0;
         for _ in 0..10 {
