@@ -37,6 +37,8 @@ pub fn run(
     config: &config::Config,
     reload: &dyn Fn() -> Result<config::Config, config::ConfigError>,
 ) -> Result<(), Box<dyn Error>> {
+    // Connection IDs and reset tokens need the OS generator; without it, do not start.
+    quic::check_random()?;
     let poll = mio::Poll::new()?;
     match config {
         config::Config::Client(cfg) => {
