@@ -357,7 +357,7 @@ impl Driver for ClientProxy {
             }
             token if Admin::owns(token) => {
                 if let Some(mut admin) = self.admin.take() {
-                    admin.handle_event(registry, event, |path| self.page(path, now));
+                    admin.handle_event(registry, event, now, |path| self.page(path, now));
                     self.admin = Some(admin);
                 }
             }
@@ -377,6 +377,9 @@ impl Driver for ClientProxy {
     }
 
     fn process(&mut self, registry: &Registry, now: Instant) {
+        if let Some(admin) = self.admin.as_mut() {
+            admin.handle_timeout(registry, now);
+        }
         self.link.handle_timeout(registry, now);
         self.poll_h3(registry, now);
         match self.link.update(now, &mut self.metrics) {
@@ -417,6 +420,7 @@ impl Driver for ClientProxy {
             return Some(Instant::now());
         }
         let d = crate::time::earliest(self.link.next_deadline(), self.timers.next_deadline());
+        let d = crate::time::earliest(d, self.admin.as_ref().and_then(Admin::next_deadline));
         crate::time::earliest(d, self.drain_deadline)
     }
 
