@@ -18,6 +18,8 @@ pub struct TcpConn {
     pub stream: mio::net::TcpStream,
     /// Received bytes not consumed yet.
     pub input: Vec<u8>,
+    /// Bytes received since the connection opened.
+    pub received: u64,
     output: Vec<u8>,
     output_sent: usize,
     readable: bool,
@@ -36,6 +38,7 @@ impl TcpConn {
         TcpConn {
             stream,
             input: Vec::new(),
+            received: 0,
             output: Vec::new(),
             output_sent: 0,
             readable: true,
@@ -73,6 +76,7 @@ impl TcpConn {
                 }
                 Ok(n) => {
                     self.input.truncate(start + n);
+                    self.received += n as u64;
                     progress = true;
                 }
                 Err(e) => {

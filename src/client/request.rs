@@ -205,6 +205,7 @@ mod tests {
             access_log: false,
             forwarding,
             early_data_methods: vec!["GET".into()],
+            body_timeout: Duration::from_secs(1),
         }
     }
 

@@ -2,11 +2,11 @@
 //! request bodies that stall, the descriptor limit on accept, and buffers of idle keep-alive
 //! connections.
 
-use crate::harness::admin::{health, metrics_addr};
+use crate::harness::admin::{health, metric, metrics_addr};
 use crate::harness::pair::READY_TIMEOUT;
-use crate::harness::{PairBuilder, Upstream};
+use crate::harness::{poll_until, HttpConn, PairBuilder, Upstream};
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 const LOG_ADMIN_LISTEN: &str = "serving /metrics and /health on";
@@ -74,4 +74,118 @@ fn operator_endpoint_answers_past_idle_sockets_and_closes_them() {
         "closed after {lived:?}, before the 5 s head timeout"
     );
     assert_eq!(health(cm), Ok(200), "/health after the timeouts");
+}
+
+/// Item 7: a request body that stops arriving is given up after `http.body_timeout_ms`: 408
+/// before the response head, and the stream is released; a slow but steady body is not.
+#[test]
+fn a_stalled_request_body_gets_408_and_frees_its_stream() {
+    let up = Upstream::start();
+    let (cm, cm_json) = metrics_addr();
+    let pair = PairBuilder::new(up.addr())
+        .name("edge_body_stall")
+        .client("metrics.listen", &cm_json)
+        .client("http.body_timeout_ms", "1000")
+        .start();
+    pair.client.expect_log(LOG_ADMIN_LISTEN, READY_TIMEOUT);
+
+    // A byte every 300 ms: slow, never idle for the timeout; it completes.
+    let mut c = pair.conn();
+    c.set_timeout(Duration::from_secs(10));
+    c.send(b"POST /echo HTTP/1.1\r\nHost: e2e.test\r\nContent-Length: 6\r\n\r\n")
+        .expect("head");
+    for b in b"trickl" {
+        std::thread::sleep(Duration::from_millis(300));
+        c.send(&[*b]).expect("body byte");
+    }
+    let r = c.read_response("POST").expect("response to the slow body");
+    assert_eq!((r.status(), r.body_str().as_str()), (200, "trickl"));
+
+    // Three bytes of ten, then nothing.
+    let mut c = pair.conn();
+    c.set_timeout(Duration::from_secs(10));
+    let t = Instant::now();
+    c.send(b"POST /echo HTTP/1.1\r\nHost: e2e.test\r\nContent-Length: 10\r\n\r\nabc")
+        .expect("partial request");
+    let r = c
+        .read_response("POST")
+        .expect("an answer to the stalled body");
+    let waited = t.elapsed();
+    assert_eq!(r.status(), 408, "{}", r.body_str());
+    assert!(
+        r.body_str().contains("http.body_timeout_ms"),
+        "{}",
+        r.body_str()
+    );
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(6),
+        "408 after {waited:?} with a 1000 ms body timeout"
+    );
+    assert!(
+        c.peer_closed_within(Duration::from_secs(5)),
+        "closed after the 408"
+    );
+    let released = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        (metric(cm, "ptproxy_streams_open") == Some(0.0)).then_some(())
+    });
+    assert!(
+        released.is_some(),
+        "the stalled request's stream was not released"
+    );
+}
+
+/// Item 7, after the response head went out: the stalled upload's connection is reset (a
+/// response cut short never looks complete) and its stream released.
+#[test]
+fn a_request_body_stalled_after_the_response_head_resets_the_connection() {
+    // An upstream that answers as soon as it has the request head, then keeps the body open.
+    let origin = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+    let origin_addr = origin.local_addr().expect("origin address");
+    let held = std::thread::spawn(move || {
+        let (mut s, _) = origin.accept().ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 65536 {
+            if s.read(&mut byte).ok()? == 0 {
+                return None;
+            }
+            head.push(byte[0]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nearly")
+            .ok()?;
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        Some(s)
+    });
+    let (cm, cm_json) = metrics_addr();
+    let pair = PairBuilder::new(origin_addr)
+        .name("edge_body_stall_late")
+        .client("metrics.listen", &cm_json)
+        .client("http.body_timeout_ms", "1000")
+        .start();
+    pair.client.expect_log(LOG_ADMIN_LISTEN, READY_TIMEOUT);
+    let mut c = pair.conn();
+    c.set_timeout(Duration::from_secs(10));
+    c.send(b"POST /up HTTP/1.1\r\nHost: e2e.test\r\nContent-Length: 10\r\n\r\nabc")
+        .expect("partial request");
+    let head = c.read_head("POST").expect("the response head");
+    assert_eq!(head.status, 200);
+    let t = Instant::now();
+    let mut got = 0;
+    let body = c.read_body_with(&head, &mut |b| got += b.len());
+    assert!(
+        body.is_err() && got < 100 && t.elapsed() < Duration::from_secs(8),
+        "a stalled upload's response must end in a reset: {body:?} after {got} bytes, {:?}",
+        t.elapsed()
+    );
+    let released = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        (metric(cm, "ptproxy_streams_open") == Some(0.0)).then_some(())
+    });
+    assert!(
+        released.is_some(),
+        "the stalled request's stream was not released"
+    );
+    drop(pair);
+    let _ = held.join();
 }
