@@ -19,6 +19,7 @@ use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
+use crate::accept_pause::{self, AcceptPause};
 use crate::bridge::tcp::TcpConn;
 use crate::h1::head::{self, Limits};
 use crate::reactor::{ADMIN_CONN_BASE, ADMIN_LISTENER, CONN_BASE};
@@ -37,6 +38,8 @@ pub type Page = (u16, &'static str, String);
 pub struct Admin {
     listener: TcpListener,
     conns: Slab<AdminConn>,
+    /// Accepting paused at the descriptor limit (retried on a timer).
+    accept_pause: AcceptPause,
 }
 
 struct AdminConn {
@@ -56,6 +59,7 @@ impl Admin {
         Ok(Admin {
             listener,
             conns: Slab::new(),
+            accept_pause: AcceptPause::default(),
         })
     }
 
@@ -73,7 +77,9 @@ impl Admin {
         page: impl Fn(&str) -> Page,
     ) {
         if event.token() == ADMIN_LISTENER {
-            self.accept(registry, now);
+            if !self.accept_pause.is_paused() {
+                self.accept(registry, now);
+            }
             return;
         }
         let key = event.token().0 - ADMIN_CONN_BASE;
@@ -88,6 +94,9 @@ impl Admin {
 
     /// Closes the connections whose head or idle timeout passed.
     pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
+        if self.accept_pause.retry_due(now) {
+            self.accept(registry, now);
+        }
         let expired: Vec<usize> = self
             .conns
             .iter()
@@ -100,9 +109,10 @@ impl Admin {
         }
     }
 
-    /// When the next connection times out.
+    /// When the next connection times out (or accepting resumes).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns.iter().map(|(_, c)| c.deadline).min()
+        let conns = self.conns.iter().map(|(_, c)| c.deadline).min();
+        crate::time::earliest(conns, self.accept_pause.next_deadline())
     }
 
     fn close(&mut self, registry: &Registry, key: usize) {
@@ -135,9 +145,16 @@ impl Admin {
     fn accept(&mut self, registry: &Registry, now: Instant) {
         loop {
             let (stream, _) = match self.listener.accept() {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    self.accept_pause.accepted("metrics.listen");
+                    pair
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if accept_pause::is_resource_exhaustion(&e) => {
+                    self.accept_pause.pause("metrics.listen", &e, now);
+                    return;
+                }
                 Err(e) => {
                     log::warn!("metrics accept: {e}");
                     return;

@@ -13,6 +13,7 @@
 //! ([`quic::setup`]). HTTP/1.1 is parsed by [`h1`] (httparse underneath) and translated by
 //! [`bridge`].
 
+pub mod accept_pause;
 pub mod admin;
 pub mod bridge;
 pub mod certs;

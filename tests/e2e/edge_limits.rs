@@ -4,7 +4,7 @@
 
 use crate::harness::admin::{health, metric, metrics_addr};
 use crate::harness::pair::READY_TIMEOUT;
-use crate::harness::{poll_until, HttpConn, PairBuilder, Upstream};
+use crate::harness::{poll_until, PairBuilder, Upstream};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -188,4 +188,88 @@ fn a_request_body_stalled_after_the_response_head_resets_the_connection() {
     );
     drop(pair);
     let _ = held.join();
+}
+
+/// Lowers the descriptor limit (soft and hard) of the running process `pid`.
+fn limit_descriptors(pid: u32, n: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: prlimit(2) on a child we own, with a valid rlimit and no old-value pointer.
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+fn open_descriptors(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count() as u64)
+        .expect("/proc/PID/fd")
+}
+
+/// Item 8: at the descriptor limit the client pauses accepting and retries on a timer, so a
+/// connection left in the backlog is served once descriptors are free, without another
+/// connection arriving to wake the listener.
+#[test]
+fn at_the_descriptor_limit_accepting_resumes_by_itself() {
+    let up = Upstream::start();
+    let pair = PairBuilder::new(up.addr())
+        .name("edge_emfile")
+        .client("http.head_timeout_ms", "60000")
+        .start();
+    let pid = pair.client.pid().expect("client pid");
+    let spare = 20;
+    limit_descriptors(pid, open_descriptors(pid) + spare);
+    // More idle connections than descriptors: the last ones stay in the listen backlog.
+    let mut idle: Vec<TcpStream> = (0..spare + 20)
+        .map(|_| {
+            TcpStream::connect_timeout(&pair.http_addr, Duration::from_secs(3)).expect("connect")
+        })
+        .collect();
+    pair.client
+        .expect_log("Too many open files", Duration::from_secs(10));
+    // The newest one (certainly not accepted) carries a request.
+    let mut waiting = idle.pop().expect("connections");
+    waiting
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: e2e.test\r\n\r\n")
+        .expect("request");
+    // Free the descriptors: every other connection goes away; none new arrives.
+    drop(idle);
+    let t = Instant::now();
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"hello") && t.elapsed() < Duration::from_secs(5) {
+        match waiting.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("hello"),
+        "the request in the backlog was not served within {:?}: {text:?}",
+        t.elapsed()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "served after {:?}",
+        t.elapsed()
+    );
+    pair.client
+        .expect_log("accepting connections again", Duration::from_secs(5));
+    assert_eq!(
+        pair.client.count_log("cannot accept connections"),
+        1,
+        "the descriptor shortage is logged once"
+    );
 }
