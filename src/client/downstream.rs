@@ -151,6 +151,11 @@ impl Downstream {
         matches!(self.phase, Phase::Done)
     }
 
+    /// Between requests (keep-alive, or not started yet).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Idle)
+    }
+
     /// The exchange waits for the session (not sent yet).
     pub fn is_waiting(&self) -> bool {
         matches!(&self.phase, Phase::Exchange(ex) if ex.stream.is_none() && ex.fields.is_some())

@@ -194,6 +194,9 @@ impl ClientProxy {
             let _ = registry.deregister(&mut down.tcp.stream);
             return;
         }
+        if down.is_idle() {
+            down.tcp.release_buffers();
+        }
         if down.more_work {
             self.dirty.push(key);
         }

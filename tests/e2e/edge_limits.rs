@@ -273,3 +273,41 @@ fn at_the_descriptor_limit_accepting_resumes_by_itself() {
         "the descriptor shortage is logged once"
     );
 }
+
+/// Item 9: keep-alive connections that went idle after large responses give their buffer
+/// memory back. 150 connections each download 1 MB and stay open: the client's RSS must not
+/// keep a response buffer per connection (before: about 150 KB each, 20+ MB here).
+#[test]
+fn idle_keep_alive_connections_do_not_keep_their_buffers() {
+    let _heavy = crate::harness::heavy_lock();
+    let up = Upstream::start();
+    let pair = PairBuilder::new(up.addr()).name("edge_idle_rss").start();
+    // Warm up allocator and session with a few transfers on throwaway connections.
+    for _ in 0..3 {
+        let (head, n) = pair
+            .conn()
+            .download_pattern("/bytes/1000000")
+            .expect("warm-up");
+        assert_eq!((head.status, n), (200, 1_000_000));
+    }
+    let before = pair.client.rss_kib().expect("client RSS");
+    let mut idle = Vec::new();
+    for i in 0..150 {
+        let mut c = pair.conn();
+        let (head, n) = c
+            .download_pattern("/bytes/1000000")
+            .unwrap_or_else(|e| panic!("download {i}: {e}"));
+        assert_eq!((head.status, n), (200, 1_000_000), "download {i}");
+        idle.push(c);
+    }
+    let after = pair.client.rss_kib().expect("client RSS");
+    let grown = after.saturating_sub(before);
+    eprintln!("client RSS {before} -> {after} KiB with 150 idle connections");
+    // What 150 open connections legitimately cost (socket state, slab entries) is far below
+    // this; one kept response buffer each is far above it.
+    assert!(
+        grown < 8 * 1024,
+        "client RSS grew by {grown} KiB with 150 idle connections ({before} -> {after} KiB)"
+    );
+    drop(idle);
+}
