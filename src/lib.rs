@@ -13,6 +13,7 @@
 //! ([`quic::setup`]). HTTP/1.1 is parsed by [`h1`] (httparse underneath) and translated by
 //! [`bridge`].
 
+pub mod accept_pause;
 pub mod admin;
 pub mod bridge;
 pub mod certs;
@@ -37,6 +38,8 @@ pub fn run(
     config: &config::Config,
     reload: &dyn Fn() -> Result<config::Config, config::ConfigError>,
 ) -> Result<(), Box<dyn Error>> {
+    // Connection IDs and reset tokens need the OS generator; without it, do not start.
+    quic::check_random()?;
     let poll = mio::Poll::new()?;
     match config {
         config::Config::Client(cfg) => {

@@ -18,6 +18,8 @@ pub struct TcpConn {
     pub stream: mio::net::TcpStream,
     /// Received bytes not consumed yet.
     pub input: Vec<u8>,
+    /// Bytes received since the connection opened.
+    pub received: u64,
     output: Vec<u8>,
     output_sent: usize,
     readable: bool,
@@ -36,6 +38,7 @@ impl TcpConn {
         TcpConn {
             stream,
             input: Vec::new(),
+            received: 0,
             output: Vec::new(),
             output_sent: 0,
             readable: true,
@@ -73,6 +76,7 @@ impl TcpConn {
                 }
                 Ok(n) => {
                     self.input.truncate(start + n);
+                    self.received += n as u64;
                     progress = true;
                 }
                 Err(e) => {
@@ -156,6 +160,24 @@ impl TcpConn {
         progress
     }
 
+    /// Gives the buffers' memory back when they hold nothing: for a connection going idle,
+    /// which would otherwise keep up to [`READ_CAP`] + [`WRITE_CAP`] of capacity from its
+    /// last exchange for as long as it stays open.
+    pub fn release_buffers(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            self.input = Vec::new();
+        }
+        if self.pending_output() == 0 && self.output.capacity() > 0 {
+            self.output = Vec::new();
+            self.output_sent = 0;
+        }
+    }
+
+    /// Bytes of buffer memory held (input and output capacity).
+    pub fn buffer_capacity(&self) -> usize {
+        self.input.capacity() + self.output.capacity()
+    }
+
     /// Whether the connect() of an outgoing connection finished, and how.
     pub fn connect_result(&mut self) -> Option<io::Result<()>> {
         if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
@@ -166,5 +188,55 @@ impl TcpConn {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => None,
             Err(e) => Some(Err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A connected pair over loopback: ours (non-blocking, mio) and the peer's.
+    fn pair() -> (TcpConn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let peer = std::net::TcpStream::connect(addr).expect("connect");
+        let (ours, _) = listener.accept().expect("accept");
+        ours.set_nonblocking(true).expect("non-blocking");
+        (TcpConn::new(mio::net::TcpStream::from_std(ours)), peer)
+    }
+
+    #[test]
+    fn an_idle_connection_gives_its_buffer_memory_back() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(&vec![7u8; 40_000]).expect("peer writes");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while conn.input.len() < 40_000 && Instant::now() < deadline {
+            conn.readable = true;
+            conn.fill();
+        }
+        conn.queue(&vec![1u8; 200_000]);
+        assert!(conn.buffer_capacity() >= 240_000);
+        // Still holding data: nothing is released.
+        conn.release_buffers();
+        assert!(conn.buffer_capacity() >= 240_000);
+        conn.consume(conn.input.len());
+        peer.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut sink = vec![0u8; 64 * 1024];
+        let mut read = 0;
+        while conn.pending_output() > 0 && Instant::now() < deadline {
+            conn.writable = true;
+            conn.flush();
+            read += peer.read(&mut sink).expect("peer reads");
+        }
+        while read < 200_000 && Instant::now() < deadline {
+            read += peer.read(&mut sink).expect("peer reads");
+        }
+        assert_eq!((conn.pending_output(), read), (0, 200_000));
+        // Drained (the state of a keep-alive connection between requests): released.
+        assert!(conn.buffer_capacity() > 0, "capacity kept until released");
+        conn.release_buffers();
+        assert_eq!(conn.buffer_capacity(), 0);
     }
 }

@@ -92,6 +92,13 @@ pub struct Exchange {
     blocked: Option<Busy>,
     wait_until: Instant,
     decoder: BodyDecoder,
+    /// The request body waits for the client's next byte (not for the peer).
+    body_waits_for_client: bool,
+    /// Since when no body byte arrived while waiting for one: `http.body_timeout_ms` runs
+    /// from here.
+    body_quiet_since: Instant,
+    /// `TcpConn::received` at the last look.
+    body_input_mark: u64,
     body_limit: Option<u64>,
     chunk: Vec<u8>,
     /// Request trailers still to send (after the last body bytes).
@@ -142,6 +149,11 @@ impl Downstream {
 
     pub fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done)
+    }
+
+    /// Between requests (keep-alive, or not started yet).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Idle)
     }
 
     /// The exchange waits for the session (not sent yet).
@@ -299,8 +311,14 @@ impl Downstream {
         let Some(session) = ctx.session.as_deref_mut() else {
             return progress;
         };
-        match ex.pump_request(&mut self.tcp, session, ctx.hold_bodies) {
-            Ok(p) => progress |= p,
+        match ex.pump_request(&mut self.tcp, session, ctx.hold_bodies, ctx.now) {
+            Ok(p) => {
+                progress |= p;
+                if let Some(stall) = ex.body_stall_deadline(ctx.http.body_timeout) {
+                    let pending = self.deadline.filter(|d| *d > ctx.now);
+                    self.deadline = crate::time::earliest(pending, Some(stall));
+                }
+            }
             Err(answer) => {
                 log::debug!(
                     "request body from {} refused: {}",
@@ -455,6 +473,21 @@ impl Downstream {
             return;
         }
         self.deadline = None;
+        if self.body_stalled(ctx) {
+            let answer = Answer::new(
+                answers::Side::Client,
+                408,
+                "http_request_error",
+                format!(
+                    "the request body stalled: no byte for {} ms (http.body_timeout_ms)",
+                    ctx.http.body_timeout.as_millis()
+                ),
+            );
+            log::debug!("{} from {}", answer.details, self.peer);
+            self.fail_request(ctx, answer);
+            self.drive(ctx);
+            return;
+        }
         match &mut self.phase {
             Phase::Idle if self.tcp.input.is_empty() => self.phase = Phase::Done,
             Phase::Idle => self.refuse(
@@ -474,7 +507,11 @@ impl Downstream {
             }
             // Sent in 0-RTT, but the handshake never completed: the peer may well be gone, and
             // the wait for a session is as bounded as for a request that was never sent.
-            Phase::Exchange(ex) if ctx.early && matches!(ex.response, Response::AwaitHead) => {
+            Phase::Exchange(ex)
+                if ctx.early
+                    && ex.wait_until <= ctx.now
+                    && matches!(ex.response, Response::AwaitHead) =>
+            {
                 let answer =
                     answers::session_unavailable(ctx.http.session_wait.as_millis(), ctx.why_down);
                 self.fail_request(ctx, answer);
@@ -483,6 +520,20 @@ impl Downstream {
             _ => {}
         }
         self.drive(ctx);
+    }
+
+    /// The request body waited for the client longer than `http.body_timeout_ms`. Input that
+    /// arrived in this turn is read first, so it counts.
+    fn body_stalled(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let waiting = |phase: &Phase| match phase {
+            Phase::Exchange(ex) => ex.body_stall_deadline(ctx.http.body_timeout),
+            _ => None,
+        };
+        if waiting(&self.phase).is_none() {
+            return false;
+        }
+        self.drive(ctx);
+        waiting(&self.phase).is_some_and(|d| d <= ctx.now)
     }
 
     /// The request cannot be completed: cancel the stream (the server then abandons the
@@ -549,6 +600,9 @@ impl Exchange {
             blocked: None,
             wait_until: ctx.now + ctx.http.session_wait,
             decoder: BodyDecoder::new(prepared.framing),
+            body_waits_for_client: false,
+            body_quiet_since: ctx.now,
+            body_input_mark: 0,
             body_limit: ctx.http.max_body_bytes,
             chunk: Vec::new(),
             request_trailers: None,
@@ -639,18 +693,22 @@ impl Exchange {
         tcp: &mut TcpConn,
         session: &mut Session,
         hold: bool,
+        now: Instant,
     ) -> Result<bool, Answer> {
         let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
             return Ok(false);
         };
         if hold {
+            self.note_body_input(tcp, now, false);
             return Ok(false);
         }
         let mut progress = false;
+        let mut waits_for_client = false;
         while !self.request_done {
             if self.chunk.is_empty() && !self.decoder.is_done() {
                 progress |= self.decode_request_body(tcp)?;
                 if self.chunk.is_empty() && !self.decoder.is_done() {
+                    waits_for_client = !tcp.input_ended();
                     break;
                 }
             }
@@ -681,7 +739,25 @@ impl Exchange {
                 Err(e) => return Err(stream_failed(e)),
             }
         }
+        self.note_body_input(tcp, now, waits_for_client && !self.request_done);
         Ok(progress)
+    }
+
+    /// Runs the body stall clock: it restarts whenever a byte arrived (one that cannot be
+    /// decoded yet counts too) or the body was waiting for the peer rather than the client.
+    fn note_body_input(&mut self, tcp: &TcpConn, now: Instant, waits_for_client: bool) {
+        let arrived = tcp.received != self.body_input_mark;
+        self.body_input_mark = tcp.received;
+        if arrived || !self.body_waits_for_client {
+            self.body_quiet_since = now;
+        }
+        self.body_waits_for_client = waits_for_client;
+    }
+
+    /// When the request body is given up if no byte arrives (while it waits for the client).
+    fn body_stall_deadline(&self, timeout: Duration) -> Option<Instant> {
+        self.body_waits_for_client
+            .then(|| self.body_quiet_since + timeout)
     }
 
     /// Decodes the next piece of request body from the socket input into `chunk`, enforcing

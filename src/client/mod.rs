@@ -21,6 +21,7 @@ use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
+use crate::accept_pause::{self, AcceptPause};
 use crate::admin::{Admin, Page};
 use crate::bridge::answers;
 use crate::bridge::tcp::TcpConn;
@@ -57,6 +58,8 @@ pub struct ClientProxy {
     why_down: String,
     /// Request bodies pause while a request head waits for connection credit.
     hold_bodies: bool,
+    /// Accepting paused at the descriptor limit (retried on a timer).
+    accept_pause: AcceptPause,
 }
 
 impl ClientProxy {
@@ -102,6 +105,7 @@ impl ClientProxy {
             stopping: false,
             why_down: String::new(),
             hold_bodies: false,
+            accept_pause: AcceptPause::default(),
         })
     }
 
@@ -114,11 +118,16 @@ impl ClientProxy {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if accept_pause::is_resource_exhaustion(&e) => {
+                    self.accept_pause.pause("listen", &e, now);
+                    return;
+                }
                 Err(e) => {
                     log::warn!("accept: {e}");
                     return;
                 }
             };
+            self.accept_pause.accepted("listen");
             let mut tcp = TcpConn::new(stream);
             if self.downs.len() >= self.http.max_connections {
                 let answer = answers::Answer::new(
@@ -184,6 +193,9 @@ impl ClientProxy {
             let mut down = self.downs.remove(key);
             let _ = registry.deregister(&mut down.tcp.stream);
             return;
+        }
+        if down.is_idle() {
+            down.tcp.release_buffers();
         }
         if down.more_work {
             self.dirty.push(key);
@@ -357,12 +369,12 @@ impl Driver for ClientProxy {
             }
             token if Admin::owns(token) => {
                 if let Some(mut admin) = self.admin.take() {
-                    admin.handle_event(registry, event, |path| self.page(path, now));
+                    admin.handle_event(registry, event, now, |path| self.page(path, now));
                     self.admin = Some(admin);
                 }
             }
             Token(t) if (LISTENER_BASE..ADMIN_CONN_BASE).contains(&t) => {
-                if !self.stopping {
+                if !self.stopping && !self.accept_pause.is_paused() {
                     self.accept(registry, t - LISTENER_BASE, now);
                 }
             }
@@ -377,6 +389,14 @@ impl Driver for ClientProxy {
     }
 
     fn process(&mut self, registry: &Registry, now: Instant) {
+        if let Some(admin) = self.admin.as_mut() {
+            admin.handle_timeout(registry, now);
+        }
+        if self.accept_pause.retry_due(now) && !self.stopping {
+            for index in 0..self.listeners.len() {
+                self.accept(registry, index, now);
+            }
+        }
         self.link.handle_timeout(registry, now);
         self.poll_h3(registry, now);
         match self.link.update(now, &mut self.metrics) {
@@ -417,6 +437,8 @@ impl Driver for ClientProxy {
             return Some(Instant::now());
         }
         let d = crate::time::earliest(self.link.next_deadline(), self.timers.next_deadline());
+        let d = crate::time::earliest(d, self.admin.as_ref().and_then(Admin::next_deadline));
+        let d = crate::time::earliest(d, self.accept_pause.next_deadline());
         crate::time::earliest(d, self.drain_deadline)
     }
 

@@ -7,13 +7,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use quiche::h3::Header as H3Header;
+use quiche::h3::{Header as H3Header, NameValue};
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
 use crate::config::ClientHttpConfig;
 use crate::h1::body::{self, BodyFraming};
-use crate::h1::head::{has_connection_token, Header, RequestHead, Version};
+use crate::h1::head::{has_connection_token, RequestHead, Version};
 
 /// A request accepted for forwarding.
 pub struct Prepared {
@@ -73,9 +73,12 @@ pub fn prepare(
             .headers
             .retain(|h| !h.name.eq_ignore_ascii_case("expect"));
     }
-    add_forwarding(&mut shaped, peer, http);
+    // Hop-by-hop removal first: a client must not be able to drop the fields we add by naming
+    // them in `Connection` (the CVE-2022-31813 class).
+    let mut fields = headers::request_to_h3(&shaped, &authority, &path);
+    add_forwarding(&mut fields, req.version, peer, http);
     let prepared = Prepared {
-        fields: headers::request_to_h3(&shaped, &authority, &path),
+        fields,
         framing,
         continue_now: false,
     };
@@ -94,8 +97,14 @@ pub fn body_too_large(max: u64) -> Answer {
     )
 }
 
-/// Adds `Forwarded` (RFC 7239), `Via` (RFC 9110 §7.6.3) and `X-Forwarded-For` as configured.
-fn add_forwarding(req: &mut RequestHead, peer: SocketAddr, http: &ClientHttpConfig) {
+/// Adds `Forwarded` (RFC 7239), `Via` (RFC 9110 §7.6.3) and `X-Forwarded-For` as configured
+/// to the HTTP/3 fields, which hold only end-to-end fields by now.
+fn add_forwarding(
+    fields: &mut Vec<H3Header>,
+    version: Version,
+    peer: SocketAddr,
+    http: &ClientHttpConfig,
+) {
     let f = http.forwarding;
     let ip = peer.ip();
     if f.forwarded {
@@ -103,36 +112,27 @@ fn add_forwarding(req: &mut RequestHead, peer: SocketAddr, http: &ClientHttpConf
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("\"[{v6}]\""),
         };
-        req.headers.push(Header {
-            name: "Forwarded".into(),
-            value: format!("for={node};proto=http").into_bytes(),
-        });
+        let value = format!("for={node};proto=http");
+        fields.push(H3Header::new(b"forwarded", value.as_bytes()));
     }
     if f.via {
-        let version = if req.version == Version::Http10 {
+        let version = if version == Version::Http10 {
             "1.0"
         } else {
             "1.1"
         };
-        req.headers.push(Header {
-            name: "Via".into(),
-            value: format!("{version} ptproxy").into_bytes(),
-        });
+        let value = format!("{version} ptproxy");
+        fields.push(H3Header::new(b"via", value.as_bytes()));
     }
     if f.x_forwarded_for {
-        let existing = req
-            .headers
-            .iter()
-            .rposition(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"));
+        let existing = fields.iter().rposition(|h| h.name() == b"x-forwarded-for");
         match existing {
             Some(i) => {
-                let h = &mut req.headers[i];
-                h.value.extend_from_slice(format!(", {ip}").as_bytes());
+                let mut value = fields[i].value().to_vec();
+                value.extend_from_slice(format!(", {ip}").as_bytes());
+                fields[i] = H3Header::new(b"x-forwarded-for", &value);
             }
-            None => req.headers.push(Header {
-                name: "X-Forwarded-For".into(),
-                value: ip.to_string().into_bytes(),
-            }),
+            None => fields.push(H3Header::new(b"x-forwarded-for", ip.to_string().as_bytes())),
         }
     }
 }
@@ -191,7 +191,7 @@ pub fn is_idempotent(method: &str) -> bool {
 mod tests {
     use super::*;
     use crate::config::Forwarding;
-    use quiche::h3::NameValue;
+    use crate::h1::head::Header;
     use std::time::Duration;
 
     fn http(forwarding: Forwarding, max_body_bytes: Option<u64>) -> ClientHttpConfig {
@@ -205,6 +205,7 @@ mod tests {
             access_log: false,
             forwarding,
             early_data_methods: vec!["GET".into()],
+            body_timeout: Duration::from_secs(1),
         }
     }
 
@@ -267,6 +268,31 @@ mod tests {
             .expect("accepted");
         assert!(field(&p, "forwarded").is_empty() && field(&p, "via").is_empty());
         assert_eq!(field(&p, "x-forwarded-for"), vec![&b"10.0.0.1"[..]]);
+    }
+
+    #[test]
+    fn connection_cannot_remove_the_forwarding_fields() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!());
+        let r = req(
+            "/",
+            &[
+                ("Host", "b"),
+                ("Connection", "forwarded, via, x-forwarded-for"),
+                ("Forwarded", "for=192.0.2.1"),
+                ("X-Forwarded-For", "192.0.2.1"),
+                ("Content-Length", "0"),
+            ],
+        );
+        let p = prepare(&r, peer, &http(ALL, None), "d")
+            .map_err(|a| a.details)
+            .expect("accepted");
+        // The client's own copies were hop-by-hop (named in Connection); ours are added after.
+        assert_eq!(
+            field(&p, "forwarded"),
+            vec![&b"for=127.0.0.1;proto=http"[..]]
+        );
+        assert_eq!(field(&p, "via"), vec![&b"1.1 ptproxy"[..]]);
+        assert_eq!(field(&p, "x-forwarded-for"), vec![&b"127.0.0.1"[..]]);
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub struct ClientHttpFile {
     pub x_forwarded_for: Option<bool>,
     pub drain_timeout_ms: Option<u64>,
     pub early_data_methods: Option<Vec<String>>,
+    pub body_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -39,6 +39,8 @@ pub const DEFAULT_SESSION_WAIT_MS: u64 = 2_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_HEAD_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 60_000;
+/// Client side: longest wait for the next byte of a request body.
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const DEFAULT_ACCESS_LOG: bool = true;
 pub const DEFAULT_FORWARDED: bool = true;
@@ -221,6 +223,9 @@ pub struct ClientHttpConfig {
     pub forwarding: Forwarding,
     /// Methods that may travel in 0-RTT (replayable; keep them idempotent).
     pub early_data_methods: Vec<String>,
+    /// A request body that brings no byte for this long is given up (408, or a reset once
+    /// the response started).
+    pub body_timeout: Duration,
 }
 
 /// Forwarding fields added to each request (RFC 7239 `Forwarded`, `Via`, `X-Forwarded-For`).
@@ -412,6 +417,11 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
                 via: http.via.unwrap_or(DEFAULT_VIA),
                 x_forwarded_for: http.x_forwarded_for.unwrap_or(DEFAULT_X_FORWARDED_FOR),
             },
+            body_timeout: millis(
+                "http.body_timeout_ms",
+                http.body_timeout_ms,
+                DEFAULT_BODY_TIMEOUT_MS,
+            )?,
         },
         reconnect,
         ops: ops(

@@ -402,3 +402,24 @@ fn peer_and_upstream_names_are_kept_for_resolution() {
     };
     assert_eq!(s.upstream.address.host, "localhost");
 }
+
+#[test]
+fn body_timeout_defaults_and_validates() {
+    let Ok(Config::Client(c)) = parse(CLIENT, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(
+        c.http.body_timeout,
+        Duration::from_millis(DEFAULT_BODY_TIMEOUT_MS)
+    );
+    let text = with(CLIENT, r#""http": {"body_timeout_ms": 1500}"#);
+    let Ok(Config::Client(c)) = parse(&text, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(c.http.body_timeout, Duration::from_millis(1500));
+    let err = client_err(&with(CLIENT, r#""http": {"body_timeout_ms": 0}"#));
+    assert!(
+        err.to_string().contains("http.body_timeout_ms"),
+        "{err} should name http.body_timeout_ms"
+    );
+}

@@ -26,20 +26,54 @@ pub mod h3_code {
     pub const MESSAGE_ERROR: u64 = 0x10e;
 }
 
-/// Fills `buf` with random bytes from the OS (ring's system RNG).
+/// Exit status when the OS random generator fails while running (`EX_OSERR`, sysexits.h).
+pub const EXIT_NO_RANDOMNESS: i32 = 71;
+
+/// Fills `buf` with random bytes from the OS (ring's system RNG: `getrandom(2)`).
+///
+/// These bytes make connection IDs, reset tokens and path challenges unpredictable; there is
+/// no weaker fallback. If the OS generator fails (which a working kernel never does: it is an
+/// OS failure), the process stops at once with an error line and exit status
+/// [`EXIT_NO_RANDOMNESS`], so that the supervisor restarts it or an operator looks, instead of
+/// running on with guessable values. [`check_random`] makes the same failure a clear start-up
+/// error.
 pub fn random_bytes(buf: &mut [u8]) {
     use ring::rand::SecureRandom;
-    if ring::rand::SystemRandom::new().fill(buf).is_err() {
-        // ring reports failure only if the OS RNG is unavailable; fall back to time-derived bytes
-        // (used for connection IDs and jitter, whose secrecy is not what protects the session).
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (t >> ((i % 16) * 8)) as u8 ^ i as u8;
-        }
+    let rng = ring::rand::SystemRandom::new();
+    fill_or_stop(
+        buf,
+        |b| rng.fill(b).map_err(|_| ()),
+        stop_without_randomness,
+    );
+}
+
+/// Start-up check that the OS random generator works.
+pub fn check_random() -> Result<(), String> {
+    use ring::rand::SecureRandom;
+    let mut probe = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut probe)
+        .map_err(|_| "the OS random generator (getrandom) failed; refusing to start".to_string())
+}
+
+/// Fills `buf` with `fill`, or calls `stop` (which never returns) when it fails: no caller ever
+/// sees bytes that did not come from the generator.
+fn fill_or_stop(
+    buf: &mut [u8],
+    fill: impl FnOnce(&mut [u8]) -> Result<(), ()>,
+    stop: impl FnOnce() -> std::convert::Infallible,
+) {
+    if fill(buf).is_err() {
+        stop();
     }
+}
+
+fn stop_without_randomness() -> std::convert::Infallible {
+    log::error!(
+        "the OS random generator (getrandom) failed: stopping, since connection IDs and reset \
+         tokens must not be guessable (exit status {EXIT_NO_RANDOMNESS})"
+    );
+    std::process::exit(EXIT_NO_RANDOMNESS)
 }
 
 /// A uniform sample in [0, 1).
@@ -47,4 +81,45 @@ pub fn random_unit() -> f64 {
     let mut b = [0u8; 8];
     random_bytes(&mut b);
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_generator_stops_instead_of_falling_back() {
+        let mut buf = [0u8; 16];
+        let outcome = std::panic::catch_unwind(move || {
+            fill_or_stop(&mut buf, |_| Err(()), || panic!("stopped"));
+            buf
+        });
+        let stopped = outcome
+            .err()
+            .and_then(|p| p.downcast_ref::<&str>().copied());
+        assert_eq!(
+            stopped,
+            Some("stopped"),
+            "returned bytes not from the generator"
+        );
+    }
+
+    #[test]
+    fn a_working_generator_fills_the_buffer() {
+        let mut buf = [0u8; 4];
+        fill_or_stop(
+            &mut buf,
+            |b| {
+                b.fill(7);
+                Ok(())
+            },
+            || panic!("must not stop"),
+        );
+        assert_eq!(buf, [7; 4]);
+        let (mut a, mut b) = ([0u8; 32], [0u8; 32]);
+        random_bytes(&mut a);
+        random_bytes(&mut b);
+        assert_ne!(a, b);
+        assert_eq!(check_random(), Ok(()));
+    }
 }

@@ -204,7 +204,7 @@ impl Driver for ServerProxy {
             }
             token if Admin::owns(token) => {
                 if let Some(mut admin) = self.admin.take() {
-                    admin.handle_event(registry, event, |path| self.page(path, now));
+                    admin.handle_event(registry, event, now, |path| self.page(path, now));
                     self.admin = Some(admin);
                 }
             }
@@ -225,6 +225,9 @@ impl Driver for ServerProxy {
     }
 
     fn process(&mut self, registry: &Registry, now: Instant) {
+        if let Some(admin) = self.admin.as_mut() {
+            admin.handle_timeout(registry, now);
+        }
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
             pc.session.handle_timeout(now);
         }
@@ -271,6 +274,7 @@ impl Driver for ServerProxy {
         let d = crate::time::earliest(d, self.next_idle_expiry);
         let d = crate::time::earliest(d, self.drain_deadline);
         let d = crate::time::earliest(d, self.admission.next_deadline());
+        let d = crate::time::earliest(d, self.admin.as_ref().and_then(Admin::next_deadline));
         crate::time::earliest(d, self.udp.next_release())
     }
 

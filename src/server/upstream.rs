@@ -173,6 +173,7 @@ impl Pool {
             && !up.tcp.eof
             && !up.tcp.is_broken();
         if reusable && clean && self.idle.len() < self.max_idle {
+            up.tcp.release_buffers();
             up.state = UpState::Idle { since: now };
             self.idle.push(key);
         } else {
@@ -196,7 +197,9 @@ impl Pool {
         if up.tcp.eof || up.tcp.is_broken() || !up.tcp.input.is_empty() {
             log::debug!("idle upstream connection closed by the upstream");
             self.close(registry, key);
+            return;
         }
+        up.tcp.release_buffers();
     }
 
     /// Closes idle connections older than `max_age`; returns when the next one expires.

@@ -23,6 +23,7 @@ mod check;
 mod connections;
 mod contact;
 mod debug_taps;
+mod edge_limits;
 mod errors;
 mod flood;
 mod framing;

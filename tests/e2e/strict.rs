@@ -640,6 +640,8 @@ static FWD_DEFAULT_CASES: &[Case] = &[
     c("fwd_default_http10", b"GET /echo?{c} HTTP/1.0\r\nHost: e2e.test\r\n\r\n", ok(Fwd { hdrs: &[Hdr::ForwardedFor(&["127.0.0.1"]), Hdr::Has("via", "ptproxy"), Hdr::Absent("x-forwarded-for")], close: true, ..GET })),
     c("fwd_default_incoming_forwarded_appended", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nForwarded: for=192.0.2.60;proto=http\r\n\r\n", ok(Fwd { hdrs: &[Hdr::ForwardedFor(&["192.0.2.60", "127.0.0.1"])], ..GET })),
     c("fwd_default_incoming_via_kept_first", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nVia: 1.1 edge\r\n\r\n", ok(Fwd { hdrs: &[Hdr::StartsWith("via", "1.1 edge,"), Hdr::Has("via", "ptproxy")], ..GET })),
+    // CVE-2022-31813 class: naming our fields in Connection must not remove them.
+    c("fwd_default_connection_cannot_strip", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nConnection: forwarded, via\r\n\r\n", ok(Fwd { hdrs: &[Hdr::ForwardedFor(&["127.0.0.1"]), Hdr::Has("via", "ptproxy")], ..GET })),
     v6("fwd_default_ipv6_quoted", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\n\r\n", ok(Fwd { hdrs: &[Hdr::ForwardedFor(&["\"[::1]\""]), Hdr::Absent("x-forwarded-for")], ..GET })),
 ];
 
@@ -650,6 +652,7 @@ static FWD_XFF_CASES: &[Case] = &[
     c("xff_appended", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n", ok(Fwd { hdrs: &[Hdr::Is("x-forwarded-for", "10.0.0.1, 127.0.0.1")], ..GET })),
     c("xff_appended_list", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2\r\n\r\n", ok(Fwd { hdrs: &[Hdr::Is("x-forwarded-for", "10.0.0.1, 10.0.0.2, 127.0.0.1")], ..GET })),
     c("xff_appended_two_fields", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\n\r\n", ok(Fwd { hdrs: &[Hdr::Is("x-forwarded-for", "10.0.0.1, 10.0.0.2, 127.0.0.1")], ..GET })),
+    c("xff_connection_cannot_strip", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nConnection: x-forwarded-for, forwarded\r\nX-Forwarded-For: 10.0.0.9\r\n\r\n", ok(Fwd { hdrs: &[Hdr::Is("x-forwarded-for", "127.0.0.1"), Hdr::ForwardedFor(&["127.0.0.1"])], ..GET })),
     c("xff_http10", b"GET /echo?{c} HTTP/1.0\r\nHost: e2e.test\r\n\r\n", ok(Fwd { hdrs: &[Hdr::Is("x-forwarded-for", "127.0.0.1")], close: true, ..GET })),
 ];
 

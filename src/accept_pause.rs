@@ -1,0 +1,106 @@
+//! Accepting at the file-descriptor limit: when `accept` fails with EMFILE/ENFILE (or the
+//! kernel is out of socket memory), the pending connection stays in the backlog and mio, being
+//! edge-triggered, reports nothing new until another connection arrives. So the listener's
+//! owner stops trying and retries on a timer ([`RETRY`]) until a descriptor is free again.
+//! The condition is logged once per episode, then at most every [`LOG_EVERY`].
+
+use std::io;
+use std::time::{Duration, Instant};
+
+/// How long accepting pauses after running out of descriptors.
+pub const RETRY: Duration = Duration::from_millis(200);
+/// Least time between two warnings of one episode.
+pub const LOG_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+pub struct AcceptPause {
+    /// Paused until then; `None` when accepting normally.
+    until: Option<Instant>,
+    /// Failed accepts since the last warning (shown with the next one).
+    failures: u64,
+    last_warning: Option<Instant>,
+}
+
+/// Whether `e` means "no descriptor or socket buffer left", which only time can cure.
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+impl AcceptPause {
+    /// `accept` on `what` failed with `e` (see [`is_resource_exhaustion`]): pause.
+    pub fn pause(&mut self, what: &str, e: &io::Error, now: Instant) {
+        self.until = Some(now + RETRY);
+        self.failures += 1;
+        let quiet = self
+            .last_warning
+            .is_some_and(|t| now.saturating_duration_since(t) < LOG_EVERY);
+        if !quiet {
+            log::warn!(
+                "{what}: cannot accept connections: {e} ({} failed accept(s)); retrying every {} ms \
+                 (raise the descriptor limit, e.g. LimitNOFILE=, or lower http.max_connections)",
+                self.failures,
+                RETRY.as_millis()
+            );
+            self.failures = 0;
+            self.last_warning = Some(now);
+        }
+    }
+
+    /// A connection was accepted: the episode (if any) is over.
+    pub fn accepted(&mut self, what: &str) {
+        if self.last_warning.take().is_some() {
+            log::info!("{what}: accepting connections again");
+        }
+        self.failures = 0;
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.until.is_some()
+    }
+
+    /// True once when the pause is over: time to try accepting again.
+    pub fn retry_due(&mut self, now: Instant) -> bool {
+        if self.until.is_some_and(|t| t <= now) {
+            self.until = None;
+            return true;
+        }
+        false
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.until
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_then_retries_once_per_period() {
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        assert!(is_resource_exhaustion(&emfile));
+        assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+        let t0 = Instant::now();
+        let mut p = AcceptPause::default();
+        assert!(!p.is_paused() && !p.retry_due(t0));
+        p.pause("listen", &emfile, t0);
+        assert!(p.is_paused());
+        assert_eq!(p.next_deadline(), Some(t0 + RETRY));
+        assert!(!p.retry_due(t0 + RETRY / 2));
+        assert!(p.retry_due(t0 + RETRY));
+        assert!(!p.is_paused() && !p.retry_due(t0 + RETRY * 2));
+        // Warned once; the next failures within LOG_EVERY are only counted.
+        p.pause("listen", &emfile, t0 + RETRY);
+        assert_eq!((p.failures, p.last_warning), (1, Some(t0)));
+        p.pause("listen", &emfile, t0 + LOG_EVERY);
+        assert_eq!((p.failures, p.last_warning), (0, Some(t0 + LOG_EVERY)));
+        p.accepted("listen");
+        assert_eq!(p.last_warning, None);
+    }
+}
