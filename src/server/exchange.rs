@@ -83,7 +83,10 @@ pub struct Exchange {
     response_trailers: Option<Vec<H3Header>>,
     chunk: Vec<u8>,
     reusable: bool,
-    pub deadline: Instant,
+    /// When the current phase times out: connect, or response (see [`Exchange::on_timer`]).
+    deadline: Instant,
+    /// The deadline last handed to the timer queue (none yet for a new exchange).
+    armed: Option<Instant>,
     started: Instant,
     req_bytes: u64,
     resp_bytes: u64,
@@ -112,6 +115,7 @@ impl Exchange {
             chunk: Vec::new(),
             reusable: true,
             deadline: ctx.now + ctx.upstream.connect_timeout,
+            armed: None,
             started: ctx.now,
             req_bytes: 0,
             resp_bytes: 0,
@@ -581,7 +585,19 @@ impl Exchange {
             return self.abort(ctx);
         }
         self.answer(ctx, answer);
+        // The synthesized answer gets one more period to be delivered, then the stream is reset.
+        self.deadline = ctx.now + ctx.upstream.response_timeout;
         self.drive(ctx)
+    }
+
+    /// The deadline to hand to the timer queue, when it is not armed yet: every new deadline
+    /// is scheduled once, a passed one is not scheduled again (no busy loop).
+    pub fn deadline_to_arm(&mut self) -> Option<Instant> {
+        if self.armed == Some(self.deadline) {
+            return None;
+        }
+        self.armed = Some(self.deadline);
+        Some(self.deadline)
     }
 
     pub fn upstream(&self) -> Option<usize> {

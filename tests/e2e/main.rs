@@ -35,4 +35,5 @@ mod pacing;
 mod session;
 mod soak;
 mod strict;
+mod upstream_edges;
 mod zero_rtt;
