@@ -28,6 +28,9 @@ use super::upstream::{Pool, UpState};
 const BODY_CHUNK: usize = 64 * 1024;
 /// Steps one `drive` call may take before yielding to other exchanges.
 const DRIVE_BUDGET: usize = 64;
+/// Interim (1xx) responses relayed per request; one more is a 502, so an upstream cannot hold
+/// a request open with endless 103s.
+pub const MAX_INTERIM_RESPONSES: u32 = 16;
 
 pub struct Ctx<'a> {
     pub now: Instant,
@@ -78,6 +81,8 @@ pub struct Exchange {
     response: Response,
     /// A HEADERS frame (interim or final) went out on the stream.
     head_frames_sent: bool,
+    /// Interim responses received so far.
+    interim_count: u32,
     decoder: Option<BodyDecoder>,
     request_trailers: Vec<Header>,
     response_trailers: Option<Vec<H3Header>>,
@@ -109,6 +114,7 @@ impl Exchange {
             request_done: false,
             response: Response::AwaitHead,
             head_frames_sent: false,
+            interim_count: 0,
             decoder: None,
             request_trailers: Vec::new(),
             response_trailers: None,
@@ -278,7 +284,11 @@ impl Exchange {
         let mut progress = false;
         if let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) {
             if up.state == UpState::Busy && up.tcp.fill() {
-                self.deadline = ctx.now + ctx.upstream.response_timeout;
+                // Bytes of a head (trickled, or interim responses) do not extend the wait for
+                // the final head: only the request's progress does (see `request_step`).
+                if !self.awaiting_final_head() {
+                    self.deadline = ctx.now + ctx.upstream.response_timeout;
+                }
                 progress = true;
             }
         }
@@ -356,6 +366,12 @@ impl Exchange {
         }
         up.tcp.consume(len);
         if resp.status < 200 {
+            self.interim_count += 1;
+            if self.interim_count > MAX_INTERIM_RESPONSES {
+                return Err(Failure::Answer(answers::upstream_invalid(&format!(
+                    "more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
+                ))));
+            }
             // Informational: relayed as its own HEADERS frame (RFC 9114 §4.1).
             self.response = Response::HeadReady {
                 fields: headers::response_to_h3(&resp),
@@ -388,6 +404,14 @@ impl Exchange {
             interim: false,
         };
         Ok(true)
+    }
+
+    /// The final response head has not been parsed yet.
+    fn awaiting_final_head(&self) -> bool {
+        matches!(
+            self.response,
+            Response::AwaitHead | Response::HeadReady { interim: true, .. }
+        )
     }
 
     /// Moves decoded response bytes (or a synthesized body) into the stream.

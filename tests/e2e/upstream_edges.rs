@@ -85,3 +85,79 @@ fn response_timeout_fires_on_a_reused_connection_when_it_equals_the_connect_time
         "the stalled GET must reuse the pooled connection"
     );
 }
+
+const EARLY_HINTS: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n";
+const OK_HELLO: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+/// GET `target` through a pair in front of `up` with a 1 s response timeout; the answer and
+/// how long it took.
+fn get_with_short_timeout(up: &RawUpstream, name: &str, target: &str) -> (Response, Duration) {
+    let pair = PairBuilder::new(up.addr())
+        .name(name)
+        .server("upstream.response_timeout_ms", "1000")
+        .start();
+    let mut c = pair.conn();
+    c.set_timeout(Duration::from_secs(30));
+    let t = Instant::now();
+    let r = c.get(target).expect("GET must be answered");
+    (r, t.elapsed())
+}
+
+#[test]
+fn too_many_interim_responses_give_502() {
+    let up = RawUpstream::start(|_| {
+        let mut parts: Vec<Part> = (0..100)
+            .map(|_| Part::Bytes(EARLY_HINTS.to_vec()))
+            .collect();
+        parts.push(Part::Bytes(OK_HELLO.to_vec()));
+        parts
+    });
+    let (r, _) = get_with_short_timeout(&up, "interim_flood", "/hints");
+    assert_server_error(&r, 502);
+    assert!(r.body_str().contains("interim"), "{r}");
+}
+
+#[test]
+fn interim_responses_do_not_extend_the_wait_for_the_final_head() {
+    // One 103 every 150 ms for 12 s, then the final head: the 1 s bound must end it first.
+    let up = RawUpstream::start(|_| {
+        let mut parts = Vec::new();
+        for _ in 0..80 {
+            parts.push(Part::Bytes(EARLY_HINTS.to_vec()));
+            parts.push(Part::Sleep(Duration::from_millis(150)));
+        }
+        parts.push(Part::Bytes(OK_HELLO.to_vec()));
+        parts
+    });
+    let (r, el) = get_with_short_timeout(&up, "interim_trickle", "/hints");
+    assert_server_error(&r, 504);
+    assert!(
+        el <= Duration::from_secs(5),
+        "504 after {el:?}, expected about 1 s"
+    );
+}
+
+#[test]
+fn a_trickled_response_head_does_not_extend_the_response_timeout() {
+    // The head arrives one byte every 100 ms (about 8 s in all).
+    let up = RawUpstream::start(|_| {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nX-Slow: {}\r\nContent-Length: 5\r\n\r\nhello",
+            "a".repeat(40)
+        );
+        head.bytes()
+            .flat_map(|b| {
+                [
+                    Part::Bytes(vec![b]),
+                    Part::Sleep(Duration::from_millis(100)),
+                ]
+            })
+            .collect()
+    });
+    let (r, el) = get_with_short_timeout(&up, "trickled_head", "/slow-head");
+    assert_server_error(&r, 504);
+    assert!(
+        el >= Duration::from_millis(900) && el <= Duration::from_secs(5),
+        "504 after {el:?}, expected about 1 s"
+    );
+}
