@@ -75,7 +75,10 @@ pub struct Exchange {
     target: String,
     head_bytes: Vec<u8>,
     head_written: bool,
+    encoding: BodyEncoding,
     encoder: BodyEncoder,
+    /// The request was already sent again on a fresh connection (see [`Exchange::retry`]).
+    retried: bool,
     fin_received: bool,
     request_done: bool,
     response: Response,
@@ -109,7 +112,9 @@ impl Exchange {
             target: String::new(),
             head_bytes: Vec::new(),
             head_written: false,
+            encoding: BodyEncoding::None,
             encoder: BodyEncoder::new(BodyEncoding::None),
+            retried: false,
             fin_received: !more_frames,
             request_done: false,
             response: Response::AwaitHead,
@@ -138,6 +143,7 @@ impl Exchange {
                 ex.method = head.method.clone();
                 ex.target = head.target.clone();
                 write::write_request_head(&head, &mut ex.head_bytes);
+                ex.encoding = encoding;
                 ex.encoder = BodyEncoder::new(encoding);
                 match ctx.pool.checkout(ctx.registry, ctx.key) {
                     Ok(key) => ex.upstream = Some(key),
@@ -354,7 +360,10 @@ impl Exchange {
         let (resp, len) = match head::parse_response(&up.tcp.input, &limits) {
             Ok(Some(parsed)) => parsed,
             Ok(None) if up.tcp.input_ended() => {
-                return Err(Failure::Answer(answers::upstream_closed()))
+                if self.may_retry(up.reused, up.tcp.input.is_empty()) {
+                    return self.retry(ctx);
+                }
+                return Err(Failure::Answer(answers::upstream_closed()));
             }
             Ok(None) => return Ok(false),
             Err(e) => return Err(Failure::Answer(answers::upstream_invalid(e.reason))),
@@ -403,6 +412,45 @@ impl Exchange {
             fin,
             interim: false,
         };
+        Ok(true)
+    }
+
+    /// Whether a request whose connection ended before any response byte may be sent again:
+    /// only once, only if the connection was a reused one (the upstream may have closed it
+    /// while idle, as RFC 9112 §9.3.1 allows), only for an idempotent method whose body was not
+    /// started (RFC 9110 §9.2.2).
+    fn may_retry(&self, reused: u32, no_response_byte: bool) -> bool {
+        reused > 0
+            && no_response_byte
+            && !self.retried
+            && self.interim_count == 0
+            && !self.head_frames_sent
+            && self.req_bytes == 0
+            && self.request_trailers.is_empty()
+            && crate::client::request::is_idempotent(&self.method)
+    }
+
+    /// Sends the request again on a fresh upstream connection.
+    fn retry(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        log::info!(
+            "stream {}: reused upstream connection closed before a response; retrying {} {} on a fresh one",
+            self.stream,
+            self.method,
+            self.target
+        );
+        if let Some(key) = self.upstream.take() {
+            ctx.pool.close(ctx.registry, key);
+        }
+        let key = ctx
+            .pool
+            .connect_new(ctx.registry, ctx.key)
+            .map_err(|e| Failure::Answer(answers::upstream_unreachable(&e)))?;
+        self.upstream = Some(key);
+        self.retried = true;
+        self.head_written = false;
+        self.encoder = BodyEncoder::new(self.encoding);
+        self.request_done = false;
+        self.deadline = ctx.now + ctx.upstream.connect_timeout;
         Ok(true)
     }
 

@@ -161,3 +161,48 @@ fn a_trickled_response_head_does_not_extend_the_response_timeout() {
         "504 after {el:?}, expected about 1 s"
     );
 }
+
+/// An upstream that answers the first request of each connection (keep-alive, no
+/// `Connection: close`) and closes the connection when the second one arrives, as a server
+/// whose idle timeout fires just as the proxy reuses the connection.
+fn closes_on_reuse() -> RawUpstream {
+    let seen = std::sync::Mutex::new(std::collections::HashMap::<usize, usize>::new());
+    RawUpstream::start(move |req| {
+        let mut seen = seen.lock().unwrap();
+        let n = seen.entry(req.conn).or_insert(0);
+        *n += 1;
+        match *n {
+            1 => vec![Part::Bytes(OK_HELLO.to_vec())],
+            _ => vec![Part::Close],
+        }
+    })
+}
+
+#[test]
+fn idempotent_requests_are_retried_once_when_a_reused_connection_was_closed() {
+    let up = closes_on_reuse();
+    let pair = PairBuilder::new(up.addr()).name("retry_on_reuse").start();
+    let mut c = pair.conn();
+    c.set_timeout(Duration::from_secs(20));
+    for i in 0..20 {
+        let r = c.get(&format!("/n{i}")).expect("GET");
+        assert_eq!(r.status(), 200, "GET #{i}: {r}");
+        assert_eq!(r.body, b"hello", "GET #{i}");
+    }
+    // Each GET after the first met a closed connection and was sent again on a new one.
+    assert_eq!(up.connection_count(), 20, "{:?}", up.errors());
+}
+
+#[test]
+fn a_post_is_not_retried_when_a_reused_connection_was_closed() {
+    let up = closes_on_reuse();
+    let pair = PairBuilder::new(up.addr()).name("no_retry_post").start();
+    let mut c = pair.conn();
+    c.set_timeout(Duration::from_secs(20));
+    let r = c.get("/first").expect("GET");
+    assert_eq!(r.status(), 200, "{r}");
+    let r = c.post("/form", b"a=1").expect("POST must be answered");
+    assert_server_error(&r, 502);
+    let posts = up.requests().iter().filter(|q| q.method == "POST").count();
+    assert_eq!(posts, 1, "the POST must reach the upstream exactly once");
+}
