@@ -24,6 +24,7 @@ use crate::quic::h3_code;
 use crate::quic::session::Session;
 
 use super::upstream::{Pool, UpState};
+use super::upstream_head;
 
 const BODY_CHUNK: usize = 64 * 1024;
 /// Steps one `drive` call may take before yielding to other exchanges.
@@ -391,6 +392,9 @@ impl Exchange {
         }
         let framing = body::response_framing(&resp, &self.method)
             .map_err(|e| Failure::Answer(answers::upstream_invalid(e.reason)))?;
+        if framing != BodyFraming::None {
+            upstream_head::check_transfer_codings(&resp.headers).map_err(Failure::Answer)?;
+        }
         log::debug!(
             "stream {}: upstream answered {} ({framing:?})",
             self.stream,

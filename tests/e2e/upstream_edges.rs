@@ -206,3 +206,28 @@ fn a_post_is_not_retried_when_a_reused_connection_was_closed() {
     let posts = up.requests().iter().filter(|q| q.method == "POST").count();
     assert_eq!(posts, 1, "the POST must reach the upstream exactly once");
 }
+
+#[test]
+fn a_transfer_coding_other_than_chunked_gives_502_naming_it() {
+    let up = RawUpstream::start(|_| {
+        vec![Part::Bytes(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+              5\r\n\x1f\x8b\x08\x00\x00\r\n0\r\n\r\n"
+                .to_vec(),
+        )]
+    });
+    let pair = PairBuilder::new(up.addr()).name("gzip_te").start();
+    let r = pair.get("/coded");
+    assert_server_error(&r, 502);
+    assert!(r.body_str().contains("transfer coding gzip"), "{r}");
+    // chunked alone still crosses
+    let up = RawUpstream::start(|_| {
+        vec![Part::Bytes(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                .to_vec(),
+        )]
+    });
+    let pair = PairBuilder::new(up.addr()).name("chunked_te").start();
+    let r = pair.get("/plain");
+    assert_eq!((r.status(), r.body.as_slice()), (200, &b"hello"[..]), "{r}");
+}
