@@ -173,6 +173,14 @@ impl Exchange {
                     );
                     return self.abort(ctx);
                 }
+                Err(Failure::Malformed(reason)) => {
+                    log::info!(
+                        "stream {} from {}: malformed request: {reason}; resetting it",
+                        self.stream,
+                        ctx.client
+                    );
+                    return self.reset(ctx, h3_code::MESSAGE_ERROR, h3_code::MESSAGE_ERROR);
+                }
             };
             if let Some(outcome) = self.try_complete(ctx) {
                 return outcome;
@@ -254,7 +262,7 @@ impl Exchange {
                         self.encoder
                             .encode(&buf[..n], up.tcp.output_mut())
                             .map_err(|_| {
-                                Failure::Reset("request body longer than its content-length")
+                                Failure::Malformed("request body longer than its content-length")
                             })?;
                         self.req_bytes += n as u64;
                         progress = true;
@@ -274,7 +282,9 @@ impl Exchange {
             if self.fin_received && up.tcp.write_room() > 0 {
                 self.encoder
                     .finish(&self.request_trailers, up.tcp.output_mut())
-                    .map_err(|_| Failure::Reset("request body shorter than its content-length"))?;
+                    .map_err(|_| {
+                        Failure::Malformed("request body shorter than its content-length")
+                    })?;
                 self.request_done = true;
                 progress = true;
             }
@@ -600,16 +610,20 @@ impl Exchange {
 
     /// Resets the stream both ways and drops the upstream connection.
     pub fn abort(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
-        let _ = ctx.session.conn.stream_shutdown(
-            self.stream,
-            quiche::Shutdown::Read,
-            h3_code::REQUEST_CANCELLED,
-        );
-        let _ = ctx.session.conn.stream_shutdown(
-            self.stream,
-            quiche::Shutdown::Write,
-            h3_code::INTERNAL_ERROR,
-        );
+        self.reset(ctx, h3_code::REQUEST_CANCELLED, h3_code::INTERNAL_ERROR)
+    }
+
+    /// Resets the stream with these codes (STOP_SENDING, RESET_STREAM) and drops the upstream
+    /// connection.
+    fn reset(&mut self, ctx: &mut Ctx<'_>, read_code: u64, write_code: u64) -> Outcome {
+        let _ = ctx
+            .session
+            .conn
+            .stream_shutdown(self.stream, quiche::Shutdown::Read, read_code);
+        let _ = ctx
+            .session
+            .conn
+            .stream_shutdown(self.stream, quiche::Shutdown::Write, write_code);
         if let Some(key) = self.upstream.take() {
             ctx.pool.close(ctx.registry, key);
         }
@@ -716,6 +730,8 @@ enum Failure {
     Answer(Answer),
     /// Reset the stream.
     Reset(&'static str),
+    /// The request is malformed (RFC 9114 §4.1.2): reset the stream with H3_MESSAGE_ERROR.
+    Malformed(&'static str),
 }
 
 /// HTTP/3 request fields -> HTTP/1.1 head for the upstream, with body framing decided:

@@ -231,3 +231,91 @@ fn a_transfer_coding_other_than_chunked_gives_502_naming_it() {
     let r = pair.get("/plain");
     assert_eq!((r.status(), r.body.as_slice()), (200, &b"hello"[..]), "{r}");
 }
+
+mod h3_validation {
+    //! Requests only a raw HTTP/3 client sends, straight to the server (RFC 9114 §4.1.2).
+    use crate::harness::h3_client::{H3Client, H3Outcome};
+    use crate::harness::{PairBuilder, Upstream};
+    use std::time::Duration;
+
+    const H3_MESSAGE_ERROR: u64 = 0x10e;
+
+    fn request(
+        extra: &[(&'static str, &'static str)],
+        method: &'static str,
+    ) -> Vec<(&'static str, &'static str)> {
+        let mut v = vec![
+            (":method", method),
+            (":scheme", "http"),
+            (":authority", "localhost"),
+            (":path", "/echo"),
+        ];
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn malformed_requests_are_refused_by_the_server() {
+        let up = Upstream::start();
+        let pair = PairBuilder::new(up.addr()).name("h3_malformed").start();
+        let mut c = H3Client::connect(pair.quic_addr);
+        let wait = Duration::from_secs(10);
+
+        // A body longer, then shorter, than its Content-Length: H3_MESSAGE_ERROR.
+        for (len, body) in [("3", &b"hello"[..]), ("10", &b"hello"[..])] {
+            let fields = request(&[("content-length", len)], "POST");
+            let s = c.send(&fields, Some(body));
+            match c.outcome(s, wait) {
+                H3Outcome::Reset(code) => assert_eq!(code, H3_MESSAGE_ERROR, "CL {len}"),
+                other => panic!("content-length {len} with 5 bytes: {other:?}"),
+            }
+        }
+        // Untrimmed values, control characters, an unknown scheme: 400, never forwarded.
+        let cases: &[&[(&str, &str)]] = &[
+            &[("x-a", " leading")],
+            &[("x-a", "trailing ")],
+            &[("x-a", "bell\x07")],
+            &[("x-a", "esc\x1b")],
+        ];
+        for extra in cases {
+            let s = c.send(&request(extra, "GET"), None);
+            match c.outcome(s, wait) {
+                H3Outcome::Response { status, body, .. } => {
+                    assert_eq!(status, 400, "{extra:?}: {}", String::from_utf8_lossy(&body))
+                }
+                other => panic!("{extra:?}: {other:?}"),
+            }
+        }
+        let mut bad_scheme = request(&[], "GET");
+        bad_scheme[1] = (":scheme", "ftp");
+        let s = c.send(&bad_scheme, None);
+        assert!(
+            matches!(c.outcome(s, wait), H3Outcome::Response { status: 400, .. }),
+            ":scheme ftp must be refused"
+        );
+        assert!(
+            up.requests().is_empty(),
+            "nothing malformed may reach the upstream"
+        );
+        // A well-formed request still works on the same session.
+        let s = c.send(&request(&[], "GET"), None);
+        assert!(matches!(
+            c.outcome(s, wait),
+            H3Outcome::Response { status: 200, .. }
+        ));
+    }
+}
+
+#[test]
+fn a_204_reaches_the_caller_without_content_length() {
+    let up = RawUpstream::start(|_| {
+        vec![Part::Bytes(
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-Kept: yes\r\n\r\n".to_vec(),
+        )]
+    });
+    let pair = PairBuilder::new(up.addr()).name("no_content").start();
+    let r = pair.get("/empty");
+    assert_eq!(r.status(), 204, "{r}");
+    assert_eq!(r.header("x-kept"), Some("yes"), "{r}");
+    assert_eq!(r.header("content-length"), None, "{r}");
+}
