@@ -7,6 +7,11 @@
 //!           any failure before the head went out becomes a synthesized 502/504 (answers.rs);
 //!           after it, the stream is reset so the client side never sees a clean end.
 //! ```
+//! A reused keep-alive connection that ends before any response byte is the upstream's idle
+//! close racing the reuse: an idempotent request whose body was not started is sent once more
+//! on a fresh connection. The final head must come within `upstream.response_timeout_ms` of the
+//! request's last progress (interim responses, at most 16, and head bytes do not extend it);
+//! each exchange's deadline is armed in the timer queue exactly once.
 //! Request body bytes move only while the upstream socket has room, response bytes only while
 //! the stream takes them, so QUIC flow control and TCP push back on the fast side.
 
@@ -31,7 +36,7 @@ const BODY_CHUNK: usize = 64 * 1024;
 const DRIVE_BUDGET: usize = 64;
 /// Interim (1xx) responses relayed per request; one more is a 502, so an upstream cannot hold
 /// a request open with endless 103s.
-pub const MAX_INTERIM_RESPONSES: u32 = 16;
+const MAX_INTERIM_RESPONSES: u32 = 16;
 
 pub struct Ctx<'a> {
     pub now: Instant,
