@@ -828,6 +828,10 @@ impl Exchange {
         let length =
             headers::content_length(&fields).map_err(|e| answers::bad_peer_response(e.0))?;
         let no_body = self.method == "HEAD" || status == 204 || status == 304;
+        if status == 204 {
+            // RFC 9110 §8.6: a 204 never carries Content-Length (a 304 or HEAD answer may).
+            fields.retain(|f| !f.name.eq_ignore_ascii_case("content-length"));
+        }
         let encoding = if no_body {
             BodyEncoding::None
         } else if let Some(n) = length {

@@ -7,6 +7,11 @@
 //!           any failure before the head went out becomes a synthesized 502/504 (answers.rs);
 //!           after it, the stream is reset so the client side never sees a clean end.
 //! ```
+//! A reused keep-alive connection that ends before any response byte is the upstream's idle
+//! close racing the reuse: an idempotent request whose body was not started is sent once more
+//! on a fresh connection. The final head must come within `upstream.response_timeout_ms` of the
+//! request's last progress (interim responses, at most 16, and head bytes do not extend it);
+//! each exchange's deadline is armed in the timer queue exactly once.
 //! Request body bytes move only while the upstream socket has room, response bytes only while
 //! the stream takes them, so QUIC flow control and TCP push back on the fast side.
 
@@ -24,10 +29,14 @@ use crate::quic::h3_code;
 use crate::quic::session::Session;
 
 use super::upstream::{Pool, UpState};
+use super::upstream_head;
 
 const BODY_CHUNK: usize = 64 * 1024;
 /// Steps one `drive` call may take before yielding to other exchanges.
 const DRIVE_BUDGET: usize = 64;
+/// Interim (1xx) responses relayed per request; one more is a 502, so an upstream cannot hold
+/// a request open with endless 103s.
+const MAX_INTERIM_RESPONSES: u32 = 16;
 
 pub struct Ctx<'a> {
     pub now: Instant,
@@ -72,18 +81,26 @@ pub struct Exchange {
     target: String,
     head_bytes: Vec<u8>,
     head_written: bool,
+    encoding: BodyEncoding,
     encoder: BodyEncoder,
+    /// The request was already sent again on a fresh connection (see [`Exchange::retry`]).
+    retried: bool,
     fin_received: bool,
     request_done: bool,
     response: Response,
     /// A HEADERS frame (interim or final) went out on the stream.
     head_frames_sent: bool,
+    /// Interim responses received so far.
+    interim_count: u32,
     decoder: Option<BodyDecoder>,
     request_trailers: Vec<Header>,
     response_trailers: Option<Vec<H3Header>>,
     chunk: Vec<u8>,
     reusable: bool,
-    pub deadline: Instant,
+    /// When the current phase times out: connect, or response (see [`Exchange::on_timer`]).
+    deadline: Instant,
+    /// The deadline last handed to the timer queue (none yet for a new exchange).
+    armed: Option<Instant>,
     started: Instant,
     req_bytes: u64,
     resp_bytes: u64,
@@ -101,17 +118,21 @@ impl Exchange {
             target: String::new(),
             head_bytes: Vec::new(),
             head_written: false,
+            encoding: BodyEncoding::None,
             encoder: BodyEncoder::new(BodyEncoding::None),
+            retried: false,
             fin_received: !more_frames,
             request_done: false,
             response: Response::AwaitHead,
             head_frames_sent: false,
+            interim_count: 0,
             decoder: None,
             request_trailers: Vec::new(),
             response_trailers: None,
             chunk: Vec::new(),
             reusable: true,
             deadline: ctx.now + ctx.upstream.connect_timeout,
+            armed: None,
             started: ctx.now,
             req_bytes: 0,
             resp_bytes: 0,
@@ -128,6 +149,7 @@ impl Exchange {
                 ex.method = head.method.clone();
                 ex.target = head.target.clone();
                 write::write_request_head(&head, &mut ex.head_bytes);
+                ex.encoding = encoding;
                 ex.encoder = BodyEncoder::new(encoding);
                 match ctx.pool.checkout(ctx.registry, ctx.key) {
                     Ok(key) => ex.upstream = Some(key),
@@ -155,6 +177,14 @@ impl Exchange {
                         ctx.client
                     );
                     return self.abort(ctx);
+                }
+                Err(Failure::Malformed(reason)) => {
+                    log::info!(
+                        "stream {} from {}: malformed request: {reason}; resetting it",
+                        self.stream,
+                        ctx.client
+                    );
+                    return self.reset(ctx, h3_code::MESSAGE_ERROR, h3_code::MESSAGE_ERROR);
                 }
             };
             if let Some(outcome) = self.try_complete(ctx) {
@@ -237,7 +267,7 @@ impl Exchange {
                         self.encoder
                             .encode(&buf[..n], up.tcp.output_mut())
                             .map_err(|_| {
-                                Failure::Reset("request body longer than its content-length")
+                                Failure::Malformed("request body longer than its content-length")
                             })?;
                         self.req_bytes += n as u64;
                         progress = true;
@@ -257,7 +287,9 @@ impl Exchange {
             if self.fin_received && up.tcp.write_room() > 0 {
                 self.encoder
                     .finish(&self.request_trailers, up.tcp.output_mut())
-                    .map_err(|_| Failure::Reset("request body shorter than its content-length"))?;
+                    .map_err(|_| {
+                        Failure::Malformed("request body shorter than its content-length")
+                    })?;
                 self.request_done = true;
                 progress = true;
             }
@@ -274,7 +306,11 @@ impl Exchange {
         let mut progress = false;
         if let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) {
             if up.state == UpState::Busy && up.tcp.fill() {
-                self.deadline = ctx.now + ctx.upstream.response_timeout;
+                // Bytes of a head (trickled, or interim responses) do not extend the wait for
+                // the final head: only the request's progress does (see `request_step`).
+                if !self.awaiting_final_head() {
+                    self.deadline = ctx.now + ctx.upstream.response_timeout;
+                }
                 progress = true;
             }
         }
@@ -340,7 +376,10 @@ impl Exchange {
         let (resp, len) = match head::parse_response(&up.tcp.input, &limits) {
             Ok(Some(parsed)) => parsed,
             Ok(None) if up.tcp.input_ended() => {
-                return Err(Failure::Answer(answers::upstream_closed()))
+                if self.may_retry(up.reused, up.tcp.input.is_empty()) {
+                    return self.retry(ctx);
+                }
+                return Err(Failure::Answer(answers::upstream_closed()));
             }
             Ok(None) => return Ok(false),
             Err(e) => return Err(Failure::Answer(answers::upstream_invalid(e.reason))),
@@ -352,6 +391,12 @@ impl Exchange {
         }
         up.tcp.consume(len);
         if resp.status < 200 {
+            self.interim_count += 1;
+            if self.interim_count > MAX_INTERIM_RESPONSES {
+                return Err(Failure::Answer(answers::upstream_invalid(&format!(
+                    "more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
+                ))));
+            }
             // Informational: relayed as its own HEADERS frame (RFC 9114 §4.1).
             self.response = Response::HeadReady {
                 fields: headers::response_to_h3(&resp),
@@ -362,6 +407,9 @@ impl Exchange {
         }
         let framing = body::response_framing(&resp, &self.method)
             .map_err(|e| Failure::Answer(answers::upstream_invalid(e.reason)))?;
+        if framing != BodyFraming::None {
+            upstream_head::check_transfer_codings(&resp.headers).map_err(Failure::Answer)?;
+        }
         log::debug!(
             "stream {}: upstream answered {} ({framing:?})",
             self.stream,
@@ -384,6 +432,53 @@ impl Exchange {
             interim: false,
         };
         Ok(true)
+    }
+
+    /// Whether a request whose connection ended before any response byte may be sent again:
+    /// only once, only if the connection was a reused one (the upstream may have closed it
+    /// while idle, as RFC 9112 §9.3.1 allows), only for an idempotent method whose body was not
+    /// started (RFC 9110 §9.2.2).
+    fn may_retry(&self, reused: u32, no_response_byte: bool) -> bool {
+        reused > 0
+            && no_response_byte
+            && !self.retried
+            && self.interim_count == 0
+            && !self.head_frames_sent
+            && self.req_bytes == 0
+            && self.request_trailers.is_empty()
+            && crate::client::request::is_idempotent(&self.method)
+    }
+
+    /// Sends the request again on a fresh upstream connection.
+    fn retry(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        log::info!(
+            "stream {}: reused upstream connection closed before a response; retrying {} {} on a fresh one",
+            self.stream,
+            self.method,
+            self.target
+        );
+        if let Some(key) = self.upstream.take() {
+            ctx.pool.close(ctx.registry, key);
+        }
+        let key = ctx
+            .pool
+            .connect_new(ctx.registry, ctx.key)
+            .map_err(|e| Failure::Answer(answers::upstream_unreachable(&e)))?;
+        self.upstream = Some(key);
+        self.retried = true;
+        self.head_written = false;
+        self.encoder = BodyEncoder::new(self.encoding);
+        self.request_done = false;
+        self.deadline = ctx.now + ctx.upstream.connect_timeout;
+        Ok(true)
+    }
+
+    /// The final response head has not been parsed yet.
+    fn awaiting_final_head(&self) -> bool {
+        matches!(
+            self.response,
+            Response::AwaitHead | Response::HeadReady { interim: true, .. }
+        )
     }
 
     /// Moves decoded response bytes (or a synthesized body) into the stream.
@@ -520,16 +615,20 @@ impl Exchange {
 
     /// Resets the stream both ways and drops the upstream connection.
     pub fn abort(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
-        let _ = ctx.session.conn.stream_shutdown(
-            self.stream,
-            quiche::Shutdown::Read,
-            h3_code::REQUEST_CANCELLED,
-        );
-        let _ = ctx.session.conn.stream_shutdown(
-            self.stream,
-            quiche::Shutdown::Write,
-            h3_code::INTERNAL_ERROR,
-        );
+        self.reset(ctx, h3_code::REQUEST_CANCELLED, h3_code::INTERNAL_ERROR)
+    }
+
+    /// Resets the stream with these codes (STOP_SENDING, RESET_STREAM) and drops the upstream
+    /// connection.
+    fn reset(&mut self, ctx: &mut Ctx<'_>, read_code: u64, write_code: u64) -> Outcome {
+        let _ = ctx
+            .session
+            .conn
+            .stream_shutdown(self.stream, quiche::Shutdown::Read, read_code);
+        let _ = ctx
+            .session
+            .conn
+            .stream_shutdown(self.stream, quiche::Shutdown::Write, write_code);
         if let Some(key) = self.upstream.take() {
             ctx.pool.close(ctx.registry, key);
         }
@@ -581,7 +680,19 @@ impl Exchange {
             return self.abort(ctx);
         }
         self.answer(ctx, answer);
+        // The synthesized answer gets one more period to be delivered, then the stream is reset.
+        self.deadline = ctx.now + ctx.upstream.response_timeout;
         self.drive(ctx)
+    }
+
+    /// The deadline to hand to the timer queue, when it is not armed yet: every new deadline
+    /// is scheduled once, a passed one is not scheduled again (no busy loop).
+    pub fn deadline_to_arm(&mut self) -> Option<Instant> {
+        if self.armed == Some(self.deadline) {
+            return None;
+        }
+        self.armed = Some(self.deadline);
+        Some(self.deadline)
     }
 
     pub fn upstream(&self) -> Option<usize> {
@@ -624,6 +735,8 @@ enum Failure {
     Answer(Answer),
     /// Reset the stream.
     Reset(&'static str),
+    /// The request is malformed (RFC 9114 §4.1.2): reset the stream with H3_MESSAGE_ERROR.
+    Malformed(&'static str),
 }
 
 /// HTTP/3 request fields -> HTTP/1.1 head for the upstream, with body framing decided:

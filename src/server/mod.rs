@@ -7,7 +7,8 @@
 //! - `routing`: datagrams in, to the connection of their destination CID; new handshakes
 //!   (through [`admission`]), stateless resets, the connection IDs issued and retired;
 //! - `streams`: each session's HTTP/3 events, to one [`exchange::Exchange`] per request stream;
-//! - [`exchange`] and [`upstream`]: a request carried to the upstream and its response back;
+//! - [`exchange`] and [`upstream`]: a request carried to the upstream and its response back
+//!   (`upstream_head`: what an upstream's response head may not carry across);
 //! - [`peer`] and [`peer_address`]: one client connection, and its address across rebindings;
 //! - `operate`: the operator's side: `/metrics` and `/health`, graceful stop, reload, and how
 //!   sessions end (silent clients, closed sessions, TLS refusals).
@@ -23,6 +24,7 @@ pub mod peer_address;
 mod routing;
 mod streams;
 pub mod upstream;
+mod upstream_head;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -96,7 +96,10 @@ impl ServerProxy {
                 let ex = self.with_ctx(registry, ck, ek, now, |ctx| {
                     Exchange::start(ctx, stream, &list, more_frames)
                 });
-                let Some(ex) = ex else { return };
+                let Some(mut ex) = ex else { return };
+                if let Some(at) = ex.deadline_to_arm() {
+                    self.timers.schedule(at, ek);
+                }
                 self.exchanges.insert((ck, ex));
                 if let Some(pc) = self.conns.get_mut(ck) {
                     pc.streams.insert(stream, ek);
@@ -175,7 +178,6 @@ impl ServerProxy {
         let Some((ck, ex)) = self.exchanges.get_mut(ek) else {
             return;
         };
-        let before = ex.deadline;
         let outcome = match self.conns.get_mut(*ck) {
             Some(pc) => f(
                 ex,
@@ -196,8 +198,8 @@ impl ServerProxy {
         }
         match outcome {
             Outcome::Continue | Outcome::Yielded => {
-                if ex.deadline != before || now >= before {
-                    self.timers.schedule(ex.deadline, ek);
+                if let Some(at) = ex.deadline_to_arm() {
+                    self.timers.schedule(at, ek);
                 }
             }
             Outcome::Finished => {

@@ -74,6 +74,11 @@ impl Pool {
             up.owner = owner;
             return Ok(key);
         }
+        self.connect_new(registry, owner)
+    }
+
+    /// A new connection being connected, never one from the pool.
+    pub fn connect_new(&mut self, registry: &Registry, owner: usize) -> io::Result<usize> {
         let (tcp, address) = self.connect_to(0)?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();

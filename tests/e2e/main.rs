@@ -36,4 +36,5 @@ mod pacing;
 mod session;
 mod soak;
 mod strict;
+mod upstream_edges;
 mod zero_rtt;

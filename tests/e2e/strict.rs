@@ -1842,7 +1842,9 @@ static SERVER_CASES: &[SCase] = &[
     sc("cut_chunked_bad_chunk_later", &[B(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"), Sleep(300), B(b"zz\r\nmore\r\n0\r\n\r\n")], SExpect::Abort),
     sc("cut_cl_then_stall", &[B(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")], SExpect::Abort),
     sc("cut_inside_head", &[B(b"HTTP/1.1 200 OK\r\nContent-Le"), Sleep(100), Close], SExpect::Bad502),
-    sc("closed_without_answer", &[Close], SExpect::Bad502),
+    // A POST: a GET on a reused connection closed before any response byte is sent once more
+    // on a fresh connection (upstream_edges.rs), so it would reach the upstream twice.
+    sr("closed_without_answer", b"POST /x?{c} HTTP/1.1\r\nHost: e2e.test\r\nContent-Length: 2\r\n\r\nhi", &[Close], SExpect::Bad502),
 ];
 
 fn gen_resp_head_70k() -> Vec<u8> {

@@ -5,8 +5,9 @@
 //! - `Host` <-> `:authority`; names are lowercased on the HTTP/3 side; every other field keeps its
 //!   order and duplicates.
 //! - Whatever arrives from HTTP/3 is checked before it becomes HTTP/1.1 bytes: a name or value
-//!   with CR, LF or NUL (header injection), an uppercase name, a misplaced or unknown
-//!   pseudo-header is refused with a reason.
+//!   with CR, LF, NUL or another control character (header injection), a value with leading or
+//!   trailing whitespace, an uppercase name, a misplaced or unknown pseudo-header, a `:scheme`
+//!   other than `http` or `https` is refused with a reason.
 
 use quiche::h3::{Header as H3Header, NameValue};
 
@@ -109,9 +110,7 @@ fn split(list: &[H3Header]) -> Result<Split<'_>, FieldError> {
     let mut fields = Vec::new();
     for h in list {
         let (name, value) = (h.name(), h.value());
-        if value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            return Err(FieldError("field value contains CR, LF or NUL"));
-        }
+        check_value(value)?;
         if let Some(rest) = name.strip_prefix(b":") {
             if !fields.is_empty() {
                 return Err(FieldError("pseudo-header after regular field"));
@@ -134,6 +133,25 @@ fn split(list: &[H3Header]) -> Result<Split<'_>, FieldError> {
         }
     }
     Ok(Split { pseudo, fields })
+}
+
+/// A field value must not contain CR, LF, NUL or another control character but HTAB, nor
+/// start or end with whitespace: such a field section is malformed (RFC 9114 §4.1.2,
+/// RFC 9110 §5.5), it is refused rather than cleaned up.
+fn check_value(value: &[u8]) -> Result<(), FieldError> {
+    if value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(FieldError("field value contains CR, LF or NUL"));
+    }
+    if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(FieldError("field value contains a control character"));
+    }
+    let space = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    if space(value.first()) || space(value.last()) {
+        return Err(FieldError(
+            "field value with leading or trailing whitespace",
+        ));
+    }
+    Ok(())
 }
 
 /// A field name must be a non-empty lowercase token.
@@ -171,7 +189,10 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
     if method == b"CONNECT" {
         return Err(FieldError("unsupported :method"));
     }
-    pseudo(&s, b"scheme").ok_or(FieldError("missing :scheme"))?;
+    let scheme = pseudo(&s, b"scheme").ok_or(FieldError("missing :scheme"))?;
+    if scheme != b"http" && scheme != b"https" {
+        return Err(FieldError(":scheme is neither http nor https"));
+    }
     let path = pseudo(&s, b"path").ok_or(FieldError("missing :path"))?;
     // origin-form, or `*` for OPTIONS: what an HTTP/1.1 request line may carry (RFC 9112 §3.2).
     let origin_form = path.first() == Some(&b'/') || path == b"*";

@@ -222,6 +222,53 @@ fn request_from_h3_refuses_malformed_sections() {
 }
 
 #[test]
+fn request_from_h3_refuses_untrimmed_values_controls_and_unknown_schemes() {
+    let with = |scheme: &str, extra: Vec<H3Header>| {
+        let mut v = vec![
+            h3(":method", "GET"),
+            h3(":scheme", scheme),
+            h3(":authority", "b"),
+            h3(":path", "/"),
+        ];
+        v.extend(extra);
+        v
+    };
+    let cases: Vec<(Vec<H3Header>, &str)> = vec![
+        (
+            with("http", vec![h3("x-a", " lead")]),
+            "leading or trailing",
+        ),
+        (
+            with("http", vec![h3("x-a", "trail\t")]),
+            "leading or trailing",
+        ),
+        (
+            with("http", vec![h3("x-a", "bell\x07")]),
+            "control character",
+        ),
+        (
+            with("http", vec![h3("x-a", "esc\x1b[0m")]),
+            "control character",
+        ),
+        (
+            with("http", vec![h3("x-a", "del\x7f")]),
+            "control character",
+        ),
+        (with("ftp", vec![]), ":scheme"),
+        (with("HTTP", vec![]), ":scheme"),
+        (with("", vec![]), ":scheme"),
+    ];
+    for (list, want) in cases {
+        let err = request_from_h3(&list).expect_err(want);
+        assert!(err.0.contains(want), "{:?} should mention {want}", err.0);
+    }
+    // An inner HTAB or space is fine, and so is https.
+    let ok = with("https", vec![h3("x-a", "a\tb c")]);
+    let head = request_from_h3(&ok).expect("valid request");
+    assert!(head.headers.iter().any(|f| f.value == b"a\tb c"));
+}
+
+#[test]
 fn response_from_h3_validates_status() {
     assert_eq!(
         response_from_h3(&[h3(":status", "204")]).map(|r| r.0),

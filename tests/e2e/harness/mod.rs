@@ -12,6 +12,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod admin;
+pub mod h3_client;
 pub mod http;
 pub mod json;
 pub mod pair;

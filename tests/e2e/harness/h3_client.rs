@@ -1,0 +1,230 @@
+//! A bare HTTP/3 client (quiche) speaking straight to a ptproxy server with the test PKI's
+//! client certificate, for requests the ptproxy client would never send: crafted field lists,
+//! bodies that disagree with their Content-Length. It reports what came back on the stream:
+//! a response (status, fields, body) or a reset with its code.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// How a request stream ended.
+#[derive(Debug)]
+pub enum H3Outcome {
+    Response {
+        status: u16,
+        fields: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// The server reset the stream with this HTTP/3 error code.
+    Reset(u64),
+}
+
+pub struct H3Client {
+    socket: UdpSocket,
+    local: SocketAddr,
+    peer: SocketAddr,
+    conn: quiche::Connection,
+    h3: quiche::h3::Connection,
+}
+
+impl H3Client {
+    /// Connects to the server at `server` (name `localhost`) and waits for the session.
+    pub fn connect(server: SocketAddr) -> H3Client {
+        let mut cfg = quiche::Config::new(quiche::PROTOCOL_VERSION).expect("quiche config");
+        cfg.set_application_protos(quiche::h3::APPLICATION_PROTOCOL)
+            .expect("alpn");
+        let pem = |n: &str| super::pki(n).to_str().expect("UTF-8 path").to_string();
+        cfg.load_cert_chain_from_pem_file(&pem("client.pem"))
+            .expect("client cert");
+        cfg.load_priv_key_from_pem_file(&pem("client.key"))
+            .expect("client key");
+        cfg.load_verify_locations_from_file(&pem("ca.pem"))
+            .expect("ca");
+        cfg.verify_peer(true);
+        cfg.set_max_idle_timeout(30_000);
+        cfg.set_max_recv_udp_payload_size(1350);
+        cfg.set_max_send_udp_payload_size(1350);
+        cfg.set_initial_max_data(10_000_000);
+        cfg.set_initial_max_stream_data_bidi_local(1_000_000);
+        cfg.set_initial_max_stream_data_bidi_remote(1_000_000);
+        cfg.set_initial_max_stream_data_uni(1_000_000);
+        cfg.set_initial_max_streams_bidi(100);
+        cfg.set_initial_max_streams_uni(100);
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let local = socket.local_addr().unwrap();
+        let scid = [0x5a; 16];
+        let scid = quiche::ConnectionId::from_ref(&scid);
+        let mut conn = quiche::connect(Some("localhost"), &scid, local, server, &mut cfg)
+            .expect("quiche connect");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut io = Io {
+            socket: &socket,
+            local,
+            peer: server,
+        };
+        while !conn.is_established() {
+            assert!(Instant::now() < deadline, "HTTP/3 handshake timed out");
+            assert!(
+                !conn.is_closed(),
+                "session closed in the handshake: {:?}",
+                conn.peer_error()
+            );
+            io.turn(&mut conn);
+        }
+        let h3 = quiche::h3::Connection::with_transport(
+            &mut conn,
+            &quiche::h3::Config::new().expect("h3 config"),
+        )
+        .expect("h3 connection");
+        H3Client {
+            socket,
+            local,
+            peer: server,
+            conn,
+            h3,
+        }
+    }
+
+    /// Sends a request with exactly these fields, then `body` (if any) and the end of the
+    /// stream; returns the stream id.
+    pub fn send(&mut self, fields: &[(&str, &str)], body: Option<&[u8]>) -> u64 {
+        let list: Vec<quiche::h3::Header> = fields
+            .iter()
+            .map(|(n, v)| quiche::h3::Header::new(n.as_bytes(), v.as_bytes()))
+            .collect();
+        let stream = self
+            .h3
+            .send_request(&mut self.conn, &list, body.is_none())
+            .expect("send_request");
+        if let Some(body) = body {
+            let n = self
+                .h3
+                .send_body(&mut self.conn, stream, body, true)
+                .expect("send_body");
+            assert_eq!(n, body.len(), "the test body must fit the stream window");
+        }
+        self.flush();
+        stream
+    }
+
+    fn flush(&mut self) {
+        Io {
+            socket: &self.socket,
+            local: self.local,
+            peer: self.peer,
+        }
+        .send(&mut self.conn);
+    }
+
+    /// Waits up to `timeout` for how `stream` ends.
+    pub fn outcome(&mut self, stream: u64, timeout: Duration) -> H3Outcome {
+        let deadline = Instant::now() + timeout;
+        let (mut status, mut fields, mut body) = (None, Vec::new(), Vec::new());
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no end of stream {stream} in {timeout:?}"
+            );
+            assert!(
+                !self.conn.is_closed(),
+                "session closed: {:?}",
+                self.conn.peer_error()
+            );
+            Io {
+                socket: &self.socket,
+                local: self.local,
+                peer: self.peer,
+            }
+            .turn(&mut self.conn);
+            while let Ok((id, event)) = self.h3.poll(&mut self.conn) {
+                if id != stream {
+                    continue;
+                }
+                match event {
+                    quiche::h3::Event::Headers { list, .. } => {
+                        use quiche::h3::NameValue;
+                        for f in list {
+                            let (n, v) = (
+                                String::from_utf8_lossy(f.name()).into_owned(),
+                                String::from_utf8_lossy(f.value()).into_owned(),
+                            );
+                            if n == ":status" {
+                                status = v.parse().ok();
+                            } else {
+                                fields.push((n, v));
+                            }
+                        }
+                    }
+                    quiche::h3::Event::Data => {
+                        while let Ok(n) = self.h3.recv_body(&mut self.conn, stream, &mut buf) {
+                            body.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                    quiche::h3::Event::Finished => {
+                        return H3Outcome::Response {
+                            status: status.expect("a response without :status"),
+                            fields,
+                            body,
+                        }
+                    }
+                    quiche::h3::Event::Reset(code) => return H3Outcome::Reset(code),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+struct Io<'a> {
+    socket: &'a UdpSocket,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+impl Io<'_> {
+    /// Sends what is due, waits a little for datagrams and feeds them in, runs the timers.
+    fn turn(&mut self, conn: &mut quiche::Connection) {
+        self.send(conn);
+        let mut buf = [0u8; 65_535];
+        for _ in 0..1000 {
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let info = quiche::RecvInfo {
+                        from,
+                        to: self.local,
+                    };
+                    let _ = conn.recv(&mut buf[..n], info);
+                    let _ = self.socket.set_read_timeout(Some(Duration::from_millis(1)));
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = self
+            .socket
+            .set_read_timeout(Some(Duration::from_millis(20)));
+        if conn.timeout() == Some(Duration::ZERO) {
+            conn.on_timeout();
+        } else if let Some(t) = conn.timeout_instant() {
+            if t <= Instant::now() {
+                conn.on_timeout();
+            }
+        }
+        self.send(conn);
+    }
+
+    fn send(&mut self, conn: &mut quiche::Connection) {
+        let mut out = [0u8; 1500];
+        for _ in 0..1000 {
+            match conn.send(&mut out) {
+                Ok((n, info)) => {
+                    let _ = self.socket.send_to(&out[..n], info.to);
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = self.peer;
+    }
+}
