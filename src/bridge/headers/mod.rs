@@ -222,12 +222,33 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
         value: authority,
     }];
     headers.extend(s.fields.into_iter().filter(|h| h.name != "host"));
+    join_cookies(&mut headers);
     Ok(RequestHead {
         method,
         target: path,
         version: Version::Http11,
         headers,
     })
+}
+
+/// HTTP/3 may split the `cookie` field into one field per cookie (RFC 9114 §4.2.1); HTTP/1.1
+/// allows only one Cookie field (RFC 6265 §5.4), so they are joined with `"; "` into the first.
+fn join_cookies(headers: &mut Vec<Header>) {
+    let Some(first) = headers.iter().position(|h| h.name == "cookie") else {
+        return;
+    };
+    let joined = headers
+        .iter()
+        .filter(|h| h.name == "cookie" && !h.value.is_empty())
+        .map(|h| h.value.as_slice())
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    headers[first].value = joined;
+    let mut index = 0;
+    headers.retain(|h| {
+        index += 1;
+        h.name != "cookie" || index - 1 == first
+    });
 }
 
 /// Fields that must not travel in a trailer section (RFC 9110 §6.5.1): framing, routing,

@@ -324,3 +324,52 @@ fn content_length_reaches_http3_once_with_one_value() {
     };
     assert!(content_lengths(&response_to_h3(&head_resp)).is_empty());
 }
+
+#[test]
+fn cookie_fields_from_http3_become_one_cookie_field() {
+    let request_with = |cookies: &[(&str, &str)]| {
+        let mut list = vec![
+            h3(":method", "GET"),
+            h3(":scheme", "http"),
+            h3(":authority", "b.internal"),
+            h3(":path", "/"),
+        ];
+        list.extend(cookies.iter().map(|(n, v)| h3(n, v)));
+        let head = request_from_h3(&list).expect("valid request");
+        head.headers
+            .iter()
+            .map(|f| {
+                (
+                    f.name.clone(),
+                    String::from_utf8_lossy(&f.value).into_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let owned = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        request_with(&[
+            ("cookie", "a=1"),
+            ("x-a", "1"),
+            ("cookie", "b=2"),
+            ("cookie", "c=3")
+        ]),
+        owned(&[
+            ("host", "b.internal"),
+            ("cookie", "a=1; b=2; c=3"),
+            ("x-a", "1")
+        ])
+    );
+    assert_eq!(
+        request_with(&[("x-a", "1"), ("cookie", "a=1; b=2")]),
+        owned(&[("host", "b.internal"), ("x-a", "1"), ("cookie", "a=1; b=2")])
+    );
+    assert_eq!(
+        request_with(&[("cookie", "a=1"), ("cookie", ""), ("cookie", "b=2")]),
+        owned(&[("host", "b.internal"), ("cookie", "a=1; b=2")])
+    );
+}
