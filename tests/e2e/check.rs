@@ -117,13 +117,25 @@ fn check_rejects_unknown_fields_and_names_them() {
     }
     let mut c = client.clone();
     c.set("bogus_top_level_field", Json::num(1));
-    assert_rejected("client", &c, "bogus_top_level_field");
+    assert_rejected(
+        "client",
+        &c,
+        "bogus_top_level_field: unknown field at the top level",
+    );
     let mut c = client.clone();
     c.set("http.bogus_http_knob", Json::Bool(true));
-    assert_rejected("client", &c, "bogus_http_knob");
+    assert_rejected(
+        "client",
+        &c,
+        "http.bogus_http_knob: unknown field in \"http\"",
+    );
     let mut s = server.clone();
     s.set("upstream.frobnicate_ms", Json::num(5));
-    assert_rejected("server", &s, "frobnicate_ms");
+    assert_rejected(
+        "server",
+        &s,
+        "upstream.frobnicate_ms: unknown field in \"upstream\"",
+    );
 }
 
 #[test]
