@@ -327,6 +327,10 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
     if server_name.is_empty() {
         return Err(ConfigError::new("peer.server_name", "must not be empty"));
     }
+    // What the server certificate must carry (SNI and the name check): a name no certificate
+    // can match would only fail every handshake after the start.
+    crate::certs::ServerName::parse(&server_name)
+        .map_err(|e| ConfigError::new("peer.server_name", e.to_string()))?;
     let http = raw.http;
     let transport_cfg = transport(raw.transport)?;
     let reconnect = ReconnectConfig {

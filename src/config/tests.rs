@@ -157,6 +157,11 @@ fn errors_name_the_field() {
         ),
         (
             Role::Client,
+            CLIENT.replace("\"localhost\"", "\"bad name\""),
+            "peer.server_name: invalid server name",
+        ),
+        (
+            Role::Client,
             CLIENT.replace("demo-certs/ca.pem", "missing.pem"),
             "tls.ca",
         ),

@@ -10,12 +10,13 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use boring::error::ErrorStack;
 use boring::nid::Nid;
 use boring::ssl::{SslContextBuilder, SslFiletype, SslMethod, SslVerifyMode};
 use boring::x509::{X509Ref, X509StoreContextRef};
 
 use super::refusal::{Refusal, RefusalSlot};
-use crate::config::TlsFiles;
+use crate::config::{Config, TlsFiles};
 
 /// Why a TLS context could not be set up; names the file that failed.
 #[derive(Debug)]
@@ -33,6 +34,19 @@ fn file_error(what: &str, path: &Path, e: impl std::fmt::Display) -> TlsError {
     TlsError(format!("tls.{what} ({}): {e}", path.display()))
 }
 
+/// Why the key file was refused; boring checks the key against the certificate as it loads it.
+fn key_problem(e: &ErrorStack) -> String {
+    let mismatch = e
+        .errors()
+        .iter()
+        .any(|error| error.reason() == Some("KEY_VALUES_MISMATCH"));
+    if mismatch {
+        format!("does not match tls.cert: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
 /// Context shared by both roles: own certificate chain and key, and the CA that signs the peer.
 fn base_context(files: &TlsFiles) -> Result<SslContextBuilder, TlsError> {
     let mut b = SslContextBuilder::new(SslMethod::tls())
@@ -40,7 +54,7 @@ fn base_context(files: &TlsFiles) -> Result<SslContextBuilder, TlsError> {
     b.set_certificate_chain_file(&files.cert)
         .map_err(|e| file_error("cert", &files.cert, e))?;
     b.set_private_key_file(&files.key, SslFiletype::PEM)
-        .map_err(|e| file_error("key", &files.key, e))?;
+        .map_err(|e| file_error("key", &files.key, key_problem(&e)))?;
     b.check_private_key()
         .map_err(|e| file_error("key", &files.key, format!("does not match tls.cert: {e}")))?;
     b.set_ca_file(&files.ca)
@@ -53,6 +67,21 @@ pub fn client_context(files: &TlsFiles) -> Result<SslContextBuilder, TlsError> {
     let mut b = base_context(files)?;
     b.set_verify(SslVerifyMode::PEER);
     Ok(b)
+}
+
+/// Builds the TLS context of `config`'s role as a start does, for `--check`: the certificate,
+/// the key (and that they match) and the CA are loaded from their files. Errors name the field
+/// and the file.
+pub fn load_for_check(config: &Config) -> Result<(), TlsError> {
+    match config {
+        Config::Client(c) => client_context(&c.tls).map(drop),
+        Config::Server(s) => server_context(
+            &s.tls,
+            AllowedNames::new(s.allowed_client_names.clone()),
+            RefusalSlot::default(),
+        )
+        .map(drop),
+    }
 }
 
 /// Client certificate names the server admits (`None` = any the CA signed), shared between
