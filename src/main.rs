@@ -139,8 +139,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--check [--connect]`: the file is valid; with `--connect`, one handshake with the peer.
+/// `--check [--connect]`: the file is valid and its TLS files load; with `--connect`, one
+/// handshake with the peer.
 fn check(cfg: &config::Config, path: &std::path::Path, connect: bool) -> ExitCode {
+    if let Err(e) = ptproxy::quic::tls::load_for_check(cfg) {
+        eprintln!("ptproxy: {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
     println!("config OK: {}", path.display());
     let config::Config::Client(client) = cfg else {
         if connect {

@@ -8,6 +8,7 @@
 //! Nothing outside this module reads JSON or knows a default.
 
 mod file;
+mod json_error;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -304,9 +305,7 @@ pub fn load(path: &Path, role: Role) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; `base` is the folder relative paths resolve against.
 pub fn parse(text: &str, base: &Path, role: Role) -> Result<Config, ConfigError> {
-    let json_error = |e: serde_json::Error| {
-        ConfigError::new(field_at(text, e.line(), e.column()), e.to_string())
-    };
+    let json_error = |e: serde_json::Error| json_error::config_error(text, &e);
     match role {
         Role::Client => {
             let raw: file::ClientFile = serde_json::from_str(text).map_err(json_error)?;
@@ -317,29 +316,6 @@ pub fn parse(text: &str, base: &Path, role: Role) -> Result<Config, ConfigError>
             server(raw, base).map(Config::Server)
         }
     }
-}
-
-/// The JSON key whose value sits at (line, column), for naming the field in serde's errors
-/// (which give only a position for type errors). Falls back to "(json)".
-fn field_at(text: &str, line: usize, column: usize) -> String {
-    let offset: usize = text
-        .split_inclusive('\n')
-        .take(line.saturating_sub(1))
-        .map(str::len)
-        .sum::<usize>()
-        + column;
-    let before = text.get(..offset.min(text.len())).unwrap_or(text);
-    let mut rest = before;
-    while let Some(colon) = rest.rfind(':') {
-        let key_end = rest[..colon].trim_end();
-        if let Some(stripped) = key_end.strip_suffix('"') {
-            if let Some(start) = stripped.rfind('"') {
-                return stripped[start + 1..].to_string();
-            }
-        }
-        rest = &rest[..colon];
-    }
-    "(json)".to_string()
 }
 
 fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigError> {
@@ -356,6 +332,10 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
     if server_name.is_empty() {
         return Err(ConfigError::new("peer.server_name", "must not be empty"));
     }
+    // What the server certificate must carry (SNI and the name check): a name no certificate
+    // can match would only fail every handshake after the start.
+    crate::certs::ServerName::parse(&server_name)
+        .map_err(|e| ConfigError::new("peer.server_name", e.to_string()))?;
     let http = raw.http;
     let transport_cfg = transport(raw.transport)?;
     let reconnect = ReconnectConfig {

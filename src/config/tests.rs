@@ -157,6 +157,11 @@ fn errors_name_the_field() {
         ),
         (
             Role::Client,
+            CLIENT.replace("\"localhost\"", "\"bad name\""),
+            "peer.server_name: invalid server name",
+        ),
+        (
+            Role::Client,
             CLIENT.replace("demo-certs/ca.pem", "missing.pem"),
             "tls.ca",
         ),
@@ -422,4 +427,72 @@ fn body_timeout_defaults_and_validates() {
         err.to_string().contains("http.body_timeout_ms"),
         "{err} should name http.body_timeout_ms"
     );
+}
+
+#[test]
+fn unknown_fields_are_named_with_the_object_that_holds_them() {
+    let cases: &[(Role, String, &str)] = &[
+        // after a nested object: the key before it (`max_backoff_ms`) was named before
+        (
+            Role::Client,
+            CLIENT.replace(
+                "\"listen\"",
+                r#""reconnect": {"max_backoff_ms": 900}, "listn": 1, "listen""#,
+            ),
+            "listn: unknown field at the top level; expected one of `listen`",
+        ),
+        (
+            Role::Client,
+            CLIENT.replace(
+                "\"key\": \"demo-certs/client.key\"",
+                r#""key": "demo-certs/client.key", "insecure_skip_verify": true"#,
+            ),
+            "tls.insecure_skip_verify: unknown field in \"tls\"; expected one of `ca`",
+        ),
+        (
+            Role::Server,
+            with(
+                SERVER,
+                r#""transport": {"pacing": true, "loss_hiding": {"mode": "off", "gap": 1}}"#,
+            ),
+            "transport.loss_hiding.gap: unknown field in \"transport.loss_hiding\"",
+        ),
+        (
+            Role::Server,
+            with(
+                SERVER,
+                r#""upstream": {"address": "127.0.0.1:1", "frobnicate_ms": 5}"#,
+            ),
+            "upstream.frobnicate_ms: unknown field in \"upstream\"",
+        ),
+        // other serde errors: the dotted path of the key whose value is wrong
+        (
+            Role::Client,
+            with(CLIENT, r#""transport": {"pacing": "yes"}"#),
+            "transport.pacing: invalid type",
+        ),
+        (
+            Role::Client,
+            with(
+                CLIENT,
+                r#""reconnect": {"max_backoff_ms": 1}, "http": {"via": 3}"#,
+            ),
+            "http.via: invalid type",
+        ),
+        (
+            Role::Client,
+            CLIENT.replace(", \"key\": \"demo-certs/client.key\"", ""),
+            "tls: missing field `key`",
+        ),
+    ];
+    for (role, text, expected) in cases {
+        let err = match role {
+            Role::Client => client_err(text),
+            Role::Server => server_err(text),
+        };
+        assert!(
+            err.to_string().starts_with(expected),
+            "error {err:?} should start with {expected:?}"
+        );
+    }
 }

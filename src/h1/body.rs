@@ -142,7 +142,7 @@ fn request_coding_framing(version: Version, codings: Codings) -> Result<BodyFram
 }
 
 /// `None` without `Content-Length`; the one value all elements agree on.
-fn declared_length(headers: &[Header]) -> Result<Option<u64>, &'static str> {
+pub(crate) fn declared_length(headers: &[Header]) -> Result<Option<u64>, &'static str> {
     let mut length = None;
     for element in headers_named(headers, "content-length").flat_map(list_elements) {
         let value = parse_content_length(element).ok_or("invalid content-length")?;

@@ -9,10 +9,10 @@
 //! framing line must end in CRLF; chunk-size lines are capped at
 //! [`MAX_CHUNK_LINE`] bytes and the trailer section at
 //! [`MAX_TRAILER_SECTION`], so memory stays bounded. Chunk extensions are
-//! accepted, checked to contain no CTL other than HTAB, and dropped.
+//! checked against their grammar (RFC 9112 7.1.1) and dropped.
 
 use super::head::{crlf_lines, parse_field_line, Header};
-use super::syntax::{is_field_byte, is_ows};
+use super::syntax::{is_field_byte, is_ows, is_tchar};
 
 /// Longest chunk-size line, extensions and CRLF included.
 pub(crate) const MAX_CHUNK_LINE: usize = 4096;
@@ -193,20 +193,58 @@ pub(crate) fn parse_size_line(line: &[u8]) -> Result<u64, &'static str> {
         .ok_or("chunk size too large")
 }
 
-/// `*( BWS ";" BWS ext-name [ BWS "=" BWS ext-value ] )`, checked loosely:
-/// starts with `;` after optional whitespace and holds no CTL but HTAB.
+/// The chunk extensions after the size: `*( BWS ";" BWS chunk-ext-name [ BWS "=" BWS
+/// chunk-ext-val ] )` (RFC 9112 7.1.1), names are tokens, values tokens or quoted strings.
+/// Anything after the size that does not start with `;` (after optional whitespace) is a bad
+/// size; a `;` not followed by a well-formed extension is a bad extension.
 fn check_chunk_extensions(extensions: &[u8]) -> Result<(), &'static str> {
-    if extensions.is_empty() {
-        return Ok(());
-    }
-    let start = extensions.iter().take_while(|&&b| is_ows(b)).count();
-    if extensions.get(start) != Some(&b';') {
+    const INVALID: &str = "invalid chunk extension";
+    if !extensions.is_empty() && skip_ows(extensions).first() != Some(&b';') {
         return Err("invalid chunk size");
     }
-    if !extensions.iter().all(|&b| is_field_byte(b)) {
-        return Err("invalid chunk extension");
+    let mut rest = extensions;
+    while !rest.is_empty() {
+        rest = skip_ows(rest).strip_prefix(b";").ok_or(INVALID)?;
+        rest = skip_token(skip_ows(rest)).ok_or(INVALID)?;
+        if let Some(value) = skip_ows(rest).strip_prefix(b"=") {
+            rest = skip_ext_value(skip_ows(value)).ok_or(INVALID)?;
+        }
     }
     Ok(())
+}
+
+fn skip_ows(bytes: &[u8]) -> &[u8] {
+    let spaces = bytes.iter().take_while(|&&b| is_ows(b)).count();
+    &bytes[spaces..]
+}
+
+/// The bytes after a leading token, `None` without one.
+fn skip_token(bytes: &[u8]) -> Option<&[u8]> {
+    let len = bytes.iter().take_while(|&&b| is_tchar(b)).count();
+    (len > 0).then(|| &bytes[len..])
+}
+
+/// The bytes after a leading `token / quoted-string`, `None` without one.
+fn skip_ext_value(bytes: &[u8]) -> Option<&[u8]> {
+    match bytes {
+        [b'"', quoted @ ..] => skip_quoted_rest(quoted),
+        _ => skip_token(bytes),
+    }
+}
+
+/// The bytes after the closing quote of a quoted string whose opening quote is already
+/// consumed: `*( qdtext / quoted-pair ) DQUOTE` (RFC 9110 5.6.4). `None` when unterminated or
+/// when it holds a byte that is not allowed (a CTL other than HTAB).
+fn skip_quoted_rest(mut bytes: &[u8]) -> Option<&[u8]> {
+    loop {
+        match bytes {
+            [b'"', rest @ ..] => return Some(rest),
+            [b'\\', escaped, rest @ ..] if is_field_byte(*escaped) => bytes = rest,
+            [b'\\', ..] => return None,
+            [byte, rest @ ..] if is_field_byte(*byte) => bytes = rest,
+            _ => return None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +283,41 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(line)
             );
+        }
+    }
+
+    #[test]
+    fn chunk_extensions_follow_their_grammar() {
+        #[rustfmt::skip]
+        let valid: &[&[u8]] = &[
+            b";a", b";a=b", b" ; a = b", b"\t;\ta\t=\t\"\"", b";a=\"b c;d\"", b";a=\"q\\\"x\"",
+            b";a=\"\xe9\"", b";a;b=c;d=\"e\"", b";!#$%&'*+-.^_`|~=x",
+        ];
+        for ext in valid {
+            assert_eq!(
+                check_chunk_extensions(ext),
+                Ok(()),
+                "{:?}",
+                String::from_utf8_lossy(ext)
+            );
+        }
+        #[rustfmt::skip]
+        let invalid: &[&[u8]] = &[
+            b";", b";;;", b";=x", b"; =x", b";a=", b";a= ", b";a;", b";a ", b";a=b ", b";a b",
+            b";a=b c", b";a==b", b";a=\"b", b";a=\"b\\\"", b";a=\"b\"c", b";a=b\"", b";a\"=b",
+            b";a=\"\x01\"", b";a=\"x\\\x7f\"", b";a(b)", b";a=b,c", b";a@b=c",
+        ];
+        for ext in invalid {
+            assert_eq!(
+                check_chunk_extensions(ext),
+                Err("invalid chunk extension"),
+                "{:?}",
+                String::from_utf8_lossy(ext)
+            );
+        }
+        // The audit's inputs, as whole size lines.
+        for line in [&b"2;\r\n"[..], b"3;=x\r\n", b"5;;;\r\n", b"5;a=\"b\r\n"] {
+            assert_eq!(parse_size_line(line), Err("invalid chunk extension"));
         }
     }
 

@@ -4,18 +4,20 @@
 //! - Client: trusts only the configured CA; the server certificate must match
 //!   `peer.server_name` (checked by quiche for DNS names, by [`pin_server_ip`] for IP addresses).
 //! - Server: requires a client certificate signed by the configured CA and, when
-//!   `allowed_client_names` is set, carrying one of those names (DNS SAN, or CN when there is no SAN).
+//!   `allowed_client_names` is set, carrying one of those names (DNS SAN; the CN only when the
+//!   certificate has no SAN at all).
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use boring::error::ErrorStack;
 use boring::nid::Nid;
 use boring::ssl::{SslContextBuilder, SslFiletype, SslMethod, SslVerifyMode};
 use boring::x509::{X509Ref, X509StoreContextRef};
 
 use super::refusal::{Refusal, RefusalSlot};
-use crate::config::TlsFiles;
+use crate::config::{Config, TlsFiles};
 
 /// Why a TLS context could not be set up; names the file that failed.
 #[derive(Debug)]
@@ -33,6 +35,19 @@ fn file_error(what: &str, path: &Path, e: impl std::fmt::Display) -> TlsError {
     TlsError(format!("tls.{what} ({}): {e}", path.display()))
 }
 
+/// Why the key file was refused; boring checks the key against the certificate as it loads it.
+fn key_problem(e: &ErrorStack) -> String {
+    let mismatch = e
+        .errors()
+        .iter()
+        .any(|error| error.reason() == Some("KEY_VALUES_MISMATCH"));
+    if mismatch {
+        format!("does not match tls.cert: {e}")
+    } else {
+        e.to_string()
+    }
+}
+
 /// Context shared by both roles: own certificate chain and key, and the CA that signs the peer.
 fn base_context(files: &TlsFiles) -> Result<SslContextBuilder, TlsError> {
     let mut b = SslContextBuilder::new(SslMethod::tls())
@@ -40,7 +55,7 @@ fn base_context(files: &TlsFiles) -> Result<SslContextBuilder, TlsError> {
     b.set_certificate_chain_file(&files.cert)
         .map_err(|e| file_error("cert", &files.cert, e))?;
     b.set_private_key_file(&files.key, SslFiletype::PEM)
-        .map_err(|e| file_error("key", &files.key, e))?;
+        .map_err(|e| file_error("key", &files.key, key_problem(&e)))?;
     b.check_private_key()
         .map_err(|e| file_error("key", &files.key, format!("does not match tls.cert: {e}")))?;
     b.set_ca_file(&files.ca)
@@ -53,6 +68,21 @@ pub fn client_context(files: &TlsFiles) -> Result<SslContextBuilder, TlsError> {
     let mut b = base_context(files)?;
     b.set_verify(SslVerifyMode::PEER);
     Ok(b)
+}
+
+/// Builds the TLS context of `config`'s role as a start does, for `--check`: the certificate,
+/// the key (and that they match) and the CA are loaded from their files. Errors name the field
+/// and the file.
+pub fn load_for_check(config: &Config) -> Result<(), TlsError> {
+    match config {
+        Config::Client(c) => client_context(&c.tls).map(drop),
+        Config::Server(s) => server_context(
+            &s.tls,
+            AllowedNames::new(s.allowed_client_names.clone()),
+            RefusalSlot::default(),
+        )
+        .map(drop),
+    }
 }
 
 /// Client certificate names the server admits (`None` = any the CA signed), shared between
@@ -128,24 +158,22 @@ pub fn local_verify_failure(conn: &mut quiche::Connection) -> Option<&'static st
     ssl.verify_result().err().map(|e| e.error_string())
 }
 
-/// The DNS names of a certificate's subjectAltName, or its CN when it has none.
+/// The names a certificate is known by: the DNS entries of its subjectAltName, or its CN when
+/// it has no subjectAltName at all. Any subjectAltName (even one holding only IP addresses or
+/// e-mail addresses) means the CN is not a name (RFC 6125 §6.4.4): a certificate whose only SAN
+/// is an IP address has no names and matches no `tls.allowed_client_names` entry.
 pub fn certificate_names(cert: &X509Ref) -> Vec<String> {
-    let sans: Vec<String> = cert
-        .subject_alt_names()
-        .map(|stack| {
-            stack
-                .iter()
-                .filter_map(|n| n.dnsname().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    if !sans.is_empty() {
-        return sans;
+    match cert.subject_alt_names() {
+        Some(sans) => sans
+            .iter()
+            .filter_map(|n| n.dnsname().map(str::to_owned))
+            .collect(),
+        None => cert
+            .subject_name()
+            .entries_by_nid(Nid::COMMONNAME)
+            .filter_map(|e| e.data().as_utf8().ok().map(|s| s.to_string()))
+            .collect(),
     }
-    cert.subject_name()
-        .entries_by_nid(Nid::COMMONNAME)
-        .filter_map(|e| e.data().as_utf8().ok().map(|s| s.to_string()))
-        .collect()
 }
 
 /// For a server named by IP address: quiche checks DNS names only, so pin the IP in the
@@ -155,4 +183,77 @@ pub fn pin_server_ip(conn: &mut quiche::Connection, ip: IpAddr) -> Result<(), Tl
     ssl.verify_param_mut()
         .set_ip(ip)
         .map_err(|e| TlsError(format!("cannot pin server IP {ip}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boring::asn1::Asn1Time;
+    use boring::ec::{EcGroup, EcKey};
+    use boring::hash::MessageDigest;
+    use boring::pkey::PKey;
+    use boring::x509::extension::SubjectAlternativeName;
+    use boring::x509::{X509Builder, X509NameBuilder, X509};
+
+    /// A self-signed certificate with `cn` and, when `sans` is given, a subjectAltName holding
+    /// those entries (`ip:` prefix for an IP address, `email:` for an e-mail, else DNS).
+    fn certificate(cn: &str, sans: Option<&[&str]>) -> X509 {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        if let Some(sans) = sans {
+            let mut san = SubjectAlternativeName::new();
+            for entry in sans {
+                if let Some(ip) = entry.strip_prefix("ip:") {
+                    san.ip(ip);
+                } else if let Some(email) = entry.strip_prefix("email:") {
+                    san.email(email);
+                } else {
+                    san.dns(entry);
+                }
+            }
+            let san = san.build(&b.x509v3_context(None, None)).unwrap();
+            b.append_extension(san).unwrap();
+        }
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        b.build()
+    }
+
+    #[test]
+    fn san_first_and_the_cn_only_without_any_san() {
+        let cases: &[(Option<&[&str]>, &[&str])] = &[
+            (None, &["client.cn"]),
+            (Some(&["a.test", "b.test"]), &["a.test", "b.test"]),
+            (Some(&["ip:192.0.2.7", "a.test"]), &["a.test"]),
+            // any SAN keeps the CN out, even one without a DNS entry
+            (Some(&["ip:192.0.2.7"]), &[]),
+            (Some(&["ip:2001:db8::1"]), &[]),
+            (Some(&["email:ops@client.cn"]), &[]),
+        ];
+        for (sans, expected) in cases {
+            let cert = certificate("client.cn", *sans);
+            assert_eq!(certificate_names(&cert), *expected, "SAN {sans:?}");
+        }
+    }
+
+    #[test]
+    fn an_ip_only_san_certificate_is_not_admitted_by_its_cn() {
+        let allowed = AllowedNames::new(Some(vec!["client.cn".into()]));
+        let ip_only = certificate("client.cn", Some(&["ip:192.0.2.7"]));
+        assert!(!allowed.admits(&certificate_names(&ip_only)));
+        let cn_only = certificate("client.cn", None);
+        assert!(allowed.admits(&certificate_names(&cn_only)));
+        assert!(AllowedNames::new(None).admits(&certificate_names(&ip_only)));
+    }
 }

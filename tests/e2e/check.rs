@@ -117,13 +117,25 @@ fn check_rejects_unknown_fields_and_names_them() {
     }
     let mut c = client.clone();
     c.set("bogus_top_level_field", Json::num(1));
-    assert_rejected("client", &c, "bogus_top_level_field");
+    assert_rejected(
+        "client",
+        &c,
+        "bogus_top_level_field: unknown field at the top level",
+    );
     let mut c = client.clone();
     c.set("http.bogus_http_knob", Json::Bool(true));
-    assert_rejected("client", &c, "bogus_http_knob");
+    assert_rejected(
+        "client",
+        &c,
+        "http.bogus_http_knob: unknown field in \"http\"",
+    );
     let mut s = server.clone();
     s.set("upstream.frobnicate_ms", Json::num(5));
-    assert_rejected("server", &s, "frobnicate_ms");
+    assert_rejected(
+        "server",
+        &s,
+        "upstream.frobnicate_ms: unknown field in \"upstream\"",
+    );
 }
 
 #[test]
@@ -217,4 +229,101 @@ fn check_connect_to_a_wrong_address_fails_clearly_within_5_s() {
         describe(&o)
     );
     assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// A string field of a generated config.
+fn field(cfg: &Json, path: &str) -> String {
+    cfg.get(path)
+        .and_then(|j| j.as_str())
+        .unwrap_or_else(|| panic!("{path} in {}", cfg.pretty()))
+        .to_string()
+}
+
+#[test]
+fn check_loads_the_tls_files_as_a_start_would() {
+    let b = PairBuilder::new("127.0.0.1:9".parse().unwrap());
+    let (client, server) = (b.client_config().clone(), b.server_config().clone());
+    let dir = TempDir::new("check_tls_files");
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    let garbage = garbage.display().to_string();
+    let server_key = field(&server, "tls.key");
+    let client_key = field(&client, "tls.key");
+    let cases: Vec<(&str, &Json, &str, String, String)> = vec![
+        (
+            "client",
+            &client,
+            "tls.cert",
+            garbage.clone(),
+            format!("tls.cert ({garbage})"),
+        ),
+        (
+            "client",
+            &client,
+            "tls.key",
+            garbage.clone(),
+            format!("tls.key ({garbage})"),
+        ),
+        (
+            "client",
+            &client,
+            "tls.ca",
+            garbage.clone(),
+            format!("tls.ca ({garbage})"),
+        ),
+        (
+            "server",
+            &server,
+            "tls.cert",
+            garbage.clone(),
+            format!("tls.cert ({garbage})"),
+        ),
+        (
+            "server",
+            &server,
+            "tls.ca",
+            garbage.clone(),
+            format!("tls.ca ({garbage})"),
+        ),
+        // a key of the same CA, but not the certificate's
+        (
+            "client",
+            &client,
+            "tls.key",
+            server_key.clone(),
+            format!("tls.key ({server_key}): does not match tls.cert"),
+        ),
+        (
+            "server",
+            &server,
+            "tls.key",
+            client_key.clone(),
+            format!("tls.key ({client_key}): does not match tls.cert"),
+        ),
+    ];
+    for (role, base, key, value, must_name) in cases {
+        let mut cfg = base.clone();
+        cfg.set(key, Json::str(value));
+        assert_rejected(role, &cfg, &must_name);
+    }
+    // unreadable: only observable when the tests do not run as root
+    let locked = dir.join("locked.pem");
+    std::fs::copy(field(&client, "tls.cert"), &locked).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::File::open(&locked).is_err() {
+        let mut cfg = client.clone();
+        cfg.set("tls.cert", Json::str(locked.display().to_string()));
+        assert_rejected("client", &cfg, &format!("tls.cert ({})", locked.display()));
+    }
+}
+
+#[test]
+fn check_rejects_a_server_name_no_certificate_can_carry() {
+    let b = PairBuilder::new("127.0.0.1:9".parse().unwrap());
+    for name in ["bad name", "a..b", "-x.test", "host/path", "999.1.1.1"] {
+        let mut cfg = b.client_config().clone();
+        cfg.set("peer.server_name", Json::str(name));
+        assert_rejected("client", &cfg, "peer.server_name: invalid server name");
+    }
 }

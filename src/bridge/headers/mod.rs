@@ -3,7 +3,7 @@
 //! - Hop-by-hop fields never cross: `Connection` and every field it names, `Keep-Alive`,
 //!   `Proxy-Connection`, `TE`, `Transfer-Encoding`, `Upgrade`. Each side re-frames the body itself.
 //! - `Host` <-> `:authority`; names are lowercased on the HTTP/3 side; every other field keeps its
-//!   order and duplicates.
+//!   order and duplicates, except `Content-Length`, sent to HTTP/3 once with its one value.
 //! - Whatever arrives from HTTP/3 is checked before it becomes HTTP/1.1 bytes: a name or value
 //!   with CR, LF, NUL or another control character (header injection), a value with leading or
 //!   trailing whitespace, an uppercase name, a misplaced or unknown pseudo-header, a `:scheme`
@@ -11,6 +11,7 @@
 
 use quiche::h3::{Header as H3Header, NameValue};
 
+use crate::h1::body;
 use crate::h1::syntax;
 use crate::h1::{head, Header, RequestHead, ResponseHead, Version};
 
@@ -37,8 +38,10 @@ fn connection_tokens(headers: &[Header]) -> Vec<String> {
 }
 
 /// The end-to-end fields of an HTTP/1.1 head, lowercased, minus hop-by-hop ones and `extra_drop`.
+/// `Content-Length` becomes one field with one value, where the first one stood.
 fn end_to_end(headers: &[Header], extra_drop: &[&str]) -> Vec<H3Header> {
     let named = connection_tokens(headers);
+    let mut length = single_content_length(headers);
     headers
         .iter()
         .filter_map(|h| {
@@ -46,9 +49,28 @@ fn end_to_end(headers: &[Header], extra_drop: &[&str]) -> Vec<H3Header> {
             let drop = HOP_BY_HOP.contains(&lname.as_str())
                 || extra_drop.contains(&lname.as_str())
                 || named.contains(&lname);
-            (!drop).then(|| H3Header::new(lname.as_bytes(), &h.value))
+            if drop {
+                return None;
+            }
+            if lname == "content-length" {
+                return length.take();
+            }
+            Some(H3Header::new(lname.as_bytes(), &h.value))
         })
         .collect()
+}
+
+/// The `content-length` field to send for HTTP/1.1 fields that may repeat it or list it
+/// (`5, 5`): in HTTP/3 a list is malformed (the peer resets the stream or closes the session),
+/// so the one value they all agree on is sent once (RFC 9110 §8.6). Values that disagree were
+/// refused before when they frame a body (400 / 502); on a message without a body (a response
+/// to HEAD, a 304) they frame nothing and are dropped rather than passed on malformed.
+fn single_content_length(headers: &[Header]) -> Option<H3Header> {
+    let length = body::declared_length(headers).ok()??;
+    Some(H3Header::new(
+        b"content-length",
+        length.to_string().as_bytes(),
+    ))
 }
 
 /// HTTP/1.1 request head -> HTTP/3 request fields. `authority` comes from the absolute-form
@@ -221,12 +243,33 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
         value: authority,
     }];
     headers.extend(s.fields.into_iter().filter(|h| h.name != "host"));
+    join_cookies(&mut headers);
     Ok(RequestHead {
         method,
         target: path,
         version: Version::Http11,
         headers,
     })
+}
+
+/// HTTP/3 may split the `cookie` field into one field per cookie (RFC 9114 §4.2.1); HTTP/1.1
+/// allows only one Cookie field (RFC 6265 §5.4), so they are joined with `"; "` into the first.
+fn join_cookies(headers: &mut Vec<Header>) {
+    let Some(first) = headers.iter().position(|h| h.name == "cookie") else {
+        return;
+    };
+    let joined = headers
+        .iter()
+        .filter(|h| h.name == "cookie" && !h.value.is_empty())
+        .map(|h| h.value.as_slice())
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    headers[first].value = joined;
+    let mut index = 0;
+    headers.retain(|h| {
+        index += 1;
+        h.name != "cookie" || index - 1 == first
+    });
 }
 
 /// Fields that must not travel in a trailer section (RFC 9110 §6.5.1): framing, routing,

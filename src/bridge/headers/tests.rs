@@ -314,3 +314,109 @@ fn trailers_are_validated_and_filtered_both_ways() {
     assert!(trailers_from_h3(&[h3(":status", "200")]).is_err());
     assert!(trailers_from_h3(&[h3("x-a", "a\r\nb")]).is_err());
 }
+
+/// Only the `content-length` fields of a mapped section.
+fn content_lengths(list: &[H3Header]) -> Vec<(String, String)> {
+    pairs(list)
+        .into_iter()
+        .filter(|(n, _)| n == "content-length")
+        .collect()
+}
+
+#[test]
+fn content_length_reaches_http3_once_with_one_value() {
+    let once = || vec![("content-length".to_string(), "5".to_string())];
+    for fields in [
+        vec![h("Content-Length", "5, 5")],
+        vec![h("Content-Length", "5"), h("content-length", "5")],
+        vec![
+            h("Content-Length", "5 ,5"),
+            h("X-A", "1"),
+            h("Content-Length", "005"),
+        ],
+    ] {
+        let out = request_to_h3(&request(fields.clone()), b"a", "/");
+        assert_eq!(content_lengths(&out), once(), "request {fields:?}");
+        let resp = ResponseHead {
+            version: Version::Http11,
+            status: 200,
+            reason: "OK".into(),
+            headers: fields.clone(),
+        };
+        assert_eq!(
+            content_lengths(&response_to_h3(&resp)),
+            once(),
+            "response {fields:?}"
+        );
+    }
+    // where the first one stood, other fields in order
+    let out = request_to_h3(
+        &request(vec![
+            h("X-A", "1"),
+            h("Content-Length", "2"),
+            h("X-B", "2"),
+            h("Content-Length", "2"),
+        ]),
+        b"a",
+        "/",
+    );
+    let names: Vec<String> = pairs(&out[4..]).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["x-a", "content-length", "x-b"]);
+    // values that disagree frame nothing here (a response to HEAD): dropped, never sent as a list
+    let head_resp = ResponseHead {
+        version: Version::Http11,
+        status: 200,
+        reason: "OK".into(),
+        headers: vec![h("Content-Length", "5, 6")],
+    };
+    assert!(content_lengths(&response_to_h3(&head_resp)).is_empty());
+}
+
+#[test]
+fn cookie_fields_from_http3_become_one_cookie_field() {
+    let request_with = |cookies: &[(&str, &str)]| {
+        let mut list = vec![
+            h3(":method", "GET"),
+            h3(":scheme", "http"),
+            h3(":authority", "b.internal"),
+            h3(":path", "/"),
+        ];
+        list.extend(cookies.iter().map(|(n, v)| h3(n, v)));
+        let head = request_from_h3(&list).expect("valid request");
+        head.headers
+            .iter()
+            .map(|f| {
+                (
+                    f.name.clone(),
+                    String::from_utf8_lossy(&f.value).into_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let owned = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        request_with(&[
+            ("cookie", "a=1"),
+            ("x-a", "1"),
+            ("cookie", "b=2"),
+            ("cookie", "c=3")
+        ]),
+        owned(&[
+            ("host", "b.internal"),
+            ("cookie", "a=1; b=2; c=3"),
+            ("x-a", "1")
+        ])
+    );
+    assert_eq!(
+        request_with(&[("x-a", "1"), ("cookie", "a=1; b=2")]),
+        owned(&[("host", "b.internal"), ("x-a", "1"), ("cookie", "a=1; b=2")])
+    );
+    assert_eq!(
+        request_with(&[("cookie", "a=1"), ("cookie", ""), ("cookie", "b=2")]),
+        owned(&[("host", "b.internal"), ("cookie", "a=1; b=2")])
+    );
+}
