@@ -25,6 +25,8 @@ pub struct TransportCounters {
     pub sent_packets: u64,
     pub recv_packets: u64,
     pub lost_packets: u64,
+    /// Packets declared lost that arrived after all (reordering or delay, not loss).
+    pub spurious_lost_packets: u64,
     pub retrans_packets: u64,
     pub sent_bytes: u64,
     pub recv_bytes: u64,
@@ -38,6 +40,7 @@ impl TransportCounters {
             sent_packets: s.sent as u64,
             recv_packets: s.recv as u64,
             lost_packets: s.lost as u64,
+            spurious_lost_packets: s.spurious_lost as u64,
             retrans_packets: s.retrans as u64,
             sent_bytes: s.sent_bytes,
             recv_bytes: s.recv_bytes,
@@ -49,6 +52,7 @@ impl TransportCounters {
         self.sent_packets += o.sent_packets;
         self.recv_packets += o.recv_packets;
         self.lost_packets += o.lost_packets;
+        self.spurious_lost_packets += o.spurious_lost_packets;
         self.retrans_packets += o.retrans_packets;
         self.sent_bytes += o.sent_bytes;
         self.recv_bytes += o.recv_bytes;
@@ -410,6 +414,12 @@ impl Metrics {
             &one(t.lost_packets.to_string()),
         );
         m(
+            "ptproxy_spurious_lost_packets_total",
+            "counter",
+            "QUIC packets declared lost that were acknowledged later (reordering or delay).",
+            &one(t.spurious_lost_packets.to_string()),
+        );
+        m(
             "ptproxy_retransmitted_packets_total",
             "counter",
             "QUIC packets retransmitted.",
@@ -577,6 +587,7 @@ mod tests {
         m.record_session_closed(
             TransportCounters {
                 lost_packets: 4,
+                spurious_lost_packets: 2,
                 ..Default::default()
             },
             "idle \"timeout\"",
@@ -606,6 +617,7 @@ mod tests {
             "ptproxy_request_duration_seconds_bucket{le=\"1\"} 2",
             "ptproxy_request_duration_seconds_count 2",
             "ptproxy_lost_packets_total 5",
+            "ptproxy_spurious_lost_packets_total 2",
             "ptproxy_rtt_seconds{peer=\"b\"} 0.050000",
             "ptproxy_congestion_window_bytes{peer=\"b\"} 14720",
             "ptproxy_peer_silence_seconds{peer=\"b\"} 1.500000",

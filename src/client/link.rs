@@ -315,9 +315,7 @@ impl PeerLink {
                 metrics.record_session_closed(TransportCounters::of(&s.conn), &reason);
                 if was_up {
                     log::info!("session lost: {reason}");
-                    // Reconnect: resolve the name again, the address that worked first.
-                    self.addresses.restart();
-                    self.retry_later(now);
+                    self.reconnect_after_loss(now);
                 } else {
                     self.attempt_failed(now, FailureKind::Closed, reason);
                 }
@@ -383,10 +381,16 @@ impl PeerLink {
         log::warn!("session lost: {reason}; reconnecting");
         metrics.dead_peers += 1;
         metrics.record_session_closed(TransportCounters::of(&session.conn), &reason);
-        // Reconnect: resolve the name again, the address that worked first.
-        self.addresses.restart();
-        self.retry_later(now);
+        self.reconnect_after_loss(now);
         true
+    }
+
+    /// A session that was up is gone: resolve the name again (the address that worked first)
+    /// and start attempts, frequent for a while (`quic::backoff`).
+    fn reconnect_after_loss(&mut self, now: Instant) {
+        self.addresses.restart();
+        self.backoff.on_loss(now);
+        self.retry_later(now);
     }
 
     fn retry_later(&mut self, now: Instant) {
@@ -396,7 +400,7 @@ impl PeerLink {
             };
             return;
         }
-        let delay = self.backoff.next_delay(quic::random_unit());
+        let delay = self.backoff.next_delay(now, quic::random_unit());
         log::debug!("next session attempt in {} ms", delay.as_millis());
         self.state = State::Waiting { until: now + delay };
     }

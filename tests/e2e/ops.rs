@@ -530,9 +530,12 @@ fn metrics_count_lost_and_retransmitted_packets_over_a_lossy_link() {
         s.text
     );
     assert!(lost_bytes > 0.0, "server counted no lost bytes\n{}", s.text);
+    // Under load the relay may hold a packet past quiche's loss threshold: declared lost,
+    // acknowledged later. Those are counted apart and are not losses of the link.
+    let spurious = s.get("ptproxy_spurious_lost_packets_total", "");
     assert!(
-        lost <= relay.to_client.dropped as f64 + 1.0,
-        "server declared more packets lost ({lost}) than the relay dropped towards the client ({})",
+        lost - spurious <= relay.to_client.dropped as f64 + 1.0,
+        "server declared more packets lost ({lost}, {spurious} of them spurious) than the relay dropped towards the client ({})",
         relay.to_client.dropped
     );
     assert!(

@@ -78,16 +78,40 @@ pub fn poll_until<T>(
     }
 }
 
-/// Free loopback TCP port (bound to port 0, then released).
-pub fn free_tcp_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+/// Ports handed to the proxies come from below the kernel's ephemeral range (32768-60999 here),
+/// one after the other: a port the kernel gave to `bind(:0)` and the test released could be
+/// handed out again to any other socket of the suite (relays, clients, the proxies' own
+/// outgoing sockets) before the proxy binds it, and since the proxies no longer share
+/// addresses (`reuse_port` is off by default), such a collision would fail a start at random.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port free for both TCP and UDP right now, never handed out before in this run.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Start at a per-process offset so that two test processes do not walk the same ports.
+    let base = PORT_RANGE.start + (std::process::id() % 1000) as u16 * 10;
+    for _ in 0..PORT_RANGE.len() {
+        let step = NEXT.fetch_add(1, Ordering::SeqCst);
+        let span = PORT_RANGE.end - PORT_RANGE.start;
+        let port = PORT_RANGE.start + (base - PORT_RANGE.start + step) % span;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORT_RANGE:?}");
 }
 
-/// Free loopback UDP port (bound to port 0, then released).
+/// Free loopback TCP port (see [`PORT_RANGE`]).
+pub fn free_tcp_port() -> u16 {
+    free_port()
+}
+
+/// Free loopback UDP port (see [`PORT_RANGE`]).
 pub fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
-    s.local_addr().unwrap().port()
+    free_port()
 }
 
 /// A loopback TCP address where nothing listens (connects are refused).
