@@ -1,0 +1,388 @@
+//! Server role: one request stream from the peer, carried to the upstream as HTTP/1.1 and its
+//! response carried back.
+//!
+//! ```text
+//! upstream: Connecting --connected--> Busy (request head + body out, response in) --> pool/close
+//! response: AwaitHead --head parsed--> HeadReady --sent--> Body --end--> Done
+//!           any failure before the head went out becomes a synthesized 502/504 (answers.rs);
+//!           after it, the stream is reset so the client side never sees a clean end.
+//! ```
+//! A reused keep-alive connection that ends before any response byte is the upstream's idle
+//! close racing the reuse: an idempotent request whose body was not started is sent once more
+//! on a fresh connection. The final head must come within `upstream.response_timeout_ms` of the
+//! request's last progress (interim responses, at most 16, and head bytes do not extend it);
+//! each exchange's deadline is armed in the timer queue exactly once.
+//! Request body bytes move only while the upstream socket has room, response bytes only while
+//! the stream takes them, so QUIC flow control and TCP push back on the fast side.
+//!
+//! This module holds the [`Exchange`] itself (start, drive, synthesized answers, resets, the
+//! deadline); the data path is split by direction: `request` (the request head and body, stream
+//! -> upstream socket) and `response` (the response head, interim responses, body and trailers,
+//! upstream socket -> stream, and the retry on a closed reused connection).
+
+mod request;
+mod response;
+
+use std::time::Instant;
+
+use quiche::h3::Header as H3Header;
+
+use crate::bridge::answers::{self, Answer};
+use crate::bridge::headers;
+use crate::config::UpstreamConfig;
+use crate::h1::body::{BodyDecoder, BodyEncoder, BodyEncoding};
+use crate::h1::head::Header;
+use crate::h1::write;
+use crate::quic::h3_code;
+use crate::quic::session::Session;
+
+use super::upstream::{Pool, UpState};
+
+use request::prepare_request;
+
+/// Steps one `drive` call may take before yielding to other exchanges.
+const DRIVE_BUDGET: usize = 64;
+
+pub struct Ctx<'a> {
+    pub now: Instant,
+    /// This exchange's slab key (owner of the upstream connection it checks out).
+    pub key: usize,
+    pub registry: &'a mio::Registry,
+    pub session: &'a mut Session,
+    pub pool: &'a mut Pool,
+    pub upstream: &'a UpstreamConfig,
+    pub max_head_bytes: usize,
+    pub access_log: bool,
+    pub client: &'a str,
+    pub metrics: &'a mut crate::metrics::Metrics,
+}
+
+enum Response {
+    AwaitHead,
+    /// Fields ready to send (retried while the stream is blocked); `fin` when there is no body;
+    /// `interim` for a 1xx response, after which the final head is awaited again.
+    HeadReady {
+        fields: Vec<H3Header>,
+        fin: bool,
+        interim: bool,
+    },
+    Body,
+    Done,
+}
+
+/// Whether the exchange is over (its slab entry can go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Continue,
+    /// Stopped at the step budget with progress still possible: drive again soon.
+    Yielded,
+    Finished,
+}
+
+pub struct Exchange {
+    pub stream: u64,
+    upstream: Option<usize>,
+    method: String,
+    target: String,
+    head_bytes: Vec<u8>,
+    head_written: bool,
+    encoding: BodyEncoding,
+    encoder: BodyEncoder,
+    /// The request was already sent again on a fresh connection (see [`Exchange::retry`]).
+    retried: bool,
+    fin_received: bool,
+    request_done: bool,
+    response: Response,
+    /// A HEADERS frame (interim or final) went out on the stream.
+    head_frames_sent: bool,
+    /// Interim responses received so far.
+    interim_count: u32,
+    decoder: Option<BodyDecoder>,
+    request_trailers: Vec<Header>,
+    response_trailers: Option<Vec<H3Header>>,
+    chunk: Vec<u8>,
+    reusable: bool,
+    /// When the current phase times out: connect, or response (see [`Exchange::on_timer`]).
+    deadline: Instant,
+    /// The deadline last handed to the timer queue (none yet for a new exchange).
+    armed: Option<Instant>,
+    started: Instant,
+    req_bytes: u64,
+    resp_bytes: u64,
+    status: u16,
+}
+
+impl Exchange {
+    /// A request stream's first field section arrived. Invalid requests are answered 400 and
+    /// never reach the upstream.
+    pub fn start(ctx: &mut Ctx<'_>, stream: u64, list: &[H3Header], more_frames: bool) -> Self {
+        let mut ex = Exchange {
+            stream,
+            upstream: None,
+            method: String::new(),
+            target: String::new(),
+            head_bytes: Vec::new(),
+            head_written: false,
+            encoding: BodyEncoding::None,
+            encoder: BodyEncoder::new(BodyEncoding::None),
+            retried: false,
+            fin_received: !more_frames,
+            request_done: false,
+            response: Response::AwaitHead,
+            head_frames_sent: false,
+            interim_count: 0,
+            decoder: None,
+            request_trailers: Vec::new(),
+            response_trailers: None,
+            chunk: Vec::new(),
+            reusable: true,
+            deadline: ctx.now + ctx.upstream.connect_timeout,
+            armed: None,
+            started: ctx.now,
+            req_bytes: 0,
+            resp_bytes: 0,
+            status: 0,
+        };
+        match prepare_request(list, more_frames) {
+            Ok((head, encoding)) => {
+                log::debug!(
+                    "stream {stream} from {}: {} {}",
+                    ctx.client,
+                    head.method,
+                    head.target
+                );
+                ex.method = head.method.clone();
+                ex.target = head.target.clone();
+                write::write_request_head(&head, &mut ex.head_bytes);
+                ex.encoding = encoding;
+                ex.encoder = BodyEncoder::new(encoding);
+                match ctx.pool.checkout(ctx.registry, ctx.key) {
+                    Ok(key) => ex.upstream = Some(key),
+                    Err(e) => ex.answer(ctx, answers::upstream_unreachable(&e)),
+                }
+            }
+            Err(answer) => ex.answer(ctx, answer),
+        }
+        ex
+    }
+
+    /// Makes all the progress possible now.
+    pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        for _ in 0..DRIVE_BUDGET {
+            let progress = match self.step(ctx) {
+                Ok(p) => p,
+                Err(Failure::Answer(answer)) => {
+                    self.answer(ctx, answer);
+                    true
+                }
+                Err(Failure::Reset(reason)) => {
+                    log::info!(
+                        "stream {} to {}: {reason}; resetting it",
+                        self.stream,
+                        ctx.client
+                    );
+                    return self.abort(ctx);
+                }
+                Err(Failure::Malformed(reason)) => {
+                    log::info!(
+                        "stream {} from {}: malformed request: {reason}; resetting it",
+                        self.stream,
+                        ctx.client
+                    );
+                    return self.reset(ctx, h3_code::MESSAGE_ERROR, h3_code::MESSAGE_ERROR);
+                }
+            };
+            if let Some(outcome) = self.try_complete(ctx) {
+                return outcome;
+            }
+            if !progress {
+                return Outcome::Continue;
+            }
+        }
+        Outcome::Yielded
+    }
+
+    fn step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let mut progress = self.connect_step(ctx)?;
+        progress |= self.request_step(ctx)?;
+        progress |= self.response_step(ctx)?;
+        Ok(progress)
+    }
+
+    /// Replaces whatever response was coming with a synthesized one; the upstream is dropped.
+    fn answer(&mut self, ctx: &mut Ctx<'_>, answer: Answer) {
+        log::debug!(
+            "stream {}: {} {}",
+            self.stream,
+            answer.status,
+            answer.details
+        );
+        if matches!(self.response, Response::Body | Response::Done) {
+            // The head already went out: too late to answer, the stream must be reset.
+            let _ = self.abort(ctx);
+            return;
+        }
+        if let Some(key) = self.upstream.take() {
+            ctx.pool.close(ctx.registry, key);
+        }
+        self.stop_request(ctx);
+        let (fields, body) = answer.to_h3();
+        self.status = answer.status;
+        self.chunk = body;
+        self.decoder = None;
+        self.response = Response::HeadReady {
+            fields,
+            fin: false,
+            interim: false,
+        };
+    }
+
+    /// Tells the peer to stop sending the request body (we will not read it).
+    fn stop_request(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.request_done {
+            let _ = ctx.session.conn.stream_shutdown(
+                self.stream,
+                quiche::Shutdown::Read,
+                h3_code::NO_ERROR,
+            );
+            self.request_done = true;
+            self.reusable = false;
+        }
+    }
+
+    /// Ends the exchange once the response is complete.
+    fn try_complete(&mut self, ctx: &mut Ctx<'_>) -> Option<Outcome> {
+        if !matches!(self.response, Response::Done) {
+            return None;
+        }
+        if !self.request_done {
+            if !self.fin_received {
+                self.stop_request(ctx);
+            } else {
+                return None; // the rest of the request body is still flowing to the upstream
+            }
+        }
+        if let Some(key) = self.upstream.take() {
+            ctx.pool.checkin(ctx.registry, key, self.reusable, ctx.now);
+        }
+        self.log_access(ctx);
+        Some(Outcome::Finished)
+    }
+
+    /// Resets the stream both ways and drops the upstream connection.
+    pub fn abort(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        self.reset(ctx, h3_code::REQUEST_CANCELLED, h3_code::INTERNAL_ERROR)
+    }
+
+    /// Resets the stream with these codes (STOP_SENDING, RESET_STREAM) and drops the upstream
+    /// connection.
+    fn reset(&mut self, ctx: &mut Ctx<'_>, read_code: u64, write_code: u64) -> Outcome {
+        let _ = ctx
+            .session
+            .conn
+            .stream_shutdown(self.stream, quiche::Shutdown::Read, read_code);
+        let _ = ctx
+            .session
+            .conn
+            .stream_shutdown(self.stream, quiche::Shutdown::Write, write_code);
+        if let Some(key) = self.upstream.take() {
+            ctx.pool.close(ctx.registry, key);
+        }
+        self.log_access(ctx);
+        Outcome::Finished
+    }
+
+    /// A second field section on the request stream: the request trailers.
+    pub fn on_trailers(&mut self, list: &[H3Header]) -> Outcome {
+        match headers::trailers_from_h3(list) {
+            Ok(trailers) => {
+                self.request_trailers = trailers;
+                Outcome::Continue
+            }
+            Err(e) => {
+                log::info!(
+                    "stream {}: invalid request trailers ({}); resetting",
+                    self.stream,
+                    e.0
+                );
+                Outcome::Finished
+            }
+        }
+    }
+
+    pub fn on_finished(&mut self) {
+        self.fin_received = true;
+    }
+
+    /// The deadline passed: connect or response timeout.
+    pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        if self.deadline > ctx.now || matches!(self.response, Response::Done) {
+            return Outcome::Continue;
+        }
+        let connecting = self
+            .upstream
+            .and_then(|k| ctx.pool.conns.get(k))
+            .is_some_and(|u| u.state == UpState::Connecting);
+        let answer = if connecting {
+            answers::upstream_connect_timeout(ctx.upstream.connect_timeout.as_millis())
+        } else {
+            answers::upstream_timeout(ctx.upstream.response_timeout.as_millis())
+        };
+        if !matches!(self.response, Response::AwaitHead) {
+            log::info!(
+                "stream {}: upstream stalled mid-response; resetting",
+                self.stream
+            );
+            return self.abort(ctx);
+        }
+        self.answer(ctx, answer);
+        // The synthesized answer gets one more period to be delivered, then the stream is reset.
+        self.deadline = ctx.now + ctx.upstream.response_timeout;
+        self.drive(ctx)
+    }
+
+    /// The deadline to hand to the timer queue, when it is not armed yet: every new deadline
+    /// is scheduled once, a passed one is not scheduled again (no busy loop).
+    pub fn deadline_to_arm(&mut self) -> Option<Instant> {
+        if self.armed == Some(self.deadline) {
+            return None;
+        }
+        self.armed = Some(self.deadline);
+        Some(self.deadline)
+    }
+
+    pub fn upstream(&self) -> Option<usize> {
+        self.upstream
+    }
+
+    /// The exchange ended: count it and write its access line.
+    fn log_access(&self, ctx: &mut Ctx<'_>) {
+        ctx.metrics
+            .record_request(self.status, ctx.now.saturating_duration_since(self.started));
+        if !ctx.access_log {
+            return;
+        }
+        log::info!(
+            "access {} \"{} {}\" {} req={} resp={} {:.1}ms",
+            ctx.client,
+            self.method,
+            self.target,
+            self.status,
+            self.req_bytes,
+            self.resp_bytes,
+            ctx.now
+                .saturating_duration_since(self.started)
+                .as_secs_f64()
+                * 1000.0
+        );
+    }
+}
+
+enum Failure {
+    /// Answer the client with this (or reset if the head already went out).
+    Answer(Answer),
+    /// Reset the stream.
+    Reset(&'static str),
+    /// The request is malformed (RFC 9114 §4.1.2): reset the stream with H3_MESSAGE_ERROR.
+    Malformed(&'static str),
+}

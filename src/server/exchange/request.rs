@@ -1,0 +1,138 @@
+//! The request direction of an [`Exchange`]: the upstream connect completing, the HTTP/1.1
+//! request head, and the request body (and trailers) moved from the HTTP/3 stream to the
+//! upstream socket while the socket has room.
+
+use quiche::h3::{self, Header as H3Header};
+
+use crate::bridge::answers::{self, Answer};
+use crate::bridge::headers;
+use crate::h1::body::BodyEncoding;
+use crate::h1::head::{Header, RequestHead};
+
+use super::{Ctx, Exchange, Failure};
+use crate::server::upstream::UpState;
+
+impl Exchange {
+    /// Finishes a pending connect and writes the request head.
+    pub(super) fn connect_step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let Some(key) = self.upstream else {
+            return Ok(false);
+        };
+        let Some(up) = ctx.pool.conns.get_mut(key) else {
+            return Ok(false);
+        };
+        if up.state == UpState::Connecting {
+            match up.tcp.connect_result() {
+                None => return Ok(false),
+                // The next address of the upstream's name, if one is left to try.
+                Some(Err(e)) => {
+                    return match ctx.pool.connect_failed(ctx.registry, key, &e) {
+                        Ok(true) => Ok(true),
+                        Ok(false) => Err(Failure::Answer(answers::upstream_unreachable(&e))),
+                        Err(e2) => Err(Failure::Answer(answers::upstream_unreachable(&e2))),
+                    };
+                }
+                Some(Ok(())) => {
+                    up.state = UpState::Busy;
+                    let _ = up.tcp.stream.set_nodelay(true);
+                    self.deadline = ctx.now + ctx.upstream.response_timeout;
+                    ctx.pool.connected(key);
+                }
+            }
+        }
+        let Some(up) = ctx.pool.conns.get_mut(key) else {
+            return Ok(false);
+        };
+        if !self.head_written {
+            up.tcp.queue(&self.head_bytes);
+            self.head_written = true;
+            self.deadline = ctx.now + ctx.upstream.response_timeout;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Request body: stream -> upstream socket, while the socket has room.
+    pub(super) fn request_step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) else {
+            return Ok(false);
+        };
+        if up.state != UpState::Busy {
+            return Ok(false);
+        }
+        let mut progress = false;
+        if !self.request_done {
+            let Some(h3) = ctx.session.h3.as_mut() else {
+                return Ok(false);
+            };
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                let room = up.tcp.write_room().min(buf.len());
+                if room == 0 {
+                    break;
+                }
+                match h3.recv_body(&mut ctx.session.conn, self.stream, &mut buf[..room]) {
+                    Ok(n) => {
+                        self.encoder
+                            .encode(&buf[..n], up.tcp.output_mut())
+                            .map_err(|_| {
+                                Failure::Malformed("request body longer than its content-length")
+                            })?;
+                        self.req_bytes += n as u64;
+                        progress = true;
+                    }
+                    Err(h3::Error::Done) => break,
+                    Err(e) => {
+                        return Err(Failure::Reset(
+                            if matches!(e, h3::Error::TransportError(_)) {
+                                "the peer cancelled the request"
+                            } else {
+                                "HTTP/3 error on the request stream"
+                            },
+                        ))
+                    }
+                }
+            }
+            if self.fin_received && up.tcp.write_room() > 0 {
+                self.encoder
+                    .finish(&self.request_trailers, up.tcp.output_mut())
+                    .map_err(|_| {
+                        Failure::Malformed("request body shorter than its content-length")
+                    })?;
+                self.request_done = true;
+                progress = true;
+            }
+        }
+        if up.tcp.flush() {
+            self.deadline = ctx.now + ctx.upstream.response_timeout;
+            progress = true;
+        }
+        Ok(progress)
+    }
+}
+
+/// HTTP/3 request fields -> HTTP/1.1 head for the upstream, with body framing decided:
+/// no body when the stream ended with the fields, Content-Length when given, else chunked.
+pub(super) fn prepare_request(
+    list: &[H3Header],
+    more_frames: bool,
+) -> Result<(RequestHead, BodyEncoding), Answer> {
+    let mut head = headers::request_from_h3(list).map_err(|e| answers::bad_h3_request(e.0))?;
+    let length =
+        headers::content_length(&head.headers).map_err(|e| answers::bad_h3_request(e.0))?;
+    let encoding = match (more_frames, length) {
+        (false, Some(n)) if n > 0 => {
+            return Err(answers::bad_h3_request("content-length without a body"))
+        }
+        (false, _) => BodyEncoding::None,
+        (true, Some(n)) => BodyEncoding::ContentLength(n),
+        (true, None) => {
+            head.headers.push(Header {
+                name: "transfer-encoding".into(),
+                value: b"chunked".to_vec(),
+            });
+            BodyEncoding::Chunked
+        }
+    };
+    Ok((head, encoding))
+}

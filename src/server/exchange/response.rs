@@ -1,0 +1,282 @@
+//! The response direction of an [`Exchange`]: the upstream's response head parsed and mapped
+//! to HTTP/3 (interim 1xx responses relayed, at most [`MAX_INTERIM_RESPONSES`]), the body
+//! decoded and moved into the stream while it takes it, the trailers, and the one retry of a
+//! request whose reused connection closed before any response byte.
+
+use quiche::h3;
+
+use crate::bridge::answers;
+use crate::bridge::headers;
+use crate::h1::body::{self, BodyDecoder, BodyEncoder, BodyFraming};
+use crate::h1::head::{self, Limits};
+
+use super::{Ctx, Exchange, Failure, Response};
+use crate::server::upstream::UpState;
+use crate::server::upstream_head;
+
+const BODY_CHUNK: usize = 64 * 1024;
+/// Interim (1xx) responses relayed per request; one more is a 502, so an upstream cannot hold
+/// a request open with endless 103s.
+const MAX_INTERIM_RESPONSES: u32 = 16;
+
+impl Exchange {
+    /// Response: upstream socket -> stream.
+    pub(super) fn response_step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let mut progress = false;
+        if let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) {
+            if up.state == UpState::Busy && up.tcp.fill() {
+                // Bytes of a head (trickled, or interim responses) do not extend the wait for
+                // the final head: only the request's progress does (see `request_step`).
+                if !self.awaiting_final_head() {
+                    self.deadline = ctx.now + ctx.upstream.response_timeout;
+                }
+                progress = true;
+            }
+        }
+        if matches!(self.response, Response::AwaitHead) {
+            progress |= self.parse_response_head(ctx)?;
+        }
+        if let Response::HeadReady {
+            fields,
+            fin,
+            interim,
+        } = &self.response
+        {
+            let Some(h3) = ctx.session.h3.as_mut() else {
+                return Ok(progress);
+            };
+            if !headers::peer_accepts(h3, fields) {
+                return Err(Failure::Answer(answers::upstream_invalid(
+                    "response head larger than the peer proxy accepts",
+                )));
+            }
+            let conn = &mut ctx.session.conn;
+            // The first HEADERS frame opens the response; later ones (after 1xx) continue it.
+            let sent = if self.head_frames_sent {
+                h3.send_additional_headers(conn, self.stream, fields, false, *fin)
+            } else {
+                h3.send_response(conn, self.stream, fields, *fin)
+            };
+            match sent {
+                Ok(()) => {
+                    self.head_frames_sent = true;
+                    self.response = match (interim, fin) {
+                        (true, _) => Response::AwaitHead,
+                        (false, true) => Response::Done,
+                        (false, false) => Response::Body,
+                    };
+                    progress = true;
+                }
+                Err(h3::Error::StreamBlocked) => return Ok(progress),
+                Err(_) => return Err(Failure::Reset("cannot send the response head")),
+            }
+            if matches!(self.response, Response::AwaitHead) {
+                progress |= self.parse_response_head(ctx)?;
+                return Ok(progress);
+            }
+        }
+        if matches!(self.response, Response::Body) {
+            progress |= self.pump_response_body(ctx)?;
+        }
+        Ok(progress)
+    }
+
+    fn parse_response_head(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) else {
+            return Ok(false);
+        };
+        if up.state != UpState::Busy {
+            return Ok(false);
+        }
+        let limits = Limits {
+            max_head_bytes: ctx.max_head_bytes,
+            ..Limits::default()
+        };
+        let (resp, len) = match head::parse_response(&up.tcp.input, &limits) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) if up.tcp.input_ended() => {
+                if self.may_retry(up.reused, up.tcp.input.is_empty()) {
+                    return self.retry(ctx);
+                }
+                return Err(Failure::Answer(answers::upstream_closed()));
+            }
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(Failure::Answer(answers::upstream_invalid(e.reason))),
+        };
+        if resp.status == 101 {
+            return Err(Failure::Answer(answers::upstream_invalid(
+                "101 Switching Protocols is not supported",
+            )));
+        }
+        up.tcp.consume(len);
+        if resp.status < 200 {
+            self.interim_count += 1;
+            if self.interim_count > MAX_INTERIM_RESPONSES {
+                return Err(Failure::Answer(answers::upstream_invalid(&format!(
+                    "more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
+                ))));
+            }
+            // Informational: relayed as its own HEADERS frame (RFC 9114 §4.1).
+            self.response = Response::HeadReady {
+                fields: headers::response_to_h3(&resp),
+                fin: false,
+                interim: true,
+            };
+            return Ok(true);
+        }
+        let framing = body::response_framing(&resp, &self.method)
+            .map_err(|e| Failure::Answer(answers::upstream_invalid(e.reason)))?;
+        if framing != BodyFraming::None {
+            upstream_head::check_transfer_codings(&resp.headers).map_err(Failure::Answer)?;
+        }
+        log::debug!(
+            "stream {}: upstream answered {} ({framing:?})",
+            self.stream,
+            resp.status
+        );
+        self.reusable &= resp.wants_keep_alive() && framing != BodyFraming::UntilClose;
+        self.status = resp.status;
+        let fin = framing == BodyFraming::None || framing == BodyFraming::ContentLength(0);
+        let mut decoder = BodyDecoder::new(framing);
+        // Body bytes that came with the head are checked before the head goes out, so broken
+        // framing right at the start is still a clean 502.
+        let used = decoder
+            .decode(&up.tcp.input, &mut self.chunk, BODY_CHUNK)
+            .map_err(|e| Failure::Answer(answers::upstream_invalid(body_error(e))))?;
+        up.tcp.consume(used);
+        self.decoder = Some(decoder);
+        self.response = Response::HeadReady {
+            fields: headers::response_to_h3(&resp),
+            fin,
+            interim: false,
+        };
+        Ok(true)
+    }
+
+    /// Whether a request whose connection ended before any response byte may be sent again:
+    /// only once, only if the connection was a reused one (the upstream may have closed it
+    /// while idle, as RFC 9112 §9.3.1 allows), only for an idempotent method whose body was not
+    /// started (RFC 9110 §9.2.2).
+    fn may_retry(&self, reused: u32, no_response_byte: bool) -> bool {
+        reused > 0
+            && no_response_byte
+            && !self.retried
+            && self.interim_count == 0
+            && !self.head_frames_sent
+            && self.req_bytes == 0
+            && self.request_trailers.is_empty()
+            && crate::client::request::is_idempotent(&self.method)
+    }
+
+    /// Sends the request again on a fresh upstream connection.
+    fn retry(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        log::info!(
+            "stream {}: reused upstream connection closed before a response; retrying {} {} on a fresh one",
+            self.stream,
+            self.method,
+            self.target
+        );
+        if let Some(key) = self.upstream.take() {
+            ctx.pool.close(ctx.registry, key);
+        }
+        let key = ctx
+            .pool
+            .connect_new(ctx.registry, ctx.key)
+            .map_err(|e| Failure::Answer(answers::upstream_unreachable(&e)))?;
+        self.upstream = Some(key);
+        self.retried = true;
+        self.head_written = false;
+        self.encoder = BodyEncoder::new(self.encoding);
+        self.request_done = false;
+        self.deadline = ctx.now + ctx.upstream.connect_timeout;
+        Ok(true)
+    }
+
+    /// The final response head has not been parsed yet.
+    fn awaiting_final_head(&self) -> bool {
+        matches!(
+            self.response,
+            Response::AwaitHead | Response::HeadReady { interim: true, .. }
+        )
+    }
+
+    /// Moves decoded response bytes (or a synthesized body) into the stream.
+    fn pump_response_body(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let Some(h3) = ctx.session.h3.as_mut() else {
+            return Ok(false);
+        };
+        let mut up = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k));
+        let mut progress = false;
+        loop {
+            if let (true, Some(decoder), Some(up)) = (
+                self.chunk.is_empty(),
+                self.decoder.as_mut(),
+                up.as_deref_mut(),
+            ) {
+                if !decoder.is_done() {
+                    let used = decoder
+                        .decode(&up.tcp.input, &mut self.chunk, BODY_CHUNK)
+                        .map_err(|_| Failure::Reset("malformed response body from the upstream"))?;
+                    up.tcp.consume(used);
+                    if self.chunk.is_empty() && !decoder.is_done() && up.tcp.input_ended() {
+                        decoder.at_eof().map_err(|_| {
+                            Failure::Reset("the upstream cut the response body short")
+                        })?;
+                    }
+                }
+            }
+            if let Some(decoder) = self.decoder.as_mut().filter(|d| d.is_done()) {
+                // Taken once; the body's last bytes may already sit in `chunk`.
+                let trailers = headers::trailers_to_h3(&decoder.take_trailers());
+                if !trailers.is_empty() {
+                    self.response_trailers = Some(trailers);
+                }
+            }
+            let body_done = self.decoder.as_ref().is_none_or(|d| d.is_done());
+            if self.chunk.is_empty() && !body_done {
+                return Ok(progress);
+            }
+            if let (true, Some(trailers)) = (self.chunk.is_empty(), &self.response_trailers) {
+                return match h3.send_additional_headers(
+                    &mut ctx.session.conn,
+                    self.stream,
+                    trailers,
+                    true,
+                    true,
+                ) {
+                    Ok(()) => {
+                        self.response = Response::Done;
+                        Ok(true)
+                    }
+                    Err(h3::Error::StreamBlocked) | Err(h3::Error::Done) => Ok(progress),
+                    Err(_) => Err(Failure::Reset("cannot send the response trailers")),
+                };
+            }
+            let fin = body_done && self.response_trailers.is_none();
+            match h3.send_body(&mut ctx.session.conn, self.stream, &self.chunk, fin) {
+                Ok(n) => {
+                    self.chunk.drain(..n);
+                    self.resp_bytes += n as u64;
+                    progress = true;
+                    if self.chunk.is_empty() && fin {
+                        self.response = Response::Done;
+                        return Ok(true);
+                    }
+                    if n == 0 {
+                        return Ok(progress);
+                    }
+                }
+                Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => return Ok(progress),
+                Err(_) => return Err(Failure::Reset("the stream to the peer failed")),
+            }
+        }
+    }
+}
+
+fn body_error(e: body::BodyError) -> &'static str {
+    match e {
+        body::BodyError::Malformed(reason) => reason,
+        body::BodyError::Truncated => "response body cut short",
+        body::BodyError::TooLong => "response body longer than declared",
+    }
+}
