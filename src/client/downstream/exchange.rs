@@ -1,0 +1,426 @@
+//! One request on a downstream connection: the [`Exchange`]. Its HTTP/3 request head is sent
+//! once the session is usable (waiting at most `http.session_wait_ms`), a request that may be
+//! repeated is sent again on the next session, and the request body moves from the socket to
+//! the stream; [`Downstream::advance`] runs it and ends it when both directions are done.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use quiche::h3::{self, Header as H3Header};
+
+use crate::bridge::answers::{self, Answer, Busy};
+use crate::bridge::headers;
+use crate::bridge::tcp::TcpConn;
+use crate::client::request;
+use crate::h1::body::{self, BodyDecoder};
+use crate::h1::head::{Header, RequestHead, Version};
+use crate::quic::h3_code;
+use crate::quic::session::Session;
+
+use super::{log_access, Ctx, Downstream, Phase, Response};
+
+/// Decoded request body bytes handed to HTTP/3 per step.
+const BODY_CHUNK: usize = 64 * 1024;
+
+/// The request a downstream connection carries, from its head to the end of its response.
+pub struct Exchange {
+    pub(super) method: String,
+    pub(super) target: String,
+    pub(super) version: Version,
+    /// Request fields not sent yet (the session was not usable or the stream was blocked).
+    pub(super) fields: Option<Vec<H3Header>>,
+    /// A copy of the sent fields while the request may be sent again on a new session: it has
+    /// no body, an idempotent method and no response started (RFC 9110 §9.2.2).
+    pub(super) resend: Option<Vec<H3Header>>,
+    /// The request already went out a second time.
+    resent: bool,
+    /// The stream was opened in 0-RTT, on an attempt not yet up.
+    sent_early: bool,
+    has_body: bool,
+    pub stream: Option<u64>,
+    /// Why the last attempt to open the stream failed on a usable session.
+    pub(super) blocked: Option<Busy>,
+    pub(super) wait_until: Instant,
+    decoder: BodyDecoder,
+    /// The request body waits for the client's next byte (not for the peer).
+    body_waits_for_client: bool,
+    /// Since when no body byte arrived while waiting for one: `http.body_timeout_ms` runs
+    /// from here.
+    body_quiet_since: Instant,
+    /// `TcpConn::received` at the last look.
+    body_input_mark: u64,
+    body_limit: Option<u64>,
+    chunk: Vec<u8>,
+    /// Request trailers still to send (after the last body bytes).
+    request_trailers: Option<Vec<H3Header>>,
+    pub(super) request_done: bool,
+    pub(super) response: Response,
+    /// Response trailers received from the peer, written with the last chunk.
+    pub(super) response_trailers: Vec<Header>,
+    pub(super) fin_received: bool,
+    pub(super) keep_alive: bool,
+    pub(super) started: Instant,
+    pub(super) req_bytes: u64,
+    pub(super) resp_bytes: u64,
+    pub(super) status: u16,
+}
+
+impl Downstream {
+    /// The exchange phase: sends the request once the session takes it, then moves the request
+    /// and response bodies.
+    pub(super) fn advance(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return false;
+        };
+        let mut progress = false;
+        if ex.stream.is_none() {
+            match ex.try_send_request(ctx) {
+                Ok(sent) => progress |= sent,
+                Err(answer) => {
+                    let head_only = ex.method == "HEAD";
+                    self.tcp.queue(&answer.to_h1(true, head_only));
+                    log_access(ctx, self.peer, ex, answer.status);
+                    self.phase = Phase::Closing;
+                    return true;
+                }
+            }
+            if ex.stream.is_none() {
+                return progress;
+            }
+        }
+        let Some(session) = ctx.session.as_deref_mut() else {
+            return progress;
+        };
+        match ex.pump_request(&mut self.tcp, session, ctx.hold_bodies, ctx.now) {
+            Ok(p) => {
+                progress |= p;
+                if let Some(stall) = ex.body_stall_deadline(ctx.http.body_timeout) {
+                    let pending = self.deadline.filter(|d| *d > ctx.now);
+                    self.deadline = crate::time::earliest(pending, Some(stall));
+                }
+            }
+            Err(answer) => {
+                log::debug!(
+                    "request body from {} refused: {}",
+                    self.peer,
+                    answer.details
+                );
+                self.fail_request(ctx, answer);
+                return true;
+            }
+        }
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return progress;
+        };
+        if let Some(session) = ctx.session.as_deref_mut() {
+            match ex.pump_response(&mut self.tcp, session) {
+                Ok(p) => progress |= p,
+                Err(()) => {
+                    self.abort(ctx);
+                    return true;
+                }
+            }
+        }
+        progress | self.complete_if_done(ctx)
+    }
+
+    /// Ends the exchange when both directions are done.
+    fn complete_if_done(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return false;
+        };
+        if !matches!(ex.response, Response::Done) {
+            return false;
+        }
+        if let Some(id) = ex.stream.take() {
+            ctx.by_stream.remove(&id);
+            if !ex.request_done {
+                // The response ended before the request body: stop it, the connection can't be reused.
+                if let Some(s) = ctx.session.as_deref_mut() {
+                    let _ = s
+                        .conn
+                        .stream_shutdown(id, quiche::Shutdown::Write, h3_code::NO_ERROR);
+                }
+                ex.keep_alive = false;
+            }
+        }
+        log_access(ctx, self.peer, ex, ex.status);
+        self.served += 1;
+        // A client that half-closed after pipelining still gets every complete request answered.
+        let more_input = !self.tcp.eof || !self.tcp.input.is_empty();
+        if ex.keep_alive && more_input && !ctx.stopping {
+            self.phase = Phase::Idle;
+            self.head_started = false;
+            self.deadline = Some(ctx.now + ctx.http.keepalive_timeout);
+        } else {
+            self.phase = Phase::Closing;
+        }
+        true
+    }
+
+    /// The session died under our stream, or the peer refused the stream unprocessed
+    /// (REQUEST_REJECTED after its GOAWAY). A request that may be repeated waits for the next
+    /// session: once, with a fresh `http.session_wait_ms`, when it had gone out on a session;
+    /// as often as attempts fail, but within its running wait, when it had gone out in 0-RTT on
+    /// an attempt that never came up (replay-safe by `http.early_data_methods`). Others are
+    /// answered 503, or aborted if their response had started.
+    pub fn on_session_lost(&mut self, ctx: &mut Ctx<'_>) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        let may_resend = ex.sent_early || !ex.resent;
+        if matches!(ex.response, Response::AwaitHead) && may_resend {
+            if let Some(fields) = ex.resend.take() {
+                if let Some(id) = ex.stream.take() {
+                    ctx.by_stream.remove(&id);
+                }
+                if !ex.sent_early {
+                    ex.resent = true;
+                    ex.wait_until = ctx.now + ctx.http.session_wait;
+                }
+                ex.fields = Some(fields);
+                self.deadline = Some(ex.wait_until);
+                log::debug!(
+                    "{} {} from {}: will be sent again on the next session",
+                    ex.method,
+                    ex.target,
+                    self.peer
+                );
+                return;
+            }
+        }
+        self.on_stream_failed(ctx, answers::session_lost());
+    }
+}
+
+impl Exchange {
+    /// Validates the request head and prepares its HTTP/3 form. Returns an interim
+    /// `100 Continue` to write when the client asked for one.
+    pub(super) fn new(
+        req: &RequestHead,
+        peer: SocketAddr,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Self, Option<&'static [u8]>), Answer> {
+        let prepared = request::prepare(req, peer, ctx.http, ctx.default_authority)?;
+        let has_body = prepared.has_body();
+        let interim: Option<&'static [u8]> = prepared
+            .continue_now
+            .then_some(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let ex = Exchange {
+            method: req.method.clone(),
+            target: req.target.clone(),
+            version: req.version,
+            fields: Some(prepared.fields),
+            resend: None,
+            resent: false,
+            sent_early: false,
+            has_body,
+            stream: None,
+            blocked: None,
+            wait_until: ctx.now + ctx.http.session_wait,
+            decoder: BodyDecoder::new(prepared.framing),
+            body_waits_for_client: false,
+            body_quiet_since: ctx.now,
+            body_input_mark: 0,
+            body_limit: ctx.http.max_body_bytes,
+            chunk: Vec::new(),
+            request_trailers: None,
+            request_done: false,
+            response: Response::AwaitHead,
+            response_trailers: Vec::new(),
+            fin_received: false,
+            keep_alive: req.wants_keep_alive(),
+            started: ctx.now,
+            req_bytes: 0,
+            resp_bytes: 0,
+            status: 0,
+        };
+        Ok((ex, interim))
+    }
+
+    /// Opens the stream if the session is usable. `Err` answers the client (503/502).
+    fn try_send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Answer> {
+        let replay_safe = ctx.http.early_data_methods.contains(&self.method);
+        let allowed = ctx.accepting && (!ctx.early || replay_safe);
+        if ctx.now >= self.wait_until {
+            return Err(self.unsent_answer(ctx));
+        }
+        let session = ctx.session.as_deref_mut().filter(|_| allowed);
+        let Some(session) = session else {
+            return Ok(false);
+        };
+        let (Some(fields), Some(h3)) = (self.fields.as_ref(), session.h3.as_mut()) else {
+            return Ok(false);
+        };
+        if !headers::peer_accepts(h3, fields) {
+            return Err(answers::bad_request(
+                431,
+                "request head larger than the peer proxy accepts",
+            ));
+        }
+        match h3.send_request(&mut session.conn, fields, !self.has_body) {
+            Ok(id) => {
+                let how = if ctx.early { " in 0-RTT" } else { "" };
+                log::debug!(
+                    "stream {id}: {} {} sent to the peer{how}",
+                    self.method,
+                    self.target
+                );
+                self.stream = Some(id);
+                self.blocked = None;
+                let sent = self.fields.take();
+                if !self.has_body && request::is_idempotent(&self.method) {
+                    self.resend = sent;
+                }
+                self.sent_early = ctx.early;
+                self.request_done = !self.has_body;
+                ctx.by_stream.insert(id, ctx.key);
+                Ok(true)
+            }
+            Err(h3::Error::StreamBlocked) => {
+                self.blocked = Some(Busy::Credit);
+                Ok(false)
+            }
+            Err(h3::Error::TransportError(quiche::Error::StreamLimit)) => {
+                self.blocked = Some(Busy::Streams);
+                Ok(false)
+            }
+            Err(e) => Err(Answer::new(
+                answers::Side::Client,
+                502,
+                "proxy_internal_error",
+                format!("cannot send the request to the peer proxy: {e}"),
+            )),
+        }
+    }
+
+    /// The answer for a request whose wait for a stream ran out: the session was down, or up
+    /// without room for it.
+    pub(super) fn unsent_answer(&self, ctx: &Ctx<'_>) -> Answer {
+        let waited = ctx.http.session_wait.as_millis();
+        match self.blocked.filter(|_| ctx.session.is_some()) {
+            Some(why) => answers::session_busy(waited, why),
+            None => answers::session_unavailable(waited, ctx.why_down),
+        }
+    }
+
+    /// Moves request body bytes from the socket into the stream, then the trailers. `Err`
+    /// carries the answer for a broken body (malformed framing, over the size limit, or the
+    /// client went away before its end).
+    fn pump_request(
+        &mut self,
+        tcp: &mut TcpConn,
+        session: &mut Session,
+        hold: bool,
+        now: Instant,
+    ) -> Result<bool, Answer> {
+        let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
+            return Ok(false);
+        };
+        if hold {
+            self.note_body_input(tcp, now, false);
+            return Ok(false);
+        }
+        let mut progress = false;
+        let mut waits_for_client = false;
+        while !self.request_done {
+            if self.chunk.is_empty() && !self.decoder.is_done() {
+                progress |= self.decode_request_body(tcp)?;
+                if self.chunk.is_empty() && !self.decoder.is_done() {
+                    waits_for_client = !tcp.input_ended();
+                    break;
+                }
+            }
+            if self.chunk.is_empty() {
+                if let Some(trailers) = &self.request_trailers {
+                    match h3.send_additional_headers(&mut session.conn, id, trailers, true, true) {
+                        Ok(()) => self.request_done = true,
+                        Err(h3::Error::StreamBlocked) | Err(h3::Error::Done) => break,
+                        Err(e) => return Err(stream_failed(e)),
+                    }
+                    progress = true;
+                    continue;
+                }
+            }
+            let fin = self.decoder.is_done() && self.request_trailers.is_none();
+            match h3.send_body(&mut session.conn, id, &self.chunk, fin) {
+                Ok(n) => {
+                    self.chunk.drain(..n);
+                    self.req_bytes += n as u64;
+                    progress = true;
+                    if self.chunk.is_empty() && fin {
+                        self.request_done = true;
+                    } else if n == 0 && !self.chunk.is_empty() {
+                        break;
+                    }
+                }
+                Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => break,
+                Err(e) => return Err(stream_failed(e)),
+            }
+        }
+        self.note_body_input(tcp, now, waits_for_client && !self.request_done);
+        Ok(progress)
+    }
+
+    /// Runs the body stall clock: it restarts whenever a byte arrived (one that cannot be
+    /// decoded yet counts too) or the body was waiting for the peer rather than the client.
+    fn note_body_input(&mut self, tcp: &TcpConn, now: Instant, waits_for_client: bool) {
+        let arrived = tcp.received != self.body_input_mark;
+        self.body_input_mark = tcp.received;
+        if arrived || !self.body_waits_for_client {
+            self.body_quiet_since = now;
+        }
+        self.body_waits_for_client = waits_for_client;
+    }
+
+    /// When the request body is given up if no byte arrives (while it waits for the client).
+    pub(super) fn body_stall_deadline(&self, timeout: Duration) -> Option<Instant> {
+        self.body_waits_for_client
+            .then(|| self.body_quiet_since + timeout)
+    }
+
+    /// Decodes the next piece of request body from the socket input into `chunk`, enforcing
+    /// the size limit and collecting trailers at the end.
+    fn decode_request_body(&mut self, tcp: &mut TcpConn) -> Result<bool, Answer> {
+        let malformed = |e: body::BodyError| {
+            answers::bad_request(400, &format!("request body: {}", body_error(e)))
+        };
+        let used = self
+            .decoder
+            .decode(&tcp.input, &mut self.chunk, BODY_CHUNK)
+            .map_err(malformed)?;
+        tcp.consume(used);
+        if self.chunk.is_empty() && !self.decoder.is_done() && tcp.input_ended() {
+            self.decoder.at_eof().map_err(malformed)?;
+        }
+        if let Some(max) = self.body_limit {
+            if self.req_bytes + self.chunk.len() as u64 > max {
+                return Err(request::body_too_large(max));
+            }
+        }
+        if self.decoder.is_done() {
+            let trailers = headers::trailers_to_h3(&self.decoder.take_trailers());
+            if !trailers.is_empty() {
+                self.request_trailers = Some(trailers);
+            }
+        }
+        Ok(used > 0)
+    }
+}
+
+fn stream_failed(e: h3::Error) -> Answer {
+    Answer::new(
+        answers::Side::Client,
+        502,
+        "proxy_internal_error",
+        format!("the stream to the peer proxy failed: {e}"),
+    )
+}
+
+fn body_error(e: body::BodyError) -> &'static str {
+    match e {
+        body::BodyError::Malformed(r) => r,
+        body::BodyError::Truncated => "the client closed the connection before the end of the body",
+        body::BodyError::TooLong => "body longer than declared",
+    }
+}

@@ -1,0 +1,406 @@
+//! One HTTP/1.1 connection from a local service, and the request it is currently carrying.
+//!
+//! A connection serves its requests one at a time, in order (pipelined requests wait in the
+//! input buffer), so responses always leave in request order. Phases:
+//!
+//! ```text
+//! Idle --head parsed--> Exchange --response done--> Idle (keep-alive) | Closing --> Done
+//!   ^ bad head: answer 4xx ---------------------------------------------> Closing
+//!                       Exchange --failure after the head went out--> Done (abort, RST)
+//! ```
+//!
+//! An exchange sends its request as one HTTP/3 stream once the session is usable (waiting at
+//! most `http.session_wait_ms`, then 503), streams the request body from the socket to the stream
+//! and the response body back, each bounded by the socket buffers in [`TcpConn`].
+//!
+//! This module holds the connection: its phases, the next request head, closing and lingering,
+//! timers and shutdown. `exchange` holds the [`Exchange`] (the request head sent once the
+//! session takes it, the wait for a session and the resend rules, the request body from the
+//! socket to the stream, and the end of the exchange); `response` maps the peer's response
+//! head to HTTP/1.1, relays interim responses and moves the response body to the socket.
+
+mod exchange;
+mod response;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::bridge::answers::{self, Answer, Busy};
+use crate::bridge::headers;
+use crate::bridge::tcp::TcpConn;
+use crate::config::ClientHttpConfig;
+use crate::h1::head::{self, Limits, RequestHead, Version};
+use crate::metrics::Metrics;
+use crate::quic::h3_code;
+use crate::quic::session::Session;
+
+pub use exchange::Exchange;
+use response::Response;
+
+/// Steps one `drive` call may take before yielding to other connections.
+const DRIVE_BUDGET: usize = 64;
+/// How long a closing connection keeps reading (and discarding) so its last response is not
+/// destroyed by a TCP reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What the proxy shares with every downstream while driving it.
+pub struct Ctx<'a> {
+    pub key: usize,
+    pub now: Instant,
+    pub http: &'a ClientHttpConfig,
+    /// Authority for HTTP/1.0 requests without Host.
+    pub default_authority: &'a str,
+    pub session: Option<&'a mut Session>,
+    /// New requests may open streams on the session (false once the peer sent GOAWAY).
+    pub accepting: bool,
+    /// The session is still in 0-RTT: only `http.early_data_methods` may be sent.
+    pub early: bool,
+    /// A graceful stop is under way: finish what is in flight, take nothing new.
+    pub stopping: bool,
+    /// Why no session is usable (`PEER (REASON)`), for 503 answers.
+    pub why_down: &'a str,
+    /// A request head waits for connection credit: bodies pause so that it can leave (heads
+    /// first, or bulk uploads would starve every new request).
+    pub hold_bodies: bool,
+    pub by_stream: &'a mut HashMap<u64, usize>,
+    pub metrics: &'a mut Metrics,
+}
+
+pub enum Phase {
+    Idle,
+    Exchange(Box<Exchange>),
+    /// Flushing the last output; then the write side is shut.
+    Closing,
+    /// Write side shut; reading and discarding until EOF or the deadline.
+    Lingering,
+    /// To be removed (the socket is dropped; `abort` made that a reset).
+    Done,
+}
+
+pub struct Downstream {
+    pub tcp: TcpConn,
+    pub peer: SocketAddr,
+    pub phase: Phase,
+    /// When this connection must make progress (head, keep-alive idle, session wait, linger).
+    pub deadline: Option<Instant>,
+    /// Bytes of the next head arrived (the head timeout runs).
+    head_started: bool,
+    /// The last `drive` ran out of budget with work left.
+    pub more_work: bool,
+    served: u32,
+}
+
+impl Downstream {
+    pub fn new(tcp: TcpConn, peer: SocketAddr, http: &ClientHttpConfig, now: Instant) -> Self {
+        Downstream {
+            tcp,
+            peer,
+            phase: Phase::Idle,
+            deadline: Some(now + http.head_timeout),
+            head_started: true,
+            more_work: false,
+            served: 0,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// Between requests (keep-alive, or not started yet).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Idle)
+    }
+
+    /// The exchange waits for the session (not sent yet).
+    pub fn is_waiting(&self) -> bool {
+        matches!(&self.phase, Phase::Exchange(ex) if ex.stream.is_none() && ex.fields.is_some())
+    }
+
+    /// The request body is still on its way to the peer.
+    pub fn sends_body(&self) -> bool {
+        matches!(&self.phase, Phase::Exchange(ex) if ex.stream.is_some() && !ex.request_done)
+    }
+
+    /// The request head waits for send capacity that pausing the bodies will free: it fits the
+    /// congestion window `cwnd` once what is in flight is acknowledged.
+    pub fn head_waits_for_credit(&self, cwnd: usize) -> bool {
+        let Phase::Exchange(ex) = &self.phase else {
+            return false;
+        };
+        match (&ex.fields, ex.blocked) {
+            (Some(fields), Some(Busy::Credit)) => {
+                headers::field_section_size(fields) <= cwnd as u64
+            }
+            _ => false,
+        }
+    }
+
+    /// Makes all the progress possible now. Sets `more_work` when it stopped at its step budget
+    /// with progress still possible (the proxy then drives it again without waiting for an
+    /// event: the sockets it left ready will not report a new edge).
+    pub fn drive(&mut self, ctx: &mut Ctx<'_>) {
+        self.more_work = false;
+        for _ in 0..DRIVE_BUDGET {
+            let mut progress = self.tcp.fill();
+            progress |= match self.phase {
+                Phase::Idle => self.start_exchange(ctx),
+                Phase::Exchange(_) => self.advance(ctx),
+                Phase::Closing | Phase::Lingering | Phase::Done => false,
+            };
+            progress |= self.tcp.flush();
+            if self.tcp.is_broken() && !matches!(self.phase, Phase::Done) {
+                self.abort(ctx);
+            }
+            if self.step_close(ctx.now) || !progress {
+                return;
+            }
+        }
+        self.more_work = true;
+    }
+
+    /// Closing -> Lingering -> Done as the output drains and the peer goes away.
+    fn step_close(&mut self, now: Instant) -> bool {
+        if matches!(self.phase, Phase::Closing) && self.tcp.pending_output() == 0 {
+            let _ = self.tcp.stream.shutdown(std::net::Shutdown::Write);
+            self.phase = Phase::Lingering;
+            self.deadline = Some(now + LINGER);
+        }
+        if matches!(self.phase, Phase::Lingering) {
+            self.tcp.consume(self.tcp.input.len());
+            if self.tcp.input_ended() || self.tcp.write_failed.is_some() {
+                self.phase = Phase::Done;
+            }
+        }
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// Idle: parse the next request head, if complete.
+    fn start_exchange(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        if ctx.stopping && self.tcp.input.is_empty() {
+            self.phase = Phase::Done; // graceful stop: an idle connection just closes
+            return false;
+        }
+        if self.tcp.input.is_empty() {
+            if self.tcp.eof {
+                self.phase = Phase::Done;
+            }
+            return false;
+        }
+        let limits = Limits {
+            max_head_bytes: ctx.http.max_head_bytes,
+            ..Limits::default()
+        };
+        let parsed = match head::parse_request(&self.tcp.input, &limits) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) if self.tcp.eof => {
+                self.refuse(
+                    answers::bad_request(400, "connection closed inside the request head"),
+                    None,
+                );
+                return true;
+            }
+            Ok(None) => {
+                if !self.head_started {
+                    // First bytes of a head: from now on the head timeout applies, not keep-alive.
+                    self.head_started = true;
+                    self.deadline = Some(ctx.now + ctx.http.head_timeout);
+                }
+                return false;
+            }
+            Err(e) => {
+                self.refuse(answers::bad_request(e.status, e.reason), None);
+                return true;
+            }
+        };
+        let (request, len) = parsed;
+        self.tcp.consume(len);
+        match Exchange::new(&request, self.peer, ctx) {
+            Ok((ex, interim)) => {
+                if let Some(bytes) = interim {
+                    self.tcp.queue(bytes);
+                }
+                self.deadline = Some(ex.wait_until);
+                self.phase = Phase::Exchange(Box::new(ex));
+            }
+            Err(answer) => self.refuse(answer, Some(&request)),
+        }
+        true
+    }
+
+    /// Answers a request we will not forward, then closes.
+    fn refuse(&mut self, answer: Answer, request: Option<&RequestHead>) {
+        let head_only = request.is_some_and(|r| r.method == "HEAD");
+        self.tcp.queue(&answer.to_h1(true, head_only));
+        if let Some(r) = request {
+            log::debug!(
+                "refused {} {} from {}: {}",
+                r.method,
+                r.target,
+                self.peer,
+                answer.details
+            );
+        }
+        self.phase = Phase::Closing;
+    }
+
+    /// The process stops now (drain deadline passed, or a second stop signal): a request
+    /// whose response has not begun is answered 503, one whose response is under way is aborted
+    /// (a truncated body must not look complete), an idle connection closes.
+    pub fn on_shutdown(&mut self, ctx: &mut Ctx<'_>) {
+        match &self.phase {
+            Phase::Exchange(_) => self.fail_request(ctx, answers::shutting_down()),
+            Phase::Idle => self.phase = Phase::Done,
+            Phase::Closing | Phase::Lingering | Phase::Done => {}
+        }
+        self.drive(ctx);
+    }
+
+    /// The peer reset our stream (or the session died): answer if we still can, else abort.
+    pub fn on_stream_failed(&mut self, ctx: &mut Ctx<'_>, answer: Answer) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        if let Some(id) = ex.stream.take() {
+            ctx.by_stream.remove(&id);
+        }
+        if matches!(ex.response, Response::AwaitHead) {
+            self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
+            log_access(ctx, self.peer, ex, answer.status);
+            self.phase = Phase::Closing;
+        } else {
+            log::info!("aborting response to {}: {}", self.peer, answer.details);
+            self.abort(ctx);
+        }
+        self.drive(ctx);
+    }
+
+    /// Called when a deadline may have passed.
+    pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) {
+        if self.deadline.is_none_or(|d| d > ctx.now) {
+            return;
+        }
+        self.deadline = None;
+        if self.body_stalled(ctx) {
+            let answer = Answer::new(
+                answers::Side::Client,
+                408,
+                "http_request_error",
+                format!(
+                    "the request body stalled: no byte for {} ms (http.body_timeout_ms)",
+                    ctx.http.body_timeout.as_millis()
+                ),
+            );
+            log::debug!("{} from {}", answer.details, self.peer);
+            self.fail_request(ctx, answer);
+            self.drive(ctx);
+            return;
+        }
+        match &mut self.phase {
+            Phase::Idle if self.tcp.input.is_empty() => self.phase = Phase::Done,
+            Phase::Idle => self.refuse(
+                Answer::new(
+                    answers::Side::Client,
+                    408,
+                    "http_request_error",
+                    "the request head did not arrive in time",
+                ),
+                None,
+            ),
+            Phase::Exchange(ex) if ex.stream.is_none() => {
+                let answer = ex.unsent_answer(ctx);
+                self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
+                log_access(ctx, self.peer, ex, answer.status);
+                self.phase = Phase::Closing;
+            }
+            // Sent in 0-RTT, but the handshake never completed: the peer may well be gone, and
+            // the wait for a session is as bounded as for a request that was never sent.
+            Phase::Exchange(ex)
+                if ctx.early
+                    && ex.wait_until <= ctx.now
+                    && matches!(ex.response, Response::AwaitHead) =>
+            {
+                let answer =
+                    answers::session_unavailable(ctx.http.session_wait.as_millis(), ctx.why_down);
+                self.fail_request(ctx, answer);
+            }
+            Phase::Closing | Phase::Lingering => self.phase = Phase::Done,
+            _ => {}
+        }
+        self.drive(ctx);
+    }
+
+    /// The request body waited for the client longer than `http.body_timeout_ms`. Input that
+    /// arrived in this turn is read first, so it counts.
+    fn body_stalled(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let waiting = |phase: &Phase| match phase {
+            Phase::Exchange(ex) => ex.body_stall_deadline(ctx.http.body_timeout),
+            _ => None,
+        };
+        if waiting(&self.phase).is_none() {
+            return false;
+        }
+        self.drive(ctx);
+        waiting(&self.phase).is_some_and(|d| d <= ctx.now)
+    }
+
+    /// The request cannot be completed: cancel the stream (the server then abandons the
+    /// upstream request), and answer if the response has not started, else abort.
+    fn fail_request(&mut self, ctx: &mut Ctx<'_>, answer: Answer) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        if !matches!(ex.response, Response::AwaitHead) {
+            self.abort(ctx);
+            return;
+        }
+        self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
+        log_access(ctx, self.peer, ex, answer.status);
+        self.release_stream(ctx, h3_code::REQUEST_CANCELLED);
+        self.phase = Phase::Closing;
+    }
+
+    /// Gives the stream back (reset both directions) if the exchange still holds one.
+    fn release_stream(&mut self, ctx: &mut Ctx<'_>, code: u64) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        if let Some(id) = ex.stream.take() {
+            ctx.by_stream.remove(&id);
+            if let Some(s) = ctx.session.as_deref_mut() {
+                let _ = s.conn.stream_shutdown(id, quiche::Shutdown::Read, code);
+                let _ = s.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
+            }
+        }
+    }
+
+    /// Drops the connection with a TCP reset so a partial response never looks complete.
+    pub fn abort(&mut self, ctx: &mut Ctx<'_>) {
+        self.release_stream(ctx, h3_code::REQUEST_CANCELLED);
+        crate::net::set_linger_zero(&self.tcp.stream);
+        self.phase = Phase::Done;
+    }
+}
+
+/// A request ended with `status`: count it and write its access line.
+fn log_access(ctx: &mut Ctx<'_>, peer: SocketAddr, ex: &Exchange, status: u16) {
+    ctx.metrics
+        .record_request(status, ctx.now.saturating_duration_since(ex.started));
+    if !ctx.http.access_log {
+        return;
+    }
+    let version = if ex.version == Version::Http10 {
+        "HTTP/1.0"
+    } else {
+        "HTTP/1.1"
+    };
+    log::info!(
+        "access {peer} \"{} {} {version}\" {status} req={} resp={} {:.1}ms",
+        ex.method,
+        ex.target,
+        ex.req_bytes,
+        ex.resp_bytes,
+        ctx.now.saturating_duration_since(ex.started).as_secs_f64() * 1000.0
+    );
+}
