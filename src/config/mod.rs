@@ -4,11 +4,15 @@
 //! 2. [`load`] validates it into a [`Config`] of typed values (`Duration`, `SocketAddr`, enums,
 //!    absolute paths). Every default is a `DEFAULT_*` const below, every error is a
 //!    [`ConfigError`] naming the field. Relative paths resolve against the config file's folder.
+//!    The `transport`, `http` and `admission` sections are validated in sibling modules of
+//!    those names; the role-level assembly and shared checks stay here.
 //!
 //! Nothing outside this module reads JSON or knows a default.
 
 mod file;
+mod http;
 mod json_error;
+mod transport;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -16,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::resolve::HostPort;
+pub use http::{ClientHttpConfig, Forwarding, ServerHttpConfig};
+pub use transport::{CongestionControl, LossHiding, LossHidingMode, TransportConfig};
 
 /// BBR2: on the lossy links ptproxy is made for, loss-based CUBIC collapses (10 MiB at 1% loss
 /// and 50 ms RTT: 25 s with CUBIC, 0.9 s with BBR2 in `benches/`).
@@ -150,99 +156,6 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CongestionControl {
-    Cubic,
-    Reno,
-    Bbr2,
-}
-
-impl CongestionControl {
-    /// The name quiche's `set_cc_algorithm_name` takes.
-    pub fn quiche_name(self) -> &'static str {
-        match self {
-            CongestionControl::Cubic => "cubic",
-            CongestionControl::Reno => "reno",
-            CongestionControl::Bbr2 => "bbr2_gcongestion",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct TransportConfig {
-    pub congestion_control: CongestionControl,
-    pub pacing: bool,
-    pub initial_rtt: Duration,
-    pub idle_timeout: Duration,
-    pub keepalive_interval: Duration,
-    /// Declare the peer dead after this long without a packet from it (`None`: off, only the
-    /// idle timeout ends a silent session).
-    pub liveness_timeout: Option<Duration>,
-    pub connection_window: u64,
-    pub stream_window: u64,
-    pub max_concurrent_streams: u64,
-    pub udp_recv_buffer: usize,
-    pub udp_send_buffer: usize,
-    /// Pacing rate cap in Mbit/s (`None`: the congestion controller decides). Only BBR2 paces.
-    pub max_pacing_rate_mbps: Option<u64>,
-    /// Initial congestion window in packets (quiche's default 10).
-    pub initial_congestion_window_packets: usize,
-    pub pmtu_discovery: bool,
-    pub loss_hiding: LossHiding,
-}
-
-/// Which datagrams are sent twice, so that one lost copy costs nothing (see `quic::udp`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LossHidingMode {
-    Off,
-    /// Datagrams up to `max_datagram` bytes.
-    Small,
-    /// Every datagram while less than `interactive_bytes` left in the last RTT.
-    Interactive,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LossHiding {
-    pub mode: LossHidingMode,
-    pub max_datagram: usize,
-    pub interactive_bytes: u64,
-    /// Delay of the second copy (0: right away), to survive short loss bursts.
-    pub gap: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct ClientHttpConfig {
-    pub session_wait: Duration,
-    pub max_connections: usize,
-    pub head_timeout: Duration,
-    pub keepalive_timeout: Duration,
-    pub max_head_bytes: usize,
-    /// Largest request body accepted (413 beyond); `None` = no limit.
-    pub max_body_bytes: Option<u64>,
-    pub access_log: bool,
-    /// Which forwarding fields the client side adds to requests.
-    pub forwarding: Forwarding,
-    /// Methods that may travel in 0-RTT (replayable; keep them idempotent).
-    pub early_data_methods: Vec<String>,
-    /// A request body that brings no byte for this long is given up (408, or a reset once
-    /// the response started).
-    pub body_timeout: Duration,
-}
-
-/// Forwarding fields added to each request (RFC 7239 `Forwarded`, `Via`, `X-Forwarded-For`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Forwarding {
-    pub forwarded: bool,
-    pub via: bool,
-    pub x_forwarded_for: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerHttpConfig {
-    pub access_log: bool,
-    pub max_head_bytes: usize,
-}
-
 #[derive(Debug, Clone)]
 pub struct ReconnectConfig {
     pub initial_backoff: Duration,
@@ -337,7 +250,7 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
     crate::certs::ServerName::parse(&server_name)
         .map_err(|e| ConfigError::new("peer.server_name", e.to_string()))?;
     let http = raw.http;
-    let transport_cfg = transport(raw.transport)?;
+    let transport_cfg = transport::validate(raw.transport)?;
     let reconnect = ReconnectConfig {
         initial_backoff: millis(
             "reconnect.initial_backoff_ms",
@@ -365,44 +278,7 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
         },
         tls: tls_files(base, &raw.tls.ca, &raw.tls.cert, &raw.tls.key)?,
         transport: transport_cfg,
-        http: ClientHttpConfig {
-            session_wait: millis(
-                "http.session_wait_ms",
-                http.session_wait_ms,
-                DEFAULT_SESSION_WAIT_MS,
-            )?,
-            max_connections: positive(
-                "http.max_connections",
-                http.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-            )?,
-            head_timeout: millis(
-                "http.head_timeout_ms",
-                http.head_timeout_ms,
-                DEFAULT_HEAD_TIMEOUT_MS,
-            )?,
-            keepalive_timeout: millis(
-                "http.keepalive_timeout_ms",
-                http.keepalive_timeout_ms,
-                DEFAULT_KEEPALIVE_TIMEOUT_MS,
-            )?,
-            max_head_bytes: head_bytes("http.max_head_bytes", http.max_head_bytes)?,
-            max_body_bytes: http
-                .max_body_bytes
-                .map(|v| positive("http.max_body_bytes", v))
-                .transpose()?,
-            access_log: http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
-            early_data_methods: early_data_methods(http.early_data_methods.clone())?,
-            forwarding: Forwarding {
-                forwarded: http.forwarded.unwrap_or(DEFAULT_FORWARDED),
-                via: http.via.unwrap_or(DEFAULT_VIA),
-                x_forwarded_for: http.x_forwarded_for.unwrap_or(DEFAULT_X_FORWARDED_FOR),
-            },
-            body_timeout: millis(
-                "http.body_timeout_ms",
-                http.body_timeout_ms,
-                DEFAULT_BODY_TIMEOUT_MS,
-            )?,
-        },
+        http: http::client(&http)?,
         reconnect,
         ops: ops(
             base,
@@ -512,11 +388,8 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
         },
         tls: tls_files(base, &raw.tls.ca, &raw.tls.cert, &raw.tls.key)?,
         allowed_client_names,
-        transport: transport(raw.transport)?,
-        http: ServerHttpConfig {
-            access_log: raw.http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
-            max_head_bytes: head_bytes("http.max_head_bytes", raw.http.max_head_bytes)?,
-        },
+        transport: transport::validate(raw.transport)?,
+        http: http::server(&raw.http)?,
         admission: admission::validate(raw.admission)?,
         ops: ops(
             base,
@@ -536,27 +409,6 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
     })
 }
 
-fn early_data_methods(raw: Option<Vec<String>>) -> Result<Vec<String>, ConfigError> {
-    let methods = raw.unwrap_or_else(|| {
-        DEFAULT_EARLY_DATA_METHODS
-            .iter()
-            .map(|m| m.to_string())
-            .collect()
-    });
-    for m in &methods {
-        let token = !m.is_empty()
-            && m.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !token {
-            return Err(ConfigError::new(
-                "http.early_data_methods",
-                format!("{m:?} is not a method name"),
-            ));
-        }
-    }
-    Ok(methods)
-}
-
 /// Reads the 48-byte session ticket key.
 fn ticket_key(base: &Path, path: &str) -> Result<Vec<u8>, ConfigError> {
     let full = existing_file(base, "tls.ticket_key_file", path)?;
@@ -571,159 +423,6 @@ fn ticket_key(base: &Path, path: &str) -> Result<Vec<u8>, ConfigError> {
     Ok(key)
 }
 
-fn transport(raw: file::TransportFile) -> Result<TransportConfig, ConfigError> {
-    let congestion_control = match raw.congestion_control.as_deref() {
-        None => DEFAULT_CONGESTION_CONTROL,
-        Some("cubic") => CongestionControl::Cubic,
-        Some("reno") => CongestionControl::Reno,
-        Some("bbr2") => CongestionControl::Bbr2,
-        Some(other) => {
-            return Err(ConfigError::new(
-                "transport.congestion_control",
-                format!("unknown algorithm {other:?} (expected \"cubic\", \"reno\" or \"bbr2\")"),
-            ))
-        }
-    };
-    let idle_timeout = millis(
-        "transport.idle_timeout_ms",
-        raw.idle_timeout_ms,
-        DEFAULT_IDLE_TIMEOUT_MS,
-    )?;
-    let keepalive_interval = millis(
-        "transport.keepalive_interval_ms",
-        raw.keepalive_interval_ms,
-        DEFAULT_KEEPALIVE_INTERVAL_MS,
-    )?;
-    if keepalive_interval * 2 > idle_timeout {
-        return Err(ConfigError::new(
-            "transport.keepalive_interval_ms",
-            "must be at most half of transport.idle_timeout_ms, or the session idles out between keepalives",
-        ));
-    }
-    let liveness_timeout = liveness(raw.liveness_timeout_ms, idle_timeout)?;
-    Ok(TransportConfig {
-        congestion_control,
-        pacing: raw.pacing.unwrap_or(DEFAULT_PACING),
-        initial_rtt: millis(
-            "transport.initial_rtt_ms",
-            raw.initial_rtt_ms,
-            DEFAULT_INITIAL_RTT_MS,
-        )?,
-        idle_timeout,
-        keepalive_interval,
-        liveness_timeout,
-        connection_window: window(
-            "transport.connection_window",
-            raw.connection_window,
-            DEFAULT_CONNECTION_WINDOW,
-        )?,
-        stream_window: window(
-            "transport.stream_window",
-            raw.stream_window,
-            DEFAULT_STREAM_WINDOW,
-        )?,
-        max_concurrent_streams: positive(
-            "transport.max_concurrent_streams",
-            raw.max_concurrent_streams
-                .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
-        )?,
-        udp_recv_buffer: positive(
-            "transport.udp_recv_buffer",
-            raw.udp_recv_buffer.unwrap_or(DEFAULT_UDP_BUFFER),
-        )?,
-        udp_send_buffer: positive(
-            "transport.udp_send_buffer",
-            raw.udp_send_buffer.unwrap_or(DEFAULT_UDP_BUFFER),
-        )?,
-        max_pacing_rate_mbps: pacing_cap(raw.max_pacing_rate_mbps, congestion_control)?,
-        initial_congestion_window_packets: positive(
-            "transport.initial_congestion_window_packets",
-            raw.initial_congestion_window_packets
-                .unwrap_or(DEFAULT_INITIAL_CWND_PACKETS),
-        )?,
-        pmtu_discovery: raw.pmtu_discovery.unwrap_or(DEFAULT_PMTU_DISCOVERY),
-        loss_hiding: loss_hiding(raw.loss_hiding)?,
-    })
-}
-
-/// `transport.liveness_timeout_ms`: 0 is off; otherwise long enough not to mistake scheduling
-/// noise for death, and shorter than the idle timeout (or it would never act first). Left
-/// unset with an idle timeout at or below the default, the idle timeout is the quicker check.
-fn liveness(ms: Option<u64>, idle_timeout: Duration) -> Result<Option<Duration>, ConfigError> {
-    let field = "transport.liveness_timeout_ms";
-    let ms = match ms {
-        Some(ms) => ms,
-        None if Duration::from_millis(DEFAULT_LIVENESS_TIMEOUT_MS) >= idle_timeout => 0,
-        None => DEFAULT_LIVENESS_TIMEOUT_MS,
-    };
-    if ms == 0 {
-        return Ok(None);
-    }
-    if ms < MIN_LIVENESS_TIMEOUT_MS {
-        return Err(ConfigError::new(
-            field,
-            format!("must be 0 (off) or at least {MIN_LIVENESS_TIMEOUT_MS} ms"),
-        ));
-    }
-    let timeout = Duration::from_millis(ms);
-    if timeout >= idle_timeout {
-        return Err(ConfigError::new(
-            field,
-            "must be shorter than transport.idle_timeout_ms (or 0 to leave dead-peer detection to the idle timeout)",
-        ));
-    }
-    Ok(Some(timeout))
-}
-
-/// A pacing cap only means something where quiche paces: BBR2. Refused with CUBIC or Reno
-/// rather than silently ignored.
-fn pacing_cap(mbps: Option<u64>, cc: CongestionControl) -> Result<Option<u64>, ConfigError> {
-    let Some(mbps) = mbps else { return Ok(None) };
-    let field = "transport.max_pacing_rate_mbps";
-    if cc != CongestionControl::Bbr2 {
-        return Err(ConfigError::new(
-            field,
-            "only bbr2 paces packets; with cubic or reno a cap would have no effect",
-        ));
-    }
-    positive(field, mbps).map(Some)
-}
-
-fn loss_hiding(raw: Option<file::LossHidingFile>) -> Result<LossHiding, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(LossHiding {
-            mode: LossHidingMode::Off,
-            max_datagram: DEFAULT_LOSS_HIDING_MAX_DATAGRAM,
-            interactive_bytes: DEFAULT_LOSS_HIDING_INTERACTIVE_BYTES,
-            gap: Duration::ZERO,
-        });
-    };
-    let mode = match raw.mode.as_str() {
-        "off" => LossHidingMode::Off,
-        "small" => LossHidingMode::Small,
-        "interactive" => LossHidingMode::Interactive,
-        other => {
-            return Err(ConfigError::new(
-                "transport.loss_hiding.mode",
-                format!("unknown mode {other:?} (expected \"off\", \"small\" or \"interactive\")"),
-            ))
-        }
-    };
-    Ok(LossHiding {
-        mode,
-        max_datagram: positive(
-            "transport.loss_hiding.max_datagram",
-            raw.max_datagram.unwrap_or(DEFAULT_LOSS_HIDING_MAX_DATAGRAM),
-        )?,
-        interactive_bytes: positive(
-            "transport.loss_hiding.interactive_bytes",
-            raw.interactive_bytes
-                .unwrap_or(DEFAULT_LOSS_HIDING_INTERACTIVE_BYTES),
-        )?,
-        gap: Duration::from_millis(raw.gap_ms.unwrap_or(0)),
-    })
-}
-
 /// A positive duration in milliseconds, or the default.
 fn millis(field: &str, value: Option<u64>, default: u64) -> Result<Duration, ConfigError> {
     let ms = positive(field, value.unwrap_or(default))?;
@@ -736,29 +435,6 @@ fn positive<T: PartialOrd + Default>(field: &str, value: T) -> Result<T, ConfigE
     } else {
         Err(ConfigError::new(field, "must be greater than zero"))
     }
-}
-
-/// Flow-control windows: at least one full datagram, at most what QUIC can express (2^62).
-fn window(field: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
-    let v = value.unwrap_or(default);
-    if !(1500..(1 << 62)).contains(&v) {
-        return Err(ConfigError::new(
-            field,
-            "must be between 1500 and 2^62 bytes",
-        ));
-    }
-    Ok(v)
-}
-
-fn head_bytes(field: &str, value: Option<usize>) -> Result<usize, ConfigError> {
-    let v = value.unwrap_or(DEFAULT_MAX_HEAD_BYTES);
-    if !(1024..=1024 * 1024).contains(&v) {
-        return Err(ConfigError::new(
-            field,
-            "must be between 1024 and 1048576 bytes",
-        ));
-    }
-    Ok(v)
 }
 
 fn socket_addr(field: &str, text: &str) -> Result<SocketAddr, ConfigError> {

@@ -1,0 +1,240 @@
+//! The `transport` section (both roles): QUIC tuning of the session. Congestion control and
+//! pacing (with its cap), timeouts and dead-peer detection (liveness), flow-control windows,
+//! UDP buffers, path MTU discovery and loss hiding. Defaults are the `DEFAULT_*` consts of the
+//! parent module.
+
+use std::time::Duration;
+
+use super::{file, millis, positive, ConfigError};
+use super::{
+    DEFAULT_CONGESTION_CONTROL, DEFAULT_CONNECTION_WINDOW, DEFAULT_IDLE_TIMEOUT_MS,
+    DEFAULT_INITIAL_CWND_PACKETS, DEFAULT_INITIAL_RTT_MS, DEFAULT_KEEPALIVE_INTERVAL_MS,
+    DEFAULT_LIVENESS_TIMEOUT_MS, DEFAULT_LOSS_HIDING_INTERACTIVE_BYTES,
+    DEFAULT_LOSS_HIDING_MAX_DATAGRAM, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_PACING,
+    DEFAULT_PMTU_DISCOVERY, DEFAULT_STREAM_WINDOW, DEFAULT_UDP_BUFFER, MIN_LIVENESS_TIMEOUT_MS,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CongestionControl {
+    Cubic,
+    Reno,
+    Bbr2,
+}
+
+impl CongestionControl {
+    /// The name quiche's `set_cc_algorithm_name` takes.
+    pub fn quiche_name(self) -> &'static str {
+        match self {
+            CongestionControl::Cubic => "cubic",
+            CongestionControl::Reno => "reno",
+            CongestionControl::Bbr2 => "bbr2_gcongestion",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    pub congestion_control: CongestionControl,
+    pub pacing: bool,
+    pub initial_rtt: Duration,
+    pub idle_timeout: Duration,
+    pub keepalive_interval: Duration,
+    /// Declare the peer dead after this long without a packet from it (`None`: off, only the
+    /// idle timeout ends a silent session).
+    pub liveness_timeout: Option<Duration>,
+    pub connection_window: u64,
+    pub stream_window: u64,
+    pub max_concurrent_streams: u64,
+    pub udp_recv_buffer: usize,
+    pub udp_send_buffer: usize,
+    /// Pacing rate cap in Mbit/s (`None`: the congestion controller decides). Only BBR2 paces.
+    pub max_pacing_rate_mbps: Option<u64>,
+    /// Initial congestion window in packets (quiche's default 10).
+    pub initial_congestion_window_packets: usize,
+    pub pmtu_discovery: bool,
+    pub loss_hiding: LossHiding,
+}
+
+/// Which datagrams are sent twice, so that one lost copy costs nothing (see `quic::udp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossHidingMode {
+    Off,
+    /// Datagrams up to `max_datagram` bytes.
+    Small,
+    /// Every datagram while less than `interactive_bytes` left in the last RTT.
+    Interactive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossHiding {
+    pub mode: LossHidingMode,
+    pub max_datagram: usize,
+    pub interactive_bytes: u64,
+    /// Delay of the second copy (0: right away), to survive short loss bursts.
+    pub gap: Duration,
+}
+
+pub(super) fn validate(raw: file::TransportFile) -> Result<TransportConfig, ConfigError> {
+    let congestion_control = match raw.congestion_control.as_deref() {
+        None => DEFAULT_CONGESTION_CONTROL,
+        Some("cubic") => CongestionControl::Cubic,
+        Some("reno") => CongestionControl::Reno,
+        Some("bbr2") => CongestionControl::Bbr2,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "transport.congestion_control",
+                format!("unknown algorithm {other:?} (expected \"cubic\", \"reno\" or \"bbr2\")"),
+            ))
+        }
+    };
+    let idle_timeout = millis(
+        "transport.idle_timeout_ms",
+        raw.idle_timeout_ms,
+        DEFAULT_IDLE_TIMEOUT_MS,
+    )?;
+    let keepalive_interval = millis(
+        "transport.keepalive_interval_ms",
+        raw.keepalive_interval_ms,
+        DEFAULT_KEEPALIVE_INTERVAL_MS,
+    )?;
+    if keepalive_interval * 2 > idle_timeout {
+        return Err(ConfigError::new(
+            "transport.keepalive_interval_ms",
+            "must be at most half of transport.idle_timeout_ms, or the session idles out between keepalives",
+        ));
+    }
+    let liveness_timeout = liveness(raw.liveness_timeout_ms, idle_timeout)?;
+    Ok(TransportConfig {
+        congestion_control,
+        pacing: raw.pacing.unwrap_or(DEFAULT_PACING),
+        initial_rtt: millis(
+            "transport.initial_rtt_ms",
+            raw.initial_rtt_ms,
+            DEFAULT_INITIAL_RTT_MS,
+        )?,
+        idle_timeout,
+        keepalive_interval,
+        liveness_timeout,
+        connection_window: window(
+            "transport.connection_window",
+            raw.connection_window,
+            DEFAULT_CONNECTION_WINDOW,
+        )?,
+        stream_window: window(
+            "transport.stream_window",
+            raw.stream_window,
+            DEFAULT_STREAM_WINDOW,
+        )?,
+        max_concurrent_streams: positive(
+            "transport.max_concurrent_streams",
+            raw.max_concurrent_streams
+                .unwrap_or(DEFAULT_MAX_CONCURRENT_STREAMS),
+        )?,
+        udp_recv_buffer: positive(
+            "transport.udp_recv_buffer",
+            raw.udp_recv_buffer.unwrap_or(DEFAULT_UDP_BUFFER),
+        )?,
+        udp_send_buffer: positive(
+            "transport.udp_send_buffer",
+            raw.udp_send_buffer.unwrap_or(DEFAULT_UDP_BUFFER),
+        )?,
+        max_pacing_rate_mbps: pacing_cap(raw.max_pacing_rate_mbps, congestion_control)?,
+        initial_congestion_window_packets: positive(
+            "transport.initial_congestion_window_packets",
+            raw.initial_congestion_window_packets
+                .unwrap_or(DEFAULT_INITIAL_CWND_PACKETS),
+        )?,
+        pmtu_discovery: raw.pmtu_discovery.unwrap_or(DEFAULT_PMTU_DISCOVERY),
+        loss_hiding: loss_hiding(raw.loss_hiding)?,
+    })
+}
+
+/// `transport.liveness_timeout_ms`: 0 is off; otherwise long enough not to mistake scheduling
+/// noise for death, and shorter than the idle timeout (or it would never act first). Left
+/// unset with an idle timeout at or below the default, the idle timeout is the quicker check.
+fn liveness(ms: Option<u64>, idle_timeout: Duration) -> Result<Option<Duration>, ConfigError> {
+    let field = "transport.liveness_timeout_ms";
+    let ms = match ms {
+        Some(ms) => ms,
+        None if Duration::from_millis(DEFAULT_LIVENESS_TIMEOUT_MS) >= idle_timeout => 0,
+        None => DEFAULT_LIVENESS_TIMEOUT_MS,
+    };
+    if ms == 0 {
+        return Ok(None);
+    }
+    if ms < MIN_LIVENESS_TIMEOUT_MS {
+        return Err(ConfigError::new(
+            field,
+            format!("must be 0 (off) or at least {MIN_LIVENESS_TIMEOUT_MS} ms"),
+        ));
+    }
+    let timeout = Duration::from_millis(ms);
+    if timeout >= idle_timeout {
+        return Err(ConfigError::new(
+            field,
+            "must be shorter than transport.idle_timeout_ms (or 0 to leave dead-peer detection to the idle timeout)",
+        ));
+    }
+    Ok(Some(timeout))
+}
+
+/// A pacing cap only means something where quiche paces: BBR2. Refused with CUBIC or Reno
+/// rather than silently ignored.
+fn pacing_cap(mbps: Option<u64>, cc: CongestionControl) -> Result<Option<u64>, ConfigError> {
+    let Some(mbps) = mbps else { return Ok(None) };
+    let field = "transport.max_pacing_rate_mbps";
+    if cc != CongestionControl::Bbr2 {
+        return Err(ConfigError::new(
+            field,
+            "only bbr2 paces packets; with cubic or reno a cap would have no effect",
+        ));
+    }
+    positive(field, mbps).map(Some)
+}
+
+fn loss_hiding(raw: Option<file::LossHidingFile>) -> Result<LossHiding, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(LossHiding {
+            mode: LossHidingMode::Off,
+            max_datagram: DEFAULT_LOSS_HIDING_MAX_DATAGRAM,
+            interactive_bytes: DEFAULT_LOSS_HIDING_INTERACTIVE_BYTES,
+            gap: Duration::ZERO,
+        });
+    };
+    let mode = match raw.mode.as_str() {
+        "off" => LossHidingMode::Off,
+        "small" => LossHidingMode::Small,
+        "interactive" => LossHidingMode::Interactive,
+        other => {
+            return Err(ConfigError::new(
+                "transport.loss_hiding.mode",
+                format!("unknown mode {other:?} (expected \"off\", \"small\" or \"interactive\")"),
+            ))
+        }
+    };
+    Ok(LossHiding {
+        mode,
+        max_datagram: positive(
+            "transport.loss_hiding.max_datagram",
+            raw.max_datagram.unwrap_or(DEFAULT_LOSS_HIDING_MAX_DATAGRAM),
+        )?,
+        interactive_bytes: positive(
+            "transport.loss_hiding.interactive_bytes",
+            raw.interactive_bytes
+                .unwrap_or(DEFAULT_LOSS_HIDING_INTERACTIVE_BYTES),
+        )?,
+        gap: Duration::from_millis(raw.gap_ms.unwrap_or(0)),
+    })
+}
+
+/// Flow-control windows: at least one full datagram, at most what QUIC can express (2^62).
+fn window(field: &str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    let v = value.unwrap_or(default);
+    if !(1500..(1 << 62)).contains(&v) {
+        return Err(ConfigError::new(
+            field,
+            "must be between 1500 and 2^62 bytes",
+        ));
+    }
+    Ok(v)
+}
