@@ -144,6 +144,9 @@ pub struct UdpRelay {
 impl UdpRelay {
     pub fn start(server: SocketAddr, cfg: RelayConfig) -> io::Result<UdpRelay> {
         let sock = UdpSocket::bind("127.0.0.1:0")?;
+        // A relay thread that falls behind on a loaded machine must not lose datagrams in its
+        // socket buffer: those drops would be losses the counters (and the seed) know nothing of.
+        enlarge_buffers(&sock);
         let addr = sock.local_addr()?;
         let shared = Arc::new(Shared::default());
         let sh = shared.clone();
@@ -223,6 +226,24 @@ impl Drop for UdpRelay {
         self.shared.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Asks for 4 MiB socket buffers both ways (the kernel caps them at `net.core.rmem_max`).
+fn enlarge_buffers(sock: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 4 << 20;
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: setsockopt on a socket we own, with a c_int value of the right size.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
         }
     }
 }
