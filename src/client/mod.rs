@@ -3,12 +3,14 @@
 //!
 //! [`ClientProxy`] owns the listeners, the [`link::PeerLink`] (session with reconnect) and a slab
 //! of [`downstream::Downstream`] connections; HTTP/3 events are routed to downstreams by stream
-//! id. Everything runs on the reactor thread.
+//! id. Everything runs on the reactor thread. The operator's side (the `/metrics` and `/health`
+//! page, graceful and immediate stops, reloads) is in `operate.rs`.
 
 pub mod contact;
 pub mod dial;
 pub mod downstream;
 pub mod link;
+mod operate;
 pub mod probe;
 pub mod request;
 
@@ -22,11 +24,11 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::accept_pause::{self, AcceptPause};
-use crate::admin::{Admin, Page};
+use crate::admin::Admin;
 use crate::bridge::answers;
 use crate::bridge::tcp::TcpConn;
 use crate::config::{ClientConfig, ClientHttpConfig, Config};
-use crate::metrics::{Metrics, Snapshot, METRICS_CONTENT_TYPE};
+use crate::metrics::Metrics;
 use crate::quic::h3_code;
 use crate::reactor::{Control, Driver, ADMIN_CONN_BASE, CONN_BASE, LISTENER_BASE, UDP};
 use crate::time::TimerQueue;
@@ -294,58 +296,6 @@ impl ClientProxy {
         }
     }
 
-    /// Graceful stop: once nothing is in flight (or the drain deadline passed), close the session.
-    fn finish_drain(&mut self, registry: &Registry, now: Instant) {
-        let expired = self.drain_deadline.is_some_and(|d| d <= now);
-        if expired && !self.downs.is_empty() {
-            log::warn!(
-                "drain deadline passed with {} connection(s) still open",
-                self.downs.len()
-            );
-            self.give_up_in_flight(registry, now);
-        }
-        if self.downs.is_empty() || expired {
-            self.drain_deadline = None;
-            self.link.close();
-        }
-    }
-
-    /// Stopping now: every request still in flight gets its answer (503 before its response
-    /// began, an abort after), then the session closes.
-    fn give_up_in_flight(&mut self, registry: &Registry, now: Instant) {
-        let keys: Vec<usize> = self.downs.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.with_down(registry, key, now, |d, ctx| d.on_shutdown(ctx));
-        }
-    }
-
-    /// The operator endpoint's answer for `path`.
-    fn page(&self, path: &str, now: Instant) -> Page {
-        match path {
-            "/metrics" => {
-                let mut snap = Snapshot {
-                    streams_open: self.by_stream.len(),
-                    client_connections: Some(self.downs.len()),
-                    ..Snapshot::default()
-                };
-                self.link.snapshot(&mut snap, now);
-                (200, METRICS_CONTENT_TYPE, self.metrics.render(&snap, now))
-            }
-            "/health" if self.link.is_up() => (200, "text/plain", "ok: session up\n".into()),
-            "/health" => (503, "text/plain", {
-                let c = self.link.contact_figures();
-                format!(
-                    "session down ({}, {} attempt(s), {} failed): no session to the peer {}\n",
-                    c.state,
-                    c.attempts,
-                    c.failures,
-                    self.link.why_down(now)
-                )
-            }),
-            _ => (404, "text/plain", "try /metrics or /health\n".into()),
-        }
-    }
-
     /// The session died: every stream on it is gone.
     fn fail_all_streams(&mut self, registry: &Registry, now: Instant) {
         let keys: Vec<usize> = self.by_stream.drain().map(|(_, k)| k).collect();
@@ -444,59 +394,15 @@ impl Driver for ClientProxy {
 
     fn on_terminate(&mut self, registry: &Registry, now: Instant) -> Control {
         if self.stopping {
-            log::warn!("second stop signal: answering requests in flight and exiting now");
-            self.give_up_in_flight(registry, now);
-            self.link.close();
-            self.link.send_final();
+            self.stop_now(registry, now);
             return Control::Exit;
         }
-        log::info!(
-            "stopping: no new connections; {} request(s) in flight get up to {} ms",
-            self.by_stream.len() + self.downs.iter().filter(|(_, d)| d.is_waiting()).count(),
-            self.config.ops.drain_timeout.as_millis()
-        );
-        self.stopping = true;
-        for mut l in self.listeners.drain(..) {
-            let _ = registry.deregister(&mut l);
-        }
-        self.drain_deadline = Some(now + self.config.ops.drain_timeout);
-        self.dirty.extend(self.downs.iter().map(|(k, _)| k));
+        self.start_drain(registry, now);
         Control::Continue
     }
 
     fn on_reload(&mut self, config: &Config) {
-        let Config::Client(new) = config else {
-            log::error!("SIGHUP: the reloaded file is not a client config; nothing changed");
-            return;
-        };
-        let old = &self.config;
-        let fixed = [
-            (
-                "listen",
-                format!("{:?}", old.listen) != format!("{:?}", new.listen),
-            ),
-            (
-                "peer",
-                format!("{:?}", old.peer) != format!("{:?}", new.peer),
-            ),
-            ("tls", format!("{:?}", old.tls) != format!("{:?}", new.tls)),
-            (
-                "transport",
-                format!("{:?}", old.transport) != format!("{:?}", new.transport),
-            ),
-            (
-                "reconnect",
-                format!("{:?}", old.reconnect) != format!("{:?}", new.reconnect),
-            ),
-            ("metrics", old.ops.metrics_listen != new.ops.metrics_listen),
-        ];
-        crate::reactor::report_fixed(&fixed);
-        crate::logging::set_level(new.ops.log_level);
-        self.http = new.http.clone();
-        self.config.http = new.http.clone();
-        self.config.ops.log_level = new.ops.log_level;
-        self.config.ops.drain_timeout = new.ops.drain_timeout;
-        log::info!("SIGHUP: applied log_level and http.* settings");
+        self.reload(config);
     }
 
     fn is_finished(&self) -> bool {

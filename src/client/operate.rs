@@ -1,0 +1,126 @@
+//! Client role, the operator's side: the `/metrics` and `/health` page, the graceful stop
+//! (no new connections, requests in flight finish until the drain deadline, then answered 503
+//! or reset) and the immediate one on a second signal, and SIGHUP reloads.
+
+use std::time::Instant;
+
+use mio::Registry;
+
+use super::ClientProxy;
+use crate::admin::Page;
+use crate::config::Config;
+use crate::metrics::{Snapshot, METRICS_CONTENT_TYPE};
+
+impl ClientProxy {
+    /// Graceful stop: no new connections; requests in flight get up to `ops.drain_timeout`.
+    pub(super) fn start_drain(&mut self, registry: &Registry, now: Instant) {
+        log::info!(
+            "stopping: no new connections; {} request(s) in flight get up to {} ms",
+            self.by_stream.len() + self.downs.iter().filter(|(_, d)| d.is_waiting()).count(),
+            self.config.ops.drain_timeout.as_millis()
+        );
+        self.stopping = true;
+        for mut l in self.listeners.drain(..) {
+            let _ = registry.deregister(&mut l);
+        }
+        self.drain_deadline = Some(now + self.config.ops.drain_timeout);
+        self.dirty.extend(self.downs.iter().map(|(k, _)| k));
+    }
+
+    /// Graceful stop: once nothing is in flight (or the drain deadline passed), close the session.
+    pub(super) fn finish_drain(&mut self, registry: &Registry, now: Instant) {
+        let expired = self.drain_deadline.is_some_and(|d| d <= now);
+        if expired && !self.downs.is_empty() {
+            log::warn!(
+                "drain deadline passed with {} connection(s) still open",
+                self.downs.len()
+            );
+            self.give_up_in_flight(registry, now);
+        }
+        if self.downs.is_empty() || expired {
+            self.drain_deadline = None;
+            self.link.close();
+        }
+    }
+
+    /// Stopping now: every request still in flight gets its answer (503 before its response
+    /// began, an abort after), then the session closes.
+    fn give_up_in_flight(&mut self, registry: &Registry, now: Instant) {
+        let keys: Vec<usize> = self.downs.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.with_down(registry, key, now, |d, ctx| d.on_shutdown(ctx));
+        }
+    }
+
+    /// The operator endpoint's answer for `path`.
+    pub(super) fn page(&self, path: &str, now: Instant) -> Page {
+        match path {
+            "/metrics" => {
+                let mut snap = Snapshot {
+                    streams_open: self.by_stream.len(),
+                    client_connections: Some(self.downs.len()),
+                    ..Snapshot::default()
+                };
+                self.link.snapshot(&mut snap, now);
+                (200, METRICS_CONTENT_TYPE, self.metrics.render(&snap, now))
+            }
+            "/health" if self.link.is_up() => (200, "text/plain", "ok: session up\n".into()),
+            "/health" => (503, "text/plain", {
+                let c = self.link.contact_figures();
+                format!(
+                    "session down ({}, {} attempt(s), {} failed): no session to the peer {}\n",
+                    c.state,
+                    c.attempts,
+                    c.failures,
+                    self.link.why_down(now)
+                )
+            }),
+            _ => (404, "text/plain", "try /metrics or /health\n".into()),
+        }
+    }
+
+    /// Second stop signal: every request in flight gets its answer now (503 before its response
+    /// began, a reset after), and the session's CONNECTION_CLOSE goes out before the exit.
+    pub(super) fn stop_now(&mut self, registry: &Registry, now: Instant) {
+        log::warn!("second stop signal: answering requests in flight and exiting now");
+        self.give_up_in_flight(registry, now);
+        self.link.close();
+        self.link.send_final();
+    }
+
+    /// SIGHUP with the freshly loaded config: applies what can change, reports the rest.
+    pub(super) fn reload(&mut self, config: &Config) {
+        let Config::Client(new) = config else {
+            log::error!("SIGHUP: the reloaded file is not a client config; nothing changed");
+            return;
+        };
+        let old = &self.config;
+        let fixed = [
+            (
+                "listen",
+                format!("{:?}", old.listen) != format!("{:?}", new.listen),
+            ),
+            (
+                "peer",
+                format!("{:?}", old.peer) != format!("{:?}", new.peer),
+            ),
+            ("tls", format!("{:?}", old.tls) != format!("{:?}", new.tls)),
+            (
+                "transport",
+                format!("{:?}", old.transport) != format!("{:?}", new.transport),
+            ),
+            (
+                "reconnect",
+                format!("{:?}", old.reconnect) != format!("{:?}", new.reconnect),
+            ),
+            ("metrics", old.ops.metrics_listen != new.ops.metrics_listen),
+        ];
+        crate::reactor::report_fixed(&fixed);
+        crate::logging::set_level(new.ops.log_level);
+        self.http = new.http.clone();
+        self.config.http = new.http.clone();
+        self.config.ops.log_level = new.ops.log_level;
+        self.config.ops.drain_timeout = new.ops.drain_timeout;
+        log::info!("SIGHUP: applied log_level and http.* settings");
+    }
+}
