@@ -2,7 +2,9 @@
 //! kernel is out of socket memory), the pending connection stays in the backlog and mio, being
 //! edge-triggered, reports nothing new until another connection arrives. So the listener's
 //! owner stops trying and retries on a timer ([`RETRY`]) until a descriptor is free again.
-//! The condition is logged once per episode, then at most every [`LOG_EVERY`].
+//! The condition is logged at most every [`LOG_EVERY`], however often the listener flaps
+//! between accepting and running out (it does: freed descriptors are taken at once by the
+//! backlog), and "accepting again" only ends an episode that was logged.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -19,6 +21,8 @@ pub struct AcceptPause {
     /// Failed accepts since the last warning (shown with the next one).
     failures: u64,
     last_warning: Option<Instant>,
+    /// The current shortage was logged: its end is logged too.
+    warned: bool,
 }
 
 /// Whether `e` means "no descriptor or socket buffer left", which only time can cure.
@@ -46,15 +50,15 @@ impl AcceptPause {
             );
             self.failures = 0;
             self.last_warning = Some(now);
+            self.warned = true;
         }
     }
 
     /// A connection was accepted: the episode (if any) is over.
     pub fn accepted(&mut self, what: &str) {
-        if self.last_warning.take().is_some() {
+        if std::mem::take(&mut self.warned) {
             log::info!("{what}: accepting connections again");
         }
-        self.failures = 0;
     }
 
     pub fn is_paused(&self) -> bool {
@@ -101,6 +105,23 @@ mod tests {
         p.pause("listen", &emfile, t0 + LOG_EVERY);
         assert_eq!((p.failures, p.last_warning), (0, Some(t0 + LOG_EVERY)));
         p.accepted("listen");
-        assert_eq!(p.last_warning, None);
+        assert!(!p.warned);
+    }
+
+    /// Regression: right after descriptors are freed, the backlog takes them again; that
+    /// new shortage within LOG_EVERY is counted, not logged as a second episode.
+    #[test]
+    fn flapping_at_the_limit_warns_once_per_period() {
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let t0 = Instant::now();
+        let mut p = AcceptPause::default();
+        p.pause("listen", &emfile, t0);
+        p.accepted("listen");
+        let later = t0 + RETRY;
+        p.pause("listen", &emfile, later);
+        assert_eq!((p.failures, p.last_warning, p.warned), (1, Some(t0), false));
+        p.accepted("listen");
+        p.pause("listen", &emfile, t0 + LOG_EVERY);
+        assert_eq!((p.failures, p.last_warning, p.warned), (0, Some(t0 + LOG_EVERY), true));
     }
 }
