@@ -122,6 +122,9 @@ mod tests {
         assert_eq!((p.failures, p.last_warning, p.warned), (1, Some(t0), false));
         p.accepted("listen");
         p.pause("listen", &emfile, t0 + LOG_EVERY);
-        assert_eq!((p.failures, p.last_warning, p.warned), (0, Some(t0 + LOG_EVERY), true));
+        assert_eq!(
+            (p.failures, p.last_warning, p.warned),
+            (0, Some(t0 + LOG_EVERY), true)
+        );
     }
 }

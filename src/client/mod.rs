@@ -31,7 +31,7 @@ use crate::config::{ClientConfig, ClientHttpConfig, Config};
 use crate::metrics::Metrics;
 use crate::quic::h3_code;
 use crate::reactor::{Control, Driver, ADMIN_CONN_BASE, CONN_BASE, LISTENER_BASE, UDP};
-use crate::time::TimerQueue;
+use crate::time::TimerTable;
 use downstream::{Ctx, Downstream};
 use link::{LinkEvent, PeerLink};
 
@@ -53,7 +53,7 @@ pub struct ClientProxy {
     listeners: Vec<TcpListener>,
     downs: Slab<Downstream>,
     by_stream: HashMap<u64, usize>,
-    timers: TimerQueue<usize>,
+    timers: TimerTable<usize>,
     dirty: Vec<usize>,
     stopping: bool,
     /// Why no session is up, refreshed each turn while it is not (for 503 answers).
@@ -102,7 +102,7 @@ impl ClientProxy {
             listeners,
             downs: Slab::new(),
             by_stream: HashMap::new(),
-            timers: TimerQueue::default(),
+            timers: TimerTable::default(),
             dirty: Vec::new(),
             stopping: false,
             why_down: String::new(),
@@ -154,9 +154,7 @@ impl ClientProxy {
                 continue;
             }
             let down = Downstream::new(tcp, peer, &self.http, now);
-            if let Some(d) = down.deadline {
-                self.timers.schedule(d, key);
-            }
+            self.timers.set(key, down.timers.next());
             entry.insert(down);
             self.dirty.push(key);
         }
@@ -173,7 +171,6 @@ impl ClientProxy {
         let Some(down) = self.downs.get_mut(key) else {
             return;
         };
-        let before = down.deadline;
         let accepting = self.link.accepts_requests() && !self.stopping;
         let early = self.link.in_early_data();
         let mut ctx = Ctx {
@@ -192,6 +189,7 @@ impl ClientProxy {
         };
         f(down, &mut ctx);
         if down.is_done() {
+            self.timers.set(key, None);
             let mut down = self.downs.remove(key);
             let _ = registry.deregister(&mut down.tcp.stream);
             return;
@@ -202,9 +200,7 @@ impl ClientProxy {
         if down.more_work {
             self.dirty.push(key);
         }
-        if let Some(d) = down.deadline.filter(|d| Some(*d) != before) {
-            self.timers.schedule(d, key);
-        }
+        self.timers.set(key, down.timers.next());
     }
 
     /// Dispatches HTTP/3 events to the downstreams owning the streams.
@@ -350,10 +346,13 @@ impl Driver for ClientProxy {
         self.link.handle_timeout(registry, now);
         self.poll_h3(registry, now);
         match self.link.update(now, &mut self.metrics) {
+            // Requests waiting for the session go out now; requests sent in 0-RTT may have had
+            // response events while the handshake was done but the link not yet `Up` (no
+            // usable session: their data stayed unread and quiche does not announce it again).
             LinkEvent::Up => self.dirty.extend(
                 self.downs
                     .iter()
-                    .filter(|(_, d)| d.is_waiting())
+                    .filter(|(_, d)| d.is_waiting() || d.has_stream())
                     .map(|(k, _)| k),
             ),
             LinkEvent::Lost => self.fail_all_streams(registry, now),

@@ -43,7 +43,7 @@ use crate::quic::refusal::{RefusalLog, RefusalSlot};
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls};
 use crate::reactor::{Control, Driver, CONN_BASE, UDP};
-use crate::time::TimerQueue;
+use crate::time::TimerTable;
 use admission::Admission;
 use exchange::Exchange;
 use peer::PeerConn;
@@ -61,7 +61,7 @@ pub struct ServerProxy {
     reset_key: hmac::Key,
     exchanges: Slab<(usize, Exchange)>,
     pool: Pool,
-    timers: TimerQueue<usize>,
+    timers: TimerTable<usize>,
     next_idle_expiry: Option<Instant>,
     dirty: Vec<usize>,
     stopping: bool,
@@ -151,7 +151,7 @@ impl ServerProxy {
             reset_key: hmac::Key::new(hmac::HMAC_SHA256, reset_secret.as_ref()),
             exchanges: Slab::new(),
             pool: Pool::new(cfg.upstream.address.clone(), cfg.upstream.max_idle),
-            timers: TimerQueue::default(),
+            timers: TimerTable::default(),
             next_idle_expiry: None,
             dirty: Vec::new(),
             stopping: false,

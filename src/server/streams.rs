@@ -4,7 +4,7 @@
 //! A new request stream starts an exchange (or is refused with REQUEST_REJECTED once the server
 //! is stopping, so the client may retry it elsewhere); data, trailers, the end and resets of its
 //! stream drive it. Exchanges with work left are marked dirty and run again in the same turn;
-//! their timers go to the server's [`crate::time::TimerQueue`].
+//! their timers go to the server's [`crate::time::TimerTable`] (one entry per exchange).
 
 use std::time::Instant;
 
@@ -96,10 +96,8 @@ impl ServerProxy {
                 let ex = self.with_ctx(registry, ck, ek, now, |ctx| {
                     Exchange::start(ctx, stream, &list, more_frames)
                 });
-                let Some(mut ex) = ex else { return };
-                if let Some(at) = ex.deadline_to_arm() {
-                    self.timers.schedule(at, ek);
-                }
+                let Some(ex) = ex else { return };
+                self.timers.set(ek, ex.timers.next());
                 self.exchanges.insert((ck, ex));
                 if let Some(pc) = self.conns.get_mut(ck) {
                     pc.streams.insert(stream, ek);
@@ -197,12 +195,9 @@ impl ServerProxy {
             self.dirty.push(ek);
         }
         match outcome {
-            Outcome::Continue | Outcome::Yielded => {
-                if let Some(at) = ex.deadline_to_arm() {
-                    self.timers.schedule(at, ek);
-                }
-            }
+            Outcome::Continue | Outcome::Yielded => self.timers.set(ek, ex.timers.next()),
             Outcome::Finished => {
+                self.timers.set(ek, None);
                 let (ck, ex) = self.exchanges.remove(ek);
                 if let Some(pc) = self.conns.get_mut(ck) {
                     pc.streams.remove(&ex.stream);

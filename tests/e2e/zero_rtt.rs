@@ -21,6 +21,8 @@ fn after_a_server_restart_the_client_resumes_with_0rtt() {
             "tls.ticket_key_file",
             &format!("{:?}", key.to_str().expect("utf-8")),
         )
+        // Long, so that no session-wait timer can stand in for the data path (below).
+        .client("http.session_wait_ms", "20000")
         .start();
     let r = pair.get("/hello");
     assert_eq!(r.status(), 200, "{r}");
@@ -33,8 +35,16 @@ fn after_a_server_restart_the_client_resumes_with_0rtt() {
     pair.restart_server();
     // The first request meets the dead session (stateless reset), waits for the next one and
     // goes out in 0-RTT on it.
+    let started = std::time::Instant::now();
     let r = pair.get("/hello");
     assert_eq!((r.status(), r.body.as_slice()), (200, &b"hello"[..]), "{r}");
+    // Regression: a response that arrived while the handshake was done but the link not yet
+    // up stayed unread until a timer happened to drive the connection.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the 0-RTT response took {:?}",
+        started.elapsed()
+    );
     let line = pair
         .client
         .wait_for_log_since(mark, "session established", Duration::from_secs(10))

@@ -17,7 +17,7 @@ use crate::h1::head::{Header, RequestHead, Version};
 use crate::quic::h3_code;
 use crate::quic::session::Session;
 
-use super::{log_access, Ctx, Downstream, Phase, Response};
+use super::{log_access, Ctx, DownTimer, Downstream, Phase, Response};
 
 /// Decoded request body bytes handed to HTTP/3 per step.
 const BODY_CHUNK: usize = 64 * 1024;
@@ -92,13 +92,7 @@ impl Downstream {
             return progress;
         };
         match ex.pump_request(&mut self.tcp, session, ctx.hold_bodies, ctx.now) {
-            Ok(p) => {
-                progress |= p;
-                if let Some(stall) = ex.body_stall_deadline(ctx.http.body_timeout) {
-                    let pending = self.deadline.filter(|d| *d > ctx.now);
-                    self.deadline = crate::time::earliest(pending, Some(stall));
-                }
-            }
+            Ok(p) => progress |= p,
             Err(answer) => {
                 log::debug!(
                     "request body from {} refused: {}",
@@ -150,8 +144,9 @@ impl Downstream {
         let more_input = !self.tcp.eof || !self.tcp.input.is_empty();
         if ex.keep_alive && more_input && !ctx.stopping {
             self.phase = Phase::Idle;
-            self.head_started = false;
-            self.deadline = Some(ctx.now + ctx.http.keepalive_timeout);
+            self.timers.clear(DownTimer::Head);
+            self.timers
+                .arm(DownTimer::KeepAlive, ctx.now + ctx.http.keepalive_timeout);
         } else {
             self.phase = Phase::Closing;
         }
@@ -179,7 +174,7 @@ impl Downstream {
                     ex.wait_until = ctx.now + ctx.http.session_wait;
                 }
                 ex.fields = Some(fields);
-                self.deadline = Some(ex.wait_until);
+                self.timers.arm(DownTimer::SessionWait, ex.wait_until);
                 log::debug!(
                     "{} {} from {}: will be sent again on the next session",
                     ex.method,

@@ -34,6 +34,7 @@ use crate::h1::head::{self, Limits, RequestHead, Version};
 use crate::metrics::Metrics;
 use crate::quic::h3_code;
 use crate::quic::session::Session;
+use crate::time::{Slot, Slots};
 
 pub use exchange::Exchange;
 use response::Response;
@@ -43,6 +44,35 @@ const DRIVE_BUDGET: usize = 64;
 /// How long a closing connection keeps reading (and discarding) so its last response is not
 /// destroyed by a TCP reset.
 const LINGER: Duration = Duration::from_secs(2);
+
+/// A connection's named timers; which ones may be armed follows from its phase
+/// ([`Downstream::settle_timers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownTimer {
+    /// Idle between requests with no byte of the next head (`http.keepalive_timeout_ms`).
+    KeepAlive,
+    /// The head being received must be complete (`http.head_timeout_ms`).
+    Head,
+    /// The request waits for a usable session (`http.session_wait_ms`).
+    SessionWait,
+    /// The request body waits for the client's next byte (`http.body_timeout_ms`).
+    BodyStall,
+    /// Closing or lingering without progress ends the connection ([`LINGER`]).
+    Linger,
+}
+
+impl Slot for DownTimer {
+    const ALL: &'static [Self] = &[
+        Self::KeepAlive,
+        Self::Head,
+        Self::SessionWait,
+        Self::BodyStall,
+        Self::Linger,
+    ];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// What the proxy shares with every downstream while driving it.
 pub struct Ctx<'a> {
@@ -82,10 +112,7 @@ pub struct Downstream {
     pub tcp: TcpConn,
     pub peer: SocketAddr,
     pub phase: Phase,
-    /// When this connection must make progress (head, keep-alive idle, session wait, linger).
-    pub deadline: Option<Instant>,
-    /// Bytes of the next head arrived (the head timeout runs).
-    head_started: bool,
+    pub timers: Slots<DownTimer>,
     /// The last `drive` ran out of budget with work left.
     pub more_work: bool,
     served: u32,
@@ -93,12 +120,13 @@ pub struct Downstream {
 
 impl Downstream {
     pub fn new(tcp: TcpConn, peer: SocketAddr, http: &ClientHttpConfig, now: Instant) -> Self {
+        let mut timers = Slots::default();
+        timers.arm(DownTimer::Head, now + http.head_timeout);
         Downstream {
             tcp,
             peer,
             phase: Phase::Idle,
-            deadline: Some(now + http.head_timeout),
-            head_started: true,
+            timers,
             more_work: false,
             served: 0,
         }
@@ -111,6 +139,11 @@ impl Downstream {
     /// Between requests (keep-alive, or not started yet).
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Idle)
+    }
+
+    /// The exchange has its stream open on the session.
+    pub fn has_stream(&self) -> bool {
+        matches!(&self.phase, Phase::Exchange(ex) if ex.stream.is_some())
     }
 
     /// The exchange waits for the session (not sent yet).
@@ -142,6 +175,7 @@ impl Downstream {
     /// event: the sockets it left ready will not report a new edge).
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) {
         self.more_work = false;
+        let mut flushed = false;
         for _ in 0..DRIVE_BUDGET {
             let mut progress = self.tcp.fill();
             progress |= match self.phase {
@@ -149,15 +183,49 @@ impl Downstream {
                 Phase::Exchange(_) => self.advance(ctx),
                 Phase::Closing | Phase::Lingering | Phase::Done => false,
             };
-            progress |= self.tcp.flush();
+            let out = self.tcp.flush();
+            flushed |= out;
+            progress |= out;
             if self.tcp.is_broken() && !matches!(self.phase, Phase::Done) {
                 self.abort(ctx);
             }
             if self.step_close(ctx.now) || !progress {
+                self.settle_timers(ctx, flushed);
                 return;
             }
         }
         self.more_work = true;
+        self.settle_timers(ctx, flushed);
+    }
+
+    /// Clears the timers the current phase has no use for, and runs the ones it derives from
+    /// its state: the body stall clock, and the closing wait (restarted by output progress).
+    fn settle_timers(&mut self, ctx: &Ctx<'_>, flushed: bool) {
+        let keep: &[DownTimer] = match &self.phase {
+            Phase::Idle => &[DownTimer::KeepAlive, DownTimer::Head],
+            Phase::Exchange(ex) => {
+                match ex.body_stall_deadline(ctx.http.body_timeout) {
+                    Some(at) => self.timers.arm(DownTimer::BodyStall, at),
+                    None => self.timers.clear(DownTimer::BodyStall),
+                }
+                if ex.stream.is_some() && !ctx.early {
+                    self.timers.clear(DownTimer::SessionWait);
+                }
+                &[DownTimer::SessionWait, DownTimer::BodyStall]
+            }
+            Phase::Closing | Phase::Lingering => {
+                if flushed || !self.timers.is_armed(DownTimer::Linger) {
+                    self.timers.arm(DownTimer::Linger, ctx.now + LINGER);
+                }
+                &[DownTimer::Linger]
+            }
+            Phase::Done => &[],
+        };
+        for &timer in DownTimer::ALL {
+            if !keep.contains(&timer) {
+                self.timers.clear(timer);
+            }
+        }
     }
 
     /// Closing -> Lingering -> Done as the output drains and the peer goes away.
@@ -165,7 +233,7 @@ impl Downstream {
         if matches!(self.phase, Phase::Closing) && self.tcp.pending_output() == 0 {
             let _ = self.tcp.stream.shutdown(std::net::Shutdown::Write);
             self.phase = Phase::Lingering;
-            self.deadline = Some(now + LINGER);
+            self.timers.arm(DownTimer::Linger, now + LINGER);
         }
         if matches!(self.phase, Phase::Lingering) {
             self.tcp.consume(self.tcp.input.len());
@@ -202,10 +270,11 @@ impl Downstream {
                 return true;
             }
             Ok(None) => {
-                if !self.head_started {
+                if !self.timers.is_armed(DownTimer::Head) {
                     // First bytes of a head: from now on the head timeout applies, not keep-alive.
-                    self.head_started = true;
-                    self.deadline = Some(ctx.now + ctx.http.head_timeout);
+                    self.timers.clear(DownTimer::KeepAlive);
+                    self.timers
+                        .arm(DownTimer::Head, ctx.now + ctx.http.head_timeout);
                 }
                 return false;
             }
@@ -221,7 +290,7 @@ impl Downstream {
                 if let Some(bytes) = interim {
                     self.tcp.queue(bytes);
                 }
-                self.deadline = Some(ex.wait_until);
+                self.timers.arm(DownTimer::SessionWait, ex.wait_until);
                 self.phase = Phase::Exchange(Box::new(ex));
             }
             Err(answer) => self.refuse(answer, Some(&request)),
@@ -276,59 +345,68 @@ impl Downstream {
         self.drive(ctx);
     }
 
-    /// Called when a deadline may have passed.
+    /// Handles the earliest timer due (a later call handles the next one).
     pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) {
-        if self.deadline.is_none_or(|d| d > ctx.now) {
+        let Some(timer) = self.timers.pop_expired(ctx.now) else {
             return;
-        }
-        self.deadline = None;
-        if self.body_stalled(ctx) {
-            let answer = Answer::new(
-                answers::Side::Client,
-                408,
-                "http_request_error",
-                format!(
-                    "the request body stalled: no byte for {} ms (http.body_timeout_ms)",
-                    ctx.http.body_timeout.as_millis()
-                ),
-            );
-            log::debug!("{} from {}", answer.details, self.peer);
-            self.fail_request(ctx, answer);
-            self.drive(ctx);
-            return;
-        }
-        match &mut self.phase {
-            Phase::Idle if self.tcp.input.is_empty() => self.phase = Phase::Done,
-            Phase::Idle => self.refuse(
-                Answer::new(
+        };
+        match timer {
+            DownTimer::KeepAlive if self.is_idle() => self.phase = Phase::Done,
+            DownTimer::Head if self.is_idle() => self.head_timed_out(),
+            DownTimer::SessionWait => self.session_wait_over(ctx),
+            DownTimer::BodyStall if self.body_stalled(ctx) => {
+                let answer = Answer::new(
                     answers::Side::Client,
                     408,
                     "http_request_error",
-                    "the request head did not arrive in time",
-                ),
-                None,
-            ),
-            Phase::Exchange(ex) if ex.stream.is_none() => {
-                let answer = ex.unsent_answer(ctx);
-                self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
-                log_access(ctx, self.peer, ex, answer.status);
-                self.phase = Phase::Closing;
-            }
-            // Sent in 0-RTT, but the handshake never completed: the peer may well be gone, and
-            // the wait for a session is as bounded as for a request that was never sent.
-            Phase::Exchange(ex)
-                if ctx.early
-                    && ex.wait_until <= ctx.now
-                    && matches!(ex.response, Response::AwaitHead) =>
-            {
-                let answer =
-                    answers::session_unavailable(ctx.http.session_wait.as_millis(), ctx.why_down);
+                    format!(
+                        "the request body stalled: no byte for {} ms (http.body_timeout_ms)",
+                        ctx.http.body_timeout.as_millis()
+                    ),
+                );
+                log::debug!("{} from {}", answer.details, self.peer);
                 self.fail_request(ctx, answer);
             }
-            Phase::Closing | Phase::Lingering => self.phase = Phase::Done,
+            DownTimer::Linger => self.phase = Phase::Done,
             _ => {}
         }
         self.drive(ctx);
+    }
+
+    /// No complete head in time: a connection that sent nothing just closes, one with a
+    /// partial head is answered 408.
+    fn head_timed_out(&mut self) {
+        if self.tcp.input.is_empty() {
+            self.phase = Phase::Done;
+            return;
+        }
+        self.refuse(
+            Answer::new(
+                answers::Side::Client,
+                408,
+                "http_request_error",
+                "the request head did not arrive in time",
+            ),
+            None,
+        );
+    }
+
+    /// The wait for a session is over: a request not sent is answered 503; one sent in 0-RTT
+    /// on an attempt whose handshake never completed too (the peer may well be gone).
+    fn session_wait_over(&mut self, ctx: &mut Ctx<'_>) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        if ex.stream.is_none() {
+            let answer = ex.unsent_answer(ctx);
+            self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
+            log_access(ctx, self.peer, ex, answer.status);
+            self.phase = Phase::Closing;
+        } else if ctx.early && matches!(ex.response, Response::AwaitHead) {
+            let answer =
+                answers::session_unavailable(ctx.http.session_wait.as_millis(), ctx.why_down);
+            self.fail_request(ctx, answer);
+        }
     }
 
     /// The request body waited for the client longer than `http.body_timeout_ms`. Input that

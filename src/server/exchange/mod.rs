@@ -10,8 +10,11 @@
 //! A reused keep-alive connection that ends before any response byte is the upstream's idle
 //! close racing the reuse: an idempotent request whose body was not started is sent once more
 //! on a fresh connection. The final head must come within `upstream.response_timeout_ms` of the
-//! request's last progress (interim responses, at most 16, and head bytes do not extend it);
-//! each exchange's deadline is armed in the timer queue exactly once.
+//! request's last progress (interim responses, at most 16, and head bytes do not extend it).
+//! Its timers are named slots ([`ExchangeTimer`]): each is armed and cleared where its phase
+//! starts and ends, and each expiry is handled once. After a complete response, a request body
+//! still flowing to the upstream gets the response timeout too: an upstream that stops
+//! reading it ends the exchange (no stream or connection is held forever).
 //! Request body bytes move only while the upstream socket has room, response bytes only while
 //! the stream takes them, so QUIC flow control and TCP push back on the fast side.
 //!
@@ -35,6 +38,7 @@ use crate::h1::head::Header;
 use crate::h1::write;
 use crate::quic::h3_code;
 use crate::quic::session::Session;
+use crate::time::{Slot, Slots};
 
 use super::upstream::{Pool, UpState};
 
@@ -70,6 +74,25 @@ enum Response {
     Done,
 }
 
+/// An exchange's named timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeTimer {
+    /// The upstream connect must finish (`upstream.connect_timeout_ms`).
+    Connect,
+    /// The upstream must make progress (`upstream.response_timeout_ms`): read the request,
+    /// send the final head, send body bytes.
+    Response,
+    /// A synthesized answer must be delivered to the peer (the stream may be blocked).
+    Deliver,
+}
+
+impl Slot for ExchangeTimer {
+    const ALL: &'static [Self] = &[Self::Connect, Self::Response, Self::Deliver];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Whether the exchange is over (its slab entry can go).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -102,10 +125,7 @@ pub struct Exchange {
     response_trailers: Option<Vec<H3Header>>,
     chunk: Vec<u8>,
     reusable: bool,
-    /// When the current phase times out: connect, or response (see [`Exchange::on_timer`]).
-    deadline: Instant,
-    /// The deadline last handed to the timer queue (none yet for a new exchange).
-    armed: Option<Instant>,
+    pub timers: Slots<ExchangeTimer>,
     started: Instant,
     req_bytes: u64,
     resp_bytes: u64,
@@ -136,8 +156,7 @@ impl Exchange {
             response_trailers: None,
             chunk: Vec::new(),
             reusable: true,
-            deadline: ctx.now + ctx.upstream.connect_timeout,
-            armed: None,
+            timers: Slots::default(),
             started: ctx.now,
             req_bytes: 0,
             resp_bytes: 0,
@@ -157,7 +176,10 @@ impl Exchange {
                 ex.encoding = encoding;
                 ex.encoder = BodyEncoder::new(encoding);
                 match ctx.pool.checkout(ctx.registry, ctx.key) {
-                    Ok(key) => ex.upstream = Some(key),
+                    Ok(key) => {
+                        ex.upstream = Some(key);
+                        ex.arm_connect_timer(ctx, key);
+                    }
                     Err(e) => ex.answer(ctx, answers::upstream_unreachable(&e)),
                 }
             }
@@ -226,6 +248,12 @@ impl Exchange {
             ctx.pool.close(ctx.registry, key);
         }
         self.stop_request(ctx);
+        self.timers.clear(ExchangeTimer::Connect);
+        self.timers.clear(ExchangeTimer::Response);
+        self.timers.arm(
+            ExchangeTimer::Deliver,
+            ctx.now + ctx.upstream.response_timeout,
+        );
         let (fields, body) = answer.to_h3();
         self.status = answer.status;
         self.chunk = body;
@@ -314,41 +342,81 @@ impl Exchange {
         self.fin_received = true;
     }
 
-    /// The deadline passed: connect or response timeout.
+    /// Handles the earliest timer due at `now` (a later call handles the next one).
     pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
-        if self.deadline > ctx.now || matches!(self.response, Response::Done) {
+        let Some(timer) = self.timers.pop_expired(ctx.now) else {
             return Outcome::Continue;
-        }
-        let connecting = self
-            .upstream
-            .and_then(|k| ctx.pool.conns.get(k))
-            .is_some_and(|u| u.state == UpState::Connecting);
-        let answer = if connecting {
-            answers::upstream_connect_timeout(ctx.upstream.connect_timeout.as_millis())
-        } else {
-            answers::upstream_timeout(ctx.upstream.response_timeout.as_millis())
         };
-        if !matches!(self.response, Response::AwaitHead) {
-            log::info!(
-                "stream {}: upstream stalled mid-response; resetting",
-                self.stream
-            );
-            return self.abort(ctx);
+        match timer {
+            ExchangeTimer::Connect => self.time_out(
+                ctx,
+                answers::upstream_connect_timeout(ctx.upstream.connect_timeout.as_millis()),
+            ),
+            ExchangeTimer::Response => self.time_out(
+                ctx,
+                answers::upstream_timeout(ctx.upstream.response_timeout.as_millis()),
+            ),
+            ExchangeTimer::Deliver => {
+                log::info!(
+                    "stream {}: the answer could not be delivered in time; resetting",
+                    self.stream
+                );
+                self.abort(ctx)
+            }
         }
-        self.answer(ctx, answer);
-        // The synthesized answer gets one more period to be delivered, then the stream is reset.
-        self.deadline = ctx.now + ctx.upstream.response_timeout;
-        self.drive(ctx)
     }
 
-    /// The deadline to hand to the timer queue, when it is not armed yet: every new deadline
-    /// is scheduled once, a passed one is not scheduled again (no busy loop).
-    pub fn deadline_to_arm(&mut self) -> Option<Instant> {
-        if self.armed == Some(self.deadline) {
-            return None;
+    /// The upstream missed a deadline: answer with `answer` while the response has not begun,
+    /// reset the stream once it has, and stop an unread request body after a complete response.
+    fn time_out(&mut self, ctx: &mut Ctx<'_>, answer: Answer) -> Outcome {
+        match self.response {
+            Response::Done => {
+                log::info!(
+                    "stream {}: the upstream stopped reading the request body; ending the exchange",
+                    self.stream
+                );
+                self.stop_request(ctx);
+                if let Some(key) = self.upstream.take() {
+                    ctx.pool.close(ctx.registry, key);
+                }
+                self.try_complete(ctx).unwrap_or(Outcome::Finished)
+            }
+            Response::AwaitHead | Response::HeadReady { interim: true, .. } => {
+                self.answer(ctx, answer);
+                self.drive(ctx)
+            }
+            Response::HeadReady { .. } | Response::Body => {
+                log::info!(
+                    "stream {}: upstream stalled mid-response; resetting",
+                    self.stream
+                );
+                self.abort(ctx)
+            }
         }
-        self.armed = Some(self.deadline);
-        Some(self.deadline)
+    }
+
+    /// A checked-out connection that is still connecting gets the connect timeout; the
+    /// response timeout starts when the request head is written.
+    fn arm_connect_timer(&mut self, ctx: &Ctx<'_>, key: usize) {
+        let connecting = ctx
+            .pool
+            .conns
+            .get(key)
+            .is_some_and(|u| u.state == UpState::Connecting);
+        if connecting {
+            self.timers.arm(
+                ExchangeTimer::Connect,
+                ctx.now + ctx.upstream.connect_timeout,
+            );
+        }
+    }
+
+    /// The upstream made progress: the response timeout starts again.
+    fn upstream_progressed(&mut self, ctx: &Ctx<'_>) {
+        self.timers.arm(
+            ExchangeTimer::Response,
+            ctx.now + ctx.upstream.response_timeout,
+        );
     }
 
     pub fn upstream(&self) -> Option<usize> {

@@ -9,7 +9,7 @@ use crate::bridge::headers;
 use crate::h1::body::BodyEncoding;
 use crate::h1::head::{Header, RequestHead};
 
-use super::{Ctx, Exchange, Failure};
+use super::{Ctx, Exchange, ExchangeTimer, Failure};
 use crate::server::upstream::UpState;
 
 impl Exchange {
@@ -35,7 +35,7 @@ impl Exchange {
                 Some(Ok(())) => {
                     up.state = UpState::Busy;
                     let _ = up.tcp.stream.set_nodelay(true);
-                    self.deadline = ctx.now + ctx.upstream.response_timeout;
+                    self.timers.clear(ExchangeTimer::Connect);
                     ctx.pool.connected(key);
                 }
             }
@@ -46,7 +46,7 @@ impl Exchange {
         if !self.head_written {
             up.tcp.queue(&self.head_bytes);
             self.head_written = true;
-            self.deadline = ctx.now + ctx.upstream.response_timeout;
+            self.upstream_progressed(ctx);
             return Ok(true);
         }
         Ok(false)
@@ -104,7 +104,7 @@ impl Exchange {
             }
         }
         if up.tcp.flush() {
-            self.deadline = ctx.now + ctx.upstream.response_timeout;
+            self.upstream_progressed(ctx);
             progress = true;
         }
         Ok(progress)

@@ -10,7 +10,7 @@ use crate::bridge::headers;
 use crate::h1::body::{self, BodyDecoder, BodyEncoder, BodyFraming};
 use crate::h1::head::{self, Limits};
 
-use super::{Ctx, Exchange, Failure, Response};
+use super::{Ctx, Exchange, ExchangeTimer, Failure, Response};
 use crate::server::upstream::UpState;
 use crate::server::upstream_head;
 
@@ -28,7 +28,7 @@ impl Exchange {
                 // Bytes of a head (trickled, or interim responses) do not extend the wait for
                 // the final head: only the request's progress does (see `request_step`).
                 if !self.awaiting_final_head() {
-                    self.deadline = ctx.now + ctx.upstream.response_timeout;
+                    self.upstream_progressed(ctx);
                 }
                 progress = true;
             }
@@ -188,7 +188,8 @@ impl Exchange {
         self.head_written = false;
         self.encoder = BodyEncoder::new(self.encoding);
         self.request_done = false;
-        self.deadline = ctx.now + ctx.upstream.connect_timeout;
+        self.timers.clear(ExchangeTimer::Response);
+        self.arm_connect_timer(ctx, key);
         Ok(true)
     }
 
