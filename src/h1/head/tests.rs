@@ -436,3 +436,64 @@ fn agrees_with_the_former_tokenizer() {
         }
     }
 }
+
+/// Cost comparison with the former tokenizer (run by hand:
+/// `cargo test --release --lib head::tests::cost -- --ignored --nocapture`).
+/// Prints nanoseconds per parse of typical heads for both; not a pass/fail
+/// test, the machine is shared.
+#[test]
+#[ignore]
+fn cost_against_the_former_tokenizer() {
+    use std::hint::black_box;
+    use std::time::Instant;
+    let browser = b"GET /static/app.js?v=3 HTTP/1.1\r\nHost: service-b.internal:8080\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)\r\n\
+Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n\
+Connection: keep-alive\r\nCookie: session=0123456789abcdef0123456789abcdef; theme=dark\r\n\
+Upgrade-Insecure-Requests: 1\r\nSec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\n\
+Sec-Fetch-Site: none\r\nCache-Control: max-age=0\r\n\r\n";
+    let small = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let response = b"HTTP/1.1 200 OK\r\nDate: Mon, 30 Nov 2026 02:00:00 GMT\r\n\
+Content-Type: application/json\r\nContent-Length: 1234\r\nConnection: keep-alive\r\n\
+Cache-Control: no-store\r\nETag: \"33a64df551425fcc55e4d42a148795d9f25f89d4\"\r\n\
+Vary: Accept-Encoding\r\nServer: service-b\r\n\r\n";
+    const ROUNDS: u32 = 200_000;
+    let limits = Limits::default();
+    let time = |parse: &dyn Fn(&[u8]) -> bool, input: &[u8]| {
+        let start = Instant::now();
+        for _ in 0..ROUNDS {
+            assert!(parse(black_box(input)));
+        }
+        start.elapsed().as_nanos() / u128::from(ROUNDS)
+    };
+    let new_req = |input: &[u8]| matches!(parse_request(input, &limits), Ok(Some(_)));
+    let old_req = |input: &[u8]| matches!(oracle::parse_request(input, &limits), Ok(Some(_)));
+    let new_resp = |input: &[u8]| matches!(parse_response(input, &limits), Ok(Some(_)));
+    let old_resp = |input: &[u8]| matches!(oracle::parse_response(input, &limits), Ok(Some(_)));
+    for (name, input, new, old) in [
+        (
+            "small request",
+            &small[..],
+            &new_req as &dyn Fn(&[u8]) -> bool,
+            &old_req as &dyn Fn(&[u8]) -> bool,
+        ),
+        ("browser request", &browser[..], &new_req, &old_req),
+        ("response", &response[..], &new_resp, &old_resp),
+    ] {
+        // Alternate to spread the shared machine's noise over both.
+        let (mut new_ns, mut old_ns) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            new_ns.push(time(new, input));
+            old_ns.push(time(old, input));
+        }
+        new_ns.sort_unstable();
+        old_ns.sort_unstable();
+        println!(
+            "{name} ({} bytes): httparse {} ns, former {} ns (median of 5)",
+            input.len(),
+            new_ns[2],
+            old_ns[2]
+        );
+    }
+}
