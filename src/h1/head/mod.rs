@@ -8,15 +8,15 @@
 //!
 //! httparse does the tokenizing, inside a thin strict layer, in three steps:
 //!
-//! 1. [`strict`] pre-scans the framing httparse is lenient about: it locates
+//! 1. `strict` pre-scans the framing httparse is lenient about: it locates
 //!    the start line and the empty line ending the head, requires CRLF on
 //!    every line (httparse also takes a bare LF), skips leading empty lines
 //!    of requests only, and applies the size limits (414 / 431).
 //! 2. httparse, configured with every leniency off, splits the start line
-//!    and the header fields ([`request`], [`response`]); the header array
+//!    and the header fields (`request`, `response`); the header array
 //!    has `max_headers` slots, so one field more is a 431.
 //! 3. ptproxy's semantic checks: request-target forms and `Host`
-//!    ([`target`]), status codes 100..=599, `HTTP/1.2`..`HTTP/1.9` read as
+//!    (`target`), status codes 100..=599, `HTTP/1.2`..`HTTP/1.9` read as
 //!    HTTP/1.1.
 //!
 //! Where httparse refuses a head, the reason it gives is coarser than
@@ -26,6 +26,11 @@
 //! also the one place where ptproxy accepts what httparse does not: versions
 //! `HTTP/1.2`..`HTTP/1.9` (RFC 9112 2.3), whose fields httparse then splits
 //! with `httparse::parse_headers`.
+//!
+//! The former own tokenizer lives on as a test oracle (`oracle.rs`): a
+//! differential test holds both to the same answers. Measured with
+//! `tests::cost_against_the_former_tokenizer`, httparse is as fast on a tiny
+//! request and 1.6-1.8x as fast on 250-500 byte heads.
 //!
 //! Strictness (RFC 9112, hardened against request smuggling): every line
 //! ends in CRLF (a bare LF or bare CR is an error), field names are tokens

@@ -8,8 +8,8 @@
 //! `max_headers` is a 431), and `Host`.
 
 use super::strict::{
-    check_start_line_len, config, head_window, incomplete, locate_fields, locate_start_line,
-    owned_headers, parse_fields, parse_version, version_from_minor, HeaderSlots,
+    check_start_line_len, config, head_window, httparse_input_end, incomplete, locate_fields,
+    locate_start_line, owned_headers, parse_fields, parse_version, version_from_minor, HeaderSlots,
 };
 use super::target::{check_host_fields, is_valid_target};
 use super::{Fault, Limits, RequestHead, Version};
@@ -33,13 +33,8 @@ pub(super) fn parse_request_head(
         check_request_line_prefix(line.text)?;
         return incomplete(buf, limits);
     }
-    // httparse gets the whole head once its end is known, else the request
-    // line alone (which it answers with Partial or an error).
     let fields = locate_fields(window, line.fields_start);
-    let head_end = match &fields {
-        Ok(Some(raw)) => raw.head_len,
-        _ => line.fields_start,
-    };
+    let head_end = httparse_input_end(&line, &fields);
     let mut slots = HeaderSlots::new(limits);
     let mut parsed = httparse::Request::new(&mut []);
     let status = config().parse_request_with_uninit_headers(
@@ -88,7 +83,7 @@ fn check_request_line_prefix(partial: &[u8]) -> Result<(), Fault> {
 
 /// ptproxy's own reading of a request line httparse refused: names the
 /// fault, or accepts the line when only its version (`HTTP/1.2`..`1.9`)
-/// was beyond httparse.
+/// was beyond httparse. The target is checked by the caller, last.
 fn diagnose_request_line(line: &[u8]) -> Result<RequestLine<'_>, Fault> {
     let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
     let [method, target, version] = parts[..] else {
@@ -98,9 +93,6 @@ fn diagnose_request_line(line: &[u8]) -> Result<RequestLine<'_>, Fault> {
         return Err(Fault::Invalid("invalid method"));
     }
     let version = parse_version(version)?;
-    if !is_valid_target(method, target) {
-        return Err(Fault::Invalid("invalid request target"));
-    }
     Ok(RequestLine {
         method,
         target,

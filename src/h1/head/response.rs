@@ -9,8 +9,8 @@
 //! holds obs-text).
 
 use super::strict::{
-    check_start_line_len, config, head_window, incomplete, locate_fields, locate_start_line,
-    owned_headers, parse_fields, parse_version, version_from_minor, HeaderSlots,
+    check_start_line_len, config, head_window, httparse_input_end, incomplete, locate_fields,
+    locate_start_line, owned_headers, parse_fields, parse_version, version_from_minor, HeaderSlots,
 };
 use super::{Fault, Limits, ResponseHead, Version};
 use crate::h1::syntax::is_field_byte;
@@ -42,10 +42,7 @@ pub(super) fn parse_response_head(
         return Err(INVALID);
     }
     let fields = locate_fields(window, line.fields_start);
-    let head_end = match &fields {
-        Ok(Some(raw)) => raw.head_len,
-        _ => line.fields_start,
-    };
+    let head_end = httparse_input_end(&line, &fields);
     let mut slots = HeaderSlots::new(limits);
     let mut parsed = httparse::Response::new(&mut []);
     let status = config().parse_response_with_uninit_headers(

@@ -191,6 +191,18 @@ pub(super) fn locate_fields(buf: &[u8], fields_start: usize) -> Result<Option<Ra
     }
 }
 
+/// Where httparse's input ends: the whole head once its end is known, else
+/// the start line alone (which httparse answers with Partial or an error).
+pub(super) fn httparse_input_end(
+    line: &StartLine<'_>,
+    fields: &Result<Option<RawFields>, Fault>,
+) -> usize {
+    match fields {
+        Ok(Some(raw)) => raw.head_len,
+        _ => line.fields_start,
+    }
+}
+
 /// Splits a field section (with its final CRLF) with httparse, for a
 /// start line httparse refused but ptproxy accepts (`HTTP/1.2`..`1.9`).
 pub(super) fn parse_fields(

@@ -388,7 +388,7 @@ fn differential_seeds(target: &str, extra: &[&[u8]]) -> Vec<Vec<u8>> {
 
 /// The httparse-based parsers answer every input exactly as the former own
 /// tokenizer did (head, length, status and reason), under default and tight
-/// limits, over seeded mutations of the fuzz corpus.
+/// limits, over 300k seeded mutations of the fuzz corpus.
 #[test]
 fn agrees_with_the_former_tokenizer() {
     let requests = differential_seeds(
@@ -414,7 +414,7 @@ fn agrees_with_the_former_tokenizer() {
         max_request_line: 24,
     };
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for _ in 0..100_000 {
+    for _ in 0..300_000 {
         let request_seed = &requests[rng.below(requests.len())];
         let request = rng.mutate(request_seed);
         let response_seed = &responses[rng.below(responses.len())];
@@ -496,4 +496,64 @@ Vary: Accept-Encoding\r\nServer: service-b\r\n\r\n";
             old_ns[2]
         );
     }
+}
+
+/// What httparse alone would get wrong, each filled in by the strict layer.
+#[test]
+fn httparse_gaps_are_filled() {
+    // httparse hands back an empty reason when it holds obs-text.
+    let (head, _) = parse_response(b"HTTP/1.1 200 a\xffb\r\n\r\n", &limits())
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.reason, "a\u{fffd}b");
+    // httparse skips empty lines before a status line, and takes bare LF.
+    for input in [
+        &b"\r\nHTTP/1.1 200 OK\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nX: y\n\r\n",
+    ] {
+        assert_eq!(parse_response(input, &limits()).unwrap_err().status, 502);
+    }
+    // httparse takes any three digits as a status code.
+    for input in [&b"HTTP/1.1 000 X\r\n\r\n"[..], b"HTTP/1.1 600 X\r\n\r\n"] {
+        assert_eq!(
+            parse_response(input, &limits()).unwrap_err(),
+            ParseError::new(502, "invalid status line")
+        );
+    }
+    // httparse knows only HTTP/1.0 and 1.1; the fields still go through it.
+    let head = req_ok(b"GET / HTTP/1.3\r\nHost: a\r\nX:  b \r\n\r\n");
+    assert_eq!(
+        (head.version, head.header("x")),
+        (Version::Http11, Some(&b"b"[..]))
+    );
+    let error = req_err(b"GET / HTTP/1.3\r\nHost: a\r\nX : b\r\n\r\n");
+    assert_eq!(error, ParseError::new(400, "whitespace before colon"));
+}
+
+/// Above 128 header slots httparse's array moves to the heap; the limit
+/// holds the same way.
+#[test]
+fn header_count_limit_beyond_the_inline_slots() {
+    let limits = Limits {
+        max_headers: 200,
+        ..Limits::default()
+    };
+    let head_with = |count: usize| {
+        let mut input = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 1..count {
+            input.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
+        }
+        input.extend_from_slice(b"\r\n");
+        input
+    };
+    let (head, _) = parse_request(&head_with(200), &limits).unwrap().unwrap();
+    assert_eq!(head.headers.len(), 200);
+    assert_eq!(
+        parse_request(&head_with(201), &limits).unwrap_err(),
+        ParseError::new(431, "too many header fields")
+    );
+    assert_eq!(
+        parse_request(&head_with(101), &Limits::default()).unwrap_err(),
+        ParseError::new(431, "too many header fields")
+    );
 }
