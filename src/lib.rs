@@ -10,8 +10,9 @@
 //! One process is one single-threaded mio reactor ([`reactor`]) driving a role
 //! ([`client::ClientProxy`] or [`server::ServerProxy`]). quiche is used sans-IO: the reactor owns
 //! the UDP socket ([`quic::udp`]), the timers ([`time`]) and the congestion-control choice
-//! ([`quic::setup`]). HTTP/1.1 is parsed by [`h1`] (httparse underneath) and translated by
-//! [`bridge`].
+//! ([`quic::setup`]). HTTP/1.1 heads are tokenized by httparse inside [`h1`]'s strict layer
+//! (a CRLF-only pre-scan, every httparse leniency off, ptproxy's limits and semantic checks),
+//! bodies are framed by [`h1`]'s own decoders, and both are translated by [`bridge`].
 
 pub mod accept_pause;
 pub mod admin;

@@ -5,9 +5,10 @@
 //! here; the connection code (`h1::conn`, elsewhere) owns the sockets and
 //! buffers and calls into these functions.
 //!
-//! - [`head`]: request / response heads (`parse_request`, `parse_response`),
-//!   header lookup helpers, limits and [`ParseError`] (carrying the status to
-//!   answer).
+//! - [`head`]: request / response heads (`parse_request`, `parse_response`):
+//!   httparse tokenizes them inside a strict layer (pre-scan, strict
+//!   configuration, semantic checks; see its module doc), plus header lookup
+//!   helpers, limits and [`ParseError`] (carrying the status to answer).
 //! - [`body`]: message framing decisions (`request_framing`,
 //!   `response_framing`), the incremental [`BodyDecoder`] and the
 //!   [`BodyEncoder`].
