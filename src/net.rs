@@ -1,9 +1,17 @@
 //! Socket setup shared by both roles: UDP sockets with raised kernel buffers, TCP listeners,
-//! and socket options mio has no setter for (through `libc`).
+//! and the socket options mio has no setter for.
+//!
+//! Sockets and their options go through `socket2`, the maintained standard for them. `libc`
+//! remains only where socket2 has no setter: SO_RCVBUFFORCE / SO_SNDBUFFORCE (the privileged
+//! buffer sizes), IP(V6)_MTU_DISCOVER (Don't Fragment), the UDP GRO option of
+//! `quic::offload`, and `sched_setaffinity` for `--cpu`.
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, SockRef, Socket, Type};
 
 /// Backlog of the TCP listeners.
 const LISTEN_BACKLOG: libc::c_int = 1024;
@@ -12,50 +20,26 @@ const LISTEN_BACKLOG: libc::c_int = 1024;
 /// several ptproxy processes (one per core) can accept on the same address. Without it a second
 /// process on the address fails with "address in use".
 pub fn bind_tcp_listener(addr: SocketAddr, share: bool) -> io::Result<mio::net::TcpListener> {
-    let fd = bound_socket(addr, libc::SOCK_STREAM, share)?;
-    // SAFETY: `fd` is a valid, bound socket we own.
-    if unsafe { libc::listen(fd.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(mio::net::TcpListener::from_std(
-        std::net::TcpListener::from(fd),
-    ))
+    let socket = bound_socket(addr, Type::STREAM, share)?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
 /// A non-blocking, close-on-exec socket of `kind` bound to `addr`; SO_REUSEPORT only when
-/// `share`.
-fn bound_socket(addr: SocketAddr, kind: libc::c_int, share: bool) -> io::Result<OwnedFd> {
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2) call; the result is checked before use.
-    let raw = unsafe { libc::socket(domain, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+/// `share`, SO_REUSEADDR on TCP.
+fn bound_socket(addr: SocketAddr, kind: Type, share: bool) -> io::Result<Socket> {
+    // socket2 sets close-on-exec on every socket it creates.
+    let socket = Socket::new(Domain::for_address(addr), kind.nonblocking(), None)?;
     if share {
-        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        socket.set_reuse_port(true)?;
     }
-    if kind == libc::SOCK_STREAM {
-        setsockopt_int(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if kind == Type::STREAM {
+        socket.set_reuse_address(true)?;
     }
-    let (storage, len) = sockaddr(addr);
-    // SAFETY: `storage` holds a valid sockaddr of `len` bytes for this family.
-    if unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    } != 0
-    {
-        return Err(bind_error(io::Error::last_os_error(), share));
-    }
-    Ok(fd)
+    socket
+        .bind(&addr.into())
+        .map_err(|e| bind_error(e, share))?;
+    Ok(socket)
 }
 
 /// Says plainly that another process holds the address, and how sharing it is asked for.
@@ -70,42 +54,6 @@ fn bind_error(e: io::Error, share: bool) -> io::Error {
          one address on purpose, set `reuse_port: true` in every one of them (or use --cpu)"
     };
     io::Error::new(io::ErrorKind::AddrInUse, format!("address in use: {hint}"))
-}
-
-/// `addr` as a C socket address.
-pub fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid sockaddr_storage.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
 }
 
 /// Pins this process to one CPU core (`--cpu N`).
@@ -137,17 +85,17 @@ pub fn bind_udp(
     send_buffer: usize,
     share: bool,
 ) -> io::Result<mio::net::UdpSocket> {
-    let fd = bound_socket(addr, libc::SOCK_DGRAM, share)?;
-    let socket = mio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd));
-    set_buffer(&socket, libc::SO_RCVBUF, "SO_RCVBUF", recv_buffer);
-    set_buffer(&socket, libc::SO_SNDBUF, "SO_SNDBUF", send_buffer);
+    let socket = bound_socket(addr, Type::DGRAM, share)?;
+    set_buffer(&socket, Buffer::Receive, recv_buffer);
+    set_buffer(&socket, Buffer::Send, send_buffer);
     set_dont_fragment(&socket, addr);
-    Ok(socket)
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
 }
 
 /// Sets the Don't Fragment bit and ignores the kernel's path MTU cache (PMTUDISC_PROBE), so a
 /// datagram larger than the path never gets fragmented: QUIC's own path MTU discovery then
 /// sees oversized probes lost instead of wrongly delivered in fragments (RFC 9000 §14).
+/// (libc: socket2 has no setter for IP_MTU_DISCOVER.)
 fn set_dont_fragment(socket: &impl AsRawFd, addr: SocketAddr) {
     let (level, opt, value) = if addr.is_ipv4() {
         (
@@ -167,34 +115,72 @@ fn set_dont_fragment(socket: &impl AsRawFd, addr: SocketAddr) {
     }
 }
 
+/// One of a socket's two kernel buffers.
+#[derive(Clone, Copy)]
+enum Buffer {
+    Receive,
+    Send,
+}
+
+impl Buffer {
+    fn option_name(self) -> &'static str {
+        match self {
+            Buffer::Receive => "SO_RCVBUF",
+            Buffer::Send => "SO_SNDBUF",
+        }
+    }
+
+    /// The privileged option that ignores net.core.{r,w}mem_max (socket2 has none).
+    fn force_option(self) -> libc::c_int {
+        match self {
+            Buffer::Receive => libc::SO_RCVBUFFORCE,
+            Buffer::Send => libc::SO_SNDBUFFORCE,
+        }
+    }
+
+    /// The sysctl prefix that caps unprivileged requests.
+    fn sysctl(self) -> &'static str {
+        match self {
+            Buffer::Receive => "rmem",
+            Buffer::Send => "wmem",
+        }
+    }
+}
+
 /// Sets a socket buffer size, trying the privileged FORCE variant first; warns when the kernel
 /// grants less than asked (net.core.rmem_max / wmem_max cap unprivileged requests).
-fn set_buffer(socket: &impl AsRawFd, opt: libc::c_int, name: &str, wanted: usize) {
-    let force = if opt == libc::SO_RCVBUF {
-        libc::SO_RCVBUFFORCE
-    } else {
-        libc::SO_SNDBUFFORCE
-    };
-    let value = wanted.min(i32::MAX as usize / 2) as libc::c_int;
-    if setsockopt_int(socket, libc::SOL_SOCKET, force, value).is_err() {
-        let _ = setsockopt_int(socket, libc::SOL_SOCKET, opt, value);
+fn set_buffer(socket: &Socket, buffer: Buffer, wanted: usize) {
+    let value = wanted.min(i32::MAX as usize / 2);
+    let forced = setsockopt_int(
+        socket,
+        libc::SOL_SOCKET,
+        buffer.force_option(),
+        value as libc::c_int,
+    );
+    if forced.is_err() {
+        let _ = match buffer {
+            Buffer::Receive => socket.set_recv_buffer_size(value),
+            Buffer::Send => socket.set_send_buffer_size(value),
+        };
     }
+    let granted = match buffer {
+        Buffer::Receive => socket.recv_buffer_size(),
+        Buffer::Send => socket.send_buffer_size(),
+    };
+    let name = buffer.option_name();
     // Linux reports twice the usable size (it counts its bookkeeping overhead).
-    match getsockopt_int(socket, opt) {
-        Ok(granted) if (granted as usize) / 2 < wanted => log::warn!(
+    match granted {
+        Ok(granted) if granted / 2 < wanted => log::warn!(
             "{name}: asked for {wanted} bytes, the OS granted {}; raise net.core.{}_max",
             granted / 2,
-            if opt == libc::SO_RCVBUF {
-                "rmem"
-            } else {
-                "wmem"
-            }
+            buffer.sysctl()
         ),
         Ok(_) => {}
         Err(e) => log::warn!("{name}: cannot read back buffer size: {e}"),
     }
 }
 
+/// setsockopt(2) with an int value, for the few options socket2 has no setter for.
 pub(crate) fn setsockopt_int(
     socket: &impl AsRawFd,
     level: libc::c_int,
@@ -218,44 +204,61 @@ pub(crate) fn setsockopt_int(
     }
 }
 
-fn getsockopt_int(socket: &impl AsRawFd, opt: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(value)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// Makes `close()` on a TCP stream send RST instead of FIN, so a peer never mistakes an aborted
 /// close-delimited body for a complete one.
 pub fn set_linger_zero(stream: &mio::net::TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `linger` lives across the call and its exact size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        log::debug!("SO_LINGER: {}", io::Error::last_os_error());
+    if let Err(e) = SockRef::from(stream).set_linger(Some(Duration::ZERO)) {
+        log::debug!("SO_LINGER: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loopback_any_port() -> SocketAddr {
+        "127.0.0.1:0".parse().expect("literal address")
+    }
+
+    /// With `share`, a second listener binds the same address (SO_REUSEPORT); without it the
+    /// second bind fails and the error names the setting that allows it.
+    #[test]
+    fn tcp_listeners_share_an_address_only_when_asked() {
+        let first = bind_tcp_listener(loopback_any_port(), true).expect("first listener");
+        let addr = first.local_addr().expect("address");
+        let second = bind_tcp_listener(addr, true).expect("second listener with reuse_port");
+        assert_eq!(second.local_addr().expect("address"), addr);
+
+        let lone = bind_tcp_listener(loopback_any_port(), false).expect("unshared listener");
+        let taken = lone.local_addr().expect("address");
+        let err = bind_tcp_listener(taken, false).expect_err("address is taken");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains("reuse_port: true"), "{err}");
+    }
+
+    /// The UDP socket is non-blocking, and the buffers it got are at least what Linux grants by
+    /// default (the sizes asked for may be capped without privileges).
+    #[test]
+    fn udp_socket_is_non_blocking_with_buffers_set() {
+        let socket = bind_udp(loopback_any_port(), 1 << 20, 1 << 20, false).expect("bind");
+        let mut buf = [0u8; 16];
+        let err = socket.recv_from(&mut buf).expect_err("nothing was sent");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        let granted = SockRef::from(&socket)
+            .recv_buffer_size()
+            .expect("SO_RCVBUF");
+        assert!(granted > 0, "{granted}");
+    }
+
+    /// After `set_linger_zero`, the stream's SO_LINGER reads back as on with zero seconds.
+    #[test]
+    fn linger_zero_reads_back() {
+        let listener = std::net::TcpListener::bind(loopback_any_port()).expect("listener");
+        let std_stream =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let stream = mio::net::TcpStream::from_std(std_stream);
+        set_linger_zero(&stream);
+        let linger = SockRef::from(&stream).linger().expect("SO_LINGER");
+        assert_eq!(linger, Some(Duration::ZERO));
     }
 }

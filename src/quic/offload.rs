@@ -8,10 +8,16 @@
 //!
 //! A kernel that refuses either (old kernel, unsupported device) just gets one datagram per
 //! syscall: [`UdpIo`](super::udp::UdpIo) turns GSO off at the first refusal.
+//!
+//! The `sendmsg`/`recvmsg` calls and their control messages stay on `libc`: socket2 has no
+//! UDP_SEGMENT / UDP_GRO option and no control-message builder or parser, so it would only wrap
+//! the same unsafe CMSG code. Addresses go through `socket2::SockAddr`.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+
+use socket2::{SockAddr, SockAddrStorage};
 
 /// Linux uapi `UDP_SEGMENT` / `UDP_GRO` (socket options and control message types, SOL_UDP).
 const UDP_SEGMENT: libc::c_int = 103;
@@ -31,7 +37,7 @@ pub fn send_segments(
     segment: usize,
     to: SocketAddr,
 ) -> io::Result<usize> {
-    let (mut addr, addr_len) = crate::net::sockaddr(to);
+    let addr = socket2::SockAddr::from(to);
     let mut iov = libc::iovec {
         iov_base: buf.as_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
@@ -40,8 +46,9 @@ pub fn send_segments(
     let mut control = [0u64; 4];
     // SAFETY: all-zero is a valid msghdr; every pointer set below outlives the sendmsg call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = addr_len;
+    // sendmsg only reads the address; the `*mut` is what the C struct declares.
+    msg.msg_name = addr.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = addr.len();
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
@@ -79,16 +86,16 @@ pub struct Received {
 
 /// Receives into `buf`, reporting the GRO segment size when the kernel aggregated datagrams.
 pub fn recv_aggregate(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
-    // SAFETY: all-zero is a valid sockaddr_storage / msghdr; pointers outlive the call.
-    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut addr = SockAddrStorage::zeroed();
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
     let mut control = [0u64; 8];
+    // SAFETY: all-zero is a valid msghdr; every pointer set below outlives the recvmsg call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_name = (&mut addr as *mut SockAddrStorage).cast();
+    msg.msg_namelen = addr.size_of();
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
@@ -99,7 +106,10 @@ pub fn recv_aggregate(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Recei
         return Err(io::Error::last_os_error());
     }
     let len = n as usize;
-    let from = socket_addr(&addr)
+    // SAFETY: the kernel wrote an address of `msg_namelen` bytes into `addr`, family included.
+    let from = unsafe { SockAddr::new(addr, msg.msg_namelen) };
+    let from = from
+        .as_socket()
         .ok_or_else(|| io::Error::other("datagram from an unknown address family"))?;
     let mut segment = len;
     // SAFETY: walking the control messages the kernel wrote, within msg_controllen.
@@ -120,35 +130,6 @@ pub fn recv_aggregate(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Recei
         segment: segment.max(1),
         from,
     })
-}
-
-/// A C socket address as a Rust one.
-fn socket_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match storage.ss_family as libc::c_int {
-        libc::AF_INET => {
-            // SAFETY: the family says this storage holds a sockaddr_in.
-            let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
-            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this storage holds a sockaddr_in6.
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use mio::{Events, Poll, Registry, Token};
 
 /// The UDP socket of the QUIC session(s).
 pub const UDP: Token = Token(0);
-/// The self-pipe that carries signals into the loop.
+/// The signal source that carries signals into the loop.
 pub const SIGNALS: Token = Token(1);
 /// The operator endpoint's listener (`/metrics`, `/health`).
 pub const ADMIN_LISTENER: Token = Token(2);
@@ -60,7 +60,7 @@ pub fn run<D: Driver>(
     driver: &mut D,
     reload: &dyn Fn() -> Result<Config, ConfigError>,
 ) -> io::Result<()> {
-    let mut signals = signals::SignalPipe::install(poll.registry(), SIGNALS)?;
+    let mut signals = signals::SignalSource::install(poll.registry(), SIGNALS)?;
     let mut events = Events::with_capacity(1024);
     let watchdog = systemd::watchdog_interval();
     let mut next_watchdog = watchdog.map(|w| Instant::now() + w);

@@ -123,7 +123,7 @@ fn check_rejects_unknown_fields_and_names_them() {
         "bogus_top_level_field: unknown field at the top level",
     );
     let mut c = client.clone();
-    c.set("http.bogus_http_knob", Json::Bool(true));
+    c.set("http.bogus_http_knob", Json::bool(true));
     assert_rejected(
         "client",
         &c,

@@ -100,8 +100,8 @@ fn abs(p: std::path::PathBuf) -> Json {
 
 /// A client config like PairBuilder's.
 fn client_json(listen: SocketAddr, peer: SocketAddr) -> Json {
-    let mut c = Json::Obj(vec![]);
-    c.set("listen", Json::Arr(vec![Json::str(listen.to_string())]));
+    let mut c = Json::object();
+    c.set("listen", Json::array(vec![Json::str(listen.to_string())]));
     c.set("peer.address", Json::str(peer.to_string()));
     c.set("peer.server_name", Json::str("localhost"));
     c.set("tls.ca", abs(crate::harness::pki("ca.pem")));
@@ -112,7 +112,7 @@ fn client_json(listen: SocketAddr, peer: SocketAddr) -> Json {
 
 /// A server config like PairBuilder's.
 fn server_json(listen: SocketAddr, upstream: SocketAddr) -> Json {
-    let mut s = Json::Obj(vec![]);
+    let mut s = Json::object();
     s.set("listen", Json::str(listen.to_string()));
     s.set("upstream.address", Json::str(upstream.to_string()));
     s.set("tls.ca", abs(crate::harness::pki("ca.pem")));
@@ -895,7 +895,7 @@ fn two_servers_share_one_udp_address_with_so_reuseport() {
     let dir = TempDir::new("ops_reuseport_udp");
     let quic: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
     let mut scfg = server_json(quic, up.addr());
-    scfg.set("reuse_port", Json::Bool(true));
+    scfg.set("reuse_port", Json::bool(true));
     let (pa, pb) = (dir.join("server-a.json"), dir.join("server-b.json"));
     write_json(&pa, &scfg);
     write_json(&pb, &scfg);
@@ -1153,7 +1153,10 @@ fn sighup_changes_the_log_level_and_reports_fields_that_need_a_restart() {
 
     // listen cannot change without a restart
     let new_listen: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-    cfg.set("listen", Json::Arr(vec![Json::str(new_listen.to_string())]));
+    cfg.set(
+        "listen",
+        Json::array(vec![Json::str(new_listen.to_string())]),
+    );
     write_json(&path, &cfg);
     let mark = pair.client.log_len();
     signal(&pair.client, "HUP");

@@ -44,14 +44,17 @@ impl PairBuilder {
         let quic_addr: SocketAddr = format!("127.0.0.1:{}", super::free_udp_port())
             .parse()
             .unwrap();
-        let mut c = Json::Obj(vec![]);
-        c.set("listen", Json::Arr(vec![Json::str(http_addr.to_string())]));
+        let mut c = Json::object();
+        c.set(
+            "listen",
+            Json::array(vec![Json::str(http_addr.to_string())]),
+        );
         c.set("peer.address", Json::str(quic_addr.to_string()));
         c.set("peer.server_name", Json::str("localhost"));
         c.set("tls.ca", abs(super::pki("ca.pem")));
         c.set("tls.cert", abs(super::pki("client.pem")));
         c.set("tls.key", abs(super::pki("client.key")));
-        let mut s = Json::Obj(vec![]);
+        let mut s = Json::object();
         s.set("listen", Json::str(quic_addr.to_string()));
         s.set("upstream.address", Json::str(upstream.to_string()));
         s.set("tls.ca", abs(super::pki("ca.pem")));

@@ -232,20 +232,10 @@ impl Drop for UdpRelay {
 
 /// Asks for 4 MiB socket buffers both ways (the kernel caps them at `net.core.rmem_max`).
 fn enlarge_buffers(sock: &UdpSocket) {
-    use std::os::fd::AsRawFd;
-    let size: libc::c_int = 4 << 20;
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // SAFETY: setsockopt on a socket we own, with a c_int value of the right size.
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
+    let sock = socket2::SockRef::from(sock);
+    let size = 4 << 20;
+    let _ = sock.set_recv_buffer_size(size);
+    let _ = sock.set_send_buffer_size(size);
 }
 
 /// Sends one datagram; counted before sending so that a receiver never
