@@ -191,6 +191,24 @@ impl TcpConn {
     }
 }
 
+impl crate::bridge::pump::H1Buffers for TcpConn {
+    fn input(&self) -> &[u8] {
+        &self.input
+    }
+    fn consume(&mut self, n: usize) {
+        TcpConn::consume(self, n);
+    }
+    fn input_ended(&self) -> bool {
+        TcpConn::input_ended(self)
+    }
+    fn write_room(&self) -> usize {
+        TcpConn::write_room(self)
+    }
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.output_mut()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,17 +10,15 @@ use quiche::h3::{self, Header as H3Header};
 
 use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::headers;
+use crate::bridge::pump::{H1ToH3, H1ToH3Error, H3Stream};
 use crate::bridge::tcp::TcpConn;
 use crate::client::request;
-use crate::h1::body::{self, BodyDecoder};
-use crate::h1::head::{Header, RequestHead, Version};
+use crate::h1::body;
+use crate::h1::head::{RequestHead, Version};
 use crate::quic::h3_code;
 use crate::quic::session::Session;
 
 use super::{log_access, Ctx, DownTimer, Downstream, Phase, Response};
-
-/// Decoded request body bytes handed to HTTP/3 per step.
-const BODY_CHUNK: usize = 64 * 1024;
 
 /// The request a downstream connection carries, from its head to the end of its response.
 pub struct Exchange {
@@ -41,7 +39,8 @@ pub struct Exchange {
     /// Why the last attempt to open the stream failed on a usable session.
     pub(super) blocked: Option<Busy>,
     pub(super) wait_until: Instant,
-    decoder: BodyDecoder,
+    /// The request body, socket -> stream.
+    request_body: H1ToH3,
     /// The request body waits for the client's next byte (not for the peer).
     body_waits_for_client: bool,
     /// Since when no body byte arrived while waiting for one: `http.body_timeout_ms` runs
@@ -49,15 +48,12 @@ pub struct Exchange {
     body_quiet_since: Instant,
     /// `TcpConn::received` at the last look.
     body_input_mark: u64,
-    body_limit: Option<u64>,
-    chunk: Vec<u8>,
-    /// Request trailers still to send (after the last body bytes).
-    request_trailers: Option<Vec<H3Header>>,
     pub(super) request_done: bool,
     pub(super) response: Response,
-    /// Response trailers received from the peer, written with the last chunk.
-    pub(super) response_trailers: Vec<Header>,
+    /// The response stream ended (its body, if any, then ends too).
     pub(super) fin_received: bool,
+    /// Interim responses received from the peer.
+    pub(super) interim_seen: u32,
     pub(super) keep_alive: bool,
     pub(super) started: Instant,
     pub(super) req_bytes: u64,
@@ -213,17 +209,14 @@ impl Exchange {
             stream: None,
             blocked: None,
             wait_until: ctx.now + ctx.http.session_wait,
-            decoder: BodyDecoder::new(prepared.framing),
+            request_body: H1ToH3::new(prepared.framing, ctx.http.max_body_bytes),
             body_waits_for_client: false,
             body_quiet_since: ctx.now,
             body_input_mark: 0,
-            body_limit: ctx.http.max_body_bytes,
-            chunk: Vec::new(),
-            request_trailers: None,
             request_done: false,
             response: Response::AwaitHead,
-            response_trailers: Vec::new(),
             fin_received: false,
+            interim_seen: 0,
             keep_alive: req.wants_keep_alive(),
             started: ctx.now,
             req_bytes: 0,
@@ -312,48 +305,26 @@ impl Exchange {
         let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
             return Ok(false);
         };
-        if hold {
+        if hold || self.request_done {
             self.note_body_input(tcp, now, false);
             return Ok(false);
         }
-        let mut progress = false;
-        let mut waits_for_client = false;
-        while !self.request_done {
-            if self.chunk.is_empty() && !self.decoder.is_done() {
-                progress |= self.decode_request_body(tcp)?;
-                if self.chunk.is_empty() && !self.decoder.is_done() {
-                    waits_for_client = !tcp.input_ended();
-                    break;
-                }
+        let mut stream = H3Stream {
+            h3,
+            conn: &mut session.conn,
+            id,
+        };
+        let moved = self.request_body.step(tcp, &mut stream);
+        self.req_bytes = self.request_body.sent;
+        let progress = moved.map_err(|e| match e {
+            H1ToH3Error::Body(e) => {
+                answers::bad_request(400, &format!("request body: {}", body_error(e)))
             }
-            if self.chunk.is_empty() {
-                if let Some(trailers) = &self.request_trailers {
-                    match h3.send_additional_headers(&mut session.conn, id, trailers, true, true) {
-                        Ok(()) => self.request_done = true,
-                        Err(h3::Error::StreamBlocked) | Err(h3::Error::Done) => break,
-                        Err(e) => return Err(stream_failed(e)),
-                    }
-                    progress = true;
-                    continue;
-                }
-            }
-            let fin = self.decoder.is_done() && self.request_trailers.is_none();
-            match h3.send_body(&mut session.conn, id, &self.chunk, fin) {
-                Ok(n) => {
-                    self.chunk.drain(..n);
-                    self.req_bytes += n as u64;
-                    progress = true;
-                    if self.chunk.is_empty() && fin {
-                        self.request_done = true;
-                    } else if n == 0 && !self.chunk.is_empty() {
-                        break;
-                    }
-                }
-                Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => break,
-                Err(e) => return Err(stream_failed(e)),
-            }
-        }
-        self.note_body_input(tcp, now, waits_for_client && !self.request_done);
+            H1ToH3Error::TooLarge(max) => request::body_too_large(max),
+            H1ToH3Error::Stream(e) => stream_failed(&e.detail),
+        })?;
+        self.request_done = self.request_body.is_done();
+        self.note_body_input(tcp, now, self.request_body.waits_for_input());
         Ok(progress)
     }
 
@@ -373,37 +344,9 @@ impl Exchange {
         self.body_waits_for_client
             .then(|| self.body_quiet_since + timeout)
     }
-
-    /// Decodes the next piece of request body from the socket input into `chunk`, enforcing
-    /// the size limit and collecting trailers at the end.
-    fn decode_request_body(&mut self, tcp: &mut TcpConn) -> Result<bool, Answer> {
-        let malformed = |e: body::BodyError| {
-            answers::bad_request(400, &format!("request body: {}", body_error(e)))
-        };
-        let used = self
-            .decoder
-            .decode(&tcp.input, &mut self.chunk, BODY_CHUNK)
-            .map_err(malformed)?;
-        tcp.consume(used);
-        if self.chunk.is_empty() && !self.decoder.is_done() && tcp.input_ended() {
-            self.decoder.at_eof().map_err(malformed)?;
-        }
-        if let Some(max) = self.body_limit {
-            if self.req_bytes + self.chunk.len() as u64 > max {
-                return Err(request::body_too_large(max));
-            }
-        }
-        if self.decoder.is_done() {
-            let trailers = headers::trailers_to_h3(&self.decoder.take_trailers());
-            if !trailers.is_empty() {
-                self.request_trailers = Some(trailers);
-            }
-        }
-        Ok(used > 0)
-    }
 }
 
-fn stream_failed(e: h3::Error) -> Answer {
+fn stream_failed(e: &str) -> Answer {
     Answer::new(
         answers::Side::Client,
         502,

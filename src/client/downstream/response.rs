@@ -1,14 +1,15 @@
 //! The response half of an [`Exchange`]: the peer's HTTP/3 response head mapped to an
 //! HTTP/1.1 head (body framing chosen for the client's version), interim (1xx) responses
-//! relayed, and the response body and trailers moved from the stream to the socket while the
+//! relayed (bounded), and the response body and trailers moved from the stream to the socket while the
 //! socket has room.
 
-use quiche::h3::{self, Header as H3Header};
+use quiche::h3::Header as H3Header;
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
+use crate::bridge::pump::{H3Stream, H3ToH1};
 use crate::bridge::tcp::TcpConn;
-use crate::h1::body::{BodyEncoder, BodyEncoding};
+use crate::h1::body::BodyEncoding;
 use crate::h1::head::{Header, Version};
 use crate::h1::write;
 use crate::quic::h3_code;
@@ -16,11 +17,15 @@ use crate::quic::session::Session;
 
 use super::{log_access, Ctx, Downstream, Exchange, Phase};
 
+/// Interim (1xx) responses relayed to the client per request (the server relays at most 16
+/// from the upstream too); later ones are dropped.
+const MAX_INTERIM_RELAYED: u32 = 16;
+
 /// Where the response stands: its head awaited, its body being written (encoded for the
 /// client), or complete.
 pub(super) enum Response {
     AwaitHead,
-    Body(BodyEncoder),
+    Body(H3ToH1),
     Done,
 }
 
@@ -45,6 +50,9 @@ impl Downstream {
     pub fn on_finished(&mut self, ctx: &mut Ctx<'_>) {
         if let Phase::Exchange(ex) = &mut self.phase {
             ex.fin_received = true;
+            if let Response::Body(body) = &mut ex.response {
+                body.on_finished();
+            }
         }
         self.drive(ctx);
     }
@@ -53,11 +61,23 @@ impl Downstream {
 impl Exchange {
     /// Passes an informational (1xx) response to an HTTP/1.1 client (RFC 9110 §15.2).
     /// HTTP/1.0 clients never get one; `100 Continue` is ours to send (see `request`).
-    fn relay_interim(&self, status: u16, fields: Vec<Header>, tcp: &mut TcpConn) {
+    /// At most [`MAX_INTERIM_RELAYED`] per request, and only while the client reads: they are
+    /// advisory, and a client that does not read must not make us hold endless 103s.
+    fn relay_interim(&mut self, status: u16, fields: Vec<Header>, tcp: &mut TcpConn) {
         if self.version != Version::Http11 || status == 100 {
             return;
         }
-        write::write_status_head(status, fields, tcp.output_mut());
+        self.interim_seen += 1;
+        let mut head = Vec::new();
+        write::write_status_head(status, fields, &mut head);
+        if self.interim_seen > MAX_INTERIM_RELAYED || head.len() > tcp.write_room() {
+            log::debug!(
+                "stream {:?}: interim {status} not relayed (the client is not reading, or too many)",
+                self.stream
+            );
+            return;
+        }
+        tcp.queue(&head);
     }
 
     /// Turns the peer's response fields into an HTTP/1.1 head on the socket.
@@ -67,9 +87,9 @@ impl Exchange {
         more_frames: bool,
         tcp: &mut TcpConn,
     ) -> Result<(), Answer> {
-        if matches!(self.response, Response::Body(_)) {
+        if let Response::Body(body) = &mut self.response {
             match headers::trailers_from_h3(list) {
-                Ok(trailers) => self.response_trailers = trailers,
+                Ok(trailers) => body.set_trailers(trailers),
                 Err(e) => log::debug!("dropping invalid response trailers: {}", e.0),
             }
             return Ok(());
@@ -118,7 +138,11 @@ impl Exchange {
         log::debug!("stream {:?}: response {status} ({encoding:?})", self.stream);
         self.status = status;
         self.resend = None;
-        self.response = Response::Body(BodyEncoder::new(encoding));
+        let mut body = H3ToH1::new(encoding);
+        if self.fin_received {
+            body.on_finished();
+        }
+        self.response = Response::Body(body);
         Ok(())
     }
 
@@ -132,34 +156,20 @@ impl Exchange {
         let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
             return Ok(false);
         };
-        let Response::Body(encoder) = &mut self.response else {
+        let Response::Body(body) = &mut self.response else {
             return Ok(false);
         };
-        let mut buf = [0u8; 16 * 1024];
-        let mut progress = false;
-        loop {
-            let room = tcp.write_room().min(buf.len());
-            if room == 0 {
-                return Ok(progress);
-            }
-            match h3.recv_body(&mut session.conn, id, &mut buf[..room]) {
-                Ok(n) => {
-                    encoder
-                        .encode(&buf[..n], tcp.output_mut())
-                        .map_err(|_| ())?;
-                    self.resp_bytes += n as u64;
-                    progress = true;
-                }
-                Err(h3::Error::Done) => break,
-                Err(_) => return Err(()),
-            }
-        }
-        if self.fin_received {
-            encoder
-                .finish(&self.response_trailers, tcp.output_mut())
-                .map_err(|_| ())?;
+        let mut stream = H3Stream {
+            h3,
+            conn: &mut session.conn,
+            id,
+        };
+        let progress = body.step(&mut stream, tcp).map_err(|e| {
+            log::debug!("stream {id}: response body failed: {e:?}");
+        })?;
+        self.resp_bytes = body.received;
+        if body.is_done() {
             self.response = Response::Done;
-            progress = true;
         }
         Ok(progress)
     }

@@ -32,9 +32,8 @@ use quiche::h3::Header as H3Header;
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
+use crate::bridge::pump::{H1ToH3, H3ToH1};
 use crate::config::UpstreamConfig;
-use crate::h1::body::{BodyDecoder, BodyEncoder, BodyEncoding};
-use crate::h1::head::Header;
 use crate::h1::write;
 use crate::quic::h3_code;
 use crate::quic::session::Session;
@@ -109,26 +108,22 @@ pub struct Exchange {
     target: String,
     head_bytes: Vec<u8>,
     head_written: bool,
-    encoding: BodyEncoding,
-    encoder: BodyEncoder,
+    /// The request body, stream -> upstream.
+    request_body: H3ToH1,
     /// The request was already sent again on a fresh connection (see [`Exchange::retry`]).
     retried: bool,
-    fin_received: bool,
+    /// No more request bytes go to the upstream: all written, or stopped.
     request_done: bool,
     response: Response,
     /// A HEADERS frame (interim or final) went out on the stream.
     head_frames_sent: bool,
     /// Interim responses received so far.
     interim_count: u32,
-    decoder: Option<BodyDecoder>,
-    request_trailers: Vec<Header>,
-    response_trailers: Option<Vec<H3Header>>,
-    chunk: Vec<u8>,
+    /// The response body, upstream (or a synthesized answer) -> stream, once the head is in.
+    response_body: Option<H1ToH3>,
     reusable: bool,
     pub timers: Slots<ExchangeTimer>,
     started: Instant,
-    req_bytes: u64,
-    resp_bytes: u64,
     status: u16,
 }
 
@@ -143,25 +138,21 @@ impl Exchange {
             target: String::new(),
             head_bytes: Vec::new(),
             head_written: false,
-            encoding: BodyEncoding::None,
-            encoder: BodyEncoder::new(BodyEncoding::None),
+            request_body: H3ToH1::new(crate::h1::body::BodyEncoding::None),
             retried: false,
-            fin_received: !more_frames,
             request_done: false,
             response: Response::AwaitHead,
             head_frames_sent: false,
             interim_count: 0,
-            decoder: None,
-            request_trailers: Vec::new(),
-            response_trailers: None,
-            chunk: Vec::new(),
+            response_body: None,
             reusable: true,
             timers: Slots::default(),
             started: ctx.now,
-            req_bytes: 0,
-            resp_bytes: 0,
             status: 0,
         };
+        if !more_frames {
+            ex.request_body.on_finished();
+        }
         match prepare_request(list, more_frames) {
             Ok((head, encoding)) => {
                 log::debug!(
@@ -173,8 +164,11 @@ impl Exchange {
                 ex.method = head.method.clone();
                 ex.target = head.target.clone();
                 write::write_request_head(&head, &mut ex.head_bytes);
-                ex.encoding = encoding;
-                ex.encoder = BodyEncoder::new(encoding);
+                let finished = ex.request_body.is_finished();
+                ex.request_body = H3ToH1::new(encoding);
+                if finished {
+                    ex.request_body.on_finished();
+                }
                 match ctx.pool.checkout(ctx.registry, ctx.key) {
                     Ok(key) => {
                         ex.upstream = Some(key);
@@ -256,8 +250,7 @@ impl Exchange {
         );
         let (fields, body) = answer.to_h3();
         self.status = answer.status;
-        self.chunk = body;
-        self.decoder = None;
+        self.response_body = Some(H1ToH3::in_hand(body));
         self.response = Response::HeadReady {
             fields,
             fin: false,
@@ -284,7 +277,7 @@ impl Exchange {
             return None;
         }
         if !self.request_done {
-            if !self.fin_received {
+            if !self.request_body.is_finished() {
                 self.stop_request(ctx);
             } else {
                 return None; // the rest of the request body is still flowing to the upstream
@@ -324,7 +317,7 @@ impl Exchange {
     pub fn on_trailers(&mut self, list: &[H3Header]) -> Outcome {
         match headers::trailers_from_h3(list) {
             Ok(trailers) => {
-                self.request_trailers = trailers;
+                self.request_body.set_trailers(trailers);
                 Outcome::Continue
             }
             Err(e) => {
@@ -339,7 +332,7 @@ impl Exchange {
     }
 
     pub fn on_finished(&mut self) {
-        self.fin_received = true;
+        self.request_body.on_finished();
     }
 
     /// Handles the earliest timer due at `now` (a later call handles the next one).
@@ -436,8 +429,8 @@ impl Exchange {
             self.method,
             self.target,
             self.status,
-            self.req_bytes,
-            self.resp_bytes,
+            self.request_body.received,
+            self.response_body.as_ref().map_or(0, |b| b.sent),
             ctx.now
                 .saturating_duration_since(self.started)
                 .as_secs_f64()

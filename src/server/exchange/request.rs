@@ -2,7 +2,9 @@
 //! request head, and the request body (and trailers) moved from the HTTP/3 stream to the
 //! upstream socket while the socket has room.
 
-use quiche::h3::{self, Header as H3Header};
+use quiche::h3::Header as H3Header;
+
+use crate::bridge::pump::{H3Stream, H3ToH1Error};
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
@@ -65,43 +67,27 @@ impl Exchange {
             let Some(h3) = ctx.session.h3.as_mut() else {
                 return Ok(false);
             };
-            let mut buf = [0u8; 16 * 1024];
-            loop {
-                let room = up.tcp.write_room().min(buf.len());
-                if room == 0 {
-                    break;
-                }
-                match h3.recv_body(&mut ctx.session.conn, self.stream, &mut buf[..room]) {
-                    Ok(n) => {
-                        self.encoder
-                            .encode(&buf[..n], up.tcp.output_mut())
-                            .map_err(|_| {
-                                Failure::Malformed("request body longer than its content-length")
-                            })?;
-                        self.req_bytes += n as u64;
-                        progress = true;
+            let mut stream = H3Stream {
+                h3,
+                conn: &mut ctx.session.conn,
+                id: self.stream,
+            };
+            progress |= self
+                .request_body
+                .step(&mut stream, &mut up.tcp)
+                .map_err(|e| match e {
+                    H3ToH1Error::TooLong => {
+                        Failure::Malformed("request body longer than its content-length")
                     }
-                    Err(h3::Error::Done) => break,
-                    Err(e) => {
-                        return Err(Failure::Reset(
-                            if matches!(e, h3::Error::TransportError(_)) {
-                                "the peer cancelled the request"
-                            } else {
-                                "HTTP/3 error on the request stream"
-                            },
-                        ))
-                    }
-                }
-            }
-            if self.fin_received && up.tcp.write_room() > 0 {
-                self.encoder
-                    .finish(&self.request_trailers, up.tcp.output_mut())
-                    .map_err(|_| {
+                    H3ToH1Error::Truncated => {
                         Failure::Malformed("request body shorter than its content-length")
-                    })?;
-                self.request_done = true;
-                progress = true;
-            }
+                    }
+                    H3ToH1Error::Stream(e) if e.cancelled => {
+                        Failure::Reset("the peer cancelled the request")
+                    }
+                    H3ToH1Error::Stream(_) => Failure::Reset("HTTP/3 error on the request stream"),
+                })?;
+            self.request_done = self.request_body.is_done();
         }
         if up.tcp.flush() {
             self.upstream_progressed(ctx);

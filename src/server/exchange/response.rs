@@ -7,14 +7,14 @@ use quiche::h3;
 
 use crate::bridge::answers;
 use crate::bridge::headers;
-use crate::h1::body::{self, BodyDecoder, BodyEncoder, BodyFraming};
+use crate::bridge::pump::{H1ToH3, H1ToH3Error, H3Stream, NoH1};
+use crate::h1::body::{self, BodyError, BodyFraming};
 use crate::h1::head::{self, Limits};
 
 use super::{Ctx, Exchange, ExchangeTimer, Failure, Response};
 use crate::server::upstream::UpState;
 use crate::server::upstream_head;
 
-const BODY_CHUNK: usize = 64 * 1024;
 /// Interim (1xx) responses relayed per request; one more is a 502, so an upstream cannot hold
 /// a request open with endless 103s.
 const MAX_INTERIM_RESPONSES: u32 = 16;
@@ -137,14 +137,14 @@ impl Exchange {
         self.reusable &= resp.wants_keep_alive() && framing != BodyFraming::UntilClose;
         self.status = resp.status;
         let fin = framing == BodyFraming::None || framing == BodyFraming::ContentLength(0);
-        let mut decoder = BodyDecoder::new(framing);
+        let mut body = H1ToH3::new(framing, None);
         // Body bytes that came with the head are checked before the head goes out, so broken
         // framing right at the start is still a clean 502.
-        let used = decoder
-            .decode(&up.tcp.input, &mut self.chunk, BODY_CHUNK)
-            .map_err(|e| Failure::Answer(answers::upstream_invalid(body_error(e))))?;
-        up.tcp.consume(used);
-        self.decoder = Some(decoder);
+        body.decode(&mut up.tcp).map_err(|e| match e {
+            H1ToH3Error::Body(e) => Failure::Answer(answers::upstream_invalid(body_error(e))),
+            _ => Failure::Answer(answers::upstream_invalid("response body")),
+        })?;
+        self.response_body = Some(body);
         self.response = Response::HeadReady {
             fields: headers::response_to_h3(&resp),
             fin,
@@ -163,8 +163,8 @@ impl Exchange {
             && !self.retried
             && self.interim_count == 0
             && !self.head_frames_sent
-            && self.req_bytes == 0
-            && self.request_trailers.is_empty()
+            && self.request_body.received == 0
+            && !self.request_body.has_trailers()
             && crate::client::request::is_idempotent(&self.method)
     }
 
@@ -186,7 +186,7 @@ impl Exchange {
         self.upstream = Some(key);
         self.retried = true;
         self.head_written = false;
-        self.encoder = BodyEncoder::new(self.encoding);
+        self.request_body.restart();
         self.request_done = false;
         self.timers.clear(ExchangeTimer::Response);
         self.arm_connect_timer(ctx, key);
@@ -202,75 +202,34 @@ impl Exchange {
     }
 
     /// Moves decoded response bytes (or a synthesized body) into the stream.
+    /// Response body: upstream socket (or the synthesized answer) -> stream.
     fn pump_response_body(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
-        let Some(h3) = ctx.session.h3.as_mut() else {
+        let (Some(h3), Some(body)) = (ctx.session.h3.as_mut(), self.response_body.as_mut()) else {
             return Ok(false);
         };
-        let mut up = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k));
-        let mut progress = false;
-        loop {
-            if let (true, Some(decoder), Some(up)) = (
-                self.chunk.is_empty(),
-                self.decoder.as_mut(),
-                up.as_deref_mut(),
-            ) {
-                if !decoder.is_done() {
-                    let used = decoder
-                        .decode(&up.tcp.input, &mut self.chunk, BODY_CHUNK)
-                        .map_err(|_| Failure::Reset("malformed response body from the upstream"))?;
-                    up.tcp.consume(used);
-                    if self.chunk.is_empty() && !decoder.is_done() && up.tcp.input_ended() {
-                        decoder.at_eof().map_err(|_| {
-                            Failure::Reset("the upstream cut the response body short")
-                        })?;
-                    }
-                }
+        let mut stream = H3Stream {
+            h3,
+            conn: &mut ctx.session.conn,
+            id: self.stream,
+        };
+        let up = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k));
+        let moved = match up {
+            Some(up) => body.step(&mut up.tcp, &mut stream),
+            None => body.step(&mut NoH1::default(), &mut stream),
+        };
+        let progress = moved.map_err(|e| match e {
+            H1ToH3Error::Body(BodyError::Truncated) => {
+                Failure::Reset("the upstream cut the response body short")
             }
-            if let Some(decoder) = self.decoder.as_mut().filter(|d| d.is_done()) {
-                // Taken once; the body's last bytes may already sit in `chunk`.
-                let trailers = headers::trailers_to_h3(&decoder.take_trailers());
-                if !trailers.is_empty() {
-                    self.response_trailers = Some(trailers);
-                }
+            H1ToH3Error::Body(_) | H1ToH3Error::TooLarge(_) => {
+                Failure::Reset("malformed response body from the upstream")
             }
-            let body_done = self.decoder.as_ref().is_none_or(|d| d.is_done());
-            if self.chunk.is_empty() && !body_done {
-                return Ok(progress);
-            }
-            if let (true, Some(trailers)) = (self.chunk.is_empty(), &self.response_trailers) {
-                return match h3.send_additional_headers(
-                    &mut ctx.session.conn,
-                    self.stream,
-                    trailers,
-                    true,
-                    true,
-                ) {
-                    Ok(()) => {
-                        self.response = Response::Done;
-                        Ok(true)
-                    }
-                    Err(h3::Error::StreamBlocked) | Err(h3::Error::Done) => Ok(progress),
-                    Err(_) => Err(Failure::Reset("cannot send the response trailers")),
-                };
-            }
-            let fin = body_done && self.response_trailers.is_none();
-            match h3.send_body(&mut ctx.session.conn, self.stream, &self.chunk, fin) {
-                Ok(n) => {
-                    self.chunk.drain(..n);
-                    self.resp_bytes += n as u64;
-                    progress = true;
-                    if self.chunk.is_empty() && fin {
-                        self.response = Response::Done;
-                        return Ok(true);
-                    }
-                    if n == 0 {
-                        return Ok(progress);
-                    }
-                }
-                Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => return Ok(progress),
-                Err(_) => return Err(Failure::Reset("the stream to the peer failed")),
-            }
+            H1ToH3Error::Stream(_) => Failure::Reset("the stream to the peer failed"),
+        })?;
+        if body.is_done() {
+            self.response = Response::Done;
         }
+        Ok(progress)
     }
 }
 

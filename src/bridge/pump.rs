@@ -1,0 +1,369 @@
+//! The two body pumps, one per direction, that both roles use for every message body:
+//!
+//! ```text
+//! H1ToH3: HTTP/1.1 bytes --BodyDecoder--> payload --> DATA frames, trailers, FIN
+//!         (client: the request body from service A; server: the response body from B)
+//! H3ToH1: DATA frames --> payload --BodyEncoder--> HTTP/1.1 bytes, last chunk + trailers
+//!         (client: the response body to service A; server: the request body to B)
+//! ```
+//!
+//! A pump owns no socket and no session: it works on the HTTP/1.1 side's buffers
+//! ([`H1Buffers`], a TCP connection in production) and on one HTTP/3 stream ([`StreamSink`] /
+//! [`StreamSource`], quiche in production via [`H3Stream`]), so tests and fuzzing drive it with
+//! plain buffers. Bytes move only while the receiving side has room (the stream's capacity,
+//! the socket's [`crate::bridge::tcp::WRITE_CAP`]), which is how QUIC flow control and TCP push
+//! back on the fast side; a body that ends early never ends cleanly (the pump fails instead).
+
+use quiche::h3::{self, Header as H3Header};
+
+use crate::bridge::headers;
+use crate::h1::body::{BodyDecoder, BodyEncoder, BodyEncoding, BodyError, BodyFraming};
+use crate::h1::head::Header;
+
+/// Decoded payload held per step on its way to the stream.
+pub const BODY_CHUNK: usize = 64 * 1024;
+/// Payload read from the stream per call.
+const RECV_CHUNK: usize = 16 * 1024;
+
+/// The HTTP/1.1 side's buffers, as the pumps see them.
+pub trait H1Buffers {
+    /// Received bytes not consumed yet.
+    fn input(&self) -> &[u8];
+    fn consume(&mut self, n: usize);
+    /// No more input will come (EOF or a read error).
+    fn input_ended(&self) -> bool;
+    /// How many more output bytes may be queued now.
+    fn write_room(&self) -> usize;
+    fn output(&mut self) -> &mut Vec<u8>;
+}
+
+/// The HTTP/3 stream failed under a pump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFailed {
+    /// The peer cancelled the stream (a transport-level reset), rather than an HTTP/3 error.
+    pub cancelled: bool,
+    pub detail: String,
+}
+
+/// Sending on one HTTP/3 stream.
+pub trait StreamSink {
+    /// Sends body bytes (`fin` ends the stream if all of them are taken); returns how many
+    /// the stream took, `None` when it is blocked (flow control, congestion) and took nothing,
+    /// not even a FIN.
+    fn send_body(&mut self, data: &[u8], fin: bool) -> Result<Option<usize>, StreamFailed>;
+    /// Sends the trailer section, ending the stream; `false` when the stream is blocked.
+    fn send_trailers(&mut self, fields: &[H3Header]) -> Result<bool, StreamFailed>;
+}
+
+/// Receiving on one HTTP/3 stream.
+pub trait StreamSource {
+    /// Reads body bytes into `buf`; 0 when none are available now.
+    fn recv_body(&mut self, buf: &mut [u8]) -> Result<usize, StreamFailed>;
+}
+
+/// One quiche HTTP/3 stream.
+pub struct H3Stream<'a> {
+    pub h3: &'a mut h3::Connection,
+    pub conn: &'a mut quiche::Connection,
+    pub id: u64,
+}
+
+fn failed(e: h3::Error) -> StreamFailed {
+    StreamFailed {
+        cancelled: matches!(e, h3::Error::TransportError(_)),
+        detail: e.to_string(),
+    }
+}
+
+impl StreamSink for H3Stream<'_> {
+    fn send_body(&mut self, data: &[u8], fin: bool) -> Result<Option<usize>, StreamFailed> {
+        match self.h3.send_body(self.conn, self.id, data, fin) {
+            Ok(n) => Ok(Some(n)),
+            Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => Ok(None),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    fn send_trailers(&mut self, fields: &[H3Header]) -> Result<bool, StreamFailed> {
+        match self
+            .h3
+            .send_additional_headers(self.conn, self.id, fields, true, true)
+        {
+            Ok(()) => Ok(true),
+            Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => Ok(false),
+            Err(e) => Err(failed(e)),
+        }
+    }
+}
+
+impl StreamSource for H3Stream<'_> {
+    fn recv_body(&mut self, buf: &mut [u8]) -> Result<usize, StreamFailed> {
+        match self.h3.recv_body(self.conn, self.id, buf) {
+            Ok(n) => Ok(n),
+            Err(h3::Error::Done) => Ok(0),
+            Err(e) => Err(failed(e)),
+        }
+    }
+}
+
+/// An HTTP/1.1 side with nothing to read and no room to write: for a body already in hand
+/// (a synthesized answer).
+#[derive(Default)]
+pub struct NoH1 {
+    /// Never written: the room is 0.
+    nothing: Vec<u8>,
+}
+
+impl H1Buffers for NoH1 {
+    fn input(&self) -> &[u8] {
+        &[]
+    }
+    fn consume(&mut self, _n: usize) {}
+    fn input_ended(&self) -> bool {
+        true
+    }
+    fn write_room(&self) -> usize {
+        0
+    }
+    fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.nothing
+    }
+}
+
+/// Why an HTTP/1.1 body could not be carried to the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum H1ToH3Error {
+    /// The body's framing is broken, or the input ended before its end ([`BodyError`]).
+    Body(BodyError),
+    /// The body is longer than the configured limit (bytes).
+    TooLarge(u64),
+    Stream(StreamFailed),
+}
+
+/// HTTP/1.1 body -> HTTP/3 DATA frames, then the trailers or a bare FIN.
+#[derive(Debug)]
+pub struct H1ToH3 {
+    decoder: BodyDecoder,
+    /// Decoded payload not taken by the stream yet.
+    chunk: Vec<u8>,
+    /// Trailers to send after the last payload byte.
+    trailers: Option<Vec<H3Header>>,
+    limit: Option<u64>,
+    /// Payload bytes the stream took.
+    pub sent: u64,
+    done: bool,
+    /// The last step stopped because the body needs more input.
+    waits_for_input: bool,
+}
+
+impl H1ToH3 {
+    /// A body framed as `framing`, refused once longer than `limit` bytes.
+    pub fn new(framing: BodyFraming, limit: Option<u64>) -> Self {
+        H1ToH3 {
+            decoder: BodyDecoder::new(framing),
+            chunk: Vec::new(),
+            trailers: None,
+            limit,
+            sent: 0,
+            done: false,
+            waits_for_input: false,
+        }
+    }
+
+    /// A body already in hand (a synthesized answer's text).
+    pub fn in_hand(payload: Vec<u8>) -> Self {
+        let mut pump = H1ToH3::new(BodyFraming::None, None);
+        pump.chunk = payload;
+        pump
+    }
+
+    /// Everything (payload, trailers, FIN) was handed to the stream.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The last step stopped for lack of input that may still come: the body waits for the
+    /// HTTP/1.1 peer, not for the stream.
+    pub fn waits_for_input(&self) -> bool {
+        self.waits_for_input && !self.done
+    }
+
+    /// Decodes the next piece of payload from the input, if none is pending. Returns whether
+    /// input was consumed.
+    pub fn decode(&mut self, h1: &mut impl H1Buffers) -> Result<bool, H1ToH3Error> {
+        if !self.chunk.is_empty() || self.decoder.is_done() {
+            return Ok(false);
+        }
+        let used = self
+            .decoder
+            .decode(h1.input(), &mut self.chunk, BODY_CHUNK)
+            .map_err(H1ToH3Error::Body)?;
+        h1.consume(used);
+        if self.chunk.is_empty() && !self.decoder.is_done() && h1.input_ended() {
+            self.decoder.at_eof().map_err(H1ToH3Error::Body)?;
+        }
+        if let Some(max) = self.limit {
+            if self.sent + self.chunk.len() as u64 > max {
+                return Err(H1ToH3Error::TooLarge(max));
+            }
+        }
+        if self.decoder.is_done() && self.trailers.is_none() {
+            let trailers = headers::trailers_to_h3(&self.decoder.take_trailers());
+            self.trailers = (!trailers.is_empty()).then_some(trailers);
+        }
+        Ok(used > 0)
+    }
+
+    /// Moves payload from the input to the stream while the stream takes it, then the
+    /// trailers or the FIN. Returns whether anything moved.
+    pub fn step(
+        &mut self,
+        h1: &mut impl H1Buffers,
+        stream: &mut impl StreamSink,
+    ) -> Result<bool, H1ToH3Error> {
+        let mut progress = false;
+        self.waits_for_input = false;
+        while !self.done {
+            progress |= self.decode(h1)?;
+            if self.chunk.is_empty() && !self.decoder.is_done() {
+                self.waits_for_input = !h1.input_ended();
+                break;
+            }
+            if self.chunk.is_empty() {
+                if let Some(trailers) = &self.trailers {
+                    if !stream
+                        .send_trailers(trailers)
+                        .map_err(H1ToH3Error::Stream)?
+                    {
+                        break;
+                    }
+                    self.done = true;
+                    return Ok(true);
+                }
+            }
+            let fin = self.decoder.is_done() && self.trailers.is_none();
+            let Some(n) = stream
+                .send_body(&self.chunk, fin)
+                .map_err(H1ToH3Error::Stream)?
+            else {
+                break;
+            };
+            self.chunk.drain(..n);
+            self.sent += n as u64;
+            if self.chunk.is_empty() && fin {
+                self.done = true;
+                return Ok(true);
+            }
+            if n == 0 {
+                break;
+            }
+            progress = true;
+        }
+        Ok(progress)
+    }
+}
+
+/// Why an HTTP/3 body could not be carried to the HTTP/1.1 side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum H3ToH1Error {
+    /// More payload than the declared Content-Length.
+    TooLong,
+    /// The stream ended before the declared Content-Length.
+    Truncated,
+    Stream(StreamFailed),
+}
+
+/// HTTP/3 DATA frames -> HTTP/1.1 body bytes, then its end (last chunk and trailers).
+#[derive(Debug)]
+pub struct H3ToH1 {
+    encoding: BodyEncoding,
+    encoder: BodyEncoder,
+    /// The stream's end was seen (all its data has been read before that).
+    finished: bool,
+    trailers: Vec<Header>,
+    /// Payload bytes read from the stream.
+    pub received: u64,
+}
+
+impl H3ToH1 {
+    pub fn new(encoding: BodyEncoding) -> Self {
+        H3ToH1 {
+            encoding,
+            encoder: BodyEncoder::new(encoding),
+            finished: false,
+            trailers: Vec::new(),
+            received: 0,
+        }
+    }
+
+    /// The same body, to be written again from its start (on a fresh connection): what the
+    /// stream said (its end, its trailers) is kept.
+    pub fn restart(&mut self) {
+        self.encoder = BodyEncoder::new(self.encoding);
+        self.received = 0;
+    }
+
+    /// The stream ended (after all its data).
+    pub fn on_finished(&mut self) {
+        self.finished = true;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The trailer section that came on the stream (written with the last chunk).
+    pub fn set_trailers(&mut self, trailers: Vec<Header>) {
+        self.trailers = trailers;
+    }
+
+    pub fn has_trailers(&self) -> bool {
+        !self.trailers.is_empty()
+    }
+
+    /// The body's end was written.
+    pub fn is_done(&self) -> bool {
+        self.encoder.is_finished()
+    }
+
+    /// Moves payload from the stream to the output while it has room, then the body's end
+    /// once the stream has ended. Returns whether anything moved.
+    pub fn step(
+        &mut self,
+        stream: &mut impl StreamSource,
+        h1: &mut impl H1Buffers,
+    ) -> Result<bool, H3ToH1Error> {
+        if self.is_done() {
+            return Ok(false);
+        }
+        let mut buf = [0u8; RECV_CHUNK];
+        let mut progress = false;
+        loop {
+            let room = h1.write_room().min(buf.len());
+            if room == 0 {
+                return Ok(progress);
+            }
+            let n = stream
+                .recv_body(&mut buf[..room])
+                .map_err(H3ToH1Error::Stream)?;
+            if n == 0 {
+                break;
+            }
+            self.encoder
+                .encode(&buf[..n], h1.output())
+                .map_err(|_| H3ToH1Error::TooLong)?;
+            self.received += n as u64;
+            progress = true;
+        }
+        if self.finished {
+            self.encoder
+                .finish(&self.trailers, h1.output())
+                .map_err(|_| H3ToH1Error::Truncated)?;
+            progress = true;
+        }
+        Ok(progress)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! The pumps against in-memory sides: a scripted HTTP/1.1 buffer pair and a stream with a
+//! chosen capacity, so every split of input and every blocking pattern is reproducible.
+
+use super::*;
+use crate::h1::body::BodyFraming;
+
+/// An HTTP/1.1 side: input fed by the test, output bounded by `room`.
+#[derive(Default)]
+struct Mem {
+    input: Vec<u8>,
+    ended: bool,
+    output: Vec<u8>,
+    room: usize,
+}
+
+impl H1Buffers for Mem {
+    fn input(&self) -> &[u8] {
+        &self.input
+    }
+    fn consume(&mut self, n: usize) {
+        self.input.drain(..n);
+    }
+    fn input_ended(&self) -> bool {
+        self.ended
+    }
+    fn write_room(&self) -> usize {
+        self.room.saturating_sub(self.output.len())
+    }
+    fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+}
+
+/// A stream that takes at most `capacity` bytes per call (and `budget` in all, when set:
+/// flow-control credit) and records what went out.
+#[derive(Default)]
+struct Stream {
+    capacity: usize,
+    budget: Option<usize>,
+    data: Vec<u8>,
+    fin: bool,
+    trailers: Option<Vec<H3Header>>,
+    /// Bytes still to be read by `recv_body`.
+    incoming: Vec<u8>,
+}
+
+impl StreamSink for Stream {
+    fn send_body(&mut self, data: &[u8], fin: bool) -> Result<Option<usize>, StreamFailed> {
+        assert!(!self.fin, "data after FIN");
+        let capacity = self.capacity.min(self.budget.unwrap_or(usize::MAX));
+        if capacity == 0 {
+            return Ok(None);
+        }
+        let n = data.len().min(capacity);
+        self.budget = self.budget.map(|b| b - n);
+        self.data.extend_from_slice(&data[..n]);
+        self.fin = fin && n == data.len();
+        Ok(Some(n))
+    }
+    fn send_trailers(&mut self, fields: &[H3Header]) -> Result<bool, StreamFailed> {
+        if self.capacity == 0 {
+            return Ok(false);
+        }
+        self.trailers = Some(fields.to_vec());
+        self.fin = true;
+        Ok(true)
+    }
+}
+
+impl StreamSource for Stream {
+    fn recv_body(&mut self, buf: &mut [u8]) -> Result<usize, StreamFailed> {
+        let n = buf.len().min(self.incoming.len()).min(self.capacity);
+        buf[..n].copy_from_slice(&self.incoming[..n]);
+        self.incoming.drain(..n);
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_chunked_body_with_trailers_reaches_the_stream_whatever_the_capacity() {
+    let wire = b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 1\r\n\r\nNEXT".to_vec();
+    for capacity in [1, 3, 7, 64] {
+        let mut h1 = Mem::default();
+        let mut stream = Stream {
+            capacity,
+            ..Stream::default()
+        };
+        let mut pump = H1ToH3::new(BodyFraming::Chunked, None);
+        // Fed a byte at a time: every split point of the framing is crossed.
+        for (turn, byte) in wire.iter().enumerate() {
+            h1.input.push(*byte);
+            pump.step(&mut h1, &mut stream).expect("pump");
+            assert!(turn < wire.len(), "bounded");
+        }
+        for _ in 0..64 {
+            pump.step(&mut h1, &mut stream).expect("pump");
+        }
+        assert!(pump.is_done(), "capacity {capacity}");
+        assert_eq!(stream.data, b"hello world", "capacity {capacity}");
+        assert!(stream.fin && stream.trailers.is_some());
+        assert_eq!(h1.input, b"NEXT", "the next message is left alone");
+    }
+}
+
+#[test]
+fn a_truncated_body_never_ends_the_stream() {
+    let mut h1 = Mem {
+        input: b"hel".to_vec(),
+        ended: true,
+        ..Mem::default()
+    };
+    let mut stream = Stream {
+        capacity: 100,
+        ..Stream::default()
+    };
+    let mut pump = H1ToH3::new(BodyFraming::ContentLength(5), None);
+    assert_eq!(
+        pump.step(&mut h1, &mut stream),
+        Err(H1ToH3Error::Body(BodyError::Truncated))
+    );
+    assert!(!stream.fin && !pump.is_done());
+}
+
+#[test]
+fn the_fin_waits_for_a_blocked_stream() {
+    let mut h1 = Mem {
+        input: b"hello".to_vec(),
+        ..Mem::default()
+    };
+    let mut stream = Stream::default();
+    let mut pump = H1ToH3::new(BodyFraming::ContentLength(5), None);
+    // The input is decoded (progress) but nothing leaves: the pump waits for the stream.
+    assert_eq!(pump.step(&mut h1, &mut stream), Ok(true));
+    assert!(stream.data.is_empty() && h1.input.is_empty());
+    assert!(
+        !pump.is_done() && !pump.waits_for_input(),
+        "waits for the stream"
+    );
+    stream.capacity = 100;
+    stream.budget = Some(2);
+    pump.step(&mut h1, &mut stream).expect("pump");
+    assert!(
+        !stream.fin && stream.data == b"he",
+        "part of the body, no FIN"
+    );
+    stream.budget = None;
+    pump.step(&mut h1, &mut stream).expect("pump");
+    assert!(pump.is_done() && stream.fin);
+    assert_eq!(stream.data, b"hello");
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_before_it_goes_out() {
+    let mut h1 = Mem {
+        input: vec![b'a'; 10],
+        ..Mem::default()
+    };
+    let mut stream = Stream {
+        capacity: 100,
+        ..Stream::default()
+    };
+    let mut pump = H1ToH3::new(BodyFraming::ContentLength(10), Some(9));
+    assert_eq!(
+        pump.step(&mut h1, &mut stream),
+        Err(H1ToH3Error::TooLarge(9))
+    );
+    assert!(stream.data.is_empty());
+}
+
+#[test]
+fn a_waiting_body_says_it_waits_for_input() {
+    let mut h1 = Mem {
+        input: b"he".to_vec(),
+        ..Mem::default()
+    };
+    let mut stream = Stream {
+        capacity: 100,
+        ..Stream::default()
+    };
+    let mut pump = H1ToH3::new(BodyFraming::ContentLength(5), None);
+    pump.step(&mut h1, &mut stream).expect("pump");
+    assert!(pump.waits_for_input());
+}
+
+#[test]
+fn stream_data_is_encoded_within_the_output_room() {
+    let payload: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let mut stream = Stream {
+        capacity: 3000,
+        incoming: payload.clone(),
+        ..Stream::default()
+    };
+    let mut h1 = Mem {
+        room: 10_000,
+        ..Mem::default()
+    };
+    let mut pump = H3ToH1::new(BodyEncoding::Chunked);
+    let mut wire = Vec::new();
+    for _ in 0..1000 {
+        pump.step(&mut stream, &mut h1).expect("pump");
+        assert!(
+            h1.output.len() <= 10_000 + 32,
+            "output bound: {}",
+            h1.output.len()
+        );
+        wire.append(&mut h1.output);
+        if stream.incoming.is_empty() && !pump.is_finished() {
+            pump.on_finished();
+        }
+        if pump.is_done() {
+            break;
+        }
+    }
+    assert!(pump.is_done());
+    let mut decoded = Vec::new();
+    let mut decoder = BodyDecoder::new(BodyFraming::Chunked);
+    let used = decoder
+        .decode(&wire, &mut decoded, usize::MAX)
+        .expect("valid chunked");
+    assert_eq!((used, decoder.is_done()), (wire.len(), true));
+    assert_eq!(decoded, payload);
+}
+
+#[test]
+fn a_stream_that_ends_short_of_its_length_is_truncated() {
+    let mut stream = Stream {
+        capacity: 100,
+        incoming: b"abc".to_vec(),
+        ..Stream::default()
+    };
+    let mut h1 = Mem {
+        room: 100,
+        ..Mem::default()
+    };
+    let mut pump = H3ToH1::new(BodyEncoding::ContentLength(5));
+    pump.on_finished();
+    assert_eq!(pump.step(&mut stream, &mut h1), Err(H3ToH1Error::Truncated));
+    assert!(!pump.is_done());
+}
