@@ -4,7 +4,10 @@
 //!
 //! Backpressure lives here: [`TcpConn::fill`] never grows the input past [`READ_CAP`] and callers
 //! stop producing output once [`TcpConn::write_room`] is zero, so memory per connection is bounded
-//! whatever the body size or the peer's speed.
+//! whatever the body size or the peer's speed. The output bound counts the whole output buffer,
+//! the sent prefix not compacted away yet included, so the buffer never holds more than
+//! [`WRITE_CAP`] plus one producer's last step; [`TcpConn::flush`] compacts once the sent prefix
+//! is at least half the buffer, so each byte is moved at most once on average.
 
 use std::io::{self, Read, Write};
 
@@ -122,9 +125,10 @@ impl TcpConn {
         &mut self.output
     }
 
-    /// How many more output bytes producers may queue now.
+    /// How many more output bytes producers may queue now: the buffer's whole length counts,
+    /// sent bytes not compacted away yet included, so the buffer itself stays within the cap.
     pub fn write_room(&self) -> usize {
-        WRITE_CAP.saturating_sub(self.pending_output())
+        WRITE_CAP.saturating_sub(self.output.len())
     }
 
     pub fn pending_output(&self) -> usize {
@@ -153,7 +157,8 @@ impl TcpConn {
         if self.output_sent == self.output.len() || self.write_failed.is_some() {
             self.output.clear();
             self.output_sent = 0;
-        } else if self.output_sent > WRITE_CAP {
+        } else if self.output_sent > 0 && self.output_sent >= self.output.len() / 2 {
+            // The unsent tail moved is no longer than the prefix sent since the last compaction.
             self.output.drain(..self.output_sent);
             self.output_sent = 0;
         }
@@ -256,5 +261,50 @@ mod tests {
         assert!(conn.buffer_capacity() > 0, "capacity kept until released");
         conn.release_buffers();
         assert_eq!(conn.buffer_capacity(), 0);
+    }
+
+    /// A producer step as the body pumps make them: a whole frame once there is any room, so
+    /// it may overshoot the room by less than one step.
+    const PRODUCER_STEP: usize = 16 * 1024;
+
+    /// A peer reading slowly: every cycle the producer fills the room, we flush what the
+    /// socket takes, the peer reads a little. The output buffer never holds more than
+    /// `WRITE_CAP` plus one producer step (before, the sent prefix was compacted only past
+    /// `WRITE_CAP` bytes while the room counted only unsent bytes: about twice `WRITE_CAP`).
+    #[test]
+    fn the_output_buffer_stays_within_its_cap_under_a_slow_reader() {
+        let (mut conn, mut peer) = pair();
+        // Small fixed socket buffers: the slow phase starts after a few hundred KiB.
+        socket2::SockRef::from(&conn.stream)
+            .set_send_buffer_size(64 * 1024)
+            .expect("SO_SNDBUF");
+        socket2::SockRef::from(&peer)
+            .set_recv_buffer_size(64 * 1024)
+            .expect("SO_RCVBUF");
+        peer.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut queued, mut read, mut peak) = (0usize, 0usize, 0usize);
+        let mut sink = vec![0u8; 8 * 1024];
+        for _ in 0..1_500 {
+            assert!(Instant::now() < deadline, "the cycles took too long");
+            while conn.write_room() > 0 {
+                conn.queue(&[b'x'; PRODUCER_STEP]);
+                queued += PRODUCER_STEP;
+            }
+            peak = peak.max(conn.output.len());
+            conn.writable = true;
+            conn.flush();
+            read += peer.read(&mut sink).expect("peer reads");
+        }
+        assert!(
+            read > 4 * WRITE_CAP,
+            "the peer read only {read} bytes: the slow phase was not reached"
+        );
+        assert!(queued > read, "the producer was never held back");
+        assert!(
+            peak < WRITE_CAP + PRODUCER_STEP,
+            "output buffer peaked at {peak} bytes, over WRITE_CAP ({WRITE_CAP}) + one step"
+        );
     }
 }

@@ -12,6 +12,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use mio::Registry;
@@ -23,6 +24,7 @@ use crate::quic::debug::DebugTaps;
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, path_check, tls};
+use crate::reactor::backlog::{drain_bounded, Drain, DATAGRAMS_PER_TURN};
 use crate::resolve::Candidates;
 
 use super::contact::{Contact, FailureKind};
@@ -239,30 +241,38 @@ impl PeerLink {
         }
     }
 
-    /// Reads every datagram waiting on the socket into the session.
-    pub fn handle_readable(&mut self, now: Instant) {
-        let Some(udp) = self.udp.as_mut() else { return };
+    /// Reads the datagrams waiting on the socket into the session, at most
+    /// [`DATAGRAMS_PER_TURN`]; `Capped` when it stopped there (read again next turn).
+    pub fn handle_readable(&mut self, now: Instant) -> Drain {
+        let Some(udp) = self.udp.as_mut() else {
+            return Drain::Emptied;
+        };
         let session = match &mut self.state {
             State::Connecting(s) | State::Up { session: s, .. } => s,
-            State::Waiting { .. } => return,
+            State::Waiting { .. } => return Drain::Emptied,
         };
-        let Ok(to) = udp.local_addr() else { return };
-        loop {
-            match udp.recv() {
-                Ok(Some((data, from))) if path_check::is_ours(data) => {
-                    let challenge = path_check::parse_challenge(data).filter(|_| from == self.peer);
-                    if let Some(nonce) = challenge {
-                        answer_address_check(udp, session, &nonce, from);
-                    }
+        let Ok(to) = udp.local_addr() else {
+            return Drain::Emptied;
+        };
+        let peer = self.peer;
+        drain_bounded(DATAGRAMS_PER_TURN, || match udp.recv() {
+            Ok(Some((data, from))) if path_check::is_ours(data) => {
+                let challenge = path_check::parse_challenge(data).filter(|_| from == peer);
+                if let Some(nonce) = challenge {
+                    answer_address_check(udp, session, &nonce, from);
                 }
-                Ok(Some((data, from))) => session.handle_datagram(data, from, to, now),
-                Ok(None) => break,
-                Err(e) => {
-                    log::warn!("udp receive: {e}");
-                    break;
-                }
+                ControlFlow::Continue(())
             }
-        }
+            Ok(Some((data, from))) => {
+                session.handle_datagram(data, from, to, now);
+                ControlFlow::Continue(())
+            }
+            Ok(None) => ControlFlow::Break(()),
+            Err(e) => {
+                log::warn!("udp receive: {e}");
+                ControlFlow::Break(())
+            }
+        })
     }
 
     pub fn handle_writable(&mut self, now: Instant) {

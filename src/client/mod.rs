@@ -16,6 +16,7 @@ pub mod request;
 
 use std::collections::HashMap;
 use std::io;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use mio::event::Event;
@@ -30,6 +31,7 @@ use crate::bridge::tcp::TcpConn;
 use crate::config::{ClientConfig, ClientHttpConfig, Config};
 use crate::metrics::Metrics;
 use crate::quic::h3_code;
+use crate::reactor::backlog::{drain_bounded, Backlog, H3_EVENTS_PER_TURN};
 use crate::reactor::{Control, Driver, ADMIN_CONN_BASE, CONN_BASE, LISTENER_BASE, UDP};
 use crate::time::TimerTable;
 use downstream::{Ctx, Downstream};
@@ -50,6 +52,10 @@ pub struct ClientProxy {
     drain_deadline: Option<Instant>,
     /// The last send stopped at its quantum: come back without waiting.
     send_pending: bool,
+    /// The UDP socket reported readiness, or its last read stopped at its cap: read it next.
+    udp_backlog: Backlog,
+    /// HTTP/3 events were left at the poll cap: poll again without waiting.
+    h3_backlog: Backlog,
     listeners: Vec<TcpListener>,
     downs: Slab<Downstream>,
     by_stream: HashMap<u64, usize>,
@@ -96,6 +102,8 @@ impl ClientProxy {
             metrics: Metrics::new("client", Instant::now()),
             drain_deadline: None,
             send_pending: false,
+            udp_backlog: Backlog::default(),
+            h3_backlog: Backlog::default(),
             http: cfg.http.clone(),
             default_authority: cfg.peer.server_name.clone(),
             link,
@@ -203,50 +211,55 @@ impl ClientProxy {
         self.timers.set(key, down.timers.next());
     }
 
-    /// Dispatches HTTP/3 events to the downstreams owning the streams.
+    /// Dispatches HTTP/3 events to the downstreams owning the streams, at most
+    /// [`H3_EVENTS_PER_TURN`]; events left at the cap set `h3_backlog` (polled next turn).
     fn poll_h3(&mut self, registry: &Registry, now: Instant) {
-        for _ in 0..10_000 {
-            // Polled while connecting too: the peer's SETTINGS are what make the session usable.
-            let Some(session) = self.link.session_mut() else {
-                return;
-            };
-            let Some(h3) = session.h3.as_mut() else {
-                return;
-            };
-            let (id, event) = match h3.poll(&mut session.conn) {
-                Ok(pair) => pair,
-                Err(quiche::h3::Error::Done) => return,
-                Err(e) => {
-                    log::warn!("HTTP/3 error on the session: {e}");
-                    return;
-                }
-            };
-            if matches!(event, quiche::h3::Event::GoAway) {
-                self.link.on_goaway();
-                continue;
+        self.h3_backlog.take();
+        let drain = drain_bounded(H3_EVENTS_PER_TURN, || self.poll_h3_event(registry, now));
+        self.h3_backlog.note(drain);
+    }
+
+    /// Polls one HTTP/3 event and hands it to its downstream; breaks when there is none.
+    fn poll_h3_event(&mut self, registry: &Registry, now: Instant) -> ControlFlow<()> {
+        // Polled while connecting too: the peer's SETTINGS are what make the session usable.
+        let Some(session) = self.link.session_mut() else {
+            return ControlFlow::Break(());
+        };
+        let Some(h3) = session.h3.as_mut() else {
+            return ControlFlow::Break(());
+        };
+        let (id, event) = match h3.poll(&mut session.conn) {
+            Ok(pair) => pair,
+            Err(quiche::h3::Error::Done) => return ControlFlow::Break(()),
+            Err(e) => {
+                log::warn!("HTTP/3 error on the session: {e}");
+                return ControlFlow::Break(());
             }
-            let Some(&key) = self.by_stream.get(&id) else {
-                continue;
-            };
-            use quiche::h3::Event;
-            match event {
-                Event::Headers { list, more_frames } => {
-                    self.with_down(registry, key, now, |d, ctx| {
-                        d.on_headers(ctx, &list, more_frames)
-                    })
-                }
-                Event::Data => self.with_down(registry, key, now, |d, ctx| d.drive(ctx)),
-                Event::Finished => self.with_down(registry, key, now, |d, ctx| d.on_finished(ctx)),
-                Event::Reset(code) if code == h3_code::REQUEST_REJECTED => {
-                    self.with_down(registry, key, now, |d, ctx| d.on_session_lost(ctx))
-                }
-                Event::Reset(code) => self.with_down(registry, key, now, |d, ctx| {
-                    d.on_stream_failed(ctx, answers::peer_reset(code))
-                }),
-                Event::GoAway => self.link.on_goaway(),
-                Event::PriorityUpdate => {}
-            }
+        };
+        if matches!(event, quiche::h3::Event::GoAway) {
+            self.link.on_goaway();
+            return ControlFlow::Continue(());
         }
+        let Some(&key) = self.by_stream.get(&id) else {
+            return ControlFlow::Continue(());
+        };
+        use quiche::h3::Event;
+        match event {
+            Event::Headers { list, more_frames } => self.with_down(registry, key, now, |d, ctx| {
+                d.on_headers(ctx, &list, more_frames)
+            }),
+            Event::Data => self.with_down(registry, key, now, |d, ctx| d.drive(ctx)),
+            Event::Finished => self.with_down(registry, key, now, |d, ctx| d.on_finished(ctx)),
+            Event::Reset(code) if code == h3_code::REQUEST_REJECTED => {
+                self.with_down(registry, key, now, |d, ctx| d.on_session_lost(ctx))
+            }
+            Event::Reset(code) => self.with_down(registry, key, now, |d, ctx| {
+                d.on_stream_failed(ctx, answers::peer_reset(code))
+            }),
+            Event::GoAway => self.link.on_goaway(),
+            Event::PriorityUpdate => {}
+        }
+        ControlFlow::Continue(())
     }
 
     /// Request heads go first: every request waiting for its stream (blocked on credit or
@@ -305,9 +318,10 @@ impl Driver for ClientProxy {
     fn handle_event(&mut self, registry: &Registry, event: &Event, now: Instant) {
         match event.token() {
             UDP => {
-                // An ICMP error comes as an error event: the read reports it.
+                // An ICMP error comes as an error event: the read reports it. The read is done
+                // in `process`, once per turn, where a read left at its cap resumes.
                 if event.is_readable() || event.is_error() {
-                    self.link.handle_readable(now);
+                    self.udp_backlog.mark();
                 }
                 if event.is_writable() {
                     self.link.handle_writable(now);
@@ -342,6 +356,10 @@ impl Driver for ClientProxy {
             for index in 0..self.listeners.len() {
                 self.accept(registry, index, now);
             }
+        }
+        if self.udp_backlog.take() {
+            let drain = self.link.handle_readable(now);
+            self.udp_backlog.note(drain);
         }
         self.link.handle_timeout(registry, now);
         self.poll_h3(registry, now);
@@ -382,7 +400,11 @@ impl Driver for ClientProxy {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if !self.dirty.is_empty() || self.send_pending {
+        if !self.dirty.is_empty()
+            || self.send_pending
+            || self.udp_backlog.is_pending()
+            || self.h3_backlog.is_pending()
+        {
             return Some(Instant::now());
         }
         let d = crate::time::earliest(self.link.next_deadline(), self.timers.next_deadline());

@@ -139,6 +139,8 @@ pub struct Snapshot {
     pub admission: Option<AdmissionCounters>,
     /// The client's attempts to reach its peer.
     pub peer_contact: Option<PeerContact>,
+    /// Server: connection IDs routed to a session (all sessions; retired ones are removed).
+    pub routed_connection_ids: Option<usize>,
 }
 
 /// How the client's session to its peer is doing (client only).

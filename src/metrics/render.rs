@@ -304,6 +304,14 @@ impl Metrics {
                 &one(idle.to_string()),
             );
         }
+        if let Some(n) = snap.routed_connection_ids {
+            m(
+                "ptproxy_server_routed_connection_ids",
+                "gauge",
+                "Server: connection IDs routed to a session (retired ones are removed).",
+                &one(n.to_string()),
+            );
+        }
         if let Some(a) = &snap.admission {
             a.render(&mut m);
         }
@@ -424,6 +432,22 @@ mod tests {
         }
         assert!(!text.contains("ptproxy_upstream_pool_idle"));
         assert!(!text.contains("ptproxy_handshakes"), "server-only metrics");
+        assert!(!text.contains("ptproxy_server_routed_connection_ids"));
+    }
+
+    #[test]
+    fn renders_the_server_s_routed_connection_ids() {
+        let t0 = Instant::now();
+        let snap = Snapshot {
+            routed_connection_ids: Some(5),
+            ..Default::default()
+        };
+        let text = Metrics::new("server", t0).render(&snap, t0);
+        assert!(
+            text.lines()
+                .any(|l| l == "ptproxy_server_routed_connection_ids 5"),
+            "missing in\n{text}"
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ use crate::quic::debug::DebugTaps;
 use crate::quic::refusal::{RefusalLog, RefusalSlot};
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls};
+use crate::reactor::backlog::Backlog;
 use crate::reactor::{Control, Driver, CONN_BASE, UDP};
 use crate::time::TimerTable;
 use admission::Admission;
@@ -78,6 +79,10 @@ pub struct ServerProxy {
     hider: LossHider,
     /// The last send stopped at a quantum: come back without waiting.
     send_pending: bool,
+    /// The UDP socket reported readiness, or its last read stopped at its cap: read it next.
+    udp_backlog: Backlog,
+    /// A session's HTTP/3 events were left at the poll cap: poll again without waiting.
+    h3_backlog: Backlog,
     debug: DebugTaps,
     /// Which new handshakes are taken on, and the counts of those that were not.
     admission: Admission,
@@ -163,6 +168,8 @@ impl ServerProxy {
             drain_deadline: None,
             hider: LossHider::new(cfg.transport.loss_hiding),
             send_pending: false,
+            udp_backlog: Backlog::default(),
+            h3_backlog: Backlog::default(),
             debug: DebugTaps::new(cfg.ops.qlog_dir.clone()),
             admission: Admission::new(cfg.admission.clone(), &key_pem),
         })
@@ -198,7 +205,8 @@ impl Driver for ServerProxy {
         match event.token() {
             UDP => {
                 if event.is_readable() {
-                    self.handle_readable(now);
+                    // Read in `process`, once per turn, where a read left at its cap resumes.
+                    self.udp_backlog.mark();
                 }
                 if event.is_writable() {
                     self.udp.on_writable(now);
@@ -230,6 +238,9 @@ impl Driver for ServerProxy {
         if let Some(admin) = self.admin.as_mut() {
             admin.handle_timeout(registry, now);
         }
+        if self.udp_backlog.take() {
+            self.handle_readable(now);
+        }
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
             pc.session.handle_timeout(now);
         }
@@ -259,7 +270,11 @@ impl Driver for ServerProxy {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if !self.dirty.is_empty() || self.send_pending {
+        if !self.dirty.is_empty()
+            || self.send_pending
+            || self.udp_backlog.is_pending()
+            || self.h3_backlog.is_pending()
+        {
             return Some(Instant::now());
         }
         let sessions = self

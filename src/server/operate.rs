@@ -31,6 +31,7 @@ impl ServerProxy {
                     sessions_up,
                     streams_open: self.exchanges.len(),
                     upstream_connections: Some((self.pool.conns.len(), self.pool.idle_count())),
+                    routed_connection_ids: Some(self.by_cid.len()),
                     duplicated: (self.hider.datagrams, self.hider.bytes),
                     admission: Some(AdmissionCounters {
                         handshakes_in_progress: self.handshakes_in_progress() as u64,

@@ -21,6 +21,7 @@
 //! reset token); the IDs it retires stop leading to the session.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use mio::Registry;
@@ -33,6 +34,7 @@ use crate::quic::amplification::SendBudget;
 use crate::quic::liveness::Liveness;
 use crate::quic::session::Session;
 use crate::quic::{self, path_check, CID_LEN};
+use crate::reactor::backlog::{drain_bounded, DATAGRAMS_PER_TURN};
 
 /// The server probes a silent client after half the liveness timeout: the client's own probes
 /// (after a third) normally arrive first, so an idle session costs one PING exchange, not two.
@@ -43,19 +45,25 @@ impl ServerProxy {
         reset_token(&self.reset_key, cid)
     }
 
-    /// Reads every waiting datagram and routes it.
+    /// Reads the waiting datagrams (at most [`DATAGRAMS_PER_TURN`]) and routes them; a read
+    /// stopped at the cap leaves the socket in `udp_backlog`, read again next turn.
     pub(super) fn handle_readable(&mut self, now: Instant) {
-        for _ in 0..100_000 {
-            let (data, from) = match self.udp.recv() {
-                Ok(Some((data, from))) => (data.to_vec(), from),
-                Ok(None) => return,
-                Err(e) => {
-                    log::warn!("udp receive: {e}");
-                    return;
-                }
-            };
-            self.route(data, from, now);
-        }
+        let drain = drain_bounded(DATAGRAMS_PER_TURN, || self.route_next(now));
+        self.udp_backlog.note(drain);
+    }
+
+    /// Reads and routes one datagram; breaks when the socket has none (or failed).
+    fn route_next(&mut self, now: Instant) -> ControlFlow<()> {
+        let (data, from) = match self.udp.recv() {
+            Ok(Some((data, from))) => (data.to_vec(), from),
+            Ok(None) => return ControlFlow::Break(()),
+            Err(e) => {
+                log::warn!("udp receive: {e}");
+                return ControlFlow::Break(());
+            }
+        };
+        self.route(data, from, now);
+        ControlFlow::Continue(())
     }
 
     fn route(&mut self, mut data: Vec<u8>, from: SocketAddr, now: Instant) {

@@ -6,6 +6,7 @@
 //! stream drive it. Exchanges with work left are marked dirty and run again in the same turn;
 //! their timers go to the server's [`crate::time::TimerTable`] (one entry per exchange).
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use mio::Registry;
@@ -17,30 +18,19 @@ use super::ServerProxy;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::quic::{self, tls};
+use crate::reactor::backlog::{drain_bounded, H3_EVENTS_PER_TURN};
 
 impl ServerProxy {
-    /// After input: announce new sessions, poll their HTTP/3 events, collect writable streams.
+    /// After input: announce new sessions, poll their HTTP/3 events (at most
+    /// [`H3_EVENTS_PER_TURN`] each: a session left with events sets `h3_backlog`, polled again
+    /// next turn), collect writable streams.
     pub(super) fn poll_sessions(&mut self, registry: &Registry, now: Instant) {
+        self.h3_backlog.take();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for ck in keys {
             self.announce(ck, now);
-            for _ in 0..10_000 {
-                let Some(pc) = self.conns.get_mut(ck) else {
-                    break;
-                };
-                let Some(h3) = pc.session.h3.as_mut() else {
-                    break;
-                };
-                let (stream, event) = match h3.poll(&mut pc.session.conn) {
-                    Ok(pair) => pair,
-                    Err(quiche::h3::Error::Done) => break,
-                    Err(e) => {
-                        log::warn!("HTTP/3 error on the session with {}: {e}", pc.client);
-                        break;
-                    }
-                };
-                self.on_h3_event(registry, ck, stream, event, now);
-            }
+            let drain = drain_bounded(H3_EVENTS_PER_TURN, || self.poll_event(registry, ck, now));
+            self.h3_backlog.note(drain);
             if let Some(pc) = self.conns.get_mut(ck) {
                 while let Some(id) = pc.session.conn.stream_writable_next() {
                     if let Some(&ek) = pc.streams.get(&id) {
@@ -49,6 +39,26 @@ impl ServerProxy {
                 }
             }
         }
+    }
+
+    /// Polls one HTTP/3 event of session `ck` and handles it; breaks when there is none.
+    fn poll_event(&mut self, registry: &Registry, ck: usize, now: Instant) -> ControlFlow<()> {
+        let Some(pc) = self.conns.get_mut(ck) else {
+            return ControlFlow::Break(());
+        };
+        let Some(h3) = pc.session.h3.as_mut() else {
+            return ControlFlow::Break(());
+        };
+        let (stream, event) = match h3.poll(&mut pc.session.conn) {
+            Ok(pair) => pair,
+            Err(quiche::h3::Error::Done) => return ControlFlow::Break(()),
+            Err(e) => {
+                log::warn!("HTTP/3 error on the session with {}: {e}", pc.client);
+                return ControlFlow::Break(());
+            }
+        };
+        self.on_h3_event(registry, ck, stream, event, now);
+        ControlFlow::Continue(())
     }
 
     /// Logs a session that just became usable (naming the client's certificate) and keeps the

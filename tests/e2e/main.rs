@@ -33,6 +33,7 @@ mod lossy;
 mod migration;
 mod ops;
 mod pacing;
+mod read_backlog;
 mod session;
 mod soak;
 mod strict;

@@ -1,7 +1,8 @@
 //! NAT rebinding: the client's address as the server sees it changes in the middle of a
 //! transfer (a NAT gave the flow a new port, and the old mapping dies). The session must carry
 //! on, on the same connection, any number of times, without losing or stalling the requests in
-//! flight.
+//! flight. And under connection-ID churn (a client retiring the server's IDs over and over),
+//! the server's table of routed IDs stays bounded.
 
 use crate::harness::http::{build_request, HttpConn};
 use crate::harness::pattern::check_pattern;
@@ -454,4 +455,105 @@ fn a_client_packet_relayed_from_elsewhere_does_not_move_the_session() {
     assert_one_session(&pair, metrics);
     let r = c.post("/echo", b"after").expect("request after");
     assert_eq!((r.status(), r.body.as_slice()), (200, &b"after"[..]));
+}
+
+/// Connection-ID churn (issue 11): a client that retires the server's connection IDs one
+/// after the other, 200 times, while the pair's own client is rebound by the NAT every 20
+/// retirements. The server forgets every retired ID (`retired_scid_next`, the CID routing
+/// table) and issues a fresh one, so its table of routed IDs never holds more than twice the
+/// `active_connection_id_limit` (4) per session, and ends where it started.
+#[test]
+fn connection_id_churn_leaves_the_server_s_routing_table_bounded() {
+    use crate::harness::admin::{metric, metrics_addr};
+    use crate::harness::h3_client::H3Client;
+    use crate::harness::poll_until;
+    const RETIREMENTS: usize = 200;
+    const PER_REBIND: usize = 20;
+    /// Two sessions (the pair's and the bare client's), each at most 2 x the limit of 4.
+    const BOUND: f64 = (2 * 2 * 4) as f64;
+    const ROUTED: &str = "ptproxy_server_routed_connection_ids";
+    let _heavy = heavy_lock();
+    let up = Upstream::start();
+    let (smetrics, sjson) = metrics_addr();
+    let builder = PairBuilder::new(up.addr())
+        .name("cid_churn")
+        .server("metrics.listen", &sjson);
+    let quic = builder
+        .server_config()
+        .get("listen")
+        .and_then(|j| j.as_str().map(str::to_string));
+    let server: SocketAddr = quic.expect("server listen").parse().expect("addr");
+    let nat = Nat::start(server, GENTLE);
+    let pair = builder
+        .client("peer.address", &format!("\"{}\"", nat.front))
+        .start();
+    let mut churner = H3Client::connect(server);
+    // Both sessions hold their spare IDs: the table's size at rest (the bare client is kept
+    // going while the test waits, or the server would drop it as silent).
+    let mut at_rest = 0.0;
+    poll_until(Duration::from_secs(10), Duration::ZERO, || {
+        churner.idle(Duration::from_millis(100));
+        let now = metric(smetrics, ROUTED)?;
+        let settled = now == at_rest && now > 0.0;
+        at_rest = now;
+        settled.then_some(())
+    })
+    .expect("the routed-ID gauge never settled");
+    let mut peak = at_rest;
+    let mut retired = 0;
+    for round in 1..=RETIREMENTS / PER_REBIND {
+        retired += churner.retire_connection_ids(PER_REBIND, Duration::from_secs(10));
+        let validated = pair
+            .server
+            .count_log("(NAT rebinding; new address validated)");
+        nat.rebind();
+        let r = pair.post("/echo", format!("round {round}").as_bytes());
+        assert_eq!(
+            r.status(),
+            200,
+            "round {round}: a request across the rebinding"
+        );
+        poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            let now = pair
+                .server
+                .count_log("(NAT rebinding; new address validated)");
+            (now > validated).then_some(())
+        })
+        .expect("the server did not follow the rebinding");
+        let now = metric(smetrics, ROUTED).expect("server /metrics");
+        peak = peak.max(now);
+        assert!(
+            now <= BOUND,
+            "after {retired} retirements: {now} routed IDs (bound {BOUND})"
+        );
+    }
+    assert_eq!(retired, RETIREMENTS, "the churn did not complete");
+    // Every retired ID was replaced by one fresh one: back to the size at rest.
+    let back = poll_until(Duration::from_secs(5), Duration::ZERO, || {
+        churner.idle(Duration::from_millis(50));
+        (metric(smetrics, ROUTED)? == at_rest).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "routed IDs: {:?} after the churn, {at_rest} at rest (peak {peak})",
+        metric(smetrics, ROUTED)
+    );
+    eprintln!("routed IDs: {at_rest} at rest, peak {peak} over {RETIREMENTS} retirements");
+    // The pair's session carried on across the rebindings (the server has two: the pair's and
+    // the bare client's).
+    assert_eq!(
+        pair.client.count_log("session lost"),
+        0,
+        "the session was lost"
+    );
+    assert_eq!(
+        pair.client.count_log("session established"),
+        1,
+        "the client reconnected"
+    );
+    assert_eq!(
+        churner.retire_connection_ids(1, Duration::from_secs(5)),
+        1,
+        "the churning session is gone"
+    );
 }

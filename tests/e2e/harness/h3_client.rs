@@ -24,6 +24,8 @@ pub struct H3Client {
     peer: SocketAddr,
     conn: quiche::Connection,
     h3: quiche::h3::Connection,
+    /// The sequence number of the server's connection ID to retire next.
+    next_retired_seq: u64,
 }
 
 impl H3Client {
@@ -84,7 +86,49 @@ impl H3Client {
             peer: server,
             conn,
             h3,
+            next_retired_seq: 0,
         }
+    }
+
+    /// Keeps the session going (reads, acknowledges, answers probes) for `time`.
+    pub fn idle(&mut self, time: Duration) {
+        let until = Instant::now() + time;
+        while Instant::now() < until {
+            Io {
+                socket: &self.socket,
+                local: self.local,
+                peer: self.peer,
+            }
+            .turn(&mut self.conn);
+        }
+    }
+
+    /// Retires the server's connection IDs one after the other, oldest first, each as soon as
+    /// the server has issued a spare to move to (connection-ID churn, as a client that rotates
+    /// IDs for privacy makes it). Returns how many of `count` were retired before `timeout`.
+    pub fn retire_connection_ids(&mut self, count: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut retired = 0;
+        while retired < count && Instant::now() < deadline {
+            assert!(
+                !self.conn.is_closed(),
+                "session closed: {:?}",
+                self.conn.peer_error()
+            );
+            if self.conn.available_dcids() > 0
+                && self.conn.retire_dcid(self.next_retired_seq).is_ok()
+            {
+                self.next_retired_seq += 1;
+                retired += 1;
+            }
+            Io {
+                socket: &self.socket,
+                local: self.local,
+                peer: self.peer,
+            }
+            .turn(&mut self.conn);
+        }
+        retired
     }
 
     /// Sends a request with exactly these fields, then `body` (if any) and the end of the
