@@ -349,6 +349,7 @@ impl Driver for ClientProxy {
     }
 
     fn process(&mut self, registry: &Registry, now: Instant) {
+        self.metrics.loop_turns += 1;
         if let Some(admin) = self.admin.as_mut() {
             admin.handle_timeout(registry, now);
         }

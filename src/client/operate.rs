@@ -59,6 +59,7 @@ impl ClientProxy {
                 let mut snap = Snapshot {
                     streams_open: self.by_stream.len(),
                     client_connections: Some(self.downs.len()),
+                    timer_entries: self.timers.len(),
                     ..Snapshot::default()
                 };
                 self.link.snapshot(&mut snap, now);

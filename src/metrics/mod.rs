@@ -141,6 +141,8 @@ pub struct Snapshot {
     pub peer_contact: Option<PeerContact>,
     /// Server: connection IDs routed to a session (all sessions; retired ones are removed).
     pub routed_connection_ids: Option<usize>,
+    /// Entries in the role's timer table (at most one per connection or exchange).
+    pub timer_entries: usize,
 }
 
 /// How the client's session to its peer is doing (client only).
@@ -174,6 +176,8 @@ pub struct Metrics {
     pub address_changes: u64,
     /// Server: new client addresses that never answered their address check.
     pub address_validation_failures: u64,
+    /// Turns of the event loop (a process that spins shows here).
+    pub loop_turns: u64,
 }
 
 impl Metrics {
@@ -192,6 +196,7 @@ impl Metrics {
             tls_refusals: Default::default(),
             address_changes: 0,
             address_validation_failures: 0,
+            loop_turns: 0,
         }
     }
 

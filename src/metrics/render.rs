@@ -106,6 +106,18 @@ impl Metrics {
                 .unwrap_or_else(|| "0".into())),
         );
         m(
+            "ptproxy_event_loop_turns_total",
+            "counter",
+            "Turns of the event loop: waits that ended (events, timers or work left).",
+            &one(self.loop_turns.to_string()),
+        );
+        m(
+            "ptproxy_timer_entries",
+            "gauge",
+            "Entries in the timer table: at most one per connection or exchange.",
+            &one(snap.timer_entries.to_string()),
+        );
+        m(
             "ptproxy_session_reconnects_total",
             "counter",
             "Sessions re-established after a loss.",

@@ -235,6 +235,7 @@ impl Driver for ServerProxy {
     }
 
     fn process(&mut self, registry: &Registry, now: Instant) {
+        self.metrics.loop_turns += 1;
         if let Some(admin) = self.admin.as_mut() {
             admin.handle_timeout(registry, now);
         }

@@ -32,6 +32,7 @@ impl ServerProxy {
                     streams_open: self.exchanges.len(),
                     upstream_connections: Some((self.pool.conns.len(), self.pool.idle_count())),
                     routed_connection_ids: Some(self.by_cid.len()),
+                    timer_entries: self.timers.len(),
                     duplicated: (self.hider.datagrams, self.hider.bytes),
                     admission: Some(AdmissionCounters {
                         handshakes_in_progress: self.handshakes_in_progress() as u64,

@@ -37,5 +37,6 @@ mod read_backlog;
 mod session;
 mod soak;
 mod strict;
+mod timers;
 mod upstream_edges;
 mod zero_rtt;
