@@ -40,11 +40,14 @@ pub struct Admin {
     conns: Slab<AdminConn>,
     /// Accepting paused at the descriptor limit (retried on a timer).
     accept_pause: AcceptPause,
+    /// Connections accepted so far.
+    accepts: u64,
 }
 
 struct AdminConn {
     tcp: TcpConn,
-    accepted: Instant,
+    /// Acceptance order (a burst of accepts shares one `now`, so time cannot order them).
+    accepted: u64,
     /// The request was read and its answer queued.
     answered: bool,
     /// Closed when this passes (head timeout, then idle timeout while answering).
@@ -60,6 +63,7 @@ impl Admin {
             listener,
             conns: Slab::new(),
             accept_pause: AcceptPause::default(),
+            accepts: 0,
         })
     }
 
@@ -174,9 +178,10 @@ impl Admin {
                 )
                 .is_ok()
             {
+                self.accepts += 1;
                 entry.insert(AdminConn {
                     tcp,
-                    accepted: now,
+                    accepted: self.accepts,
                     answered: false,
                     deadline: now + HEAD_TIMEOUT,
                 });
@@ -230,4 +235,40 @@ fn queue_answer(conn: &mut TcpConn, req: &head::RequestHead, page: &impl Fn(&str
         conn.queue(body.as_bytes());
     }
     conn.consume(conn.input.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream;
+
+    /// Regression: connections accepted in one burst share one `now`; ordering them by time
+    /// made the cap evict the connection accepted just before (its slab slot is the one
+    /// reused), so the newest connections were closed at once instead of the oldest.
+    #[test]
+    fn at_the_cap_the_oldest_connections_go_even_within_one_burst() {
+        let poll = mio::Poll::new().expect("poll");
+        let mut admin =
+            Admin::bind("127.0.0.1:0".parse().expect("address"), poll.registry()).expect("bind");
+        let addr = admin.listener.local_addr().expect("address");
+        let extra = 3;
+        // All accepted at one `now`, as in one busy turn of the loop (accepting as they come,
+        // since the listen backlog is shorter than the burst).
+        let now = Instant::now();
+        let clients: Vec<TcpStream> = (0..MAX_CONNS + extra)
+            .map(|_| {
+                let c = TcpStream::connect(addr).expect("connect");
+                admin.accept(poll.registry(), now);
+                c
+            })
+            .collect();
+        assert_eq!(admin.accepts as usize, clients.len());
+        let mut kept: Vec<u64> = admin.conns.iter().map(|(_, c)| c.accepted).collect();
+        kept.sort_unstable();
+        let newest: Vec<u64> = (extra as u64 + 1..=clients.len() as u64).collect();
+        assert_eq!(
+            kept, newest,
+            "the {extra} oldest are closed, the newest kept"
+        );
+    }
 }
