@@ -5,4 +5,5 @@
 pub mod answers;
 pub mod headers;
 pub mod pump;
+pub mod stream;
 pub mod tcp;

@@ -9,14 +9,15 @@
 //!
 //! A pump owns no socket and no session: it works on the HTTP/1.1 side's buffers
 //! ([`H1Buffers`], a TCP connection in production) and on one HTTP/3 stream ([`StreamSink`] /
-//! [`StreamSource`], quiche in production via [`H3Stream`]), so tests and fuzzing drive it with
-//! plain buffers. Bytes move only while the receiving side has room (the stream's capacity,
+//! [`StreamSource`], quiche in production via [`crate::bridge::stream::H3Stream`]), so tests
+//! and fuzzing drive it with plain buffers. Bytes move only while the receiving side has room (the stream's capacity,
 //! the socket's [`crate::bridge::tcp::WRITE_CAP`]), which is how QUIC flow control and TCP push
 //! back on the fast side; a body that ends early never ends cleanly (the pump fails instead).
 
-use quiche::h3::{self, Header as H3Header};
+use quiche::h3::Header as H3Header;
 
 use crate::bridge::headers;
+use crate::bridge::stream::{StreamFailed, StreamSink, StreamSource};
 use crate::h1::body::{BodyDecoder, BodyEncoder, BodyEncoding, BodyError, BodyFraming};
 use crate::h1::head::Header;
 
@@ -35,75 +36,6 @@ pub trait H1Buffers {
     /// How many more output bytes may be queued now.
     fn write_room(&self) -> usize;
     fn output(&mut self) -> &mut Vec<u8>;
-}
-
-/// The HTTP/3 stream failed under a pump.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamFailed {
-    /// The peer cancelled the stream (a transport-level reset), rather than an HTTP/3 error.
-    pub cancelled: bool,
-    pub detail: String,
-}
-
-/// Sending on one HTTP/3 stream.
-pub trait StreamSink {
-    /// Sends body bytes (`fin` ends the stream if all of them are taken); returns how many
-    /// the stream took, `None` when it is blocked (flow control, congestion) and took nothing,
-    /// not even a FIN.
-    fn send_body(&mut self, data: &[u8], fin: bool) -> Result<Option<usize>, StreamFailed>;
-    /// Sends the trailer section, ending the stream; `false` when the stream is blocked.
-    fn send_trailers(&mut self, fields: &[H3Header]) -> Result<bool, StreamFailed>;
-}
-
-/// Receiving on one HTTP/3 stream.
-pub trait StreamSource {
-    /// Reads body bytes into `buf`; 0 when none are available now.
-    fn recv_body(&mut self, buf: &mut [u8]) -> Result<usize, StreamFailed>;
-}
-
-/// One quiche HTTP/3 stream.
-pub struct H3Stream<'a> {
-    pub h3: &'a mut h3::Connection,
-    pub conn: &'a mut quiche::Connection,
-    pub id: u64,
-}
-
-fn failed(e: h3::Error) -> StreamFailed {
-    StreamFailed {
-        cancelled: matches!(e, h3::Error::TransportError(_)),
-        detail: e.to_string(),
-    }
-}
-
-impl StreamSink for H3Stream<'_> {
-    fn send_body(&mut self, data: &[u8], fin: bool) -> Result<Option<usize>, StreamFailed> {
-        match self.h3.send_body(self.conn, self.id, data, fin) {
-            Ok(n) => Ok(Some(n)),
-            Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => Ok(None),
-            Err(e) => Err(failed(e)),
-        }
-    }
-
-    fn send_trailers(&mut self, fields: &[H3Header]) -> Result<bool, StreamFailed> {
-        match self
-            .h3
-            .send_additional_headers(self.conn, self.id, fields, true, true)
-        {
-            Ok(()) => Ok(true),
-            Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => Ok(false),
-            Err(e) => Err(failed(e)),
-        }
-    }
-}
-
-impl StreamSource for H3Stream<'_> {
-    fn recv_body(&mut self, buf: &mut [u8]) -> Result<usize, StreamFailed> {
-        match self.h3.recv_body(self.conn, self.id, buf) {
-            Ok(n) => Ok(n),
-            Err(h3::Error::Done) => Ok(0),
-            Err(e) => Err(failed(e)),
-        }
-    }
 }
 
 /// An HTTP/1.1 side with nothing to read and no room to write: for a body already in hand
@@ -190,7 +122,7 @@ impl H1ToH3 {
 
     /// Decodes the next piece of payload from the input, if none is pending. Returns whether
     /// input was consumed.
-    pub fn decode(&mut self, h1: &mut impl H1Buffers) -> Result<bool, H1ToH3Error> {
+    pub fn decode(&mut self, h1: &mut (impl H1Buffers + ?Sized)) -> Result<bool, H1ToH3Error> {
         if !self.chunk.is_empty() || self.decoder.is_done() {
             return Ok(false);
         }
@@ -218,8 +150,8 @@ impl H1ToH3 {
     /// trailers or the FIN. Returns whether anything moved.
     pub fn step(
         &mut self,
-        h1: &mut impl H1Buffers,
-        stream: &mut impl StreamSink,
+        h1: &mut (impl H1Buffers + ?Sized),
+        stream: &mut (impl StreamSink + ?Sized),
     ) -> Result<bool, H1ToH3Error> {
         let mut progress = false;
         self.waits_for_input = false;
@@ -330,8 +262,8 @@ impl H3ToH1 {
     /// once the stream has ended. Returns whether anything moved.
     pub fn step(
         &mut self,
-        stream: &mut impl StreamSource,
-        h1: &mut impl H1Buffers,
+        stream: &mut (impl StreamSource + ?Sized),
+        h1: &mut (impl H1Buffers + ?Sized),
     ) -> Result<bool, H3ToH1Error> {
         if self.is_done() {
             return Ok(false);

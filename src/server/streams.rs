@@ -11,10 +11,12 @@ use std::time::Instant;
 
 use mio::Registry;
 
+use super::exchange::port::PoolPort;
 use super::exchange::{Ctx, Exchange, Outcome};
 use super::peer::PeerConn;
 use super::upstream::Pool;
 use super::ServerProxy;
+use crate::bridge::stream::H3Stream;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::quic::{self, tls};
@@ -103,8 +105,17 @@ impl ServerProxy {
                     return self.reject_stream(ck, stream);
                 }
                 let ek = self.exchanges.vacant_key();
-                let ex = self.with_ctx(registry, ck, ek, now, |ctx| {
-                    Exchange::start(ctx, stream, &list, more_frames)
+                let ports = Ports {
+                    pool: &mut self.pool,
+                    metrics: &mut self.metrics,
+                    cfg: &self.cfg,
+                    registry,
+                    now,
+                };
+                let ex = self.conns.get_mut(ck).and_then(|pc| {
+                    ports.run(pc, ek, stream, |ctx| {
+                        Exchange::start(ctx, stream, &list, more_frames)
+                    })
                 });
                 let Some(ex) = ex else { return };
                 self.timers.set(ek, ex.timers.next());
@@ -153,28 +164,6 @@ impl ServerProxy {
         }
     }
 
-    /// Builds the exchange context for connection `ck` and runs `f` in it.
-    fn with_ctx<T>(
-        &mut self,
-        registry: &Registry,
-        ck: usize,
-        ek: usize,
-        now: Instant,
-        f: impl FnOnce(&mut Ctx<'_>) -> T,
-    ) -> Option<T> {
-        let pc = self.conns.get_mut(ck)?;
-        let mut ctx = context(
-            pc,
-            &mut self.pool,
-            &mut self.metrics,
-            &self.cfg,
-            registry,
-            ek,
-            now,
-        );
-        Some(f(&mut ctx))
-    }
-
     /// Runs `f` on exchange `ek`; removes it when finished, reschedules its timer otherwise.
     pub(super) fn run_exchange(
         &mut self,
@@ -186,19 +175,18 @@ impl ServerProxy {
         let Some((ck, ex)) = self.exchanges.get_mut(ek) else {
             return;
         };
+        let ports = Ports {
+            pool: &mut self.pool,
+            metrics: &mut self.metrics,
+            cfg: &self.cfg,
+            registry,
+            now,
+        };
+        let stream = ex.stream;
         let outcome = match self.conns.get_mut(*ck) {
-            Some(pc) => f(
-                ex,
-                &mut context(
-                    pc,
-                    &mut self.pool,
-                    &mut self.metrics,
-                    &self.cfg,
-                    registry,
-                    ek,
-                    now,
-                ),
-            ),
+            Some(pc) => ports
+                .run(pc, ek, stream, |ctx| f(ex, ctx))
+                .unwrap_or(Outcome::Finished),
             None => Outcome::Finished,
         };
         if outcome == Outcome::Yielded {
@@ -217,26 +205,47 @@ impl ServerProxy {
     }
 }
 
-/// The per-exchange view of the server state (split borrows of its fields).
-fn context<'a>(
-    pc: &'a mut PeerConn,
+/// What the server lends an exchange while it runs (split borrows of its fields).
+struct Ports<'a> {
     pool: &'a mut Pool,
     metrics: &'a mut Metrics,
     cfg: &'a ServerConfig,
     registry: &'a Registry,
-    key: usize,
     now: Instant,
-) -> Ctx<'a> {
-    Ctx {
-        now,
-        key,
-        registry,
-        session: &mut pc.session,
-        pool,
-        upstream: &cfg.upstream,
-        max_head_bytes: cfg.http.max_head_bytes,
-        access_log: cfg.http.access_log,
-        client: &pc.client,
-        metrics,
+}
+
+impl Ports<'_> {
+    /// Runs `f` with the context of exchange `ek` on `stream` of session `pc`: its ports are
+    /// that stream (quiche) and the pool. `None` when the session has no HTTP/3 layer.
+    fn run<T>(
+        self,
+        pc: &mut PeerConn,
+        ek: usize,
+        stream: u64,
+        f: impl FnOnce(&mut Ctx<'_>) -> T,
+    ) -> Option<T> {
+        let h3 = pc.session.h3.as_mut()?;
+        let mut stream = H3Stream {
+            h3,
+            conn: &mut pc.session.conn,
+            id: stream,
+        };
+        let mut pool = PoolPort {
+            pool: self.pool,
+            registry: self.registry,
+            owner: ek,
+            now: self.now,
+        };
+        let mut ctx = Ctx {
+            now: self.now,
+            stream: &mut stream,
+            pool: &mut pool,
+            upstream: &self.cfg.upstream,
+            max_head_bytes: self.cfg.http.max_head_bytes,
+            access_log: self.cfg.http.access_log,
+            client: &pc.client,
+            metrics: self.metrics,
+        };
+        Some(f(&mut ctx))
     }
 }

@@ -2,6 +2,7 @@
 //! chosen capacity, so every split of input and every blocking pattern is reproducible.
 
 use super::*;
+use crate::bridge::stream::{StreamFailed, StreamSink, StreamSource};
 use crate::h1::body::BodyFraming;
 
 /// An HTTP/1.1 side: input fed by the test, output bounded by `room`.

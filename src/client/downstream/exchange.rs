@@ -10,7 +10,8 @@ use quiche::h3::{self, Header as H3Header};
 
 use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::headers;
-use crate::bridge::pump::{H1ToH3, H1ToH3Error, H3Stream};
+use crate::bridge::pump::{H1ToH3, H1ToH3Error};
+use crate::bridge::stream::H3Stream;
 use crate::bridge::tcp::TcpConn;
 use crate::client::request;
 use crate::h1::body;

@@ -7,7 +7,8 @@ use quiche::h3::Header as H3Header;
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
-use crate::bridge::pump::{H3Stream, H3ToH1};
+use crate::bridge::pump::H3ToH1;
+use crate::bridge::stream::H3Stream;
 use crate::bridge::tcp::TcpConn;
 use crate::h1::body::BodyEncoding;
 use crate::h1::head::{Header, Version};

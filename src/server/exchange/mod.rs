@@ -23,8 +23,11 @@
 //! -> upstream socket) and `response` (the response head, interim responses, body and trailers,
 //! upstream socket -> stream, and the retry on a closed reused connection).
 
+pub mod port;
 mod request;
 mod response;
+#[cfg(test)]
+mod tests;
 
 use std::time::Instant;
 
@@ -33,26 +36,25 @@ use quiche::h3::Header as H3Header;
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
 use crate::bridge::pump::{H1ToH3, H3ToH1};
+use crate::bridge::stream::ExchangeStream;
 use crate::config::UpstreamConfig;
 use crate::h1::write;
 use crate::quic::h3_code;
-use crate::quic::session::Session;
 use crate::time::{Slot, Slots};
 
-use super::upstream::{Pool, UpState};
+use port::UpstreamPort;
 
 use request::prepare_request;
 
 /// Steps one `drive` call may take before yielding to other exchanges.
 const DRIVE_BUDGET: usize = 64;
 
+/// What an exchange works with while it runs: its two ports (the request stream and the
+/// upstream connections) and plain data. No socket, registry or session.
 pub struct Ctx<'a> {
     pub now: Instant,
-    /// This exchange's slab key (owner of the upstream connection it checks out).
-    pub key: usize,
-    pub registry: &'a mio::Registry,
-    pub session: &'a mut Session,
-    pub pool: &'a mut Pool,
+    pub stream: &'a mut dyn ExchangeStream,
+    pub pool: &'a mut dyn UpstreamPort,
     pub upstream: &'a UpstreamConfig,
     pub max_head_bytes: usize,
     pub access_log: bool,
@@ -169,7 +171,7 @@ impl Exchange {
                 if finished {
                     ex.request_body.on_finished();
                 }
-                match ctx.pool.checkout(ctx.registry, ctx.key) {
+                match ctx.pool.checkout() {
                     Ok(key) => {
                         ex.upstream = Some(key);
                         ex.arm_connect_timer(ctx, key);
@@ -239,7 +241,7 @@ impl Exchange {
             return;
         }
         if let Some(key) = self.upstream.take() {
-            ctx.pool.close(ctx.registry, key);
+            ctx.pool.close(key);
         }
         self.stop_request(ctx);
         self.timers.clear(ExchangeTimer::Connect);
@@ -261,11 +263,7 @@ impl Exchange {
     /// Tells the peer to stop sending the request body (we will not read it).
     fn stop_request(&mut self, ctx: &mut Ctx<'_>) {
         if !self.request_done {
-            let _ = ctx.session.conn.stream_shutdown(
-                self.stream,
-                quiche::Shutdown::Read,
-                h3_code::NO_ERROR,
-            );
+            ctx.stream.stop_sending(h3_code::NO_ERROR);
             self.request_done = true;
             self.reusable = false;
         }
@@ -284,7 +282,7 @@ impl Exchange {
             }
         }
         if let Some(key) = self.upstream.take() {
-            ctx.pool.checkin(ctx.registry, key, self.reusable, ctx.now);
+            ctx.pool.checkin(key, self.reusable);
         }
         self.log_access(ctx);
         Some(Outcome::Finished)
@@ -298,16 +296,10 @@ impl Exchange {
     /// Resets the stream with these codes (STOP_SENDING, RESET_STREAM) and drops the upstream
     /// connection.
     fn reset(&mut self, ctx: &mut Ctx<'_>, read_code: u64, write_code: u64) -> Outcome {
-        let _ = ctx
-            .session
-            .conn
-            .stream_shutdown(self.stream, quiche::Shutdown::Read, read_code);
-        let _ = ctx
-            .session
-            .conn
-            .stream_shutdown(self.stream, quiche::Shutdown::Write, write_code);
+        ctx.stream.stop_sending(read_code);
+        ctx.stream.reset(write_code);
         if let Some(key) = self.upstream.take() {
-            ctx.pool.close(ctx.registry, key);
+            ctx.pool.close(key);
         }
         self.log_access(ctx);
         Outcome::Finished
@@ -370,7 +362,7 @@ impl Exchange {
                 );
                 self.stop_request(ctx);
                 if let Some(key) = self.upstream.take() {
-                    ctx.pool.close(ctx.registry, key);
+                    ctx.pool.close(key);
                 }
                 self.try_complete(ctx).unwrap_or(Outcome::Finished)
             }
@@ -390,12 +382,8 @@ impl Exchange {
 
     /// A checked-out connection that is still connecting gets the connect timeout; the
     /// response timeout starts when the request head is written.
-    fn arm_connect_timer(&mut self, ctx: &Ctx<'_>, key: usize) {
-        let connecting = ctx
-            .pool
-            .conns
-            .get(key)
-            .is_some_and(|u| u.state == UpState::Connecting);
+    fn arm_connect_timer(&mut self, ctx: &mut Ctx<'_>, key: usize) {
+        let connecting = ctx.pool.conn(key).is_some_and(|u| u.is_connecting());
         if connecting {
             self.timers.arm(
                 ExchangeTimer::Connect,
@@ -405,11 +393,9 @@ impl Exchange {
     }
 
     /// The upstream made progress: the response timeout starts again.
-    fn upstream_progressed(&mut self, ctx: &Ctx<'_>) {
-        self.timers.arm(
-            ExchangeTimer::Response,
-            ctx.now + ctx.upstream.response_timeout,
-        );
+    fn upstream_progressed(&mut self, now: Instant, config: &UpstreamConfig) {
+        self.timers
+            .arm(ExchangeTimer::Response, now + config.response_timeout);
     }
 
     pub fn upstream(&self) -> Option<usize> {

@@ -4,7 +4,7 @@
 
 use quiche::h3::Header as H3Header;
 
-use crate::bridge::pump::{H3Stream, H3ToH1Error};
+use crate::bridge::pump::H3ToH1Error;
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
@@ -12,7 +12,6 @@ use crate::h1::body::BodyEncoding;
 use crate::h1::head::{Header, RequestHead};
 
 use super::{Ctx, Exchange, ExchangeTimer, Failure};
-use crate::server::upstream::UpState;
 
 impl Exchange {
     /// Finishes a pending connect and writes the request head.
@@ -20,35 +19,34 @@ impl Exchange {
         let Some(key) = self.upstream else {
             return Ok(false);
         };
-        let Some(up) = ctx.pool.conns.get_mut(key) else {
+        let Some(up) = ctx.pool.conn(key) else {
             return Ok(false);
         };
-        if up.state == UpState::Connecting {
-            match up.tcp.connect_result() {
+        if up.is_connecting() {
+            match up.connect_result() {
                 None => return Ok(false),
                 // The next address of the upstream's name, if one is left to try.
                 Some(Err(e)) => {
-                    return match ctx.pool.connect_failed(ctx.registry, key, &e) {
+                    return match ctx.pool.connect_failed(key, &e) {
                         Ok(true) => Ok(true),
                         Ok(false) => Err(Failure::Answer(answers::upstream_unreachable(&e))),
                         Err(e2) => Err(Failure::Answer(answers::upstream_unreachable(&e2))),
                     };
                 }
                 Some(Ok(())) => {
-                    up.state = UpState::Busy;
-                    let _ = up.tcp.stream.set_nodelay(true);
+                    up.set_connected();
                     self.timers.clear(ExchangeTimer::Connect);
                     ctx.pool.connected(key);
                 }
             }
         }
-        let Some(up) = ctx.pool.conns.get_mut(key) else {
+        let Some(up) = ctx.pool.conn(key) else {
             return Ok(false);
         };
         if !self.head_written {
-            up.tcp.queue(&self.head_bytes);
+            up.output().extend_from_slice(&self.head_bytes);
             self.head_written = true;
-            self.upstream_progressed(ctx);
+            self.upstream_progressed(ctx.now, ctx.upstream);
             return Ok(true);
         }
         Ok(false)
@@ -56,25 +54,17 @@ impl Exchange {
 
     /// Request body: stream -> upstream socket, while the socket has room.
     pub(super) fn request_step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
-        let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) else {
+        let Some(up) = self.upstream.and_then(|k| ctx.pool.conn(k)) else {
             return Ok(false);
         };
-        if up.state != UpState::Busy {
+        if up.is_connecting() {
             return Ok(false);
         }
         let mut progress = false;
         if !self.request_done {
-            let Some(h3) = ctx.session.h3.as_mut() else {
-                return Ok(false);
-            };
-            let mut stream = H3Stream {
-                h3,
-                conn: &mut ctx.session.conn,
-                id: self.stream,
-            };
             progress |= self
                 .request_body
-                .step(&mut stream, &mut up.tcp)
+                .step(&mut *ctx.stream, up)
                 .map_err(|e| match e {
                     H3ToH1Error::TooLong => {
                         Failure::Malformed("request body longer than its content-length")
@@ -89,8 +79,8 @@ impl Exchange {
                 })?;
             self.request_done = self.request_body.is_done();
         }
-        if up.tcp.flush() {
-            self.upstream_progressed(ctx);
+        if up.flush() {
+            self.upstream_progressed(ctx.now, ctx.upstream);
             progress = true;
         }
         Ok(progress)

@@ -3,16 +3,13 @@
 //! decoded and moved into the stream while it takes it, the trailers, and the one retry of a
 //! request whose reused connection closed before any response byte.
 
-use quiche::h3;
-
 use crate::bridge::answers;
 use crate::bridge::headers;
-use crate::bridge::pump::{H1ToH3, H1ToH3Error, H3Stream, NoH1};
+use crate::bridge::pump::{H1ToH3, H1ToH3Error, NoH1};
 use crate::h1::body::{self, BodyError, BodyFraming};
 use crate::h1::head::{self, Limits};
 
 use super::{Ctx, Exchange, ExchangeTimer, Failure, Response};
-use crate::server::upstream::UpState;
 use crate::server::upstream_head;
 
 /// Interim (1xx) responses relayed per request; one more is a 502, so an upstream cannot hold
@@ -23,12 +20,12 @@ impl Exchange {
     /// Response: upstream socket -> stream.
     pub(super) fn response_step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
         let mut progress = false;
-        if let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) {
-            if up.state == UpState::Busy && up.tcp.fill() {
+        if let Some(up) = self.upstream.and_then(|k| ctx.pool.conn(k)) {
+            if !up.is_connecting() && up.fill() {
                 // Bytes of a head (trickled, or interim responses) do not extend the wait for
                 // the final head: only the request's progress does (see `request_step`).
                 if !self.awaiting_final_head() {
-                    self.upstream_progressed(ctx);
+                    self.upstream_progressed(ctx.now, ctx.upstream);
                 }
                 progress = true;
             }
@@ -42,23 +39,14 @@ impl Exchange {
             interim,
         } = &self.response
         {
-            let Some(h3) = ctx.session.h3.as_mut() else {
-                return Ok(progress);
-            };
-            if !headers::peer_accepts(h3, fields) {
+            if !ctx.stream.accepts(fields) {
                 return Err(Failure::Answer(answers::upstream_invalid(
                     "response head larger than the peer proxy accepts",
                 )));
             }
-            let conn = &mut ctx.session.conn;
             // The first HEADERS frame opens the response; later ones (after 1xx) continue it.
-            let sent = if self.head_frames_sent {
-                h3.send_additional_headers(conn, self.stream, fields, false, *fin)
-            } else {
-                h3.send_response(conn, self.stream, fields, *fin)
-            };
-            match sent {
-                Ok(()) => {
+            match ctx.stream.send_fields(fields, !self.head_frames_sent, *fin) {
+                Ok(true) => {
                     self.head_frames_sent = true;
                     self.response = match (interim, fin) {
                         (true, _) => Response::AwaitHead,
@@ -67,7 +55,7 @@ impl Exchange {
                     };
                     progress = true;
                 }
-                Err(h3::Error::StreamBlocked) => return Ok(progress),
+                Ok(false) => return Ok(progress),
                 Err(_) => return Err(Failure::Reset("cannot send the response head")),
             }
             if matches!(self.response, Response::AwaitHead) {
@@ -82,20 +70,20 @@ impl Exchange {
     }
 
     fn parse_response_head(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
-        let Some(up) = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k)) else {
+        let Some(up) = self.upstream.and_then(|k| ctx.pool.conn(k)) else {
             return Ok(false);
         };
-        if up.state != UpState::Busy {
+        if up.is_connecting() {
             return Ok(false);
         }
         let limits = Limits {
             max_head_bytes: ctx.max_head_bytes,
             ..Limits::default()
         };
-        let (resp, len) = match head::parse_response(&up.tcp.input, &limits) {
+        let (resp, len) = match head::parse_response(up.input(), &limits) {
             Ok(Some(parsed)) => parsed,
-            Ok(None) if up.tcp.input_ended() => {
-                if self.may_retry(up.reused, up.tcp.input.is_empty()) {
+            Ok(None) if up.input_ended() => {
+                if self.may_retry(up.reused(), up.input().is_empty()) {
                     return self.retry(ctx);
                 }
                 return Err(Failure::Answer(answers::upstream_closed()));
@@ -108,7 +96,7 @@ impl Exchange {
                 "101 Switching Protocols is not supported",
             )));
         }
-        up.tcp.consume(len);
+        up.consume(len);
         if resp.status < 200 {
             self.interim_count += 1;
             if self.interim_count > MAX_INTERIM_RESPONSES {
@@ -140,7 +128,7 @@ impl Exchange {
         let mut body = H1ToH3::new(framing, None);
         // Body bytes that came with the head are checked before the head goes out, so broken
         // framing right at the start is still a clean 502.
-        body.decode(&mut up.tcp).map_err(|e| match e {
+        body.decode(up).map_err(|e| match e {
             H1ToH3Error::Body(e) => Failure::Answer(answers::upstream_invalid(body_error(e))),
             _ => Failure::Answer(answers::upstream_invalid("response body")),
         })?;
@@ -177,11 +165,11 @@ impl Exchange {
             self.target
         );
         if let Some(key) = self.upstream.take() {
-            ctx.pool.close(ctx.registry, key);
+            ctx.pool.close(key);
         }
         let key = ctx
             .pool
-            .connect_new(ctx.registry, ctx.key)
+            .connect_new()
             .map_err(|e| Failure::Answer(answers::upstream_unreachable(&e)))?;
         self.upstream = Some(key);
         self.retried = true;
@@ -204,18 +192,12 @@ impl Exchange {
     /// Moves decoded response bytes (or a synthesized body) into the stream.
     /// Response body: upstream socket (or the synthesized answer) -> stream.
     fn pump_response_body(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
-        let (Some(h3), Some(body)) = (ctx.session.h3.as_mut(), self.response_body.as_mut()) else {
+        let Some(body) = self.response_body.as_mut() else {
             return Ok(false);
         };
-        let mut stream = H3Stream {
-            h3,
-            conn: &mut ctx.session.conn,
-            id: self.stream,
-        };
-        let up = self.upstream.and_then(|k| ctx.pool.conns.get_mut(k));
-        let moved = match up {
-            Some(up) => body.step(&mut up.tcp, &mut stream),
-            None => body.step(&mut NoH1::default(), &mut stream),
+        let moved = match self.upstream.and_then(|k| ctx.pool.conn(k)) {
+            Some(up) => body.step(up, &mut *ctx.stream),
+            None => body.step(&mut NoH1::default(), &mut *ctx.stream),
         };
         let progress = moved.map_err(|e| match e {
             H1ToH3Error::Body(BodyError::Truncated) => {
