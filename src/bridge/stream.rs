@@ -1,7 +1,9 @@
 //! One HTTP/3 request stream as the exchange logic sees it: a port with the few operations an
 //! exchange performs on its stream (field sections, body bytes, stopping and resetting), and
-//! its production adapter over quiche ([`H3Stream`]). Tests and fuzzing implement the same
-//! traits in memory, so the exchange logic runs without a session.
+//! its production adapter over quiche ([`H3Stream`]); and the session as the client's
+//! exchanges use it ([`SessionPort`]: open a request stream, then act on it by ID), which
+//! [`crate::quic::session::Session`] implements. Tests and fuzzing implement the same traits
+//! in memory, so the exchange logic runs without a session.
 
 use quiche::h3::{self, Header as H3Header};
 
@@ -127,5 +129,121 @@ impl ExchangeStream for H3Stream<'_> {
         let _ = self
             .conn
             .stream_shutdown(self.id, quiche::Shutdown::Write, code);
+    }
+}
+
+/// Why a request stream could not be opened now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenRefused {
+    /// No connection credit for the field section: retry when acknowledgements free some.
+    Credit,
+    /// The peer's stream limit is reached: retry when a stream ends.
+    Streams,
+    /// The session cannot take it at all.
+    Failed(String),
+}
+
+/// The session as the client's exchanges use it: open a request stream, then work on a
+/// stream by its ID (through [`StreamOf`]).
+pub trait SessionPort {
+    /// Whether the peer accepts a field section this large (its SETTINGS).
+    fn accepts(&self, fields: &[H3Header]) -> bool;
+    /// Opens a request stream with these fields (`fin`: no body follows).
+    fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused>;
+    fn send_body(&mut self, id: u64, data: &[u8], fin: bool)
+        -> Result<Option<usize>, StreamFailed>;
+    fn send_trailers(&mut self, id: u64, fields: &[H3Header]) -> Result<bool, StreamFailed>;
+    fn recv_body(&mut self, id: u64, buf: &mut [u8]) -> Result<usize, StreamFailed>;
+    fn stop_sending(&mut self, id: u64, code: u64);
+    fn reset(&mut self, id: u64, code: u64);
+}
+
+/// Stream `id` of a session, for the body pumps.
+pub struct StreamOf<'a, S: SessionPort + ?Sized> {
+    pub session: &'a mut S,
+    pub id: u64,
+}
+
+impl<S: SessionPort + ?Sized> StreamSink for StreamOf<'_, S> {
+    fn send_body(&mut self, data: &[u8], fin: bool) -> Result<Option<usize>, StreamFailed> {
+        self.session.send_body(self.id, data, fin)
+    }
+    fn send_trailers(&mut self, fields: &[H3Header]) -> Result<bool, StreamFailed> {
+        self.session.send_trailers(self.id, fields)
+    }
+}
+
+impl<S: SessionPort + ?Sized> StreamSource for StreamOf<'_, S> {
+    fn recv_body(&mut self, buf: &mut [u8]) -> Result<usize, StreamFailed> {
+        self.session.recv_body(self.id, buf)
+    }
+}
+
+impl SessionPort for crate::quic::session::Session {
+    fn accepts(&self, fields: &[H3Header]) -> bool {
+        self.h3
+            .as_ref()
+            .is_some_and(|h3| crate::bridge::headers::peer_accepts(h3, fields))
+    }
+
+    fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused> {
+        let Some(h3) = self.h3.as_mut() else {
+            return Err(OpenRefused::Failed("no HTTP/3 layer yet".into()));
+        };
+        match h3.send_request(&mut self.conn, fields, fin) {
+            Ok(id) => Ok(id),
+            Err(h3::Error::StreamBlocked) => Err(OpenRefused::Credit),
+            Err(h3::Error::TransportError(quiche::Error::StreamLimit)) => Err(OpenRefused::Streams),
+            Err(e) => Err(OpenRefused::Failed(e.to_string())),
+        }
+    }
+
+    fn send_body(
+        &mut self,
+        id: u64,
+        data: &[u8],
+        fin: bool,
+    ) -> Result<Option<usize>, StreamFailed> {
+        match self.h3.as_mut() {
+            Some(h3) => H3Stream {
+                h3,
+                conn: &mut self.conn,
+                id,
+            }
+            .send_body(data, fin),
+            None => Ok(None),
+        }
+    }
+
+    fn send_trailers(&mut self, id: u64, fields: &[H3Header]) -> Result<bool, StreamFailed> {
+        match self.h3.as_mut() {
+            Some(h3) => H3Stream {
+                h3,
+                conn: &mut self.conn,
+                id,
+            }
+            .send_trailers(fields),
+            None => Ok(false),
+        }
+    }
+
+    fn recv_body(&mut self, id: u64, buf: &mut [u8]) -> Result<usize, StreamFailed> {
+        match self.h3.as_mut() {
+            Some(h3) => H3Stream {
+                h3,
+                conn: &mut self.conn,
+                id,
+            }
+            .recv_body(buf),
+            None => Ok(0),
+        }
+    }
+
+    fn stop_sending(&mut self, id: u64, code: u64) {
+        let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Read, code);
+    }
+
+    fn reset(&mut self, id: u64, code: u64) {
+        let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
     }
 }

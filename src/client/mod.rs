@@ -27,6 +27,7 @@ use slab::Slab;
 use crate::accept_pause::{self, AcceptPause};
 use crate::admin::Admin;
 use crate::bridge::answers;
+use crate::bridge::stream::SessionPort;
 use crate::bridge::tcp::TcpConn;
 use crate::config::{ClientConfig, ClientHttpConfig, Config};
 use crate::metrics::Metrics;
@@ -186,7 +187,7 @@ impl ClientProxy {
             now,
             http: &self.http,
             default_authority: &self.default_authority,
-            session: self.link.usable(),
+            session: self.link.usable().map(|s| s as &mut dyn SessionPort),
             accepting,
             early,
             stopping: self.stopping,

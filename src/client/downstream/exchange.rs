@@ -6,20 +6,17 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use quiche::h3::{self, Header as H3Header};
+use quiche::h3::Header as H3Header;
 
 use crate::bridge::answers::{self, Answer, Busy};
-use crate::bridge::headers;
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
-use crate::bridge::stream::H3Stream;
-use crate::bridge::tcp::TcpConn;
+use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
 use crate::client::request;
 use crate::h1::body;
 use crate::h1::head::{RequestHead, Version};
 use crate::quic::h3_code;
-use crate::quic::session::Session;
 
-use super::{log_access, Ctx, DownTimer, Downstream, Phase, Response};
+use super::{log_access, Ctx, DownTimer, Downstream, DownstreamConn, Phase, Response};
 
 /// The request a downstream connection carries, from its head to the end of its response.
 pub struct Exchange {
@@ -62,7 +59,7 @@ pub struct Exchange {
     pub(super) status: u16,
 }
 
-impl Downstream {
+impl<T: DownstreamConn> Downstream<T> {
     /// The exchange phase: sends the request once the session takes it, then moves the request
     /// and response bodies.
     pub(super) fn advance(&mut self, ctx: &mut Ctx<'_>) -> bool {
@@ -128,9 +125,7 @@ impl Downstream {
             if !ex.request_done {
                 // The response ended before the request body: stop it, the connection can't be reused.
                 if let Some(s) = ctx.session.as_deref_mut() {
-                    let _ = s
-                        .conn
-                        .stream_shutdown(id, quiche::Shutdown::Write, h3_code::NO_ERROR);
+                    s.reset(id, h3_code::NO_ERROR);
                 }
                 ex.keep_alive = false;
             }
@@ -138,7 +133,7 @@ impl Downstream {
         log_access(ctx, self.peer, ex, ex.status);
         self.served += 1;
         // A client that half-closed after pipelining still gets every complete request answered.
-        let more_input = !self.tcp.eof || !self.tcp.input.is_empty();
+        let more_input = !self.tcp.eof() || !self.tcp.input().is_empty();
         if ex.keep_alive && more_input && !ctx.stopping {
             self.phase = Phase::Idle;
             self.timers.clear(DownTimer::Head);
@@ -235,19 +230,16 @@ impl Exchange {
             return Err(self.unsent_answer(ctx));
         }
         let session = ctx.session.as_deref_mut().filter(|_| allowed);
-        let Some(session) = session else {
+        let (Some(session), Some(fields)) = (session, self.fields.as_ref()) else {
             return Ok(false);
         };
-        let (Some(fields), Some(h3)) = (self.fields.as_ref(), session.h3.as_mut()) else {
-            return Ok(false);
-        };
-        if !headers::peer_accepts(h3, fields) {
+        if !session.accepts(fields) {
             return Err(answers::bad_request(
                 431,
                 "request head larger than the peer proxy accepts",
             ));
         }
-        match h3.send_request(&mut session.conn, fields, !self.has_body) {
+        match session.open_request(fields, !self.has_body) {
             Ok(id) => {
                 let how = if ctx.early { " in 0-RTT" } else { "" };
                 log::debug!(
@@ -266,15 +258,15 @@ impl Exchange {
                 ctx.by_stream.insert(id, ctx.key);
                 Ok(true)
             }
-            Err(h3::Error::StreamBlocked) => {
+            Err(OpenRefused::Credit) => {
                 self.blocked = Some(Busy::Credit);
                 Ok(false)
             }
-            Err(h3::Error::TransportError(quiche::Error::StreamLimit)) => {
+            Err(OpenRefused::Streams) => {
                 self.blocked = Some(Busy::Streams);
                 Ok(false)
             }
-            Err(e) => Err(Answer::new(
+            Err(OpenRefused::Failed(e)) => Err(Answer::new(
                 answers::Side::Client,
                 502,
                 "proxy_internal_error",
@@ -298,24 +290,19 @@ impl Exchange {
     /// client went away before its end).
     fn pump_request(
         &mut self,
-        tcp: &mut TcpConn,
-        session: &mut Session,
+        tcp: &mut impl DownstreamConn,
+        session: &mut dyn SessionPort,
         hold: bool,
         now: Instant,
     ) -> Result<bool, Answer> {
-        let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
+        let Some(id) = self.stream else {
             return Ok(false);
         };
         if hold || self.request_done {
             self.note_body_input(tcp, now, false);
             return Ok(false);
         }
-        let mut stream = H3Stream {
-            h3,
-            conn: &mut session.conn,
-            id,
-        };
-        let moved = self.request_body.step(tcp, &mut stream);
+        let moved = self.request_body.step(tcp, &mut StreamOf { session, id });
         self.req_bytes = self.request_body.sent;
         let progress = moved.map_err(|e| match e {
             H1ToH3Error::Body(e) => {
@@ -331,9 +318,9 @@ impl Exchange {
 
     /// Runs the body stall clock: it restarts whenever a byte arrived (one that cannot be
     /// decoded yet counts too) or the body was waiting for the peer rather than the client.
-    fn note_body_input(&mut self, tcp: &TcpConn, now: Instant, waits_for_client: bool) {
-        let arrived = tcp.received != self.body_input_mark;
-        self.body_input_mark = tcp.received;
+    fn note_body_input(&mut self, tcp: &impl DownstreamConn, now: Instant, waits_for_client: bool) {
+        let arrived = tcp.received() != self.body_input_mark;
+        self.body_input_mark = tcp.received();
         if arrived || !self.body_waits_for_client {
             self.body_quiet_since = now;
         }

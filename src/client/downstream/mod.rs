@@ -19,8 +19,11 @@
 //! socket to the stream, and the end of the exchange); `response` maps the peer's response
 //! head to HTTP/1.1, relays interim responses and moves the response body to the socket.
 
+pub mod conn;
 mod exchange;
 mod response;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,14 +31,15 @@ use std::time::{Duration, Instant};
 
 use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::headers;
+use crate::bridge::stream::SessionPort;
 use crate::bridge::tcp::TcpConn;
 use crate::config::ClientHttpConfig;
 use crate::h1::head::{self, Limits, RequestHead, Version};
 use crate::metrics::Metrics;
 use crate::quic::h3_code;
-use crate::quic::session::Session;
 use crate::time::{Slot, Slots};
 
+pub use conn::DownstreamConn;
 pub use exchange::Exchange;
 use response::Response;
 
@@ -81,7 +85,7 @@ pub struct Ctx<'a> {
     pub http: &'a ClientHttpConfig,
     /// Authority for HTTP/1.0 requests without Host.
     pub default_authority: &'a str,
-    pub session: Option<&'a mut Session>,
+    pub session: Option<&'a mut dyn SessionPort>,
     /// New requests may open streams on the session (false once the peer sent GOAWAY).
     pub accepting: bool,
     /// The session is still in 0-RTT: only `http.early_data_methods` may be sent.
@@ -108,8 +112,8 @@ pub enum Phase {
     Done,
 }
 
-pub struct Downstream {
-    pub tcp: TcpConn,
+pub struct Downstream<T: DownstreamConn = TcpConn> {
+    pub tcp: T,
     pub peer: SocketAddr,
     pub phase: Phase,
     pub timers: Slots<DownTimer>,
@@ -118,8 +122,8 @@ pub struct Downstream {
     served: u32,
 }
 
-impl Downstream {
-    pub fn new(tcp: TcpConn, peer: SocketAddr, http: &ClientHttpConfig, now: Instant) -> Self {
+impl<T: DownstreamConn> Downstream<T> {
+    pub fn new(tcp: T, peer: SocketAddr, http: &ClientHttpConfig, now: Instant) -> Self {
         let mut timers = Slots::default();
         timers.arm(DownTimer::Head, now + http.head_timeout);
         Downstream {
@@ -231,13 +235,13 @@ impl Downstream {
     /// Closing -> Lingering -> Done as the output drains and the peer goes away.
     fn step_close(&mut self, now: Instant) -> bool {
         if matches!(self.phase, Phase::Closing) && self.tcp.pending_output() == 0 {
-            let _ = self.tcp.stream.shutdown(std::net::Shutdown::Write);
+            self.tcp.shutdown_write();
             self.phase = Phase::Lingering;
             self.timers.arm(DownTimer::Linger, now + LINGER);
         }
         if matches!(self.phase, Phase::Lingering) {
-            self.tcp.consume(self.tcp.input.len());
-            if self.tcp.input_ended() || self.tcp.write_failed.is_some() {
+            self.tcp.consume(self.tcp.input().len());
+            if self.tcp.input_ended() || self.tcp.write_failed() {
                 self.phase = Phase::Done;
             }
         }
@@ -246,12 +250,12 @@ impl Downstream {
 
     /// Idle: parse the next request head, if complete.
     fn start_exchange(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        if ctx.stopping && self.tcp.input.is_empty() {
+        if ctx.stopping && self.tcp.input().is_empty() {
             self.phase = Phase::Done; // graceful stop: an idle connection just closes
             return false;
         }
-        if self.tcp.input.is_empty() {
-            if self.tcp.eof {
+        if self.tcp.input().is_empty() {
+            if self.tcp.eof() {
                 self.phase = Phase::Done;
             }
             return false;
@@ -260,9 +264,9 @@ impl Downstream {
             max_head_bytes: ctx.http.max_head_bytes,
             ..Limits::default()
         };
-        let parsed = match head::parse_request(&self.tcp.input, &limits) {
+        let parsed = match head::parse_request(self.tcp.input(), &limits) {
             Ok(Some(parsed)) => parsed,
-            Ok(None) if self.tcp.eof => {
+            Ok(None) if self.tcp.eof() => {
                 self.refuse(
                     answers::bad_request(400, "connection closed inside the request head"),
                     None,
@@ -376,7 +380,7 @@ impl Downstream {
     /// No complete head in time: a connection that sent nothing just closes, one with a
     /// partial head is answered 408.
     fn head_timed_out(&mut self) {
-        if self.tcp.input.is_empty() {
+        if self.tcp.input().is_empty() {
             self.phase = Phase::Done;
             return;
         }
@@ -447,8 +451,8 @@ impl Downstream {
         if let Some(id) = ex.stream.take() {
             ctx.by_stream.remove(&id);
             if let Some(s) = ctx.session.as_deref_mut() {
-                let _ = s.conn.stream_shutdown(id, quiche::Shutdown::Read, code);
-                let _ = s.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
+                s.stop_sending(id, code);
+                s.reset(id, code);
             }
         }
     }
@@ -456,7 +460,7 @@ impl Downstream {
     /// Drops the connection with a TCP reset so a partial response never looks complete.
     pub fn abort(&mut self, ctx: &mut Ctx<'_>) {
         self.release_stream(ctx, h3_code::REQUEST_CANCELLED);
-        crate::net::set_linger_zero(&self.tcp.stream);
+        self.tcp.reset_on_close();
         self.phase = Phase::Done;
     }
 }

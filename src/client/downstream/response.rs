@@ -8,15 +8,13 @@ use quiche::h3::Header as H3Header;
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
 use crate::bridge::pump::H3ToH1;
-use crate::bridge::stream::H3Stream;
-use crate::bridge::tcp::TcpConn;
+use crate::bridge::stream::{SessionPort, StreamOf};
 use crate::h1::body::BodyEncoding;
 use crate::h1::head::{Header, Version};
 use crate::h1::write;
 use crate::quic::h3_code;
-use crate::quic::session::Session;
 
-use super::{log_access, Ctx, Downstream, Exchange, Phase};
+use super::{log_access, Ctx, Downstream, DownstreamConn, Exchange, Phase};
 
 /// Interim (1xx) responses relayed to the client per request (the server relays at most 16
 /// from the upstream too); later ones are dropped.
@@ -30,7 +28,7 @@ pub(super) enum Response {
     Done,
 }
 
-impl Downstream {
+impl<T: DownstreamConn> Downstream<T> {
     /// HTTP/3 delivered a field section on our stream.
     pub fn on_headers(&mut self, ctx: &mut Ctx<'_>, list: &[H3Header], more_frames: bool) {
         let Phase::Exchange(ex) = &mut self.phase else {
@@ -64,7 +62,7 @@ impl Exchange {
     /// HTTP/1.0 clients never get one; `100 Continue` is ours to send (see `request`).
     /// At most [`MAX_INTERIM_RELAYED`] per request, and only while the client reads: they are
     /// advisory, and a client that does not read must not make us hold endless 103s.
-    fn relay_interim(&mut self, status: u16, fields: Vec<Header>, tcp: &mut TcpConn) {
+    fn relay_interim(&mut self, status: u16, fields: Vec<Header>, tcp: &mut impl DownstreamConn) {
         if self.version != Version::Http11 || status == 100 {
             return;
         }
@@ -86,7 +84,7 @@ impl Exchange {
         &mut self,
         list: &[H3Header],
         more_frames: bool,
-        tcp: &mut TcpConn,
+        tcp: &mut impl DownstreamConn,
     ) -> Result<(), Answer> {
         if let Response::Body(body) = &mut self.response {
             match headers::trailers_from_h3(list) {
@@ -135,7 +133,7 @@ impl Exchange {
         } else if self.version == Version::Http10 {
             fields.push(field("connection", "keep-alive"));
         }
-        write::write_status_head(status, fields, tcp.output_mut());
+        write::write_status_head(status, fields, tcp.output());
         log::debug!("stream {:?}: response {status} ({encoding:?})", self.stream);
         self.status = status;
         self.resend = None;
@@ -151,21 +149,16 @@ impl Exchange {
     /// Returns whether anything moved. `Err` means the response cannot be completed.
     pub(super) fn pump_response(
         &mut self,
-        tcp: &mut TcpConn,
-        session: &mut Session,
+        tcp: &mut impl DownstreamConn,
+        session: &mut dyn SessionPort,
     ) -> Result<bool, ()> {
-        let (Some(id), Some(h3)) = (self.stream, session.h3.as_mut()) else {
+        let Some(id) = self.stream else {
             return Ok(false);
         };
         let Response::Body(body) = &mut self.response else {
             return Ok(false);
         };
-        let mut stream = H3Stream {
-            h3,
-            conn: &mut session.conn,
-            id,
-        };
-        let progress = body.step(&mut stream, tcp).map_err(|e| {
+        let progress = body.step(&mut StreamOf { session, id }, tcp).map_err(|e| {
             log::debug!("stream {id}: response body failed: {e:?}");
         })?;
         self.resp_bytes = body.received;
