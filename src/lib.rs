@@ -28,6 +28,8 @@ pub mod quic;
 pub mod reactor;
 pub mod resolve;
 pub mod server;
+#[cfg(test)]
+pub mod sim;
 pub mod systemd;
 pub mod time;
 

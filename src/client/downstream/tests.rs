@@ -208,7 +208,7 @@ impl World {
     fn advance_to(&mut self, at: Duration) {
         self.now = self.t0 + at;
         for _ in 0..8 {
-            if !self.down.timers.next().is_some_and(|d| d <= self.now) {
+            if self.down.timers.next().is_none_or(|d| d > self.now) {
                 return;
             }
             self.with(|d, ctx| d.on_timer(ctx));

@@ -1,0 +1,254 @@
+//! The simulated ends: service A's connections to the client proxy ([`ServiceConn`], a
+//! [`DownstreamConn`] the test writes requests into and reads responses from) and service B,
+//! the origin behind the server proxy ([`Origin`], an [`UpstreamPort`] whose connections answer
+//! every complete request at once). Requests name their answer: `GET /r/ID/SIZE` gets SIZE
+//! bytes derived from ID; a POST gets its own body back.
+
+use std::io;
+
+use slab::Slab;
+
+use crate::bridge::pump::H1Buffers;
+use crate::client::downstream::DownstreamConn;
+use crate::h1::body::{self, BodyDecoder, BodyFraming};
+use crate::h1::head::{self, Limits};
+use crate::server::exchange::port::{UpstreamConn, UpstreamPort};
+
+/// The payload service B sends for request `id`.
+pub fn payload(id: u64, size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| (id.wrapping_mul(31).wrapping_add(i as u64 * 7) % 251) as u8)
+        .collect()
+}
+
+/// One connection of service A.
+#[derive(Debug, Default)]
+pub struct ServiceConn {
+    pub input: Vec<u8>,
+    pub received: u64,
+    pub output: Vec<u8>,
+    pub closed: bool,
+}
+
+impl ServiceConn {
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.input.extend_from_slice(bytes);
+        self.received += bytes.len() as u64;
+    }
+
+    /// A complete response at the front of the output, taken: (status, body).
+    pub fn take_response(&mut self, method: &str) -> Option<(u16, Vec<u8>)> {
+        let (resp, len) = head::parse_response(&self.output, &Limits::default()).ok()??;
+        let framing = body::response_framing(&resp, method).ok()?;
+        let mut decoder = BodyDecoder::new(framing);
+        let mut payload = Vec::new();
+        let used = decoder
+            .decode(&self.output[len..], &mut payload, usize::MAX)
+            .ok()?;
+        if !decoder.is_done() {
+            return None;
+        }
+        self.output.drain(..len + used);
+        Some((resp.status, payload))
+    }
+}
+
+impl H1Buffers for ServiceConn {
+    fn input(&self) -> &[u8] {
+        &self.input
+    }
+    fn consume(&mut self, n: usize) {
+        self.input.drain(..n);
+    }
+    fn input_ended(&self) -> bool {
+        false
+    }
+    fn write_room(&self) -> usize {
+        (256 * 1024usize).saturating_sub(self.output.len())
+    }
+    fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+}
+
+impl DownstreamConn for ServiceConn {
+    fn fill(&mut self) -> bool {
+        false
+    }
+    fn flush(&mut self) -> bool {
+        false
+    }
+    fn queue(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+    fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+    fn eof(&self) -> bool {
+        false
+    }
+    fn is_broken(&self) -> bool {
+        false
+    }
+    fn write_failed(&self) -> bool {
+        false
+    }
+    fn received(&self) -> u64 {
+        self.received
+    }
+    fn shutdown_write(&mut self) {
+        self.closed = true;
+    }
+    fn reset_on_close(&mut self) {
+        self.closed = true;
+    }
+}
+
+/// One connection to service B: what the proxy writes is read by B at once, and every
+/// complete request is answered into the proxy's input.
+#[derive(Debug, Default)]
+pub struct OriginConn {
+    /// Answers B wrote, not read by the proxy yet.
+    input: Vec<u8>,
+    fresh: bool,
+    /// The proxy's bytes not sent yet.
+    output: Vec<u8>,
+    /// What B received and has not answered yet.
+    at_origin: Vec<u8>,
+    connecting: bool,
+    reused: u32,
+    pub requests: u64,
+}
+
+impl OriginConn {
+    /// Answers every complete request B holds.
+    fn answer(&mut self) {
+        for _ in 0..1024 {
+            let Ok(Some((req, len))) = head::parse_request(&self.at_origin, &Limits::default())
+            else {
+                return;
+            };
+            let framing = body::request_framing(&req).unwrap_or(BodyFraming::None);
+            let mut decoder = BodyDecoder::new(framing);
+            let mut body = Vec::new();
+            let Ok(used) = decoder.decode(&self.at_origin[len..], &mut body, usize::MAX) else {
+                return;
+            };
+            if !decoder.is_done() {
+                return;
+            }
+            self.at_origin.drain(..len + used);
+            self.requests += 1;
+            let answer = if req.method == "POST" {
+                body
+            } else {
+                let mut parts = req.target.split('/').skip(2);
+                let id = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                let size = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+                payload(id, size)
+            };
+            self.input.extend_from_slice(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    answer.len()
+                )
+                .as_bytes(),
+            );
+            self.input.extend_from_slice(&answer);
+            self.fresh = true;
+        }
+    }
+}
+
+impl H1Buffers for OriginConn {
+    fn input(&self) -> &[u8] {
+        &self.input
+    }
+    fn consume(&mut self, n: usize) {
+        self.input.drain(..n);
+    }
+    fn input_ended(&self) -> bool {
+        false
+    }
+    fn write_room(&self) -> usize {
+        (256 * 1024usize).saturating_sub(self.output.len())
+    }
+    fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+}
+
+impl UpstreamConn for OriginConn {
+    fn is_connecting(&self) -> bool {
+        self.connecting
+    }
+    fn connect_result(&mut self) -> Option<io::Result<()>> {
+        Some(Ok(()))
+    }
+    fn set_connected(&mut self) {
+        self.connecting = false;
+    }
+    fn fill(&mut self) -> bool {
+        std::mem::take(&mut self.fresh)
+    }
+    fn flush(&mut self) -> bool {
+        if self.output.is_empty() {
+            return false;
+        }
+        self.at_origin.append(&mut self.output);
+        self.answer();
+        true
+    }
+    fn reused(&self) -> u32 {
+        self.reused
+    }
+}
+
+/// Service B: a pool of connections kept alive between requests.
+#[derive(Debug, Default)]
+pub struct Origin {
+    pub conns: Slab<OriginConn>,
+    idle: Vec<usize>,
+    pub connects: u64,
+}
+
+impl UpstreamPort for Origin {
+    fn checkout(&mut self) -> io::Result<usize> {
+        if let Some(key) = self.idle.pop() {
+            if let Some(c) = self.conns.get_mut(key) {
+                c.reused += 1;
+            }
+            return Ok(key);
+        }
+        self.connect_new()
+    }
+    fn connect_new(&mut self) -> io::Result<usize> {
+        self.connects += 1;
+        Ok(self.conns.insert(OriginConn {
+            connecting: true,
+            ..OriginConn::default()
+        }))
+    }
+    fn connect_failed(&mut self, _key: usize, _error: &io::Error) -> io::Result<bool> {
+        Ok(false)
+    }
+    fn connected(&mut self, _key: usize) {}
+    fn checkin(&mut self, key: usize, reusable: bool) {
+        let clean = self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.input.is_empty() && c.output.is_empty());
+        if reusable && clean {
+            self.idle.push(key);
+        } else {
+            self.close(key);
+        }
+    }
+    fn close(&mut self, key: usize) {
+        self.conns.try_remove(key);
+        self.idle.retain(|k| *k != key);
+    }
+    fn conn(&mut self, key: usize) -> Option<&mut dyn UpstreamConn> {
+        self.conns.get_mut(key).map(|c| c as &mut dyn UpstreamConn)
+    }
+}
