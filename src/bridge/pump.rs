@@ -205,6 +205,46 @@ pub enum H3ToH1Error {
     Stream(StreamFailed),
 }
 
+/// Which message an HTTP/3 body belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    Request,
+    Response,
+}
+
+/// How a body arriving as HTTP/3 DATA is framed on HTTP/1.1, and the field that says so (if
+/// one must be added): the one place both roles decide it. The declared length when there is
+/// one; with none, an empty stream is no body for a request and `Content-Length: 0` for a
+/// response (which would otherwise run until the close); otherwise chunked for an HTTP/1.1
+/// peer and until-close for an HTTP/1.0 client. A request that declares a length but ends
+/// with its fields is malformed (RFC 9114 §4.1.2). Bodies a response cannot have (HEAD, 204,
+/// 304) are the caller's to rule out first.
+pub fn h1_framing(
+    message: Message,
+    declared: Option<u64>,
+    more_frames: bool,
+    http11: bool,
+) -> Result<(BodyEncoding, Option<Header>), &'static str> {
+    let field = |name: &str, value: &str| {
+        Some(Header {
+            name: name.to_string(),
+            value: value.as_bytes().to_vec(),
+        })
+    };
+    match (message, declared, more_frames) {
+        (Message::Request, Some(n), false) if n > 0 => Err("content-length without a body"),
+        (Message::Request, _, false) => Ok((BodyEncoding::None, None)),
+        (_, Some(n), _) => Ok((BodyEncoding::ContentLength(n), None)),
+        (Message::Response, None, false) => {
+            Ok((BodyEncoding::ContentLength(0), field("content-length", "0")))
+        }
+        (_, None, true) if http11 => {
+            Ok((BodyEncoding::Chunked, field("transfer-encoding", "chunked")))
+        }
+        (_, None, true) => Ok((BodyEncoding::UntilClose, None)),
+    }
+}
+
 /// HTTP/3 DATA frames -> HTTP/1.1 body bytes, then its end (last chunk and trailers).
 #[derive(Debug)]
 pub struct H3ToH1 {

@@ -238,3 +238,77 @@ fn a_stream_that_ends_short_of_its_length_is_truncated() {
     assert_eq!(pump.step(&mut stream, &mut h1), Err(H3ToH1Error::Truncated));
     assert!(!pump.is_done());
 }
+
+#[test]
+fn the_h1_framing_of_an_h3_body_is_decided_in_one_place() {
+    use BodyEncoding as E;
+    let names = |added: Option<Header>| added.map(|h| h.name);
+    let cases = [
+        // (message, declared, more frames, HTTP/1.1 peer) -> (encoding, field added)
+        (
+            Message::Request,
+            None,
+            false,
+            true,
+            Ok((E::None, None::<&str>)),
+        ),
+        (Message::Request, Some(0), false, true, Ok((E::None, None))),
+        (
+            Message::Request,
+            Some(5),
+            false,
+            true,
+            Err("content-length without a body"),
+        ),
+        (
+            Message::Request,
+            Some(5),
+            true,
+            true,
+            Ok((E::ContentLength(5), None)),
+        ),
+        (
+            Message::Request,
+            None,
+            true,
+            true,
+            Ok((E::Chunked, Some("transfer-encoding"))),
+        ),
+        (
+            Message::Response,
+            None,
+            false,
+            true,
+            Ok((E::ContentLength(0), Some("content-length"))),
+        ),
+        (
+            Message::Response,
+            Some(7),
+            false,
+            false,
+            Ok((E::ContentLength(7), None)),
+        ),
+        (
+            Message::Response,
+            None,
+            true,
+            true,
+            Ok((E::Chunked, Some("transfer-encoding"))),
+        ),
+        (
+            Message::Response,
+            None,
+            true,
+            false,
+            Ok((E::UntilClose, None)),
+        ),
+    ];
+    for (message, declared, more, http11, want) in cases {
+        let got = h1_framing(message, declared, more, http11).map(|(e, added)| (e, names(added)));
+        let want = want.map(|(e, n)| (e, n.map(String::from)));
+        assert_eq!(
+            got, want,
+            "{message:?} {declared:?} more={more} http11={http11}"
+        );
+    }
+}

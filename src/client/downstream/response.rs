@@ -7,7 +7,7 @@ use quiche::h3::Header as H3Header;
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
-use crate::bridge::pump::H3ToH1;
+use crate::bridge::pump::{h1_framing, H3ToH1, Message};
 use crate::bridge::stream::{SessionPort, StreamOf};
 use crate::h1::body::BodyEncoding;
 use crate::h1::head::{Header, Version};
@@ -116,18 +116,16 @@ impl Exchange {
         }
         let encoding = if no_body {
             BodyEncoding::None
-        } else if let Some(n) = length {
-            BodyEncoding::ContentLength(n)
-        } else if !more_frames {
-            fields.push(field("content-length", "0"));
-            BodyEncoding::ContentLength(0)
-        } else if self.version == Version::Http11 {
-            fields.push(field("transfer-encoding", "chunked"));
-            BodyEncoding::Chunked
         } else {
-            self.keep_alive = false;
-            BodyEncoding::UntilClose
+            let http11 = self.version == Version::Http11;
+            let (encoding, added) = h1_framing(Message::Response, length, more_frames, http11)
+                .map_err(answers::bad_peer_response)?;
+            fields.extend(added);
+            encoding
         };
+        if encoding == BodyEncoding::UntilClose {
+            self.keep_alive = false;
+        }
         if !self.keep_alive {
             fields.push(field("connection", "close"));
         } else if self.version == Version::Http10 {

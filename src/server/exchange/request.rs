@@ -4,12 +4,12 @@
 
 use quiche::h3::Header as H3Header;
 
-use crate::bridge::pump::H3ToH1Error;
+use crate::bridge::pump::{h1_framing, H3ToH1Error, Message};
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
 use crate::h1::body::BodyEncoding;
-use crate::h1::head::{Header, RequestHead};
+use crate::h1::head::RequestHead;
 
 use super::{Ctx, Exchange, ExchangeTimer, Failure};
 
@@ -96,19 +96,8 @@ pub(super) fn prepare_request(
     let mut head = headers::request_from_h3(list).map_err(|e| answers::bad_h3_request(e.0))?;
     let length =
         headers::content_length(&head.headers).map_err(|e| answers::bad_h3_request(e.0))?;
-    let encoding = match (more_frames, length) {
-        (false, Some(n)) if n > 0 => {
-            return Err(answers::bad_h3_request("content-length without a body"))
-        }
-        (false, _) => BodyEncoding::None,
-        (true, Some(n)) => BodyEncoding::ContentLength(n),
-        (true, None) => {
-            head.headers.push(Header {
-                name: "transfer-encoding".into(),
-                value: b"chunked".to_vec(),
-            });
-            BodyEncoding::Chunked
-        }
-    };
+    let (encoding, added) =
+        h1_framing(Message::Request, length, more_frames, true).map_err(answers::bad_h3_request)?;
+    head.headers.extend(added);
     Ok((head, encoding))
 }
