@@ -7,6 +7,11 @@
 
 use std::path::Path;
 
+mod body_pumps;
+pub mod pump_scripts;
+
+pub use body_pumps::body_pumps;
+
 use ptproxy::bridge::headers::{content_length, request_from_h3, response_from_h3};
 use ptproxy::h1::body::decode_in_pieces;
 use ptproxy::h1::{
@@ -21,6 +26,7 @@ pub const TARGETS: &[&str] = &[
     "h1_chunked",
     "h3_to_h1_headers",
     "config_json",
+    "body_pumps",
 ];
 
 /// Runs the checks of `target` on `data`; `false` for an unknown target name.
@@ -31,6 +37,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "h1_chunked" => h1_chunked(data),
         "h3_to_h1_headers" => h3_to_h1_headers(data),
         "config_json" => config_json(data),
+        "body_pumps" => body_pumps(data),
         _ => return false,
     }
     true
