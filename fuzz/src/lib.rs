@@ -75,10 +75,13 @@ pub fn h1_response_head(data: &[u8]) {
     head_round_trip(data, parse_response, write_response_head);
 }
 
+/// A head parser: the head and the bytes it took, `None` while incomplete.
+type HeadParser<H, E> = fn(&[u8], &Limits) -> Result<Option<(H, usize)>, E>;
+
 /// The checks both head targets share, for a parser and its writer.
 fn head_round_trip<H: Clone + PartialEq + std::fmt::Debug, E: PartialEq + std::fmt::Debug>(
     data: &[u8],
-    parse: fn(&[u8], &Limits) -> Result<Option<(H, usize)>, E>,
+    parse: HeadParser<H, E>,
     write: fn(&H, &mut Vec<u8>),
 ) {
     let limits = Limits::default();
