@@ -92,3 +92,41 @@ fn fuzz_inputs_pass_the_fuzz_checks() {
         failures.join("\n")
     );
 }
+
+/// Scripts run by [`body_pumps_survive_random_scripts`]; each is a few KiB at most but for
+/// the rare big fills.
+const RANDOM_PUMP_SCRIPTS: u64 = 20_000;
+
+/// The `body_pumps` checks over deterministic random scripts around real bodies (valid,
+/// corrupted, truncated, over a limit): a bounded stand-in for a fuzzing run on stable Rust.
+#[test]
+fn body_pumps_survive_random_scripts() {
+    for seed in 0..RANDOM_PUMP_SCRIPTS {
+        let script = checks::pump_scripts::random(seed);
+        let outcome = panic::catch_unwind(|| checks::body_pumps(&script));
+        assert!(
+            outcome.is_ok(),
+            "seed {seed} fails; input (hex): {}",
+            script
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+    }
+}
+
+/// The committed `fuzz/corpus/body_pumps/seed-*` are the ones `pump_scripts::seeds` builds.
+/// To rewrite them after changing that list:
+/// `WRITE_BODY_PUMP_SEEDS=1 cargo test --release --test fuzz_replay body_pumps_seeds`.
+#[test]
+fn body_pumps_seeds_are_the_built_ones() {
+    let dir = root().join("corpus/body_pumps");
+    for (name, bytes) in checks::pump_scripts::seeds() {
+        let path = dir.join(name);
+        if std::env::var_os("WRITE_BODY_PUMP_SEEDS").is_some() {
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(fs::read(&path).ok(), Some(bytes), "{}", path.display());
+    }
+}

@@ -7,6 +7,11 @@
 
 use std::path::Path;
 
+mod body_pumps;
+pub mod pump_scripts;
+
+pub use body_pumps::body_pumps;
+
 use ptproxy::bridge::headers::{content_length, request_from_h3, response_from_h3};
 use ptproxy::h1::body::decode_in_pieces;
 use ptproxy::h1::{
@@ -21,6 +26,7 @@ pub const TARGETS: &[&str] = &[
     "h1_chunked",
     "h3_to_h1_headers",
     "config_json",
+    "body_pumps",
 ];
 
 /// Runs the checks of `target` on `data`; `false` for an unknown target name.
@@ -31,6 +37,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "h1_chunked" => h1_chunked(data),
         "h3_to_h1_headers" => h3_to_h1_headers(data),
         "config_json" => config_json(data),
+        "body_pumps" => body_pumps(data),
         _ => return false,
     }
     true
@@ -68,10 +75,13 @@ pub fn h1_response_head(data: &[u8]) {
     head_round_trip(data, parse_response, write_response_head);
 }
 
+/// A head parser: the head and the bytes it took, `None` while incomplete.
+type HeadParser<H, E> = fn(&[u8], &Limits) -> Result<Option<(H, usize)>, E>;
+
 /// The checks both head targets share, for a parser and its writer.
 fn head_round_trip<H: Clone + PartialEq + std::fmt::Debug, E: PartialEq + std::fmt::Debug>(
     data: &[u8],
-    parse: fn(&[u8], &Limits) -> Result<Option<(H, usize)>, E>,
+    parse: HeadParser<H, E>,
     write: fn(&H, &mut Vec<u8>),
 ) {
     let limits = Limits::default();
