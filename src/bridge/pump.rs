@@ -86,6 +86,8 @@ pub struct H1ToH3 {
     done: bool,
     /// The last step stopped because the body needs more input.
     waits_for_input: bool,
+    /// The error that stopped the pump: it stays stopped (nothing more goes out).
+    failed: Option<H1ToH3Error>,
 }
 
 impl H1ToH3 {
@@ -99,6 +101,7 @@ impl H1ToH3 {
             sent: 0,
             done: false,
             waits_for_input: false,
+            failed: None,
         }
     }
 
@@ -123,6 +126,17 @@ impl H1ToH3 {
     /// Decodes the next piece of payload from the input, if none is pending. Returns whether
     /// input was consumed.
     pub fn decode(&mut self, h1: &mut (impl H1Buffers + ?Sized)) -> Result<bool, H1ToH3Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let decoded = self.decode_next(h1);
+        if let Err(e) = &decoded {
+            self.failed = Some(e.clone());
+        }
+        decoded
+    }
+
+    fn decode_next(&mut self, h1: &mut (impl H1Buffers + ?Sized)) -> Result<bool, H1ToH3Error> {
         if !self.chunk.is_empty() || self.decoder.is_done() {
             return Ok(false);
         }
@@ -149,6 +163,21 @@ impl H1ToH3 {
     /// Moves payload from the input to the stream while the stream takes it, then the
     /// trailers or the FIN. Returns whether anything moved.
     pub fn step(
+        &mut self,
+        h1: &mut (impl H1Buffers + ?Sized),
+        stream: &mut (impl StreamSink + ?Sized),
+    ) -> Result<bool, H1ToH3Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let stepped = self.step_inner(h1, stream);
+        if let Err(e) = &stepped {
+            self.failed = Some(e.clone());
+        }
+        stepped
+    }
+
+    fn step_inner(
         &mut self,
         h1: &mut (impl H1Buffers + ?Sized),
         stream: &mut (impl StreamSink + ?Sized),
@@ -255,6 +284,8 @@ pub struct H3ToH1 {
     trailers: Vec<Header>,
     /// Payload bytes read from the stream.
     pub received: u64,
+    /// The error that stopped the pump: it stays stopped (no end is ever written).
+    failed: Option<H3ToH1Error>,
 }
 
 impl H3ToH1 {
@@ -265,6 +296,7 @@ impl H3ToH1 {
             finished: false,
             trailers: Vec::new(),
             received: 0,
+            failed: None,
         }
     }
 
@@ -301,6 +333,21 @@ impl H3ToH1 {
     /// Moves payload from the stream to the output while it has room, then the body's end
     /// once the stream has ended. Returns whether anything moved.
     pub fn step(
+        &mut self,
+        stream: &mut (impl StreamSource + ?Sized),
+        h1: &mut (impl H1Buffers + ?Sized),
+    ) -> Result<bool, H3ToH1Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let stepped = self.step_inner(stream, h1);
+        if let Err(e) = &stepped {
+            self.failed = Some(e.clone());
+        }
+        stepped
+    }
+
+    fn step_inner(
         &mut self,
         stream: &mut (impl StreamSource + ?Sized),
         h1: &mut (impl H1Buffers + ?Sized),

@@ -3,7 +3,8 @@
 //! checks are listed in the parent module).
 
 use ptproxy::bridge::headers::trailers_to_h3;
-use ptproxy::bridge::pump::{H1ToH3, H1ToH3Error, StreamFailed, StreamSink, BODY_CHUNK};
+use ptproxy::bridge::pump::{H1ToH3, H1ToH3Error, BODY_CHUNK};
+use ptproxy::bridge::stream::{StreamFailed, StreamSink};
 use ptproxy::h1::{BodyDecoder, BodyError, BodyFraming};
 use quiche::h3::Header as H3Header;
 

@@ -2,7 +2,8 @@
 //! bounded HTTP/1.1 output, every written byte decoded again with a `BodyDecoder` (the checks
 //! are listed in the parent module).
 
-use ptproxy::bridge::pump::{H1Buffers, H3ToH1, H3ToH1Error, StreamFailed, StreamSource};
+use ptproxy::bridge::pump::{H1Buffers, H3ToH1, H3ToH1Error};
+use ptproxy::bridge::stream::{StreamFailed, StreamSource};
 use ptproxy::h1::{BodyDecoder, BodyEncoder, BodyEncoding, BodyFraming, Header};
 
 use super::{append, final_steps, trailer_set, H1Side, Op, CHUNK_OVERHEAD, UNLIMITED};

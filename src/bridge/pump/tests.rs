@@ -166,6 +166,12 @@ fn a_body_over_the_limit_is_refused_before_it_goes_out() {
         Err(H1ToH3Error::TooLarge(9))
     );
     assert!(stream.data.is_empty());
+    // The error sticks: stepping again sends nothing over the limit.
+    assert_eq!(
+        pump.step(&mut h1, &mut stream),
+        Err(H1ToH3Error::TooLarge(9))
+    );
+    assert!(stream.data.is_empty() && !stream.fin);
 }
 
 #[test]
