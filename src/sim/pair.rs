@@ -322,31 +322,16 @@ impl SimPair {
         let (Some(session), Some(ex)) = (sv.session.as_mut(), sv.exchanges.get_mut(ek)) else {
             return;
         };
-        let Some(h3) = session.h3.as_mut() else {
-            return;
-        };
         let id = ex.stream;
-        let mut stream = H3Stream {
-            h3,
-            conn: &mut session.conn,
-            id,
-        };
-        let mut ctx = ExCtx {
-            now: self.now,
-            stream: &mut stream,
-            pool: &mut sv.origin,
-            upstream: &self.server_cfg.upstream,
-            max_head_bytes: self.server_cfg.http.max_head_bytes,
-            access_log: false,
-            client: "sim",
-            metrics: &mut sv.metrics,
-        };
-        if f(ex, &mut ctx) == Outcome::Finished {
-            sv.timers.set(ek, None);
-            sv.exchanges.remove(ek);
-            sv.by_stream.remove(&id);
-        } else {
-            sv.timers.set(ek, ex.timers.next());
+        let ports = (&mut sv.origin, &mut sv.metrics, &self.server_cfg, self.now);
+        match with_ports(session, id, ports, |ctx| f(ex, ctx)) {
+            Some(Outcome::Finished) => {
+                sv.timers.set(ek, None);
+                sv.exchanges.remove(ek);
+                sv.by_stream.remove(&id);
+            }
+            Some(_) => sv.timers.set(ek, ex.timers.next()),
+            None => {}
         }
     }
 
@@ -387,25 +372,12 @@ impl SimPair {
         let Some(session) = sv.session.as_mut() else {
             return;
         };
-        let Some(h3) = session.h3.as_mut() else {
+        let ports = (&mut sv.origin, &mut sv.metrics, &self.server_cfg, self.now);
+        let Some(ex) = with_ports(session, id, ports, |ctx| {
+            Exchange::start(ctx, id, list, more_frames)
+        }) else {
             return;
         };
-        let mut stream = H3Stream {
-            h3,
-            conn: &mut session.conn,
-            id,
-        };
-        let mut ctx = ExCtx {
-            now: self.now,
-            stream: &mut stream,
-            pool: &mut sv.origin,
-            upstream: &self.server_cfg.upstream,
-            max_head_bytes: self.server_cfg.http.max_head_bytes,
-            access_log: false,
-            client: "sim",
-            metrics: &mut sv.metrics,
-        };
-        let ex = Exchange::start(&mut ctx, id, list, more_frames);
         let ek = sv.exchanges.insert(ex);
         sv.by_stream.insert(id, ek);
         self.with_exchange(ek, |ex, ctx| ex.drive(ctx));
@@ -440,4 +412,31 @@ impl SimPair {
     pub fn origin_connects(&self) -> u64 {
         self.server.origin.connects
     }
+}
+
+/// Runs `f` with the server's context for stream `id`: the session's stream and service B as
+/// the exchange's ports. `None` before the session has its HTTP/3 layer.
+fn with_ports<T>(
+    session: &mut Session,
+    id: u64,
+    (origin, metrics, cfg, now): (&mut Origin, &mut Metrics, &ServerConfig, Instant),
+    f: impl FnOnce(&mut ExCtx<'_>) -> T,
+) -> Option<T> {
+    let h3 = session.h3.as_mut()?;
+    let mut stream = H3Stream {
+        h3,
+        conn: &mut session.conn,
+        id,
+    };
+    let mut ctx = ExCtx {
+        now,
+        stream: &mut stream,
+        pool: origin,
+        upstream: &cfg.upstream,
+        max_head_bytes: cfg.http.max_head_bytes,
+        access_log: false,
+        client: "sim",
+        metrics,
+    };
+    Some(f(&mut ctx))
 }
