@@ -61,7 +61,8 @@ pub enum DownTimer {
     SessionWait,
     /// The request body waits for the client's next byte (`http.body_timeout_ms`).
     BodyStall,
-    /// Closing or lingering without progress ends the connection ([`LINGER`]).
+    /// Closing: the client must take our last output, each progress giving it another
+    /// `http.keepalive_timeout_ms`; lingering after our FIN: [`LINGER`]. Then the connection ends.
     Linger,
 }
 
@@ -217,12 +218,15 @@ impl<T: DownstreamConn> Downstream<T> {
                 }
                 &[DownTimer::SessionWait, DownTimer::BodyStall]
             }
-            Phase::Closing | Phase::Lingering => {
+            Phase::Closing => {
                 if flushed || !self.timers.is_armed(DownTimer::Linger) {
-                    self.timers.arm(DownTimer::Linger, ctx.now + LINGER);
+                    let wait = ctx.http.keepalive_timeout;
+                    self.timers.arm(DownTimer::Linger, ctx.now + wait);
                 }
                 &[DownTimer::Linger]
             }
+            // Armed on entering it (`step_close`).
+            Phase::Lingering => &[DownTimer::Linger],
             Phase::Done => &[],
         };
         for &timer in DownTimer::ALL {

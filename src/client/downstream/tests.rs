@@ -350,3 +350,24 @@ fn a_handled_deadline_is_never_due_again() {
         assert!(w.down.is_done(), "session up: {session_up}");
     }
 }
+
+#[test]
+fn a_closing_connection_whose_client_stops_reading_ends_at_the_keep_alive_timeout() {
+    let mut w = World::new();
+    w.down.tcp.cap = 1024;
+    // HTTP/1.0: the connection closes after the response, whose end the client never takes.
+    w.send(b"GET /a HTTP/1.0\r\nHost: b.test\r\n\r\n");
+    w.respond("200", &[b'x'; 500]);
+    assert!(
+        matches!(w.down.phase, Phase::Closing),
+        "closing with output held"
+    );
+    // The keep-alive timeout here is 10 s.
+    w.advance_to(9 * SECOND);
+    assert!(!w.down.is_done(), "the client may still take it");
+    w.advance_to(10 * SECOND);
+    assert!(
+        w.down.is_done(),
+        "held output does not keep a connection forever"
+    );
+}

@@ -38,6 +38,7 @@ use crate::bridge::headers;
 use crate::bridge::pump::{H1ToH3, H3ToH1};
 use crate::bridge::stream::ExchangeStream;
 use crate::config::UpstreamConfig;
+use crate::h1::body::BodyEncoding;
 use crate::h1::write;
 use crate::quic::h3_code;
 use crate::time::{Slot, Slots};
@@ -133,6 +134,12 @@ impl Exchange {
     /// A request stream's first field section arrived. Invalid requests are answered 400 and
     /// never reach the upstream.
     pub fn start(ctx: &mut Ctx<'_>, stream: u64, list: &[H3Header], more_frames: bool) -> Self {
+        let prepared = prepare_request(list, more_frames);
+        let encoding = prepared.as_ref().map_or(BodyEncoding::None, |(_, e)| *e);
+        let mut request_body = H3ToH1::new(encoding);
+        if !more_frames {
+            request_body.on_finished();
+        }
         let mut ex = Exchange {
             stream,
             upstream: None,
@@ -140,7 +147,7 @@ impl Exchange {
             target: String::new(),
             head_bytes: Vec::new(),
             head_written: false,
-            request_body: H3ToH1::new(crate::h1::body::BodyEncoding::None),
+            request_body,
             retried: false,
             request_done: false,
             response: Response::AwaitHead,
@@ -152,11 +159,8 @@ impl Exchange {
             started: ctx.now,
             status: 0,
         };
-        if !more_frames {
-            ex.request_body.on_finished();
-        }
-        match prepare_request(list, more_frames) {
-            Ok((head, encoding)) => {
+        match prepared {
+            Ok((head, _)) => {
                 log::debug!(
                     "stream {stream} from {}: {} {}",
                     ctx.client,
@@ -166,11 +170,6 @@ impl Exchange {
                 ex.method = head.method.clone();
                 ex.target = head.target.clone();
                 write::write_request_head(&head, &mut ex.head_bytes);
-                let finished = ex.request_body.is_finished();
-                ex.request_body = H3ToH1::new(encoding);
-                if finished {
-                    ex.request_body.on_finished();
-                }
                 match ctx.pool.checkout() {
                     Ok(key) => {
                         ex.upstream = Some(key);
