@@ -7,3 +7,12 @@ pub mod headers;
 pub mod pump;
 pub mod stream;
 pub mod tcp;
+
+/// Methods a client may repeat without changing the outcome (RFC 9110 §9.2.2): what either
+/// role may send again after a connection or session died under the request.
+pub fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}

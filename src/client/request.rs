@@ -179,14 +179,6 @@ fn strip_scheme(target: &str) -> Option<&str> {
     })
 }
 
-/// Methods a client may repeat without changing the outcome (RFC 9110 §9.2.2).
-pub fn is_idempotent(method: &str) -> bool {
-    matches!(
-        method,
-        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

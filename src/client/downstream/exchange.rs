@@ -250,7 +250,7 @@ impl Exchange {
                 self.stream = Some(id);
                 self.blocked = None;
                 let sent = self.fields.take();
-                if !self.has_body && request::is_idempotent(&self.method) {
+                if !self.has_body && crate::bridge::is_idempotent(&self.method) {
                     self.resend = sent;
                 }
                 self.sent_early = ctx.early;

@@ -153,7 +153,7 @@ impl Exchange {
             && !self.head_frames_sent
             && self.request_body.received == 0
             && !self.request_body.has_trailers()
-            && crate::client::request::is_idempotent(&self.method)
+            && crate::bridge::is_idempotent(&self.method)
     }
 
     /// Sends the request again on a fresh upstream connection.
