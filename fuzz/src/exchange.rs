@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use ptproxy::h1::{parse_response, response_framing, BodyDecoder, BodyFraming, Limits};
 
-pub use super::exchange_server::server;
 pub use super::exchange_client::client;
+pub use super::exchange_server::server;
 
 /// `on_timer` calls per instant before the deadline must lie in the future (each call handles
 /// one expired slot; the machines have at most 5 slots).

@@ -99,7 +99,11 @@ impl H1Buffers for Conn {
         &self.input
     }
     fn consume(&mut self, n: usize) {
-        assert!(n <= self.input.len(), "consumed {n} of {}", self.input.len());
+        assert!(
+            n <= self.input.len(),
+            "consumed {n} of {}",
+            self.input.len()
+        );
         self.input.drain(..n);
     }
     fn input_ended(&self) -> bool {
@@ -314,7 +318,10 @@ impl World {
             conn.cap
         );
         if self.down.is_done() {
-            assert!(self.by_stream.is_empty(), "a done connection holds a stream");
+            assert!(
+                self.by_stream.is_empty(),
+                "a done connection holds a stream"
+            );
         }
         let mut all = conn.seen.clone();
         all.extend_from_slice(&conn.output);
@@ -378,7 +385,12 @@ pub fn client(reader: &mut Reader) {
         cap: 64 * 1024,
         ..Conn::default()
     };
-    let down = Downstream::new(conn, "127.0.0.1:40000".parse().expect("address"), &http, now);
+    let down = Downstream::new(
+        conn,
+        "127.0.0.1:40000".parse().expect("address"),
+        &http,
+        now,
+    );
     let mut w = World {
         now,
         http,

@@ -63,7 +63,12 @@ const C_LARGE: u8 = 12;
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         // Server: a GET answered 200 on a fresh connection.
-        ("seed-server-get-200", Script::server(0, 0).op(&[S_CONNECT, 0, S_RESPONSE, 0]).to_bytes()),
+        (
+            "seed-server-get-200",
+            Script::server(0, 0)
+                .op(&[S_CONNECT, 0, S_RESPONSE, 0])
+                .to_bytes(),
+        ),
         // A POST with a Content-Length body, then trailers, answered chunked with trailers.
         (
             "seed-server-post-chunked",
@@ -84,17 +89,27 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         // The upstream cuts the body short and closes: a reset, never a clean FIN.
         (
             "seed-server-truncated",
-            Script::server(0, 0).op(&[S_CONNECT, 0, S_RESPONSE, 4, S_CLOSE]).to_bytes(),
+            Script::server(0, 0)
+                .op(&[S_CONNECT, 0, S_RESPONSE, 4, S_CLOSE])
+                .to_bytes(),
         ),
         // Chunked without its last chunk, then closed.
         (
             "seed-server-chunked-cut",
-            Script::server(32, 0).op(&[S_RESPONSE, 6, S_CLOSE]).to_bytes(),
+            Script::server(32, 0)
+                .op(&[S_RESPONSE, 6, S_CLOSE])
+                .to_bytes(),
         ),
         // The connect hangs: 504 at the connect timeout.
-        ("seed-server-connect-timeout", Script::server(0, 0).op(&[S_LARGE, 1]).to_bytes()),
+        (
+            "seed-server-connect-timeout",
+            Script::server(0, 0).op(&[S_LARGE, 1]).to_bytes(),
+        ),
         // The connect fails: 502.
-        ("seed-server-connect-fails", Script::server(0, 0).op(&[S_CONNECT, 1]).to_bytes()),
+        (
+            "seed-server-connect-fails",
+            Script::server(0, 0).op(&[S_CONNECT, 1]).to_bytes(),
+        ),
         // A malformed response head: 502.
         (
             "seed-server-malformed",
@@ -103,7 +118,9 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         // The stream is blocked: the 504 cannot leave, the stream is reset.
         (
             "seed-server-blocked-504",
-            Script::server(0, 0).op(&[S_BLOCK, 1, S_LARGE, 1, S_LARGE, 1]).to_bytes(),
+            Script::server(0, 0)
+                .op(&[S_BLOCK, 1, S_LARGE, 1, S_LARGE, 1])
+                .to_bytes(),
         ),
         // The upstream stops reading a request body after a complete response.
         (
@@ -117,12 +134,16 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         // A reused connection closes before any byte: retried on a fresh one.
         (
             "seed-server-retry",
-            Script::server(32, 0).op(&[S_CLOSE, S_CONNECT, 0, S_RESPONSE, 2, S_RESPONSE, 0]).to_bytes(),
+            Script::server(32, 0)
+                .op(&[S_CLOSE, S_CONNECT, 0, S_RESPONSE, 2, S_RESPONSE, 0])
+                .to_bytes(),
         ),
         // The peer resets the stream mid-response.
         (
             "seed-server-peer-reset",
-            Script::server(32, 0).op(&[S_RESPONSE, 7, S_RESET]).to_bytes(),
+            Script::server(32, 0)
+                .op(&[S_RESPONSE, 7, S_RESET])
+                .to_bytes(),
         ),
         // An invalid request (no method): 400.
         ("seed-server-bad-request", Script::server(5, 0).to_bytes()),
@@ -139,7 +160,9 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         (
             "seed-client-keep-alive",
             Script::client(0)
-                .op(&[C_REQUEST, 1, C_HEAD, 2, 0, C_REQUEST, 0, C_HEAD, 4, 0, C_READ])
+                .op(&[
+                    C_REQUEST, 1, C_HEAD, 2, 0, C_REQUEST, 0, C_HEAD, 4, 0, C_READ,
+                ])
                 .to_bytes(),
         ),
         // The peer's body ends short of its length: the connection is reset.
@@ -152,17 +175,24 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 .to_bytes(),
         ),
         // No session: 503 at the session wait.
-        ("seed-client-no-session", Script::client(1).op(&[C_REQUEST, 0, C_LARGE, 1]).to_bytes()),
+        (
+            "seed-client-no-session",
+            Script::client(1).op(&[C_REQUEST, 0, C_LARGE, 1]).to_bytes(),
+        ),
         // The session refuses streams (Streams), then fails.
         (
             "seed-client-refused",
-            Script::client(0).op(&[C_SESSION, 3, C_REQUEST, 0, C_SESSION, 4]).to_bytes(),
+            Script::client(0)
+                .op(&[C_SESSION, 3, C_REQUEST, 0, C_SESSION, 4])
+                .to_bytes(),
         ),
         // 103s to a client that does not read, then the final response.
         (
             "seed-client-103",
             Script::client(0)
-                .op(&[C_CAP, 0, C_REQUEST, 0, C_HEAD, 3, 1, C_HEAD, 3, 1, C_HEAD, 0, 1])
+                .op(&[
+                    C_CAP, 0, C_REQUEST, 0, C_HEAD, 3, 1, C_HEAD, 3, 1, C_HEAD, 0, 1,
+                ])
                 .bytes(C_BODY, b"hello")
                 .op(&[C_END, C_CAP, 255, C_READ])
                 .to_bytes(),
@@ -188,7 +218,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             "seed-client-body-stall",
             Script::client(0).op(&[C_REQUEST, 3, C_LARGE, 1]).to_bytes(),
         ),
-        ("seed-client-eof-in-head", Script::client(0).op(&[C_REQUEST, 9, C_EOF]).to_bytes()),
+        (
+            "seed-client-eof-in-head",
+            Script::client(0).op(&[C_REQUEST, 9, C_EOF]).to_bytes(),
+        ),
         // An HTTP/1.0 request, answered until the close.
         (
             "seed-client-http10",
@@ -216,20 +249,32 @@ pub fn random(seed: u64) -> Vec<u8> {
     for _ in 0..ops {
         let op = (next() % 16) as u8;
         out.push(op);
-        let raw = if out[0] == 0 { matches!(op, 0 | 7) } else { matches!(op, 1 | 5) };
+        let raw = if out[0] == 0 {
+            matches!(op, 0 | 7)
+        } else {
+            matches!(op, 1 | 5)
+        };
         let k = (next() % 24) as u8;
         if raw {
             out.push(k);
             let text: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc0\r\n";
             for _ in 0..k {
                 let r = next();
-                out.push(if r % 3 == 0 { r as u8 } else { text[(r as usize >> 8) % text.len()] });
+                out.push(if r % 3 == 0 {
+                    r as u8
+                } else {
+                    text[(r as usize >> 8) % text.len()]
+                });
             }
         } else {
             // Small arguments most of the time (the clock steps stay short).
             for _ in 0..2 {
                 let r = next();
-                out.push(if r % 4 == 0 { (r >> 8) as u8 } else { (r >> 8) as u8 % 8 });
+                out.push(if r % 4 == 0 {
+                    (r >> 8) as u8
+                } else {
+                    (r >> 8) as u8 % 8
+                });
             }
         }
     }

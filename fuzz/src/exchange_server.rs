@@ -80,7 +80,9 @@ impl Stream {
         assert!(!self.fin, "{what} after the FIN");
     }
     fn is_synthesized(&self) -> bool {
-        self.final_fields.iter().any(|f| f.name() == b"proxy-status")
+        self.final_fields
+            .iter()
+            .any(|f| f.name() == b"proxy-status")
     }
     fn status(&self) -> Option<u16> {
         let f = self.final_fields.iter().find(|f| f.name() == b":status")?;
@@ -210,7 +212,11 @@ impl H1Buffers for Conn {
         &self.input
     }
     fn consume(&mut self, n: usize) {
-        assert!(n <= self.input.len(), "consumed {n} of {}", self.input.len());
+        assert!(
+            n <= self.input.len(),
+            "consumed {n} of {}",
+            self.input.len()
+        );
         self.input.drain(..n);
     }
     fn input_ended(&self) -> bool {
@@ -329,7 +335,10 @@ impl World {
         let mut yields = 0;
         while outcome == Outcome::Yielded {
             yields += 1;
-            assert!(yields <= MAX_YIELDS, "drive yields without end: a busy loop");
+            assert!(
+                yields <= MAX_YIELDS,
+                "drive yields without end: a busy loop"
+            );
             outcome = ex.drive(&mut ctx);
         }
         if outcome == Outcome::Finished {
@@ -513,7 +522,10 @@ pub fn server(reader: &mut Reader) {
         }
         w.advance(FINAL_ADVANCE / FINAL_CLOCK_STEPS as u32);
     }
-    assert!(w.finished, "the exchange still runs 10 minutes after the script");
+    assert!(
+        w.finished,
+        "the exchange still runs 10 minutes after the script"
+    );
 }
 
 /// One operation, then a drive (as the reactor drives an exchange after any event).
