@@ -44,7 +44,7 @@ pub fn base_instant() -> Instant {
 pub fn exchange(data: &[u8]) {
     let mut reader = Reader::new(data);
     let role = reader.arg();
-    if role % 2 == 0 {
+    if role.is_multiple_of(2) {
         server(&mut reader);
     } else {
         client(&mut reader);

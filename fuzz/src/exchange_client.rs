@@ -395,7 +395,7 @@ pub fn client(reader: &mut Reader) {
         now,
         http,
         session: Session::default(),
-        session_up: a % 2 == 0,
+        session_up: a.is_multiple_of(2),
         by_stream: HashMap::new(),
         metrics: Metrics::new("client", now),
         down,

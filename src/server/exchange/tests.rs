@@ -431,7 +431,10 @@ fn a_peer_reset_after_a_complete_response_does_not_reset_it() {
         c.input = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec();
     }
     w.run(|ex, ctx| ex.drive(ctx));
-    assert!(w.stream.fin && !w.finished, "complete, the upload still flowing");
+    assert!(
+        w.stream.fin && !w.finished,
+        "complete, the upload still flowing"
+    );
     w.run(|ex, ctx| ex.abort(ctx));
     assert!(w.finished);
     assert_eq!(w.stream.reset, None, "the complete response stays complete");
