@@ -130,3 +130,40 @@ fn body_pumps_seeds_are_the_built_ones() {
         assert_eq!(fs::read(&path).ok(), Some(bytes), "{}", path.display());
     }
 }
+
+/// Scripts run by [`exchange_survives_random_scripts`].
+const RANDOM_EXCHANGE_SCRIPTS: u64 = 5_000;
+
+/// The `exchange` checks over deterministic random scripts of either role: a bounded stand-in
+/// for a fuzzing run on stable Rust.
+#[test]
+fn exchange_survives_random_scripts() {
+    for seed in 0..RANDOM_EXCHANGE_SCRIPTS {
+        let script = checks::exchange_scripts::random(seed);
+        let outcome = panic::catch_unwind(|| checks::exchange(&script));
+        assert!(
+            outcome.is_ok(),
+            "seed {seed} fails; input (hex): {}",
+            script
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+    }
+}
+
+/// The committed `fuzz/corpus/exchange/seed-*` are the ones `exchange_scripts::seeds` builds.
+/// To rewrite them after changing that list:
+/// `WRITE_EXCHANGE_SEEDS=1 cargo test --release --test fuzz_replay exchange_seeds`.
+#[test]
+fn exchange_seeds_are_the_built_ones() {
+    let dir = root().join("corpus/exchange");
+    for (name, bytes) in checks::exchange_scripts::seeds() {
+        let path = dir.join(name);
+        if std::env::var_os("WRITE_EXCHANGE_SEEDS").is_some() {
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(fs::read(&path).ok(), Some(bytes), "{}", path.display());
+    }
+}

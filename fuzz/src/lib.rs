@@ -8,9 +8,14 @@
 use std::path::Path;
 
 mod body_pumps;
+mod exchange;
+mod exchange_client;
+pub mod exchange_scripts;
+mod exchange_server;
 pub mod pump_scripts;
 
 pub use body_pumps::body_pumps;
+pub use exchange::exchange;
 
 use ptproxy::bridge::headers::{content_length, request_from_h3, response_from_h3};
 use ptproxy::h1::body::decode_in_pieces;
@@ -27,6 +32,7 @@ pub const TARGETS: &[&str] = &[
     "h3_to_h1_headers",
     "config_json",
     "body_pumps",
+    "exchange",
 ];
 
 /// Runs the checks of `target` on `data`; `false` for an unknown target name.
@@ -38,6 +44,7 @@ pub fn run(target: &str, data: &[u8]) -> bool {
         "h3_to_h1_headers" => h3_to_h1_headers(data),
         "config_json" => config_json(data),
         "body_pumps" => body_pumps(data),
+        "exchange" => exchange(data),
         _ => return false,
     }
     true

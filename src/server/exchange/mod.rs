@@ -293,10 +293,13 @@ impl Exchange {
     }
 
     /// Resets the stream with these codes (STOP_SENDING, RESET_STREAM) and drops the upstream
-    /// connection.
+    /// connection. A response already complete (its FIN sent) is not reset: RESET_STREAM would
+    /// only abandon its bytes still in flight and turn a complete answer into a reset.
     fn reset(&mut self, ctx: &mut Ctx<'_>, read_code: u64, write_code: u64) -> Outcome {
         ctx.stream.stop_sending(read_code);
-        ctx.stream.reset(write_code);
+        if !matches!(self.response, Response::Done) {
+            ctx.stream.reset(write_code);
+        }
         if let Some(key) = self.upstream.take() {
             ctx.pool.close(key);
         }

@@ -405,6 +405,43 @@ fn an_upstream_that_stops_reading_after_a_complete_response_ends_the_exchange() 
 }
 
 #[test]
+fn a_peer_reset_after_a_complete_response_does_not_reset_it() {
+    // Found by the `exchange` fuzz target: the response went out with its FIN while the end
+    // of the request body still waited for the upstream; the peer's reset then reset the
+    // complete response too.
+    let mut w = World::new(SECOND, 3 * SECOND);
+    w.pool.next = Some(MemConn {
+        connecting: false,
+        reused: 1,
+        reads: 0,
+        ..MemConn::fresh(true)
+    });
+    w.start("POST", true);
+    let key = w.pool.keys;
+    if let Some(c) = w.pool.conns.get_mut(&key) {
+        c.cap = c.output.len() + 10;
+    }
+    w.stream.incoming = vec![b'x'; 10];
+    w.run(|ex, ctx| ex.drive(ctx));
+    w.run(|ex, ctx| {
+        ex.on_finished();
+        ex.drive(ctx)
+    });
+    if let Some(c) = w.pool.conns.get_mut(&key) {
+        c.input = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec();
+    }
+    w.run(|ex, ctx| ex.drive(ctx));
+    assert!(
+        w.stream.fin && !w.finished,
+        "complete, the upload still flowing"
+    );
+    w.run(|ex, ctx| ex.abort(ctx));
+    assert!(w.finished);
+    assert_eq!(w.stream.reset, None, "the complete response stays complete");
+    assert!(w.stream.stop_sending.is_some(), "the upload is stopped");
+}
+
+#[test]
 fn a_handled_deadline_is_never_due_again() {
     // Every hazard above, replayed at every instant of a 10 s window: after the timers due at
     // a given time were handled, none is due any more (the reactor would spin otherwise).
