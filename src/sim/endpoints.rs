@@ -2,7 +2,7 @@
 //! [`DownstreamConn`] the test writes requests into and reads responses from) and service B,
 //! the origin behind the server proxy ([`Origin`], an [`UpstreamPort`] whose connections answer
 //! every complete request at once). Requests name their answer: `GET /r/ID/SIZE` gets SIZE
-//! bytes derived from ID; a POST gets its own body back.
+//! bytes derived from ID; a POST gets its own body back; `GET /stall` is never answered.
 
 use std::io;
 
@@ -139,6 +139,9 @@ impl OriginConn {
             }
             self.at_origin.drain(..len + used);
             self.requests += 1;
+            if req.target.starts_with("/stall") {
+                continue; // read, never answered
+            }
             let answer = if req.method == "POST" {
                 body
             } else {

@@ -42,3 +42,42 @@ fn the_same_seed_gives_the_same_trace() {
     assert_eq!(a.digest, b.digest);
     assert_eq!(a.digest, expected_digest(2_000));
 }
+
+#[test]
+fn a_stalled_origin_is_a_504_at_the_response_timeout_on_the_manual_clock() {
+    let started = std::time::Instant::now();
+    let mut pair = pair::SimPair::new(7, Faults::default());
+    for _ in 0..1000 {
+        if pair.is_up() {
+            break;
+        }
+        pair.turn(Duration::from_millis(1));
+    }
+    assert!(pair.is_up());
+    let timeout = pair.server_cfg.upstream.response_timeout;
+    let key = pair.open();
+    let sent_at = pair.now;
+    if let Some(conn) = pair.conn(key) {
+        conn.send(b"GET /stall HTTP/1.1\r\nHost: b.test\r\n\r\n");
+    }
+    // 100 ms of ptproxy time per turn: minutes of timers pass in a fraction of a second.
+    let mut answer = None;
+    for _ in 0..3_000 {
+        pair.turn(Duration::from_millis(100));
+        if let Some(a) = pair.conn(key).and_then(|c| c.take_response("GET")) {
+            answer = Some((a, pair.now - sent_at));
+            break;
+        }
+    }
+    let ((status, body), waited) = answer.expect("an answer");
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        waited >= timeout && waited <= timeout + Duration::from_millis(300),
+        "504 after {waited:?} of manual time (upstream.response_timeout_ms {timeout:?})"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "real time {:?}",
+        started.elapsed()
+    );
+}
