@@ -5,7 +5,7 @@
 //! and HTTP/3 run on both sides, and fires the timers due on the manual clock.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,9 @@ use crate::quic::{self, tls};
 use crate::server::exchange::{Ctx as ExCtx, Exchange, Outcome};
 use crate::time::TimerTable;
 
-const CLIENT_ADDR: &str = "127.0.0.1:40001";
-const SERVER_ADDR: &str = "127.0.0.1:40002";
+/// The simulated addresses of the two proxies (never bound: the link is virtual).
+const CLIENT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40001);
+const SERVER_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40002);
 
 fn configs(client_json: &str, server_json: &str) -> (ClientConfig, ServerConfig) {
     let pki = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pki");
@@ -99,8 +100,7 @@ impl SimPair {
     pub fn new(seed: u64, faults: Faults) -> Self {
         let (client_cfg, server_cfg) = default_configs();
         let now = Instant::now();
-        let client_addr: SocketAddr = CLIENT_ADDR.parse().expect("address");
-        let server_addr: SocketAddr = SERVER_ADDR.parse().expect("address");
+        let (client_addr, server_addr) = (CLIENT_ADDR, SERVER_ADDR);
         let tls = tls::client_context(&client_cfg.tls).expect("client TLS");
         let mut qc = quiche_config_for(&client_cfg.transport, tls, client_cfg.http.max_head_bytes);
         let conn = crate::client::dial::connect("localhost", client_addr, server_addr, &mut qc)
@@ -146,7 +146,7 @@ impl SimPair {
     pub fn open(&mut self) -> usize {
         let down = Downstream::new(
             ServiceConn::default(),
-            CLIENT_ADDR.parse().expect("address"),
+            CLIENT_ADDR,
             &self.client_cfg.http,
             self.now,
         );
@@ -209,8 +209,7 @@ impl SimPair {
     }
 
     fn deliver(&mut self) {
-        let client_addr: SocketAddr = CLIENT_ADDR.parse().expect("address");
-        let server_addr: SocketAddr = SERVER_ADDR.parse().expect("address");
+        let (client_addr, server_addr) = (CLIENT_ADDR, SERVER_ADDR);
         let real = Instant::now();
         for mut d in self.to_server.deliver(&self.faults, &mut self.rng) {
             if self.server.session.is_none() {

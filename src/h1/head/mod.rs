@@ -50,6 +50,8 @@ use std::fmt;
 use super::syntax::list_elements;
 
 #[cfg(test)]
+mod differential;
+#[cfg(test)]
 mod oracle;
 mod request;
 mod response;
