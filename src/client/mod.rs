@@ -31,7 +31,6 @@ use crate::bridge::stream::SessionPort;
 use crate::bridge::tcp::TcpConn;
 use crate::config::{ClientConfig, ClientHttpConfig, Config};
 use crate::metrics::Metrics;
-use crate::quic::h3_code;
 use crate::reactor::backlog::{drain_bounded, Backlog, H3_EVENTS_PER_TURN};
 use crate::reactor::{Control, Driver, ADMIN_CONN_BASE, CONN_BASE, LISTENER_BASE, UDP};
 use crate::time::TimerTable;
@@ -244,22 +243,7 @@ impl ClientProxy {
         let Some(&key) = self.by_stream.get(&id) else {
             return ControlFlow::Continue(());
         };
-        use quiche::h3::Event;
-        match event {
-            Event::Headers { list, more_frames } => self.with_down(registry, key, now, |d, ctx| {
-                d.on_headers(ctx, &list, more_frames)
-            }),
-            Event::Data => self.with_down(registry, key, now, |d, ctx| d.drive(ctx)),
-            Event::Finished => self.with_down(registry, key, now, |d, ctx| d.on_finished(ctx)),
-            Event::Reset(code) if code == h3_code::REQUEST_REJECTED => {
-                self.with_down(registry, key, now, |d, ctx| d.on_session_lost(ctx))
-            }
-            Event::Reset(code) => self.with_down(registry, key, now, |d, ctx| {
-                d.on_stream_failed(ctx, answers::peer_reset(code))
-            }),
-            Event::GoAway => self.link.on_goaway(),
-            Event::PriorityUpdate => {}
-        }
+        self.with_down(registry, key, now, |d, ctx| d.on_stream_event(ctx, event));
         ControlFlow::Continue(())
     }
 

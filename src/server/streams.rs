@@ -125,22 +125,12 @@ impl ServerProxy {
                 }
                 self.dirty.push(ek);
             }
-            (Event::Headers { list, .. }, Some(ek)) => {
-                self.run_exchange(registry, ek, now, |ex, ctx| match ex.on_trailers(&list) {
-                    Outcome::Finished => ex.abort(ctx),
-                    other => other,
-                });
-                self.dirty.push(ek);
-            }
-            (Event::Data, Some(ek)) => self.dirty.push(ek),
-            (Event::Finished, Some(ek)) => {
-                if let Some((_, ex)) = self.exchanges.get_mut(ek) {
-                    ex.on_finished();
+            (event, Some(ek)) => {
+                let data = matches!(event, Event::Data);
+                if !data {
+                    self.run_exchange(registry, ek, now, |ex, ctx| ex.on_stream_event(ctx, event));
                 }
                 self.dirty.push(ek);
-            }
-            (Event::Reset(_), Some(ek)) => {
-                self.run_exchange(registry, ek, now, |ex, ctx| ex.abort(ctx))
             }
             _ => {}
         }

@@ -14,7 +14,6 @@ use slab::Slab;
 
 use super::endpoints::{Origin, ServiceConn};
 use super::link::{Direction, Faults, Rng};
-use crate::bridge::answers;
 use crate::bridge::stream::{H3Stream, SessionPort};
 use crate::client::downstream::{Ctx as DownCtx, Downstream};
 use crate::config::{self, ClientConfig, Config, Role, ServerConfig};
@@ -297,17 +296,7 @@ impl SimPair {
             let Some(&key) = self.client.by_stream.get(&id) else {
                 continue;
             };
-            match event {
-                Event::Headers { list, more_frames } => {
-                    self.with_down(key, |d, ctx| d.on_headers(ctx, &list, more_frames))
-                }
-                Event::Data => self.with_down(key, |d, ctx| d.drive(ctx)),
-                Event::Finished => self.with_down(key, |d, ctx| d.on_finished(ctx)),
-                Event::Reset(code) => self.with_down(key, |d, ctx| {
-                    d.on_stream_failed(ctx, answers::peer_reset(code))
-                }),
-                Event::GoAway | Event::PriorityUpdate => {}
-            }
+            self.with_down(key, |d, ctx| d.on_stream_event(ctx, event));
         }
     }
 
@@ -349,18 +338,12 @@ impl SimPair {
                 (Event::Headers { list, more_frames }, None) => {
                     self.start_exchange(id, &list, more_frames)
                 }
-                (Event::Headers { list, .. }, Some(ek)) => {
-                    self.with_exchange(ek, |ex, ctx| match ex.on_trailers(&list) {
-                        Outcome::Finished => ex.abort(ctx),
-                        other => other,
+                (event, Some(ek)) => {
+                    self.with_exchange(ek, |ex, ctx| match ex.on_stream_event(ctx, event) {
+                        Outcome::Finished => Outcome::Finished,
+                        _ => ex.drive(ctx),
                     })
                 }
-                (Event::Data, Some(ek)) => self.with_exchange(ek, |ex, ctx| ex.drive(ctx)),
-                (Event::Finished, Some(ek)) => self.with_exchange(ek, |ex, ctx| {
-                    ex.on_finished();
-                    ex.drive(ctx)
-                }),
-                (Event::Reset(_), Some(ek)) => self.with_exchange(ek, |ex, ctx| ex.abort(ctx)),
                 _ => {}
             }
         }

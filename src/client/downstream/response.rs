@@ -3,7 +3,7 @@
 //! relayed (bounded), and the response body and trailers moved from the stream to the socket while the
 //! socket has room.
 
-use quiche::h3::Header as H3Header;
+use quiche::h3::{Event, Header as H3Header};
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
@@ -44,6 +44,20 @@ impl<T: DownstreamConn> Downstream<T> {
             }
         }
         self.drive(ctx);
+    }
+
+    /// An HTTP/3 event on this connection's request stream: the response's field sections,
+    /// its data, its end, or a reset (REQUEST_REJECTED: the peer refused it unprocessed, so it
+    /// may go out again on the next session).
+    pub fn on_stream_event(&mut self, ctx: &mut Ctx<'_>, event: Event) {
+        match event {
+            Event::Headers { list, more_frames } => self.on_headers(ctx, &list, more_frames),
+            Event::Data => self.drive(ctx),
+            Event::Finished => self.on_finished(ctx),
+            Event::Reset(code) if code == h3_code::REQUEST_REJECTED => self.on_session_lost(ctx),
+            Event::Reset(code) => self.on_stream_failed(ctx, answers::peer_reset(code)),
+            Event::GoAway | Event::PriorityUpdate => {}
+        }
     }
 
     pub fn on_finished(&mut self, ctx: &mut Ctx<'_>) {

@@ -307,6 +307,25 @@ impl Exchange {
         Outcome::Finished
     }
 
+    /// An HTTP/3 event on the request stream after its first field section: trailers, its
+    /// end, or a reset by the peer. Data needs no handling here: the next [`Exchange::drive`]
+    /// reads it (the caller drives the exchange after every event, now or later in the turn).
+    pub fn on_stream_event(&mut self, ctx: &mut Ctx<'_>, event: quiche::h3::Event) -> Outcome {
+        use quiche::h3::Event;
+        match event {
+            Event::Headers { list, .. } => match self.on_trailers(&list) {
+                Outcome::Finished => self.abort(ctx),
+                other => other,
+            },
+            Event::Finished => {
+                self.on_finished();
+                Outcome::Continue
+            }
+            Event::Reset(_) => self.abort(ctx),
+            Event::Data | Event::GoAway | Event::PriorityUpdate => Outcome::Continue,
+        }
+    }
+
     /// A second field section on the request stream: the request trailers.
     pub fn on_trailers(&mut self, list: &[H3Header]) -> Outcome {
         match headers::trailers_from_h3(list) {
