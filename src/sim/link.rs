@@ -47,6 +47,8 @@ pub struct Direction {
     in_flight: Vec<Vec<u8>>,
     pub sent: u64,
     pub dropped: u64,
+    /// Of the dropped, those a blackhole took.
+    pub blackholed: u64,
 }
 
 impl Direction {
@@ -55,12 +57,18 @@ impl Direction {
             in_flight: Vec::new(),
             sent: 0,
             dropped: 0,
+            blackholed: 0,
         }
     }
 
     pub fn send(&mut self, datagram: &[u8], faults: &Faults, rng: &mut Rng) {
         self.sent += 1;
-        if faults.blackhole || rng.chance(faults.loss) {
+        if faults.blackhole {
+            self.dropped += 1;
+            self.blackholed += 1;
+            return;
+        }
+        if rng.chance(faults.loss) {
             self.dropped += 1;
             return;
         }

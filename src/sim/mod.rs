@@ -73,14 +73,26 @@ pub struct Run {
     pub wrong: u64,
     pub turns: u64,
     pub wall: Duration,
-    /// Datagrams sent and dropped by the link.
-    pub datagrams: (u64, u64),
+    /// Datagrams sent, dropped, and dropped by a blackhole.
+    pub datagrams: (u64, u64, u64),
     /// Most entries the timer tables held at once.
     pub max_timer_entries: usize,
 }
 
 /// Runs `requests` requests over `connections` keep-alive connections of service A.
 pub fn run(seed: u64, faults: Faults, connections: usize, requests: u64) -> Run {
+    run_with_blackhole(seed, faults, 0..0, connections, requests)
+}
+
+/// [`run`], with the link dropping everything during the turns in `blackhole` (counted from
+/// the session's start).
+pub fn run_with_blackhole(
+    seed: u64,
+    faults: Faults,
+    blackhole: std::ops::Range<u64>,
+    connections: usize,
+    requests: u64,
+) -> Run {
     let started = Instant::now();
     let mut pair = SimPair::new(seed, faults);
     for _ in 0..10_000 {
@@ -91,6 +103,7 @@ pub fn run(seed: u64, faults: Faults, connections: usize, requests: u64) -> Run 
         wait_for_quiche(&pair);
     }
     assert!(pair.is_up(), "the simulated session came up");
+    pair.blackhole = (pair.turns + blackhole.start)..(pair.turns + blackhole.end);
     let conns: Vec<usize> = (0..connections).map(|_| pair.open()).collect();
     // Per connection: the request in flight (id, method).
     let mut in_flight: Vec<Option<(u64, String)>> = vec![None; connections];

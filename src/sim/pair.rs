@@ -77,6 +77,8 @@ pub struct SimPair {
     to_server: Direction,
     to_client: Direction,
     pub faults: Faults,
+    /// Turns during which the link drops everything (a path that died for a while).
+    pub blackhole: std::ops::Range<u64>,
     rng: Rng,
     /// The manual clock of ptproxy's timers.
     pub now: Instant,
@@ -135,6 +137,7 @@ impl SimPair {
             to_server: Direction::new(),
             to_client: Direction::new(),
             faults,
+            blackhole: 0..0,
             rng: Rng::new(seed),
             now,
             turns: 0,
@@ -165,11 +168,12 @@ impl SimPair {
             && self.server.session.as_ref().is_some_and(|s| s.is_usable())
     }
 
-    /// Datagrams sent and dropped by the link, both directions.
-    pub fn link_figures(&self) -> (u64, u64) {
+    /// Datagrams sent, dropped, and dropped by a blackhole, both directions.
+    pub fn link_figures(&self) -> (u64, u64, u64) {
         (
             self.to_server.sent + self.to_client.sent,
             self.to_server.dropped + self.to_client.dropped,
+            self.to_server.blackholed + self.to_client.blackholed,
         )
     }
 
@@ -238,18 +242,27 @@ impl SimPair {
         }
     }
 
+    /// The link's faults this turn (the scheduled blackhole included).
+    fn faults_now(&self) -> Faults {
+        Faults {
+            blackhole: self.faults.blackhole || self.blackhole.contains(&self.turns),
+            ..self.faults
+        }
+    }
+
     fn send_all(&mut self) {
+        let faults = self.faults_now();
         let mut buf = vec![0u8; 65_536];
         for _ in 0..100_000 {
             match self.client.session.conn.send(&mut buf) {
-                Ok((n, _)) => self.to_server.send(&buf[..n], &self.faults, &mut self.rng),
+                Ok((n, _)) => self.to_server.send(&buf[..n], &faults, &mut self.rng),
                 Err(_) => break,
             }
         }
         if let Some(s) = self.server.session.as_mut() {
             for _ in 0..100_000 {
                 match s.conn.send(&mut buf) {
-                    Ok((n, _)) => self.to_client.send(&buf[..n], &self.faults, &mut self.rng),
+                    Ok((n, _)) => self.to_client.send(&buf[..n], &faults, &mut self.rng),
                     Err(_) => break,
                 }
             }

@@ -81,3 +81,19 @@ fn a_stalled_origin_is_a_504_at_the_response_timeout_on_the_manual_clock() {
         started.elapsed()
     );
 }
+
+#[test]
+fn requests_caught_by_a_dead_path_complete_once_it_is_back() {
+    // 40 turns of a link that drops everything, early in a lossy run: quiche backs off and
+    // retransmits on its own clock; every request is still answered exactly.
+    let run = run_with_blackhole(11, lossy(), 50..90, 16, 3_000);
+    eprintln!("{run:?}");
+    assert!(
+        run.datagrams.2 > 0,
+        "the blackhole took datagrams: {:?}",
+        run.datagrams
+    );
+    assert_eq!(run.wrong, 0);
+    assert_eq!(run.digest, expected_digest(3_000));
+    assert!(run.wall < Duration::from_secs(60), "took {:?}", run.wall);
+}
