@@ -93,17 +93,12 @@ fn fuzz_inputs_pass_the_fuzz_checks() {
     );
 }
 
-/// Scripts run by [`body_pumps_survive_random_scripts`]; each is a few KiB at most but for
-/// the rare big fills.
-const RANDOM_PUMP_SCRIPTS: u64 = 20_000;
-
-/// The `body_pumps` checks over deterministic random scripts around real bodies (valid,
-/// corrupted, truncated, over a limit): a bounded stand-in for a fuzzing run on stable Rust.
-#[test]
-fn body_pumps_survive_random_scripts() {
-    for seed in 0..RANDOM_PUMP_SCRIPTS {
-        let script = checks::pump_scripts::random(seed);
-        let outcome = panic::catch_unwind(|| checks::body_pumps(&script));
+/// Runs `check` over `count` deterministic random scripts from `random`: a bounded stand-in
+/// for a fuzzing run on stable Rust. A failing seed is reported with its input.
+fn survives_random_scripts(count: u64, random: fn(u64) -> Vec<u8>, check: fn(&[u8])) {
+    for seed in 0..count {
+        let script = random(seed);
+        let outcome = panic::catch_unwind(|| check(&script));
         assert!(
             outcome.is_ok(),
             "seed {seed} fails; input (hex): {}",
@@ -115,55 +110,66 @@ fn body_pumps_survive_random_scripts() {
     }
 }
 
-/// The committed `fuzz/corpus/body_pumps/seed-*` are the ones `pump_scripts::seeds` builds.
-/// To rewrite them after changing that list:
-/// `WRITE_BODY_PUMP_SEEDS=1 cargo test --release --test fuzz_replay body_pumps_seeds`.
-#[test]
-fn body_pumps_seeds_are_the_built_ones() {
-    let dir = root().join("corpus/body_pumps");
-    for (name, bytes) in checks::pump_scripts::seeds() {
+/// The committed `fuzz/corpus/<target>/seed-*` are the ones `seeds` builds; with `rewrite`
+/// set in the environment they are written first.
+fn seeds_are_the_built_ones(target: &str, rewrite: &str, seeds: Vec<(&str, Vec<u8>)>) {
+    let dir = root().join("corpus").join(target);
+    for (name, bytes) in seeds {
         let path = dir.join(name);
-        if std::env::var_os("WRITE_BODY_PUMP_SEEDS").is_some() {
+        if std::env::var_os(rewrite).is_some() {
             fs::create_dir_all(&dir).unwrap();
             fs::write(&path, &bytes).unwrap();
         }
         assert_eq!(fs::read(&path).ok(), Some(bytes), "{}", path.display());
     }
+}
+
+/// Scripts run by [`body_pumps_survive_random_scripts`]; each is a few KiB at most but for
+/// the rare big fills.
+const RANDOM_PUMP_SCRIPTS: u64 = 20_000;
+
+/// The `body_pumps` checks over random scripts around real bodies (valid, corrupted,
+/// truncated, over a limit).
+#[test]
+fn body_pumps_survive_random_scripts() {
+    survives_random_scripts(
+        RANDOM_PUMP_SCRIPTS,
+        checks::pump_scripts::random,
+        checks::body_pumps,
+    );
+}
+
+/// To rewrite the seeds after changing `pump_scripts::seeds`:
+/// `WRITE_BODY_PUMP_SEEDS=1 cargo test --release --test fuzz_replay body_pumps_seeds`.
+#[test]
+fn body_pumps_seeds_are_the_built_ones() {
+    seeds_are_the_built_ones(
+        "body_pumps",
+        "WRITE_BODY_PUMP_SEEDS",
+        checks::pump_scripts::seeds(),
+    );
 }
 
 /// Scripts run by [`exchange_survives_random_scripts`].
 const RANDOM_EXCHANGE_SCRIPTS: u64 = 5_000;
 
-/// The `exchange` checks over deterministic random scripts of either role: a bounded stand-in
-/// for a fuzzing run on stable Rust.
+/// The `exchange` checks over random scripts of either role.
 #[test]
 fn exchange_survives_random_scripts() {
-    for seed in 0..RANDOM_EXCHANGE_SCRIPTS {
-        let script = checks::exchange_scripts::random(seed);
-        let outcome = panic::catch_unwind(|| checks::exchange(&script));
-        assert!(
-            outcome.is_ok(),
-            "seed {seed} fails; input (hex): {}",
-            script
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
-    }
+    survives_random_scripts(
+        RANDOM_EXCHANGE_SCRIPTS,
+        checks::exchange_scripts::random,
+        checks::exchange,
+    );
 }
 
-/// The committed `fuzz/corpus/exchange/seed-*` are the ones `exchange_scripts::seeds` builds.
-/// To rewrite them after changing that list:
+/// To rewrite the seeds after changing `exchange_scripts::seeds`:
 /// `WRITE_EXCHANGE_SEEDS=1 cargo test --release --test fuzz_replay exchange_seeds`.
 #[test]
 fn exchange_seeds_are_the_built_ones() {
-    let dir = root().join("corpus/exchange");
-    for (name, bytes) in checks::exchange_scripts::seeds() {
-        let path = dir.join(name);
-        if std::env::var_os("WRITE_EXCHANGE_SEEDS").is_some() {
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(&path, &bytes).unwrap();
-        }
-        assert_eq!(fs::read(&path).ok(), Some(bytes), "{}", path.display());
-    }
+    seeds_are_the_built_ones(
+        "exchange",
+        "WRITE_EXCHANGE_SEEDS",
+        checks::exchange_scripts::seeds(),
+    );
 }
