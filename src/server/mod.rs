@@ -4,9 +4,11 @@
 //! [`ServerProxy`] keeps all the server's state in one struct; its methods are grouped along the
 //! data path, one module each:
 //!
-//! - `routing`: datagrams in, to the connection of their destination CID; new handshakes
-//!   (through [`admission`]), stateless resets, the connection IDs issued and retired;
-//! - `streams`: each session's HTTP/3 events, to one [`exchange::Exchange`] per request stream;
+//! - `routing`: datagrams in, to the connection of their destination CID ([`cid_routes`]);
+//!   new handshakes (through [`admission`]), stateless resets;
+//! - `streams` and [`requests`]: each session's HTTP/3 events, to one [`exchange::Exchange`]
+//!   per request stream (`requests` is the sans-IO table the simulated pair runs too;
+//!   `streams` lends it the sessions, the pool and the clock);
 //! - [`exchange`] and [`upstream`]: a request carried to the upstream and its response back
 //!   (`upstream_head`: what an upstream's response head may not carry across);
 //! - [`peer`] and [`peer_address`]: one client connection, and its address across rebindings;
@@ -17,16 +19,17 @@
 //! reactor's [`Driver`] interface, which calls the others in order.
 
 pub mod admission;
+pub mod cid_routes;
 pub mod exchange;
 mod operate;
 pub mod peer;
 pub mod peer_address;
+pub mod requests;
 mod routing;
 mod streams;
 pub mod upstream;
 mod upstream_head;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -44,10 +47,10 @@ use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls};
 use crate::reactor::backlog::Backlog;
 use crate::reactor::{Control, Driver, CONN_BASE, UDP};
-use crate::time::TimerTable;
 use admission::Admission;
-use exchange::Exchange;
+use cid_routes::CidRoutes;
 use peer::PeerConn;
+use requests::Requests;
 use upstream::{Pool, UpState};
 
 /// The server role: every session, exchange and upstream connection of the process.
@@ -57,14 +60,13 @@ pub struct ServerProxy {
     udp: UdpIo,
     local: SocketAddr,
     conns: Slab<PeerConn>,
-    by_cid: HashMap<Vec<u8>, usize>,
+    /// Our connection IDs, to the connection each leads to.
+    routes: CidRoutes,
     cid_key: hmac::Key,
-    reset_key: hmac::Key,
-    exchanges: Slab<(usize, Exchange)>,
+    /// Every request stream of every session, each an exchange.
+    requests: Requests,
     pool: Pool,
-    timers: TimerTable<usize>,
     next_idle_expiry: Option<Instant>,
-    dirty: Vec<usize>,
     stopping: bool,
     admin: Option<Admin>,
     metrics: Metrics,
@@ -81,8 +83,6 @@ pub struct ServerProxy {
     send_pending: bool,
     /// The UDP socket reported readiness, or its last read stopped at its cap: read it next.
     udp_backlog: Backlog,
-    /// A session's HTTP/3 events were left at the poll cap: poll again without waiting.
-    h3_backlog: Backlog,
     debug: DebugTaps,
     /// Which new handshakes are taken on, and the counts of those that were not.
     admission: Admission,
@@ -151,14 +151,11 @@ impl ServerProxy {
             udp,
             local,
             conns: Slab::new(),
-            by_cid: HashMap::new(),
+            routes: CidRoutes::new(hmac::Key::new(hmac::HMAC_SHA256, reset_secret.as_ref())),
             cid_key: hmac::Key::new(hmac::HMAC_SHA256, &seed),
-            reset_key: hmac::Key::new(hmac::HMAC_SHA256, reset_secret.as_ref()),
-            exchanges: Slab::new(),
+            requests: Requests::default(),
             pool: Pool::new(cfg.upstream.address.clone(), cfg.upstream.max_idle),
-            timers: TimerTable::default(),
             next_idle_expiry: None,
-            dirty: Vec::new(),
             stopping: false,
             admin,
             metrics: Metrics::new("server", Instant::now()),
@@ -169,7 +166,6 @@ impl ServerProxy {
             hider: LossHider::new(cfg.transport.loss_hiding),
             send_pending: false,
             udp_backlog: Backlog::default(),
-            h3_backlog: Backlog::default(),
             debug: DebugTaps::new(cfg.ops.qlog_dir.clone()),
             admission: Admission::new(cfg.admission.clone(), &key_pem),
         })
@@ -227,7 +223,7 @@ impl Driver for ServerProxy {
                 if matches!(up.state, UpState::Idle { .. }) {
                     self.pool.on_idle_event(registry, key);
                 } else {
-                    self.dirty.push(up.owner);
+                    self.requests.mark_dirty(up.owner);
                 }
             }
             Token(_) => {}
@@ -247,15 +243,10 @@ impl Driver for ServerProxy {
         }
         self.drop_silent_clients(now);
         self.poll_sessions(registry, now);
-        for ek in self.timers.expired(now) {
-            self.run_exchange(registry, ek, now, |ex, ctx| ex.on_timer(ctx));
-        }
-        let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
-        for ek in dirty {
-            self.run_exchange(registry, ek, now, |ex, ctx| ex.drive(ctx));
-        }
+        self.with_requests(registry, now, |requests, conns, env| {
+            requests.fire_timers(conns, env);
+            requests.drive_dirty(conns, env);
+        });
         if self.next_idle_expiry.is_none_or(|t| t <= now) {
             self.next_idle_expiry =
                 self.pool
@@ -271,11 +262,7 @@ impl Driver for ServerProxy {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if !self.dirty.is_empty()
-            || self.send_pending
-            || self.udp_backlog.is_pending()
-            || self.h3_backlog.is_pending()
-        {
+        if self.requests.has_work() || self.send_pending || self.udp_backlog.is_pending() {
             return Some(Instant::now());
         }
         let sessions = self
@@ -288,7 +275,7 @@ impl Driver for ServerProxy {
                 )
             })
             .min();
-        let d = crate::time::earliest(sessions, self.timers.next_deadline());
+        let d = crate::time::earliest(sessions, self.requests.next_deadline());
         let d = crate::time::earliest(d, self.next_idle_expiry);
         let d = crate::time::earliest(d, self.drain_deadline);
         let d = crate::time::earliest(d, self.admission.next_deadline());

@@ -29,10 +29,10 @@ impl ServerProxy {
             "/metrics" => {
                 let mut snap = Snapshot {
                     sessions_up,
-                    streams_open: self.exchanges.len(),
+                    streams_open: self.requests.len(),
                     upstream_connections: Some((self.pool.conns.len(), self.pool.idle_count())),
-                    routed_connection_ids: Some(self.by_cid.len()),
-                    timer_entries: self.timers.len(),
+                    routed_connection_ids: Some(self.routes.len()),
+                    timer_entries: self.requests.timer_entries(),
                     duplicated: (self.hider.datagrams, self.hider.bytes),
                     admission: Some(AdmissionCounters {
                         handshakes_in_progress: self.handshakes_in_progress() as u64,
@@ -64,7 +64,7 @@ impl ServerProxy {
         log::info!(
             "stopping: GOAWAY to {} session(s); {} request(s) in flight get up to {} ms",
             self.conns.len(),
-            self.exchanges.len(),
+            self.requests.len(),
             self.cfg.ops.drain_timeout.as_millis()
         );
         self.stopping = true;
@@ -84,10 +84,10 @@ impl ServerProxy {
         if self.drain_deadline.is_none_or(|d| d > now) {
             return;
         }
-        if !self.exchanges.is_empty() {
+        if !self.requests.is_empty() {
             log::warn!(
                 "drain deadline passed with {} request(s) in flight",
-                self.exchanges.len()
+                self.requests.len()
             );
         }
         self.close_sessions();
@@ -192,7 +192,7 @@ impl ServerProxy {
             .map(|(k, _)| k)
             .collect();
         for ck in closed {
-            let mut pc = self.forget(registry, ck);
+            let mut pc = self.forget(registry, ck, now);
             let reason = pc.session.close_reason();
             match pc
                 .session

@@ -10,6 +10,7 @@ use super::peer_address::{self, PeerAddress};
 use crate::quic::amplification::SendBudget;
 use crate::quic::refusal::Refusal;
 use crate::quic::session::Session;
+use crate::quic::tls;
 
 pub struct PeerConn {
     pub session: Session,
@@ -50,6 +51,22 @@ impl PeerConn {
             handshake_deadline,
             peer: PeerAddress::new(from),
         }
+    }
+
+    /// Logs the session once it became usable, naming the client's certificate, and notes
+    /// when (spare connection IDs are issued from then on).
+    pub fn announce_if_usable(&mut self, now: Instant) {
+        if !self.session.take_newly_usable() {
+            return;
+        }
+        if let Some(der) = self.session.conn.peer_cert() {
+            if let Ok(cert) = boring::x509::X509::from_der(der) {
+                let names = tls::certificate_names(&cert).join(",");
+                self.client = format!("{} ({names})", self.client);
+            }
+        }
+        log::info!("session established with client {}", self.client);
+        self.up_since = Some(now);
     }
 
     /// Still in handshake (not established, not closed).

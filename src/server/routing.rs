@@ -18,7 +18,7 @@
 //! Handshakes not done within `admission.handshake_timeout_ms` are dropped.
 //!
 //! Once a session is up, the client is kept supplied with spare IDs (each routed here, with its
-//! reset token); the IDs it retires stop leading to the session.
+//! reset token); the IDs it retires stop leading to the session ([`CidRoutes`]).
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -41,10 +41,6 @@ use crate::reactor::backlog::{drain_bounded, DATAGRAMS_PER_TURN};
 const SERVER_FIRST_PROBE_SHARE: u32 = 2;
 
 impl ServerProxy {
-    fn reset_token(&self, cid: &[u8]) -> u128 {
-        reset_token(&self.reset_key, cid)
-    }
-
     /// Reads the waiting datagrams (at most [`DATAGRAMS_PER_TURN`]) and routes them; a read
     /// stopped at the cap leaves the socket in `udp_backlog`, read again next turn.
     pub(super) fn handle_readable(&mut self, now: Instant) {
@@ -81,10 +77,9 @@ impl ServerProxy {
         let derived = hmac::sign(&self.cid_key, &hdr.dcid);
         let derived = &derived.as_ref()[..CID_LEN];
         let key = self
-            .by_cid
+            .routes
             .get(hdr.dcid.as_ref())
-            .or_else(|| self.by_cid.get(derived))
-            .copied();
+            .or_else(|| self.routes.get(derived));
         let key = match key {
             Some(k) => k,
             None if hdr.ty == quiche::Type::Initial => {
@@ -155,7 +150,7 @@ impl ServerProxy {
             None => SendBudget::unvalidated(),
         };
         self.quiche_config
-            .set_stateless_reset_token(Some(self.reset_token(&scid)));
+            .set_stateless_reset_token(Some(self.routes.reset_token(&scid)));
         let cid = quiche::ConnectionId::from_ref(&scid);
         let accepted: quiche::Result<quiche::Connection> = match &odcid {
             // After a Retry the client sends to the Retry's short ID, whose derived ID is `scid`.
@@ -191,7 +186,7 @@ impl ServerProxy {
             budget,
             now + self.admission.handshake_timeout(),
         ));
-        self.by_cid.insert(scid, key);
+        self.routes.insert(scid, key);
         log::debug!("new session attempt from {from}");
         Some(key)
     }
@@ -221,7 +216,7 @@ impl ServerProxy {
             .map(|(k, _)| k)
             .collect();
         for ck in expired {
-            let pc = self.forget(registry, ck);
+            let pc = self.forget(registry, ck, now);
             log::debug!("handshake with {} timed out", pc.client);
             self.admission.on_handshake_timed_out(now);
         }
@@ -238,56 +233,19 @@ impl ServerProxy {
         let mut packet = vec![0u8; len];
         quic::random_bytes(&mut packet[..len - 16]);
         packet[0] = 0x40 | (packet[0] & 0x3f);
-        packet[len - 16..].copy_from_slice(&self.reset_token(dcid).to_be_bytes());
+        packet[len - 16..].copy_from_slice(&self.routes.reset_token(dcid).to_be_bytes());
         log::debug!("stateless reset to {to} for an unknown connection");
         let _ = self.udp.socket.send_to(&packet, to);
     }
 
-    /// Keeps the client of an established session `ck` supplied with spare IDs (retired ones
-    /// are replaced), and stops routing the IDs it retired.
-    pub(super) fn refresh_cids(&mut self, ck: usize) {
-        let Some(pc) = self.conns.get_mut(ck) else {
-            return;
-        };
-        if pc.up_since.is_some() {
-            let reset_key = &self.reset_key;
-            let spare = pc
-                .session
-                .issue_spare_cids(|cid| reset_token(reset_key, cid));
-            for cid in spare {
-                self.by_cid.insert(cid.clone(), ck);
-                pc.cids.push(cid);
-            }
-        }
-        while let Some(cid) = pc.session.conn.retired_scid_next() {
-            self.by_cid.remove(cid.as_ref());
-            pc.cids.retain(|c| c.as_slice() != cid.as_ref());
-        }
-    }
-
     /// Removes connection `ck`, its routes and its exchanges (closing their upstream
     /// connections).
-    pub(super) fn forget(&mut self, registry: &Registry, ck: usize) -> PeerConn {
+    pub(super) fn forget(&mut self, registry: &Registry, ck: usize, now: Instant) -> PeerConn {
         let mut pc = self.conns.remove(ck);
-        for cid in &pc.cids {
-            self.by_cid.remove(cid);
-        }
-        for (_, ek) in pc.streams.drain() {
-            if let Some((_, ex)) = self.exchanges.try_remove(ek) {
-                if let Some(key) = ex.upstream() {
-                    self.pool.close(registry, key);
-                }
-            }
-        }
+        self.routes.forget(&pc);
+        self.with_requests(registry, now, |requests, _, env| {
+            requests.forget_session(&mut pc, env)
+        });
         pc
     }
-}
-
-/// The stateless reset token of one of our connection IDs: derived from the TLS key, so a
-/// restarted server resets its predecessor's sessions (RFC 9000 §10.3).
-fn reset_token(key: &hmac::Key, cid: &[u8]) -> u128 {
-    let tag = hmac::sign(key, cid);
-    let mut t = [0u8; 16];
-    t.copy_from_slice(&tag.as_ref()[..16]);
-    u128::from_be_bytes(t)
 }

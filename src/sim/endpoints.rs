@@ -215,6 +215,13 @@ pub struct Origin {
     pub connects: u64,
 }
 
+impl Origin {
+    /// Requests service B read on its connections still open.
+    pub fn requests_read(&self) -> u64 {
+        self.conns.iter().map(|(_, c)| c.requests).sum()
+    }
+}
+
 impl UpstreamPort for Origin {
     fn checkout(&mut self) -> io::Result<usize> {
         if let Some(key) = self.idle.pop() {

@@ -9,18 +9,22 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use quiche::h3::Event;
+use ring::hmac;
 use slab::Slab;
 
 use super::endpoints::{Origin, ServiceConn};
 use super::link::{Direction, Faults, Rng};
-use crate::bridge::stream::{H3Stream, SessionPort};
+use crate::bridge::stream::SessionPort;
 use crate::client::downstream::{Ctx as DownCtx, Downstream};
 use crate::config::{self, ClientConfig, Config, Role, ServerConfig};
 use crate::metrics::Metrics;
+use crate::quic::amplification::SendBudget;
 use crate::quic::session::Session;
 use crate::quic::{self, tls};
-use crate::server::exchange::{Ctx as ExCtx, Exchange, Outcome};
+use crate::server::cid_routes::CidRoutes;
+use crate::server::exchange::port::UpstreamPort;
+use crate::server::peer::PeerConn;
+use crate::server::requests::{Env, Requests, Upstreams};
 use crate::time::TimerTable;
 
 /// The simulated addresses of the two proxies (never bound: the link is virtual).
@@ -58,15 +62,72 @@ struct ClientSide {
     metrics: Metrics,
 }
 
-/// The server role in the simulation: one exchange per request stream.
+/// The server role in the simulation: its sessions routed by connection ID and their request
+/// streams, in the server role's own sans-IO tables ([`CidRoutes`], [`Requests`]).
 struct ServerSide {
-    session: Option<Session>,
+    conns: Slab<PeerConn>,
+    routes: CidRoutes,
+    /// Derives our first connection ID from the client's chosen one (as the server does).
+    cid_key: hmac::Key,
+    requests: Requests,
     quiche: quiche::Config,
-    exchanges: Slab<Exchange>,
-    by_stream: HashMap<u64, usize>,
-    timers: TimerTable<usize>,
     origin: Origin,
     metrics: Metrics,
+}
+
+impl ServerSide {
+    /// One datagram from the client, routed by its destination connection ID as the server
+    /// routes it; a client's first Initial makes the session.
+    fn receive(&mut self, mut data: Vec<u8>, real: Instant) {
+        let Ok(hdr) = quiche::Header::from_slice(&mut data, quic::CID_LEN) else {
+            return;
+        };
+        let derived = hmac::sign(&self.cid_key, &hdr.dcid);
+        let derived = derived.as_ref()[..quic::CID_LEN].to_vec();
+        let key = self
+            .routes
+            .get(hdr.dcid.as_ref())
+            .or_else(|| self.routes.get(&derived));
+        let key = match key {
+            Some(k) => k,
+            None if hdr.ty == quiche::Type::Initial => self.accept(derived, real),
+            None => return,
+        };
+        if let Some(pc) = self.conns.get_mut(key) {
+            pc.receive(&mut data, hdr.ty, CLIENT_ADDR, SERVER_ADDR, real);
+        }
+    }
+
+    fn accept(&mut self, scid: Vec<u8>, real: Instant) -> usize {
+        self.quiche
+            .set_stateless_reset_token(Some(self.routes.reset_token(&scid)));
+        let cid = quiche::ConnectionId::from_ref(&scid);
+        let conn =
+            quiche::accept(&cid, None, SERVER_ADDR, CLIENT_ADDR, &mut self.quiche).expect("accept");
+        let session = Session::new(conn, Duration::from_secs(3600), None, real);
+        let far = real + Duration::from_secs(3600);
+        let pc = PeerConn::new(
+            session,
+            CLIENT_ADDR,
+            scid.clone(),
+            SendBudget::validated(),
+            far,
+        );
+        let key = self.conns.insert(pc);
+        self.routes.insert(scid, key);
+        key
+    }
+}
+
+impl Upstreams for Origin {
+    fn with_port<T>(
+        &mut self,
+        _owner: usize,
+        _now: Instant,
+        f: impl FnOnce(&mut dyn UpstreamPort) -> T,
+    ) -> T {
+        f(self)
+    }
 }
 
 pub struct SimPair {
@@ -79,10 +140,16 @@ pub struct SimPair {
     pub faults: Faults,
     /// Turns during which the link drops everything (a path that died for a while).
     pub blackhole: std::ops::Range<u64>,
+    /// Nothing reaches the server any more (what is in flight towards it is lost too).
+    pub server_cut_off: bool,
     rng: Rng,
     /// The manual clock of ptproxy's timers.
     pub now: Instant,
     pub turns: u64,
+    /// Turns in which the server was woken (see `server_turn`).
+    pub server_woken: u64,
+    /// The client's next connection ID (by sequence number) to retire.
+    next_retired_cid: u64,
 }
 
 fn quiche_config_for(
@@ -99,6 +166,12 @@ fn quiche_config_for(
 
 impl SimPair {
     pub fn new(seed: u64, faults: Faults) -> Self {
+        Self::with_server_event_cap(seed, faults, crate::reactor::backlog::H3_EVENTS_PER_TURN)
+    }
+
+    /// A pair whose server polls a session for at most `events_per_turn` HTTP/3 events per
+    /// turn.
+    pub fn with_server_event_cap(seed: u64, faults: Faults, events_per_turn: usize) -> Self {
         let (client_cfg, server_cfg) = default_configs();
         let now = Instant::now();
         let (client_addr, server_addr) = (CLIENT_ADDR, SERVER_ADDR);
@@ -124,11 +197,11 @@ impl SimPair {
                 metrics: Metrics::new("client", now),
             },
             server: ServerSide {
-                session: None,
+                conns: Slab::new(),
+                routes: CidRoutes::new(hmac::Key::new(hmac::HMAC_SHA256, b"sim reset")),
+                cid_key: hmac::Key::new(hmac::HMAC_SHA256, b"sim cid"),
+                requests: Requests::with_event_cap(events_per_turn),
                 quiche: server_quiche,
-                exchanges: Slab::new(),
-                by_stream: HashMap::new(),
-                timers: TimerTable::default(),
                 origin: Origin::default(),
                 metrics: Metrics::new("server", now),
             },
@@ -138,9 +211,12 @@ impl SimPair {
             to_client: Direction::new(),
             faults,
             blackhole: 0..0,
+            server_cut_off: false,
             rng: Rng::new(seed),
             now,
             turns: 0,
+            server_woken: 0,
+            next_retired_cid: 0,
         }
     }
 
@@ -165,7 +241,11 @@ impl SimPair {
 
     pub fn is_up(&self) -> bool {
         self.client.session.is_usable()
-            && self.server.session.as_ref().is_some_and(|s| s.is_usable())
+            && self
+                .server
+                .conns
+                .iter()
+                .any(|(_, pc)| pc.session.is_usable())
     }
 
     /// Datagrams sent, dropped, and dropped by a blackhole, both directions.
@@ -183,16 +263,16 @@ impl SimPair {
     pub fn turn(&mut self, step: Duration) {
         self.turns += 1;
         self.now += step;
-        self.deliver();
+        let to_server = self.deliver();
         let real = Instant::now();
         self.client.session.handle_timeout(real);
-        if let Some(s) = self.server.session.as_mut() {
-            s.handle_timeout(real);
+        for (_, pc) in self.server.conns.iter_mut() {
+            pc.session.handle_timeout(real);
         }
         self.client_events();
-        self.server_events();
-        self.drive_all();
-        self.fire_timers();
+        self.client_drive_all();
+        self.client_fire_timers();
+        self.server_turn(to_server > 0);
         self.send_all();
     }
 
@@ -201,9 +281,10 @@ impl SimPair {
         let c = self.client.session.conn.timeout_instant();
         let s = self
             .server
-            .session
-            .as_ref()
-            .and_then(|s| s.conn.timeout_instant());
+            .conns
+            .iter()
+            .filter_map(|(_, pc)| pc.session.conn.timeout_instant())
+            .min();
         crate::time::earliest(c, s)
     }
 
@@ -211,35 +292,25 @@ impl SimPair {
         self.to_server.is_empty() && self.to_client.is_empty()
     }
 
-    fn deliver(&mut self) {
+    /// Delivers what the link carries this turn; returns how many datagrams reached the
+    /// server.
+    fn deliver(&mut self) -> usize {
         let (client_addr, server_addr) = (CLIENT_ADDR, SERVER_ADDR);
         let real = Instant::now();
-        for mut d in self.to_server.deliver(&self.faults, &mut self.rng) {
-            if self.server.session.is_none() {
-                let mut scid = [0u8; quic::CID_LEN];
-                quic::random_bytes(&mut scid);
-                let scid = quiche::ConnectionId::from_ref(&scid);
-                let Ok(conn) = quiche::accept(
-                    &scid,
-                    None,
-                    server_addr,
-                    client_addr,
-                    &mut self.server.quiche,
-                ) else {
-                    continue;
-                };
-                self.server.session =
-                    Some(Session::new(conn, Duration::from_secs(3600), None, real));
-            }
-            if let Some(s) = self.server.session.as_mut() {
-                s.handle_datagram(&mut d, client_addr, server_addr, real);
-            }
+        let mut to_server = self.to_server.deliver(&self.faults, &mut self.rng);
+        if self.server_cut_off {
+            to_server.clear();
+        }
+        let delivered = to_server.len();
+        for d in to_server {
+            self.server.receive(d, real);
         }
         for mut d in self.to_client.deliver(&self.faults, &mut self.rng) {
             self.client
                 .session
                 .handle_datagram(&mut d, server_addr, client_addr, real);
         }
+        delivered
     }
 
     /// The link's faults this turn (the scheduled blackhole included).
@@ -259,9 +330,9 @@ impl SimPair {
                 Err(_) => break,
             }
         }
-        if let Some(s) = self.server.session.as_mut() {
+        for (_, pc) in self.server.conns.iter_mut() {
             for _ in 0..100_000 {
-                match s.conn.send(&mut buf) {
+                match pc.session.conn.send(&mut buf) {
                     Ok((n, _)) => self.to_client.send(&buf[..n], &faults, &mut self.rng),
                     Err(_) => break,
                 }
@@ -313,125 +384,78 @@ impl SimPair {
         }
     }
 
-    /// Runs `f` on exchange `ek` with the server's ports; removes it once finished.
-    fn with_exchange(
-        &mut self,
-        ek: usize,
-        f: impl FnOnce(&mut Exchange, &mut ExCtx<'_>) -> Outcome,
-    ) {
-        let sv = &mut self.server;
-        let (Some(session), Some(ex)) = (sv.session.as_mut(), sv.exchanges.get_mut(ek)) else {
-            return;
-        };
-        let id = ex.stream;
-        let ports = (&mut sv.origin, &mut sv.metrics, &self.server_cfg, self.now);
-        match with_ports(session, id, ports, |ctx| f(ex, ctx)) {
-            Some(Outcome::Finished) => {
-                sv.timers.set(ek, None);
-                sv.exchanges.remove(ek);
-                sv.by_stream.remove(&id);
-            }
-            Some(_) => sv.timers.set(ek, ex.timers.next()),
-            None => {}
-        }
-    }
-
-    fn server_events(&mut self) {
-        for _ in 0..100_000 {
-            let Some(s) = self.server.session.as_mut() else {
-                return;
-            };
-            let Some(h3) = s.h3.as_mut() else { return };
-            let (id, event) = match h3.poll(&mut s.conn) {
-                Ok(pair) => pair,
-                Err(_) => return,
-            };
-            let existing = self.server.by_stream.get(&id).copied();
-            match (event, existing) {
-                (Event::Headers { list, more_frames }, None) => {
-                    self.start_exchange(id, &list, more_frames)
-                }
-                (event, Some(ek)) => {
-                    self.with_exchange(ek, |ex, ctx| match ex.on_stream_event(ctx, event) {
-                        Outcome::Finished => Outcome::Finished,
-                        _ => ex.drive(ctx),
-                    })
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn start_exchange(&mut self, id: u64, list: &[quiche::h3::Header], more_frames: bool) {
-        let sv = &mut self.server;
-        let Some(session) = sv.session.as_mut() else {
-            return;
-        };
-        let ports = (&mut sv.origin, &mut sv.metrics, &self.server_cfg, self.now);
-        let Some(ex) = with_ports(session, id, ports, |ctx| {
-            Exchange::start(ctx, id, list, more_frames)
-        }) else {
-            return;
-        };
-        let ek = sv.exchanges.insert(ex);
-        sv.by_stream.insert(id, ek);
-        self.with_exchange(ek, |ex, ctx| ex.drive(ctx));
-    }
-
-    fn drive_all(&mut self) {
+    fn client_drive_all(&mut self) {
         let downs: Vec<usize> = self.client.downs.iter().map(|(k, _)| k).collect();
         for key in downs {
             self.with_down(key, |d, ctx| d.drive(ctx));
         }
-        let exchanges: Vec<usize> = self.server.exchanges.iter().map(|(k, _)| k).collect();
-        for ek in exchanges {
-            self.with_exchange(ek, |ex, ctx| ex.drive(ctx));
-        }
     }
 
-    fn fire_timers(&mut self) {
+    fn client_fire_timers(&mut self) {
         for key in self.client.timers.expired(self.now) {
             self.with_down(key, |d, ctx| d.on_timer(ctx));
         }
-        for ek in self.server.timers.expired(self.now) {
-            self.with_exchange(ek, |ex, ctx| ex.on_timer(ctx));
+    }
+
+    /// The server's turn, as its driver takes one: only when woken by datagrams, by work left
+    /// from the last turn ([`Requests::has_work`]) or by a timer due on the manual clock.
+    fn server_turn(&mut self, datagrams: bool) {
+        let sv = &mut self.server;
+        let timer_due = sv.requests.next_deadline().is_some_and(|t| t <= self.now);
+        if !(datagrams || timer_due || sv.requests.has_work()) {
+            return;
         }
+        self.server_woken += 1;
+        for (ck, pc) in sv.conns.iter_mut() {
+            pc.announce_if_usable(self.now);
+            sv.routes.refresh(ck, pc);
+        }
+        let mut env = Env {
+            now: self.now,
+            cfg: &self.server_cfg,
+            metrics: &mut sv.metrics,
+            upstreams: &mut sv.origin,
+            stopping: false,
+        };
+        sv.requests.poll_sessions(&mut sv.conns, &mut env);
+        sv.requests.fire_timers(&mut sv.conns, &mut env);
+        sv.requests.drive_dirty(&mut sv.conns, &mut env);
     }
 
     /// Entries in both sides' timer tables.
     pub fn timer_entries(&self) -> usize {
-        self.client.timers.len() + self.server.timers.len()
+        self.client.timers.len() + self.server.requests.timer_entries()
+    }
+
+    /// Connection IDs the server routes, and the most any one session holds.
+    pub fn routed_cids(&self) -> (usize, usize) {
+        let most = self.server.conns.iter().map(|(_, pc)| pc.cids.len()).max();
+        (self.server.routes.len(), most.unwrap_or(0))
+    }
+
+    /// The client retires the server's connection ID in use and moves to a spare one, as a
+    /// client does when it migrates; false when it holds no spare ID yet.
+    pub fn retire_client_cid(&mut self) -> bool {
+        let conn = &mut self.client.session.conn;
+        if conn.available_dcids() == 0 || conn.retire_dcid(self.next_retired_cid).is_err() {
+            return false;
+        }
+        self.next_retired_cid += 1;
+        true
+    }
+
+    /// Exchanges the server holds now.
+    pub fn server_exchanges(&self) -> usize {
+        self.server.requests.len()
+    }
+
+    /// Requests service B read (on its connections still open).
+    pub fn origin_requests(&self) -> u64 {
+        self.server.origin.requests_read()
     }
 
     /// Upstream connections service B accepted.
     pub fn origin_connects(&self) -> u64 {
         self.server.origin.connects
     }
-}
-
-/// Runs `f` with the server's context for stream `id`: the session's stream and service B as
-/// the exchange's ports. `None` before the session has its HTTP/3 layer.
-fn with_ports<T>(
-    session: &mut Session,
-    id: u64,
-    (origin, metrics, cfg, now): (&mut Origin, &mut Metrics, &ServerConfig, Instant),
-    f: impl FnOnce(&mut ExCtx<'_>) -> T,
-) -> Option<T> {
-    let h3 = session.h3.as_mut()?;
-    let mut stream = H3Stream {
-        h3,
-        conn: &mut session.conn,
-        id,
-    };
-    let mut ctx = ExCtx {
-        now,
-        stream: &mut stream,
-        pool: origin,
-        upstream: &cfg.upstream,
-        max_head_bytes: cfg.http.max_head_bytes,
-        access_log: false,
-        client: "sim",
-        metrics,
-    };
-    Some(f(&mut ctx))
 }

@@ -97,3 +97,99 @@ fn requests_caught_by_a_dead_path_complete_once_it_is_back() {
     assert_eq!(run.digest, expected_digest(3_000));
     assert!(run.wall < Duration::from_secs(60), "took {:?}", run.wall);
 }
+
+/// Turns until the simulated session is up on both sides.
+fn come_up(pair: &mut pair::SimPair) {
+    for _ in 0..1000 {
+        if pair.is_up() {
+            return;
+        }
+        pair.turn(Duration::from_millis(1));
+    }
+    panic!("the simulated session did not come up");
+}
+
+#[test]
+fn events_left_at_the_cap_are_handled_without_a_new_datagram() {
+    // The server polls a session for at most 4 HTTP/3 events per turn, and (like its driver)
+    // takes a turn only when datagrams arrive, a timer is due or it left itself work. 40
+    // requests arrive in one flight, then nothing reaches the server any more: only the work
+    // it left itself at the cap can bring the other 36 to service B.
+    const REQUESTS: u64 = 40;
+    let mut pair = pair::SimPair::with_server_event_cap(3, Faults::default(), 4);
+    come_up(&mut pair);
+    let keys: Vec<usize> = (0..REQUESTS).map(|_| pair.open()).collect();
+    for (i, key) in keys.iter().enumerate() {
+        let wire = format!("GET /r/{i}/100 HTTP/1.1\r\nHost: b.test\r\n\r\n");
+        pair.conn(*key).expect("connection").send(wire.as_bytes());
+    }
+    for _ in 0..100 {
+        if pair.origin_requests() > 0 {
+            break;
+        }
+        pair.turn(Duration::from_millis(1));
+    }
+    let first_turn = pair.origin_requests();
+    assert!(
+        (1..REQUESTS).contains(&first_turn),
+        "the cap held the first turn to part of the flight: {first_turn}"
+    );
+    pair.server_cut_off = true;
+    let woken_before = pair.server_woken;
+    for _ in 0..100 {
+        if pair.origin_requests() == REQUESTS {
+            break;
+        }
+        pair.turn(Duration::from_millis(1));
+    }
+    assert_eq!(
+        pair.origin_requests(),
+        REQUESTS,
+        "requests left in the session at the cap never reached service B"
+    );
+    assert!(
+        pair.server_woken - woken_before >= (REQUESTS - first_turn) / 4,
+        "the server took its turns without datagrams ({} turns)",
+        pair.server_woken - woken_before
+    );
+}
+
+#[test]
+fn ten_thousand_connection_id_changes_leave_the_routing_table_bounded() {
+    // The client moves to a new connection ID 10^4 times (as a client migrating, or a NAT
+    // that rebinds, makes it), with requests flowing: the server keeps issuing spare IDs and
+    // forgets each retired one, so its routing table stays at what one session may use.
+    const CHANGES: u64 = 10_000;
+    // quic::ACTIVE_CID_LIMIT spare IDs at the client, plus those in flight both ways.
+    const BOUND: usize = 4 * 4;
+    let mut pair = pair::SimPair::new(9, Faults::default());
+    come_up(&mut pair);
+    let key = pair.open();
+    let (mut changes, mut sent, mut answered, mut most) = (0, 0u64, 0u64, (0, 0));
+    for _ in 0..1_000_000 {
+        if changes == CHANGES {
+            break;
+        }
+        if pair.retire_client_cid() {
+            changes += 1;
+        }
+        let conn = pair.conn(key).expect("connection");
+        if sent == answered {
+            let wire = format!("GET /r/{sent}/64 HTTP/1.1\r\nHost: b.test\r\n\r\n");
+            conn.send(wire.as_bytes());
+            sent += 1;
+        } else if let Some((status, body)) = conn.take_response("GET") {
+            assert_eq!(status, 200);
+            assert_eq!(body, endpoints::payload(answered, 64));
+            answered += 1;
+        }
+        pair.turn(Duration::from_millis(1));
+        let (routed, held) = pair.routed_cids();
+        most = (most.0.max(routed), most.1.max(held));
+    }
+    eprintln!("{changes} changes, {answered} requests answered, most routed IDs {most:?}");
+    assert_eq!(changes, CHANGES, "the churn did not complete");
+    assert!(answered > 100, "requests kept flowing: {answered}");
+    assert!(most.0 <= BOUND, "routed IDs grew to {}", most.0);
+    assert!(most.1 <= BOUND, "one session's IDs grew to {}", most.1);
+}

@@ -1,0 +1,308 @@
+//! Server role, requests in, without sockets: the table of [`Exchange`]s (one per request
+//! stream) with their timers, fed with each session's HTTP/3 events.
+//!
+//! A new request stream starts an exchange (or is refused with REQUEST_REJECTED once the server
+//! is stopping, so the client may retry it elsewhere); data, trailers, the end and resets of its
+//! stream drive it. Exchanges with work left are marked dirty and run again in the same turn;
+//! their timers go to one [`TimerTable`] (one entry per exchange). A session is polled for at
+//! most `events_per_turn` events per turn ([`H3_EVENTS_PER_TURN`] in production); one left with
+//! events keeps [`Requests::has_work`] true, so the driver comes back without waiting for a
+//! packet.
+//!
+//! [`Requests`] owns no socket, registry or clock: the server's driver (`streams`) and the
+//! simulated pair (`crate::sim`) both run it, lending the sessions, the clock and the upstream
+//! ports ([`Upstreams`]) for each call.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use slab::Slab;
+
+use super::exchange::port::UpstreamPort;
+use super::exchange::{Ctx, Exchange, Outcome};
+use super::peer::PeerConn;
+use crate::bridge::stream::H3Stream;
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::quic;
+use crate::reactor::backlog::{drain_bounded, Backlog, H3_EVENTS_PER_TURN};
+use crate::time::TimerTable;
+
+/// Where exchanges get their upstream connections: the pool (production) or an in-memory
+/// upstream (simulation, tests).
+pub trait Upstreams {
+    /// Runs `f` with the upstream port of exchange `owner`.
+    fn with_port<T>(
+        &mut self,
+        owner: usize,
+        now: Instant,
+        f: impl FnOnce(&mut dyn UpstreamPort) -> T,
+    ) -> T;
+}
+
+/// What one call lends the requests: the clock, the configuration, the counters and the
+/// upstream ports.
+pub struct Env<'a, U> {
+    pub now: Instant,
+    pub cfg: &'a ServerConfig,
+    pub metrics: &'a mut Metrics,
+    pub upstreams: &'a mut U,
+    /// The server is stopping: new request streams are refused.
+    pub stopping: bool,
+}
+
+/// Every request stream of the server's sessions.
+pub struct Requests {
+    /// Each exchange with the key of its session.
+    exchanges: Slab<(usize, Exchange)>,
+    timers: TimerTable<usize>,
+    /// Exchanges with possible progress: run before the turn ends.
+    dirty: Vec<usize>,
+    /// A session was left with events at the cap: poll again without waiting.
+    backlog: Backlog,
+    events_per_turn: usize,
+}
+
+impl Default for Requests {
+    fn default() -> Self {
+        Self::with_event_cap(H3_EVENTS_PER_TURN)
+    }
+}
+
+impl Requests {
+    /// A table whose sessions are polled for at most `events_per_turn` events per turn.
+    pub fn with_event_cap(events_per_turn: usize) -> Self {
+        Requests {
+            exchanges: Slab::new(),
+            timers: TimerTable::default(),
+            dirty: Vec::new(),
+            backlog: Backlog::default(),
+            events_per_turn: events_per_turn.max(1),
+        }
+    }
+
+    /// Exchanges in flight.
+    pub fn len(&self) -> usize {
+        self.exchanges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exchanges.is_empty()
+    }
+
+    /// Entries in the timer table (at most one per exchange).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Work is left for this turn or the next (dirty exchanges, events left at the cap): the
+    /// driver's deadline is now.
+    pub fn has_work(&self) -> bool {
+        !self.dirty.is_empty() || self.backlog.is_pending()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Exchange `ek` may progress (its upstream socket became ready).
+    pub fn mark_dirty(&mut self, ek: usize) {
+        self.dirty.push(ek);
+    }
+
+    /// Polls every session's HTTP/3 events (at most the cap each) and collects the streams
+    /// that became writable.
+    pub fn poll_sessions<U: Upstreams>(&mut self, conns: &mut Slab<PeerConn>, env: &mut Env<U>) {
+        self.backlog.take();
+        let keys: Vec<usize> = conns.iter().map(|(k, _)| k).collect();
+        for ck in keys {
+            let Some(pc) = conns.get_mut(ck) else {
+                continue;
+            };
+            let drain = drain_bounded(self.events_per_turn, || self.poll_event(ck, pc, env));
+            self.backlog.note(drain);
+            while let Some(id) = pc.session.conn.stream_writable_next() {
+                if let Some(&ek) = pc.streams.get(&id) {
+                    self.dirty.push(ek);
+                }
+            }
+        }
+    }
+
+    /// Polls one HTTP/3 event of session `ck` and handles it; breaks when there is none.
+    fn poll_event<U: Upstreams>(
+        &mut self,
+        ck: usize,
+        pc: &mut PeerConn,
+        env: &mut Env<U>,
+    ) -> ControlFlow<()> {
+        let Some(h3) = pc.session.h3.as_mut() else {
+            return ControlFlow::Break(());
+        };
+        let (stream, event) = match h3.poll(&mut pc.session.conn) {
+            Ok(pair) => pair,
+            Err(quiche::h3::Error::Done) => return ControlFlow::Break(()),
+            Err(e) => {
+                log::warn!("HTTP/3 error on the session with {}: {e}", pc.client);
+                return ControlFlow::Break(());
+            }
+        };
+        self.on_h3_event(ck, pc, stream, event, env);
+        ControlFlow::Continue(())
+    }
+
+    fn on_h3_event<U: Upstreams>(
+        &mut self,
+        ck: usize,
+        pc: &mut PeerConn,
+        stream: u64,
+        event: quiche::h3::Event,
+        env: &mut Env<U>,
+    ) {
+        use quiche::h3::Event;
+        match (event, pc.streams.get(&stream).copied()) {
+            (Event::Headers { list, more_frames }, None) => {
+                if env.stopping {
+                    return reject_stream(pc, stream);
+                }
+                let ek = self.exchanges.vacant_key();
+                let started = with_ctx(pc, ek, stream, env, |ctx| {
+                    Exchange::start(ctx, stream, &list, more_frames)
+                });
+                let Some(ex) = started else { return };
+                self.timers.set(ek, ex.timers.next());
+                self.exchanges.insert((ck, ex));
+                pc.streams.insert(stream, ek);
+                self.dirty.push(ek);
+            }
+            (event, Some(ek)) => {
+                if !matches!(event, Event::Data) {
+                    self.run_on(pc, ek, env, |ex, ctx| ex.on_stream_event(ctx, event));
+                }
+                self.dirty.push(ek);
+            }
+            _ => {}
+        }
+    }
+
+    /// Fires the exchanges' timers due now.
+    pub fn fire_timers<U: Upstreams>(&mut self, conns: &mut Slab<PeerConn>, env: &mut Env<U>) {
+        for ek in self.timers.expired(env.now) {
+            self.run(conns, ek, env, |ex, ctx| ex.on_timer(ctx));
+        }
+    }
+
+    /// Drives every exchange marked dirty (once each).
+    pub fn drive_dirty<U: Upstreams>(&mut self, conns: &mut Slab<PeerConn>, env: &mut Env<U>) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for ek in dirty {
+            self.run(conns, ek, env, |ex, ctx| ex.drive(ctx));
+        }
+    }
+
+    /// Runs `f` on exchange `ek` of whatever session it belongs to.
+    fn run<U: Upstreams>(
+        &mut self,
+        conns: &mut Slab<PeerConn>,
+        ek: usize,
+        env: &mut Env<U>,
+        f: impl FnOnce(&mut Exchange, &mut Ctx<'_>) -> Outcome,
+    ) {
+        let Some(&(ck, _)) = self.exchanges.get(ek) else {
+            return;
+        };
+        match conns.get_mut(ck) {
+            Some(pc) => self.run_on(pc, ek, env, f),
+            None => self.finish(None, ek),
+        }
+    }
+
+    /// Runs `f` on exchange `ek` of session `pc`; removes it when finished, reschedules its
+    /// timer otherwise.
+    fn run_on<U: Upstreams>(
+        &mut self,
+        pc: &mut PeerConn,
+        ek: usize,
+        env: &mut Env<U>,
+        f: impl FnOnce(&mut Exchange, &mut Ctx<'_>) -> Outcome,
+    ) {
+        let Some((_, ex)) = self.exchanges.get_mut(ek) else {
+            return;
+        };
+        let stream = ex.stream;
+        let outcome = with_ctx(pc, ek, stream, env, |ctx| f(ex, ctx)).unwrap_or(Outcome::Finished);
+        match outcome {
+            Outcome::Continue => self.timers.set(ek, ex.timers.next()),
+            Outcome::Yielded => {
+                self.timers.set(ek, ex.timers.next());
+                self.dirty.push(ek);
+            }
+            Outcome::Finished => self.finish(Some(pc), ek),
+        }
+    }
+
+    /// Removes exchange `ek` and its stream's route.
+    fn finish(&mut self, pc: Option<&mut PeerConn>, ek: usize) {
+        self.timers.set(ek, None);
+        if let Some((_, ex)) = self.exchanges.try_remove(ek) {
+            if let Some(pc) = pc {
+                pc.streams.remove(&ex.stream);
+            }
+        }
+    }
+
+    /// Session `pc` is gone: its exchanges end and their upstream connections are closed.
+    pub fn forget_session<U: Upstreams>(&mut self, pc: &mut PeerConn, env: &mut Env<U>) {
+        for (_, ek) in pc.streams.drain() {
+            self.timers.set(ek, None);
+            if let Some((_, ex)) = self.exchanges.try_remove(ek) {
+                if let Some(key) = ex.upstream() {
+                    env.upstreams.with_port(ek, env.now, |port| port.close(key));
+                }
+            }
+        }
+    }
+}
+
+/// After our GOAWAY: a new request stream is refused unprocessed, so the client may retry
+/// it elsewhere.
+fn reject_stream(pc: &mut PeerConn, stream: u64) {
+    let conn = &mut pc.session.conn;
+    let code = quic::h3_code::REQUEST_REJECTED;
+    let _ = conn.stream_shutdown(stream, quiche::Shutdown::Read, code);
+    let _ = conn.stream_shutdown(stream, quiche::Shutdown::Write, code);
+}
+
+/// Runs `f` with the context of exchange `ek` on `stream` of session `pc`: its ports are that
+/// stream (quiche) and its upstream port. `None` when the session has no HTTP/3 layer.
+fn with_ctx<U: Upstreams, T>(
+    pc: &mut PeerConn,
+    ek: usize,
+    stream: u64,
+    env: &mut Env<U>,
+    f: impl FnOnce(&mut Ctx<'_>) -> T,
+) -> Option<T> {
+    let h3 = pc.session.h3.as_mut()?;
+    let mut stream = H3Stream {
+        h3,
+        conn: &mut pc.session.conn,
+        id: stream,
+    };
+    let (now, cfg, metrics, client) = (env.now, env.cfg, &mut *env.metrics, &pc.client);
+    let out = env.upstreams.with_port(ek, now, |pool| {
+        let mut ctx = Ctx {
+            now,
+            stream: &mut stream,
+            pool,
+            upstream: &cfg.upstream,
+            max_head_bytes: cfg.http.max_head_bytes,
+            access_log: cfg.http.access_log,
+            client,
+            metrics,
+        };
+        f(&mut ctx)
+    });
+    Some(out)
+}
