@@ -1,40 +1,40 @@
 //! Client role: accepts HTTP/1.1 from local services and carries each request over the one
 //! HTTP/3 session to the peer.
 //!
-//! [`ClientProxy`] owns the listeners, the [`link::PeerLink`] (session with reconnect) and a slab
-//! of [`downstream::Downstream`] connections; HTTP/3 events are routed to downstreams by stream
-//! id. Everything runs on the reactor thread. The operator's side (the `/metrics` and `/health`
+//! [`ClientProxy`] owns the listeners, the [`link::PeerLink`] (session with reconnect) and the
+//! [`downstreams::Downstreams`] table of [`downstream::Downstream`] connections, to which
+//! HTTP/3 events are routed by stream id (a sans-IO table the simulated pair runs too; the
+//! driver lends it the link, the clock and the configuration, and releases the sockets of
+//! connections that ended). Everything runs on the reactor thread. The operator's side (the `/metrics` and `/health`
 //! page, graceful and immediate stops, reloads) is in `operate.rs`.
 
 pub mod contact;
 pub mod dial;
 pub mod downstream;
+pub mod downstreams;
 pub mod link;
 mod operate;
 pub mod probe;
 pub mod request;
 
-use std::collections::HashMap;
 use std::io;
-use std::ops::ControlFlow;
 use std::time::Instant;
 
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Interest, Registry, Token};
-use slab::Slab;
 
 use crate::accept_pause::{self, AcceptPause};
 use crate::admin::Admin;
 use crate::bridge::answers;
-use crate::bridge::stream::SessionPort;
 use crate::bridge::tcp::TcpConn;
 use crate::config::{ClientConfig, ClientHttpConfig, Config};
 use crate::metrics::Metrics;
-use crate::reactor::backlog::{drain_bounded, Backlog, H3_EVENTS_PER_TURN};
+use crate::quic::session::Session;
+use crate::reactor::backlog::Backlog;
 use crate::reactor::{Control, Driver, ADMIN_CONN_BASE, CONN_BASE, LISTENER_BASE, UDP};
-use crate::time::TimerTable;
-use downstream::{Ctx, Downstream};
+use downstream::Downstream;
+use downstreams::{Downstreams, Env, Link};
 use link::{LinkEvent, PeerLink};
 
 /// Most TCP listeners one client process may have (token space below `CONN_BASE`).
@@ -54,18 +54,12 @@ pub struct ClientProxy {
     send_pending: bool,
     /// The UDP socket reported readiness, or its last read stopped at its cap: read it next.
     udp_backlog: Backlog,
-    /// HTTP/3 events were left at the poll cap: poll again without waiting.
-    h3_backlog: Backlog,
     listeners: Vec<TcpListener>,
-    downs: Slab<Downstream>,
-    by_stream: HashMap<u64, usize>,
-    timers: TimerTable<usize>,
-    dirty: Vec<usize>,
+    /// Service A's connections and their request streams.
+    downs: Downstreams,
     stopping: bool,
     /// Why no session is up, refreshed each turn while it is not (for 503 answers).
     why_down: String,
-    /// Request bodies pause while a request head waits for connection credit.
-    hold_bodies: bool,
     /// Accepting paused at the descriptor limit (retried on a timer).
     accept_pause: AcceptPause,
 }
@@ -103,18 +97,13 @@ impl ClientProxy {
             drain_deadline: None,
             send_pending: false,
             udp_backlog: Backlog::default(),
-            h3_backlog: Backlog::default(),
             http: cfg.http.clone(),
             default_authority: cfg.peer.server_name.clone(),
             link,
             listeners,
-            downs: Slab::new(),
-            by_stream: HashMap::new(),
-            timers: TimerTable::default(),
-            dirty: Vec::new(),
+            downs: Downstreams::default(),
             stopping: false,
             why_down: String::new(),
-            hold_bodies: false,
             accept_pause: AcceptPause::default(),
         })
     }
@@ -151,8 +140,7 @@ impl ClientProxy {
                 continue;
             }
             let _ = tcp.stream.set_nodelay(true);
-            let entry = self.downs.vacant_entry();
-            let key = entry.key();
+            let key = self.downs.vacant_key();
             if let Err(e) = registry.register(
                 &mut tcp.stream,
                 Token(CONN_BASE + key),
@@ -161,141 +149,54 @@ impl ClientProxy {
                 log::warn!("register connection from {peer}: {e}");
                 continue;
             }
-            let down = Downstream::new(tcp, peer, &self.http, now);
-            self.timers.set(key, down.timers.next());
-            entry.insert(down);
-            self.dirty.push(key);
+            self.downs
+                .insert(Downstream::new(tcp, peer, &self.http, now));
         }
     }
 
-    /// Runs `f` on downstream `key` with the shared context, then reschedules or removes it.
-    fn with_down(
+    /// Runs `f` on the downstreams with what they work with this turn, then releases the
+    /// sockets of the connections that ended.
+    fn with_downs<R>(
         &mut self,
         registry: &Registry,
-        key: usize,
         now: Instant,
-        f: impl FnOnce(&mut Downstream, &mut Ctx<'_>),
-    ) {
-        let Some(down) = self.downs.get_mut(key) else {
-            return;
-        };
-        let accepting = self.link.accepts_requests() && !self.stopping;
-        let early = self.link.in_early_data();
-        let mut ctx = Ctx {
-            key,
+        f: impl FnOnce(&mut Downstreams, &mut Env<'_>) -> R,
+    ) -> R {
+        let mut env = Env {
             now,
+            link: &mut self.link,
             http: &self.http,
             default_authority: &self.default_authority,
-            session: self.link.usable().map(|s| s as &mut dyn SessionPort),
-            accepting,
-            early,
             stopping: self.stopping,
             why_down: &self.why_down,
-            hold_bodies: self.hold_bodies,
-            by_stream: &mut self.by_stream,
             metrics: &mut self.metrics,
         };
-        f(down, &mut ctx);
-        if down.is_done() {
-            self.timers.set(key, None);
-            let mut down = self.downs.remove(key);
+        let out = f(&mut self.downs, &mut env);
+        for mut down in self.downs.take_closed() {
             let _ = registry.deregister(&mut down.tcp.stream);
-            return;
         }
-        if down.is_idle() {
-            down.tcp.release_buffers();
-        }
-        if down.more_work {
-            self.dirty.push(key);
-        }
-        self.timers.set(key, down.timers.next());
+        out
     }
+}
 
-    /// Dispatches HTTP/3 events to the downstreams owning the streams, at most
-    /// [`H3_EVENTS_PER_TURN`]; events left at the cap set `h3_backlog` (polled next turn).
-    fn poll_h3(&mut self, registry: &Registry, now: Instant) {
-        self.h3_backlog.take();
-        let drain = drain_bounded(H3_EVENTS_PER_TURN, || self.poll_h3_event(registry, now));
-        self.h3_backlog.note(drain);
+impl Link for PeerLink {
+    fn session_mut(&mut self) -> Option<&mut Session> {
+        PeerLink::session_mut(self)
     }
-
-    /// Polls one HTTP/3 event and hands it to its downstream; breaks when there is none.
-    fn poll_h3_event(&mut self, registry: &Registry, now: Instant) -> ControlFlow<()> {
-        // Polled while connecting too: the peer's SETTINGS are what make the session usable.
-        let Some(session) = self.link.session_mut() else {
-            return ControlFlow::Break(());
-        };
-        let Some(h3) = session.h3.as_mut() else {
-            return ControlFlow::Break(());
-        };
-        let (id, event) = match h3.poll(&mut session.conn) {
-            Ok(pair) => pair,
-            Err(quiche::h3::Error::Done) => return ControlFlow::Break(()),
-            Err(e) => {
-                log::warn!("HTTP/3 error on the session: {e}");
-                return ControlFlow::Break(());
-            }
-        };
-        if matches!(event, quiche::h3::Event::GoAway) {
-            self.link.on_goaway();
-            return ControlFlow::Continue(());
-        }
-        let Some(&key) = self.by_stream.get(&id) else {
-            return ControlFlow::Continue(());
-        };
-        self.with_down(registry, key, now, |d, ctx| d.on_stream_event(ctx, event));
-        ControlFlow::Continue(())
+    fn usable(&mut self) -> Option<&mut Session> {
+        PeerLink::usable(self)
     }
-
-    /// Request heads go first: every request waiting for its stream (blocked on credit or
-    /// stream count, or waiting for 0-RTT) tries again whenever anything happened, before any
-    /// body moves, and bodies stay paused while a head still waits for credit they would take.
-    fn send_waiting_heads(&mut self, registry: &Registry, now: Instant) {
-        let waiting: Vec<usize> = self
-            .downs
-            .iter()
-            .filter(|(_, d)| d.is_waiting())
-            .map(|(k, _)| k)
-            .collect();
-        let was_held = std::mem::replace(&mut self.hold_bodies, true);
-        for &key in &waiting {
-            self.with_down(registry, key, now, |d, ctx| d.drive(ctx));
-        }
-        // Those that opened their stream move their body in the main pass.
-        self.dirty.extend(waiting);
-        let cwnd = self.link.cwnd();
-        self.hold_bodies = self
-            .downs
-            .iter()
-            .any(|(_, d)| d.head_waits_for_credit(cwnd));
-        if was_held && !self.hold_bodies {
-            self.dirty.extend(
-                self.downs
-                    .iter()
-                    .filter(|(_, d)| d.sends_body())
-                    .map(|(k, _)| k),
-            );
-        }
+    fn accepts_requests(&self) -> bool {
+        PeerLink::accepts_requests(self)
     }
-
-    /// Streams that got flow-control credit back: their request bodies can move again.
-    fn collect_writable(&mut self) {
-        let Some(session) = self.link.usable() else {
-            return;
-        };
-        while let Some(id) = session.conn.stream_writable_next() {
-            if let Some(&key) = self.by_stream.get(&id) {
-                self.dirty.push(key);
-            }
-        }
+    fn in_early_data(&self) -> bool {
+        PeerLink::in_early_data(self)
     }
-
-    /// The session died: every stream on it is gone.
-    fn fail_all_streams(&mut self, registry: &Registry, now: Instant) {
-        let keys: Vec<usize> = self.by_stream.drain().map(|(_, k)| k).collect();
-        for key in keys {
-            self.with_down(registry, key, now, |d, ctx| d.on_session_lost(ctx));
-        }
+    fn on_goaway(&mut self) {
+        PeerLink::on_goaway(self);
+    }
+    fn cwnd(&self) -> usize {
+        PeerLink::cwnd(self)
     }
 }
 
@@ -327,7 +228,7 @@ impl Driver for ClientProxy {
                 let key = t - CONN_BASE;
                 if let Some(d) = self.downs.get_mut(key) {
                     d.tcp.on_event(event);
-                    self.dirty.push(key);
+                    self.downs.mark_dirty(key);
                 }
             }
         }
@@ -348,37 +249,27 @@ impl Driver for ClientProxy {
             self.udp_backlog.note(drain);
         }
         self.link.handle_timeout(registry, now);
-        self.poll_h3(registry, now);
+        self.with_downs(registry, now, |downs, env| downs.poll_h3(env));
         match self.link.update(now, &mut self.metrics) {
-            // Requests waiting for the session go out now; requests sent in 0-RTT may have had
-            // response events while the handshake was done but the link not yet `Up` (no
-            // usable session: their data stayed unread and quiche does not announce it again).
-            LinkEvent::Up => self.dirty.extend(
-                self.downs
-                    .iter()
-                    .filter(|(_, d)| d.is_waiting() || d.has_stream())
-                    .map(|(k, _)| k),
-            ),
-            LinkEvent::Lost => self.fail_all_streams(registry, now),
+            LinkEvent::Up => self.downs.on_link_up(),
+            LinkEvent::Lost => {
+                self.with_downs(registry, now, |downs, env| downs.fail_all_streams(env))
+            }
             LinkEvent::None => {}
         }
         if !self.link.accepts_requests() {
             self.why_down = self.link.why_down(now);
         }
-        self.collect_writable();
-        for key in self.timers.expired(now) {
-            self.with_down(registry, key, now, |d, ctx| d.on_timer(ctx));
-        }
-        if self.link.accepts_requests() {
-            self.send_waiting_heads(registry, now);
-        }
-        let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
-        for key in dirty {
-            self.with_down(registry, key, now, |d, ctx| d.drive(ctx));
-        }
-        self.link.retire_if_idle(self.by_stream.len());
+        let accepting = self.link.accepts_requests();
+        self.with_downs(registry, now, |downs, env| {
+            downs.collect_writable(env);
+            downs.fire_timers(env);
+            if accepting {
+                downs.send_waiting_heads(env);
+            }
+            downs.drive_dirty(env);
+        });
+        self.link.retire_if_idle(self.downs.streams_open());
         if self.stopping {
             self.finish_drain(registry, now);
         }
@@ -386,14 +277,10 @@ impl Driver for ClientProxy {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if !self.dirty.is_empty()
-            || self.send_pending
-            || self.udp_backlog.is_pending()
-            || self.h3_backlog.is_pending()
-        {
+        if self.downs.has_work() || self.send_pending || self.udp_backlog.is_pending() {
             return Some(Instant::now());
         }
-        let d = crate::time::earliest(self.link.next_deadline(), self.timers.next_deadline());
+        let d = crate::time::earliest(self.link.next_deadline(), self.downs.next_deadline());
         let d = crate::time::earliest(d, self.admin.as_ref().and_then(Admin::next_deadline));
         let d = crate::time::earliest(d, self.accept_pause.next_deadline());
         crate::time::earliest(d, self.drain_deadline)

@@ -16,7 +16,7 @@ impl ClientProxy {
     pub(super) fn start_drain(&mut self, registry: &Registry, now: Instant) {
         log::info!(
             "stopping: no new connections; {} request(s) in flight get up to {} ms",
-            self.by_stream.len() + self.downs.iter().filter(|(_, d)| d.is_waiting()).count(),
+            self.downs.in_flight(),
             self.config.ops.drain_timeout.as_millis()
         );
         self.stopping = true;
@@ -24,7 +24,7 @@ impl ClientProxy {
             let _ = registry.deregister(&mut l);
         }
         self.drain_deadline = Some(now + self.config.ops.drain_timeout);
-        self.dirty.extend(self.downs.iter().map(|(k, _)| k));
+        self.downs.mark_all_dirty();
     }
 
     /// Graceful stop: once nothing is in flight (or the drain deadline passed), close the session.
@@ -46,10 +46,9 @@ impl ClientProxy {
     /// Stopping now: every request still in flight gets its answer (503 before its response
     /// began, an abort after), then the session closes.
     fn give_up_in_flight(&mut self, registry: &Registry, now: Instant) {
-        let keys: Vec<usize> = self.downs.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.with_down(registry, key, now, |d, ctx| d.on_shutdown(ctx));
-        }
+        self.with_downs(registry, now, |downs, env| {
+            downs.for_each(env, |d, ctx| d.on_shutdown(ctx))
+        });
     }
 
     /// The operator endpoint's answer for `path`.
@@ -57,9 +56,9 @@ impl ClientProxy {
         match path {
             "/metrics" => {
                 let mut snap = Snapshot {
-                    streams_open: self.by_stream.len(),
+                    streams_open: self.downs.streams_open(),
                     client_connections: Some(self.downs.len()),
-                    timer_entries: self.timers.len(),
+                    timer_entries: self.downs.timer_entries(),
                     ..Snapshot::default()
                 };
                 self.link.snapshot(&mut snap, now);

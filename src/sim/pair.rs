@@ -4,7 +4,6 @@
 //! ptproxy's own timers. Each [`SimPair::turn`] delivers what the link carries, lets quiche
 //! and HTTP/3 run on both sides, and fires the timers due on the manual clock.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,8 +13,8 @@ use slab::Slab;
 
 use super::endpoints::{Origin, ServiceConn};
 use super::link::{Direction, Faults, Rng};
-use crate::bridge::stream::SessionPort;
-use crate::client::downstream::{Ctx as DownCtx, Downstream};
+use crate::client::downstream::Downstream;
+use crate::client::downstreams::{Downstreams, Env as DownEnv, Link};
 use crate::config::{self, ClientConfig, Config, Role, ServerConfig};
 use crate::metrics::Metrics;
 use crate::quic::amplification::SendBudget;
@@ -25,7 +24,6 @@ use crate::server::cid_routes::CidRoutes;
 use crate::server::exchange::port::UpstreamPort;
 use crate::server::peer::PeerConn;
 use crate::server::requests::{Env, Requests, Upstreams};
-use crate::time::TimerTable;
 
 /// The simulated addresses of the two proxies (never bound: the link is virtual).
 const CLIENT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40001);
@@ -53,13 +51,41 @@ pub fn default_configs() -> (ClientConfig, ServerConfig) {
     )
 }
 
-/// The client role in the simulation: service A's connections and the session.
+/// The client role in the simulation: service A's connections in the client role's own
+/// sans-IO table ([`Downstreams`]) over one session that never reconnects.
 struct ClientSide {
-    session: Session,
-    downs: Slab<Downstream<ServiceConn>>,
-    by_stream: HashMap<u64, usize>,
-    timers: TimerTable<usize>,
+    link: SimLink,
+    downs: Downstreams<ServiceConn>,
     metrics: Metrics,
+}
+
+/// The client's session as its downstreams see it: up once usable, never in 0-RTT.
+struct SimLink {
+    session: Session,
+}
+
+impl Link for SimLink {
+    fn session_mut(&mut self) -> Option<&mut Session> {
+        Some(&mut self.session)
+    }
+    fn usable(&mut self) -> Option<&mut Session> {
+        self.session.is_usable().then_some(&mut self.session)
+    }
+    fn accepts_requests(&self) -> bool {
+        self.session.is_usable()
+    }
+    fn in_early_data(&self) -> bool {
+        false
+    }
+    fn on_goaway(&mut self) {}
+    fn cwnd(&self) -> usize {
+        let paths = self.session.conn.path_stats();
+        paths
+            .filter(|p| p.active)
+            .map(|p| p.cwnd)
+            .next()
+            .unwrap_or(0)
+    }
 }
 
 /// The server role in the simulation: its sessions routed by connection ID and their request
@@ -190,10 +216,8 @@ impl SimPair {
             quiche_config_for(&server_cfg.transport, tls, server_cfg.http.max_head_bytes);
         SimPair {
             client: ClientSide {
-                session,
-                downs: Slab::new(),
-                by_stream: HashMap::new(),
-                timers: TimerTable::default(),
+                link: SimLink { session },
+                downs: Downstreams::default(),
                 metrics: Metrics::new("client", now),
             },
             server: ServerSide {
@@ -228,11 +252,7 @@ impl SimPair {
             &self.client_cfg.http,
             self.now,
         );
-        let key = self.client.downs.insert(down);
-        self.client
-            .timers
-            .set(key, self.client.downs[key].timers.next());
-        key
+        self.client.downs.insert(down)
     }
 
     pub fn conn(&mut self, key: usize) -> Option<&mut ServiceConn> {
@@ -240,7 +260,7 @@ impl SimPair {
     }
 
     pub fn is_up(&self) -> bool {
-        self.client.session.is_usable()
+        self.client.link.session.is_usable()
             && self
                 .server
                 .conns
@@ -265,20 +285,18 @@ impl SimPair {
         self.now += step;
         let to_server = self.deliver();
         let real = Instant::now();
-        self.client.session.handle_timeout(real);
+        self.client.link.session.handle_timeout(real);
         for (_, pc) in self.server.conns.iter_mut() {
             pc.session.handle_timeout(real);
         }
-        self.client_events();
-        self.client_drive_all();
-        self.client_fire_timers();
+        self.client_turn();
         self.server_turn(to_server > 0);
         self.send_all();
     }
 
     /// The earliest real instant quiche wants to be woken at, on either side.
     pub fn quiche_deadline(&self) -> Option<Instant> {
-        let c = self.client.session.conn.timeout_instant();
+        let c = self.client.link.session.conn.timeout_instant();
         let s = self
             .server
             .conns
@@ -307,6 +325,7 @@ impl SimPair {
         }
         for mut d in self.to_client.deliver(&self.faults, &mut self.rng) {
             self.client
+                .link
                 .session
                 .handle_datagram(&mut d, server_addr, client_addr, real);
         }
@@ -325,7 +344,7 @@ impl SimPair {
         let faults = self.faults_now();
         let mut buf = vec![0u8; 65_536];
         for _ in 0..100_000 {
-            match self.client.session.conn.send(&mut buf) {
+            match self.client.link.session.conn.send(&mut buf) {
                 Ok((n, _)) => self.to_server.send(&buf[..n], &faults, &mut self.rng),
                 Err(_) => break,
             }
@@ -340,61 +359,29 @@ impl SimPair {
         }
     }
 
-    /// Runs `f` on downstream `key` with the client's context, then sets its timer or drops it.
-    fn with_down(
-        &mut self,
-        key: usize,
-        f: impl FnOnce(&mut Downstream<ServiceConn>, &mut DownCtx<'_>),
-    ) {
+    /// The client's turn, as its driver takes one, except that every connection of service
+    /// A counts as ready (the in-memory connections raise no readiness events).
+    fn client_turn(&mut self) {
         let c = &mut self.client;
-        let Some(down) = c.downs.get_mut(key) else {
-            return;
-        };
-        let usable = c.session.is_usable();
-        let mut ctx = DownCtx {
-            key,
+        c.downs.mark_all_dirty();
+        let mut env = DownEnv {
             now: self.now,
+            link: &mut c.link,
             http: &self.client_cfg.http,
             default_authority: "b.test",
-            session: usable.then_some(&mut c.session as &mut dyn SessionPort),
-            accepting: usable,
-            early: false,
             stopping: false,
             why_down: "simulated peer (down)",
-            hold_bodies: false,
-            by_stream: &mut c.by_stream,
             metrics: &mut c.metrics,
         };
-        f(down, &mut ctx);
-        c.timers.set(key, down.timers.next());
-    }
-
-    fn client_events(&mut self) {
-        for _ in 0..100_000 {
-            let s = &mut self.client.session;
-            let Some(h3) = s.h3.as_mut() else { return };
-            let (id, event) = match h3.poll(&mut s.conn) {
-                Ok(pair) => pair,
-                Err(_) => return,
-            };
-            let Some(&key) = self.client.by_stream.get(&id) else {
-                continue;
-            };
-            self.with_down(key, |d, ctx| d.on_stream_event(ctx, event));
+        let downs = &mut c.downs;
+        downs.poll_h3(&mut env);
+        downs.collect_writable(&mut env);
+        downs.fire_timers(&mut env);
+        if env.link.accepts_requests() {
+            downs.send_waiting_heads(&mut env);
         }
-    }
-
-    fn client_drive_all(&mut self) {
-        let downs: Vec<usize> = self.client.downs.iter().map(|(k, _)| k).collect();
-        for key in downs {
-            self.with_down(key, |d, ctx| d.drive(ctx));
-        }
-    }
-
-    fn client_fire_timers(&mut self) {
-        for key in self.client.timers.expired(self.now) {
-            self.with_down(key, |d, ctx| d.on_timer(ctx));
-        }
+        downs.drive_dirty(&mut env);
+        downs.take_closed();
     }
 
     /// The server's turn, as its driver takes one: only when woken by datagrams, by work left
@@ -424,7 +411,7 @@ impl SimPair {
 
     /// Entries in both sides' timer tables.
     pub fn timer_entries(&self) -> usize {
-        self.client.timers.len() + self.server.requests.timer_entries()
+        self.client.downs.timer_entries() + self.server.requests.timer_entries()
     }
 
     /// Connection IDs the server routes, and the most any one session holds.
@@ -436,7 +423,7 @@ impl SimPair {
     /// The client retires the server's connection ID in use and moves to a spare one, as a
     /// client does when it migrates; false when it holds no spare ID yet.
     pub fn retire_client_cid(&mut self) -> bool {
-        let conn = &mut self.client.session.conn;
+        let conn = &mut self.client.link.session.conn;
         if conn.available_dcids() == 0 || conn.retire_dcid(self.next_retired_cid).is_err() {
             return false;
         }

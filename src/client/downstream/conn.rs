@@ -24,6 +24,8 @@ pub trait DownstreamConn: H1Buffers {
     fn shutdown_write(&mut self);
     /// Makes the coming close a reset (RST), so a partial response never looks complete.
     fn reset_on_close(&mut self);
+    /// The connection went idle: its buffers' memory may go back (kept by default).
+    fn release_buffers(&mut self) {}
 }
 
 impl DownstreamConn for TcpConn {
@@ -56,5 +58,8 @@ impl DownstreamConn for TcpConn {
     }
     fn reset_on_close(&mut self) {
         crate::net::set_linger_zero(&self.stream);
+    }
+    fn release_buffers(&mut self) {
+        TcpConn::release_buffers(self);
     }
 }

@@ -1,0 +1,330 @@
+//! Client role, without sockets: every connection from service A ([`Downstream`]) and the
+//! request streams they own, their timers, and the HTTP/3 events of the session routed to
+//! them by stream ID.
+//!
+//! Work is found three ways: a connection's socket was ready (the driver marks it dirty), a
+//! stream event or writable stream names its connection, a timer came due. Request heads go
+//! first: every request waiting for its stream tries again before any body moves, and bodies
+//! pause while a head still waits for credit they would take. The session is polled for at
+//! most `events_per_turn` events per turn ([`H3_EVENTS_PER_TURN`] in production); one left
+//! with events keeps [`Downstreams::has_work`] true, so the driver comes back at once.
+//!
+//! [`Downstreams`] owns no socket, registry or clock: the client's driver (`ClientProxy`) and
+//! the simulated pair (`crate::sim`) both run it, lending it the session ([`Link`]), the
+//! clock and the configuration for each call. Connections that ended are handed back
+//! ([`Downstreams::take_closed`]) so the driver can deregister their sockets.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use slab::Slab;
+
+use super::downstream::conn::DownstreamConn;
+use super::downstream::{Ctx, Downstream};
+use crate::bridge::stream::SessionPort;
+use crate::bridge::tcp::TcpConn;
+use crate::config::ClientHttpConfig;
+use crate::metrics::Metrics;
+use crate::quic::session::Session;
+use crate::reactor::backlog::{drain_bounded, Backlog, H3_EVENTS_PER_TURN};
+use crate::time::TimerTable;
+
+/// The session as the downstreams see it: [`super::link::PeerLink`] in production (the
+/// session with its reconnects), a bare session in the simulation.
+pub trait Link {
+    /// The session, if one exists (connecting or up): its HTTP/3 events are polled.
+    fn session_mut(&mut self) -> Option<&mut Session>;
+    /// The session when streams may use it (up, or in 0-RTT).
+    fn usable(&mut self) -> Option<&mut Session>;
+    /// New requests may open streams (up without GOAWAY, or in 0-RTT).
+    fn accepts_requests(&self) -> bool;
+    fn in_early_data(&self) -> bool;
+    /// The peer sent GOAWAY.
+    fn on_goaway(&mut self);
+    /// The congestion window of the session's active path (0 without a session).
+    fn cwnd(&self) -> usize;
+}
+
+/// What one call lends the downstreams.
+pub struct Env<'a> {
+    pub now: Instant,
+    pub link: &'a mut dyn Link,
+    pub http: &'a ClientHttpConfig,
+    /// Authority for HTTP/1.0 requests without Host.
+    pub default_authority: &'a str,
+    /// A graceful stop is under way.
+    pub stopping: bool,
+    /// Why no session is usable, for 503 answers.
+    pub why_down: &'a str,
+    pub metrics: &'a mut Metrics,
+}
+
+/// Service A's connections and their request streams.
+pub struct Downstreams<T: DownstreamConn = TcpConn> {
+    downs: Slab<Downstream<T>>,
+    /// Each open request stream, to the connection it belongs to.
+    by_stream: HashMap<u64, usize>,
+    timers: TimerTable<usize>,
+    /// Connections with possible progress: driven before the turn ends.
+    dirty: Vec<usize>,
+    /// The session was left with events at the cap: poll again without waiting.
+    backlog: Backlog,
+    events_per_turn: usize,
+    /// A request head waits for connection credit: bodies pause.
+    hold_bodies: bool,
+    /// Connections that ended, for the driver to release.
+    closed: Vec<Downstream<T>>,
+}
+
+impl<T: DownstreamConn> Default for Downstreams<T> {
+    fn default() -> Self {
+        Self::with_event_cap(H3_EVENTS_PER_TURN)
+    }
+}
+
+impl<T: DownstreamConn> Downstreams<T> {
+    /// A table whose session is polled for at most `events_per_turn` events per turn.
+    pub fn with_event_cap(events_per_turn: usize) -> Self {
+        Downstreams {
+            downs: Slab::new(),
+            by_stream: HashMap::new(),
+            timers: TimerTable::default(),
+            dirty: Vec::new(),
+            backlog: Backlog::default(),
+            events_per_turn: events_per_turn.max(1),
+            hold_bodies: false,
+            closed: Vec::new(),
+        }
+    }
+
+    /// Connections open.
+    pub fn len(&self) -> usize {
+        self.downs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.downs.is_empty()
+    }
+
+    /// Request streams open.
+    pub fn streams_open(&self) -> usize {
+        self.by_stream.len()
+    }
+
+    /// Requests in flight: with a stream, or waiting for one.
+    pub fn in_flight(&self) -> usize {
+        self.by_stream.len() + self.downs.iter().filter(|(_, d)| d.is_waiting()).count()
+    }
+
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Work is left for this turn or the next: the driver's deadline is now.
+    pub fn has_work(&self) -> bool {
+        !self.dirty.is_empty() || self.backlog.is_pending()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// The key the next connection will get (to register its socket under it).
+    pub fn vacant_key(&self) -> usize {
+        self.downs.vacant_key()
+    }
+
+    /// A new connection: driven this turn.
+    pub fn insert(&mut self, down: Downstream<T>) -> usize {
+        let next = down.timers.next();
+        let key = self.downs.insert(down);
+        self.timers.set(key, next);
+        self.dirty.push(key);
+        key
+    }
+
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut Downstream<T>> {
+        self.downs.get_mut(key)
+    }
+
+    /// Connection `key` may progress (its socket was ready).
+    pub fn mark_dirty(&mut self, key: usize) {
+        self.dirty.push(key);
+    }
+
+    /// Every connection is driven this turn (a stop began).
+    pub fn mark_all_dirty(&mut self) {
+        self.dirty.extend(self.downs.iter().map(|(k, _)| k));
+    }
+
+    /// Connections that ended since the last call.
+    pub fn take_closed(&mut self) -> Vec<Downstream<T>> {
+        std::mem::take(&mut self.closed)
+    }
+
+    /// Runs `f` on connection `key` with its context, then reschedules or removes it.
+    pub fn with_down(
+        &mut self,
+        key: usize,
+        env: &mut Env<'_>,
+        f: impl FnOnce(&mut Downstream<T>, &mut Ctx<'_>),
+    ) {
+        let Some(down) = self.downs.get_mut(key) else {
+            return;
+        };
+        let accepting = env.link.accepts_requests() && !env.stopping;
+        let early = env.link.in_early_data();
+        let mut ctx = Ctx {
+            key,
+            now: env.now,
+            http: env.http,
+            default_authority: env.default_authority,
+            session: env.link.usable().map(|s| s as &mut dyn SessionPort),
+            accepting,
+            early,
+            stopping: env.stopping,
+            why_down: env.why_down,
+            hold_bodies: self.hold_bodies,
+            by_stream: &mut self.by_stream,
+            metrics: env.metrics,
+        };
+        f(down, &mut ctx);
+        if down.is_done() {
+            self.timers.set(key, None);
+            let down = self.downs.remove(key);
+            self.closed.push(down);
+            return;
+        }
+        if down.is_idle() {
+            down.tcp.release_buffers();
+        }
+        if down.more_work {
+            self.dirty.push(key);
+        }
+        self.timers.set(key, down.timers.next());
+    }
+
+    /// Runs `f` on every connection.
+    pub fn for_each(&mut self, env: &mut Env<'_>, f: impl Fn(&mut Downstream<T>, &mut Ctx<'_>)) {
+        let keys: Vec<usize> = self.downs.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.with_down(key, env, &f);
+        }
+    }
+
+    /// Hands the session's HTTP/3 events to the connections owning their streams (at most the
+    /// cap; events left set the backlog, polled next turn).
+    pub fn poll_h3(&mut self, env: &mut Env<'_>) {
+        self.backlog.take();
+        let drain = drain_bounded(self.events_per_turn, || self.poll_h3_event(env));
+        self.backlog.note(drain);
+    }
+
+    /// Polls one HTTP/3 event and hands it to its connection; breaks when there is none.
+    fn poll_h3_event(&mut self, env: &mut Env<'_>) -> ControlFlow<()> {
+        // Polled while connecting too: the peer's SETTINGS are what make the session usable.
+        let Some(session) = env.link.session_mut() else {
+            return ControlFlow::Break(());
+        };
+        let Some(h3) = session.h3.as_mut() else {
+            return ControlFlow::Break(());
+        };
+        let (id, event) = match h3.poll(&mut session.conn) {
+            Ok(pair) => pair,
+            Err(quiche::h3::Error::Done) => return ControlFlow::Break(()),
+            Err(e) => {
+                log::warn!("HTTP/3 error on the session: {e}");
+                return ControlFlow::Break(());
+            }
+        };
+        if matches!(event, quiche::h3::Event::GoAway) {
+            env.link.on_goaway();
+            return ControlFlow::Continue(());
+        }
+        if let Some(&key) = self.by_stream.get(&id) {
+            self.with_down(key, env, |d, ctx| d.on_stream_event(ctx, event));
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The session came up: requests waiting for it go out now, and requests sent in 0-RTT
+    /// read the response events they may have had while the link was not yet up (their data
+    /// stayed unread and quiche does not announce it again).
+    pub fn on_link_up(&mut self) {
+        self.dirty.extend(
+            self.downs
+                .iter()
+                .filter(|(_, d)| d.is_waiting() || d.has_stream())
+                .map(|(k, _)| k),
+        );
+    }
+
+    /// The session died: every stream on it is gone.
+    pub fn fail_all_streams(&mut self, env: &mut Env<'_>) {
+        let keys: Vec<usize> = self.by_stream.drain().map(|(_, k)| k).collect();
+        for key in keys {
+            self.with_down(key, env, |d, ctx| d.on_session_lost(ctx));
+        }
+    }
+
+    /// Streams that got flow-control credit back: their request bodies can move again.
+    pub fn collect_writable(&mut self, env: &mut Env<'_>) {
+        let Some(session) = env.link.usable() else {
+            return;
+        };
+        while let Some(id) = session.conn.stream_writable_next() {
+            if let Some(&key) = self.by_stream.get(&id) {
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Fires the connections' timers due now.
+    pub fn fire_timers(&mut self, env: &mut Env<'_>) {
+        for key in self.timers.expired(env.now) {
+            self.with_down(key, env, |d, ctx| d.on_timer(ctx));
+        }
+    }
+
+    /// Request heads go first: every request waiting for its stream (blocked on credit or
+    /// stream count, or waiting for 0-RTT) tries again whenever anything happened, before any
+    /// body moves, and bodies stay paused while a head still waits for credit they would take.
+    pub fn send_waiting_heads(&mut self, env: &mut Env<'_>) {
+        let waiting: Vec<usize> = self
+            .downs
+            .iter()
+            .filter(|(_, d)| d.is_waiting())
+            .map(|(k, _)| k)
+            .collect();
+        let was_held = std::mem::replace(&mut self.hold_bodies, true);
+        for &key in &waiting {
+            self.with_down(key, env, |d, ctx| d.drive(ctx));
+        }
+        // Those that opened their stream move their body in the main pass.
+        self.dirty.extend(waiting);
+        let cwnd = env.link.cwnd();
+        self.hold_bodies = self
+            .downs
+            .iter()
+            .any(|(_, d)| d.head_waits_for_credit(cwnd));
+        if was_held && !self.hold_bodies {
+            self.dirty.extend(
+                self.downs
+                    .iter()
+                    .filter(|(_, d)| d.sends_body())
+                    .map(|(k, _)| k),
+            );
+        }
+    }
+
+    /// Drives every connection marked dirty (once each).
+    pub fn drive_dirty(&mut self, env: &mut Env<'_>) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for key in dirty {
+            self.with_down(key, env, |d, ctx| d.drive(ctx));
+        }
+    }
+}
