@@ -358,12 +358,14 @@ impl<S: DatagramSocket> UdpIo<S> {
             self.queue.push_back(Queued { data, to, at });
             return;
         }
+        if !self.batch.accepts(&data, to) {
+            self.flush_batch(now);
+        }
+        // Checked after the flush: a refused GSO send turns it off there, and a packet put in
+        // a fresh batch then would leave after the ones that follow it.
         if !self.gso {
             self.send_one(data, to, now);
             return;
-        }
-        if !self.batch.accepts(&data, to) {
-            self.flush_batch(now);
         }
         self.batch.push(&data, to);
     }

@@ -12,6 +12,7 @@
 pub mod endpoints;
 pub mod link;
 pub mod pair;
+pub mod socket;
 
 #[cfg(test)]
 mod tests;
