@@ -14,11 +14,13 @@ use slab::Slab;
 
 use super::endpoints::{Origin, ServiceConn};
 use super::link::{Direction, Faults, Rng};
+use super::socket::{SimSocket, SocketFaults, SocketStats};
 use crate::bridge::stream::{H3Stream, SessionPort};
 use crate::client::downstream::{Ctx as DownCtx, Downstream};
-use crate::config::{self, ClientConfig, Config, Role, ServerConfig};
+use crate::config::{self, ClientConfig, Config, LossHidingMode, Role, ServerConfig};
 use crate::metrics::Metrics;
 use crate::quic::session::Session;
+use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls};
 use crate::server::exchange::{Ctx as ExCtx, Exchange, Outcome};
 use crate::time::TimerTable;
@@ -52,6 +54,8 @@ pub fn default_configs() -> (ClientConfig, ServerConfig) {
 /// The client role in the simulation: service A's connections and the session.
 struct ClientSide {
     session: Session,
+    udp: UdpIo<SimSocket>,
+    hider: LossHider,
     downs: Slab<Downstream<ServiceConn>>,
     by_stream: HashMap<u64, usize>,
     timers: TimerTable<usize>,
@@ -61,6 +65,8 @@ struct ClientSide {
 /// The server role in the simulation: one exchange per request stream.
 struct ServerSide {
     session: Option<Session>,
+    udp: UdpIo<SimSocket>,
+    hider: LossHider,
     quiche: quiche::Config,
     exchanges: Slab<Exchange>,
     by_stream: HashMap<u64, usize>,
@@ -118,6 +124,8 @@ impl SimPair {
         SimPair {
             client: ClientSide {
                 session,
+                udp: UdpIo::new(SimSocket::new(client_addr, seed ^ 0xc11e)),
+                hider: hider_off(&client_cfg),
                 downs: Slab::new(),
                 by_stream: HashMap::new(),
                 timers: TimerTable::default(),
@@ -125,6 +133,8 @@ impl SimPair {
             },
             server: ServerSide {
                 session: None,
+                udp: UdpIo::new(SimSocket::new(server_addr, seed ^ 0x5e7e)),
+                hider: hider_off(&client_cfg),
                 quiche: server_quiche,
                 exchanges: Slab::new(),
                 by_stream: HashMap::new(),
@@ -196,7 +206,8 @@ impl SimPair {
         self.send_all();
     }
 
-    /// The earliest real instant quiche wants to be woken at, on either side.
+    /// The earliest real instant quiche wants to be woken at, on either side, or a packet
+    /// waiting in a datagram path (pacing) may leave.
     pub fn quiche_deadline(&self) -> Option<Instant> {
         let c = self.client.session.conn.timeout_instant();
         let s = self
@@ -204,41 +215,60 @@ impl SimPair {
             .session
             .as_ref()
             .and_then(|s| s.conn.timeout_instant());
-        crate::time::earliest(c, s)
+        let waiting = crate::time::earliest(
+            self.client.udp.next_release(),
+            self.server.udp.next_release(),
+        );
+        crate::time::earliest(crate::time::earliest(c, s), waiting)
     }
 
+    /// Nothing on the link, and no socket full (a full one has room again next turn).
     pub fn link_idle(&self) -> bool {
-        self.to_server.is_empty() && self.to_client.is_empty()
+        self.to_server.is_empty()
+            && self.to_client.is_empty()
+            && !self.client.udp.socket.is_full()
+            && !self.server.udp.socket.is_full()
     }
 
+    /// The link's datagrams arrive in each side's socket and are read back through the
+    /// datagram path (cutting GRO aggregates apart) into quiche.
     fn deliver(&mut self) {
         let (client_addr, server_addr) = (CLIENT_ADDR, SERVER_ADDR);
         let real = Instant::now();
-        for mut d in self.to_server.deliver(&self.faults, &mut self.rng) {
-            if self.server.session.is_none() {
+        let sockets = socket_faults(&self.faults);
+        let sv = &mut self.server;
+        sv.udp.socket.faults = sockets;
+        for d in self.to_server.deliver(&self.faults, &mut self.rng) {
+            sv.udp.socket.arrive(d, client_addr);
+        }
+        for _ in 0..100_000 {
+            let Ok(Some((d, from))) = sv.udp.recv() else {
+                break;
+            };
+            if sv.session.is_none() {
                 let mut scid = [0u8; quic::CID_LEN];
                 quic::random_bytes(&mut scid);
                 let scid = quiche::ConnectionId::from_ref(&scid);
-                let Ok(conn) = quiche::accept(
-                    &scid,
-                    None,
-                    server_addr,
-                    client_addr,
-                    &mut self.server.quiche,
-                ) else {
+                let Ok(conn) = quiche::accept(&scid, None, server_addr, from, &mut sv.quiche)
+                else {
                     continue;
                 };
-                self.server.session =
-                    Some(Session::new(conn, Duration::from_secs(3600), None, real));
+                sv.session = Some(Session::new(conn, Duration::from_secs(3600), None, real));
             }
-            if let Some(s) = self.server.session.as_mut() {
-                s.handle_datagram(&mut d, client_addr, server_addr, real);
+            if let Some(s) = sv.session.as_mut() {
+                s.handle_datagram(d, from, server_addr, real);
             }
         }
-        for mut d in self.to_client.deliver(&self.faults, &mut self.rng) {
-            self.client
-                .session
-                .handle_datagram(&mut d, server_addr, client_addr, real);
+        let c = &mut self.client;
+        c.udp.socket.faults = sockets;
+        for d in self.to_client.deliver(&self.faults, &mut self.rng) {
+            c.udp.socket.arrive(d, server_addr);
+        }
+        for _ in 0..100_000 {
+            let Ok(Some((d, from))) = c.udp.recv() else {
+                break;
+            };
+            c.session.handle_datagram(d, from, client_addr, real);
         }
     }
 
@@ -250,23 +280,27 @@ impl SimPair {
         }
     }
 
+    /// Both sides send through their datagram path; what left their sockets goes on the link.
     fn send_all(&mut self) {
         let faults = self.faults_now();
-        let mut buf = vec![0u8; 65_536];
-        for _ in 0..100_000 {
-            match self.client.session.conn.send(&mut buf) {
-                Ok((n, _)) => self.to_server.send(&buf[..n], &faults, &mut self.rng),
-                Err(_) => break,
-            }
+        let real = Instant::now();
+        let c = &mut self.client;
+        send_side(&mut c.udp, &mut c.session.conn, &mut c.hider, &faults, real);
+        for (d, _) in c.udp.socket.take_outbox() {
+            self.to_server.send(&d, &faults, &mut self.rng);
         }
-        if let Some(s) = self.server.session.as_mut() {
-            for _ in 0..100_000 {
-                match s.conn.send(&mut buf) {
-                    Ok((n, _)) => self.to_client.send(&buf[..n], &faults, &mut self.rng),
-                    Err(_) => break,
-                }
-            }
+        let sv = &mut self.server;
+        if let Some(s) = sv.session.as_mut() {
+            send_side(&mut sv.udp, &mut s.conn, &mut sv.hider, &faults, real);
         }
+        for (d, _) in sv.udp.socket.take_outbox() {
+            self.to_client.send(&d, &faults, &mut self.rng);
+        }
+    }
+
+    /// What each side's socket did: (client, server).
+    pub fn socket_stats(&self) -> (SocketStats, SocketStats) {
+        (self.client.udp.socket.stats, self.server.udp.socket.stats)
     }
 
     /// Runs `f` on downstream `key` with the client's context, then sets its timer or drops it.
@@ -406,6 +440,43 @@ impl SimPair {
     /// Upstream connections service B accepted.
     pub fn origin_connects(&self) -> u64 {
         self.server.origin.connects
+    }
+}
+
+fn hider_off(cfg: &ClientConfig) -> LossHider {
+    let mut hiding = cfg.transport.loss_hiding;
+    hiding.mode = LossHidingMode::Off;
+    LossHider::new(hiding)
+}
+
+fn socket_faults(f: &Faults) -> SocketFaults {
+    SocketFaults {
+        would_block: f.would_block,
+        no_gso: f.no_gso,
+        gro: f.gro,
+    }
+}
+
+/// One side's sending, as the reactor does it: a socket found full last turn has room again
+/// (WRITABLE: the datagram path sends what waited), then the datagram path takes what quiche
+/// has, one send quantum per call. Packets the pacer holds stay queued in `udp` for a later
+/// turn.
+fn send_side(
+    udp: &mut UdpIo<SimSocket>,
+    conn: &mut quiche::Connection,
+    hider: &mut LossHider,
+    faults: &Faults,
+    now: Instant,
+) {
+    udp.socket.faults = socket_faults(faults);
+    if udp.socket.is_full() {
+        udp.socket.make_writable();
+        udp.on_writable(now);
+    }
+    for _ in 0..10_000 {
+        if !udp.send_from(conn, now, hider, None) {
+            break;
+        }
     }
 }
 

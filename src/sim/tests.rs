@@ -10,6 +10,7 @@ fn lossy() -> Faults {
         duplicate: 0.005,
         reorder: 0.01,
         blackhole: false,
+        ..Faults::default()
     }
 }
 
