@@ -14,7 +14,7 @@ use slab::Slab;
 
 use super::endpoints::{Origin, ServiceConn};
 use super::link::{Direction, Faults, Rng};
-use super::socket::{SimSocket, SocketFaults, SocketStats};
+use super::socket::{send_turn, SimSocket, SocketFaults, SocketStats};
 use crate::bridge::stream::{H3Stream, SessionPort};
 use crate::client::downstream::{Ctx as DownCtx, Downstream};
 use crate::config::{self, ClientConfig, Config, LossHidingMode, Role, ServerConfig};
@@ -235,7 +235,7 @@ impl SimPair {
     fn deliver(&mut self) {
         let (client_addr, server_addr) = (CLIENT_ADDR, SERVER_ADDR);
         let real = Instant::now();
-        let sockets = socket_faults(&self.faults);
+        let sockets = SocketFaults::from(&self.faults);
         let sv = &mut self.server;
         sv.udp.socket.faults = sockets;
         for d in self.to_server.deliver(&self.faults, &mut self.rng) {
@@ -285,13 +285,13 @@ impl SimPair {
         let faults = self.faults_now();
         let real = Instant::now();
         let c = &mut self.client;
-        send_side(&mut c.udp, &mut c.session.conn, &mut c.hider, &faults, real);
+        send_turn(&mut c.udp, &mut c.session.conn, &mut c.hider, &faults, real);
         for (d, _) in c.udp.socket.take_outbox() {
             self.to_server.send(&d, &faults, &mut self.rng);
         }
         let sv = &mut self.server;
         if let Some(s) = sv.session.as_mut() {
-            send_side(&mut sv.udp, &mut s.conn, &mut sv.hider, &faults, real);
+            send_turn(&mut sv.udp, &mut s.conn, &mut sv.hider, &faults, real);
         }
         for (d, _) in sv.udp.socket.take_outbox() {
             self.to_client.send(&d, &faults, &mut self.rng);
@@ -447,37 +447,6 @@ fn hider_off(cfg: &ClientConfig) -> LossHider {
     let mut hiding = cfg.transport.loss_hiding;
     hiding.mode = LossHidingMode::Off;
     LossHider::new(hiding)
-}
-
-fn socket_faults(f: &Faults) -> SocketFaults {
-    SocketFaults {
-        would_block: f.would_block,
-        no_gso: f.no_gso,
-        gro: f.gro,
-    }
-}
-
-/// One side's sending, as the reactor does it: a socket found full last turn has room again
-/// (WRITABLE: the datagram path sends what waited), then the datagram path takes what quiche
-/// has, one send quantum per call. Packets the pacer holds stay queued in `udp` for a later
-/// turn.
-fn send_side(
-    udp: &mut UdpIo<SimSocket>,
-    conn: &mut quiche::Connection,
-    hider: &mut LossHider,
-    faults: &Faults,
-    now: Instant,
-) {
-    udp.socket.faults = socket_faults(faults);
-    if udp.socket.is_full() {
-        udp.socket.make_writable();
-        udp.on_writable(now);
-    }
-    for _ in 0..10_000 {
-        if !udp.send_from(conn, now, hider, None) {
-            break;
-        }
-    }
 }
 
 /// Runs `f` with the server's context for stream `id`: the session's stream and service B as

@@ -5,14 +5,17 @@
 //! seeded [`Rng`] ([`SocketFaults`]): a send finds the socket full (WouldBlock until the pair
 //! calls [`SimSocket::make_writable`], as the kernel reports WRITABLE), the kernel refuses
 //! GSO, and a receive hands out a GRO-style aggregate of several datagrams of one sender.
+//! [`send_turn`] is one side's sending in a turn of the pair, as the reactor does it.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::time::Instant;
 
-use super::link::Rng;
+use super::link::{Faults, Rng};
 use crate::quic::offload::{Received, MAX_SEGMENTS};
 use crate::quic::socket::DatagramSocket;
+use crate::quic::udp::{LossHider, UdpIo};
 
 #[cfg(test)]
 mod tests;
@@ -192,5 +195,38 @@ impl DatagramSocket for SimSocket {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.addr)
+    }
+}
+
+impl From<&Faults> for SocketFaults {
+    fn from(f: &Faults) -> Self {
+        SocketFaults {
+            would_block: f.would_block,
+            no_gso: f.no_gso,
+            gro: f.gro,
+        }
+    }
+}
+
+/// One side's sending, as the reactor does it: a socket found full last turn has room again
+/// (WRITABLE: the datagram path sends what waited), then the datagram path takes what quiche
+/// has, one send quantum per call. Packets the pacer holds stay queued in `udp` for a later
+/// turn.
+pub fn send_turn(
+    udp: &mut UdpIo<SimSocket>,
+    conn: &mut quiche::Connection,
+    hider: &mut LossHider,
+    faults: &Faults,
+    now: Instant,
+) {
+    udp.socket.faults = SocketFaults::from(faults);
+    if udp.socket.is_full() {
+        udp.socket.make_writable();
+        udp.on_writable(now);
+    }
+    for _ in 0..10_000 {
+        if !udp.send_from(conn, now, hider, None) {
+            break;
+        }
     }
 }
