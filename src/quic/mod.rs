@@ -10,6 +10,7 @@ pub mod path_check;
 pub mod refusal;
 pub mod session;
 pub mod setup;
+pub mod socket;
 pub mod tls;
 pub mod udp;
 

@@ -1,4 +1,5 @@
-//! The datagram path: one UDP socket, the loop that moves quiche's outgoing packets onto it,
+//! The datagram path: one UDP socket (any [`DatagramSocket`]: the mio socket in production, an
+//! in-memory one in the simulated pair), the loop that moves quiche's outgoing packets onto it,
 //! and the queues for packets that must wait (socket full, pacing release time ahead, delayed
 //! duplicate).
 //!
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::amplification::SendBudget;
 use super::offload;
 use super::setup::MAX_DATAGRAM;
+use super::socket::DatagramSocket;
 use crate::config::{LossHiding, LossHidingMode};
 
 /// A packet waiting for the socket or for its release time.
@@ -150,8 +152,10 @@ impl Batch {
     }
 }
 
-pub struct UdpIo {
-    pub socket: mio::net::UdpSocket,
+/// The datagram path over a socket `S` (a real mio socket in production; see
+/// [`DatagramSocket`]).
+pub struct UdpIo<S: DatagramSocket = mio::net::UdpSocket> {
+    pub socket: S,
     queue: VecDeque<Queued>,
     /// Second copies sent `gap` after their original (kept apart so they never hold back the
     /// in-order queue).
@@ -173,9 +177,9 @@ pub struct UdpIo {
     unreachable: Option<io::Error>,
 }
 
-impl UdpIo {
-    pub fn new(socket: mio::net::UdpSocket) -> Self {
-        let gro = offload::enable_gro(&socket);
+impl<S: DatagramSocket> UdpIo<S> {
+    pub fn new(mut socket: S) -> Self {
+        let gro = socket.enable_gro();
         log::debug!(
             "UDP offload: GSO tried on first batch, GRO {}",
             if gro { "on" } else { "unavailable" }
@@ -216,7 +220,7 @@ impl UdpIo {
             }
         }
         loop {
-            match offload::recv_aggregate(&self.socket, &mut self.recv_buf) {
+            match self.socket.recv_aggregate(&mut self.recv_buf) {
                 Ok(r) => {
                     let (end, from) = (r.segment.min(r.len), r.from);
                     self.received = Some((r, end));
@@ -354,12 +358,14 @@ impl UdpIo {
             self.queue.push_back(Queued { data, to, at });
             return;
         }
+        if !self.batch.accepts(&data, to) {
+            self.flush_batch(now);
+        }
+        // Checked after the flush: a refused GSO send turns it off there, and a packet put in
+        // a fresh batch then would leave after the ones that follow it.
         if !self.gso {
             self.send_one(data, to, now);
             return;
-        }
-        if !self.batch.accepts(&data, to) {
-            self.flush_batch(now);
         }
         self.batch.push(&data, to);
     }
@@ -389,7 +395,7 @@ impl UdpIo {
         let Some(to) = self.batch.to else { return };
         let batch = std::mem::take(&mut self.batch);
         if batch.count > 1 && !self.blocked {
-            match offload::send_segments(&self.socket, &batch.buf, batch.segment, to) {
+            match self.socket.send_segments(&batch.buf, batch.segment, to) {
                 Ok(_) => return,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -416,16 +422,11 @@ impl UdpIo {
 
     /// Sends queued datagrams whose release time has come, in order, then due delayed copies.
     pub fn flush(&mut self, now: Instant) {
-        Self::drain_due(&self.socket, &mut self.queue, &mut self.blocked, now);
-        Self::drain_due(&self.socket, &mut self.delayed, &mut self.blocked, now);
+        Self::drain_due(&mut self.socket, &mut self.queue, &mut self.blocked, now);
+        Self::drain_due(&mut self.socket, &mut self.delayed, &mut self.blocked, now);
     }
 
-    fn drain_due(
-        socket: &mio::net::UdpSocket,
-        queue: &mut VecDeque<Queued>,
-        blocked: &mut bool,
-        now: Instant,
-    ) {
+    fn drain_due(socket: &mut S, queue: &mut VecDeque<Queued>, blocked: &mut bool, now: Instant) {
         while !*blocked {
             let Some(front) = queue.front() else { break };
             if front.at > now {

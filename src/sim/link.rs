@@ -39,6 +39,15 @@ pub struct Faults {
     pub reorder: f64,
     /// Everything is dropped (a dead path).
     pub blackhole: bool,
+    /// Chance that a send finds the sending side's socket full (WouldBlock until the next
+    /// turn's WRITABLE).
+    pub would_block: f64,
+    /// The sockets refuse segmentation offload (GSO), so the datagram path falls back to one
+    /// datagram per send.
+    pub no_gso: bool,
+    /// Chance that a receive hands out a GRO aggregate (the datagrams of one sender and size
+    /// that follow, glued on).
+    pub gro: f64,
 }
 
 /// One direction of the link: datagrams sent in a turn arrive together in the next one.

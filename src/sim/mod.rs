@@ -12,6 +12,7 @@
 pub mod endpoints;
 pub mod link;
 pub mod pair;
+pub mod socket;
 
 #[cfg(test)]
 mod tests;
@@ -77,6 +78,8 @@ pub struct Run {
     pub datagrams: (u64, u64, u64),
     /// Most entries the timer tables held at once.
     pub max_timer_entries: usize,
+    /// What the client's and the server's sockets did.
+    pub sockets: (socket::SocketStats, socket::SocketStats),
 }
 
 /// Runs `requests` requests over `connections` keep-alive connections of service A.
@@ -168,6 +171,7 @@ pub fn run_with_blackhole(
         wall: started.elapsed(),
         datagrams: pair.link_figures(),
         max_timer_entries,
+        sockets: pair.socket_stats(),
     }
 }
 

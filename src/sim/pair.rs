@@ -13,12 +13,14 @@ use slab::Slab;
 
 use super::endpoints::{Origin, ServiceConn};
 use super::link::{Direction, Faults, Rng};
+use super::socket::{send_turn, SimSocket, SocketFaults, SocketStats};
 use crate::client::downstream::Downstream;
 use crate::client::downstreams::{Downstreams, Env as DownEnv, Link};
-use crate::config::{self, ClientConfig, Config, Role, ServerConfig};
+use crate::config::{self, ClientConfig, Config, LossHidingMode, Role, ServerConfig};
 use crate::metrics::Metrics;
 use crate::quic::amplification::SendBudget;
 use crate::quic::session::Session;
+use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls};
 use crate::server::cid_routes::CidRoutes;
 use crate::server::exchange::port::UpstreamPort;
@@ -55,6 +57,8 @@ pub fn default_configs() -> (ClientConfig, ServerConfig) {
 /// sans-IO table ([`Downstreams`]) over one session that never reconnects.
 struct ClientSide {
     link: SimLink,
+    udp: UdpIo<SimSocket>,
+    hider: LossHider,
     downs: Downstreams<ServiceConn>,
     metrics: Metrics,
 }
@@ -96,6 +100,9 @@ struct ServerSide {
     /// Derives our first connection ID from the client's chosen one (as the server does).
     cid_key: hmac::Key,
     requests: Requests,
+    /// The server's one datagram path, shared by its sessions.
+    udp: UdpIo<SimSocket>,
+    hider: LossHider,
     quiche: quiche::Config,
     origin: Origin,
     metrics: Metrics,
@@ -104,7 +111,7 @@ struct ServerSide {
 impl ServerSide {
     /// One datagram from the client, routed by its destination connection ID as the server
     /// routes it; a client's first Initial makes the session.
-    fn receive(&mut self, mut data: Vec<u8>, real: Instant) {
+    fn receive(&mut self, mut data: Vec<u8>, from: SocketAddr, real: Instant) {
         let Ok(hdr) = quiche::Header::from_slice(&mut data, quic::CID_LEN) else {
             return;
         };
@@ -116,29 +123,22 @@ impl ServerSide {
             .or_else(|| self.routes.get(&derived));
         let key = match key {
             Some(k) => k,
-            None if hdr.ty == quiche::Type::Initial => self.accept(derived, real),
+            None if hdr.ty == quiche::Type::Initial => self.accept(derived, from, real),
             None => return,
         };
         if let Some(pc) = self.conns.get_mut(key) {
-            pc.receive(&mut data, hdr.ty, CLIENT_ADDR, SERVER_ADDR, real);
+            pc.receive(&mut data, hdr.ty, from, SERVER_ADDR, real);
         }
     }
 
-    fn accept(&mut self, scid: Vec<u8>, real: Instant) -> usize {
+    fn accept(&mut self, scid: Vec<u8>, from: SocketAddr, real: Instant) -> usize {
         self.quiche
             .set_stateless_reset_token(Some(self.routes.reset_token(&scid)));
         let cid = quiche::ConnectionId::from_ref(&scid);
-        let conn =
-            quiche::accept(&cid, None, SERVER_ADDR, CLIENT_ADDR, &mut self.quiche).expect("accept");
+        let conn = quiche::accept(&cid, None, SERVER_ADDR, from, &mut self.quiche).expect("accept");
         let session = Session::new(conn, Duration::from_secs(3600), None, real);
         let far = real + Duration::from_secs(3600);
-        let pc = PeerConn::new(
-            session,
-            CLIENT_ADDR,
-            scid.clone(),
-            SendBudget::validated(),
-            far,
-        );
+        let pc = PeerConn::new(session, from, scid.clone(), SendBudget::validated(), far);
         let key = self.conns.insert(pc);
         self.routes.insert(scid, key);
         key
@@ -217,6 +217,8 @@ impl SimPair {
         SimPair {
             client: ClientSide {
                 link: SimLink { session },
+                udp: UdpIo::new(SimSocket::new(client_addr, seed ^ 0xc11e)),
+                hider: hider_off(&client_cfg),
                 downs: Downstreams::default(),
                 metrics: Metrics::new("client", now),
             },
@@ -225,6 +227,8 @@ impl SimPair {
                 routes: CidRoutes::new(hmac::Key::new(hmac::HMAC_SHA256, b"sim reset")),
                 cid_key: hmac::Key::new(hmac::HMAC_SHA256, b"sim cid"),
                 requests: Requests::with_event_cap(events_per_turn),
+                udp: UdpIo::new(SimSocket::new(server_addr, seed ^ 0x5e7e)),
+                hider: hider_off(&client_cfg),
                 quiche: server_quiche,
                 origin: Origin::default(),
                 metrics: Metrics::new("server", now),
@@ -303,31 +307,55 @@ impl SimPair {
             .iter()
             .filter_map(|(_, pc)| pc.session.conn.timeout_instant())
             .min();
-        crate::time::earliest(c, s)
+        let waiting = crate::time::earliest(
+            self.client.udp.next_release(),
+            self.server.udp.next_release(),
+        );
+        crate::time::earliest(crate::time::earliest(c, s), waiting)
     }
 
+    /// Nothing on the link, and no socket full (a full one has room again next turn).
     pub fn link_idle(&self) -> bool {
-        self.to_server.is_empty() && self.to_client.is_empty()
+        self.to_server.is_empty()
+            && self.to_client.is_empty()
+            && !self.client.udp.socket.is_full()
+            && !self.server.udp.socket.is_full()
     }
 
-    /// Delivers what the link carries this turn; returns how many datagrams reached the
-    /// server.
+    /// The link's datagrams arrive in each side's socket and are read back through the
+    /// datagram path (cutting GRO aggregates apart) into quiche; returns how many datagrams
+    /// reached the server.
     fn deliver(&mut self) -> usize {
         let (client_addr, server_addr) = (CLIENT_ADDR, SERVER_ADDR);
         let real = Instant::now();
+        let sockets = SocketFaults::from(&self.faults);
+        let sv = &mut self.server;
+        sv.udp.socket.faults = sockets;
         let mut to_server = self.to_server.deliver(&self.faults, &mut self.rng);
         if self.server_cut_off {
             to_server.clear();
         }
         let delivered = to_server.len();
         for d in to_server {
-            self.server.receive(d, real);
+            sv.udp.socket.arrive(d, client_addr);
         }
-        for mut d in self.to_client.deliver(&self.faults, &mut self.rng) {
-            self.client
-                .link
-                .session
-                .handle_datagram(&mut d, server_addr, client_addr, real);
+        for _ in 0..100_000 {
+            let Ok(Some((d, from))) = sv.udp.recv() else {
+                break;
+            };
+            let d = d.to_vec();
+            sv.receive(d, from, real);
+        }
+        let c = &mut self.client;
+        c.udp.socket.faults = sockets;
+        for d in self.to_client.deliver(&self.faults, &mut self.rng) {
+            c.udp.socket.arrive(d, server_addr);
+        }
+        for _ in 0..100_000 {
+            let Ok(Some((d, from))) = c.udp.recv() else {
+                break;
+            };
+            c.link.session.handle_datagram(d, from, client_addr, real);
         }
         delivered
     }
@@ -340,23 +368,39 @@ impl SimPair {
         }
     }
 
+    /// Both sides send through their datagram path; what left their sockets goes on the link.
     fn send_all(&mut self) {
         let faults = self.faults_now();
-        let mut buf = vec![0u8; 65_536];
-        for _ in 0..100_000 {
-            match self.client.link.session.conn.send(&mut buf) {
-                Ok((n, _)) => self.to_server.send(&buf[..n], &faults, &mut self.rng),
-                Err(_) => break,
-            }
+        let real = Instant::now();
+        let c = &mut self.client;
+        send_turn(
+            &mut c.udp,
+            &mut c.link.session.conn,
+            &mut c.hider,
+            &faults,
+            real,
+        );
+        for (d, _) in c.udp.socket.take_outbox() {
+            self.to_server.send(&d, &faults, &mut self.rng);
         }
-        for (_, pc) in self.server.conns.iter_mut() {
-            for _ in 0..100_000 {
-                match pc.session.conn.send(&mut buf) {
-                    Ok((n, _)) => self.to_client.send(&buf[..n], &faults, &mut self.rng),
-                    Err(_) => break,
-                }
-            }
+        let sv = &mut self.server;
+        for (_, pc) in sv.conns.iter_mut() {
+            send_turn(
+                &mut sv.udp,
+                &mut pc.session.conn,
+                &mut sv.hider,
+                &faults,
+                real,
+            );
         }
+        for (d, _) in sv.udp.socket.take_outbox() {
+            self.to_client.send(&d, &faults, &mut self.rng);
+        }
+    }
+
+    /// What each side's socket did: (client, server).
+    pub fn socket_stats(&self) -> (SocketStats, SocketStats) {
+        (self.client.udp.socket.stats, self.server.udp.socket.stats)
     }
 
     /// The client's turn, as its driver takes one, except that every connection of service
@@ -445,4 +489,10 @@ impl SimPair {
     pub fn origin_connects(&self) -> u64 {
         self.server.origin.connects
     }
+}
+
+fn hider_off(cfg: &ClientConfig) -> LossHider {
+    let mut hiding = cfg.transport.loss_hiding;
+    hiding.mode = LossHidingMode::Off;
+    LossHider::new(hiding)
 }

@@ -1,5 +1,5 @@
 //! The simulated pair's runs: many requests over a lossy link, answered exactly and
-//! reproducibly, within bounded timer tables.
+//! reproducibly, within bounded timer tables, through sockets that block and refuse offload.
 
 use super::link::Faults;
 use super::*;
@@ -10,6 +10,7 @@ fn lossy() -> Faults {
         duplicate: 0.005,
         reorder: 0.01,
         blackhole: false,
+        ..Faults::default()
     }
 }
 
@@ -192,4 +193,37 @@ fn ten_thousand_connection_id_changes_leave_the_routing_table_bounded() {
     assert!(answered > 100, "requests kept flowing: {answered}");
     assert!(most.0 <= BOUND, "routed IDs grew to {}", most.0);
     assert!(most.1 <= BOUND, "one session's IDs grew to {}", most.1);
+}
+
+#[test]
+fn sockets_that_block_and_refuse_gso_lose_no_request() {
+    // Both sides' sockets: full on 10% of sends (WouldBlock until the next turn's WRITABLE),
+    // no GSO (refused once, then datagram by datagram), GRO aggregates on half the receives.
+    let faults = Faults {
+        would_block: 0.1,
+        no_gso: true,
+        gro: 0.5,
+        ..lossy()
+    };
+    let run = run(0xb10c, faults, 32, 5_000);
+    eprintln!("{run:?}");
+    assert_eq!(run.wrong, 0);
+    assert_eq!(run.digest, expected_digest(5_000));
+    for side in [run.sockets.0, run.sockets.1] {
+        assert!(side.would_blocks > 10, "{side:?}");
+        assert_eq!((side.gso_refused, side.gso_batches), (1, 0), "{side:?}");
+        assert!(side.gro_aggregates > 0, "{side:?}");
+    }
+    assert!(run.wall < Duration::from_secs(60), "took {:?}", run.wall);
+}
+
+#[test]
+fn without_socket_faults_the_datagram_path_sends_gso_batches() {
+    // The counterpart of the run above: the same path with offload working.
+    let run = run(0x650, lossy(), 16, 1_000);
+    assert_eq!(run.digest, expected_digest(1_000));
+    for side in [run.sockets.0, run.sockets.1] {
+        assert!(side.gso_batches > 0, "{side:?}");
+        assert_eq!((side.would_blocks, side.gso_refused), (0, 0), "{side:?}");
+    }
 }
