@@ -7,7 +7,7 @@
 //! first: every request waiting for its stream tries again before any body moves, and bodies
 //! pause while a head still waits for credit they would take. The session is polled for at
 //! most `events_per_turn` events per turn ([`H3_EVENTS_PER_TURN`] in production); one left
-//! with events keeps [`Downstreams::has_work`] true, so the driver comes back at once.
+//! with events leaves work on the [`Agenda`], so the driver comes back at once.
 //!
 //! [`Downstreams`] owns no socket, registry or clock: the client's driver (`ClientProxy`) and
 //! the simulated pair (`crate::sim`) both run it, lending it the session ([`Link`]), the
@@ -27,8 +27,8 @@ use crate::bridge::tcp::TcpConn;
 use crate::config::ClientHttpConfig;
 use crate::metrics::Metrics;
 use crate::quic::session::Session;
-use crate::reactor::backlog::{drain_bounded, Backlog, H3_EVENTS_PER_TURN};
-use crate::time::TimerTable;
+use crate::reactor::agenda::Agenda;
+use crate::reactor::backlog::{drain_bounded, H3_EVENTS_PER_TURN};
 
 /// The session as the downstreams see it: [`super::link::PeerLink`] in production (the
 /// session with its reconnects), a bare session in the simulation.
@@ -65,11 +65,8 @@ pub struct Downstreams<T: DownstreamConn = TcpConn> {
     downs: Slab<Downstream<T>>,
     /// Each open request stream, to the connection it belongs to.
     by_stream: HashMap<u64, usize>,
-    timers: TimerTable<usize>,
-    /// Connections with possible progress: driven before the turn ends.
-    dirty: Vec<usize>,
-    /// The session was left with events at the cap: poll again without waiting.
-    backlog: Backlog,
+    /// Their timers, those with progress possible, and events left at the cap.
+    agenda: Agenda,
     events_per_turn: usize,
     /// A request head waits for connection credit: bodies pause.
     hold_bodies: bool,
@@ -89,9 +86,7 @@ impl<T: DownstreamConn> Downstreams<T> {
         Downstreams {
             downs: Slab::new(),
             by_stream: HashMap::new(),
-            timers: TimerTable::default(),
-            dirty: Vec::new(),
-            backlog: Backlog::default(),
+            agenda: Agenda::default(),
             events_per_turn: events_per_turn.max(1),
             hold_bodies: false,
             closed: Vec::new(),
@@ -117,17 +112,9 @@ impl<T: DownstreamConn> Downstreams<T> {
         self.by_stream.len() + self.downs.iter().filter(|(_, d)| d.is_waiting()).count()
     }
 
-    pub fn timer_entries(&self) -> usize {
-        self.timers.len()
-    }
-
-    /// Work is left for this turn or the next: the driver's deadline is now.
-    pub fn has_work(&self) -> bool {
-        !self.dirty.is_empty() || self.backlog.is_pending()
-    }
-
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+    /// The timers, the connections with progress possible, the events left at the cap.
+    pub fn agenda(&self) -> &Agenda {
+        &self.agenda
     }
 
     /// The key the next connection will get (to register its socket under it).
@@ -139,8 +126,8 @@ impl<T: DownstreamConn> Downstreams<T> {
     pub fn insert(&mut self, down: Downstream<T>) -> usize {
         let next = down.timers.next();
         let key = self.downs.insert(down);
-        self.timers.set(key, next);
-        self.dirty.push(key);
+        self.agenda.set_timer(key, next);
+        self.agenda.mark(key);
         key
     }
 
@@ -150,12 +137,12 @@ impl<T: DownstreamConn> Downstreams<T> {
 
     /// Connection `key` may progress (its socket was ready).
     pub fn mark_dirty(&mut self, key: usize) {
-        self.dirty.push(key);
+        self.agenda.mark(key);
     }
 
     /// Every connection is driven this turn (a stop began).
     pub fn mark_all_dirty(&mut self) {
-        self.dirty.extend(self.downs.iter().map(|(k, _)| k));
+        self.agenda.mark_all(self.downs.iter().map(|(k, _)| k));
     }
 
     /// Connections that ended since the last call.
@@ -191,7 +178,7 @@ impl<T: DownstreamConn> Downstreams<T> {
         };
         f(down, &mut ctx);
         if down.is_done() {
-            self.timers.set(key, None);
+            self.agenda.set_timer(key, None);
             let down = self.downs.remove(key);
             self.closed.push(down);
             return;
@@ -200,9 +187,9 @@ impl<T: DownstreamConn> Downstreams<T> {
             down.tcp.release_buffers();
         }
         if down.more_work {
-            self.dirty.push(key);
+            self.agenda.mark(key);
         }
-        self.timers.set(key, down.timers.next());
+        self.agenda.set_timer(key, down.timers.next());
     }
 
     /// Runs `f` on every connection.
@@ -216,9 +203,9 @@ impl<T: DownstreamConn> Downstreams<T> {
     /// Hands the session's HTTP/3 events to the connections owning their streams (at most the
     /// cap; events left set the backlog, polled next turn).
     pub fn poll_h3(&mut self, env: &mut Env<'_>) {
-        self.backlog.take();
+        self.agenda.start_poll();
         let drain = drain_bounded(self.events_per_turn, || self.poll_h3_event(env));
-        self.backlog.note(drain);
+        self.agenda.note_poll(drain);
     }
 
     /// Polls one HTTP/3 event and hands it to its connection; breaks when there is none.
@@ -252,7 +239,7 @@ impl<T: DownstreamConn> Downstreams<T> {
     /// read the response events they may have had while the link was not yet up (their data
     /// stayed unread and quiche does not announce it again).
     pub fn on_link_up(&mut self) {
-        self.dirty.extend(
+        self.agenda.mark_all(
             self.downs
                 .iter()
                 .filter(|(_, d)| d.is_waiting() || d.has_stream())
@@ -275,14 +262,14 @@ impl<T: DownstreamConn> Downstreams<T> {
         };
         while let Some(id) = session.conn.stream_writable_next() {
             if let Some(&key) = self.by_stream.get(&id) {
-                self.dirty.push(key);
+                self.agenda.mark(key);
             }
         }
     }
 
     /// Fires the connections' timers due now.
     pub fn fire_timers(&mut self, env: &mut Env<'_>) {
-        for key in self.timers.expired(env.now) {
+        for key in self.agenda.expired(env.now) {
             self.with_down(key, env, |d, ctx| d.on_timer(ctx));
         }
     }
@@ -302,14 +289,14 @@ impl<T: DownstreamConn> Downstreams<T> {
             self.with_down(key, env, |d, ctx| d.drive(ctx));
         }
         // Those that opened their stream move their body in the main pass.
-        self.dirty.extend(waiting);
+        self.agenda.mark_all(waiting);
         let cwnd = env.link.cwnd();
         self.hold_bodies = self
             .downs
             .iter()
             .any(|(_, d)| d.head_waits_for_credit(cwnd));
         if was_held && !self.hold_bodies {
-            self.dirty.extend(
+            self.agenda.mark_all(
                 self.downs
                     .iter()
                     .filter(|(_, d)| d.sends_body())
@@ -320,10 +307,7 @@ impl<T: DownstreamConn> Downstreams<T> {
 
     /// Drives every connection marked dirty (once each).
     pub fn drive_dirty(&mut self, env: &mut Env<'_>) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
-        for key in dirty {
+        for key in self.agenda.take_marked() {
             self.with_down(key, env, |d, ctx| d.drive(ctx));
         }
     }

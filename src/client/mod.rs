@@ -277,10 +277,13 @@ impl Driver for ClientProxy {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if self.downs.has_work() || self.send_pending || self.udp_backlog.is_pending() {
+        if self.downs.agenda().has_work() || self.send_pending || self.udp_backlog.is_pending() {
             return Some(Instant::now());
         }
-        let d = crate::time::earliest(self.link.next_deadline(), self.downs.next_deadline());
+        let d = crate::time::earliest(
+            self.link.next_deadline(),
+            self.downs.agenda().next_deadline(),
+        );
         let d = crate::time::earliest(d, self.admin.as_ref().and_then(Admin::next_deadline));
         let d = crate::time::earliest(d, self.accept_pause.next_deadline());
         crate::time::earliest(d, self.drain_deadline)

@@ -58,7 +58,7 @@ impl ClientProxy {
                 let mut snap = Snapshot {
                     streams_open: self.downs.streams_open(),
                     client_connections: Some(self.downs.len()),
-                    timer_entries: self.downs.timer_entries(),
+                    timer_entries: self.downs.agenda().timer_entries(),
                     ..Snapshot::default()
                 };
                 self.link.snapshot(&mut snap, now);

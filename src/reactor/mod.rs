@@ -4,6 +4,7 @@
 //! [`Driver::process`] (deadlines are compared with `now` after every poll, never inferred
 //! from an empty event list).
 
+pub mod agenda;
 pub mod backlog;
 pub mod signals;
 pub mod timer;

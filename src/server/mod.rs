@@ -262,7 +262,7 @@ impl Driver for ServerProxy {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if self.requests.has_work() || self.send_pending || self.udp_backlog.is_pending() {
+        if self.requests.agenda().has_work() || self.send_pending || self.udp_backlog.is_pending() {
             return Some(Instant::now());
         }
         let sessions = self
@@ -275,7 +275,7 @@ impl Driver for ServerProxy {
                 )
             })
             .min();
-        let d = crate::time::earliest(sessions, self.requests.next_deadline());
+        let d = crate::time::earliest(sessions, self.requests.agenda().next_deadline());
         let d = crate::time::earliest(d, self.next_idle_expiry);
         let d = crate::time::earliest(d, self.drain_deadline);
         let d = crate::time::earliest(d, self.admission.next_deadline());

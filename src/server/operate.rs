@@ -32,7 +32,7 @@ impl ServerProxy {
                     streams_open: self.requests.len(),
                     upstream_connections: Some((self.pool.conns.len(), self.pool.idle_count())),
                     routed_connection_ids: Some(self.routes.len()),
-                    timer_entries: self.requests.timer_entries(),
+                    timer_entries: self.requests.agenda().timer_entries(),
                     duplicated: (self.hider.datagrams, self.hider.bytes),
                     admission: Some(AdmissionCounters {
                         handshakes_in_progress: self.handshakes_in_progress() as u64,

@@ -6,7 +6,7 @@
 //! stream drive it. Exchanges with work left are marked dirty and run again in the same turn;
 //! their timers go to one [`TimerTable`] (one entry per exchange). A session is polled for at
 //! most `events_per_turn` events per turn ([`H3_EVENTS_PER_TURN`] in production); one left with
-//! events keeps [`Requests::has_work`] true, so the driver comes back without waiting for a
+//! events leaves work on the [`Agenda`], so the driver comes back without waiting for a
 //! packet.
 //!
 //! [`Requests`] owns no socket, registry or clock: the server's driver (`streams`) and the
@@ -25,8 +25,8 @@ use crate::bridge::stream::H3Stream;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::quic;
-use crate::reactor::backlog::{drain_bounded, Backlog, H3_EVENTS_PER_TURN};
-use crate::time::TimerTable;
+use crate::reactor::agenda::Agenda;
+use crate::reactor::backlog::{drain_bounded, H3_EVENTS_PER_TURN};
 
 /// Where exchanges get their upstream connections: the pool (production) or an in-memory
 /// upstream (simulation, tests).
@@ -55,11 +55,8 @@ pub struct Env<'a, U> {
 pub struct Requests {
     /// Each exchange with the key of its session.
     exchanges: Slab<(usize, Exchange)>,
-    timers: TimerTable<usize>,
-    /// Exchanges with possible progress: run before the turn ends.
-    dirty: Vec<usize>,
-    /// A session was left with events at the cap: poll again without waiting.
-    backlog: Backlog,
+    /// Their timers, those with progress possible, and events left at the cap.
+    agenda: Agenda,
     events_per_turn: usize,
 }
 
@@ -74,9 +71,7 @@ impl Requests {
     pub fn with_event_cap(events_per_turn: usize) -> Self {
         Requests {
             exchanges: Slab::new(),
-            timers: TimerTable::default(),
-            dirty: Vec::new(),
-            backlog: Backlog::default(),
+            agenda: Agenda::default(),
             events_per_turn: events_per_turn.max(1),
         }
     }
@@ -90,40 +85,30 @@ impl Requests {
         self.exchanges.is_empty()
     }
 
-    /// Entries in the timer table (at most one per exchange).
-    pub fn timer_entries(&self) -> usize {
-        self.timers.len()
-    }
-
-    /// Work is left for this turn or the next (dirty exchanges, events left at the cap): the
-    /// driver's deadline is now.
-    pub fn has_work(&self) -> bool {
-        !self.dirty.is_empty() || self.backlog.is_pending()
-    }
-
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+    /// The timers, the exchanges with progress possible, the events left at the cap.
+    pub fn agenda(&self) -> &Agenda {
+        &self.agenda
     }
 
     /// Exchange `ek` may progress (its upstream socket became ready).
     pub fn mark_dirty(&mut self, ek: usize) {
-        self.dirty.push(ek);
+        self.agenda.mark(ek);
     }
 
     /// Polls every session's HTTP/3 events (at most the cap each) and collects the streams
     /// that became writable.
     pub fn poll_sessions<U: Upstreams>(&mut self, conns: &mut Slab<PeerConn>, env: &mut Env<U>) {
-        self.backlog.take();
+        self.agenda.start_poll();
         let keys: Vec<usize> = conns.iter().map(|(k, _)| k).collect();
         for ck in keys {
             let Some(pc) = conns.get_mut(ck) else {
                 continue;
             };
             let drain = drain_bounded(self.events_per_turn, || self.poll_event(ck, pc, env));
-            self.backlog.note(drain);
+            self.agenda.note_poll(drain);
             while let Some(id) = pc.session.conn.stream_writable_next() {
                 if let Some(&ek) = pc.streams.get(&id) {
-                    self.dirty.push(ek);
+                    self.agenda.mark(ek);
                 }
             }
         }
@@ -170,16 +155,16 @@ impl Requests {
                     Exchange::start(ctx, stream, &list, more_frames)
                 });
                 let Some(ex) = started else { return };
-                self.timers.set(ek, ex.timers.next());
+                self.agenda.set_timer(ek, ex.timers.next());
                 self.exchanges.insert((ck, ex));
                 pc.streams.insert(stream, ek);
-                self.dirty.push(ek);
+                self.agenda.mark(ek);
             }
             (event, Some(ek)) => {
                 if !matches!(event, Event::Data) {
                     self.run_on(pc, ek, env, |ex, ctx| ex.on_stream_event(ctx, event));
                 }
-                self.dirty.push(ek);
+                self.agenda.mark(ek);
             }
             _ => {}
         }
@@ -187,17 +172,14 @@ impl Requests {
 
     /// Fires the exchanges' timers due now.
     pub fn fire_timers<U: Upstreams>(&mut self, conns: &mut Slab<PeerConn>, env: &mut Env<U>) {
-        for ek in self.timers.expired(env.now) {
+        for ek in self.agenda.expired(env.now) {
             self.run(conns, ek, env, |ex, ctx| ex.on_timer(ctx));
         }
     }
 
     /// Drives every exchange marked dirty (once each).
     pub fn drive_dirty<U: Upstreams>(&mut self, conns: &mut Slab<PeerConn>, env: &mut Env<U>) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
-        for ek in dirty {
+        for ek in self.agenda.take_marked() {
             self.run(conns, ek, env, |ex, ctx| ex.drive(ctx));
         }
     }
@@ -234,10 +216,10 @@ impl Requests {
         let stream = ex.stream;
         let outcome = with_ctx(pc, ek, stream, env, |ctx| f(ex, ctx)).unwrap_or(Outcome::Finished);
         match outcome {
-            Outcome::Continue => self.timers.set(ek, ex.timers.next()),
+            Outcome::Continue => self.agenda.set_timer(ek, ex.timers.next()),
             Outcome::Yielded => {
-                self.timers.set(ek, ex.timers.next());
-                self.dirty.push(ek);
+                self.agenda.set_timer(ek, ex.timers.next());
+                self.agenda.mark(ek);
             }
             Outcome::Finished => self.finish(Some(pc), ek),
         }
@@ -245,7 +227,7 @@ impl Requests {
 
     /// Removes exchange `ek` and its stream's route.
     fn finish(&mut self, pc: Option<&mut PeerConn>, ek: usize) {
-        self.timers.set(ek, None);
+        self.agenda.set_timer(ek, None);
         if let Some((_, ex)) = self.exchanges.try_remove(ek) {
             if let Some(pc) = pc {
                 pc.streams.remove(&ex.stream);
@@ -256,7 +238,7 @@ impl Requests {
     /// Session `pc` is gone: its exchanges end and their upstream connections are closed.
     pub fn forget_session<U: Upstreams>(&mut self, pc: &mut PeerConn, env: &mut Env<U>) {
         for (_, ek) in pc.streams.drain() {
-            self.timers.set(ek, None);
+            self.agenda.set_timer(ek, None);
             if let Some((_, ex)) = self.exchanges.try_remove(ek) {
                 if let Some(key) = ex.upstream() {
                     env.upstreams.with_port(ek, env.now, |port| port.close(key));

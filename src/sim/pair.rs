@@ -429,11 +429,15 @@ impl SimPair {
     }
 
     /// The server's turn, as its driver takes one: only when woken by datagrams, by work left
-    /// from the last turn ([`Requests::has_work`]) or by a timer due on the manual clock.
+    /// from the last turn ([`crate::reactor::agenda::Agenda::has_work`]) or by a timer due on the manual clock.
     fn server_turn(&mut self, datagrams: bool) {
         let sv = &mut self.server;
-        let timer_due = sv.requests.next_deadline().is_some_and(|t| t <= self.now);
-        if !(datagrams || timer_due || sv.requests.has_work()) {
+        let timer_due = sv
+            .requests
+            .agenda()
+            .next_deadline()
+            .is_some_and(|t| t <= self.now);
+        if !(datagrams || timer_due || sv.requests.agenda().has_work()) {
             return;
         }
         self.server_woken += 1;
@@ -455,7 +459,7 @@ impl SimPair {
 
     /// Entries in both sides' timer tables.
     pub fn timer_entries(&self) -> usize {
-        self.client.downs.timer_entries() + self.server.requests.timer_entries()
+        self.client.downs.agenda().timer_entries() + self.server.requests.agenda().timer_entries()
     }
 
     /// Connection IDs the server routes, and the most any one session holds.

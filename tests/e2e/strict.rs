@@ -13,7 +13,7 @@
 //!
 //! Tables:
 //! - [`CLIENT_CASES`]: request parsing on the client side (default config);
-//! - [`MAX_BODY_CASES`]: `http.max_body_bytes`;
+//! - [`MAX_BODY_CASES`]: the limit `http.max_body_bytes`;
 //! - [`FWD_DEFAULT_CASES`], [`FWD_XFF_CASES`], [`FWD_OFF_CASES`]: Forwarded / Via / X-Forwarded-For;
 //! - [`SERVER_CASES`]: upstream responses, from a scripted raw upstream ([`RawUpstream`]);
 //! - [`TIMEOUT_SCENARIOS`] and `strict_max_connections`: slow clients and the connection limit.
@@ -1049,9 +1049,12 @@ fn lossy(b: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&b[..b.len().min(max)]).into_owned()
 }
 
+/// A decoded chunked body: payload, trailers, bytes used.
+type Dechunked = (Vec<u8>, Vec<String>, usize);
+
 /// Decodes a complete chunked body at the start of `b`: (payload, trailers, bytes used);
 /// `Ok(None)` if it is not complete yet.
-fn dechunk(b: &[u8]) -> Result<Option<(Vec<u8>, Vec<String>, usize)>, String> {
+fn dechunk(b: &[u8]) -> Result<Option<Dechunked>, String> {
     let mut p = 0;
     let mut body = Vec::new();
     loop {
@@ -2007,10 +2010,9 @@ fn run_server_case(
                 .into_iter()
                 .find(|r| r.target == format!("/ok?{id}&f"))
                 .map(|r| r.conn);
-            if bad && conn.is_some() && fconn == conn {
+            if let Some(c) = conn.filter(|_| bad && fconn == conn) {
                 note(Err(format!(
-                    "the follow-up request reused upstream connection #{}",
-                    conn.unwrap()
+                    "the follow-up request reused upstream connection #{c}"
                 )));
             }
         }

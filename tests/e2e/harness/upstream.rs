@@ -8,7 +8,7 @@
 //! - `/close`       200 [`CLOSE_BODY`] without Content-Length, then close
 //! - `/bytes/N`     N pattern bytes, Content-Length, 64 KiB writes
 //! - `/sink`        body read streaming; 200 "len=<n> sum=<checksum>";
-//!                  `/sink?pause_ms=P&pause_after=N` stops reading for P ms after N bytes
+//!   `/sink?pause_ms=P&pause_after=N` stops reading for P ms after N bytes
 //! - `/stall`       request read, never answered (held until the Upstream drops or the peer closes)
 //! - `/status/NNN`  that status, empty body (no Content-Length for 1xx/204/304)
 //! - `/headers`     200, body = received headers "name: value\n" in order
