@@ -4,7 +4,7 @@
 //!   datagrams (the last may be shorter); the kernel (or the NIC) cuts them. One syscall instead
 //!   of one per packet on bulk transfers.
 //! - GRO: with `UDP_GRO` on, one `recvmsg` may return several datagrams of one flow glued
-//!   together, with their size in a `UDP_GRO` control message; [`GroBuffer`] cuts them apart.
+//!   together, with their size in a `UDP_GRO` control message; [`UdpIo::recv`](super::udp::UdpIo::recv) cuts them apart.
 //!
 //! A kernel that refuses either (old kernel, unsupported device) just gets one datagram per
 //! syscall: [`UdpIo`](super::udp::UdpIo) turns GSO off at the first refusal.

@@ -4,7 +4,7 @@
 //! A new request stream starts an exchange (or is refused with REQUEST_REJECTED once the server
 //! is stopping, so the client may retry it elsewhere); data, trailers, the end and resets of its
 //! stream drive it. Exchanges with work left are marked dirty and run again in the same turn;
-//! their timers go to one [`TimerTable`] (one entry per exchange). A session is polled for at
+//! their timers go to its [`Agenda`] (one entry per exchange). A session is polled for at
 //! most `events_per_turn` events per turn ([`H3_EVENTS_PER_TURN`] in production); one left with
 //! events leaves work on the [`Agenda`], so the driver comes back without waiting for a
 //! packet.

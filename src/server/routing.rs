@@ -18,7 +18,7 @@
 //! Handshakes not done within `admission.handshake_timeout_ms` are dropped.
 //!
 //! Once a session is up, the client is kept supplied with spare IDs (each routed here, with its
-//! reset token); the IDs it retires stop leading to the session ([`CidRoutes`]).
+//! reset token); the IDs it retires stop leading to the session ([`super::cid_routes::CidRoutes`]).
 
 use std::net::SocketAddr;
 use std::ops::ControlFlow;

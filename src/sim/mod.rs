@@ -1,4 +1,4 @@
-//! The simulated pair: both roles' state machines in one process, over a seeded virtual link,
+//! The simulated pair: both roles' tables and state machines in one process, over a seeded virtual link,
 //! with service A and service B in memory and a manual clock for ptproxy's timers (see
 //! [`pair`]). quiche keeps its own real-time clock for loss recovery; the link delivers in
 //! whole turns and acknowledgements are not delayed, so a run takes as many real milliseconds

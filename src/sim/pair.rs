@@ -1,8 +1,11 @@
-//! Both proxies in one process: the client role's downstreams and the server role's exchanges
-//! (the production state machines, through their ports), each side's quiche session, the
-//! virtual link between them, service A and service B in memory, and a manual clock for
-//! ptproxy's own timers. Each [`SimPair::turn`] delivers what the link carries, lets quiche
-//! and HTTP/3 run on both sides, and fires the timers due on the manual clock.
+//! Both proxies in one process: each role's own sans-IO tables (the client's
+//! [`Downstreams`], the server's [`Requests`] and [`CidRoutes`]) with the production state
+//! machines in them, each side's quiche session behind the real datagram path ([`UdpIo`] over
+//! a [`SimSocket`]), the virtual link between them, service A and service B in memory, and a
+//! manual clock for ptproxy's own timers. Each [`SimPair::turn`] delivers what the link
+//! carries, lets quiche run on both sides, takes each role's turn as its driver takes one, and
+//! sends. Only the drivers' socket plumbing is not here: accepting and registering TCP
+//! connections, the client's reconnects, the server's admission of new handshakes.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
