@@ -1,219 +1,49 @@
 //! A downstream connection run without sockets or a session: an in-memory client connection,
 //! an in-memory session, and a manual clock. Each test replays one timer or bound hazard.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use quiche::h3::Header as H3Header;
 
 use super::*;
-use crate::bridge::pump::H1Buffers;
-use crate::bridge::stream::{OpenRefused, StreamFailed};
-use crate::config::Forwarding;
+use crate::bridge::stream::OpenRefused;
+use crate::testing::client::ClientRig;
+use crate::testing::Clocked;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// The client's connection: input fed by the test, output kept within `cap`.
-#[derive(Default)]
-struct MemConn {
-    input: Vec<u8>,
-    eof: bool,
-    output: Vec<u8>,
-    cap: usize,
-    received: u64,
-    shut: bool,
-    reset: bool,
-}
-
-impl MemConn {
-    fn feed(&mut self, bytes: &[u8]) {
-        self.input.extend_from_slice(bytes);
-        self.received += bytes.len() as u64;
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output).into_owned()
-    }
-}
-
-impl H1Buffers for MemConn {
-    fn input(&self) -> &[u8] {
-        &self.input
-    }
-    fn consume(&mut self, n: usize) {
-        self.input.drain(..n);
-    }
-    fn input_ended(&self) -> bool {
-        self.eof
-    }
-    fn write_room(&self) -> usize {
-        self.cap.saturating_sub(self.output.len())
-    }
-    fn output(&mut self) -> &mut Vec<u8> {
-        &mut self.output
-    }
-}
-
-impl DownstreamConn for MemConn {
-    fn fill(&mut self) -> bool {
-        false
-    }
-    fn flush(&mut self) -> bool {
-        false
-    }
-    fn queue(&mut self, bytes: &[u8]) {
-        self.output.extend_from_slice(bytes);
-    }
-    fn pending_output(&self) -> usize {
-        self.output.len()
-    }
-    fn eof(&self) -> bool {
-        self.eof
-    }
-    fn is_broken(&self) -> bool {
-        false
-    }
-    fn write_failed(&self) -> bool {
-        false
-    }
-    fn received(&self) -> u64 {
-        self.received
-    }
-    fn shutdown_write(&mut self) {
-        self.shut = true;
-    }
-    fn reset_on_close(&mut self) {
-        self.reset = true;
-    }
-}
-
-/// The session: opens streams (or refuses with `refuse`) and records what they carry.
-#[derive(Default)]
-struct MemSession {
-    refuse: Option<OpenRefused>,
-    next: u64,
-    opened: Vec<(Vec<H3Header>, bool)>,
-    body: HashMap<u64, Vec<u8>>,
-    incoming: HashMap<u64, Vec<u8>>,
-}
-
-impl SessionPort for MemSession {
-    fn accepts(&self, _fields: &[H3Header]) -> bool {
-        true
-    }
-    fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused> {
-        if let Some(why) = &self.refuse {
-            return Err(why.clone());
-        }
-        self.opened.push((fields.to_vec(), fin));
-        let id = self.next;
-        self.next += 4;
-        Ok(id)
-    }
-    fn send_body(
-        &mut self,
-        id: u64,
-        data: &[u8],
-        _fin: bool,
-    ) -> Result<Option<usize>, StreamFailed> {
-        self.body.entry(id).or_default().extend_from_slice(data);
-        Ok(Some(data.len()))
-    }
-    fn send_trailers(&mut self, _id: u64, _fields: &[H3Header]) -> Result<bool, StreamFailed> {
-        Ok(true)
-    }
-    fn recv_body(&mut self, id: u64, buf: &mut [u8]) -> Result<usize, StreamFailed> {
-        let data = self.incoming.entry(id).or_default();
-        let n = buf.len().min(data.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        data.drain(..n);
-        Ok(n)
-    }
-    fn stop_sending(&mut self, _id: u64, _code: u64) {}
-    fn reset(&mut self, _id: u64, _code: u64) {}
-}
-
+/// A client rig (output capacity 256 KiB) with a manual clock counted from `t0`.
 struct World {
     t0: Instant,
-    now: Instant,
-    http: ClientHttpConfig,
-    session: MemSession,
-    session_up: bool,
-    by_stream: HashMap<u64, usize>,
-    metrics: Metrics,
-    down: Downstream<MemConn>,
+    rig: ClientRig,
+}
+
+impl std::ops::Deref for World {
+    type Target = ClientRig;
+    fn deref(&self) -> &ClientRig {
+        &self.rig
+    }
+}
+
+impl std::ops::DerefMut for World {
+    fn deref_mut(&mut self) -> &mut ClientRig {
+        &mut self.rig
+    }
 }
 
 impl World {
     fn new() -> Self {
         let t0 = Instant::now();
-        let http = ClientHttpConfig {
-            session_wait: 2 * SECOND,
-            max_connections: 16,
-            head_timeout: 5 * SECOND,
-            keepalive_timeout: 10 * SECOND,
-            max_head_bytes: 16 * 1024,
-            max_body_bytes: None,
-            access_log: false,
-            forwarding: Forwarding {
-                forwarded: false,
-                via: false,
-                x_forwarded_for: false,
-            },
-            early_data_methods: Vec::new(),
-            body_timeout: 3 * SECOND,
-        };
-        let conn = MemConn {
-            cap: 256 * 1024,
-            ..MemConn::default()
-        };
-        let down = Downstream::new(conn, "127.0.0.1:40000".parse().expect("address"), &http, t0);
         World {
             t0,
-            now: t0,
-            http,
-            session: MemSession::default(),
-            session_up: true,
-            by_stream: HashMap::new(),
-            metrics: Metrics::new("client", t0),
-            down,
+            rig: ClientRig::new(t0, 256 * 1024),
         }
-    }
-
-    fn with(&mut self, f: impl FnOnce(&mut Downstream<MemConn>, &mut Ctx<'_>)) {
-        let mut ctx = Ctx {
-            key: 0,
-            now: self.now,
-            http: &self.http,
-            default_authority: "b.test",
-            session: self
-                .session_up
-                .then_some(&mut self.session as &mut dyn SessionPort),
-            accepting: true,
-            early: false,
-            stopping: false,
-            why_down: "test (down)",
-            hold_bodies: false,
-            by_stream: &mut self.by_stream,
-            metrics: &mut self.metrics,
-        };
-        f(&mut self.down, &mut ctx);
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.down.tcp.feed(bytes);
-        self.with(|d, ctx| d.drive(ctx));
     }
 
     /// Moves the clock to `at` (from t0) and fires what is due, as the reactor does.
     fn advance_to(&mut self, at: Duration) {
-        self.now = self.t0 + at;
-        for _ in 0..8 {
-            if self.down.timers.next().is_none_or(|d| d > self.now) {
-                return;
-            }
-            self.with(|d, ctx| d.on_timer(ctx));
-        }
-        panic!("timers still due after 8 expiries at {at:?}: a busy loop");
+        self.rig.now = self.t0 + at;
+        self.rig.fire_due(8);
     }
 
     /// The peer's response on the last opened stream.
