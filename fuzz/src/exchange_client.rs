@@ -103,12 +103,12 @@ impl World {
     }
 
     fn a_sends(&mut self, bytes: &[u8]) {
-        if self.rig.down.tcp.eof {
+        if self.rig.down.tcp.ended {
             return;
         }
         self.head_requests |= bytes.windows(4).any(|w| w == b"HEAD");
         let bytes = self.budget(bytes);
-        self.rig.down.tcp.feed(bytes);
+        self.rig.down.tcp.send(bytes);
     }
 
     fn peer_sends(&mut self, bytes: &[u8]) {
@@ -145,7 +145,7 @@ impl World {
                 "a done connection holds a stream"
             );
         }
-        let mut all = conn.seen.clone();
+        let mut all = conn.read.clone();
         all.extend_from_slice(&conn.output);
         let closed = self.closed();
         let responses = read_responses(&all, "GET", closed);
@@ -229,7 +229,7 @@ fn step(w: &mut World, op: u8, reader: &mut Reader) {
             w.rig.drive();
         }
         2 => {
-            w.rig.down.tcp.eof = true;
+            w.rig.down.tcp.ended = true;
             w.rig.drive();
         }
         3 => {

@@ -39,8 +39,8 @@ use std::io;
 use std::time::Duration;
 
 use ptproxy::server::exchange::Outcome;
-use ptproxy::testing::server::{MemConn, ServerRig};
-use ptproxy::testing::Clocked;
+use ptproxy::testing::server::ServerRig;
+use ptproxy::testing::{Clocked, MemConn};
 use quiche::h3::Header as H3Header;
 
 use super::exchange::{

@@ -1,108 +1,16 @@
-//! Doubles of a downstream's ports: service A's connection ([`MemConn`]) and the session
-//! ([`MemSession`]); and [`ClientRig`], one [`Downstream`] wired to them with a manual clock.
+//! Doubles of a downstream's ports: the session ([`MemSession`]; service A's connection is a
+//! [`MemConn`]); and [`ClientRig`], one [`Downstream`] wired to them with a manual clock.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use quiche::h3::Header as H3Header;
 
-use super::{Clocked, MAX_YIELDS};
-use crate::bridge::pump::H1Buffers;
+use super::{Clocked, MemConn, MAX_YIELDS};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamFailed};
-use crate::client::downstream::{Ctx, Downstream, DownstreamConn};
+use crate::client::downstream::{Ctx, Downstream};
 use crate::config::{ClientHttpConfig, Forwarding};
 use crate::metrics::Metrics;
-
-/// Service A's connection: input the test feeds, output kept for the test to read; panics on
-/// output after the write side was shut.
-#[derive(Default)]
-pub struct MemConn {
-    pub input: Vec<u8>,
-    pub eof: bool,
-    /// Written by the downstream, not read by service A yet.
-    pub output: Vec<u8>,
-    /// What service A read.
-    pub seen: Vec<u8>,
-    /// Most output bytes the downstream should hold (it checks `write_room`).
-    pub cap: usize,
-    pub received: u64,
-    pub shut: bool,
-    pub reset: bool,
-}
-
-impl MemConn {
-    /// Service A sends `bytes`.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        self.input.extend_from_slice(bytes);
-        self.received += bytes.len() as u64;
-    }
-    /// Service A reads everything written so far.
-    pub fn read_all(&mut self) {
-        let out = std::mem::take(&mut self.output);
-        self.seen.extend_from_slice(&out);
-    }
-    /// The output not read yet, as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.output).into_owned()
-    }
-}
-
-impl H1Buffers for MemConn {
-    fn input(&self) -> &[u8] {
-        &self.input
-    }
-    fn consume(&mut self, n: usize) {
-        assert!(
-            n <= self.input.len(),
-            "consumed {n} of {}",
-            self.input.len()
-        );
-        self.input.drain(..n);
-    }
-    fn input_ended(&self) -> bool {
-        self.eof
-    }
-    fn write_room(&self) -> usize {
-        self.cap.saturating_sub(self.output.len())
-    }
-    fn output(&mut self) -> &mut Vec<u8> {
-        assert!(!self.shut, "output after the write side was shut");
-        &mut self.output
-    }
-}
-
-impl DownstreamConn for MemConn {
-    fn fill(&mut self) -> bool {
-        false
-    }
-    fn flush(&mut self) -> bool {
-        false
-    }
-    fn queue(&mut self, bytes: &[u8]) {
-        self.output().extend_from_slice(bytes);
-    }
-    fn pending_output(&self) -> usize {
-        self.output.len()
-    }
-    fn eof(&self) -> bool {
-        self.eof
-    }
-    fn is_broken(&self) -> bool {
-        false
-    }
-    fn write_failed(&self) -> bool {
-        false
-    }
-    fn received(&self) -> u64 {
-        self.received
-    }
-    fn shutdown_write(&mut self) {
-        self.shut = true;
-    }
-    fn reset_on_close(&mut self) {
-        self.reset = true;
-    }
-}
 
 /// The session: opens streams (or refuses with `refuse`), records what they carry and serves
 /// the peer's response bodies from `incoming`.
@@ -192,10 +100,7 @@ pub struct ClientRig {
 impl ClientRig {
     pub fn new(now: Instant, cap: usize) -> Self {
         let http = http_config();
-        let conn = MemConn {
-            cap,
-            ..MemConn::default()
-        };
+        let conn = MemConn::accepted(cap);
         let peer = "127.0.0.1:40000".parse().expect("address");
         ClientRig {
             now,
@@ -242,7 +147,7 @@ impl ClientRig {
 
     /// Service A sends `bytes`; the downstream is driven.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.down.tcp.feed(bytes);
+        self.down.tcp.send(bytes);
         self.drive();
     }
 

@@ -8,14 +8,17 @@
 //! Compiled only for `cfg(test)` or with the `testing` feature (the fuzz crate and the main
 //! crate's own integration tests turn it on): production builds never compile it.
 //!
-//! - [`server`]: the request stream, upstream connections and their pool, and a rig holding
-//!   one server exchange.
-//! - [`client`]: service A's connection, the session, and a rig holding one downstream.
+//! - [`MemConn`]: a TCP connection, upstream (server) or from service A (client).
+//! - [`server`]: the request stream and the upstream pool, and a rig holding one exchange.
+//! - [`client`]: the session, and a rig holding one downstream.
 
 use std::time::{Duration, Instant};
 
 pub mod client;
+mod conn;
 pub mod server;
+
+pub use conn::{MemConn, Released};
 
 /// Consecutive `drive` calls that yield (step budget spent) before it counts as a busy loop.
 pub const MAX_YIELDS: usize = 4096;

@@ -1,6 +1,7 @@
 //! Doubles of the server exchange's ports: the request stream ([`MemStream`], which checks
-//! every frame as the exchange sends it), upstream connections ([`MemConn`]) and their pool
-//! ([`MemPool`]); and [`ServerRig`], one [`Exchange`] wired to them with a manual clock.
+//! every frame as the exchange sends it) and the pool of upstream connections ([`MemPool`],
+//! handing out [`MemConn`]s); and [`ServerRig`], one [`Exchange`] wired to them with a manual
+//! clock.
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use quiche::h3::{Header as H3Header, NameValue};
 
-use super::{Clocked, MAX_YIELDS};
-use crate::bridge::pump::H1Buffers;
+use super::{Clocked, MemConn, Released, MAX_YIELDS};
 use crate::bridge::stream::{ExchangeStream, StreamFailed, StreamSink, StreamSource};
 use crate::config::UpstreamConfig;
 use crate::metrics::Metrics;
@@ -137,130 +137,6 @@ impl ExchangeStream for MemStream {
     fn reset(&mut self, code: u64) {
         assert!(!self.fin, "a reset after a clean FIN");
         self.reset = Some(code);
-    }
-}
-
-/// How the exchange let go of a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Released {
-    CheckedIn { reusable: bool },
-    Closed,
-}
-
-/// One upstream connection: a scripted connect, input the upstream sends, output it reads up
-/// to a budget.
-pub struct MemConn {
-    pub connecting: bool,
-    /// How the connect ends once known (`None`: it hangs, the SYNs vanish).
-    pub outcome: Option<Result<(), io::ErrorKind>>,
-    /// Sent by the upstream, not consumed yet.
-    pub input: Vec<u8>,
-    /// Everything the upstream sent on it.
-    pub sent: Vec<u8>,
-    /// The upstream closed its side.
-    pub ended: bool,
-    pub output: Vec<u8>,
-    /// Most output bytes held.
-    pub cap: usize,
-    /// Output bytes the upstream will still read (`usize::MAX`: all).
-    pub reads: usize,
-    /// Bytes the upstream read (the request as it saw it).
-    pub read: Vec<u8>,
-    pub reused: u32,
-    pub released: Option<Released>,
-}
-
-impl MemConn {
-    /// A fresh connection, still connecting; the connect hangs until `outcome` is set.
-    pub fn fresh() -> Self {
-        MemConn {
-            connecting: true,
-            outcome: None,
-            input: Vec::new(),
-            sent: Vec::new(),
-            ended: false,
-            output: Vec::new(),
-            cap: 64 * 1024,
-            reads: usize::MAX,
-            read: Vec::new(),
-            reused: 0,
-            released: None,
-        }
-    }
-    /// A fresh connection whose connect succeeds.
-    pub fn connects() -> Self {
-        MemConn {
-            outcome: Some(Ok(())),
-            ..MemConn::fresh()
-        }
-    }
-    /// A connected one from the idle pool.
-    pub fn pooled() -> Self {
-        MemConn {
-            connecting: false,
-            reused: 1,
-            ..MemConn::fresh()
-        }
-    }
-    /// The upstream sends `bytes` (nothing once it closed its side).
-    pub fn send(&mut self, bytes: &[u8]) {
-        if !self.ended {
-            self.input.extend_from_slice(bytes);
-            self.sent.extend_from_slice(bytes);
-        }
-    }
-    /// Bytes ever written into it.
-    pub fn written(&self) -> usize {
-        self.read.len() + self.output.len()
-    }
-}
-
-impl H1Buffers for MemConn {
-    fn input(&self) -> &[u8] {
-        &self.input
-    }
-    fn consume(&mut self, n: usize) {
-        assert!(
-            n <= self.input.len(),
-            "consumed {n} of {}",
-            self.input.len()
-        );
-        self.input.drain(..n);
-    }
-    fn input_ended(&self) -> bool {
-        self.ended
-    }
-    fn write_room(&self) -> usize {
-        self.cap.saturating_sub(self.output.len())
-    }
-    fn output(&mut self) -> &mut Vec<u8> {
-        &mut self.output
-    }
-}
-
-impl UpstreamConn for MemConn {
-    fn is_connecting(&self) -> bool {
-        self.connecting
-    }
-    fn connect_result(&mut self) -> Option<io::Result<()>> {
-        self.outcome.map(|r| r.map_err(io::Error::from))
-    }
-    fn set_connected(&mut self) {
-        self.connecting = false;
-    }
-    fn fill(&mut self) -> bool {
-        false
-    }
-    fn flush(&mut self) -> bool {
-        let n = self.output.len().min(self.reads);
-        if self.reads != usize::MAX {
-            self.reads -= n;
-        }
-        self.read.extend(self.output.drain(..n));
-        n > 0
-    }
-    fn reused(&self) -> u32 {
-        self.reused
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::testing::server::{MemConn, Released, ServerRig};
-use crate::testing::Clocked;
+use crate::testing::server::ServerRig;
+use crate::testing::{Clocked, MemConn, Released};
 
 const SECOND: Duration = Duration::from_secs(1);
 
