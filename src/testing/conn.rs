@@ -99,6 +99,10 @@ impl MemConn {
     pub fn read_all(&mut self) {
         self.read.append(&mut self.output);
     }
+    /// Input bytes the machine consumed (when all input came through [`MemConn::send`]).
+    pub fn consumed(&self) -> usize {
+        self.sent.len() - self.input.len()
+    }
     /// Bytes ever written into it.
     pub fn written(&self) -> usize {
         self.read.len() + self.output.len()
