@@ -151,6 +151,18 @@ impl ClientRig {
         self.drive();
     }
 
+    /// The peer's complete response on the last opened stream.
+    pub fn respond(&mut self, status: &str, body: &[u8]) {
+        let id = self.session.next - 4;
+        let fields = vec![
+            H3Header::new(b":status", status.as_bytes()),
+            H3Header::new(b"content-length", body.len().to_string().as_bytes()),
+        ];
+        self.session.incoming.insert(id, body.to_vec());
+        self.with(|d, ctx| d.on_headers(ctx, &fields, !body.is_empty()));
+        self.with(|d, ctx| d.on_finished(ctx));
+    }
+
     /// The stream the downstream has open, if any.
     pub fn stream(&self) -> Option<u64> {
         self.by_stream.keys().copied().max()

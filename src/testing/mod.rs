@@ -12,6 +12,7 @@
 //! - [`server`]: the request stream and the upstream pool, and a rig holding one exchange.
 //! - [`client`]: the session, and a rig holding one downstream.
 
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 pub mod client;
@@ -70,5 +71,42 @@ pub trait Clocked {
             }
         }
         panic!("more than 100000 deadlines in one clock step");
+    }
+}
+
+/// A rig whose clock the test moves to instants counted from `t0`, as a reactor would: every
+/// timer due then is handled (at most 8 `on_timer` calls).
+pub struct FromStart<R> {
+    pub t0: Instant,
+    pub rig: R,
+}
+
+impl<R: Clocked> FromStart<R> {
+    /// `rig` built with its clock at `t0` (now).
+    pub fn new(rig: impl FnOnce(Instant) -> R) -> Self {
+        let t0 = Instant::now();
+        FromStart { t0, rig: rig(t0) }
+    }
+    /// Moves the clock to `at` from t0 and handles what is due.
+    pub fn advance_to(&mut self, at: Duration) {
+        *self.rig.now_mut() = self.t0 + at;
+        self.rig.fire_due(8);
+    }
+    /// The next deadline, from t0.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.rig.next_deadline().map(|d| d - self.t0)
+    }
+}
+
+impl<R> Deref for FromStart<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.rig
+    }
+}
+
+impl<R> DerefMut for FromStart<R> {
+    fn deref_mut(&mut self) -> &mut R {
+        &mut self.rig
     }
 }

@@ -1,67 +1,27 @@
 //! A downstream connection run without sockets or a session: an in-memory client connection,
 //! an in-memory session, and a manual clock. Each test replays one timer or bound hazard.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quiche::h3::Header as H3Header;
 
 use super::*;
 use crate::bridge::stream::OpenRefused;
 use crate::testing::client::ClientRig;
-use crate::testing::Clocked;
+use crate::testing::FromStart;
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// A client rig (output capacity 256 KiB) with a manual clock counted from `t0`.
-struct World {
-    t0: Instant,
-    rig: ClientRig,
-}
+type World = FromStart<ClientRig>;
 
-impl std::ops::Deref for World {
-    type Target = ClientRig;
-    fn deref(&self) -> &ClientRig {
-        &self.rig
-    }
-}
-
-impl std::ops::DerefMut for World {
-    fn deref_mut(&mut self) -> &mut ClientRig {
-        &mut self.rig
-    }
-}
-
-impl World {
-    fn new() -> Self {
-        let t0 = Instant::now();
-        World {
-            t0,
-            rig: ClientRig::new(t0, 256 * 1024),
-        }
-    }
-
-    /// Moves the clock to `at` (from t0) and fires what is due, as the reactor does.
-    fn advance_to(&mut self, at: Duration) {
-        self.rig.now = self.t0 + at;
-        self.rig.fire_due(8);
-    }
-
-    /// The peer's response on the last opened stream.
-    fn respond(&mut self, status: &str, body: &[u8]) {
-        let id = self.session.next - 4;
-        let fields = vec![
-            H3Header::new(b":status", status.as_bytes()),
-            H3Header::new(b"content-length", body.len().to_string().as_bytes()),
-        ];
-        self.session.incoming.insert(id, body.to_vec());
-        self.with(|d, ctx| d.on_headers(ctx, &fields, !body.is_empty()));
-        self.with(|d, ctx| d.on_finished(ctx));
-    }
+/// A downstream whose client holds up to 256 KiB of output, at t0.
+fn world() -> World {
+    FromStart::new(|t0| ClientRig::new(t0, 256 * 1024))
 }
 
 #[test]
 fn without_a_session_a_request_is_answered_503_at_the_session_wait() {
-    let mut w = World::new();
+    let mut w = world();
     w.session_up = false;
     w.send(b"GET /a HTTP/1.1\r\nHost: b.test\r\n\r\n");
     w.advance_to(2 * SECOND - Duration::from_millis(1));
@@ -74,7 +34,7 @@ fn without_a_session_a_request_is_answered_503_at_the_session_wait() {
 
 #[test]
 fn a_session_out_of_streams_is_a_503_that_says_so() {
-    let mut w = World::new();
+    let mut w = world();
     w.session.refuse = Some(OpenRefused::Streams);
     w.send(b"GET /a HTTP/1.1\r\nHost: b.test\r\n\r\n");
     w.advance_to(2 * SECOND);
@@ -85,7 +45,7 @@ fn a_session_out_of_streams_is_a_503_that_says_so() {
 
 #[test]
 fn a_request_body_that_stops_arriving_is_a_408_at_the_body_timeout() {
-    let mut w = World::new();
+    let mut w = world();
     w.send(b"POST /a HTTP/1.1\r\nHost: b.test\r\nContent-Length: 10\r\n\r\nabc");
     assert_eq!(w.session.opened.len(), 1, "the request went out");
     w.advance_to(2 * SECOND);
@@ -101,7 +61,7 @@ fn a_request_body_that_stops_arriving_is_a_408_at_the_body_timeout() {
 
 #[test]
 fn keep_alive_and_head_timeouts_each_apply_in_their_phase() {
-    let mut w = World::new();
+    let mut w = world();
     w.send(b"GET /a HTTP/1.1\r\nHost: b.test\r\n\r\n");
     w.respond("200", b"ok");
     assert!(w.down.tcp.text().ends_with("ok"));
@@ -123,7 +83,7 @@ fn keep_alive_and_head_timeouts_each_apply_in_their_phase() {
 
 #[test]
 fn an_idle_connection_closes_at_the_keep_alive_timeout() {
-    let mut w = World::new();
+    let mut w = world();
     w.send(b"GET /a HTTP/1.1\r\nHost: b.test\r\n\r\n");
     w.respond("204", b"");
     w.advance_to(10 * SECOND - Duration::from_millis(1));
@@ -134,7 +94,7 @@ fn an_idle_connection_closes_at_the_keep_alive_timeout() {
 
 #[test]
 fn endless_interim_responses_to_a_client_that_does_not_read_stay_bounded() {
-    let mut w = World::new();
+    let mut w = world();
     w.down.tcp.cap = 4096;
     w.send(b"GET /a HTTP/1.1\r\nHost: b.test\r\n\r\n");
     let hint = vec![
@@ -157,7 +117,7 @@ fn endless_interim_responses_to_a_client_that_does_not_read_stay_bounded() {
 #[test]
 fn a_handled_deadline_is_never_due_again() {
     for session_up in [true, false] {
-        let mut w = World::new();
+        let mut w = world();
         w.session_up = session_up;
         w.send(b"POST /a HTTP/1.1\r\nHost: b.test\r\nContent-Length: 5\r\n\r\nab");
         for ms in (0..30_000).step_by(100) {
@@ -183,7 +143,7 @@ fn a_handled_deadline_is_never_due_again() {
 
 #[test]
 fn a_closing_connection_whose_client_stops_reading_ends_at_the_keep_alive_timeout() {
-    let mut w = World::new();
+    let mut w = world();
     w.down.tcp.cap = 1024;
     // HTTP/1.0: the connection closes after the response, whose end the client never takes.
     w.send(b"GET /a HTTP/1.0\r\nHost: b.test\r\n\r\n");

@@ -1,56 +1,23 @@
 //! The server exchange run without sockets or a session: an in-memory request stream and
 //! upstream, and a manual clock. Each test is one timer hazard, replayed step by step.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::testing::server::ServerRig;
-use crate::testing::{Clocked, MemConn, Released};
+use crate::testing::{FromStart, MemConn, Released};
 
 const SECOND: Duration = Duration::from_secs(1);
 
-/// A server rig with a manual clock counted from `t0`.
-struct World {
-    t0: Instant,
-    rig: ServerRig,
-}
+type World = FromStart<ServerRig>;
 
-impl std::ops::Deref for World {
-    type Target = ServerRig;
-    fn deref(&self) -> &ServerRig {
-        &self.rig
-    }
-}
-
-impl std::ops::DerefMut for World {
-    fn deref_mut(&mut self) -> &mut ServerRig {
-        &mut self.rig
-    }
-}
-
-impl World {
-    fn new(connect: Duration, response: Duration) -> Self {
-        let t0 = Instant::now();
-        World {
-            t0,
-            rig: ServerRig::new(t0, connect, response),
-        }
-    }
-
-    /// Advances the clock to `at` (from t0) and fires what is due, as the reactor does: the
-    /// exchange's deadline must never be due again right after it was handled.
-    fn advance_to(&mut self, at: Duration) {
-        self.rig.now = self.t0 + at;
-        self.rig.fire_due(8);
-    }
-
-    fn deadline(&self) -> Option<Duration> {
-        self.rig.next_deadline().map(|d| d - self.t0)
-    }
+/// An exchange with the given connect and response timeouts, at t0.
+fn world(connect: Duration, response: Duration) -> World {
+    FromStart::new(|t0| ServerRig::new(t0, connect, response))
 }
 
 #[test]
 fn a_connect_that_never_completes_is_a_504_at_the_connect_timeout() {
-    let mut w = World::new(2 * SECOND, 30 * SECOND);
+    let mut w = world(2 * SECOND, 30 * SECOND);
     w.pool.next = Some(MemConn::fresh());
     w.start("GET", &[], false);
     assert_eq!(w.deadline(), Some(2 * SECOND), "the connect timer is armed");
@@ -65,7 +32,7 @@ fn a_connect_that_never_completes_is_a_504_at_the_connect_timeout() {
 #[test]
 fn equal_connect_and_response_timeouts_each_apply() {
     // A reused connection (no connect): the response timeout runs from the request head.
-    let mut w = World::new(2 * SECOND, 2 * SECOND);
+    let mut w = world(2 * SECOND, 2 * SECOND);
     w.pool.next = Some(MemConn::pooled());
     w.start("GET", &[], false);
     assert_eq!(w.deadline(), Some(2 * SECOND), "response timer armed");
@@ -74,7 +41,7 @@ fn equal_connect_and_response_timeouts_each_apply() {
     assert!(String::from_utf8_lossy(&w.stream.data).contains("did not answer within 2000 ms"));
 
     // A fresh connection that connects at 1 s: the response timeout runs from then.
-    let mut w = World::new(2 * SECOND, 2 * SECOND);
+    let mut w = world(2 * SECOND, 2 * SECOND);
     w.pool.next = Some(MemConn::fresh());
     w.start("GET", &[], false);
     w.advance_to(SECOND);
@@ -94,7 +61,7 @@ fn equal_connect_and_response_timeouts_each_apply() {
 
 #[test]
 fn a_504_that_cannot_leave_a_blocked_stream_ends_in_a_reset() {
-    let mut w = World::new(SECOND, SECOND);
+    let mut w = world(SECOND, SECOND);
     w.pool.next = Some(MemConn::fresh());
     w.stream.blocked = true;
     w.start("GET", &[], false);
@@ -109,7 +76,7 @@ fn a_504_that_cannot_leave_a_blocked_stream_ends_in_a_reset() {
 
 #[test]
 fn an_upstream_that_stops_reading_after_a_complete_response_ends_the_exchange() {
-    let mut w = World::new(SECOND, 3 * SECOND);
+    let mut w = world(SECOND, 3 * SECOND);
     // A reused connection whose upstream reads nothing more.
     w.pool.next = Some(MemConn {
         reads: 0,
@@ -149,7 +116,7 @@ fn a_peer_reset_after_a_complete_response_does_not_reset_it() {
     // Found by the `exchange` fuzz target: the response went out with its FIN while the end
     // of the request body still waited for the upstream; the peer's reset then reset the
     // complete response too.
-    let mut w = World::new(SECOND, 3 * SECOND);
+    let mut w = world(SECOND, 3 * SECOND);
     w.pool.next = Some(MemConn {
         reads: 0,
         ..MemConn::pooled()
@@ -183,7 +150,7 @@ fn a_handled_deadline_is_never_due_again() {
     // Every hazard above, replayed at every instant of a 10 s window: after the timers due at
     // a given time were handled, none is due any more (the reactor would spin otherwise).
     for connects in [true, false] {
-        let mut w = World::new(SECOND, 2 * SECOND);
+        let mut w = world(SECOND, 2 * SECOND);
         w.pool.next = Some(if connects {
             MemConn::connects()
         } else {
