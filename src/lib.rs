@@ -31,6 +31,8 @@ pub mod server;
 #[cfg(test)]
 pub mod sim;
 pub mod systemd;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod time;
 
 use std::error::Error;

@@ -57,7 +57,6 @@
 mod h1_to_h3;
 mod h3_to_h1;
 
-use ptproxy::bridge::pump::H1Buffers;
 use ptproxy::h1::{BodyEncoding, BodyFraming, Header};
 
 use h1_to_h3::h1_to_h3;
@@ -185,41 +184,6 @@ fn append<'v>(op: &Op, all: &'v mut Vec<u8>) -> &'v [u8] {
         _ => {}
     }
     &all[start..]
-}
-
-/// An HTTP/1.1 side: input fed by the script, output bounded by `room`.
-#[derive(Default)]
-struct H1Side {
-    input: Vec<u8>,
-    /// Input bytes consumed so far.
-    consumed: usize,
-    ended: bool,
-    output: Vec<u8>,
-    room: usize,
-}
-
-impl H1Buffers for H1Side {
-    fn input(&self) -> &[u8] {
-        &self.input
-    }
-    fn consume(&mut self, n: usize) {
-        assert!(
-            n <= self.input.len(),
-            "consumed {n} of {}",
-            self.input.len()
-        );
-        self.input.drain(..n);
-        self.consumed += n;
-    }
-    fn input_ended(&self) -> bool {
-        self.ended
-    }
-    fn write_room(&self) -> usize {
-        self.room.saturating_sub(self.output.len())
-    }
-    fn output(&mut self) -> &mut Vec<u8> {
-        &mut self.output
-    }
 }
 
 /// Steps after the script until the pump stalls, at most [`FINAL_STEPS`]; `Err` as for a step.

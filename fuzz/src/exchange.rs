@@ -30,8 +30,6 @@ pub const FINAL_CLOCK_STEPS: usize = 40;
 pub const FINAL_ADVANCE: Duration = Duration::from_secs(600);
 /// Cap on the bytes fed into a machine per input.
 pub const MAX_BYTES: usize = 1 << 20;
-/// Consecutive `drive` calls that yield (step budget spent) before it counts as a busy loop.
-pub const MAX_YIELDS: usize = 4096;
 
 /// The fixed base of the manual clock (the process's first call): no wall clock otherwise.
 pub fn base_instant() -> Instant {

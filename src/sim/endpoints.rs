@@ -1,5 +1,5 @@
-//! The simulated ends: service A's connections to the client proxy ([`ServiceConn`], a
-//! [`DownstreamConn`] the test writes requests into and reads responses from) and service B,
+//! The simulated ends: service A's connections to the client proxy ([`ServiceConn`], the
+//! shared [`MemConn`] double the test writes requests into and reads responses from) and service B,
 //! the origin behind the server proxy ([`Origin`], an [`UpstreamPort`] whose connections answer
 //! every complete request at once). Requests name their answer: `GET /r/ID/SIZE` gets SIZE
 //! bytes derived from ID; a POST gets its own body back; `GET /stall` is never answered.
@@ -9,10 +9,10 @@ use std::io;
 use slab::Slab;
 
 use crate::bridge::pump::H1Buffers;
-use crate::client::downstream::DownstreamConn;
 use crate::h1::body::{self, BodyDecoder, BodyFraming};
 use crate::h1::head::{self, Limits};
 use crate::server::exchange::port::{UpstreamConn, UpstreamPort};
+use crate::testing::MemConn;
 
 /// The payload service B sends for request `id`.
 pub fn payload(id: u64, size: usize) -> Vec<u8> {
@@ -21,87 +21,13 @@ pub fn payload(id: u64, size: usize) -> Vec<u8> {
         .collect()
 }
 
-/// One connection of service A.
-#[derive(Debug, Default)]
-pub struct ServiceConn {
-    pub input: Vec<u8>,
-    pub received: u64,
-    pub output: Vec<u8>,
-    pub closed: bool,
-}
+/// One connection of service A: the shared double, with room for 256 KiB of output, which
+/// the test reads with [`MemConn::take_response`].
+pub type ServiceConn = MemConn;
 
-impl ServiceConn {
-    pub fn send(&mut self, bytes: &[u8]) {
-        self.input.extend_from_slice(bytes);
-        self.received += bytes.len() as u64;
-    }
-
-    /// A complete response at the front of the output, taken: (status, body).
-    pub fn take_response(&mut self, method: &str) -> Option<(u16, Vec<u8>)> {
-        let (resp, len) = head::parse_response(&self.output, &Limits::default()).ok()??;
-        let framing = body::response_framing(&resp, method).ok()?;
-        let mut decoder = BodyDecoder::new(framing);
-        let mut payload = Vec::new();
-        let used = decoder
-            .decode(&self.output[len..], &mut payload, usize::MAX)
-            .ok()?;
-        if !decoder.is_done() {
-            return None;
-        }
-        self.output.drain(..len + used);
-        Some((resp.status, payload))
-    }
-}
-
-impl H1Buffers for ServiceConn {
-    fn input(&self) -> &[u8] {
-        &self.input
-    }
-    fn consume(&mut self, n: usize) {
-        self.input.drain(..n);
-    }
-    fn input_ended(&self) -> bool {
-        false
-    }
-    fn write_room(&self) -> usize {
-        (256 * 1024usize).saturating_sub(self.output.len())
-    }
-    fn output(&mut self) -> &mut Vec<u8> {
-        &mut self.output
-    }
-}
-
-impl DownstreamConn for ServiceConn {
-    fn fill(&mut self) -> bool {
-        false
-    }
-    fn flush(&mut self) -> bool {
-        false
-    }
-    fn queue(&mut self, bytes: &[u8]) {
-        self.output.extend_from_slice(bytes);
-    }
-    fn pending_output(&self) -> usize {
-        self.output.len()
-    }
-    fn eof(&self) -> bool {
-        false
-    }
-    fn is_broken(&self) -> bool {
-        false
-    }
-    fn write_failed(&self) -> bool {
-        false
-    }
-    fn received(&self) -> u64 {
-        self.received
-    }
-    fn shutdown_write(&mut self) {
-        self.closed = true;
-    }
-    fn reset_on_close(&mut self) {
-        self.closed = true;
-    }
+/// A new connection of service A.
+pub fn service_conn() -> ServiceConn {
+    MemConn::accepted(256 * 1024)
 }
 
 /// One connection to service B: what the proxy writes is read by B at once, and every

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ring::hmac;
 use slab::Slab;
 
-use super::endpoints::{Origin, ServiceConn};
+use super::endpoints::{service_conn, Origin, ServiceConn};
 use super::link::{Direction, Faults, Rng};
 use super::socket::{send_turn, SimSocket, SocketFaults, SocketStats};
 use crate::client::downstream::Downstream;
@@ -253,12 +253,7 @@ impl SimPair {
 
     /// Opens a connection from service A; returns its key.
     pub fn open(&mut self) -> usize {
-        let down = Downstream::new(
-            ServiceConn::default(),
-            CLIENT_ADDR,
-            &self.client_cfg.http,
-            self.now,
-        );
+        let down = Downstream::new(service_conn(), CLIENT_ADDR, &self.client_cfg.http, self.now);
         self.client.downs.insert(down)
     }
 

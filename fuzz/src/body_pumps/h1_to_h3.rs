@@ -6,9 +6,10 @@ use ptproxy::bridge::headers::trailers_to_h3;
 use ptproxy::bridge::pump::{H1ToH3, H1ToH3Error, BODY_CHUNK};
 use ptproxy::bridge::stream::{StreamFailed, StreamSink};
 use ptproxy::h1::{BodyDecoder, BodyError, BodyFraming};
+use ptproxy::testing::MemConn;
 use quiche::h3::Header as H3Header;
 
-use super::{append, final_steps, H1Side, Op, UNLIMITED};
+use super::{append, final_steps, Op, UNLIMITED};
 
 fn injected() -> StreamFailed {
     StreamFailed {
@@ -101,7 +102,7 @@ fn oracle(framing: BodyFraming, wire: &[u8], ended: bool) -> Oracle {
 /// `H1ToH3` under test with its sides and the checks' state.
 struct H1ToH3Run {
     pump: H1ToH3,
-    h1: H1Side,
+    h1: MemConn,
     sink: Sink,
     limit: Option<u64>,
     /// Every byte fed to the HTTP/1.1 side.
@@ -123,7 +124,7 @@ pub(super) fn h1_to_h3(framing: BodyFraming, limit: Option<u64>, ops: &[Op]) {
     let ended = ops.iter().any(|op| matches!(op, Op::End));
     let mut run = H1ToH3Run {
         pump: H1ToH3::new(framing, limit),
-        h1: H1Side::default(),
+        h1: MemConn::accepted(0),
         sink: Sink::default(),
         limit,
         fed: Vec::new(),
@@ -146,7 +147,7 @@ impl H1ToH3Run {
             match *op {
                 Op::Bytes(_) | Op::Fill(..) if !self.h1.ended => {
                     let piece = append(op, &mut self.fed);
-                    self.h1.input.extend_from_slice(piece);
+                    self.h1.send(piece);
                 }
                 Op::End => self.h1.ended = true,
                 Op::Capacity(c) => self.sink.capacity = c,
@@ -174,7 +175,7 @@ impl H1ToH3Run {
     /// as the proxy drops the exchange).
     fn step(&mut self) -> Result<bool, ()> {
         let before = (
-            self.h1.consumed,
+            self.h1.consumed(),
             self.sink.data.len(),
             self.sink.fin,
             self.sink.trailers.is_some(),
@@ -186,7 +187,7 @@ impl H1ToH3Run {
             Ok(true) => Ok(true),
             Ok(false) => {
                 let after = (
-                    self.h1.consumed,
+                    self.h1.consumed(),
                     self.sink.data.len(),
                     self.sink.fin,
                     self.sink.trailers.is_some(),
@@ -203,7 +204,7 @@ impl H1ToH3Run {
 
     /// Feeds the bytes the pump consumed since the last step to the shadow decoder.
     fn follow_consumed(&mut self) {
-        let fresh = &self.fed[self.shadow_at..self.h1.consumed];
+        let fresh = &self.fed[self.shadow_at..self.h1.consumed()];
         let mut used = 0;
         loop {
             let result = self
@@ -216,7 +217,7 @@ impl H1ToH3Run {
             }
         }
         assert_eq!(used, fresh.len(), "the consumed bytes stop mid-way");
-        self.shadow_at = self.h1.consumed;
+        self.shadow_at = self.h1.consumed();
     }
 
     fn check_sent(&self) {
@@ -284,7 +285,7 @@ impl H1ToH3Run {
         assert!(self.sink.data == oracle.payload, "payload not all sent");
         assert_eq!(self.pump.is_done(), oracle.done, "done");
         if oracle.done {
-            assert_eq!(self.h1.consumed, oracle.consumed, "bytes after the body");
+            assert_eq!(self.h1.consumed(), oracle.consumed, "bytes after the body");
         } else {
             assert!(
                 self.pump.waits_for_input(),

@@ -5,8 +5,9 @@
 use ptproxy::bridge::pump::{H1Buffers, H3ToH1, H3ToH1Error};
 use ptproxy::bridge::stream::{StreamFailed, StreamSource};
 use ptproxy::h1::{BodyDecoder, BodyEncoder, BodyEncoding, BodyFraming, Header};
+use ptproxy::testing::MemConn;
 
-use super::{append, final_steps, trailer_set, H1Side, Op, CHUNK_OVERHEAD, UNLIMITED};
+use super::{append, final_steps, trailer_set, Op, CHUNK_OVERHEAD, UNLIMITED};
 
 /// The receiving half of a stream: `incoming` is read at most `capacity` bytes per call.
 #[derive(Default)]
@@ -33,7 +34,7 @@ struct H3ToH1Run {
     encoding: BodyEncoding,
     pump: H3ToH1,
     source: Source,
-    h1: H1Side,
+    h1: MemConn,
     /// Every byte delivered on the stream.
     delivered: Vec<u8>,
     trailers: Vec<Header>,
@@ -56,7 +57,7 @@ pub(super) fn h3_to_h1(encoding: BodyEncoding, ops: &[Op]) {
         encoding,
         pump: H3ToH1::new(encoding),
         source: Source::default(),
-        h1: H1Side::default(),
+        h1: MemConn::accepted(0),
         delivered: Vec::new(),
         trailers: Vec::new(),
         checker: BodyDecoder::new(framing_of(encoding)),
@@ -78,7 +79,7 @@ impl H3ToH1Run {
                 }
                 Op::End => self.source.ended = true,
                 Op::Capacity(c) => self.source.capacity = c,
-                Op::Credit(room) => self.h1.room = room.unwrap_or(UNLIMITED),
+                Op::Credit(room) => self.h1.cap = room.unwrap_or(UNLIMITED),
                 Op::Step => {
                     self.step()?;
                 }
@@ -97,7 +98,7 @@ impl H3ToH1Run {
     /// written out before each step).
     fn final_steps(&mut self) -> Result<(), ()> {
         self.source.capacity = UNLIMITED;
-        self.h1.room = UNLIMITED;
+        self.h1.cap = UNLIMITED;
         final_steps(|| {
             self.h1.output.clear();
             self.step()

@@ -4,33 +4,7 @@
 use super::*;
 use crate::bridge::stream::{StreamFailed, StreamSink, StreamSource};
 use crate::h1::body::BodyFraming;
-
-/// An HTTP/1.1 side: input fed by the test, output bounded by `room`.
-#[derive(Default)]
-struct Mem {
-    input: Vec<u8>,
-    ended: bool,
-    output: Vec<u8>,
-    room: usize,
-}
-
-impl H1Buffers for Mem {
-    fn input(&self) -> &[u8] {
-        &self.input
-    }
-    fn consume(&mut self, n: usize) {
-        self.input.drain(..n);
-    }
-    fn input_ended(&self) -> bool {
-        self.ended
-    }
-    fn write_room(&self) -> usize {
-        self.room.saturating_sub(self.output.len())
-    }
-    fn output(&mut self) -> &mut Vec<u8> {
-        &mut self.output
-    }
-}
+use crate::testing::MemConn;
 
 /// A stream that takes at most `capacity` bytes per call (and `budget` in all, when set:
 /// flow-control credit) and records what went out.
@@ -81,7 +55,7 @@ impl StreamSource for Stream {
 fn a_chunked_body_with_trailers_reaches_the_stream_whatever_the_capacity() {
     let wire = b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 1\r\n\r\nNEXT".to_vec();
     for capacity in [1, 3, 7, 64] {
-        let mut h1 = Mem::default();
+        let mut h1 = MemConn::accepted(0);
         let mut stream = Stream {
             capacity,
             ..Stream::default()
@@ -105,10 +79,10 @@ fn a_chunked_body_with_trailers_reaches_the_stream_whatever_the_capacity() {
 
 #[test]
 fn a_truncated_body_never_ends_the_stream() {
-    let mut h1 = Mem {
+    let mut h1 = MemConn {
         input: b"hel".to_vec(),
         ended: true,
-        ..Mem::default()
+        ..MemConn::accepted(0)
     };
     let mut stream = Stream {
         capacity: 100,
@@ -124,9 +98,9 @@ fn a_truncated_body_never_ends_the_stream() {
 
 #[test]
 fn the_fin_waits_for_a_blocked_stream() {
-    let mut h1 = Mem {
+    let mut h1 = MemConn {
         input: b"hello".to_vec(),
-        ..Mem::default()
+        ..MemConn::accepted(0)
     };
     let mut stream = Stream::default();
     let mut pump = H1ToH3::new(BodyFraming::ContentLength(5), None);
@@ -152,9 +126,9 @@ fn the_fin_waits_for_a_blocked_stream() {
 
 #[test]
 fn a_body_over_the_limit_is_refused_before_it_goes_out() {
-    let mut h1 = Mem {
+    let mut h1 = MemConn {
         input: vec![b'a'; 10],
-        ..Mem::default()
+        ..MemConn::accepted(0)
     };
     let mut stream = Stream {
         capacity: 100,
@@ -176,9 +150,9 @@ fn a_body_over_the_limit_is_refused_before_it_goes_out() {
 
 #[test]
 fn a_waiting_body_says_it_waits_for_input() {
-    let mut h1 = Mem {
+    let mut h1 = MemConn {
         input: b"he".to_vec(),
-        ..Mem::default()
+        ..MemConn::accepted(0)
     };
     let mut stream = Stream {
         capacity: 100,
@@ -197,9 +171,9 @@ fn stream_data_is_encoded_within_the_output_room() {
         incoming: payload.clone(),
         ..Stream::default()
     };
-    let mut h1 = Mem {
-        room: 10_000,
-        ..Mem::default()
+    let mut h1 = MemConn {
+        cap: 10_000,
+        ..MemConn::accepted(0)
     };
     let mut pump = H3ToH1::new(BodyEncoding::Chunked);
     let mut wire = Vec::new();
@@ -235,9 +209,9 @@ fn a_stream_that_ends_short_of_its_length_is_truncated() {
         incoming: b"abc".to_vec(),
         ..Stream::default()
     };
-    let mut h1 = Mem {
-        room: 100,
-        ..Mem::default()
+    let mut h1 = MemConn {
+        cap: 100,
+        ..MemConn::accepted(0)
     };
     let mut pump = H3ToH1::new(BodyEncoding::ContentLength(5));
     pump.on_finished();

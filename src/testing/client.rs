@@ -1,0 +1,182 @@
+//! Doubles of a downstream's ports: the session ([`MemSession`]; service A's connection is a
+//! [`MemConn`]); and [`ClientRig`], one [`Downstream`] wired to them with a manual clock.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use quiche::h3::Header as H3Header;
+
+use super::{Clocked, MemConn, MAX_YIELDS};
+use crate::bridge::stream::{OpenRefused, SessionPort, StreamFailed};
+use crate::client::downstream::{Ctx, Downstream};
+use crate::config::{ClientHttpConfig, Forwarding};
+use crate::metrics::Metrics;
+
+/// The session: opens streams (or refuses with `refuse`), records what they carry and serves
+/// the peer's response bodies from `incoming`.
+#[derive(Default)]
+pub struct MemSession {
+    pub refuse: Option<OpenRefused>,
+    /// The next stream id.
+    pub next: u64,
+    /// The field sections of the streams opened, with their FIN flag.
+    pub opened: Vec<(Vec<H3Header>, bool)>,
+    /// Request body bytes sent, per stream.
+    pub body: HashMap<u64, Vec<u8>>,
+    /// Response body bytes the peer sent, not read yet, per stream.
+    pub incoming: HashMap<u64, Vec<u8>>,
+}
+
+impl SessionPort for MemSession {
+    fn accepts(&self, _fields: &[H3Header]) -> bool {
+        true
+    }
+    fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused> {
+        if let Some(why) = &self.refuse {
+            return Err(why.clone());
+        }
+        self.opened.push((fields.to_vec(), fin));
+        let id = self.next;
+        self.next += 4;
+        Ok(id)
+    }
+    fn send_body(
+        &mut self,
+        id: u64,
+        data: &[u8],
+        _fin: bool,
+    ) -> Result<Option<usize>, StreamFailed> {
+        self.body.entry(id).or_default().extend_from_slice(data);
+        Ok(Some(data.len()))
+    }
+    fn send_trailers(&mut self, _id: u64, _fields: &[H3Header]) -> Result<bool, StreamFailed> {
+        Ok(true)
+    }
+    fn recv_body(&mut self, id: u64, buf: &mut [u8]) -> Result<usize, StreamFailed> {
+        let data = self.incoming.entry(id).or_default();
+        let n = buf.len().min(data.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        data.drain(..n);
+        Ok(n)
+    }
+    fn stop_sending(&mut self, _id: u64, _code: u64) {}
+    fn reset(&mut self, _id: u64, _code: u64) {}
+}
+
+/// The client HTTP settings of the rig: session wait 2 s, head timeout 5 s, keep-alive 10 s,
+/// body timeout 3 s.
+pub fn http_config() -> ClientHttpConfig {
+    let second = Duration::from_secs(1);
+    ClientHttpConfig {
+        session_wait: 2 * second,
+        max_connections: 16,
+        head_timeout: 5 * second,
+        keepalive_timeout: 10 * second,
+        max_head_bytes: 16 * 1024,
+        max_body_bytes: None,
+        access_log: false,
+        forwarding: Forwarding {
+            forwarded: false,
+            via: false,
+            x_forwarded_for: false,
+        },
+        early_data_methods: Vec::new(),
+        body_timeout: 3 * second,
+    }
+}
+
+/// One downstream on a [`MemConn`] (output capacity `cap`) and a [`MemSession`] (up while
+/// `session_up`), with a manual clock.
+pub struct ClientRig {
+    pub now: Instant,
+    pub http: ClientHttpConfig,
+    pub session: MemSession,
+    pub session_up: bool,
+    pub by_stream: HashMap<u64, usize>,
+    pub metrics: Metrics,
+    pub down: Downstream<MemConn>,
+}
+
+impl ClientRig {
+    pub fn new(now: Instant, cap: usize) -> Self {
+        let http = http_config();
+        let conn = MemConn::accepted(cap);
+        let peer = "127.0.0.1:40000".parse().expect("address");
+        ClientRig {
+            now,
+            down: Downstream::new(conn, peer, &http, now),
+            http,
+            session: MemSession::default(),
+            session_up: true,
+            by_stream: HashMap::new(),
+            metrics: Metrics::new("client", now),
+        }
+    }
+
+    /// Calls `f` on the downstream, then drives it while it has work left, as the reactor does.
+    pub fn with(&mut self, f: impl FnOnce(&mut Downstream<MemConn>, &mut Ctx<'_>)) {
+        let mut ctx = Ctx {
+            key: 0,
+            now: self.now,
+            http: &self.http,
+            default_authority: "b.test",
+            session: self
+                .session_up
+                .then_some(&mut self.session as &mut dyn SessionPort),
+            accepting: true,
+            early: false,
+            stopping: false,
+            why_down: "test (down)",
+            hold_bodies: false,
+            by_stream: &mut self.by_stream,
+            metrics: &mut self.metrics,
+        };
+        f(&mut self.down, &mut ctx);
+        for _ in 0..MAX_YIELDS {
+            if !self.down.more_work {
+                return;
+            }
+            self.down.drive(&mut ctx);
+        }
+        panic!("drive keeps yielding: a busy loop");
+    }
+
+    pub fn drive(&mut self) {
+        self.with(|d, ctx| d.drive(ctx));
+    }
+
+    /// Service A sends `bytes`; the downstream is driven.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.down.tcp.send(bytes);
+        self.drive();
+    }
+
+    /// The peer's complete response on the last opened stream.
+    pub fn respond(&mut self, status: &str, body: &[u8]) {
+        let id = self.session.next - 4;
+        let fields = vec![
+            H3Header::new(b":status", status.as_bytes()),
+            H3Header::new(b"content-length", body.len().to_string().as_bytes()),
+        ];
+        self.session.incoming.insert(id, body.to_vec());
+        self.with(|d, ctx| d.on_headers(ctx, &fields, !body.is_empty()));
+        self.with(|d, ctx| d.on_finished(ctx));
+    }
+
+    /// The stream the downstream has open, if any.
+    pub fn stream(&self) -> Option<u64> {
+        self.by_stream.keys().copied().max()
+    }
+}
+
+impl Clocked for ClientRig {
+    fn now_mut(&mut self) -> &mut Instant {
+        &mut self.now
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        self.down.timers.next()
+    }
+    fn on_timer(&mut self) {
+        self.with(|d, ctx| d.on_timer(ctx));
+    }
+}
