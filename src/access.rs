@@ -8,9 +8,13 @@
 //! an exact name (DNS names and the CN case-insensitively, URIs exactly). A DNS pattern never
 //! matches a URI SAN and the other way round.
 //!
+//! Callers of a client listener may be limited to source address blocks ([`Cidr`]).
+//!
 //! Path prefixes match whole segments (`/v1/orders` admits `/v1/orders`, `/v1/orders/7` and
 //! `/v1/orders?x`, not `/v1/ordersX`), and a path holding a dot segment or a percent-encoded
 //! dot or slash never matches a prefix: the upstream would resolve it elsewhere.
+
+use std::net::IpAddr;
 
 use boring::nid::Nid;
 use boring::x509::X509Ref;
@@ -103,7 +107,9 @@ impl IdentityPattern {
             };
         }
         match text.strip_prefix('*') {
-            Some(suffix) if suffix.starts_with('.') && suffix.len() > 1 && !suffix.contains('*') => {
+            Some(suffix)
+                if suffix.starts_with('.') && suffix.len() > 1 && !suffix.contains('*') =>
+            {
                 Ok(IdentityPattern::DnsWildcard(suffix.to_ascii_lowercase()))
             }
             None if !text.contains('*') => Ok(IdentityPattern::Dns(text.into())),
@@ -181,6 +187,64 @@ fn resolves_elsewhere(path: &str) -> bool {
         || lower.contains("%5c")
         || lower.contains('\\')
         || path.split('/').any(|s| s == "." || s == "..")
+}
+
+/// An address block: `10.0.0.0/8`, `2001:db8::/32`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not an address or ADDRESS/PREFIX block"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{text:?}: the prefix length must be 0 to {max}")),
+            },
+        };
+        let cidr = Cidr { network, prefix };
+        if cidr.masked(network) != Some(bits(network)) {
+            return Err(format!(
+                "{text:?}: address bits are set beyond the prefix length"
+            ));
+        }
+        Ok(cidr)
+    }
+
+    /// Whether `addr` lies in the block (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.masked(addr.to_canonical()) == Some(bits(self.network))
+    }
+
+    /// `addr`'s bits under this block's mask; `None` for the other address family.
+    fn masked(&self, addr: IpAddr) -> Option<u128> {
+        if addr.is_ipv4() != self.network.is_ipv4() {
+            return None;
+        }
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        let shift = width - u32::from(self.prefix);
+        let mask = if shift >= 128 { 0 } else { u128::MAX << shift };
+        Some(bits(addr) & mask)
+    }
+}
+
+fn bits(addr: IpAddr) -> u128 {
+    match addr {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
 }
 
 #[cfg(test)]

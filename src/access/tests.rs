@@ -15,13 +15,28 @@ fn patterns_parse_or_say_why_not() {
         ("*", Any),
         ("orders.corp", Dns("orders.corp".into())),
         ("*.Corp.Example", DnsWildcard(".corp.example".into())),
-        ("spiffe://corp/ns/a/sa/orders", Uri("spiffe://corp/ns/a/sa/orders".into())),
-        ("spiffe://corp/ns/a/*", UriPrefix("spiffe://corp/ns/a/".into())),
+        (
+            "spiffe://corp/ns/a/sa/orders",
+            Uri("spiffe://corp/ns/a/sa/orders".into()),
+        ),
+        (
+            "spiffe://corp/ns/a/*",
+            UriPrefix("spiffe://corp/ns/a/".into()),
+        ),
     ];
     for (text, expected) in ok {
         assert_eq!(IdentityPattern::parse(text), Ok(expected), "{text}");
     }
-    for bad in ["", "a b", "*corp", "a.*.corp", "*.", "**.corp", "spiffe://corp/*/sa", "spiffe://corp/ns*"] {
+    for bad in [
+        "",
+        "a b",
+        "*corp",
+        "a.*.corp",
+        "*.",
+        "**.corp",
+        "spiffe://corp/*/sa",
+        "spiffe://corp/ns*",
+    ] {
         assert!(IdentityPattern::parse(bad).is_err(), "{bad:?} accepted");
     }
 }
@@ -29,7 +44,11 @@ fn patterns_parse_or_say_why_not() {
 #[test]
 fn each_pattern_matches_its_kind_of_name_only() {
     let p = |t: &str| IdentityPattern::parse(t).unwrap();
-    let svc = id(&["api.corp.example"], &["spiffe://corp/ns/a/sa/orders"], None);
+    let svc = id(
+        &["api.corp.example"],
+        &["spiffe://corp/ns/a/sa/orders"],
+        None,
+    );
     let cn_only = id(&[], &[], Some("Legacy.Client"));
     let cases: &[(&str, &Identity, bool)] = &[
         ("*", &svc, true),
@@ -73,7 +92,11 @@ fn path_prefixes_match_whole_segments_and_refuse_paths_that_resolve_elsewhere() 
         ("http://b.test/v1/orders", "/v1/orders", false),
     ];
     for (target, prefix, expected) in cases {
-        assert_eq!(path_within(target, prefix), expected, "{target} in {prefix}");
+        assert_eq!(
+            path_within(target, prefix),
+            expected,
+            "{target} in {prefix}"
+        );
     }
 }
 
@@ -108,8 +131,14 @@ fn a_rule_needs_its_identity_method_and_path_together() {
             "{who:?} {method} {target}"
         );
     }
-    assert!(allows(None, &stranger, "POST", "/x"), "no rules: any admitted identity");
-    assert!(!allows(Some(&[]), &admin, "GET", "/"), "an empty list admits nobody");
+    assert!(
+        allows(None, &stranger, "POST", "/x"),
+        "no rules: any admitted identity"
+    );
+    assert!(
+        !allows(Some(&[]), &admin, "GET", "/"),
+        "an empty list admits nobody"
+    );
 }
 
 #[test]
@@ -131,8 +160,10 @@ fn identities_come_from_the_certificate_sans_or_its_cn() {
         b.set_subject_name(&name).unwrap();
         b.set_issuer_name(&name).unwrap();
         b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
         if !sans.is_empty() {
             let mut san = SubjectAlternativeName::new();
             for s in sans {
@@ -152,4 +183,32 @@ fn identities_come_from_the_certificate_sans_or_its_cn() {
     assert_eq!(both, id(&["a.corp"], &["spiffe://corp/sa/a"], None));
     assert_eq!(both.describe(), "spiffe://corp/sa/a,a.corp");
     assert_eq!(Identity::of(&cert(&[])), id(&[], &[], Some("the.cn")));
+}
+
+#[test]
+fn address_blocks_parse_and_contain() {
+    let c = |t: &str| Cidr::parse(t).unwrap();
+    let ip = |t: &str| t.parse::<std::net::IpAddr>().unwrap();
+    assert!(c("10.0.0.0/8").contains(ip("10.200.3.4")));
+    assert!(!c("10.0.0.0/8").contains(ip("11.0.0.1")));
+    assert!(c("127.0.0.1").contains(ip("127.0.0.1")));
+    assert!(!c("127.0.0.1").contains(ip("127.0.0.2")));
+    assert!(c("0.0.0.0/0").contains(ip("203.0.113.9")));
+    assert!(!c("0.0.0.0/0").contains(ip("::1")), "families never mix");
+    assert!(
+        c("127.0.0.0/8").contains(ip("::ffff:127.0.0.5")),
+        "v4-mapped counts as v4"
+    );
+    assert!(c("2001:db8::/32").contains(ip("2001:db8:1::7")));
+    assert!(c("::/0").contains(ip("::1")));
+    for bad in [
+        "10.0.0.0/33",
+        "10.0.0.1/8",
+        "fe80::/129",
+        "ten/8",
+        "10.0.0.0/x",
+        "",
+    ] {
+        assert!(Cidr::parse(bad).is_err(), "{bad:?} accepted");
+    }
 }

@@ -135,8 +135,8 @@ impl ServerProxy {
         )?;
         let local = udp.local_addr()?;
         log::info!(
-            "listening for QUIC on {local}, upstream {}",
-            cfg.upstream.address
+            "listening for QUIC on {local}, services: {}",
+            describe_services(&cfg.services)
         );
         let mut seed = [0u8; 32];
         quic::random_bytes(&mut seed);
@@ -154,7 +154,7 @@ impl ServerProxy {
             routes: CidRoutes::new(hmac::Key::new(hmac::HMAC_SHA256, reset_secret.as_ref())),
             cid_key: hmac::Key::new(hmac::HMAC_SHA256, &seed),
             requests: Requests::default(),
-            pool: Pool::new(cfg.upstream.address.clone(), cfg.upstream.max_idle),
+            pool: Pool::new(&cfg.services),
             next_idle_expiry: None,
             stopping: false,
             admin,
@@ -247,11 +247,9 @@ impl Driver for ServerProxy {
             requests.fire_timers(conns, env);
             requests.drive_dirty(conns, env);
         });
-        if self.next_idle_expiry.is_none_or(|t| t <= now) {
-            self.next_idle_expiry =
-                self.pool
-                    .expire_idle(registry, now, self.cfg.upstream.idle_timeout);
-        }
+        // Each service has its own idle timeout: a connection pooled this turn may expire
+        // before the one known so far.
+        self.next_idle_expiry = self.pool.expire_idle(registry, now);
         if self.stopping {
             self.finish_drain(now);
         }
@@ -299,4 +297,14 @@ impl Driver for ServerProxy {
     fn is_finished(&self) -> bool {
         self.stopping && self.conns.is_empty()
     }
+}
+
+/// `name -> address` of every service, for the start-up line.
+fn describe_services(services: &crate::config::Services) -> String {
+    let list: Vec<String> = services
+        .list
+        .iter()
+        .map(|s| format!("{} -> {}", s.name, s.upstream.address))
+        .collect();
+    list.join(", ")
 }

@@ -274,7 +274,7 @@ impl World {
             client: "test",
             metrics: &mut self.metrics,
         };
-        self.exchange = Some(Exchange::start(&mut ctx, 0, &fields, body));
+        self.exchange = Some(Exchange::start(&mut ctx, 0, Ok(0), &fields, body));
         self.run(|ex, ctx| ex.drive(ctx));
     }
 
