@@ -510,7 +510,7 @@ pub fn server(reader: &mut Reader) {
             client: "fuzz",
             metrics: &mut w.metrics,
         };
-        w.exchange = Some(Exchange::start(&mut ctx, 0, &fields, body));
+        w.exchange = Some(Exchange::start(&mut ctx, 0, Ok(0), &fields, body));
     }
     w.drive();
     while let Some(op) = reader.byte() {

@@ -80,17 +80,12 @@ fn service_mistakes_name_their_field() {
             "services[0].name",
         ),
         (
-            svc(&format!(
-                r#""name": "a", "upstream": {{"address": "nope"}}"#
-            ))
-            .map(|_| ()),
+            svc(r#""name": "a", "upstream": {"address": "nope"}"#).map(|_| ()),
             "services[0].upstream.address",
         ),
         (
-            svc(&format!(
-                r#""name": "a", "upstream": {{"address": "127.0.0.1:1", "connect_timeout_ms": 0}}"#
-            ))
-            .map(|_| ()),
+            svc(r#""name": "a", "upstream": {"address": "127.0.0.1:1", "connect_timeout_ms": 0}"#)
+                .map(|_| ()),
             "services[0].upstream.connect_timeout_ms",
         ),
         (
