@@ -240,3 +240,63 @@ fn a_caller_outside_the_listener_s_allowed_sources_gets_a_403() {
     assert!(body.contains("127.0.0.1"), "{body}");
     assert_eq!(upstream.request_count(), 1);
 }
+
+#[test]
+fn sighup_applies_new_allow_lists_and_routes_on_the_same_session() {
+    let (orders, billing) = (Upstream::start(), Upstream::start());
+    let routed = local(free_tcp_port());
+    let (metrics, metrics_json) = metrics_addr();
+    let services = |allowed: &str| {
+        format!(
+            r#"[{{"name": "orders", "upstream": {{"address": "{}"}}, "allow": [{{"identity": "{allowed}"}}]}},
+                {{"name": "billing", "upstream": {{"address": "{}"}}}}]"#,
+            orders.addr(),
+            billing.addr()
+        )
+    };
+    let listeners = |service: &str| {
+        format!(r#"[{{"address": "{routed}", "routes": [{{"service": "{service}"}}]}}]"#)
+    };
+    let pair = PairBuilder::new(orders.addr())
+        .name("services_reload")
+        .server("services", &services("client.test"))
+        .client("listeners", &listeners("orders"))
+        .client("metrics.listen", &metrics_json)
+        .start();
+    assert_eq!(get(routed, "a.example", "/hello?1", &[]).0, 200);
+
+    // The server's allow list no longer names this client.
+    let mut server_cfg = pair.server_config.clone();
+    server_cfg.set(
+        "services",
+        crate::harness::json::Json::must(&services("someone-else.test")),
+    );
+    crate::ops::write_json(pair.server.config(), &server_cfg);
+    let mark = pair.server.log_len();
+    crate::ops::signal(&pair.server, "HUP");
+    pair.server
+        .wait_for_log_since(mark, "SIGHUP: applied", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = get(routed, "a.example", "/hello?2", &[]);
+    assert_eq!(status, 403, "{body}");
+
+    // The client's listener now routes to billing, which admits anyone.
+    let mut client_cfg = pair.client_config.clone();
+    client_cfg.set(
+        "listeners",
+        crate::harness::json::Json::must(&listeners("billing")),
+    );
+    crate::ops::write_json(pair.client.config(), &client_cfg);
+    let mark = pair.client.log_len();
+    crate::ops::signal(&pair.client, "HUP");
+    pair.client
+        .wait_for_log_since(mark, "SIGHUP: applied", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(get(routed, "a.example", "/hello?3", &[]).0, 200);
+    assert_eq!((orders.request_count(), billing.request_count()), (1, 1));
+    assert_eq!(
+        metric(metrics, "ptproxy_session_reconnects_total"),
+        Some(0.0),
+        "the reloads kept the session"
+    );
+}
