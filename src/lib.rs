@@ -28,6 +28,7 @@ pub mod net;
 pub mod quic;
 pub mod reactor;
 pub mod resolve;
+pub mod resolver;
 pub mod server;
 #[cfg(test)]
 pub mod sim;

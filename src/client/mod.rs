@@ -33,13 +33,13 @@ use crate::config::{ClientConfig, ClientHttpConfig, Config, ListenerRules};
 use crate::metrics::Metrics;
 use crate::quic::session::Session;
 use crate::reactor::backlog::Backlog;
-use crate::reactor::{Control, Driver, ADMIN_CONN_BASE, CONN_BASE, LISTENER_BASE, UDP};
+use crate::reactor::{Control, Driver, CONN_BASE, LISTENER_BASE, RESOLVER, UDP};
 use downstream::Downstream;
 use downstreams::{Downstreams, Env, Link};
 use link::{LinkEvent, PeerLink};
 
 /// Most TCP listeners one client process may have (token space below `CONN_BASE`).
-pub const MAX_LISTENERS: usize = ADMIN_CONN_BASE - LISTENER_BASE;
+pub const MAX_LISTENERS: usize = RESOLVER.0 - LISTENER_BASE;
 
 pub struct ClientProxy {
     /// The config running now (reloads replace the reloadable parts).
@@ -239,7 +239,7 @@ impl Driver for ClientProxy {
                     self.admin = Some(admin);
                 }
             }
-            Token(t) if (LISTENER_BASE..ADMIN_CONN_BASE).contains(&t) => {
+            Token(t) if (LISTENER_BASE..LISTENER_BASE + MAX_LISTENERS).contains(&t) => {
                 if !self.stopping && !self.accept_pause.is_paused() {
                     self.accept(registry, t - LISTENER_BASE, now);
                 }

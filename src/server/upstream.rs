@@ -7,9 +7,12 @@
 //! closed or spoke out of turn: it is dropped, never reused. Idle ones expire after the
 //! service's `upstream.idle_timeout_ms`; at most its `upstream.max_idle` are kept.
 //!
-//! A named upstream is resolved to all its addresses ([`crate::resolve`]): a connect that fails
-//! moves on to the next address within the same request, the address that worked is tried first
-//! for the next connections, and the name is resolved again once a whole round failed.
+//! A named upstream is resolved to all its addresses ([`crate::resolve`]) off the reactor
+//! thread ([`crate::resolver`]): the pool only ever connects to addresses it already knows,
+//! asks for a new resolution when its answer is [`RESOLVE_TTL`](crate::resolve::RESOLVE_TTL)
+//! old or a whole round of connects failed, and takes the answer when it comes. A connect that
+//! fails moves on to the next address within the same request, and the address that worked is
+//! tried first for the next connections.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,7 +24,7 @@ use slab::Slab;
 use crate::bridge::tcp::TcpConn;
 use crate::config::Services;
 use crate::reactor::CONN_BASE;
-use crate::resolve::Candidates;
+use crate::resolve::{Candidates, HostPort};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpState {
@@ -47,6 +50,8 @@ pub struct Upstream {
 /// One service's upstream: its addresses and its idle connections.
 pub struct Target {
     addresses: Candidates,
+    /// Why the last resolution failed (kept for the 502 until one succeeds).
+    resolve_error: Option<String>,
     max_idle: usize,
     idle_timeout: std::time::Duration,
     /// Idle connection keys, most recently used last.
@@ -66,6 +71,7 @@ impl Pool {
             .iter()
             .map(|s| Target {
                 addresses: Candidates::new(s.upstream.address.clone()),
+                resolve_error: None,
                 max_idle: s.upstream.max_idle,
                 idle_timeout: s.upstream.idle_timeout,
                 idle: Vec::new(),
@@ -82,6 +88,44 @@ impl Pool {
         for (t, s) in self.targets.iter_mut().zip(&services.list) {
             t.max_idle = s.upstream.max_idle;
             t.idle_timeout = s.upstream.idle_timeout;
+        }
+    }
+
+    /// The names whose answer is missing or due for renewal (each once).
+    pub fn names_to_resolve(&self, now: Instant) -> Vec<HostPort> {
+        let mut names: Vec<HostPort> = Vec::new();
+        for t in &self.targets {
+            if t.addresses.wants_resolution(now) && !names.contains(&t.addresses.target) {
+                names.push(t.addresses.target.clone());
+            }
+        }
+        names
+    }
+
+    /// A resolution of `name` finished: every service naming it takes the answer. A failed or
+    /// empty one keeps the addresses known so far.
+    pub fn on_resolved(
+        &mut self,
+        name: &HostPort,
+        result: io::Result<Vec<SocketAddr>>,
+        now: Instant,
+    ) {
+        for t in self
+            .targets
+            .iter_mut()
+            .filter(|t| t.addresses.target == *name)
+        {
+            match &result {
+                Ok(found) if !found.is_empty() => {
+                    t.addresses.resolved(found, now);
+                    t.resolve_error = None;
+                }
+                Ok(_) => t.resolve_error = Some(format!("{name} resolves to no address")),
+                Err(e) => {
+                    log::warn!("cannot resolve upstream {name}: {e}");
+                    t.resolve_error = Some(format!("cannot resolve {name}: {e}"));
+                }
+            }
         }
     }
 
@@ -141,17 +185,23 @@ impl Pool {
     /// Starts a non-blocking connect to address number `index` of service `target`'s upstream
     /// (in the order to try: the one that worked last first).
     fn connect_to(&mut self, target: usize, index: usize) -> io::Result<(TcpConn, SocketAddr)> {
-        let addresses = &mut self.target(target)?.addresses;
-        let target = addresses.target.to_string();
-        let ordered = addresses
-            .ordered(Instant::now())
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot resolve {target}: {e}")))?;
-        let address = ordered.get(index).copied().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{target}: no address left"),
-            )
-        })?;
+        let t = self.target(target)?;
+        let known = t.addresses.known();
+        let address = match (known.get(index), &t.resolve_error) {
+            (Some(a), _) => *a,
+            (None, Some(why)) if known.is_empty() => {
+                return Err(io::Error::new(io::ErrorKind::NotFound, why.clone()))
+            }
+            (None, _) if known.is_empty() => {
+                let name = &t.addresses.target;
+                let why = format!("{name}: not resolved yet");
+                return Err(io::Error::new(io::ErrorKind::NotFound, why));
+            }
+            (None, _) => {
+                let why = format!("{}: no address left", t.addresses.target);
+                return Err(io::Error::new(io::ErrorKind::NotFound, why));
+            }
+        };
         let stream = mio::net::TcpStream::connect(address)?;
         Ok((TcpConn::new(stream), address))
     }

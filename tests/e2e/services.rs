@@ -300,3 +300,52 @@ fn sighup_applies_new_allow_lists_and_routes_on_the_same_session() {
         "the reloads kept the session"
     );
 }
+
+#[test]
+fn a_name_that_takes_long_to_resolve_holds_up_only_its_own_service() {
+    // The server resolves upstream names through a hosts file that is a FIFO: every lookup
+    // blocks until the test writes the answer, as a dead DNS server would make getaddrinfo
+    // wait. Meanwhile the default service (an IP literal) must be served at once.
+    let (default, slow) = (Upstream::start(), Upstream::start());
+    let dir = crate::harness::tmp::TempDir::new("services_slow_dns");
+    let fifo = dir.path().join("hosts.fifo");
+    let path = std::ffi::CString::new(fifo.to_str().expect("path")).expect("c path");
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the file.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let services = format!(
+        r#"[{{"name": "slow", "upstream": {{"address": "slow.test:{}"}}}}]"#,
+        slow.addr().port()
+    );
+    let routed = local(free_tcp_port());
+    let listeners = format!(r#"[{{"address": "{routed}", "routes": [{{"service": "slow"}}]}}]"#);
+    let pair = PairBuilder::new(default.addr())
+        .name("services_slow_dns")
+        .server("services", &services)
+        .client("listeners", &listeners)
+        .env("PTPROXY_HOSTS_FILE", fifo.to_str().expect("path"))
+        .start();
+    // The service whose name is not resolved yet answers at once, and says why.
+    let (status, body) = get(routed, "a.example", "/hello?early", &[]);
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("slow.test"), "{body}");
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        let (status, body) = get(pair.http_addr, "a.example", &format!("/hello?{i}"), &[]);
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a request to another service waited {:?} for the lookup",
+            started.elapsed()
+        );
+    }
+    // The lookup gets its answer.
+    std::fs::write(&fifo, "127.0.0.1 slow.test\n").expect("answer the lookup");
+    let served =
+        crate::harness::poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            let (status, _) = get(routed, "a.example", "/hello?late", &[]);
+            (status == 200).then_some(())
+        });
+    assert!(served.is_some(), "the answered name never served");
+    assert!(slow.request_count() >= 1);
+    assert_eq!(default.request_count(), 20);
+}
