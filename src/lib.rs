@@ -15,6 +15,7 @@
 //! bodies are framed by [`h1`]'s own decoders, and both are translated by [`bridge`].
 
 pub mod accept_pause;
+pub mod access;
 pub mod admin;
 pub mod bridge;
 pub mod certs;
@@ -27,6 +28,7 @@ pub mod net;
 pub mod quic;
 pub mod reactor;
 pub mod resolve;
+pub mod resolver;
 pub mod server;
 #[cfg(test)]
 pub mod sim;

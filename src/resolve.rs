@@ -22,7 +22,7 @@ pub const HOSTS_FILE_ENV: &str = "PTPROXY_HOSTS_FILE";
 pub const RESOLVE_TTL: Duration = Duration::from_secs(30);
 
 /// A `HOST:PORT` target as the operator wrote it (`name:port`, `1.2.3.4:port`, `[::1]:port`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HostPort {
     pub host: String,
     pub port: u16,
@@ -173,15 +173,45 @@ pub struct Candidates {
 
 impl Candidates {
     pub fn new(target: HostPort) -> Self {
-        Candidates {
-            target,
+        let mut c = Candidates {
             found: Vec::new(),
             round: Vec::new(),
             next: 0,
             worked: None,
             resolved_at: None,
             stale: true,
+            target,
+        };
+        if let Some(addr) = c.target.literal() {
+            c.start_round(&[addr]);
+            c.stale = false;
         }
+        c
+    }
+
+    /// Whether the name needs a new resolution: never resolved, a round failed, or the answer
+    /// is older than [`RESOLVE_TTL`]. An IP literal never does.
+    pub fn wants_resolution(&self, now: Instant) -> bool {
+        if self.target.literal().is_some() {
+            return false;
+        }
+        let expired = self
+            .resolved_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= RESOLVE_TTL);
+        self.stale || expired || self.round.is_empty()
+    }
+
+    /// The addresses known now, in the order to try (never resolves: see
+    /// [`crate::resolver`]).
+    pub fn known(&self) -> &[SocketAddr] {
+        &self.round
+    }
+
+    /// A resolution of the name finished with `found` at `now`.
+    pub fn resolved(&mut self, found: &[SocketAddr], now: Instant) {
+        self.start_round(found);
+        self.resolved_at = Some(now);
+        self.stale = false;
     }
 
     /// The next address to try: the next of this round, or (round over) the first of a fresh
@@ -198,19 +228,6 @@ impl Candidates {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address to try"))?;
         self.next += 1;
         Ok(addr)
-    }
-
-    /// Every address in the order to try, from an answer at most [`RESOLVE_TTL`] old (or
-    /// newer after [`Candidates::restart`]). For callers that keep their own place in the list
-    /// (the upstream pool, one walk per connection).
-    pub fn ordered(&mut self, now: Instant) -> io::Result<&[SocketAddr]> {
-        let expired = self
-            .resolved_at
-            .is_none_or(|t| now.saturating_duration_since(t) >= RESOLVE_TTL);
-        if self.stale || expired || self.round.is_empty() {
-            self.resolve(now)?;
-        }
-        Ok(&self.round)
     }
 
     fn resolve(&mut self, now: Instant) -> io::Result<()> {
@@ -361,27 +378,37 @@ mod tests {
         assert_eq!(c.next_address(now).unwrap(), a("127.0.0.1:9"));
         assert!(c.round_over());
         assert_eq!(c.next_address(now).unwrap(), a("127.0.0.1:9"));
-        assert_eq!(c.ordered(now).unwrap(), &[a("127.0.0.1:9")]);
+        assert_eq!(c.known(), &[a("127.0.0.1:9")]);
+        assert!(
+            !c.wants_resolution(now + RESOLVE_TTL),
+            "a literal needs no resolver"
+        );
     }
 
     #[test]
-    fn the_ordered_list_is_kept_until_it_expires_or_is_restarted() {
-        let mut c = Candidates::new(HostPort::parse("127.0.0.1:9").unwrap());
+    fn a_name_wants_resolution_until_answered_then_after_its_ttl_or_a_failed_round() {
+        let mut c = Candidates::new(HostPort::parse("upstream.test:9").unwrap());
         let t0 = Instant::now();
-        c.ordered(t0).unwrap();
-        // a made-up answer stands in for the resolver's: kept while fresh
-        c.start_round(&[a("[::1]:9"), a("127.0.0.1:9")]);
-        assert_eq!(c.ordered(t0 + Duration::from_secs(1)).unwrap().len(), 2);
+        assert!(c.known().is_empty());
+        assert!(c.wants_resolution(t0), "never resolved");
+        c.resolved(&[a("[::1]:9"), a("127.0.0.1:9")], t0);
+        assert!(!c.wants_resolution(t0 + Duration::from_secs(1)));
+        assert_eq!(c.known().len(), 2);
         c.worked(a("127.0.0.1:9"));
+        assert_eq!(c.known(), &[a("127.0.0.1:9"), a("[::1]:9")]);
+        assert!(c.wants_resolution(t0 + RESOLVE_TTL), "expired");
         assert_eq!(
-            c.ordered(t0 + Duration::from_secs(2)).unwrap(),
-            &[a("127.0.0.1:9"), a("[::1]:9")]
+            c.known().len(),
+            2,
+            "the old answer serves until a new one comes"
         );
-        // expired: resolved again (the literal gives one address)
-        assert_eq!(c.ordered(t0 + RESOLVE_TTL).unwrap().len(), 1);
-        c.start_round(&[a("[::1]:9"), a("127.0.0.1:9")]);
+        c.resolved(&[a("127.0.0.1:9")], t0 + RESOLVE_TTL);
+        assert!(!c.wants_resolution(t0 + RESOLVE_TTL));
         c.restart();
-        assert_eq!(c.ordered(t0 + RESOLVE_TTL).unwrap().len(), 1);
+        assert!(
+            c.wants_resolution(t0 + RESOLVE_TTL),
+            "a failed round asks again"
+        );
     }
 
     #[test]

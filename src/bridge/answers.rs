@@ -189,6 +189,36 @@ pub fn bad_request(status: u16, reason: &str) -> Answer {
     )
 }
 
+/// The request names a service the server does not have (nothing reached any upstream).
+pub fn unknown_service(name: Option<&str>) -> Answer {
+    let details = match name {
+        Some(name) => format!("no service named {name:?} here"),
+        None => "the request names no service and there is no default one".to_string(),
+    };
+    Answer::new(Side::Server, 404, "destination_not_found", details)
+}
+
+/// The caller's identity may not make this request to this service (RFC 9209
+/// `http_request_denied`).
+pub fn access_denied(identity: &str, service: &str) -> Answer {
+    Answer::new(
+        Side::Server,
+        403,
+        "http_request_denied",
+        format!("{identity} may not make this request to service {service:?}"),
+    )
+}
+
+/// A caller from an address the client listener does not admit.
+pub fn source_denied(addr: std::net::IpAddr) -> Answer {
+    Answer::new(
+        Side::Client,
+        403,
+        "http_request_denied",
+        format!("callers from {addr} may not use this listener"),
+    )
+}
+
 /// Server side: the request fields from the peer cannot become HTTP/1.1.
 pub fn bad_h3_request(reason: &str) -> Answer {
     Answer::new(

@@ -18,6 +18,7 @@ pub mod probe;
 pub mod request;
 
 use std::io;
+use std::rc::Rc;
 use std::time::Instant;
 
 use mio::event::Event;
@@ -28,17 +29,17 @@ use crate::accept_pause::{self, AcceptPause};
 use crate::admin::Admin;
 use crate::bridge::answers;
 use crate::bridge::tcp::TcpConn;
-use crate::config::{ClientConfig, ClientHttpConfig, Config};
+use crate::config::{ClientConfig, ClientHttpConfig, Config, ListenerRules};
 use crate::metrics::Metrics;
 use crate::quic::session::Session;
 use crate::reactor::backlog::Backlog;
-use crate::reactor::{Control, Driver, ADMIN_CONN_BASE, CONN_BASE, LISTENER_BASE, UDP};
+use crate::reactor::{Control, Driver, CONN_BASE, LISTENER_BASE, RESOLVER, UDP};
 use downstream::Downstream;
 use downstreams::{Downstreams, Env, Link};
 use link::{LinkEvent, PeerLink};
 
 /// Most TCP listeners one client process may have (token space below `CONN_BASE`).
-pub const MAX_LISTENERS: usize = ADMIN_CONN_BASE - LISTENER_BASE;
+pub const MAX_LISTENERS: usize = RESOLVER.0 - LISTENER_BASE;
 
 pub struct ClientProxy {
     /// The config running now (reloads replace the reloadable parts).
@@ -55,6 +56,8 @@ pub struct ClientProxy {
     /// The UDP socket reported readiness, or its last read stopped at its cap: read it next.
     udp_backlog: Backlog,
     listeners: Vec<TcpListener>,
+    /// Each listener's routes and allowed sources (`None`: no routes, any source).
+    rules: Vec<Option<Rc<ListenerRules>>>,
     /// Service A's connections and their request streams.
     downs: Downstreams,
     stopping: bool,
@@ -101,6 +104,7 @@ impl ClientProxy {
             default_authority: cfg.peer.server_name.clone(),
             link,
             listeners,
+            rules: shared_rules(&cfg.listener_rules),
             downs: Downstreams::default(),
             stopping: false,
             why_down: String::new(),
@@ -128,6 +132,14 @@ impl ClientProxy {
             };
             self.accept_pause.accepted("listen");
             let mut tcp = TcpConn::new(stream);
+            let rules = self.rules.get(index).cloned().flatten();
+            if rules.as_ref().is_some_and(|r| !r.admits(peer.ip())) {
+                log::info!("refusing a caller from {peer}: not in the listener's allow_sources");
+                self.metrics.record_refused(None, "source_denied");
+                tcp.queue(&answers::source_denied(peer.ip()).to_h1(true, false));
+                tcp.flush();
+                continue;
+            }
             if self.downs.len() >= self.http.max_connections {
                 let answer = answers::Answer::new(
                     answers::Side::Client,
@@ -150,7 +162,7 @@ impl ClientProxy {
                 continue;
             }
             self.downs
-                .insert(Downstream::new(tcp, peer, &self.http, now));
+                .insert(Downstream::new(tcp, peer, &self.http, now).with_rules(rules));
         }
     }
 
@@ -177,6 +189,14 @@ impl ClientProxy {
         }
         out
     }
+}
+
+/// The listeners' rules as the connections share them; `None` for a listener without any.
+fn shared_rules(rules: &[ListenerRules]) -> Vec<Option<Rc<ListenerRules>>> {
+    rules
+        .iter()
+        .map(|r| (*r != ListenerRules::default()).then(|| Rc::new(r.clone())))
+        .collect()
 }
 
 impl Link for PeerLink {
@@ -219,7 +239,7 @@ impl Driver for ClientProxy {
                     self.admin = Some(admin);
                 }
             }
-            Token(t) if (LISTENER_BASE..ADMIN_CONN_BASE).contains(&t) => {
+            Token(t) if (LISTENER_BASE..LISTENER_BASE + MAX_LISTENERS).contains(&t) => {
                 if !self.stopping && !self.accept_pause.is_paused() {
                     self.accept(registry, t - LISTENER_BASE, now);
                 }

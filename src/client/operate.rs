@@ -115,12 +115,19 @@ impl ClientProxy {
             ),
             ("metrics", old.ops.metrics_listen != new.ops.metrics_listen),
         ];
+        let same_listeners = old.listen == new.listen;
         crate::reactor::report_fixed(&fixed);
         crate::logging::set_level(new.ops.log_level);
         self.http = new.http.clone();
         self.config.http = new.http.clone();
+        if same_listeners {
+            self.rules = super::shared_rules(&new.listener_rules);
+            self.config.listener_rules = new.listener_rules.clone();
+        }
         self.config.ops.log_level = new.ops.log_level;
         self.config.ops.drain_timeout = new.ops.drain_timeout;
-        log::info!("SIGHUP: applied log_level and http.* settings");
+        log::info!(
+            "SIGHUP: applied log_level, http.* settings and listener routes (new connections)"
+        );
     }
 }

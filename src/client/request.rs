@@ -11,7 +11,7 @@ use quiche::h3::{Header as H3Header, NameValue};
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
-use crate::config::ClientHttpConfig;
+use crate::config::{ClientHttpConfig, ListenerRules};
 use crate::h1::body::{self, BodyFraming};
 use crate::h1::head::{has_connection_token, RequestHead, Version};
 
@@ -39,6 +39,7 @@ pub fn prepare(
     peer: SocketAddr,
     http: &ClientHttpConfig,
     default_authority: &str,
+    rules: Option<&ListenerRules>,
 ) -> Result<Prepared, Answer> {
     let bad = answers::bad_request;
     if req.method == "CONNECT" {
@@ -77,6 +78,14 @@ pub fn prepare(
     // them in `Connection` (the CVE-2022-31813 class).
     let mut fields = headers::request_to_h3(&shaped, &authority, &path);
     add_forwarding(&mut fields, req.version, peer, http);
+    // The service field last, after the caller's copies were removed with the hop-by-hop ones.
+    let host = std::str::from_utf8(&authority).ok();
+    if let Some(service) = rules.and_then(|r| r.route(host)) {
+        fields.push(H3Header::new(
+            headers::SERVICE_FIELD.as_bytes(),
+            service.as_bytes(),
+        ));
+    }
     let prepared = Prepared {
         fields,
         framing,
@@ -246,7 +255,7 @@ mod tests {
                 ("Content-Length", "0"),
             ],
         );
-        let p = prepare(&r, v6, &http(ALL, None), "d")
+        let p = prepare(&r, v6, &http(ALL, None), "d", None)
             .map_err(|a| a.details)
             .expect("accepted");
         assert_eq!(
@@ -255,7 +264,7 @@ mod tests {
         );
         assert_eq!(field(&p, "via"), vec![&b"1.1 ptproxy"[..]]);
         assert_eq!(field(&p, "x-forwarded-for"), vec![&b"10.0.0.1, ::1"[..]]);
-        let p = prepare(&r, v6, &http(NONE, None), "d")
+        let p = prepare(&r, v6, &http(NONE, None), "d", None)
             .map_err(|a| a.details)
             .expect("accepted");
         assert!(field(&p, "forwarded").is_empty() && field(&p, "via").is_empty());
@@ -275,7 +284,7 @@ mod tests {
                 ("Content-Length", "0"),
             ],
         );
-        let p = prepare(&r, peer, &http(ALL, None), "d")
+        let p = prepare(&r, peer, &http(ALL, None), "d", None)
             .map_err(|a| a.details)
             .expect("accepted");
         // The client's own copies were hop-by-hop (named in Connection); ours are added after.
@@ -325,7 +334,7 @@ mod tests {
             ),
         ];
         for (r, status) in cases {
-            let got = prepare(r, peer, &http(NONE, Some(10)), "d")
+            let got = prepare(r, peer, &http(NONE, Some(10)), "d", None)
                 .err()
                 .map(|a| a.status);
             assert_eq!(got, Some(*status), "{r:?}");
@@ -337,7 +346,7 @@ mod tests {
             ),
             req("/", &[("Host", "b"), ("Upgrade", "websocket")]),
         ] {
-            let got = prepare(&ignored, peer, &http(NONE, None), "d");
+            let got = prepare(&ignored, peer, &http(NONE, None), "d", None);
             assert!(got.is_ok(), "{ignored:?} is not an upgrade to refuse");
         }
     }
@@ -356,6 +365,7 @@ mod tests {
                 peer,
                 &http(NONE, None),
                 "d",
+                None,
             )
             .map_err(|a| a.details)
             .expect("ok");
@@ -366,5 +376,60 @@ mod tests {
             );
             assert_eq!(field(&p, ":path"), vec![path.as_bytes()], "{target}");
         }
+    }
+
+    #[test]
+    fn the_listener_route_names_the_service_and_a_caller_cannot() {
+        use crate::config::{ListenerRules, Route};
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let rules = ListenerRules {
+            routes: vec![
+                Route {
+                    host: Some("orders.example".into()),
+                    service: "orders".into(),
+                },
+                Route {
+                    host: None,
+                    service: "billing".into(),
+                },
+            ],
+            allow_sources: None,
+        };
+        let forged = [
+            ("Host", "orders.example:8080"),
+            ("ptproxy-service", "admin"),
+        ];
+        let services = |p: &Prepared| -> Vec<String> {
+            p.fields
+                .iter()
+                .filter(|f| f.name() == headers::SERVICE_FIELD.as_bytes())
+                .map(|f| String::from_utf8_lossy(f.value()).into_owned())
+                .collect()
+        };
+        let routed = prepare(
+            &req("/", &forged),
+            peer,
+            &http(NONE, None),
+            "d",
+            Some(&rules),
+        );
+        assert_eq!(
+            services(&routed.map_err(|a| a.details).expect("ok")),
+            ["orders"]
+        );
+        let other = [("Host", "x.example"), ("ptproxy-service", "admin")];
+        let routed = prepare(
+            &req("/", &other),
+            peer,
+            &http(NONE, None),
+            "d",
+            Some(&rules),
+        );
+        assert_eq!(
+            services(&routed.map_err(|a| a.details).expect("ok")),
+            ["billing"]
+        );
+        let unrouted = prepare(&req("/", &forged), peer, &http(NONE, None), "d", None);
+        assert!(services(&unrouted.map_err(|a| a.details).expect("ok")).is_empty());
     }
 }

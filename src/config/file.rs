@@ -2,8 +2,9 @@
 //! `Option`, unknown fields rejected. Nothing here interprets values; `config::validate` turns a
 //! `ClientFile`/`ServerFile` into a checked [`super::Config`].
 //!
-//! Room to grow: several named services and several peers will arrive as new optional fields
-//! (`services`, `peers`) beside the single-service fields below, so today's files stay valid.
+//! Services arrive as optional fields beside the single-service ones (`services` beside
+//! `upstream` on the server, `listeners` beside `listen` on the client), so older files stay
+//! valid.
 
 use serde::Deserialize;
 
@@ -11,7 +12,11 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientFile {
+    #[serde(default)]
     pub listen: Vec<String>,
+    /// Listeners with routes to named services (instead of, or beside, `listen`).
+    #[serde(default)]
+    pub listeners: Vec<ListenerFile>,
     pub peer: PeerFile,
     pub tls: ClientTlsFile,
     #[serde(default)]
@@ -33,7 +38,10 @@ pub struct ClientFile {
 #[serde(deny_unknown_fields)]
 pub struct ServerFile {
     pub listen: String,
-    pub upstream: UpstreamFile,
+    /// The default service: requests that name no service.
+    pub upstream: Option<UpstreamFile>,
+    #[serde(default)]
+    pub services: Vec<ServiceFile>,
     pub tls: ServerTlsFile,
     #[serde(default)]
     pub transport: TransportFile,
@@ -173,4 +181,42 @@ pub struct UpstreamFile {
     pub response_timeout_ms: Option<u64>,
     pub max_idle: Option<usize>,
     pub idle_timeout_ms: Option<u64>,
+}
+
+/// One named service of the server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFile {
+    pub name: String,
+    pub upstream: UpstreamFile,
+    /// Who may use it; absent = any client the server admits.
+    pub allow: Option<Vec<AllowFile>>,
+}
+
+/// One entry of a service's allow list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowFile {
+    pub identity: String,
+    pub methods: Option<Vec<String>>,
+    pub paths: Option<Vec<String>>,
+}
+
+/// One local listener of the client with its routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    pub address: String,
+    /// Tried in order; the first whose `host` matches (or that names none) takes the request.
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+    /// Caller addresses allowed (CIDRs); absent = any.
+    pub allow_sources: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub host: Option<String>,
+    pub service: String,
 }

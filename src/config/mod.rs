@@ -12,6 +12,7 @@
 mod file;
 mod http;
 mod json_error;
+pub mod services;
 mod transport;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub use crate::resolve::HostPort;
 pub use http::{ClientHttpConfig, Forwarding, ServerHttpConfig};
+pub use services::{ListenerRules, Route, ServiceConfig, Services};
 pub use transport::{CongestionControl, LossHiding, LossHidingMode, TransportConfig};
 
 /// BBR2: on the lossy links ptproxy is made for, loss-based CUBIC collapses (10 MiB at 1% loss
@@ -96,6 +98,8 @@ pub enum Config {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub listen: Vec<SocketAddr>,
+    /// Each listener's routes and allowed sources (same order as `listen`).
+    pub listener_rules: Vec<ListenerRules>,
     pub peer: PeerConfig,
     pub tls: TlsFiles,
     pub transport: TransportConfig,
@@ -124,7 +128,8 @@ pub struct OpsConfig {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    pub upstream: UpstreamConfig,
+    /// The named services and the default one (the top-level `upstream`).
+    pub services: Services,
     pub tls: TlsFiles,
     /// Client certificate names (DNS SAN or CN) allowed in; `None` admits any the CA signed.
     pub allowed_client_names: Option<Vec<String>>,
@@ -232,15 +237,9 @@ pub fn parse(text: &str, base: &Path, role: Role) -> Result<Config, ConfigError>
 }
 
 fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigError> {
-    if raw.listen.is_empty() {
-        return Err(ConfigError::new("listen", "needs at least one address"));
-    }
-    let listen = raw
-        .listen
-        .iter()
-        .enumerate()
-        .map(|(i, a)| socket_addr(&format!("listen[{i}]"), a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (listen, listener_rules) = services::client(&raw.listen, raw.listeners)?
+        .into_iter()
+        .unzip();
     let server_name = raw.peer.server_name.trim().to_string();
     if server_name.is_empty() {
         return Err(ConfigError::new("peer.server_name", "must not be empty"));
@@ -272,6 +271,7 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
     }
     Ok(ClientConfig {
         listen,
+        listener_rules,
         peer: PeerConfig {
             address: host_port("peer.address", &raw.peer.address)?,
             server_name,
@@ -355,7 +355,6 @@ fn ops(
 }
 
 fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigError> {
-    let up = raw.upstream;
     let allowed_client_names = match raw.tls.allowed_client_names {
         Some(names) if names.is_empty() => {
             return Err(ConfigError::new(
@@ -367,25 +366,7 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
     };
     Ok(ServerConfig {
         listen: socket_addr("listen", &raw.listen)?,
-        upstream: UpstreamConfig {
-            address: host_port("upstream.address", &up.address)?,
-            connect_timeout: millis(
-                "upstream.connect_timeout_ms",
-                up.connect_timeout_ms,
-                DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS,
-            )?,
-            response_timeout: millis(
-                "upstream.response_timeout_ms",
-                up.response_timeout_ms,
-                DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
-            )?,
-            max_idle: up.max_idle.unwrap_or(DEFAULT_UPSTREAM_MAX_IDLE),
-            idle_timeout: millis(
-                "upstream.idle_timeout_ms",
-                up.idle_timeout_ms,
-                DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
-            )?,
-        },
+        services: services::server(raw.upstream, raw.services)?,
         tls: tls_files(base, &raw.tls.ca, &raw.tls.cert, &raw.tls.key)?,
         allowed_client_names,
         transport: transport::validate(raw.transport)?,

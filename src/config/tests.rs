@@ -68,7 +68,10 @@ fn minimal_files_get_documented_defaults() {
     let Ok(Config::Server(s)) = parse(SERVER, &conf_dir(), Role::Server) else {
         panic!("server")
     };
-    assert_eq!(s.upstream.max_idle, DEFAULT_UPSTREAM_MAX_IDLE);
+    assert_eq!(
+        s.services.list[0].upstream.max_idle,
+        DEFAULT_UPSTREAM_MAX_IDLE
+    );
     assert!(s.allowed_client_names.is_none());
 }
 
@@ -405,7 +408,7 @@ fn peer_and_upstream_names_are_kept_for_resolution() {
     ) else {
         panic!("server")
     };
-    assert_eq!(s.upstream.address.host, "localhost");
+    assert_eq!(s.services.list[0].upstream.address.host, "localhost");
 }
 
 #[test]

@@ -178,6 +178,9 @@ pub struct Metrics {
     pub address_validation_failures: u64,
     /// Turns of the event loop (a process that spins shows here).
     pub loop_turns: u64,
+    /// Requests refused before any upstream, by service (from the config; empty when none
+    /// applies) and reason.
+    refused: std::collections::BTreeMap<(String, &'static str), u64>,
 }
 
 impl Metrics {
@@ -197,7 +200,16 @@ impl Metrics {
             address_changes: 0,
             address_validation_failures: 0,
             loop_turns: 0,
+            refused: Default::default(),
         }
+    }
+
+    /// A request refused for `reason` (`unknown_service`, `access_denied`, `source_denied`)
+    /// before reaching any upstream; `service` names a configured service, never a name a
+    /// request chose, so the label set stays bounded.
+    pub fn record_refused(&mut self, service: Option<&str>, reason: &'static str) {
+        let key = (service.unwrap_or("").to_string(), reason);
+        *self.refused.entry(key).or_default() += 1;
     }
 
     /// A peer was refused in the TLS handshake for `reason`.

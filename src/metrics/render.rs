@@ -153,6 +153,20 @@ impl Metrics {
             "Peers refused in the TLS handshake, by reason.",
             &refusals,
         );
+        let refused: Vec<(String, String)> = self
+            .refused
+            .iter()
+            .map(|((service, reason), n)| {
+                let labels = format!("{{service=\"{}\",reason=\"{reason}\"}}", escape(service));
+                (labels, n.to_string())
+            })
+            .collect();
+        m(
+            "ptproxy_requests_refused_total",
+            "counter",
+            "Requests refused before reaching any upstream, by service and reason.",
+            &refused,
+        );
         let path = |f: fn(&PathFigures) -> String| -> Vec<(String, String)> {
             snap.paths
                 .iter()

@@ -31,6 +31,8 @@ pub const TIMER: Token = Token(3);
 pub const LISTENER_BASE: usize = 4;
 /// Operator endpoint connections are `ADMIN_CONN_BASE + slab key`, below `CONN_BASE`.
 pub const ADMIN_CONN_BASE: usize = 512;
+/// The name resolver thread's wake-up (right below the operator endpoint's connections).
+pub const RESOLVER: Token = Token(ADMIN_CONN_BASE - 1);
 /// TCP connections (client: downstream; server: upstream) are `CONN_BASE + slab key`.
 pub const CONN_BASE: usize = 1024;
 

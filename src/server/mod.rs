@@ -46,7 +46,8 @@ use crate::quic::refusal::{RefusalLog, RefusalSlot};
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls};
 use crate::reactor::backlog::Backlog;
-use crate::reactor::{Control, Driver, CONN_BASE, UDP};
+use crate::reactor::{Control, Driver, CONN_BASE, RESOLVER, UDP};
+use crate::resolver::Resolver;
 use admission::Admission;
 use cid_routes::CidRoutes;
 use peer::PeerConn;
@@ -86,6 +87,8 @@ pub struct ServerProxy {
     debug: DebugTaps,
     /// Which new handshakes are taken on, and the counts of those that were not.
     admission: Admission,
+    /// Resolves the upstream names off the reactor thread.
+    resolver: Resolver,
 }
 
 impl ServerProxy {
@@ -127,6 +130,8 @@ impl ServerProxy {
             None => None,
         };
         let mut udp = UdpIo::new(socket);
+        let mut pool = Pool::new(&cfg.services);
+        let resolver = start_resolver(registry, &mut pool)?;
         log::info!("{}", LossHider::new(cfg.transport.loss_hiding).describe());
         registry.register(
             &mut udp.socket,
@@ -135,8 +140,8 @@ impl ServerProxy {
         )?;
         let local = udp.local_addr()?;
         log::info!(
-            "listening for QUIC on {local}, upstream {}",
-            cfg.upstream.address
+            "listening for QUIC on {local}, services: {}",
+            describe_services(&cfg.services)
         );
         let mut seed = [0u8; 32];
         quic::random_bytes(&mut seed);
@@ -154,7 +159,7 @@ impl ServerProxy {
             routes: CidRoutes::new(hmac::Key::new(hmac::HMAC_SHA256, reset_secret.as_ref())),
             cid_key: hmac::Key::new(hmac::HMAC_SHA256, &seed),
             requests: Requests::default(),
-            pool: Pool::new(cfg.upstream.address.clone(), cfg.upstream.max_idle),
+            pool,
             next_idle_expiry: None,
             stopping: false,
             admin,
@@ -168,7 +173,18 @@ impl ServerProxy {
             udp_backlog: Backlog::default(),
             debug: DebugTaps::new(cfg.ops.qlog_dir.clone()),
             admission: Admission::new(cfg.admission.clone(), &key_pem),
+            resolver,
         })
+    }
+
+    /// Takes the names resolved since the last turn and asks for those due for renewal.
+    fn refresh_names(&mut self, now: Instant) {
+        for (name, result) in self.resolver.answers() {
+            self.pool.on_resolved(&name, result, now);
+        }
+        for name in self.pool.names_to_resolve(now) {
+            self.resolver.ask(&name);
+        }
     }
 
     /// Sends what every session has to send now (at most one quantum each); true when one
@@ -208,6 +224,8 @@ impl Driver for ServerProxy {
                     self.udp.on_writable(now);
                 }
             }
+            // Answers are taken in `process`, every turn.
+            RESOLVER => {}
             token if Admin::owns(token) => {
                 if let Some(mut admin) = self.admin.take() {
                     admin.handle_event(registry, event, now, |path| self.page(path, now));
@@ -238,6 +256,7 @@ impl Driver for ServerProxy {
         if self.udp_backlog.take() {
             self.handle_readable(now);
         }
+        self.refresh_names(now);
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
             pc.session.handle_timeout(now);
         }
@@ -247,11 +266,9 @@ impl Driver for ServerProxy {
             requests.fire_timers(conns, env);
             requests.drive_dirty(conns, env);
         });
-        if self.next_idle_expiry.is_none_or(|t| t <= now) {
-            self.next_idle_expiry =
-                self.pool
-                    .expire_idle(registry, now, self.cfg.upstream.idle_timeout);
-        }
+        // Each service has its own idle timeout: a connection pooled this turn may expire
+        // before the one known so far.
+        self.next_idle_expiry = self.pool.expire_idle(registry, now);
         if self.stopping {
             self.finish_drain(now);
         }
@@ -299,4 +316,31 @@ impl Driver for ServerProxy {
     fn is_finished(&self) -> bool {
         self.stopping && self.conns.is_empty()
     }
+}
+
+/// `name -> address` of every service, for the start-up line.
+fn describe_services(services: &crate::config::Services) -> String {
+    let list: Vec<String> = services
+        .list
+        .iter()
+        .map(|s| format!("{} -> {}", s.name, s.upstream.address))
+        .collect();
+    list.join(", ")
+}
+
+/// How long the start waits for the upstream names' first answers (a dead DNS server must not
+/// hold the start for long: services whose name is still unresolved answer 502 meanwhile).
+const FIRST_RESOLUTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Starts the resolver and gives the pool the first answers for its names.
+fn start_resolver(registry: &Registry, pool: &mut Pool) -> std::io::Result<Resolver> {
+    let mut resolver = Resolver::start(registry, RESOLVER)?;
+    let now = Instant::now();
+    for name in pool.names_to_resolve(now) {
+        resolver.ask(&name);
+    }
+    for (name, result) in resolver.wait_all(FIRST_RESOLUTION_WAIT) {
+        pool.on_resolved(&name, result, Instant::now());
+    }
+    Ok(resolver)
 }

@@ -129,12 +129,10 @@ impl ServerProxy {
             return;
         };
         let old = &self.cfg;
+        let same_services = old.services.same_targets(&new.services);
         let fixed = [
             ("listen", old.listen != new.listen),
-            (
-                "upstream.address",
-                old.upstream.address != new.upstream.address,
-            ),
+            ("services and upstream addresses", !same_services),
             ("tls", format!("{:?}", old.tls) != format!("{:?}", new.tls)),
             (
                 "transport",
@@ -147,14 +145,15 @@ impl ServerProxy {
         crate::logging::set_level(new.ops.log_level);
         self.allowed_client_names
             .set(new.allowed_client_names.clone());
-        let address = self.cfg.upstream.address.clone();
-        self.cfg.upstream = new.upstream.clone();
-        self.cfg.upstream.address = address;
+        if same_services {
+            self.cfg.services = new.services.clone();
+            self.pool.reconfigure(&new.services);
+        }
         self.cfg.http = new.http.clone();
         self.cfg.allowed_client_names = new.allowed_client_names.clone();
         self.cfg.ops.log_level = new.ops.log_level;
         self.cfg.ops.drain_timeout = new.ops.drain_timeout;
-        log::info!("SIGHUP: applied log_level, http.*, upstream timeouts and tls.allowed_client_names (new sessions)");
+        log::info!("SIGHUP: applied log_level, http.*, upstream timeouts and limits, allow lists and tls.allowed_client_names (new sessions)");
     }
 
     /// Sessions whose client went silent for the liveness timeout are closed at once (their

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::peer_address::{self, PeerAddress};
+use crate::access::Identity;
 use crate::quic::amplification::SendBudget;
 use crate::quic::refusal::Refusal;
 use crate::quic::session::Session;
@@ -29,6 +30,8 @@ pub struct PeerConn {
     pub handshake_deadline: Instant,
     /// The client's address, followed across NAT rebindings.
     pub peer: PeerAddress,
+    /// Who the client's certificate names, once read (see [`PeerConn::identity`]).
+    identity: Option<Identity>,
 }
 
 impl PeerConn {
@@ -50,7 +53,26 @@ impl PeerConn {
             budget,
             handshake_deadline,
             peer: PeerAddress::new(from),
+            identity: None,
         }
+    }
+
+    /// Who the client's verified certificate names, read once it is available (a request in
+    /// 0-RTT may come before: it then has no name, and allow lists refuse it).
+    pub fn identity(&mut self) -> &Identity {
+        if self.identity.is_none() {
+            if let Some(cert) = self.session.conn.peer_cert() {
+                if let Ok(cert) = boring::x509::X509::from_der(cert) {
+                    self.identity = Some(Identity::of(&cert));
+                }
+            }
+        }
+        static NO_NAME: Identity = Identity {
+            dns: Vec::new(),
+            uris: Vec::new(),
+            cn: None,
+        };
+        self.identity.as_ref().unwrap_or(&NO_NAME)
     }
 
     /// Logs the session once it became usable, naming the client's certificate, and notes

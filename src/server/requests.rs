@@ -19,6 +19,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use super::exchange::port::UpstreamPort;
+use super::exchange::route::route;
 use super::exchange::{Ctx, Exchange, Outcome};
 use super::peer::PeerConn;
 use crate::bridge::stream::H3Stream;
@@ -31,10 +32,11 @@ use crate::reactor::backlog::{drain_bounded, H3_EVENTS_PER_TURN};
 /// Where exchanges get their upstream connections: the pool (production) or an in-memory
 /// upstream (simulation, tests).
 pub trait Upstreams {
-    /// Runs `f` with the upstream port of exchange `owner`.
+    /// Runs `f` with the upstream port of exchange `owner`, for service number `service`.
     fn with_port<T>(
         &mut self,
         owner: usize,
+        service: usize,
         now: Instant,
         f: impl FnOnce(&mut dyn UpstreamPort) -> T,
     ) -> T;
@@ -151,8 +153,11 @@ impl Requests {
                     return reject_stream(pc, stream);
                 }
                 let ek = self.exchanges.vacant_key();
-                let started = with_ctx(pc, ek, stream, env, |ctx| {
-                    Exchange::start(ctx, stream, &list, more_frames)
+                let identity = pc.identity();
+                let routed = route(&list, identity, &env.cfg.services, env.metrics);
+                let service = *routed.as_ref().unwrap_or(&0);
+                let started = with_ctx(pc, ek, stream, service, env, |ctx| {
+                    Exchange::start(ctx, stream, routed, &list, more_frames)
                 });
                 let Some(ex) = started else { return };
                 self.agenda.set_timer(ek, ex.timers.next());
@@ -213,8 +218,9 @@ impl Requests {
         let Some((_, ex)) = self.exchanges.get_mut(ek) else {
             return;
         };
-        let stream = ex.stream;
-        let outcome = with_ctx(pc, ek, stream, env, |ctx| f(ex, ctx)).unwrap_or(Outcome::Finished);
+        let (stream, service) = (ex.stream, ex.service());
+        let outcome =
+            with_ctx(pc, ek, stream, service, env, |ctx| f(ex, ctx)).unwrap_or(Outcome::Finished);
         match outcome {
             Outcome::Continue => self.agenda.set_timer(ek, ex.timers.next()),
             Outcome::Yielded => {
@@ -241,7 +247,8 @@ impl Requests {
             self.agenda.set_timer(ek, None);
             if let Some((_, ex)) = self.exchanges.try_remove(ek) {
                 if let Some(key) = ex.upstream() {
-                    env.upstreams.with_port(ek, env.now, |port| port.close(key));
+                    env.upstreams
+                        .with_port(ek, ex.service(), env.now, |port| port.close(key));
                 }
             }
         }
@@ -257,15 +264,18 @@ fn reject_stream(pc: &mut PeerConn, stream: u64) {
     let _ = conn.stream_shutdown(stream, quiche::Shutdown::Write, code);
 }
 
-/// Runs `f` with the context of exchange `ek` on `stream` of session `pc`: its ports are that
-/// stream (quiche) and its upstream port. `None` when the session has no HTTP/3 layer.
+/// Runs `f` with the context of exchange `ek` of service number `service` on `stream` of
+/// session `pc`: its ports are that stream (quiche) and its service's upstream port. `None`
+/// when the session has no HTTP/3 layer or the service no longer exists.
 fn with_ctx<U: Upstreams, T>(
     pc: &mut PeerConn,
     ek: usize,
     stream: u64,
+    service: usize,
     env: &mut Env<U>,
     f: impl FnOnce(&mut Ctx<'_>) -> T,
 ) -> Option<T> {
+    let upstream = &env.cfg.services.get(service)?.upstream;
     let h3 = pc.session.h3.as_mut()?;
     let mut stream = H3Stream {
         h3,
@@ -273,12 +283,12 @@ fn with_ctx<U: Upstreams, T>(
         id: stream,
     };
     let (now, cfg, metrics, client) = (env.now, env.cfg, &mut *env.metrics, &pc.client);
-    let out = env.upstreams.with_port(ek, now, |pool| {
+    let out = env.upstreams.with_port(ek, service, now, |pool| {
         let mut ctx = Ctx {
             now,
             stream: &mut stream,
             pool,
-            upstream: &cfg.upstream,
+            upstream,
             max_head_bytes: cfg.http.max_head_bytes,
             access_log: cfg.http.access_log,
             client,

@@ -24,6 +24,7 @@ impl Upstreams for PoolPorts<'_> {
     fn with_port<T>(
         &mut self,
         owner: usize,
+        service: usize,
         now: Instant,
         f: impl FnOnce(&mut dyn UpstreamPort) -> T,
     ) -> T {
@@ -31,6 +32,7 @@ impl Upstreams for PoolPorts<'_> {
             pool: self.pool,
             registry: self.registry,
             owner,
+            target: service,
             now,
         })
     }

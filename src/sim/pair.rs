@@ -152,6 +152,7 @@ impl Upstreams for Origin {
     fn with_port<T>(
         &mut self,
         _owner: usize,
+        _service: usize,
         _now: Instant,
         f: impl FnOnce(&mut dyn UpstreamPort) -> T,
     ) -> T {

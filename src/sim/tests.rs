@@ -55,7 +55,7 @@ fn a_stalled_origin_is_a_504_at_the_response_timeout_on_the_manual_clock() {
         pair.turn(Duration::from_millis(1));
     }
     assert!(pair.is_up());
-    let timeout = pair.server_cfg.upstream.response_timeout;
+    let timeout = pair.server_cfg.services.list[0].upstream.response_timeout;
     let key = pair.open();
     let sent_at = pair.now;
     if let Some(conn) = pair.conn(key) {

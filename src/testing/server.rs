@@ -238,7 +238,7 @@ impl ServerRig {
             H3Header::new(b":path", b"/x"),
         ];
         fields.extend_from_slice(extra);
-        let exchange = Exchange::start(&mut self.ctx(), 0, &fields, body);
+        let exchange = Exchange::start(&mut self.ctx(), 0, Ok(0), &fields, body);
         self.exchange = Some(exchange);
         self.drive()
     }

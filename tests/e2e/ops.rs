@@ -121,7 +121,7 @@ fn server_json(listen: SocketAddr, upstream: SocketAddr) -> Json {
     s
 }
 
-fn write_json(path: &Path, j: &Json) {
+pub(crate) fn write_json(path: &Path, j: &Json) {
     std::fs::write(path, j.pretty()).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 

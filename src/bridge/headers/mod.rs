@@ -15,6 +15,11 @@ use crate::h1::body;
 use crate::h1::syntax;
 use crate::h1::{head, Header, RequestHead, ResponseHead, Version};
 
+/// The field that names the service a request is for. Only ptproxy writes it (the client
+/// removes any copy a caller sent) and only ptproxy reads it (the server removes it before
+/// the upstream).
+pub const SERVICE_FIELD: &str = "ptproxy-service";
+
 /// Fields that describe one hop and are removed when crossing to the other protocol.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -82,8 +87,32 @@ pub fn request_to_h3(head: &RequestHead, authority: &[u8], path: &str) -> Vec<H3
         H3Header::new(b":authority", authority),
         H3Header::new(b":path", path.as_bytes()),
     ];
-    out.extend(end_to_end(&head.headers, &["host"]));
+    out.extend(end_to_end(&head.headers, &["host", SERVICE_FIELD]));
     out
+}
+
+/// The service a request's fields name (the value of [`SERVICE_FIELD`]); `None` when they
+/// name none. Two of them are refused: which one would count is ambiguous.
+pub fn service_of(list: &[H3Header]) -> Result<Option<&str>, FieldError> {
+    let mut named = list.iter().filter(|h| h.name() == SERVICE_FIELD.as_bytes());
+    let first = named.next();
+    if named.next().is_some() {
+        return Err(FieldError("more than one ptproxy-service field"));
+    }
+    first
+        .map(|h| std::str::from_utf8(h.value()).map_err(|_| FieldError("invalid ptproxy-service")))
+        .transpose()
+}
+
+/// The raw `:method` and `:path` of request fields (empty when absent), for decisions taken
+/// before the request is converted (its conversion refuses what is malformed).
+pub fn method_and_path(list: &[H3Header]) -> (&[u8], &[u8]) {
+    let find = |name: &[u8]| {
+        list.iter()
+            .find(|h| h.name() == name)
+            .map_or(&b""[..], |h| h.value())
+    };
+    (find(b":method"), find(b":path"))
 }
 
 /// HTTP/1.1 response head -> HTTP/3 response fields.
@@ -242,7 +271,11 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
         name: "host".into(),
         value: authority,
     }];
-    headers.extend(s.fields.into_iter().filter(|h| h.name != "host"));
+    headers.extend(
+        s.fields
+            .into_iter()
+            .filter(|h| h.name != "host" && h.name != SERVICE_FIELD),
+    );
     join_cookies(&mut headers);
     Ok(RequestHead {
         method,

@@ -420,3 +420,40 @@ fn cookie_fields_from_http3_become_one_cookie_field() {
         owned(&[("host", "b.internal"), ("cookie", "a=1; b=2")])
     );
 }
+
+#[test]
+fn the_service_field_is_read_by_ptproxy_and_never_crosses() {
+    // HTTP/1.1 -> HTTP/3: a caller's copies are removed (only the client adds the field).
+    let mut req = request(vec![
+        h("Host", "a"),
+        h("PTProxy-Service", "admin"),
+        h("ptproxy-service", "admin2"),
+        h("x", "1"),
+    ]);
+    req.target = "/".into();
+    let out = pairs(&request_to_h3(&req, b"a", "/"));
+    assert!(out.iter().all(|(n, _)| n != SERVICE_FIELD), "{out:?}");
+    // HTTP/3: the value is read, and removed before the upstream.
+    let list = vec![
+        h3(":method", "GET"),
+        h3(":scheme", "http"),
+        h3(":authority", "a"),
+        h3(":path", "/x"),
+        h3(SERVICE_FIELD, "orders"),
+        h3("x", "1"),
+    ];
+    assert_eq!(service_of(&list), Ok(Some("orders")));
+    assert_eq!(method_and_path(&list), (&b"GET"[..], &b"/x"[..]));
+    let head = request_from_h3(&list).expect("valid");
+    assert!(
+        head.headers.iter().all(|h| h.name != SERVICE_FIELD),
+        "{:?}",
+        head.headers
+    );
+    assert_eq!(service_of(&list[..4]), Ok(None));
+    let twice = [list.clone(), vec![h3(SERVICE_FIELD, "billing")]].concat();
+    assert!(
+        service_of(&twice).is_err(),
+        "two service fields are ambiguous"
+    );
+}

@@ -12,6 +12,7 @@ use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
 use crate::client::request;
+use crate::config::ListenerRules;
 use crate::h1::body;
 use crate::h1::head::{RequestHead, Version};
 use crate::quic::h3_code;
@@ -186,9 +187,10 @@ impl Exchange {
     pub(super) fn new(
         req: &RequestHead,
         peer: SocketAddr,
+        rules: Option<&ListenerRules>,
         ctx: &Ctx<'_>,
     ) -> Result<(Self, Option<&'static [u8]>), Answer> {
-        let prepared = request::prepare(req, peer, ctx.http, ctx.default_authority)?;
+        let prepared = request::prepare(req, peer, ctx.http, ctx.default_authority, rules)?;
         let has_body = prepared.has_body();
         let interim: Option<&'static [u8]> = prepared
             .continue_now

@@ -27,13 +27,14 @@ mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::headers;
 use crate::bridge::stream::SessionPort;
 use crate::bridge::tcp::TcpConn;
-use crate::config::ClientHttpConfig;
+use crate::config::{ClientHttpConfig, ListenerRules};
 use crate::h1::head::{self, Limits, RequestHead, Version};
 use crate::metrics::Metrics;
 use crate::quic::h3_code;
@@ -121,6 +122,8 @@ pub struct Downstream<T: DownstreamConn = TcpConn> {
     /// The last `drive` ran out of budget with work left.
     pub more_work: bool,
     served: u32,
+    /// The routes of the listener it came in on (`None`: requests name no service).
+    rules: Option<Rc<ListenerRules>>,
 }
 
 impl<T: DownstreamConn> Downstream<T> {
@@ -134,7 +137,14 @@ impl<T: DownstreamConn> Downstream<T> {
             timers,
             more_work: false,
             served: 0,
+            rules: None,
         }
+    }
+
+    /// The connection came in on a listener with these routes.
+    pub fn with_rules(mut self, rules: Option<Rc<ListenerRules>>) -> Self {
+        self.rules = rules;
+        self
     }
 
     pub fn is_done(&self) -> bool {
@@ -293,7 +303,7 @@ impl<T: DownstreamConn> Downstream<T> {
         };
         let (request, len) = parsed;
         self.tcp.consume(len);
-        match Exchange::new(&request, self.peer, ctx) {
+        match Exchange::new(&request, self.peer, self.rules.as_deref(), ctx) {
             Ok((ex, interim)) => {
                 if let Some(bytes) = interim {
                     self.tcp.queue(bytes);

@@ -26,6 +26,7 @@
 pub mod port;
 mod request;
 mod response;
+pub mod route;
 #[cfg(test)]
 mod tests;
 
@@ -106,6 +107,8 @@ pub enum Outcome {
 
 pub struct Exchange {
     pub stream: u64,
+    /// The service it is for (its index in the configuration).
+    service: usize,
     upstream: Option<usize>,
     method: String,
     target: String,
@@ -131,9 +134,16 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// A request stream's first field section arrived. Invalid requests are answered 400 and
-    /// never reach the upstream.
-    pub fn start(ctx: &mut Ctx<'_>, stream: u64, list: &[H3Header], more_frames: bool) -> Self {
+    /// A request stream's first field section arrived, for the service `routed` names (see
+    /// [`route::route`]) or refused there. Invalid requests are answered 400, refused ones
+    /// with the refusal; neither reaches the upstream.
+    pub fn start(
+        ctx: &mut Ctx<'_>,
+        stream: u64,
+        routed: Result<usize, Answer>,
+        list: &[H3Header],
+        more_frames: bool,
+    ) -> Self {
         let prepared = prepare_request(list, more_frames);
         let encoding = prepared.as_ref().map_or(BodyEncoding::None, |(_, e)| *e);
         let mut request_body = H3ToH1::new(encoding);
@@ -142,6 +152,7 @@ impl Exchange {
         }
         let mut ex = Exchange {
             stream,
+            service: *routed.as_ref().unwrap_or(&0),
             upstream: None,
             method: String::new(),
             target: String::new(),
@@ -169,6 +180,10 @@ impl Exchange {
                 );
                 ex.method = head.method.clone();
                 ex.target = head.target.clone();
+                if let Err(refusal) = routed {
+                    ex.answer(ctx, refusal);
+                    return ex;
+                }
                 write::write_request_head(&head, &mut ex.head_bytes);
                 match ctx.pool.checkout() {
                     Ok(key) => {
@@ -421,6 +436,10 @@ impl Exchange {
 
     pub fn upstream(&self) -> Option<usize> {
         self.upstream
+    }
+
+    pub fn service(&self) -> usize {
+        self.service
     }
 
     /// The exchange ended: count it and write its access line.

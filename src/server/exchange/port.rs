@@ -84,20 +84,22 @@ impl UpstreamConn for Upstream {
     }
 }
 
-/// The pool seen by one exchange (`owner`).
+/// The pool seen by one exchange (`owner`) of service `target`.
 pub struct PoolPort<'a> {
     pub pool: &'a mut Pool,
     pub registry: &'a Registry,
     pub owner: usize,
+    pub target: usize,
     pub now: Instant,
 }
 
 impl UpstreamPort for PoolPort<'_> {
     fn checkout(&mut self) -> io::Result<usize> {
-        self.pool.checkout(self.registry, self.owner)
+        self.pool.checkout(self.registry, self.owner, self.target)
     }
     fn connect_new(&mut self) -> io::Result<usize> {
-        self.pool.connect_new(self.registry, self.owner)
+        self.pool
+            .connect_new(self.registry, self.owner, self.target)
     }
     fn connect_failed(&mut self, key: usize, error: &io::Error) -> io::Result<bool> {
         self.pool.connect_failed(self.registry, key, error)

@@ -17,6 +17,7 @@ pub mod http;
 pub mod json;
 pub mod pair;
 pub mod pattern;
+pub mod pki;
 pub mod proxy;
 pub mod raw_upstream;
 pub mod relay;

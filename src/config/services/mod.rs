@@ -1,0 +1,354 @@
+//! Services and routes: the server's table of named services (each with its upstream and its
+//! allow list) and the client's listeners with their ordered routes to those services.
+//!
+//! A file of the single-service shape (`upstream` on the server, `listen` on the client) is
+//! the one-service case: its upstream is the server's default service, which requests naming no
+//! service reach, and its listeners have no routes (their requests name no service).
+
+use std::net::SocketAddr;
+
+use super::file::{AllowFile, ListenerFile, RouteFile, ServiceFile, UpstreamFile};
+use super::{host_port, millis, socket_addr, ConfigError, UpstreamConfig};
+use super::{
+    DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS, DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
+    DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
+};
+use crate::access::{AllowRule, Cidr, IdentityPattern};
+
+/// The name of the service the top-level `upstream` defines.
+pub const DEFAULT_SERVICE: &str = "default";
+/// Longest service name (it travels with each request and labels metrics).
+pub const MAX_SERVICE_NAME: usize = 64;
+
+/// One service of the server.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub upstream: UpstreamConfig,
+    /// Who may use it; `None` = any client the server admits.
+    pub allow: Option<Vec<AllowRule>>,
+}
+
+/// The server's services; requests naming none go to `default` when there is one.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub list: Vec<ServiceConfig>,
+    pub default: Option<usize>,
+}
+
+impl Services {
+    /// The service a request names (`None`: the default one).
+    pub fn find(&self, name: Option<&str>) -> Option<usize> {
+        match name {
+            None => self.default,
+            Some(name) => self.list.iter().position(|s| s.name == name),
+        }
+    }
+
+    pub fn get(&self, index: usize) -> Option<&ServiceConfig> {
+        self.list.get(index)
+    }
+
+    /// The same services, in the same order, at the same upstream addresses (what a reload
+    /// cannot change yet: the pools are built for them).
+    pub fn same_targets(&self, other: &Services) -> bool {
+        self.default == other.default
+            && self.list.len() == other.list.len()
+            && self
+                .list
+                .iter()
+                .zip(&other.list)
+                .all(|(a, b)| a.name == b.name && a.upstream.address == b.upstream.address)
+    }
+}
+
+/// One route of a client listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The request's host (without port, lower case) must be this; `None` matches any.
+    pub host: Option<String>,
+    pub service: String,
+}
+
+/// What a client listener does with its callers beyond accepting them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerRules {
+    /// Tried in order; empty = requests name no service (the server's default one).
+    pub routes: Vec<Route>,
+    /// Caller addresses allowed; `None` = any.
+    pub allow_sources: Option<Vec<Cidr>>,
+}
+
+impl ListenerRules {
+    /// The service for a request to `host` (its authority): the first route matching it
+    /// (the last route matches any); `None` for a listener without routes.
+    pub fn route(&self, host: Option<&str>) -> Option<&str> {
+        let host = host.map(strip_port);
+        self.routes
+            .iter()
+            .find(|r| {
+                r.host
+                    .as_deref()
+                    .is_none_or(|h| host.is_some_and(|actual| actual.eq_ignore_ascii_case(h)))
+            })
+            .map(|r| r.service.as_str())
+    }
+
+    /// Whether a caller from `addr` may use the listener.
+    pub fn admits(&self, addr: std::net::IpAddr) -> bool {
+        self.allow_sources
+            .as_ref()
+            .is_none_or(|blocks| blocks.iter().any(|b| b.contains(addr)))
+    }
+}
+
+/// `host[:port]` or `[v6]:port` without the port.
+fn strip_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
+}
+
+/// The server's services from the top-level `upstream` (the default service) and `services`.
+pub fn server(
+    upstream: Option<UpstreamFile>,
+    services: Vec<ServiceFile>,
+) -> Result<Services, ConfigError> {
+    let mut list = Vec::new();
+    let default = match upstream {
+        Some(up) => {
+            list.push(ServiceConfig {
+                name: DEFAULT_SERVICE.into(),
+                upstream: upstream_config("upstream", up)?,
+                allow: None,
+            });
+            Some(0)
+        }
+        None => None,
+    };
+    for (i, raw) in services.into_iter().enumerate() {
+        let field = format!("services[{i}]");
+        let name = service_name(&format!("{field}.name"), &raw.name)?;
+        if list.iter().any(|s: &ServiceConfig| s.name == name) {
+            let why = if name == DEFAULT_SERVICE {
+                "is the name of the top-level upstream's service".to_string()
+            } else {
+                "names a service listed before".to_string()
+            };
+            return Err(ConfigError::new(
+                format!("{field}.name"),
+                format!("{name:?} {why}"),
+            ));
+        }
+        list.push(ServiceConfig {
+            upstream: upstream_config(&format!("{field}.upstream"), raw.upstream)?,
+            allow: raw
+                .allow
+                .map(|rules| allow_rules(&format!("{field}.allow"), rules))
+                .transpose()?,
+            name,
+        });
+    }
+    if list.is_empty() {
+        return Err(ConfigError::new(
+            "upstream",
+            "needed unless \"services\" names at least one service",
+        ));
+    }
+    Ok(Services { list, default })
+}
+
+pub fn upstream_config(field: &str, up: UpstreamFile) -> Result<UpstreamConfig, ConfigError> {
+    Ok(UpstreamConfig {
+        address: host_port(&format!("{field}.address"), &up.address)?,
+        connect_timeout: millis(
+            &format!("{field}.connect_timeout_ms"),
+            up.connect_timeout_ms,
+            DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS,
+        )?,
+        response_timeout: millis(
+            &format!("{field}.response_timeout_ms"),
+            up.response_timeout_ms,
+            DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
+        )?,
+        max_idle: up.max_idle.unwrap_or(DEFAULT_UPSTREAM_MAX_IDLE),
+        idle_timeout: millis(
+            &format!("{field}.idle_timeout_ms"),
+            up.idle_timeout_ms,
+            DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
+        )?,
+    })
+}
+
+/// Lower-case letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+fn service_name(field: &str, text: &str) -> Result<String, ConfigError> {
+    let valid = !text.is_empty()
+        && text.len() <= MAX_SERVICE_NAME
+        && text.as_bytes()[0].is_ascii_alphanumeric()
+        && text.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!(
+                "{text:?}: 1 to {MAX_SERVICE_NAME} lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+fn allow_rules(field: &str, rules: Vec<AllowFile>) -> Result<Vec<AllowRule>, ConfigError> {
+    if rules.is_empty() {
+        return Err(ConfigError::new(
+            field,
+            "an empty list would refuse everyone; omit it to admit any client the server admits",
+        ));
+    }
+    rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| allow_rule(&format!("{field}[{i}]"), r))
+        .collect()
+}
+
+fn allow_rule(field: &str, raw: AllowFile) -> Result<AllowRule, ConfigError> {
+    let identity = IdentityPattern::parse(&raw.identity)
+        .map_err(|e| ConfigError::new(format!("{field}.identity"), e))?;
+    let methods = raw
+        .methods
+        .map(|list| non_empty(&format!("{field}.methods"), list, method))
+        .transpose()?;
+    let paths = raw
+        .paths
+        .map(|list| non_empty(&format!("{field}.paths"), list, path_prefix))
+        .transpose()?;
+    Ok(AllowRule {
+        identity,
+        methods,
+        paths,
+    })
+}
+
+/// Each entry checked by `check`; an empty list is refused (it would admit nothing).
+fn non_empty(
+    field: &str,
+    list: Vec<String>,
+    check: fn(&str) -> Result<String, String>,
+) -> Result<Vec<String>, ConfigError> {
+    if list.is_empty() {
+        return Err(ConfigError::new(
+            field,
+            "an empty list would admit nothing; omit it to admit any",
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| check(s).map_err(|e| ConfigError::new(format!("{field}[{i}]"), e)))
+        .collect()
+}
+
+fn method(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty() && text.bytes().all(|b| b.is_ascii_uppercase());
+    valid
+        .then(|| text.to_string())
+        .ok_or_else(|| format!("{text:?} is not a method (upper-case letters, e.g. \"GET\")"))
+}
+
+fn path_prefix(text: &str) -> Result<String, String> {
+    let valid = text.starts_with('/')
+        && !text.contains(['?', '#', '%', '\\'])
+        && !text.split('/').any(|s| s == "." || s == "..");
+    valid.then(|| text.to_string()).ok_or_else(|| {
+        format!(
+            "{text:?} is not a path prefix (starts with '/', no query, no '%', no dot segments)"
+        )
+    })
+}
+
+/// The client's listeners: `listen` (no routes) then `listeners`; addresses must differ.
+pub fn client(
+    listen: &[String],
+    listeners: Vec<ListenerFile>,
+) -> Result<Vec<(SocketAddr, ListenerRules)>, ConfigError> {
+    let mut out: Vec<(SocketAddr, ListenerRules)> = Vec::new();
+    for (i, a) in listen.iter().enumerate() {
+        out.push((
+            socket_addr(&format!("listen[{i}]"), a)?,
+            ListenerRules::default(),
+        ));
+    }
+    for (i, raw) in listeners.into_iter().enumerate() {
+        let field = format!("listeners[{i}]");
+        let address = socket_addr(&format!("{field}.address"), &raw.address)?;
+        let rules = ListenerRules {
+            routes: routes(&field, raw.routes)?,
+            allow_sources: raw
+                .allow_sources
+                .map(|list| {
+                    list.iter()
+                        .enumerate()
+                        .map(|(j, c)| {
+                            Cidr::parse(c).map_err(|e| {
+                                ConfigError::new(format!("{field}.allow_sources[{j}]"), e)
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?,
+        };
+        out.push((address, rules));
+    }
+    if out.is_empty() {
+        return Err(ConfigError::new("listen", "needs at least one address"));
+    }
+    for (i, (addr, _)) in out.iter().enumerate() {
+        if out[..i].iter().any(|(a, _)| a == addr) {
+            return Err(ConfigError::new(
+                "listeners",
+                format!("{addr} is listed twice (in listen or listeners)"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn routes(field: &str, raw: Vec<RouteFile>) -> Result<Vec<Route>, ConfigError> {
+    let count = raw.len();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let field = format!("{field}.routes[{i}]");
+            let service = service_name(&format!("{field}.service"), &r.service)?;
+            let host = match r.host {
+                Some(h) if h.trim().is_empty() => {
+                    return Err(ConfigError::new(format!("{field}.host"), "must not be empty"))
+                }
+                Some(_) if i + 1 == count => {
+                    return Err(ConfigError::new(
+                        format!("{field}.host"),
+                        "the last route must match any host (no \"host\"): it takes the requests no other route matches",
+                    ))
+                }
+                Some(h) => Some(h.trim().to_ascii_lowercase()),
+                None if i + 1 < count => {
+                    return Err(ConfigError::new(
+                        format!("{field}.host"),
+                        "only the last route may match any host (the ones after it would never be used)",
+                    ))
+                }
+                None => None,
+            };
+            Ok(Route { host, service })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
