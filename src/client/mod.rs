@@ -15,7 +15,6 @@ pub mod downstreams;
 pub mod link;
 mod operate;
 pub mod probe;
-pub mod request;
 
 use std::io;
 use std::rc::Rc;

@@ -10,7 +10,7 @@
 //!   per request stream (`requests` is the sans-IO table the simulated pair runs too;
 //!   `streams` lends it the sessions, the pool and the clock);
 //! - [`exchange`] and [`upstream`]: a request carried to the upstream and its response back
-//!   (`upstream_head`: what an upstream's response head may not carry across);
+//!   (`pool_port`: the pool as the exchanges' upstream port);
 //! - [`peer`] and [`peer_address`]: one client connection, and its address across rebindings;
 //! - `operate`: the operator's side: `/metrics` and `/health`, graceful stop, reload, and how
 //!   sessions end (silent clients, closed sessions, TLS refusals).
@@ -24,11 +24,11 @@ pub mod exchange;
 mod operate;
 pub mod peer;
 pub mod peer_address;
+mod pool_port;
 pub mod requests;
 mod routing;
 mod streams;
 pub mod upstream;
-mod upstream_head;
 
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -7,8 +7,9 @@ use std::time::Instant;
 use mio::Registry;
 use slab::Slab;
 
-use super::exchange::port::{PoolPort, UpstreamPort};
+use super::exchange::port::UpstreamPort;
 use super::peer::PeerConn;
+use super::pool_port::PoolPort;
 use super::requests::{Env, Requests, Upstreams};
 use super::upstream::Pool;
 use super::ServerProxy;

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use quiche::h3::Header as H3Header;
 
+use super::request;
 use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
-use crate::client::request;
 use crate::config::ListenerRules;
 use crate::h1::body;
 use crate::h1::head::{RequestHead, Version};

@@ -21,6 +21,7 @@
 
 pub mod conn;
 mod exchange;
+pub mod request;
 mod response;
 #[cfg(test)]
 mod tests;

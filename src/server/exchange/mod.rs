@@ -29,6 +29,7 @@ mod response;
 pub mod route;
 #[cfg(test)]
 mod tests;
+mod upstream_head;
 
 use std::time::Instant;
 

@@ -1,15 +1,12 @@
 //! The exchange's port to the upstream: the few operations an [`super::Exchange`] performs on
-//! upstream connections ([`UpstreamPort`], [`UpstreamConn`]), and their production adapter
-//! over the connection pool ([`PoolPort`]). Tests implement the same traits in memory, so the
-//! exchange logic runs (and times out) without sockets or a registry.
+//! upstream connections ([`UpstreamPort`], [`UpstreamConn`]). The server role adapts its
+//! connection pool to them (`server::pool_port`); tests, the simulation and the fuzzer
+//! implement them in memory, so the exchange logic runs (and times out) without sockets or a
+//! registry.
 
 use std::io;
-use std::time::Instant;
-
-use mio::Registry;
 
 use crate::bridge::pump::H1Buffers;
-use crate::server::upstream::{Pool, UpState, Upstream};
 
 /// One upstream connection, as an exchange uses it.
 pub trait UpstreamConn: H1Buffers {
@@ -42,81 +39,4 @@ pub trait UpstreamPort {
     fn checkin(&mut self, key: usize, reusable: bool);
     fn close(&mut self, key: usize);
     fn conn(&mut self, key: usize) -> Option<&mut dyn UpstreamConn>;
-}
-
-impl H1Buffers for Upstream {
-    fn input(&self) -> &[u8] {
-        &self.tcp.input
-    }
-    fn consume(&mut self, n: usize) {
-        self.tcp.consume(n);
-    }
-    fn input_ended(&self) -> bool {
-        self.tcp.input_ended()
-    }
-    fn write_room(&self) -> usize {
-        self.tcp.write_room()
-    }
-    fn output(&mut self) -> &mut Vec<u8> {
-        self.tcp.output_mut()
-    }
-}
-
-impl UpstreamConn for Upstream {
-    fn is_connecting(&self) -> bool {
-        self.state == UpState::Connecting
-    }
-    fn connect_result(&mut self) -> Option<io::Result<()>> {
-        self.tcp.connect_result()
-    }
-    fn set_connected(&mut self) {
-        self.state = UpState::Busy;
-        let _ = self.tcp.stream.set_nodelay(true);
-    }
-    fn fill(&mut self) -> bool {
-        self.tcp.fill()
-    }
-    fn flush(&mut self) -> bool {
-        self.tcp.flush()
-    }
-    fn reused(&self) -> u32 {
-        self.reused
-    }
-}
-
-/// The pool seen by one exchange (`owner`) of service `target`.
-pub struct PoolPort<'a> {
-    pub pool: &'a mut Pool,
-    pub registry: &'a Registry,
-    pub owner: usize,
-    pub target: usize,
-    pub now: Instant,
-}
-
-impl UpstreamPort for PoolPort<'_> {
-    fn checkout(&mut self) -> io::Result<usize> {
-        self.pool.checkout(self.registry, self.owner, self.target)
-    }
-    fn connect_new(&mut self) -> io::Result<usize> {
-        self.pool
-            .connect_new(self.registry, self.owner, self.target)
-    }
-    fn connect_failed(&mut self, key: usize, error: &io::Error) -> io::Result<bool> {
-        self.pool.connect_failed(self.registry, key, error)
-    }
-    fn connected(&mut self, key: usize) {
-        self.pool.connected(key);
-    }
-    fn checkin(&mut self, key: usize, reusable: bool) {
-        self.pool.checkin(self.registry, key, reusable, self.now);
-    }
-    fn close(&mut self, key: usize) {
-        self.pool.close(self.registry, key);
-    }
-    fn conn(&mut self, key: usize) -> Option<&mut dyn UpstreamConn> {
-        self.pool
-            .conns
-            .get_mut(key)
-            .map(|u| u as &mut dyn UpstreamConn)
-    }
 }

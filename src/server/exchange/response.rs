@@ -9,8 +9,8 @@ use crate::bridge::pump::{H1ToH3, H1ToH3Error, NoH1};
 use crate::h1::body::{self, BodyError, BodyFraming};
 use crate::h1::head::{self, Limits};
 
+use super::upstream_head;
 use super::{Ctx, Exchange, ExchangeTimer, Failure, Response};
-use crate::server::upstream_head;
 
 /// Interim (1xx) responses relayed per request; one more is a 502, so an upstream cannot hold
 /// a request open with endless 103s.
