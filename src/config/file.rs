@@ -176,7 +176,12 @@ pub struct ReconnectFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
-    pub address: String,
+    /// One `HOST:PORT` (a name may give several addresses) ...
+    pub address: Option<String>,
+    /// ... or several.
+    pub addresses: Option<Vec<String>>,
+    /// `round_robin` or `least_outstanding` across the healthy addresses.
+    pub balance: Option<String>,
     pub connect_timeout_ms: Option<u64>,
     pub response_timeout_ms: Option<u64>,
     pub max_idle: Option<usize>,

@@ -169,10 +169,21 @@ pub struct ReconnectConfig {
     pub handshake_timeout: Duration,
 }
 
+/// How a service's requests are spread over its healthy addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    /// The address with the fewest connections in use.
+    LeastOutstanding,
+}
+
+pub const DEFAULT_BALANCE: Balance = Balance::RoundRobin;
+
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    /// `HOST:PORT`; a name is resolved to all its addresses, re-resolved when they all fail.
-    pub address: HostPort,
+    /// `HOST:PORT` targets; each name is resolved to all its addresses (off the loop).
+    pub addresses: Vec<HostPort>,
+    pub balance: Balance,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub max_idle: usize,

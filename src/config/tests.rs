@@ -408,7 +408,7 @@ fn peer_and_upstream_names_are_kept_for_resolution() {
     ) else {
         panic!("server")
     };
-    assert_eq!(s.services.list[0].upstream.address.host, "localhost");
+    assert_eq!(s.services.list[0].upstream.addresses[0].host, "localhost");
 }
 
 #[test]

@@ -143,6 +143,8 @@ pub struct Snapshot {
     pub routed_connection_ids: Option<usize>,
     /// Entries in the role's timer table (at most one per connection or exchange).
     pub timer_entries: usize,
+    /// Server: each service's upstream addresses and whether they take new connections.
+    pub upstream_health: Vec<(String, std::net::SocketAddr, bool)>,
 }
 
 /// How the client's session to its peer is doing (client only).

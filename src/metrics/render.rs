@@ -330,6 +330,22 @@ impl Metrics {
                 &one(idle.to_string()),
             );
         }
+        if !snap.upstream_health.is_empty() {
+            let rows: Vec<(String, String)> = snap
+                .upstream_health
+                .iter()
+                .map(|(service, addr, up)| {
+                    let labels = format!("{{service=\"{}\",address=\"{addr}\"}}", escape(service));
+                    (labels, u8::from(*up).to_string())
+                })
+                .collect();
+            m(
+                "ptproxy_upstream_address_up",
+                "gauge",
+                "Server: 1 while an upstream address takes new connections, 0 while it is out after a failed connect.",
+                &rows,
+            );
+        }
         if let Some(n) = snap.routed_connection_ids {
             m(
                 "ptproxy_server_routed_connection_ids",

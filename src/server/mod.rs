@@ -20,6 +20,7 @@
 
 pub mod admission;
 pub mod cid_routes;
+pub mod endpoints;
 pub mod exchange;
 mod operate;
 pub mod peer;
@@ -323,7 +324,10 @@ fn describe_services(services: &crate::config::Services) -> String {
     let list: Vec<String> = services
         .list
         .iter()
-        .map(|s| format!("{} -> {}", s.name, s.upstream.address))
+        .map(|s| {
+            let targets: Vec<String> = s.upstream.addresses.iter().map(|a| a.to_string()).collect();
+            format!("{} -> {}", s.name, targets.join(" "))
+        })
         .collect();
     list.join(", ")
 }

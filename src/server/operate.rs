@@ -33,6 +33,7 @@ impl ServerProxy {
                     upstream_connections: Some((self.pool.conns.len(), self.pool.idle_count())),
                     routed_connection_ids: Some(self.routes.len()),
                     timer_entries: self.requests.agenda().timer_entries(),
+                    upstream_health: self.upstream_health(now),
                     duplicated: (self.hider.datagrams, self.hider.bytes),
                     admission: Some(AdmissionCounters {
                         handshakes_in_progress: self.handshakes_in_progress() as u64,
@@ -56,6 +57,15 @@ impl ServerProxy {
             "/health" => (503, "text/plain", "no session up\n".into()),
             _ => (404, "text/plain", "try /metrics or /health\n".into()),
         }
+    }
+
+    /// Each service's upstream addresses and whether they take new connections.
+    fn upstream_health(&self, now: Instant) -> Vec<(String, SocketAddr, bool)> {
+        let services = self.cfg.services.list.iter();
+        services
+            .zip(self.pool.health(now))
+            .flat_map(|(s, list)| list.into_iter().map(|(a, up)| (s.name.clone(), a, up)))
+            .collect()
     }
 
     /// A first stop signal: GOAWAY to every session (no new requests), the requests in flight

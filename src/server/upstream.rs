@@ -7,12 +7,11 @@
 //! closed or spoke out of turn: it is dropped, never reused. Idle ones expire after the
 //! service's `upstream.idle_timeout_ms`; at most its `upstream.max_idle` are kept.
 //!
-//! A named upstream is resolved to all its addresses ([`crate::resolve`]) off the reactor
-//! thread ([`crate::resolver`]): the pool only ever connects to addresses it already knows,
-//! asks for a new resolution when its answer is [`RESOLVE_TTL`](crate::resolve::RESOLVE_TTL)
-//! old or a whole round of connects failed, and takes the answer when it comes. A connect that
-//! fails moves on to the next address within the same request, and the address that worked is
-//! tried first for the next connections.
+//! Which address a new connection goes to is the service's [`Endpoints`]' decision: its
+//! names resolved off the reactor thread ([`crate::resolver`]), balanced across the healthy
+//! addresses, an address whose connect fails taken out for a while. A connect that fails (or
+//! times out) moves on to another healthy address within the same request, before anything
+//! was sent.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,16 +20,21 @@ use std::time::Instant;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
+use super::endpoints::Endpoints;
 use crate::bridge::tcp::TcpConn;
 use crate::config::Services;
 use crate::reactor::CONN_BASE;
-use crate::resolve::{Candidates, HostPort};
+use crate::resolve::HostPort;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpState {
     Connecting,
     Busy,
-    Idle { since: Instant },
+    Idle {
+        since: Instant,
+    },
+    /// Its connect failed and no address was left to try: out of use, awaiting close.
+    Failed,
 }
 
 pub struct Upstream {
@@ -40,18 +44,17 @@ pub struct Upstream {
     pub reused: u32,
     /// The exchange using it (meaningless while idle).
     pub owner: usize,
-    /// Where it connects (or connected) to, and its place in the upstream's address list.
+    /// Where it connects (or connected) to.
     pub address: SocketAddr,
-    tried: usize,
+    /// The addresses this connection's request tried so far (the last one is `address`).
+    tried: Vec<SocketAddr>,
     /// The service (its [`Target`]) it belongs to.
     target: usize,
 }
 
 /// One service's upstream: its addresses and its idle connections.
 pub struct Target {
-    addresses: Candidates,
-    /// Why the last resolution failed (kept for the 502 until one succeeds).
-    resolve_error: Option<String>,
+    endpoints: Endpoints,
     max_idle: usize,
     idle_timeout: std::time::Duration,
     /// Idle connection keys, most recently used last.
@@ -70,8 +73,7 @@ impl Pool {
             .list
             .iter()
             .map(|s| Target {
-                addresses: Candidates::new(s.upstream.address.clone()),
-                resolve_error: None,
+                endpoints: Endpoints::new(&s.name, &s.upstream.addresses, s.upstream.balance),
                 max_idle: s.upstream.max_idle,
                 idle_timeout: s.upstream.idle_timeout,
                 idle: Vec::new(),
@@ -88,45 +90,46 @@ impl Pool {
         for (t, s) in self.targets.iter_mut().zip(&services.list) {
             t.max_idle = s.upstream.max_idle;
             t.idle_timeout = s.upstream.idle_timeout;
+            t.endpoints.set_balance(s.upstream.balance);
         }
     }
 
     /// The names whose answer is missing or due for renewal (each once).
     pub fn names_to_resolve(&self, now: Instant) -> Vec<HostPort> {
         let mut names: Vec<HostPort> = Vec::new();
-        for t in &self.targets {
-            if t.addresses.wants_resolution(now) && !names.contains(&t.addresses.target) {
-                names.push(t.addresses.target.clone());
+        for name in self
+            .targets
+            .iter()
+            .flat_map(|t| t.endpoints.names_to_resolve(now))
+        {
+            if !names.contains(name) {
+                names.push(name.clone());
             }
         }
         names
     }
 
-    /// A resolution of `name` finished: every service naming it takes the answer. A failed or
-    /// empty one keeps the addresses known so far.
+    /// A resolution of `name` finished: every service naming it takes the answer.
     pub fn on_resolved(
         &mut self,
         name: &HostPort,
         result: io::Result<Vec<SocketAddr>>,
         now: Instant,
     ) {
-        for t in self
-            .targets
-            .iter_mut()
-            .filter(|t| t.addresses.target == *name)
-        {
-            match &result {
-                Ok(found) if !found.is_empty() => {
-                    t.addresses.resolved(found, now);
-                    t.resolve_error = None;
-                }
-                Ok(_) => t.resolve_error = Some(format!("{name} resolves to no address")),
-                Err(e) => {
-                    log::warn!("cannot resolve upstream {name}: {e}");
-                    t.resolve_error = Some(format!("cannot resolve {name}: {e}"));
-                }
-            }
+        if let Err(e) = &result {
+            log::warn!("cannot resolve upstream {name}: {e}");
         }
+        for t in &mut self.targets {
+            t.endpoints.on_resolved(name, &result, now);
+        }
+    }
+
+    /// Each service's addresses and whether they take new connections now (for metrics).
+    pub fn health(&self, now: Instant) -> Vec<Vec<(SocketAddr, bool)>> {
+        self.targets
+            .iter()
+            .map(|t| t.endpoints.health(now))
+            .collect()
     }
 
     fn target(&mut self, index: usize) -> io::Result<&mut Target> {
@@ -135,14 +138,17 @@ impl Pool {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such service"))
     }
 
-    /// An idle connection of service `target` for a new exchange, or a new one being connected.
+    /// A connection of service `target` for a new exchange: the address is chosen first (by
+    /// the service's balance, among the healthy ones), then an idle connection to it is
+    /// reused, or a new one is connected.
     pub fn checkout(
         &mut self,
         registry: &Registry,
         owner: usize,
         target: usize,
     ) -> io::Result<usize> {
-        while let Some(key) = self.target(target)?.idle.pop() {
+        let address = self.choose(target, &[])?;
+        while let Some(key) = self.take_idle(target, address) {
             let Some(up) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -154,9 +160,10 @@ impl Pool {
             up.state = UpState::Busy;
             up.reused += 1;
             up.owner = owner;
+            self.target(target)?.endpoints.acquire(address);
             return Ok(key);
         }
-        self.connect_new(registry, owner, target)
+        self.connect_at(registry, owner, target, address, Vec::new())
     }
 
     /// A new connection of service `target` being connected, never one from the pool.
@@ -166,44 +173,69 @@ impl Pool {
         owner: usize,
         target: usize,
     ) -> io::Result<usize> {
-        let (tcp, address) = self.connect_to(target, 0)?;
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        entry.insert(Upstream {
+        let address = self.choose(target, &[])?;
+        self.connect_at(registry, owner, target, address, Vec::new())
+    }
+
+    /// The address service `target`'s endpoints choose, not one of `tried`.
+    fn choose(&mut self, target: usize, tried: &[SocketAddr]) -> io::Result<SocketAddr> {
+        self.target(target)?
+            .endpoints
+            .choose(Instant::now(), tried)
+            .map_err(|why| io::Error::new(io::ErrorKind::NotFound, why))
+    }
+
+    /// The most recently pooled idle connection of service `target` to `address`, out of the
+    /// idle list.
+    fn take_idle(&mut self, target: usize, address: SocketAddr) -> Option<usize> {
+        let t = self.targets.get_mut(target)?;
+        let conns = &self.conns;
+        let pos = t
+            .idle
+            .iter()
+            .rposition(|k| conns.get(*k).is_some_and(|u| u.address == address))?;
+        Some(t.idle.remove(pos))
+    }
+
+    /// Starts a connect to `address` for `owner`; `tried` are the addresses its request tried
+    /// before.
+    fn connect_at(
+        &mut self,
+        registry: &Registry,
+        owner: usize,
+        target: usize,
+        address: SocketAddr,
+        mut tried: Vec<SocketAddr>,
+    ) -> io::Result<usize> {
+        let tcp = self.open(target, address)?;
+        tried.push(address);
+        let key = self.conns.insert(Upstream {
             tcp,
             state: UpState::Connecting,
             reused: 0,
             owner,
             address,
-            tried: 0,
+            tried,
             target,
         });
         self.register(registry, key)?;
         Ok(key)
     }
 
-    /// Starts a non-blocking connect to address number `index` of service `target`'s upstream
-    /// (in the order to try: the one that worked last first).
-    fn connect_to(&mut self, target: usize, index: usize) -> io::Result<(TcpConn, SocketAddr)> {
-        let t = self.target(target)?;
-        let known = t.addresses.known();
-        let address = match (known.get(index), &t.resolve_error) {
-            (Some(a), _) => *a,
-            (None, Some(why)) if known.is_empty() => {
-                return Err(io::Error::new(io::ErrorKind::NotFound, why.clone()))
+    /// A non-blocking connect to `address` of service `target`, counted as in use from now on
+    /// (a connect refused at once takes the address out).
+    fn open(&mut self, target: usize, address: SocketAddr) -> io::Result<TcpConn> {
+        let endpoints = &mut self.target(target)?.endpoints;
+        match mio::net::TcpStream::connect(address) {
+            Ok(stream) => {
+                endpoints.acquire(address);
+                Ok(TcpConn::new(stream))
             }
-            (None, _) if known.is_empty() => {
-                let name = &t.addresses.target;
-                let why = format!("{name}: not resolved yet");
-                return Err(io::Error::new(io::ErrorKind::NotFound, why));
+            Err(e) => {
+                endpoints.failed(address, &e.to_string(), Instant::now());
+                Err(e)
             }
-            (None, _) => {
-                let why = format!("{}: no address left", t.addresses.target);
-                return Err(io::Error::new(io::ErrorKind::NotFound, why));
-            }
-        };
-        let stream = mio::net::TcpStream::connect(address)?;
-        Ok((TcpConn::new(stream), address))
+        }
     }
 
     fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
@@ -217,9 +249,10 @@ impl Pool {
         )
     }
 
-    /// The connect of `key` failed with `error`: retries on the next address when the list has
-    /// one this checkout did not try yet (`Ok(true)`); else the error stands and the next
-    /// checkout resolves the name again.
+    /// The connect of `key` failed (or timed out) with `error`: its address is taken out for a
+    /// while, and the request moves to another healthy address it did not try yet: `key` is
+    /// then a new connection being connected (`Ok(true)`). With none left the error stands
+    /// (`Ok(false)`), and once every address failed the names are resolved again.
     pub fn connect_failed(
         &mut self,
         registry: &Registry,
@@ -229,26 +262,28 @@ impl Pool {
         let Some(up) = self.conns.get_mut(key) else {
             return Ok(false);
         };
-        let (target, failed_at) = (up.target, up.address);
-        let tried = up.tried + 1;
+        let (target, owner, failed_at) = (up.target, up.owner, up.address);
+        let tried = std::mem::take(&mut up.tried);
+        up.state = UpState::Failed;
         let _ = registry.deregister(&mut up.tcp.stream);
-        let addresses = &mut self.target(target)?.addresses;
-        log::info!(
-            "upstream {} at {failed_at}: connect failed: {error}",
-            addresses.target
-        );
-        if tried >= addresses.round_len() {
-            addresses.restart();
+        let endpoints = &mut self.target(target)?.endpoints;
+        endpoints.release(failed_at);
+        endpoints.failed(failed_at, &error.to_string(), Instant::now());
+        let Ok(next) = self.choose(target, &tried) else {
+            self.target(target)?.endpoints.restart_names();
             return Ok(false);
-        }
-        let (tcp, address) = self.connect_to(target, tried)?;
+        };
+        // The new attempt takes the same key: the exchange holds it.
+        let tcp = self.open(target, next)?;
+        let mut tried = tried;
+        tried.push(next);
         if let Some(up) = self.conns.get_mut(key) {
             *up = Upstream {
                 tcp,
                 state: UpState::Connecting,
                 reused: 0,
-                owner: up.owner,
-                address,
+                owner,
+                address: next,
                 tried,
                 target,
             };
@@ -261,7 +296,7 @@ impl Pool {
     pub fn connected(&mut self, key: usize) {
         if let Some(up) = self.conns.get(key) {
             if let Some(t) = self.targets.get_mut(up.target) {
-                t.addresses.worked(up.address);
+                t.endpoints.succeeded(up.address);
             }
         }
     }
@@ -280,6 +315,7 @@ impl Pool {
             up.tcp.release_buffers();
             up.state = UpState::Idle { since: now };
             t.idle.push(key);
+            t.endpoints.release(up.address);
         } else {
             self.close(registry, key);
         }
@@ -290,6 +326,9 @@ impl Pool {
             let _ = registry.deregister(&mut up.tcp.stream);
             if let Some(t) = self.targets.get_mut(up.target) {
                 t.idle.retain(|k| *k != key);
+                if matches!(up.state, UpState::Connecting | UpState::Busy) {
+                    t.endpoints.release(up.address);
+                }
             }
         }
     }

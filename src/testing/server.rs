@@ -146,6 +146,10 @@ pub struct MemPool {
     /// What the next checkout hands out (else a fresh connection whose connect hangs).
     pub next: Option<MemConn>,
     pub conns: Vec<MemConn>,
+    /// Other addresses a failed connect may move to (each a fresh connect that hangs).
+    pub spare_addresses: u32,
+    /// The errors of the connects that failed, in order.
+    pub failed_connects: Vec<String>,
 }
 
 impl MemPool {
@@ -178,8 +182,16 @@ impl UpstreamPort for MemPool {
     fn connect_new(&mut self) -> io::Result<usize> {
         Ok(self.hand_out(MemConn::fresh()))
     }
-    fn connect_failed(&mut self, _key: usize, _error: &io::Error) -> io::Result<bool> {
-        Ok(false)
+    fn connect_failed(&mut self, key: usize, error: &io::Error) -> io::Result<bool> {
+        self.failed_connects.push(error.to_string());
+        if self.spare_addresses == 0 {
+            return Ok(false);
+        }
+        self.spare_addresses -= 1;
+        if let Some(conn) = self.conns.get_mut(key) {
+            *conn = MemConn::fresh();
+        }
+        Ok(true)
     }
     fn connected(&mut self, _key: usize) {}
     fn checkin(&mut self, key: usize, reusable: bool) {
@@ -216,7 +228,8 @@ impl ServerRig {
             stream: MemStream::default(),
             pool: MemPool::default(),
             config: UpstreamConfig {
-                address: address.into(),
+                addresses: vec![address.into()],
+                balance: crate::config::DEFAULT_BALANCE,
                 connect_timeout,
                 response_timeout,
                 max_idle: 8,

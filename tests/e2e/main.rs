@@ -40,4 +40,5 @@ mod soak;
 mod strict;
 mod timers;
 mod upstream_edges;
+mod upstream_pools;
 mod zero_rtt;

@@ -4,8 +4,6 @@
 
 use crate::harness::raw_upstream::{Part, RawUpstream};
 use crate::harness::{PairBuilder, Response, Upstream};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 fn assert_server_error(r: &Response, status: u16) {
@@ -13,35 +11,9 @@ fn assert_server_error(r: &Response, status: u16) {
     assert!(r.body_str().starts_with("ptproxy server:"), "{r}");
 }
 
-/// A loopback address where connect() hangs: a listener with an accept backlog of one whose
-/// queue is full (never accepted), so the kernel drops further SYNs. Returns the listener and
-/// the connections filling it (both must live as long as the address is used).
-fn hanging_addr() -> (TcpListener, Vec<TcpStream>, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().unwrap();
-    // SAFETY: listen(2) on a socket this function owns.
-    assert_eq!(
-        unsafe { libc::listen(l.as_raw_fd(), 0) },
-        0,
-        "listen(fd, 0)"
-    );
-    let mut fill = Vec::new();
-    for _ in 0..16 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
-            Ok(s) => fill.push(s),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (l, fill, addr),
-            Err(e) => panic!("filling the backlog: {e}"),
-        }
-    }
-    panic!(
-        "connect to {addr} never hung after {} connections",
-        fill.len()
-    );
-}
-
 #[test]
 fn connect_timeout_fires_on_an_upstream_that_never_answers_syns() {
-    let (_listener, _fill, addr) = hanging_addr();
+    let (_listener, _fill, addr) = crate::harness::hanging_tcp_addr();
     let pair = PairBuilder::new(addr)
         .name("connect_timeout")
         .server("upstream.connect_timeout_ms", "1000")

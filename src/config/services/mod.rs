@@ -8,12 +8,14 @@
 use std::net::SocketAddr;
 
 use super::file::{AllowFile, ListenerFile, RouteFile, ServiceFile, UpstreamFile};
-use super::{host_port, millis, socket_addr, ConfigError, UpstreamConfig};
+use super::DEFAULT_BALANCE;
+use super::{host_port, millis, socket_addr, Balance, ConfigError, UpstreamConfig};
 use super::{
     DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS, DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
     DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
 };
 use crate::access::{AllowRule, Cidr, IdentityPattern};
+use crate::resolve::HostPort;
 
 /// The name of the service the top-level `upstream` defines.
 pub const DEFAULT_SERVICE: &str = "default";
@@ -58,7 +60,7 @@ impl Services {
                 .list
                 .iter()
                 .zip(&other.list)
-                .all(|(a, b)| a.name == b.name && a.upstream.address == b.upstream.address)
+                .all(|(a, b)| a.name == b.name && a.upstream.addresses == b.upstream.addresses)
     }
 }
 
@@ -164,7 +166,18 @@ pub fn server(
 
 pub fn upstream_config(field: &str, up: UpstreamFile) -> Result<UpstreamConfig, ConfigError> {
     Ok(UpstreamConfig {
-        address: host_port(&format!("{field}.address"), &up.address)?,
+        addresses: upstream_addresses(field, up.address, up.addresses)?,
+        balance: match up.balance.as_deref() {
+            None => DEFAULT_BALANCE,
+            Some("round_robin") => Balance::RoundRobin,
+            Some("least_outstanding") => Balance::LeastOutstanding,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    format!("{field}.balance"),
+                    format!("{other:?} is not one of round_robin, least_outstanding"),
+                ))
+            }
+        },
         connect_timeout: millis(
             &format!("{field}.connect_timeout_ms"),
             up.connect_timeout_ms,
@@ -182,6 +195,49 @@ pub fn upstream_config(field: &str, up: UpstreamFile) -> Result<UpstreamConfig, 
             DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
         )?,
     })
+}
+
+/// `address` or `addresses` (exactly one), each `HOST:PORT`, none twice.
+fn upstream_addresses(
+    field: &str,
+    address: Option<String>,
+    addresses: Option<Vec<String>>,
+) -> Result<Vec<HostPort>, ConfigError> {
+    let parsed = match (address, addresses) {
+        (Some(a), None) => vec![host_port(&format!("{field}.address"), &a)?],
+        (None, Some(list)) if !list.is_empty() => list
+            .iter()
+            .enumerate()
+            .map(|(i, a)| host_port(&format!("{field}.addresses[{i}]"), a))
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                format!("{field}.addresses"),
+                "must not be empty",
+            ))
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                format!("{field}.addresses"),
+                "give either address or addresses, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                format!("{field}.address"),
+                "missing (or give addresses)",
+            ))
+        }
+    };
+    for (i, a) in parsed.iter().enumerate() {
+        if parsed[..i].contains(a) {
+            return Err(ConfigError::new(
+                format!("{field}.addresses[{i}]"),
+                format!("{a} is listed twice"),
+            ));
+        }
+    }
+    Ok(parsed)
 }
 
 /// Lower-case letters, digits, `.`, `_` and `-`, starting with a letter or digit.

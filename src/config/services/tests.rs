@@ -225,3 +225,40 @@ fn listener_mistakes_name_their_field() {
         assert_eq!(field_of(result), field);
     }
 }
+
+#[test]
+fn upstream_address_lists_and_balance_name_their_field() {
+    let s = server(
+        r#""upstream": {"addresses": ["127.0.0.1:1", "localhost:2"], "balance": "least_outstanding"}"#,
+    )
+    .expect("valid");
+    let up = &s.services.list[0].upstream;
+    assert_eq!(up.addresses.len(), 2);
+    assert_eq!(up.balance, crate::config::Balance::LeastOutstanding);
+    let cases = [
+        (
+            r#""upstream": {"address": "127.0.0.1:1", "addresses": ["127.0.0.1:2"]}"#,
+            "upstream.addresses",
+        ),
+        (r#""upstream": {"addresses": []}"#, "upstream.addresses"),
+        (
+            r#""upstream": {"addresses": ["127.0.0.1:1", "127.0.0.1:1"]}"#,
+            "upstream.addresses[1]",
+        ),
+        (
+            r#""upstream": {"addresses": ["127.0.0.1:1", "nope"]}"#,
+            "upstream.addresses[1]",
+        ),
+        (
+            r#""upstream": {"connect_timeout_ms": 5}"#,
+            "upstream.address",
+        ),
+        (
+            r#""upstream": {"address": "127.0.0.1:1", "balance": "random"}"#,
+            "upstream.balance",
+        ),
+    ];
+    for (fields, field) in cases {
+        assert_eq!(field_of(server(fields)), field, "{fields}");
+    }
+}

@@ -370,10 +370,7 @@ impl Exchange {
             return Outcome::Continue;
         };
         match timer {
-            ExchangeTimer::Connect => self.time_out(
-                ctx,
-                answers::upstream_connect_timeout(ctx.upstream.connect_timeout.as_millis()),
-            ),
+            ExchangeTimer::Connect => self.connect_timed_out(ctx),
             ExchangeTimer::Response => self.time_out(
                 ctx,
                 answers::upstream_timeout(ctx.upstream.response_timeout.as_millis()),
@@ -386,6 +383,23 @@ impl Exchange {
                 self.abort(ctx)
             }
         }
+    }
+
+    /// The connect did not finish in time: another healthy address of the service gets the
+    /// request (nothing was sent yet), with a connect timeout of its own; with none left, 504.
+    fn connect_timed_out(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
+        let ms = ctx.upstream.connect_timeout.as_millis();
+        if let Some(key) = self.upstream {
+            let timed_out = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connect timed out ({ms} ms)"),
+            );
+            if let Ok(true) = ctx.pool.connect_failed(key, &timed_out) {
+                self.arm_connect_timer(ctx, key);
+                return self.drive(ctx);
+            }
+        }
+        self.time_out(ctx, answers::upstream_connect_timeout(ms))
     }
 
     /// The upstream missed a deadline: answer with `answer` while the response has not begun,

@@ -28,7 +28,11 @@ impl Exchange {
                 // The next address of the upstream's name, if one is left to try.
                 Some(Err(e)) => {
                     return match ctx.pool.connect_failed(key, &e) {
-                        Ok(true) => Ok(true),
+                        Ok(true) => {
+                            // A fresh attempt on another address: its own connect timeout.
+                            self.arm_connect_timer(ctx, key);
+                            Ok(true)
+                        }
                         Ok(false) => Err(Failure::Answer(answers::upstream_unreachable(&e))),
                         Err(e2) => Err(Failure::Answer(answers::upstream_unreachable(&e2))),
                     };

@@ -30,6 +30,35 @@ fn a_connect_that_never_completes_is_a_504_at_the_connect_timeout() {
 }
 
 #[test]
+fn a_connect_timeout_moves_the_request_to_another_address_with_a_timeout_of_its_own() {
+    let mut w = world(2 * SECOND, 30 * SECOND);
+    w.pool.next = Some(MemConn::fresh());
+    w.pool.spare_addresses = 1;
+    w.start("GET", &[], false);
+    w.advance_to(2 * SECOND);
+    assert!(
+        w.stream.heads.is_empty(),
+        "no 504 while another address is left"
+    );
+    assert_eq!(
+        w.pool.failed_connects.len(),
+        1,
+        "{:?}",
+        w.pool.failed_connects
+    );
+    assert!(w.pool.failed_connects[0].contains("timed out"));
+    assert_eq!(
+        w.deadline(),
+        Some(4 * SECOND),
+        "the new attempt has its own connect timeout"
+    );
+    w.advance_to(4 * SECOND);
+    assert_eq!(w.stream.status(), Some(504), "no address left");
+    assert_eq!(w.pool.failed_connects.len(), 2);
+    assert!(w.finished && w.stream.fin);
+}
+
+#[test]
 fn equal_connect_and_response_timeouts_each_apply() {
     // A reused connection (no connect): the response timeout runs from the request head.
     let mut w = world(2 * SECOND, 2 * SECOND);

@@ -122,3 +122,33 @@ pub fn closed_tcp_addr() -> std::net::SocketAddr {
     drop(l);
     a
 }
+
+/// A loopback address where connect() hangs: a listener with an accept backlog of one whose
+/// queue is full (never accepted), so the kernel drops further SYNs. Returns the listener and
+/// the connections filling it (both must live as long as the address is used).
+pub fn hanging_tcp_addr() -> (
+    std::net::TcpListener,
+    Vec<std::net::TcpStream>,
+    std::net::SocketAddr,
+) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().unwrap();
+    // SAFETY: listen(2) on a socket this function owns.
+    assert_eq!(
+        unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), 0) },
+        0,
+        "listen(fd, 0)"
+    );
+    let mut fill = Vec::new();
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300)) {
+            Ok(s) => fill.push(s),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return (l, fill, addr),
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+    }
+    panic!(
+        "connect to {addr} never hung after {} connections",
+        fill.len()
+    );
+}

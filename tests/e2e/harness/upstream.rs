@@ -120,7 +120,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("upstream bind");
+        Self::start_at("127.0.0.1:0".parse().expect("address"))
+    }
+
+    /// An upstream on `addr` (a port that was free, e.g. one a test kept closed until now).
+    pub fn start_at(addr: SocketAddr) -> Upstream {
+        let listener = TcpListener::bind(addr).expect("upstream bind");
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let st = state.clone();
