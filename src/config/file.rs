@@ -182,6 +182,8 @@ pub struct UpstreamFile {
     pub addresses: Option<Vec<String>>,
     /// `round_robin` or `least_outstanding` across the healthy addresses.
     pub balance: Option<String>,
+    /// Active checks of each address (off when absent).
+    pub health_check: Option<HealthCheckFile>,
     pub connect_timeout_ms: Option<u64>,
     pub response_timeout_ms: Option<u64>,
     pub max_idle: Option<usize>,
@@ -224,4 +226,12 @@ pub struct ListenerFile {
 pub struct RouteFile {
     pub host: Option<String>,
     pub service: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    pub path: String,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
 }

@@ -178,12 +178,24 @@ pub enum Balance {
 }
 
 pub const DEFAULT_BALANCE: Balance = Balance::RoundRobin;
+pub const DEFAULT_HEALTH_CHECK_INTERVAL_MS: u64 = 2_000;
+pub const DEFAULT_HEALTH_CHECK_TIMEOUT_MS: u64 = 1_000;
+
+/// Active checks of a service's addresses: `GET path` every `interval`, answered in `timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
 
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     /// `HOST:PORT` targets; each name is resolved to all its addresses (off the loop).
     pub addresses: Vec<HostPort>,
     pub balance: Balance,
+    /// Active checks; `None`: health is passive only (failed connects).
+    pub health_check: Option<HealthCheck>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub max_idle: usize,

@@ -6,8 +6,9 @@
 //! with the fewest connections in use. Health is passive: a connect that fails (refused, timed
 //! out) takes its endpoint out for a backoff that doubles with each failure in a row
 //! ([`DOWN_BACKOFF_MIN`] up to [`DOWN_BACKOFF_MAX`]); once it has passed, the endpoint is tried
-//! again, and a connect that succeeds brings it back for good. When no endpoint is healthy the
-//! request gets a 502 naming the service and why each address is out.
+//! again, and a connect that succeeds brings it back for good. With active checks on
+//! ([`super::health`]), a failed check takes an endpoint out until a check passes. When no
+//! endpoint is healthy the request gets a 502 naming the service and why each address is out.
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ struct Endpoint {
     last_error: Option<String>,
     /// Connections in use (connecting or carrying an exchange).
     outstanding: u32,
+    /// Its last active check failed.
+    check_failed: bool,
 }
 
 impl Endpoint {
@@ -41,11 +44,12 @@ impl Endpoint {
             failures: 0,
             last_error: None,
             outstanding: 0,
+            check_failed: false,
         }
     }
 
     fn healthy(&self, now: Instant) -> bool {
-        self.down_until.is_none_or(|t| t <= now)
+        !self.check_failed && self.down_until.is_none_or(|t| t <= now)
     }
 }
 
@@ -214,6 +218,49 @@ impl Endpoints {
             e.down_until = None;
             e.last_error = None;
         }
+    }
+
+    /// An active check of `addr` ended: passed (the endpoint is in, whatever failed before) or
+    /// failed (out until a check passes).
+    pub fn checked(&mut self, addr: SocketAddr, result: Result<(), String>) {
+        let service = &self.service;
+        let Some(e) = self.list.iter_mut().find(|e| e.addr == addr) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if e.check_failed {
+                    log::info!(
+                        "service {service:?}: upstream {addr} passes its health check again"
+                    );
+                }
+                *e = Endpoint {
+                    outstanding: e.outstanding,
+                    ..Endpoint::new(addr)
+                };
+            }
+            Err(why) => {
+                if !e.check_failed {
+                    log::warn!("service {service:?}: upstream {addr} out: {why}");
+                }
+                e.check_failed = true;
+                e.last_error = Some(why);
+            }
+        }
+    }
+
+    /// Active checks were turned off: what they decided no longer counts.
+    pub fn set_checked(&mut self, on: bool) {
+        if !on {
+            for e in &mut self.list {
+                e.check_failed = false;
+            }
+        }
+    }
+
+    /// Every endpoint's address.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.list.iter().map(|e| e.addr).collect()
     }
 
     /// A connection to `addr` went into use, or out of it.

@@ -22,6 +22,7 @@ pub mod admission;
 pub mod cid_routes;
 pub mod endpoints;
 pub mod exchange;
+mod health;
 mod operate;
 pub mod peer;
 pub mod peer_address;
@@ -69,6 +70,8 @@ pub struct ServerProxy {
     requests: Requests,
     pool: Pool,
     next_idle_expiry: Option<Instant>,
+    /// When the next health check starts or times out.
+    next_health_check: Option<Instant>,
     stopping: bool,
     admin: Option<Admin>,
     metrics: Metrics,
@@ -162,6 +165,7 @@ impl ServerProxy {
             requests: Requests::default(),
             pool,
             next_idle_expiry: None,
+            next_health_check: None,
             stopping: false,
             admin,
             metrics: Metrics::new("server", Instant::now()),
@@ -241,6 +245,8 @@ impl Driver for ServerProxy {
                 up.tcp.on_event(event);
                 if matches!(up.state, UpState::Idle { .. }) {
                     self.pool.on_idle_event(registry, key);
+                } else if matches!(up.state, UpState::Probe(_)) {
+                    self.pool.on_probe_event(registry, key);
                 } else {
                     self.requests.mark_dirty(up.owner);
                 }
@@ -270,6 +276,7 @@ impl Driver for ServerProxy {
         // Each service has its own idle timeout: a connection pooled this turn may expire
         // before the one known so far.
         self.next_idle_expiry = self.pool.expire_idle(registry, now);
+        self.next_health_check = self.pool.run_health_checks(registry, now);
         if self.stopping {
             self.finish_drain(now);
         }
@@ -295,6 +302,7 @@ impl Driver for ServerProxy {
             .min();
         let d = crate::time::earliest(sessions, self.requests.agenda().next_deadline());
         let d = crate::time::earliest(d, self.next_idle_expiry);
+        let d = crate::time::earliest(d, self.next_health_check);
         let d = crate::time::earliest(d, self.drain_deadline);
         let d = crate::time::earliest(d, self.admission.next_deadline());
         let d = crate::time::earliest(d, self.admin.as_ref().and_then(Admin::next_deadline));

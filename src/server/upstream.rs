@@ -21,8 +21,9 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use super::endpoints::Endpoints;
+use super::health::Probe;
 use crate::bridge::tcp::TcpConn;
-use crate::config::Services;
+use crate::config::{HealthCheck, Services};
 use crate::reactor::CONN_BASE;
 use crate::resolve::HostPort;
 
@@ -35,6 +36,8 @@ pub enum UpState {
     },
     /// Its connect failed and no address was left to try: out of use, awaiting close.
     Failed,
+    /// A health check's own connection ([`super::health`]).
+    Probe(Probe),
 }
 
 pub struct Upstream {
@@ -49,12 +52,35 @@ pub struct Upstream {
     /// The addresses this connection's request tried so far (the last one is `address`).
     tried: Vec<SocketAddr>,
     /// The service (its [`Target`]) it belongs to.
-    target: usize,
+    pub(super) target: usize,
+}
+
+impl Upstream {
+    /// A health check's connection to `address` of service `target`.
+    pub(super) fn probe(
+        tcp: TcpConn,
+        address: SocketAddr,
+        target: usize,
+        deadline: Instant,
+    ) -> Self {
+        Upstream {
+            tcp,
+            state: UpState::Probe(Probe { deadline }),
+            reused: 0,
+            owner: usize::MAX,
+            address,
+            tried: Vec::new(),
+            target,
+        }
+    }
 }
 
 /// One service's upstream: its addresses and its idle connections.
 pub struct Target {
-    endpoints: Endpoints,
+    pub(super) endpoints: Endpoints,
+    /// Active checks, and when the next round starts.
+    pub(super) health_check: Option<HealthCheck>,
+    pub(super) next_probe: Option<Instant>,
     max_idle: usize,
     idle_timeout: std::time::Duration,
     /// Idle connection keys, most recently used last.
@@ -63,7 +89,7 @@ pub struct Target {
 
 pub struct Pool {
     /// One per service, in the order of [`Services::list`].
-    targets: Vec<Target>,
+    pub(super) targets: Vec<Target>,
     pub conns: Slab<Upstream>,
 }
 
@@ -74,6 +100,8 @@ impl Pool {
             .iter()
             .map(|s| Target {
                 endpoints: Endpoints::new(&s.name, &s.upstream.addresses, s.upstream.balance),
+                health_check: s.upstream.health_check.clone(),
+                next_probe: None,
                 max_idle: s.upstream.max_idle,
                 idle_timeout: s.upstream.idle_timeout,
                 idle: Vec::new(),
@@ -91,6 +119,8 @@ impl Pool {
             t.max_idle = s.upstream.max_idle;
             t.idle_timeout = s.upstream.idle_timeout;
             t.endpoints.set_balance(s.upstream.balance);
+            t.health_check = s.upstream.health_check.clone();
+            t.endpoints.set_checked(t.health_check.is_some());
         }
     }
 
@@ -238,7 +268,7 @@ impl Pool {
         }
     }
 
-    fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
+    pub(super) fn register(&mut self, registry: &Registry, key: usize) -> io::Result<()> {
         let Some(up) = self.conns.get_mut(key) else {
             return Ok(());
         };

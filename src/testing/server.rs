@@ -230,6 +230,7 @@ impl ServerRig {
             config: UpstreamConfig {
                 addresses: vec![address.into()],
                 balance: crate::config::DEFAULT_BALANCE,
+                health_check: None,
                 connect_timeout,
                 response_timeout,
                 max_idle: 8,

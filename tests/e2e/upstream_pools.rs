@@ -144,3 +144,100 @@ fn localhost_addresses(port: u16) -> Vec<std::net::SocketAddr> {
     }
     unique
 }
+
+/// A TCP listener that accepts connections and never answers on them (held until dropped).
+struct SilentListener {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentListener {
+    fn start() -> SilentListener {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            // Bounded: the test drops the listener long before this ends.
+            for _ in 0..60_000 {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                match listener.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        SilentListener {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SilentListener {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn an_address_that_accepts_but_never_answers_is_taken_out_by_its_health_check() {
+    let healthy = Upstream::start();
+    let silent = SilentListener::start();
+    let (metrics, metrics_json) = metrics_addr();
+    let addresses = format!(r#"["{}", "{}"]"#, silent.addr, healthy.addr());
+    let pair = PairBuilder::new(healthy.addr())
+        .name("pool_health_check")
+        .server_remove("upstream.address")
+        .server("upstream.addresses", &addresses)
+        .server(
+            "upstream.health_check",
+            r#"{"path": "/hello", "interval_ms": 200, "timeout_ms": 150}"#,
+        )
+        .server("metrics.listen", &metrics_json)
+        .start();
+    let series = |addr: std::net::SocketAddr| {
+        format!("ptproxy_upstream_address_up{{service=\"default\",address=\"{addr}\"}}")
+    };
+    let out = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        (metric(metrics, &series(silent.addr)) == Some(0.0)).then_some(())
+    });
+    assert!(out.is_some(), "the silent address was never taken out");
+    assert_eq!(metric(metrics, &series(healthy.addr())), Some(1.0));
+    for i in 0..30 {
+        let r = pair.get(&format!("/hello?req{i}"));
+        assert_eq!(r.status(), 200, "request {i}: {r}");
+    }
+    let served = healthy
+        .requests()
+        .iter()
+        .filter(|r| r.target.starts_with("/hello?req"))
+        .count();
+    assert_eq!(served, 30, "every request reached the healthy address");
+    // The checks keep running: the healthy address sees them every interval.
+    let checks = |up: &Upstream| {
+        up.requests()
+            .iter()
+            .filter(|r| r.header("user-agent") == Some("ptproxy-health-check"))
+            .count()
+    };
+    let before = checks(&healthy);
+    let more = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        (checks(&healthy) >= before + 2).then_some(())
+    });
+    assert!(more.is_some(), "no further checks after {before}");
+    assert_eq!(
+        metric(metrics, &series(silent.addr)),
+        Some(0.0),
+        "still out"
+    );
+}

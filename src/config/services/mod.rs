@@ -7,9 +7,10 @@
 
 use std::net::SocketAddr;
 
-use super::file::{AllowFile, ListenerFile, RouteFile, ServiceFile, UpstreamFile};
+use super::file::{AllowFile, HealthCheckFile, ListenerFile, RouteFile, ServiceFile, UpstreamFile};
 use super::DEFAULT_BALANCE;
 use super::{host_port, millis, socket_addr, Balance, ConfigError, UpstreamConfig};
+use super::{HealthCheck, DEFAULT_HEALTH_CHECK_INTERVAL_MS, DEFAULT_HEALTH_CHECK_TIMEOUT_MS};
 use super::{
     DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS, DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
     DEFAULT_UPSTREAM_MAX_IDLE, DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
@@ -167,6 +168,10 @@ pub fn server(
 pub fn upstream_config(field: &str, up: UpstreamFile) -> Result<UpstreamConfig, ConfigError> {
     Ok(UpstreamConfig {
         addresses: upstream_addresses(field, up.address, up.addresses)?,
+        health_check: up
+            .health_check
+            .map(|h| health_check(&format!("{field}.health_check"), h))
+            .transpose()?,
         balance: match up.balance.as_deref() {
             None => DEFAULT_BALANCE,
             Some("round_robin") => Balance::RoundRobin,
@@ -195,6 +200,39 @@ pub fn upstream_config(field: &str, up: UpstreamFile) -> Result<UpstreamConfig, 
             DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
         )?,
     })
+}
+
+fn health_check(field: &str, raw: HealthCheckFile) -> Result<HealthCheck, ConfigError> {
+    let path_ok = raw.path.starts_with('/') && raw.path.bytes().all(|b| b.is_ascii_graphic());
+    if !path_ok {
+        return Err(ConfigError::new(
+            format!("{field}.path"),
+            format!(
+                "{:?} is not a request path (starts with '/', no spaces or controls)",
+                raw.path
+            ),
+        ));
+    }
+    let check = HealthCheck {
+        path: raw.path,
+        interval: millis(
+            &format!("{field}.interval_ms"),
+            raw.interval_ms,
+            DEFAULT_HEALTH_CHECK_INTERVAL_MS,
+        )?,
+        timeout: millis(
+            &format!("{field}.timeout_ms"),
+            raw.timeout_ms,
+            DEFAULT_HEALTH_CHECK_TIMEOUT_MS,
+        )?,
+    };
+    if check.timeout > check.interval {
+        return Err(ConfigError::new(
+            format!("{field}.timeout_ms"),
+            "must not exceed interval_ms (a check would still run when the next one starts)",
+        ));
+    }
+    Ok(check)
 }
 
 /// `address` or `addresses` (exactly one), each `HOST:PORT`, none twice.

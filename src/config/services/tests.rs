@@ -234,6 +234,23 @@ fn upstream_address_lists_and_balance_name_their_field() {
     .expect("valid");
     let up = &s.services.list[0].upstream;
     assert_eq!(up.addresses.len(), 2);
+    assert_eq!(up.health_check, None, "off unless configured");
+    let checked =
+        server(r#""upstream": {"address": "127.0.0.1:1", "health_check": {"path": "/healthz"}}"#)
+            .expect("valid");
+    let check = checked.services.list[0]
+        .upstream
+        .health_check
+        .clone()
+        .expect("on");
+    assert_eq!(
+        (
+            check.path.as_str(),
+            check.interval.as_millis(),
+            check.timeout.as_millis()
+        ),
+        ("/healthz", 2000, 1000)
+    );
     assert_eq!(up.balance, crate::config::Balance::LeastOutstanding);
     let cases = [
         (
