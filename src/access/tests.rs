@@ -143,41 +143,9 @@ fn a_rule_needs_its_identity_method_and_path_together() {
 
 #[test]
 fn identities_come_from_the_certificate_sans_or_its_cn() {
-    use boring::asn1::Asn1Time;
-    use boring::ec::{EcGroup, EcKey};
-    use boring::hash::MessageDigest;
-    use boring::pkey::PKey;
-    use boring::x509::extension::SubjectAlternativeName;
-    use boring::x509::{X509Builder, X509NameBuilder};
     let cert = |sans: &[&str]| {
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_nid(Nid::COMMONNAME, "the.cn").unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        if !sans.is_empty() {
-            let mut san = SubjectAlternativeName::new();
-            for s in sans {
-                if s.contains("://") {
-                    san.uri(s);
-                } else {
-                    san.dns(s);
-                }
-            }
-            let san = san.build(&b.x509v3_context(None, None)).unwrap();
-            b.append_extension(san).unwrap();
-        }
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        b.build()
+        let sans = (!sans.is_empty()).then_some(sans);
+        crate::testing::certs::self_signed("the.cn", sans)
     };
     let both = Identity::of(&cert(&["a.corp", "spiffe://corp/sa/a"]));
     assert_eq!(both, id(&["a.corp"], &["spiffe://corp/sa/a"], None));

@@ -188,47 +188,7 @@ pub fn pin_server_ip(conn: &mut quiche::Connection, ip: IpAddr) -> Result<(), Tl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use boring::asn1::Asn1Time;
-    use boring::ec::{EcGroup, EcKey};
-    use boring::hash::MessageDigest;
-    use boring::pkey::PKey;
-    use boring::x509::extension::SubjectAlternativeName;
-    use boring::x509::{X509Builder, X509NameBuilder, X509};
-
-    /// A self-signed certificate with `cn` and, when `sans` is given, a subjectAltName holding
-    /// those entries (`ip:` prefix for an IP address, `email:` for an e-mail, else DNS).
-    fn certificate(cn: &str, sans: Option<&[&str]>) -> X509 {
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
-        let name = name.build();
-        let mut b = X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-            .unwrap();
-        if let Some(sans) = sans {
-            let mut san = SubjectAlternativeName::new();
-            for entry in sans {
-                if let Some(ip) = entry.strip_prefix("ip:") {
-                    san.ip(ip);
-                } else if let Some(email) = entry.strip_prefix("email:") {
-                    san.email(email);
-                } else {
-                    san.dns(entry);
-                }
-            }
-            let san = san.build(&b.x509v3_context(None, None)).unwrap();
-            b.append_extension(san).unwrap();
-        }
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        b.build()
-    }
+    use crate::testing::certs::self_signed as certificate;
 
     #[test]
     fn san_first_and_the_cn_only_without_any_san() {

@@ -11,10 +11,12 @@
 //! - [`MemConn`]: a TCP connection, upstream (server) or from service A (client).
 //! - [`server`]: the request stream and the upstream pool, and a rig holding one exchange.
 //! - [`client`]: the session, and a rig holding one downstream.
+//! - [`certs`]: self-signed certificates with chosen names.
 
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+pub mod certs;
 pub mod client;
 mod conn;
 pub mod server;
