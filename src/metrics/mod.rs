@@ -180,6 +180,8 @@ pub struct Metrics {
     pub address_validation_failures: u64,
     /// Turns of the event loop (a process that spins shows here).
     pub loop_turns: u64,
+    /// Server: requests finished, by service (configured names) and status class.
+    service_requests: std::collections::BTreeMap<String, [u64; 6]>,
     /// Requests refused before any upstream, by service (from the config; empty when none
     /// applies) and reason.
     refused: std::collections::BTreeMap<(String, &'static str), u64>,
@@ -203,6 +205,20 @@ impl Metrics {
             address_validation_failures: 0,
             loop_turns: 0,
             refused: Default::default(),
+            service_requests: Default::default(),
+        }
+    }
+
+    /// Server: a request to service `service` (a configured name) finished with `status`.
+    pub fn record_service_request(&mut self, service: &str, status: u16) {
+        let class = usize::from((status / 100).clamp(1, 5));
+        match self.service_requests.get_mut(service) {
+            Some(row) => row[class] += 1,
+            None => {
+                let mut row = [0; 6];
+                row[class] = 1;
+                self.service_requests.insert(service.to_string(), row);
+            }
         }
     }
 

@@ -161,6 +161,22 @@ impl Metrics {
                 (labels, n.to_string())
             })
             .collect();
+        let by_service: Vec<(String, String)> = self
+            .service_requests
+            .iter()
+            .flat_map(|(service, row)| {
+                (1..6).filter(move |c| row[*c] > 0).map(move |class| {
+                    let labels = format!("{{service=\"{}\",code=\"{class}xx\"}}", escape(service));
+                    (labels, row[class].to_string())
+                })
+            })
+            .collect();
+        m(
+            "ptproxy_service_requests_total",
+            "counter",
+            "Server: requests finished, by service and status class.",
+            &by_service,
+        );
         m(
             "ptproxy_requests_refused_total",
             "counter",

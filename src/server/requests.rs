@@ -275,7 +275,8 @@ fn with_ctx<U: Upstreams, T>(
     env: &mut Env<U>,
     f: impl FnOnce(&mut Ctx<'_>) -> T,
 ) -> Option<T> {
-    let upstream = &env.cfg.services.get(service)?.upstream;
+    let config = env.cfg.services.get(service)?;
+    let (upstream, name) = (&config.upstream, config.name.as_str());
     let h3 = pc.session.h3.as_mut()?;
     let mut stream = H3Stream {
         h3,
@@ -289,6 +290,7 @@ fn with_ctx<U: Upstreams, T>(
             stream: &mut stream,
             pool,
             upstream,
+            service: name,
             max_head_bytes: cfg.http.max_head_bytes,
             access_log: cfg.http.access_log,
             client,

@@ -293,6 +293,7 @@ impl ServerRig {
             stream: &mut self.stream,
             pool: &mut self.pool,
             upstream: &self.config,
+            service: "test",
             max_head_bytes: 16 * 1024,
             access_log: false,
             client: "test",

@@ -30,6 +30,7 @@ fn requests_reach_their_service_s_upstream_over_one_session_with_host_unchanged(
     let (default, orders, billing) = (Upstream::start(), Upstream::start(), Upstream::start());
     let routed = local(free_tcp_port());
     let (metrics, metrics_json) = metrics_addr();
+    let (server_metrics, server_metrics_json) = metrics_addr();
     let services = format!(
         r#"[{{"name": "orders", "upstream": {{"address": "{}"}}}},
             {{"name": "billing", "upstream": {{"address": "{}"}}}}]"#,
@@ -45,6 +46,7 @@ fn requests_reach_their_service_s_upstream_over_one_session_with_host_unchanged(
         .server("services", &services)
         .client("listeners", &listeners)
         .client("metrics.listen", &metrics_json)
+        .server("metrics.listen", &server_metrics_json)
         .start();
     let cases: &[(SocketAddr, &str, &str, &Upstream)] = &[
         (pair.http_addr, "a.example", "/hello?d1", &default),
@@ -76,6 +78,16 @@ fn requests_reach_their_service_s_upstream_over_one_session_with_host_unchanged(
     assert_eq!(default.request_count(), 2);
     assert_eq!(orders.request_count(), 2);
     assert_eq!(billing.request_count(), 1);
+    let counted = |service: &str| {
+        let series =
+            format!("ptproxy_service_requests_total{{service=\"{service}\",code=\"2xx\"}}");
+        metric(server_metrics, &series)
+    };
+    assert_eq!(
+        (counted("default"), counted("orders"), counted("billing")),
+        (Some(2.0), Some(2.0), Some(1.0)),
+        "requests counted by service"
+    );
     assert_eq!(
         metric(metrics, "ptproxy_session_reconnects_total"),
         Some(0.0),

@@ -59,6 +59,8 @@ pub struct Ctx<'a> {
     pub stream: &'a mut dyn ExchangeStream,
     pub pool: &'a mut dyn UpstreamPort,
     pub upstream: &'a UpstreamConfig,
+    /// The name of the service the exchange is for (metrics, access log).
+    pub service: &'a str,
     pub max_head_bytes: usize,
     pub access_log: bool,
     pub client: &'a str,
@@ -461,12 +463,14 @@ impl Exchange {
     fn log_access(&self, ctx: &mut Ctx<'_>) {
         ctx.metrics
             .record_request(self.status, ctx.now.saturating_duration_since(self.started));
+        ctx.metrics.record_service_request(ctx.service, self.status);
         if !ctx.access_log {
             return;
         }
         log::info!(
-            "access {} \"{} {}\" {} req={} resp={} {:.1}ms",
+            "access {} {} \"{} {}\" {} req={} resp={} {:.1}ms",
             ctx.client,
+            ctx.service,
             self.method,
             self.target,
             self.status,
