@@ -45,6 +45,9 @@ impl Pool {
     /// Starts the checks that are due and fails those past their deadline; returns when the
     /// next one is due.
     pub fn run_health_checks(&mut self, registry: &Registry, now: Instant) -> Option<Instant> {
+        if self.targets.iter().all(|t| t.health_check.is_none()) {
+            return None; // no service is checked: nothing to scan, every turn
+        }
         let expired: Vec<usize> = self
             .conns
             .iter()
