@@ -45,7 +45,7 @@ impl Pool {
     /// Starts the checks that are due and fails those past their deadline; returns when the
     /// next one is due.
     pub fn run_health_checks(&mut self, registry: &Registry, now: Instant) -> Option<Instant> {
-        if self.targets.iter().all(|t| t.health_check.is_none()) {
+        if self.probes_in_flight == 0 && self.targets.iter().all(|t| t.health_check.is_none()) {
             return None; // no service is checked: nothing to scan, every turn
         }
         let expired: Vec<usize> = self
@@ -116,6 +116,7 @@ impl Pool {
         let key = self
             .conns
             .insert(Upstream::probe(tcp, address, target, now + check.timeout));
+        self.probes_in_flight += 1;
         if let Err(e) = self.register(registry, key) {
             self.end_probe(registry, key, Err(format!("health check: {e}")));
         }
@@ -150,9 +151,15 @@ impl Pool {
             return;
         };
         let (target, address) = (up.target, up.address);
-        if let Some(t) = self.targets.get_mut(target) {
+        // A reload may have turned the checks off meanwhile: a late answer no longer counts.
+        if let Some(t) = self
+            .targets
+            .get_mut(target)
+            .filter(|t| t.health_check.is_some())
+        {
             t.endpoints.checked(address, result);
         }
+        self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
         self.close(registry, key);
     }
 }

@@ -90,6 +90,8 @@ pub struct Target {
 pub struct Pool {
     /// One per service, in the order of [`Services::list`].
     pub(super) targets: Vec<Target>,
+    /// Health-check connections open now.
+    pub(super) probes_in_flight: usize,
     pub conns: Slab<Upstream>,
 }
 
@@ -109,6 +111,7 @@ impl Pool {
             .collect();
         Pool {
             targets,
+            probes_in_flight: 0,
             conns: Slab::new(),
         }
     }
