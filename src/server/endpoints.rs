@@ -83,6 +83,31 @@ impl Endpoints {
         self.balance = balance;
     }
 
+    /// New targets (a reload): names kept keep their answer; the endpoints of addresses that
+    /// stay keep their health.
+    pub fn set_targets(&mut self, targets: &[HostPort]) {
+        if self.names.iter().map(|c| &c.target).eq(targets.iter()) {
+            return;
+        }
+        let mut names = Vec::with_capacity(targets.len());
+        let mut errors = Vec::with_capacity(targets.len());
+        for t in targets {
+            match self.names.iter().position(|c| c.target == *t) {
+                Some(i) => {
+                    names.push(self.names[i].clone());
+                    errors.push(self.resolve_errors[i].clone());
+                }
+                None => {
+                    names.push(Candidates::new(t.clone()));
+                    errors.push(None);
+                }
+            }
+        }
+        self.names = names;
+        self.resolve_errors = errors;
+        self.rebuild();
+    }
+
     /// The names whose answer is missing or due for renewal.
     pub fn names_to_resolve(&self, now: Instant) -> impl Iterator<Item = &HostPort> {
         self.names

@@ -139,10 +139,10 @@ impl ServerProxy {
             return;
         };
         let old = &self.cfg;
-        let same_services = old.services.same_targets(&new.services);
+        let same_services = old.services.extended_by(&new.services);
         let fixed = [
             ("listen", old.listen != new.listen),
-            ("services and upstream addresses", !same_services),
+            ("services (removed or reordered)", !same_services),
             ("tls", format!("{:?}", old.tls) != format!("{:?}", new.tls)),
             (
                 "transport",
@@ -163,7 +163,7 @@ impl ServerProxy {
         self.cfg.allowed_client_names = new.allowed_client_names.clone();
         self.cfg.ops.log_level = new.ops.log_level;
         self.cfg.ops.drain_timeout = new.ops.drain_timeout;
-        log::info!("SIGHUP: applied log_level, http.*, upstream timeouts and limits, allow lists and tls.allowed_client_names (new sessions)");
+        log::info!("SIGHUP: applied log_level, http.*, services added, upstream addresses, timeouts and limits, allow lists and tls.allowed_client_names (new sessions)");
     }
 
     /// Sessions whose client went silent for the liveness timeout are closed at once (their

@@ -23,7 +23,7 @@ use slab::Slab;
 use super::endpoints::Endpoints;
 use super::health::Probe;
 use crate::bridge::tcp::TcpConn;
-use crate::config::{HealthCheck, Services};
+use crate::config::{HealthCheck, ServiceConfig, Services};
 use crate::reactor::CONN_BASE;
 use crate::resolve::HostPort;
 
@@ -87,6 +87,19 @@ pub struct Target {
     idle: Vec<usize>,
 }
 
+impl Target {
+    fn new(s: &ServiceConfig) -> Self {
+        Target {
+            endpoints: Endpoints::new(&s.name, &s.upstream.addresses, s.upstream.balance),
+            health_check: s.upstream.health_check.clone(),
+            next_probe: None,
+            max_idle: s.upstream.max_idle,
+            idle_timeout: s.upstream.idle_timeout,
+            idle: Vec::new(),
+        }
+    }
+}
+
 pub struct Pool {
     /// One per service, in the order of [`Services::list`].
     pub(super) targets: Vec<Target>,
@@ -97,18 +110,7 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(services: &Services) -> Self {
-        let targets = services
-            .list
-            .iter()
-            .map(|s| Target {
-                endpoints: Endpoints::new(&s.name, &s.upstream.addresses, s.upstream.balance),
-                health_check: s.upstream.health_check.clone(),
-                next_probe: None,
-                max_idle: s.upstream.max_idle,
-                idle_timeout: s.upstream.idle_timeout,
-                idle: Vec::new(),
-            })
-            .collect();
+        let targets = services.list.iter().map(Target::new).collect();
         Pool {
             targets,
             probes_in_flight: 0,
@@ -117,13 +119,19 @@ impl Pool {
     }
 
     /// New limits and idle timeouts for the same services (a reload).
+    /// The services after a reload: the same ones first (new settings and addresses; an
+    /// address kept keeps its health and idle connections), then any new ones.
     pub fn reconfigure(&mut self, services: &Services) {
         for (t, s) in self.targets.iter_mut().zip(&services.list) {
             t.max_idle = s.upstream.max_idle;
             t.idle_timeout = s.upstream.idle_timeout;
             t.endpoints.set_balance(s.upstream.balance);
+            t.endpoints.set_targets(&s.upstream.addresses);
             t.health_check = s.upstream.health_check.clone();
             t.endpoints.set_checked(t.health_check.is_some());
+        }
+        for s in services.list.iter().skip(self.targets.len()) {
+            self.targets.push(Target::new(s));
         }
     }
 

@@ -361,3 +361,77 @@ fn a_name_that_takes_long_to_resolve_holds_up_only_its_own_service() {
     assert!(slow.request_count() >= 1);
     assert_eq!(default.request_count(), 20);
 }
+
+#[test]
+fn a_service_added_by_sighup_serves_at_once_while_requests_to_the_others_flow() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (default, search) = (Upstream::start(), Upstream::start());
+    let routed = local(free_tcp_port());
+    let (metrics, metrics_json) = metrics_addr();
+    let pair = PairBuilder::new(default.addr())
+        .name("services_added")
+        .client("listeners", &format!(r#"[{{"address": "{routed}"}}]"#))
+        .client("metrics.listen", &metrics_json)
+        .start();
+    // A steady stream of requests to the default service across both reloads.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let addr = pair.http_addr;
+    let stream = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        std::thread::spawn(move || {
+            for i in 0..100_000 {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                match HttpConn::connect(addr).and_then(|mut c| c.get(&format!("/hello?flow{i}"))) {
+                    Ok(r) if r.status() == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    let mut server_cfg = pair.server_config.clone();
+    let services = format!(
+        r#"[{{"name": "search", "upstream": {{"address": "{}"}}}}]"#,
+        search.addr()
+    );
+    server_cfg.set("services", crate::harness::json::Json::must(&services));
+    crate::ops::write_json(pair.server.config(), &server_cfg);
+    let mark = pair.server.log_len();
+    crate::ops::signal(&pair.server, "HUP");
+    let line = pair
+        .server
+        .wait_for_log_since(mark, "SIGHUP: applied", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.contains("services added"), "{line}");
+    let mut client_cfg = pair.client_config.clone();
+    let listeners = format!(r#"[{{"address": "{routed}", "routes": [{{"service": "search"}}]}}]"#);
+    client_cfg.set("listeners", crate::harness::json::Json::must(&listeners));
+    crate::ops::write_json(pair.client.config(), &client_cfg);
+    let mark = pair.client.log_len();
+    crate::ops::signal(&pair.client, "HUP");
+    pair.client
+        .wait_for_log_since(mark, "SIGHUP: applied", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = get(routed, "a.example", "/hello?new", &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        search.request_count(),
+        1,
+        "the new service's upstream got it"
+    );
+    stop.store(true, Ordering::Relaxed);
+    stream.join().expect("request stream");
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "a request failed during the reloads"
+    );
+    assert_eq!(
+        metric(metrics, "ptproxy_session_reconnects_total"),
+        Some(0.0)
+    );
+}

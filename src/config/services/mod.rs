@@ -52,16 +52,17 @@ impl Services {
         self.list.get(index)
     }
 
-    /// The same services, in the same order, at the same upstream addresses (what a reload
-    /// cannot change yet: the pools are built for them).
-    pub fn same_targets(&self, other: &Services) -> bool {
+    /// `other` keeps every service of this list, in the same order (their settings and
+    /// addresses may change), and may add new ones after them: what a reload can apply while
+    /// requests are in flight (they refer to their service by its place in the list).
+    pub fn extended_by(&self, other: &Services) -> bool {
         self.default == other.default
-            && self.list.len() == other.list.len()
+            && self.list.len() <= other.list.len()
             && self
                 .list
                 .iter()
                 .zip(&other.list)
-                .all(|(a, b)| a.name == b.name && a.upstream.addresses == b.upstream.addresses)
+                .all(|(a, b)| a.name == b.name)
     }
 }
 

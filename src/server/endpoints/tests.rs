@@ -97,3 +97,20 @@ fn a_name_contributes_every_address_it_resolves_to_and_keeps_their_health() {
     e.on_resolved(&name, &Err(io::Error::other("SERVFAIL")), t0);
     assert_eq!(e.health(t0).len(), 3);
 }
+
+#[test]
+fn new_targets_keep_the_health_of_the_addresses_that_stay() {
+    let mut e = three(Balance::RoundRobin);
+    let t0 = Instant::now();
+    e.failed(a("127.0.0.1:2"), "refused", t0);
+    let targets: Vec<HostPort> = ["127.0.0.1:2", "127.0.0.1:4"]
+        .iter()
+        .map(|t| HostPort::parse(t).unwrap())
+        .collect();
+    e.set_targets(&targets);
+    let health = e.health(t0);
+    assert_eq!(
+        health,
+        vec![(a("127.0.0.1:2"), false), (a("127.0.0.1:4"), true)]
+    );
+}
