@@ -394,21 +394,14 @@ fn first_contact_fields_default_and_validate() {
 }
 
 #[test]
-fn peer_and_upstream_names_are_kept_for_resolution() {
+fn peer_names_are_kept_for_resolution() {
     let named = CLIENT.replace("127.0.0.1:4433", "peer.example.invalid:4433");
     let Ok(Config::Client(c)) = parse(&named, &conf_dir(), Role::Client) else {
         panic!("a name that does not resolve yet is valid: it is resolved when connecting")
     };
     assert_eq!(c.peer.address.to_string(), "peer.example.invalid:4433");
     assert_eq!(c.peer.address.literal(), None);
-    let Ok(Config::Server(s)) = parse(
-        &SERVER.replace("127.0.0.1:8000", "localhost:8000"),
-        &conf_dir(),
-        Role::Server,
-    ) else {
-        panic!("server")
-    };
-    assert_eq!(s.services.list[0].upstream.addresses[0].host, "localhost");
+    // Upstream names: config::services::tests.
 }
 
 #[test]

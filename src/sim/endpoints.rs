@@ -5,6 +5,7 @@
 //! bytes derived from ID; a POST gets its own body back; `GET /stall` is never answered.
 
 use std::io;
+use std::time::Instant;
 
 use slab::Slab;
 
@@ -12,6 +13,7 @@ use crate::bridge::pump::H1Buffers;
 use crate::h1::body::{self, BodyDecoder, BodyFraming};
 use crate::h1::head::{self, Limits};
 use crate::server::exchange::port::{UpstreamConn, UpstreamPort};
+use crate::server::requests::Upstreams;
 use crate::testing::MemConn;
 
 /// The payload service B sends for request `id`.
@@ -186,5 +188,18 @@ impl UpstreamPort for Origin {
     }
     fn conn(&mut self, key: usize) -> Option<&mut dyn UpstreamConn> {
         self.conns.get_mut(key).map(|c| c as &mut dyn UpstreamConn)
+    }
+}
+
+/// Service B is every exchange's upstream port: it has one address and no owners.
+impl Upstreams for Origin {
+    fn with_port<T>(
+        &mut self,
+        _owner: usize,
+        _service: usize,
+        _now: Instant,
+        f: impl FnOnce(&mut dyn UpstreamPort) -> T,
+    ) -> T {
+        f(self)
     }
 }

@@ -26,9 +26,8 @@ use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls};
 use crate::server::cid_routes::CidRoutes;
-use crate::server::exchange::port::UpstreamPort;
 use crate::server::peer::PeerConn;
-use crate::server::requests::{Env, Requests, Upstreams};
+use crate::server::requests::{Env, Requests};
 
 /// The simulated addresses of the two proxies (never bound: the link is virtual).
 const CLIENT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40001);
@@ -145,18 +144,6 @@ impl ServerSide {
         let key = self.conns.insert(pc);
         self.routes.insert(scid, key);
         key
-    }
-}
-
-impl Upstreams for Origin {
-    fn with_port<T>(
-        &mut self,
-        _owner: usize,
-        _service: usize,
-        _now: Instant,
-        f: impl FnOnce(&mut dyn UpstreamPort) -> T,
-    ) -> T {
-        f(self)
     }
 }
 

@@ -25,6 +25,24 @@ fn get(addr: SocketAddr, host: &str, target: &str, extra: &[(&str, &str)]) -> (u
     (r.status(), r.body_str())
 }
 
+/// Sets `field` of `proxy`'s config (started as `config`) to `json`, sends SIGHUP and waits
+/// for the reload's summary line, which it returns.
+fn reload(
+    proxy: &crate::harness::Proxy,
+    config: &crate::harness::json::Json,
+    field: &str,
+    json: &str,
+) -> String {
+    let mut config = config.clone();
+    config.set(field, crate::harness::json::Json::must(json));
+    crate::ops::write_json(proxy.config(), &config);
+    let mark = proxy.log_len();
+    crate::ops::signal(proxy, "HUP");
+    proxy
+        .wait_for_log_since(mark, "SIGHUP: applied", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
 fn requests_reach_their_service_s_upstream_over_one_session_with_host_unchanged() {
     let (default, orders, billing) = (Upstream::start(), Upstream::start(), Upstream::start());
@@ -278,32 +296,22 @@ fn sighup_applies_new_allow_lists_and_routes_on_the_same_session() {
     assert_eq!(get(routed, "a.example", "/hello?1", &[]).0, 200);
 
     // The server's allow list no longer names this client.
-    let mut server_cfg = pair.server_config.clone();
-    server_cfg.set(
+    reload(
+        &pair.server,
+        &pair.server_config,
         "services",
-        crate::harness::json::Json::must(&services("someone-else.test")),
+        &services("someone-else.test"),
     );
-    crate::ops::write_json(pair.server.config(), &server_cfg);
-    let mark = pair.server.log_len();
-    crate::ops::signal(&pair.server, "HUP");
-    pair.server
-        .wait_for_log_since(mark, "SIGHUP: applied", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}"));
     let (status, body) = get(routed, "a.example", "/hello?2", &[]);
     assert_eq!(status, 403, "{body}");
 
     // The client's listener now routes to billing, which admits anyone.
-    let mut client_cfg = pair.client_config.clone();
-    client_cfg.set(
+    reload(
+        &pair.client,
+        &pair.client_config,
         "listeners",
-        crate::harness::json::Json::must(&listeners("billing")),
+        &listeners("billing"),
     );
-    crate::ops::write_json(pair.client.config(), &client_cfg);
-    let mark = pair.client.log_len();
-    crate::ops::signal(&pair.client, "HUP");
-    pair.client
-        .wait_for_log_since(mark, "SIGHUP: applied", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(get(routed, "a.example", "/hello?3", &[]).0, 200);
     assert_eq!((orders.request_count(), billing.request_count()), (1, 1));
     assert_eq!(
@@ -392,29 +400,14 @@ fn a_service_added_by_sighup_serves_at_once_while_requests_to_the_others_flow() 
             }
         })
     };
-    let mut server_cfg = pair.server_config.clone();
     let services = format!(
         r#"[{{"name": "search", "upstream": {{"address": "{}"}}}}]"#,
         search.addr()
     );
-    server_cfg.set("services", crate::harness::json::Json::must(&services));
-    crate::ops::write_json(pair.server.config(), &server_cfg);
-    let mark = pair.server.log_len();
-    crate::ops::signal(&pair.server, "HUP");
-    let line = pair
-        .server
-        .wait_for_log_since(mark, "SIGHUP: applied", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let line = reload(&pair.server, &pair.server_config, "services", &services);
     assert!(line.contains("services added"), "{line}");
-    let mut client_cfg = pair.client_config.clone();
     let listeners = format!(r#"[{{"address": "{routed}", "routes": [{{"service": "search"}}]}}]"#);
-    client_cfg.set("listeners", crate::harness::json::Json::must(&listeners));
-    crate::ops::write_json(pair.client.config(), &client_cfg);
-    let mark = pair.client.log_len();
-    crate::ops::signal(&pair.client, "HUP");
-    pair.client
-        .wait_for_log_since(mark, "SIGHUP: applied", Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("{e}"));
+    reload(&pair.client, &pair.client_config, "listeners", &listeners);
     let (status, body) = get(routed, "a.example", "/hello?new", &[]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(

@@ -234,6 +234,10 @@ fn upstream_address_lists_and_balance_name_their_field() {
     .expect("valid");
     let up = &s.services.list[0].upstream;
     assert_eq!(up.addresses.len(), 2);
+    assert_eq!(
+        up.addresses[1].host, "localhost",
+        "a name is kept, resolved when used"
+    );
     assert_eq!(up.health_check, None, "off unless configured");
     let checked =
         server(r#""upstream": {"address": "127.0.0.1:1", "health_check": {"path": "/healthz"}}"#)
