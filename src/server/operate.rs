@@ -139,10 +139,8 @@ impl ServerProxy {
             return;
         };
         let old = &self.cfg;
-        let same_services = old.services.extended_by(&new.services);
         let fixed = [
             ("listen", old.listen != new.listen),
-            ("services (removed or reordered)", !same_services),
             ("tls", format!("{:?}", old.tls) != format!("{:?}", new.tls)),
             (
                 "transport",
@@ -155,15 +153,36 @@ impl ServerProxy {
         crate::logging::set_level(new.ops.log_level);
         self.allowed_client_names
             .set(new.allowed_client_names.clone());
-        if same_services {
-            self.cfg.services = new.services.clone();
-            self.pool.reconfigure(&new.services);
-        }
+        self.move_services(&new.services);
         self.cfg.http = new.http.clone();
         self.cfg.allowed_client_names = new.allowed_client_names.clone();
         self.cfg.ops.log_level = new.ops.log_level;
         self.cfg.ops.drain_timeout = new.ops.drain_timeout;
-        log::info!("SIGHUP: applied log_level, http.*, services added, upstream addresses, timeouts and limits, allow lists and tls.allowed_client_names (new sessions)");
+        log::info!("SIGHUP: applied log_level, http.*, services (added, removed, moved), upstream addresses, timeouts and limits, allow lists and tls.allowed_client_names (new sessions)");
+    }
+
+    /// A reload's services: new ones are added, changed ones take their new settings, removed
+    /// or reordered ones move; requests in flight finish on the services they started with
+    /// (kept as retired while used), new requests see the new list.
+    fn move_services(&mut self, new: &crate::config::Services) {
+        let (requests, pool) = (&self.requests, &self.pool);
+        let in_use = |i| requests.uses_service(i) || pool.uses_target(i);
+        let (merged, moved) = self.cfg.services.merged_for_reload(new, in_use);
+        let retired: Vec<&str> = merged
+            .list
+            .iter()
+            .filter(|s| s.retired)
+            .map(|s| s.name.as_str())
+            .collect();
+        if !retired.is_empty() {
+            log::info!(
+                "SIGHUP: services removed while in use finish their requests: {}",
+                retired.join(", ")
+            );
+        }
+        self.requests.services_moved(&moved);
+        self.pool.services_moved(&moved, &merged);
+        self.cfg.services = merged;
     }
 
     /// Sessions whose client went silent for the liveness timeout are closed at once (their

@@ -92,6 +92,22 @@ impl Requests {
         &self.agenda
     }
 
+    /// Whether an exchange in flight is for service number `service`.
+    pub fn uses_service(&self, service: usize) -> bool {
+        self.exchanges
+            .iter()
+            .any(|(_, (_, ex))| ex.service() == service)
+    }
+
+    /// A reload moved the services: service `i` is now number `moved[i]`.
+    pub fn services_moved(&mut self, moved: &[Option<usize>]) {
+        for (_, (_, ex)) in self.exchanges.iter_mut() {
+            if let Some(Some(to)) = moved.get(ex.service()) {
+                ex.service_moved(*to);
+            }
+        }
+    }
+
     /// Exchange `ek` may progress (its upstream socket became ready).
     pub fn mark_dirty(&mut self, ek: usize) {
         self.agenda.mark(ek);

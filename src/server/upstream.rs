@@ -127,12 +127,45 @@ impl Pool {
             t.idle_timeout = s.upstream.idle_timeout;
             t.endpoints.set_balance(s.upstream.balance);
             t.endpoints.set_targets(&s.upstream.addresses);
-            t.health_check = s.upstream.health_check.clone();
+            // A retired service takes no new request: its addresses need no more checks.
+            t.health_check = s.upstream.health_check.clone().filter(|_| !s.retired);
             t.endpoints.set_checked(t.health_check.is_some());
         }
         for s in services.list.iter().skip(self.targets.len()) {
             self.targets.push(Target::new(s));
         }
+    }
+
+    /// Whether a connection (in use or idle) belongs to service number `target`.
+    pub fn uses_target(&self, target: usize) -> bool {
+        self.conns.iter().any(|(_, u)| u.target == target)
+    }
+
+    /// A reload moved the services (service `i` is now number `moved[i]`, see
+    /// [`Services::merged_for_reload`]): each pool goes with its service, new services get a
+    /// new one, then every service takes its settings.
+    pub fn services_moved(&mut self, moved: &[Option<usize>], services: &Services) {
+        let mut old: Vec<Option<Target>> = std::mem::take(&mut self.targets)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut placed: Vec<Option<Target>> = services.list.iter().map(|_| None).collect();
+        for (i, to) in moved.iter().enumerate() {
+            if let (Some(to), Some(t)) = (to, old.get_mut(i).and_then(Option::take)) {
+                placed[*to] = Some(t);
+            }
+        }
+        self.targets = placed
+            .into_iter()
+            .zip(&services.list)
+            .map(|(t, s)| t.unwrap_or_else(|| Target::new(s)))
+            .collect();
+        for (_, up) in self.conns.iter_mut() {
+            if let Some(Some(to)) = moved.get(up.target) {
+                up.target = *to;
+            }
+        }
+        self.reconfigure(services);
     }
 
     /// The names whose answer is missing or due for renewal (each once).

@@ -405,7 +405,7 @@ fn a_service_added_by_sighup_serves_at_once_while_requests_to_the_others_flow() 
         search.addr()
     );
     let line = reload(&pair.server, &pair.server_config, "services", &services);
-    assert!(line.contains("services added"), "{line}");
+    assert!(line.contains("services (added"), "{line}");
     let listeners = format!(r#"[{{"address": "{routed}", "routes": [{{"service": "search"}}]}}]"#);
     reload(&pair.client, &pair.client_config, "listeners", &listeners);
     let (status, body) = get(routed, "a.example", "/hello?new", &[]);
@@ -422,6 +422,77 @@ fn a_service_added_by_sighup_serves_at_once_while_requests_to_the_others_flow() 
         failed.load(Ordering::Relaxed),
         0,
         "a request failed during the reloads"
+    );
+    assert_eq!(
+        metric(metrics, "ptproxy_session_reconnects_total"),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn a_service_removed_by_sighup_finishes_its_requests_in_flight_and_takes_no_new_one() {
+    let (orders, billing) = (Upstream::start(), Upstream::start());
+    let (to_orders, to_billing) = (local(free_tcp_port()), local(free_tcp_port()));
+    let (metrics, metrics_json) = metrics_addr();
+    let (server_metrics, server_metrics_json) = metrics_addr();
+    let services = |list: &[(&str, SocketAddr)]| {
+        let entries: Vec<String> = list
+            .iter()
+            .map(|(name, addr)| {
+                format!(r#"{{"name": "{name}", "upstream": {{"address": "{addr}"}}}}"#)
+            })
+            .collect();
+        format!("[{}]", entries.join(", "))
+    };
+    let listeners = format!(
+        r#"[{{"address": "{to_orders}", "routes": [{{"service": "orders"}}]}},
+            {{"address": "{to_billing}", "routes": [{{"service": "billing"}}]}}]"#
+    );
+    let pair = PairBuilder::new(orders.addr())
+        .name("services_removed")
+        .server(
+            "services",
+            &services(&[("orders", orders.addr()), ("billing", billing.addr())]),
+        )
+        .server("metrics.listen", &server_metrics_json)
+        .client("listeners", &listeners)
+        .client("metrics.listen", &metrics_json)
+        .start();
+    // An upload to billing that the upstream stops reading for 2 s: in flight across the reload.
+    let upload = std::thread::spawn(move || {
+        let mut c = HttpConn::connect(to_billing).expect("connect");
+        c.set_timeout(Duration::from_secs(20));
+        c.upload_pattern("POST", "/sink?pause_ms=2000&pause_after=1000", 64 * 1024)
+            .map(|(r, _)| (r.status(), r.body_str()))
+    });
+    let in_flight =
+        crate::harness::poll_until(Duration::from_secs(5), Duration::from_millis(10), || {
+            (metric(server_metrics, "ptproxy_streams_open") == Some(1.0)).then_some(())
+        });
+    assert!(in_flight.is_some(), "the upload never reached the server");
+    // billing removed, a new service before orders (which moves).
+    let list = services(&[("search", billing.addr()), ("orders", orders.addr())]);
+    reload(&pair.server, &pair.server_config, "services", &list);
+    pair.server
+        .wait_for_log("finish their requests: billing", Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = upload
+        .join()
+        .expect("upload thread")
+        .expect("upload answered");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with(&format!("len={} ", 64 * 1024)),
+        "the whole body: {body}"
+    );
+    // No new request reaches the removed service; the moved one keeps serving.
+    let (status, body) = get(to_billing, "a.example", "/hello?after", &[]);
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(get(to_orders, "a.example", "/hello?after", &[]).0, 200);
+    assert_eq!(
+        billing.request_count(),
+        1,
+        "only the upload reached billing"
     );
     assert_eq!(
         metric(metrics, "ptproxy_session_reconnects_total"),

@@ -30,6 +30,9 @@ pub struct ServiceConfig {
     pub upstream: UpstreamConfig,
     /// Who may use it; `None` = any client the server admits.
     pub allow: Option<Vec<AllowRule>>,
+    /// Removed by a reload while requests to it were in flight: they finish, no new request
+    /// reaches it.
+    pub retired: bool,
 }
 
 /// The server's services; requests naming none go to `default` when there is one.
@@ -44,7 +47,7 @@ impl Services {
     pub fn find(&self, name: Option<&str>) -> Option<usize> {
         match name {
             None => self.default,
-            Some(name) => self.list.iter().position(|s| s.name == name),
+            Some(name) => self.list.iter().position(|s| s.name == name && !s.retired),
         }
     }
 
@@ -52,17 +55,33 @@ impl Services {
         self.list.get(index)
     }
 
-    /// `other` keeps every service of this list, in the same order (their settings and
-    /// addresses may change), and may add new ones after them: what a reload can apply while
-    /// requests are in flight (they refer to their service by its place in the list).
-    pub fn extended_by(&self, other: &Services) -> bool {
-        self.default == other.default
-            && self.list.len() <= other.list.len()
-            && self
-                .list
-                .iter()
-                .zip(&other.list)
-                .all(|(a, b)| a.name == b.name)
+    /// The services after a reload to `new` that removes or reorders some: `new`'s list, then
+    /// those of this list it drops that `in_use` says requests still use (retired: they finish,
+    /// nothing new reaches them). Also where each of this list's services went (`None`: gone,
+    /// nothing used it).
+    pub fn merged_for_reload(
+        &self,
+        new: &Services,
+        in_use: impl Fn(usize) -> bool,
+    ) -> (Services, Vec<Option<usize>>) {
+        let mut merged = new.clone();
+        let mut moved = Vec::with_capacity(self.list.len());
+        for (i, old) in self.list.iter().enumerate() {
+            let kept = (!old.retired).then(|| new.find(Some(&old.name))).flatten();
+            let place = match kept {
+                Some(j) => Some(j),
+                None if in_use(i) => {
+                    merged.list.push(ServiceConfig {
+                        retired: true,
+                        ..old.clone()
+                    });
+                    Some(merged.list.len() - 1)
+                }
+                None => None,
+            };
+            moved.push(place);
+        }
+        (merged, moved)
     }
 }
 
@@ -126,6 +145,7 @@ pub fn server(
     let default = match upstream {
         Some(up) => {
             list.push(ServiceConfig {
+                retired: false,
                 name: DEFAULT_SERVICE.into(),
                 upstream: upstream_config("upstream", up)?,
                 allow: None,
@@ -149,6 +169,7 @@ pub fn server(
             ));
         }
         list.push(ServiceConfig {
+            retired: false,
             upstream: upstream_config(&format!("{field}.upstream"), raw.upstream)?,
             allow: raw
                 .allow

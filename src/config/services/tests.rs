@@ -283,3 +283,54 @@ fn upstream_address_lists_and_balance_name_their_field() {
         assert_eq!(field_of(server(fields)), field, "{fields}");
     }
 }
+
+#[test]
+fn a_reload_that_removes_and_moves_services_keeps_those_in_use_as_retired() {
+    let up = |a: &str| format!(r#""upstream": {{"address": "{a}"}}"#);
+    let old = server(&format!(
+        r#"{}, "services": [{{"name": "orders", {}}}, {{"name": "billing", {}}}]"#,
+        up("127.0.0.1:1"),
+        up("127.0.0.1:2"),
+        up("127.0.0.1:3")
+    ))
+    .expect("valid")
+    .services;
+    let new = server(&format!(
+        r#""services": [{{"name": "search", {}}}, {{"name": "orders", {}}}]"#,
+        up("127.0.0.1:4"),
+        up("127.0.0.1:5")
+    ))
+    .expect("valid")
+    .services;
+    // default (0) is no longer used, orders (1) is kept, billing (2) still has requests.
+    let (merged, moved) = old.merged_for_reload(&new, |i| i == 2);
+    let names: Vec<(&str, bool)> = merged
+        .list
+        .iter()
+        .map(|s| (s.name.as_str(), s.retired))
+        .collect();
+    assert_eq!(
+        names,
+        [("search", false), ("orders", false), ("billing", true)]
+    );
+    assert_eq!(moved, [None, Some(1), Some(2)]);
+    assert_eq!(
+        merged.find(Some("billing")),
+        None,
+        "no new request reaches a retired service"
+    );
+    assert_eq!(merged.find(Some("orders")), Some(1));
+    assert_eq!(
+        merged.find(None),
+        None,
+        "the new file has no default service"
+    );
+    assert_eq!(
+        merged.list[1].upstream.addresses[0].port, 5,
+        "orders takes its new address"
+    );
+    // A later reload drops the retired service once nothing uses it.
+    let (again, moved) = merged.merged_for_reload(&new, |_| false);
+    assert_eq!(again.list.len(), 2);
+    assert_eq!(moved, [Some(0), Some(1), None]);
+}

@@ -459,6 +459,11 @@ impl Exchange {
         self.service
     }
 
+    /// A reload moved its service to another place in the list.
+    pub fn service_moved(&mut self, to: usize) {
+        self.service = to;
+    }
+
     /// The exchange ended: count it and write its access line.
     fn log_access(&self, ctx: &mut Ctx<'_>) {
         ctx.metrics
