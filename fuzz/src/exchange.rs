@@ -31,6 +31,21 @@ pub const FINAL_ADVANCE: Duration = Duration::from_secs(600);
 /// Cap on the bytes fed into a machine per input.
 pub const MAX_BYTES: usize = 1 << 20;
 
+/// What is left of [`MAX_BYTES`] for one input, whichever side the bytes come from.
+#[derive(Default)]
+pub struct ByteBudget {
+    fed: usize,
+}
+
+impl ByteBudget {
+    /// As much of `bytes` as the budget still allows (counted as fed).
+    pub fn take<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
+        let take = bytes.len().min(MAX_BYTES - self.fed);
+        self.fed += take;
+        &bytes[..take]
+    }
+}
+
 /// The fixed base of the manual clock (the process's first call): no wall clock otherwise.
 pub fn base_instant() -> Instant {
     use std::sync::OnceLock;

@@ -45,8 +45,8 @@ use ptproxy::testing::Clocked;
 use quiche::h3::Header as H3Header;
 
 use super::exchange::{
-    base_instant, clock_step, read_responses, size, Reader, FINAL_ADVANCE, FINAL_CLOCK_STEPS,
-    MAX_BYTES, MAX_EXPIRIES, RESPONSES,
+    base_instant, clock_step, read_responses, size, ByteBudget, Reader, FINAL_ADVANCE,
+    FINAL_CLOCK_STEPS, MAX_EXPIRIES, RESPONSES,
 };
 
 /// How far past its capacity service A's output may grow: a response head is written whole
@@ -85,7 +85,8 @@ struct World {
     rig: ClientRig,
     /// Output held when the capacity was last set.
     held_at_cap: usize,
-    fed: usize,
+    /// Bytes from service A and the peer, within the per-input cap ([`ByteBudget`]).
+    budget: ByteBudget,
     /// A's input holds `HEAD` somewhere.
     head_requests: bool,
 }
@@ -95,25 +96,18 @@ impl World {
         self.rig.advance(by, MAX_EXPIRIES);
     }
 
-    /// Up to [`MAX_BYTES`] in all from service A and the peer.
-    fn budget<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
-        let take = bytes.len().min(MAX_BYTES - self.fed);
-        self.fed += take;
-        &bytes[..take]
-    }
-
     fn a_sends(&mut self, bytes: &[u8]) {
         if self.rig.down.tcp.ended {
             return;
         }
         self.head_requests |= bytes.windows(4).any(|w| w == b"HEAD");
-        let bytes = self.budget(bytes);
+        let bytes = self.budget.take(bytes);
         self.rig.down.tcp.send(bytes);
     }
 
     fn peer_sends(&mut self, bytes: &[u8]) {
         let Some(id) = self.rig.stream() else { return };
-        let bytes = self.budget(bytes);
+        let bytes = self.budget.take(bytes);
         self.rig
             .session
             .incoming
@@ -190,7 +184,7 @@ pub fn client(reader: &mut Reader) {
     let mut w = World {
         rig,
         held_at_cap: 0,
-        fed: 0,
+        budget: ByteBudget::default(),
         head_requests: false,
     };
     while let Some(op) = reader.byte() {

@@ -44,8 +44,8 @@ use ptproxy::testing::{Clocked, MemConn};
 use quiche::h3::Header as H3Header;
 
 use super::exchange::{
-    base_instant, clock_step, read_responses, size, Reader, FINAL_ADVANCE, FINAL_CLOCK_STEPS,
-    MAX_BYTES, MAX_EXPIRIES, RESPONSES,
+    base_instant, clock_step, read_responses, size, ByteBudget, Reader, FINAL_ADVANCE,
+    FINAL_CLOCK_STEPS, MAX_EXPIRIES, RESPONSES,
 };
 
 /// How far past its room an upstream output may grow in one operation: the request head is
@@ -63,7 +63,8 @@ struct World {
     method: &'static str,
     /// The end of the exchange was checked.
     checked: bool,
-    fed: usize,
+    /// Bytes from the peer and the upstream, within the per-input cap ([`ByteBudget`]).
+    budget: ByteBudget,
 }
 
 impl World {
@@ -118,20 +119,13 @@ impl World {
         self.rig.advance(by, MAX_EXPIRIES);
     }
 
-    /// Up to [`MAX_BYTES`] in all from the peer and the upstream.
-    fn budget<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
-        let take = bytes.len().min(MAX_BYTES - self.fed);
-        self.fed += take;
-        &bytes[..take]
-    }
-
     fn feed(&mut self, bytes: &[u8]) {
-        let bytes = self.budget(bytes);
+        let bytes = self.budget.take(bytes);
         self.rig.stream.incoming.extend_from_slice(bytes);
     }
 
     fn upstream_sends(&mut self, bytes: &[u8]) {
-        let bytes = self.budget(bytes);
+        let bytes = self.budget.take(bytes);
         if let Some(c) = self.rig.pool.latest() {
             c.send(bytes);
         }
@@ -163,7 +157,7 @@ pub fn server(reader: &mut Reader) {
         rig,
         method,
         checked: false,
-        fed: 0,
+        budget: ByteBudget::default(),
     };
     let mut extra = Vec::new();
     if a & 16 != 0 {
