@@ -155,23 +155,31 @@ fn check(cfg: &config::Config, path: &std::path::Path, connect: bool) -> ExitCod
         println!("(the upstream was not contacted)");
         return ExitCode::SUCCESS;
     };
+    let named = |p: &config::PeerConfig| match p.name.as_str() {
+        config::DEFAULT_PEER => String::new(),
+        name => format!("{name}: "),
+    };
     if !connect {
-        println!(
-            "(the peer {} was not contacted: add --connect to try a handshake)",
-            client.peer.address
-        );
+        for p in &client.peers {
+            println!(
+                "({}the peer {} was not contacted: add --connect to try a handshake)",
+                named(p),
+                p.address
+            );
+        }
         return ExitCode::SUCCESS;
     }
-    match ptproxy::client::probe::probe(client) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(line) => {
-            eprintln!("ptproxy: {line}");
-            ExitCode::FAILURE
+    let mut code = ExitCode::SUCCESS;
+    for p in &client.peers {
+        match ptproxy::client::probe::probe(client, p) {
+            Ok(line) => println!("{}{line}", named(p)),
+            Err(line) => {
+                eprintln!("ptproxy: {}{line}", named(p));
+                code = ExitCode::FAILURE;
+            }
         }
     }
+    code
 }
 
 fn gen_certs(args: &GenCertsArgs) -> ExitCode {

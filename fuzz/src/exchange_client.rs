@@ -109,6 +109,7 @@ impl World {
         let Some(id) = self.rig.stream() else { return };
         let bytes = self.budget.take(bytes);
         self.rig
+            .link
             .session
             .incoming
             .entry(id)
@@ -135,7 +136,7 @@ impl World {
         );
         if self.rig.down.is_done() {
             assert!(
-                self.rig.by_stream.is_empty(),
+                self.rig.streams.is_empty(),
                 "a done connection holds a stream"
             );
         }
@@ -144,7 +145,7 @@ impl World {
         let closed = self.closed();
         let responses = read_responses(&all, "GET", closed);
         let finals = responses.len();
-        let opened = self.rig.session.opened.len();
+        let opened = self.rig.link.session.opened.len();
         assert!(
             finals <= opened + 1,
             "{finals} final responses for {opened} streams opened",
@@ -180,7 +181,7 @@ pub fn client(reader: &mut Reader) {
     let a = reader.arg();
     let _ = reader.arg();
     let mut rig = ClientRig::new(base_instant(), 64 * 1024);
-    rig.session_up = a.is_multiple_of(2);
+    rig.link.up = a.is_multiple_of(2);
     let mut w = World {
         rig,
         held_at_cap: 0,
@@ -196,7 +197,7 @@ pub fn client(reader: &mut Reader) {
     if w.rig.stream().is_some() {
         w.rig.with(|d, ctx| d.on_session_lost(ctx));
     }
-    w.rig.session_up = false;
+    w.rig.link.up = false;
     w.rig.drive();
     w.check();
     for _ in 0..FINAL_CLOCK_STEPS {
@@ -228,8 +229,8 @@ fn step(w: &mut World, op: u8, reader: &mut Reader) {
         }
         3 => {
             let s = reader.arg() % 5;
-            w.rig.session_up = s != 1;
-            w.rig.session.refuse = match s {
+            w.rig.link.up = s != 1;
+            w.rig.link.session.refuse = match s {
                 2 => Some(OpenRefused::Credit),
                 3 => Some(OpenRefused::Streams),
                 4 => Some(OpenRefused::Failed("fuzz".into())),
@@ -265,7 +266,7 @@ fn step(w: &mut World, op: u8, reader: &mut Reader) {
             if w.rig.stream().is_some() {
                 w.rig.with(|d, ctx| d.on_session_lost(ctx));
             }
-            w.rig.session_up = false;
+            w.rig.link.up = false;
             w.rig.drive();
         }
         9 => {

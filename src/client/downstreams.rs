@@ -1,6 +1,6 @@
 //! Client role, without sockets: every connection from service A ([`Downstream`]) and the
-//! request streams they own, their timers, and the HTTP/3 events of the session routed to
-//! them by stream ID.
+//! request streams they own, their timers, and the HTTP/3 events of the sessions (one per
+//! peer) routed to them by link and stream ID.
 //!
 //! Work is found three ways: a connection's socket was ready (the driver marks it dirty), a
 //! stream event or writable stream names its connection, a timer came due. Request heads go
@@ -10,11 +10,12 @@
 //! with events leaves work on the [`Agenda`], so the driver comes back at once.
 //!
 //! [`Downstreams`] owns no socket, registry or clock: the client's driver (`ClientProxy`) and
-//! the simulated pair (`crate::sim`) both run it, lending it the session ([`Link`]), the
-//! clock and the configuration for each call. Connections that ended are handed back
+//! the simulated pair (`crate::sim`) both run it, lending it the sessions ([`Links`]), the
+//! clock and the configuration for each call. Which session a request takes is the links'
+//! decision ([`Links::choose`], by its route's peer group), made each time a request not
+//! sent yet tries again: a request waiting for a session goes to whichever comes up first. Connections that ended are handed back
 //! ([`Downstreams::take_closed`]) so the driver can deregister their sockets.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::Instant;
 
@@ -22,41 +23,55 @@ use slab::Slab;
 
 use super::downstream::conn::DownstreamConn;
 use super::downstream::{Ctx, Downstream};
+use super::stream_routes::{StreamRef, StreamRoutes};
 use crate::bridge::stream::SessionPort;
 use crate::bridge::tcp::TcpConn;
-use crate::config::ClientHttpConfig;
+use crate::config::{ClientHttpConfig, PeerGroup};
 use crate::metrics::Metrics;
 use crate::quic::session::Session;
 use crate::reactor::agenda::Agenda;
 use crate::reactor::backlog::{drain_bounded, H3_EVENTS_PER_TURN};
 
-/// The session as the downstreams see it: [`super::link::PeerLink`] in production (the
-/// session with its reconnects), a bare session in the simulation.
-pub trait Link {
+/// The sessions as the downstreams see them, each named by a link key:
+/// [`super::peers::Peers`] in production (a [`super::link::PeerLink`] per peer, with its
+/// reconnects), one bare session in the simulation. Keys with no link answer `None`/false.
+pub trait Links {
+    /// Every link key is below this.
+    fn key_bound(&self) -> usize;
     /// The session, if one exists (connecting or up): its HTTP/3 events are polled.
-    fn session_mut(&mut self) -> Option<&mut Session>;
+    fn session_mut(&mut self, link: usize) -> Option<&mut Session>;
     /// The session when streams may use it (up, or in 0-RTT).
-    fn usable(&mut self) -> Option<&mut Session>;
+    fn usable(&mut self, link: usize) -> Option<&mut Session>;
     /// New requests may open streams (up without GOAWAY, or in 0-RTT).
-    fn accepts_requests(&self) -> bool;
-    fn in_early_data(&self) -> bool;
+    fn accepts_requests(&self, link: usize) -> bool;
+    fn in_early_data(&self, link: usize) -> bool;
     /// The peer sent GOAWAY.
-    fn on_goaway(&mut self);
+    fn on_goaway(&mut self, link: usize);
     /// The congestion window of the session's active path (0 without a session).
-    fn cwnd(&self) -> usize;
+    fn cwnd(&self, link: usize) -> usize;
+    /// The link a new request for `group` (`None`: any peer, failover) takes now, given each
+    /// link's streams in flight; `None` when no link of the group takes requests.
+    fn choose(&self, group: Option<&PeerGroup>, load: &dyn Fn(usize) -> usize) -> Option<usize>;
+    /// Why no link of `group` takes requests, for 503 answers.
+    fn why_down(&self, group: Option<&PeerGroup>) -> String;
+    /// A request stream was opened on `link`.
+    fn note_request(&mut self, _link: usize) {}
+    /// The session of `link` as the request streams use it, when they may.
+    fn port(&mut self, link: usize) -> Option<&mut dyn SessionPort> {
+        let session = self.usable(link)?;
+        Some(session as &mut dyn SessionPort)
+    }
 }
 
 /// What one call lends the downstreams.
 pub struct Env<'a> {
     pub now: Instant,
-    pub link: &'a mut dyn Link,
+    pub links: &'a mut dyn Links,
     pub http: &'a ClientHttpConfig,
     /// Authority for HTTP/1.0 requests without Host.
     pub default_authority: &'a str,
     /// A graceful stop is under way.
     pub stopping: bool,
-    /// Why no session is usable, for 503 answers.
-    pub why_down: &'a str,
     pub metrics: &'a mut Metrics,
 }
 
@@ -64,7 +79,7 @@ pub struct Env<'a> {
 pub struct Downstreams<T: DownstreamConn = TcpConn> {
     downs: Slab<Downstream<T>>,
     /// Each open request stream, to the connection it belongs to.
-    by_stream: HashMap<u64, usize>,
+    streams: StreamRoutes,
     /// Their timers, those with progress possible, and events left at the cap.
     agenda: Agenda,
     events_per_turn: usize,
@@ -85,7 +100,7 @@ impl<T: DownstreamConn> Downstreams<T> {
     pub fn with_event_cap(events_per_turn: usize) -> Self {
         Downstreams {
             downs: Slab::new(),
-            by_stream: HashMap::new(),
+            streams: StreamRoutes::default(),
             agenda: Agenda::default(),
             events_per_turn: events_per_turn.max(1),
             hold_bodies: false,
@@ -104,12 +119,17 @@ impl<T: DownstreamConn> Downstreams<T> {
 
     /// Request streams open.
     pub fn streams_open(&self) -> usize {
-        self.by_stream.len()
+        self.streams.len()
+    }
+
+    /// Request streams open on `link`.
+    pub fn streams_on(&self, link: usize) -> usize {
+        self.streams.on_link(link)
     }
 
     /// Requests in flight: with a stream, or waiting for one.
     pub fn in_flight(&self) -> usize {
-        self.by_stream.len() + self.downs.iter().filter(|(_, d)| d.is_waiting()).count()
+        self.streams.len() + self.downs.iter().filter(|(_, d)| d.is_waiting()).count()
     }
 
     /// The timers, the connections with progress possible, the events left at the cap.
@@ -160,20 +180,15 @@ impl<T: DownstreamConn> Downstreams<T> {
         let Some(down) = self.downs.get_mut(key) else {
             return;
         };
-        let accepting = env.link.accepts_requests() && !env.stopping;
-        let early = env.link.in_early_data();
         let mut ctx = Ctx {
             key,
             now: env.now,
             http: env.http,
             default_authority: env.default_authority,
-            session: env.link.usable().map(|s| s as &mut dyn SessionPort),
-            accepting,
-            early,
+            links: &mut *env.links,
             stopping: env.stopping,
-            why_down: env.why_down,
             hold_bodies: self.hold_bodies,
-            by_stream: &mut self.by_stream,
+            streams: &mut self.streams,
             metrics: env.metrics,
         };
         f(down, &mut ctx);
@@ -200,18 +215,21 @@ impl<T: DownstreamConn> Downstreams<T> {
         }
     }
 
-    /// Hands the session's HTTP/3 events to the connections owning their streams (at most the
-    /// cap; events left set the backlog, polled next turn).
+    /// Hands the sessions' HTTP/3 events to the connections owning their streams (at most the
+    /// cap per session; events left set the backlog, polled next turn).
     pub fn poll_h3(&mut self, env: &mut Env<'_>) {
         self.agenda.start_poll();
-        let drain = drain_bounded(self.events_per_turn, || self.poll_h3_event(env));
-        self.agenda.note_poll(drain);
+        for link in 0..env.links.key_bound() {
+            let drain = drain_bounded(self.events_per_turn, || self.poll_h3_event(env, link));
+            self.agenda.note_poll(drain);
+        }
     }
 
-    /// Polls one HTTP/3 event and hands it to its connection; breaks when there is none.
-    fn poll_h3_event(&mut self, env: &mut Env<'_>) -> ControlFlow<()> {
+    /// Polls one HTTP/3 event of `link` and hands it to its connection; breaks when there is
+    /// none.
+    fn poll_h3_event(&mut self, env: &mut Env<'_>, link: usize) -> ControlFlow<()> {
         // Polled while connecting too: the peer's SETTINGS are what make the session usable.
-        let Some(session) = env.link.session_mut() else {
+        let Some(session) = env.links.session_mut(link) else {
             return ControlFlow::Break(());
         };
         let Some(h3) = session.h3.as_mut() else {
@@ -226,10 +244,10 @@ impl<T: DownstreamConn> Downstreams<T> {
             }
         };
         if matches!(event, quiche::h3::Event::GoAway) {
-            env.link.on_goaway();
+            env.links.on_goaway(link);
             return ControlFlow::Continue(());
         }
-        if let Some(&key) = self.by_stream.get(&id) {
+        if let Some(key) = self.streams.get(StreamRef { link, id }) {
             self.with_down(key, env, |d, ctx| d.on_stream_event(ctx, event));
         }
         ControlFlow::Continue(())
@@ -247,22 +265,31 @@ impl<T: DownstreamConn> Downstreams<T> {
         );
     }
 
-    /// The session died: every stream on it is gone.
-    pub fn fail_all_streams(&mut self, env: &mut Env<'_>) {
-        let keys: Vec<usize> = self.by_stream.drain().map(|(_, k)| k).collect();
-        for key in keys {
+    /// The session of `link` died: every stream on it is gone.
+    pub fn fail_all_streams(&mut self, env: &mut Env<'_>, link: usize) {
+        for key in self.streams.take_link(link) {
             self.with_down(key, env, |d, ctx| d.on_session_lost(ctx));
+        }
+    }
+
+    /// The peer of `link` went silent: requests on it that may be repeated and have no
+    /// response yet go to another peer now (once), if their group has a healthier one.
+    pub fn move_off_suspect(&mut self, env: &mut Env<'_>, link: usize) {
+        for key in self.streams.owners_on(link) {
+            self.with_down(key, env, |d, ctx| d.move_off(ctx, link));
         }
     }
 
     /// Streams that got flow-control credit back: their request bodies can move again.
     pub fn collect_writable(&mut self, env: &mut Env<'_>) {
-        let Some(session) = env.link.usable() else {
-            return;
-        };
-        while let Some(id) = session.conn.stream_writable_next() {
-            if let Some(&key) = self.by_stream.get(&id) {
-                self.agenda.mark(key);
+        for link in 0..env.links.key_bound() {
+            let Some(session) = env.links.usable(link) else {
+                continue;
+            };
+            while let Some(id) = session.conn.stream_writable_next() {
+                if let Some(key) = self.streams.get(StreamRef { link, id }) {
+                    self.agenda.mark(key);
+                }
             }
         }
     }
@@ -290,11 +317,11 @@ impl<T: DownstreamConn> Downstreams<T> {
         }
         // Those that opened their stream move their body in the main pass.
         self.agenda.mark_all(waiting);
-        let cwnd = env.link.cwnd();
+        let links = &*env.links;
         self.hold_bodies = self
             .downs
             .iter()
-            .any(|(_, d)| d.head_waits_for_credit(cwnd));
+            .any(|(_, d)| d.head_waits_for_credit(|link| links.cwnd(link)));
         if was_held && !self.hold_bodies {
             self.agenda.mark_all(
                 self.downs

@@ -15,9 +15,9 @@ use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use mio::Registry;
+use mio::{Registry, Token};
 
-use crate::config::{ClientConfig, TransportConfig};
+use crate::config::{ClientConfig, PeerConfig, TransportConfig};
 use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters};
 use crate::quic::backoff::Backoff;
 use crate::quic::debug::DebugTaps;
@@ -54,9 +54,20 @@ pub enum LinkEvent {
     Up,
     /// A usable session died: its streams are gone.
     Lost,
+    /// The peer has been silent longer than an alive peer would be: new requests go to
+    /// other peers, requests that may be repeated move off it.
+    Suspect,
 }
 
 pub struct PeerLink {
+    /// The peer's name in the configuration (routes, metrics and logs use it).
+    pub name: String,
+    /// The reactor token of its UDP socket.
+    token: Token,
+    /// A peer silent longer than this is suspect (`None`: [`Session::expected_silence`]).
+    silence_allowance: Option<Duration>,
+    /// The session is up but its peer is suspect (see [`LinkEvent::Suspect`]).
+    suspect: bool,
     quiche_config: quiche::Config,
     /// The address of the current (or last) attempt.
     peer: SocketAddr,
@@ -104,7 +115,12 @@ fn answer_address_check(
 }
 
 impl PeerLink {
-    pub fn new(cfg: &ClientConfig) -> Result<Self, Box<dyn std::error::Error>> {
+    /// The link to `peer`, its UDP sockets registered under `token`.
+    pub fn new(
+        cfg: &ClientConfig,
+        peer: &PeerConfig,
+        token: Token,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let tls = tls::client_context(&cfg.tls)?;
         let mut quiche_config =
             quic::setup::quiche_config(&cfg.transport, tls, cfg.http.max_head_bytes)?;
@@ -112,18 +128,21 @@ impl PeerLink {
             quiche_config.enable_early_data();
         }
         Ok(PeerLink {
+            name: peer.name.clone(),
+            token,
+            silence_allowance: cfg.peer_silence,
+            suspect: false,
             quiche_config,
-            peer: cfg
-                .peer
+            peer: peer
                 .address
                 .literal()
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], cfg.peer.address.port))),
-            addresses: Candidates::new(cfg.peer.address.clone()),
-            contact: Contact::new(cfg.peer.address.clone()),
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], peer.address.port))),
+            addresses: Candidates::new(peer.address.clone()),
+            contact: Contact::new(peer.address.clone()),
             handshake_timeout: cfg.reconnect.handshake_timeout,
             handshake_deadline: None,
             abandoned_early: false,
-            server_name: cfg.peer.server_name.clone(),
+            server_name: peer.server_name.clone(),
             transport: cfg.transport.clone(),
             state: State::Waiting {
                 until: Instant::now(),
@@ -183,6 +202,43 @@ impl PeerLink {
         matches!(self.state, State::Up { .. })
     }
 
+    /// The peer's silence after which it is suspect, on the current session.
+    fn allowance(&self, session: &Session) -> Duration {
+        self.silence_allowance
+            .unwrap_or_else(|| session.expected_silence())
+    }
+
+    /// Takes new requests and its peer is not suspect.
+    pub fn is_healthy(&self) -> bool {
+        self.accepts_requests() && !self.suspect
+    }
+
+    /// Whether the peer is suspect now (up, and silent beyond its allowance); logs changes.
+    fn check_silence(&mut self, now: Instant) -> bool {
+        let State::Up { session, .. } = &self.state else {
+            self.suspect = false;
+            return false;
+        };
+        let (quiet, allowance) = (session.quiet_for(now), self.allowance(session));
+        let suspect = quiet > allowance;
+        if suspect && !self.suspect {
+            log::warn!(
+                "peer {} ({}) silent for {} ms (allowance {} ms): new requests go to other peers",
+                self.name,
+                self.peer,
+                quiet.as_millis(),
+                allowance.as_millis()
+            );
+        } else if !suspect && self.suspect {
+            log::info!(
+                "peer {} ({}) answers again: it takes requests",
+                self.name,
+                self.peer
+            );
+        }
+        std::mem::replace(&mut self.suspect, suspect) != suspect && suspect
+    }
+
     /// New requests may open streams now.
     pub fn accepts_requests(&self) -> bool {
         matches!(self.state, State::Up { goaway: false, .. }) || self.in_early_data()
@@ -222,22 +278,32 @@ impl PeerLink {
         self.hider.describe()
     }
 
-    /// Live figures for the metrics endpoint.
+    /// Adds this link's live figures to the metrics endpoint's (the peer's own ones are
+    /// [`crate::client::peers::Peers::snapshot`]'s).
     pub fn snapshot(&self, snap: &mut Snapshot, now: Instant) {
-        snap.duplicated = (self.hider.datagrams, self.hider.bytes);
-        snap.peer_contact = Some(self.contact_figures());
+        snap.duplicated.0 += self.hider.datagrams;
+        snap.duplicated.1 += self.hider.bytes;
         match &self.state {
             State::Up { session, since, .. } => {
-                snap.sessions_up = 1;
-                snap.session_up_since = Some(*since);
-                snap.live_transport = TransportCounters::of(&session.conn);
+                snap.sessions_up += 1;
+                snap.session_up_since = crate::time::earliest(snap.session_up_since, Some(*since));
+                snap.live_transport
+                    .add(&TransportCounters::of(&session.conn));
                 snap.paths
                     .extend(PathFigures::of(session, self.peer.to_string(), now));
             }
-            State::Connecting(session) => {
-                snap.live_transport = TransportCounters::of(&session.conn)
-            }
+            State::Connecting(session) => snap
+                .live_transport
+                .add(&TransportCounters::of(&session.conn)),
             State::Waiting { .. } => {}
+        }
+    }
+
+    /// Since when the session has been up.
+    pub fn up_since(&self) -> Option<Instant> {
+        match &self.state {
+            State::Up { since, .. } => Some(*since),
+            _ => None,
         }
     }
 
@@ -311,6 +377,7 @@ impl PeerLink {
         if self.abandon_if_peer_dead(now, metrics) {
             return LinkEvent::Lost;
         }
+
         let (closed, newly_usable) = match &mut self.state {
             State::Waiting { .. } => return LinkEvent::None,
             State::Connecting(s) | State::Up { session: s, .. } => {
@@ -362,6 +429,13 @@ impl PeerLink {
             }
             self.was_up = true;
             self.backoff.reset();
+            return LinkEvent::Up;
+        }
+        let was_suspect = self.suspect;
+        if self.check_silence(now) {
+            return LinkEvent::Suspect;
+        }
+        if was_suspect && !self.suspect {
             return LinkEvent::Up;
         }
         LinkEvent::None
@@ -435,6 +509,10 @@ impl PeerLink {
     pub fn next_deadline(&self) -> Option<Instant> {
         let state = match &self.state {
             State::Waiting { until } => Some(*until),
+            State::Up { session: s, .. } if !self.suspect => {
+                let quiet = s.quiet_deadline(self.allowance(s) + Duration::from_millis(1));
+                crate::time::earliest(s.next_deadline(), Some(quiet))
+            }
             State::Connecting(s) | State::Up { session: s, .. } => {
                 crate::time::earliest(s.next_deadline(), self.handshake_deadline)
             }

@@ -1,11 +1,11 @@
-//! Client role: accepts HTTP/1.1 from local services and carries each request over the one
-//! HTTP/3 session to the peer.
+//! Client role: accepts HTTP/1.1 from local services and carries each request over the
+//! HTTP/3 session to a peer (one session per configured peer).
 //!
-//! [`ClientProxy`] owns the listeners, the [`link::PeerLink`] (session with reconnect) and the
-//! [`downstreams::Downstreams`] table of [`downstream::Downstream`] connections, to which
-//! HTTP/3 events are routed by stream id (a sans-IO table the simulated pair runs too; the
-//! driver lends it the link, the clock and the configuration, and releases the sockets of
-//! connections that ended). Everything runs on the reactor thread. The operator's side (the `/metrics` and `/health`
+//! [`ClientProxy`] owns the listeners, the [`peers::Peers`] (a [`link::PeerLink`], the session
+//! with its reconnects, per peer) and the [`downstreams::Downstreams`] table of
+//! [`downstream::Downstream`] connections, to which HTTP/3 events are routed by link and stream
+//! ID (a sans-IO table the simulated pair runs too; the driver lends it the links, the clock
+//! and the configuration, and releases the sockets of connections that ended). Everything runs on the reactor thread. The operator's side (the `/metrics` and `/health`
 //! page, graceful and immediate stops, reloads) is in `operate.rs`.
 
 pub mod contact;
@@ -14,7 +14,9 @@ pub mod downstream;
 pub mod downstreams;
 pub mod link;
 mod operate;
+pub mod peers;
 pub mod probe;
+pub mod stream_routes;
 
 use std::io;
 use std::rc::Rc;
@@ -30,38 +32,33 @@ use crate::bridge::answers;
 use crate::bridge::tcp::TcpConn;
 use crate::config::{ClientConfig, ClientHttpConfig, Config, ListenerRules};
 use crate::metrics::Metrics;
-use crate::quic::session::Session;
-use crate::reactor::backlog::Backlog;
-use crate::reactor::{Control, Driver, CONN_BASE, LISTENER_BASE, RESOLVER, UDP};
+use crate::reactor::{Control, Driver, CONN_BASE, LISTENER_BASE, PEER_UDP_BASE};
 use downstream::Downstream;
-use downstreams::{Downstreams, Env, Link};
-use link::{LinkEvent, PeerLink};
+use downstreams::{Downstreams, Env};
+use link::LinkEvent;
+use peers::Peers;
 
-/// Most TCP listeners one client process may have (token space below `CONN_BASE`).
-pub const MAX_LISTENERS: usize = RESOLVER.0 - LISTENER_BASE;
+/// Most TCP listeners one client process may have (token space below `PEER_UDP_BASE`).
+pub const MAX_LISTENERS: usize = PEER_UDP_BASE - LISTENER_BASE;
 
 pub struct ClientProxy {
     /// The config running now (reloads replace the reloadable parts).
     config: ClientConfig,
     http: ClientHttpConfig,
     default_authority: String,
-    link: PeerLink,
+    peers: Peers,
     admin: Option<Admin>,
     metrics: Metrics,
     /// Graceful stop: when to give up on requests still in flight.
     drain_deadline: Option<Instant>,
     /// The last send stopped at its quantum: come back without waiting.
     send_pending: bool,
-    /// The UDP socket reported readiness, or its last read stopped at its cap: read it next.
-    udp_backlog: Backlog,
     listeners: Vec<TcpListener>,
     /// Each listener's routes and allowed sources (`None`: no routes, any source).
     rules: Vec<Option<Rc<ListenerRules>>>,
     /// Service A's connections and their request streams.
     downs: Downstreams,
     stopping: bool,
-    /// Why no session is up, refreshed each turn while it is not (for 503 answers).
-    why_down: String,
     /// Accepting paused at the descriptor limit (retried on a timer).
     accept_pause: AcceptPause,
 }
@@ -89,24 +86,20 @@ impl ClientProxy {
             ),
             None => None,
         };
-        let mut link = PeerLink::new(cfg)?;
-        log::info!("{}", link.describe_loss_hiding());
-        link.handle_timeout(registry, Instant::now());
+        let peers = Peers::new(cfg, registry)?;
         Ok(ClientProxy {
             config: cfg.clone(),
             admin,
             metrics: Metrics::new("client", Instant::now()),
             drain_deadline: None,
             send_pending: false,
-            udp_backlog: Backlog::default(),
             http: cfg.http.clone(),
-            default_authority: cfg.peer.server_name.clone(),
-            link,
+            default_authority: default_authority(cfg),
+            peers,
             listeners,
             rules: shared_rules(&cfg.listener_rules),
             downs: Downstreams::default(),
             stopping: false,
-            why_down: String::new(),
             accept_pause: AcceptPause::default(),
         })
     }
@@ -175,11 +168,10 @@ impl ClientProxy {
     ) -> R {
         let mut env = Env {
             now,
-            link: &mut self.link,
+            links: &mut self.peers,
             http: &self.http,
             default_authority: &self.default_authority,
             stopping: self.stopping,
-            why_down: &self.why_down,
             metrics: &mut self.metrics,
         };
         let out = f(&mut self.downs, &mut env);
@@ -198,38 +190,24 @@ fn shared_rules(rules: &[ListenerRules]) -> Vec<Option<Rc<ListenerRules>>> {
         .collect()
 }
 
-impl Link for PeerLink {
-    fn session_mut(&mut self) -> Option<&mut Session> {
-        PeerLink::session_mut(self)
-    }
-    fn usable(&mut self) -> Option<&mut Session> {
-        PeerLink::usable(self)
-    }
-    fn accepts_requests(&self) -> bool {
-        PeerLink::accepts_requests(self)
-    }
-    fn in_early_data(&self) -> bool {
-        PeerLink::in_early_data(self)
-    }
-    fn on_goaway(&mut self) {
-        PeerLink::on_goaway(self);
-    }
-    fn cwnd(&self) -> usize {
-        PeerLink::cwnd(self)
-    }
+/// Authority for HTTP/1.0 requests without Host: the first peer's server name.
+fn default_authority(cfg: &ClientConfig) -> String {
+    cfg.peers
+        .first()
+        .map(|p| p.server_name.clone())
+        .unwrap_or_default()
 }
 
 impl Driver for ClientProxy {
     fn handle_event(&mut self, registry: &Registry, event: &Event, now: Instant) {
         match event.token() {
-            UDP => {
+            token if self.peers.owner(token).is_some() => {
                 // An ICMP error comes as an error event: the read reports it. The read is done
                 // in `process`, once per turn, where a read left at its cap resumes.
-                if event.is_readable() || event.is_error() {
-                    self.udp_backlog.mark();
-                }
-                if event.is_writable() {
-                    self.link.handle_writable(now);
+                let readable = event.is_readable() || event.is_error();
+                if let Some(key) = self.peers.owner(token) {
+                    self.peers
+                        .on_socket_event(key, readable, event.is_writable(), now);
                 }
             }
             token if Admin::owns(token) => {
@@ -263,23 +241,21 @@ impl Driver for ClientProxy {
                 self.accept(registry, index, now);
             }
         }
-        if self.udp_backlog.take() {
-            let drain = self.link.handle_readable(now);
-            self.udp_backlog.note(drain);
-        }
-        self.link.handle_timeout(registry, now);
+        let events = self.peers.step(registry, now, &mut self.metrics);
         self.with_downs(registry, now, |downs, env| downs.poll_h3(env));
-        match self.link.update(now, &mut self.metrics) {
-            LinkEvent::Up => self.downs.on_link_up(),
-            LinkEvent::Lost => {
-                self.with_downs(registry, now, |downs, env| downs.fail_all_streams(env))
+        for (link, event) in events {
+            match event {
+                LinkEvent::Up => self.downs.on_link_up(),
+                LinkEvent::Lost => self.with_downs(registry, now, |downs, env| {
+                    downs.fail_all_streams(env, link)
+                }),
+                LinkEvent::Suspect => self.with_downs(registry, now, |downs, env| {
+                    downs.move_off_suspect(env, link)
+                }),
+                LinkEvent::None => {}
             }
-            LinkEvent::None => {}
         }
-        if !self.link.accepts_requests() {
-            self.why_down = self.link.why_down(now);
-        }
-        let accepting = self.link.accepts_requests();
+        let accepting = self.peers.any_accepts();
         self.with_downs(registry, now, |downs, env| {
             downs.collect_writable(env);
             downs.fire_timers(env);
@@ -288,19 +264,20 @@ impl Driver for ClientProxy {
             }
             downs.drive_dirty(env);
         });
-        self.link.retire_if_idle(self.downs.streams_open());
+        let downs = &self.downs;
+        self.peers.retire_idle(|link| downs.streams_on(link));
         if self.stopping {
             self.finish_drain(registry, now);
         }
-        self.send_pending = self.link.flush(now);
+        self.send_pending = self.peers.flush(now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if self.downs.agenda().has_work() || self.send_pending || self.udp_backlog.is_pending() {
+        if self.downs.agenda().has_work() || self.send_pending || self.peers.has_backlog() {
             return Some(Instant::now());
         }
         let d = crate::time::earliest(
-            self.link.next_deadline(),
+            self.peers.next_deadline(),
             self.downs.agenda().next_deadline(),
         );
         let d = crate::time::earliest(d, self.admin.as_ref().and_then(Admin::next_deadline));
@@ -317,11 +294,11 @@ impl Driver for ClientProxy {
         Control::Continue
     }
 
-    fn on_reload(&mut self, config: &Config) {
-        self.reload(config);
+    fn on_reload(&mut self, registry: &Registry, config: &Config) {
+        self.reload(registry, config);
     }
 
     fn is_finished(&self) -> bool {
-        self.stopping && self.link.is_closed()
+        self.stopping && self.peers.is_closed()
     }
 }

@@ -39,7 +39,7 @@ impl ClientProxy {
         }
         if self.downs.is_empty() || expired {
             self.drain_deadline = None;
-            self.link.close();
+            self.peers.close();
         }
     }
 
@@ -61,20 +61,10 @@ impl ClientProxy {
                     timer_entries: self.downs.agenda().timer_entries(),
                     ..Snapshot::default()
                 };
-                self.link.snapshot(&mut snap, now);
+                self.peers.snapshot(&mut snap, now);
                 (200, METRICS_CONTENT_TYPE, self.metrics.render(&snap, now))
             }
-            "/health" if self.link.is_up() => (200, "text/plain", "ok: session up\n".into()),
-            "/health" => (503, "text/plain", {
-                let c = self.link.contact_figures();
-                format!(
-                    "session down ({}, {} attempt(s), {} failed): no session to the peer {}\n",
-                    c.state,
-                    c.attempts,
-                    c.failures,
-                    self.link.why_down(now)
-                )
-            }),
+            "/health" => self.health(now),
             _ => (404, "text/plain", "try /metrics or /health\n".into()),
         }
     }
@@ -84,12 +74,26 @@ impl ClientProxy {
     pub(super) fn stop_now(&mut self, registry: &Registry, now: Instant) {
         log::warn!("second stop signal: answering requests in flight and exiting now");
         self.give_up_in_flight(registry, now);
-        self.link.close();
-        self.link.send_final();
+        self.peers.close();
+        self.peers.send_final();
+    }
+
+    /// `/health`: 200 while every peer's session is up, else 503; a line per peer either way.
+    fn health(&self, now: Instant) -> Page {
+        let lines = self.peers.health_lines(now);
+        if self.peers.all_up() {
+            (200, "text/plain", format!("ok: session up\n{lines}"))
+        } else {
+            (
+                503,
+                "text/plain",
+                format!("not every peer's session is up\n{lines}"),
+            )
+        }
     }
 
     /// SIGHUP with the freshly loaded config: applies what can change, reports the rest.
-    pub(super) fn reload(&mut self, config: &Config) {
+    pub(super) fn reload(&mut self, registry: &Registry, config: &Config) {
         let Config::Client(new) = config else {
             log::error!("SIGHUP: the reloaded file is not a client config; nothing changed");
             return;
@@ -101,9 +105,14 @@ impl ClientProxy {
                 format!("{:?}", old.listen) != format!("{:?}", new.listen),
             ),
             (
-                "peer",
-                format!("{:?}", old.peer) != format!("{:?}", new.peer),
+                "peers (address or server_name of a kept name)",
+                old.peers.iter().any(|p| {
+                    new.peers
+                        .iter()
+                        .any(|q| q.name == p.name && format!("{p:?}") != format!("{q:?}"))
+                }),
             ),
+            ("peer_silence_ms", old.peer_silence != new.peer_silence),
             ("tls", format!("{:?}", old.tls) != format!("{:?}", new.tls)),
             (
                 "transport",
@@ -126,8 +135,12 @@ impl ClientProxy {
         }
         self.config.ops.log_level = new.ops.log_level;
         self.config.ops.drain_timeout = new.ops.drain_timeout;
+        // New peers get the running TLS and transport settings (changes to those need a restart).
+        self.config.peers = new.peers.clone();
+        self.peers
+            .reload(&self.config, registry, std::time::Instant::now());
         log::info!(
-            "SIGHUP: applied log_level, http.* settings and listener routes (new connections)"
+            "SIGHUP: applied log_level, http.* settings, peers added or removed and listener routes (new connections)"
         );
     }
 }

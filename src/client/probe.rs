@@ -11,7 +11,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, PeerConfig};
 use crate::quic::session::Session;
 use crate::quic::setup::MAX_DATAGRAM;
 use crate::quic::{self, tls};
@@ -20,15 +20,15 @@ use crate::resolve::{happy_eyeballs_order, HostPort};
 use super::contact::describe_icmp;
 use super::dial;
 
-/// Makes one handshake with the peer; `Ok` is the success line, `Err` the failure line.
-pub fn probe(cfg: &ClientConfig) -> Result<String, String> {
-    let target = &cfg.peer.address;
+/// Makes one handshake with `peer`; `Ok` is the success line, `Err` the failure line.
+pub fn probe(cfg: &ClientConfig, peer: &PeerConfig) -> Result<String, String> {
+    let target = &peer.address;
     let found = target
         .resolve()
         .map_err(|e| format!("cannot resolve {target}: {e}"))?;
     let mut failures = Vec::new();
     for addr in happy_eyeballs_order(&found, None) {
-        match handshake(cfg, addr) {
+        match handshake(cfg, &peer.server_name, addr) {
             Ok(line) => return Ok(format!("peer {} reached: {line}", where_(target, addr))),
             Err(e) if addr.to_string() == target.to_string() => failures.push(e),
             Err(e) => failures.push(format!("{addr}: {e}")),
@@ -49,7 +49,7 @@ fn where_(target: &HostPort, addr: SocketAddr) -> String {
 }
 
 /// One handshake with `addr`, bounded by the handshake timeout.
-fn handshake(cfg: &ClientConfig, addr: SocketAddr) -> Result<String, String> {
+fn handshake(cfg: &ClientConfig, server_name: &str, addr: SocketAddr) -> Result<String, String> {
     let started = Instant::now();
     let deadline = started + cfg.reconnect.handshake_timeout;
     let tls = tls::client_context(&cfg.tls).map_err(|e| e.to_string())?;
@@ -60,8 +60,7 @@ fn handshake(cfg: &ClientConfig, addr: SocketAddr) -> Result<String, String> {
         .connect(addr)
         .map_err(|e| format!("UDP connect: {e}"))?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
-    let conn =
-        dial::connect(&cfg.peer.server_name, local, addr, &mut qcfg).map_err(|e| e.to_string())?;
+    let conn = dial::connect(server_name, local, addr, &mut qcfg).map_err(|e| e.to_string())?;
     let mut session = Session::new(conn, cfg.transport.keepalive_interval, None, started);
     let timeout = cfg.reconnect.handshake_timeout;
     drive(&socket, &mut session, local, deadline, timeout)?;

@@ -17,7 +17,11 @@ pub struct ClientFile {
     /// Listeners with routes to named services (instead of, or beside, `listen`).
     #[serde(default)]
     pub listeners: Vec<ListenerFile>,
-    pub peer: PeerFile,
+    /// The one server (named `default`), or `peers` for several.
+    pub peer: Option<PeerFile>,
+    pub peers: Option<Vec<PeerFile>>,
+    /// A peer silent this long takes no new requests (default: derived from the path).
+    pub peer_silence_ms: Option<u64>,
     pub tls: ClientTlsFile,
     #[serde(default)]
     pub transport: TransportFile,
@@ -74,6 +78,8 @@ pub struct MetricsFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerFile {
+    /// Required in `peers`; the single `peer` is `default`.
+    pub name: Option<String>,
     pub address: String,
     pub server_name: String,
 }
@@ -219,6 +225,9 @@ pub struct ListenerFile {
     pub routes: Vec<RouteFile>,
     /// Caller addresses allowed (CIDRs); absent = any.
     pub allow_sources: Option<Vec<String>>,
+    /// The peers its routes use unless a route names its own (absent: every peer).
+    pub peers: Option<Vec<String>>,
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +235,9 @@ pub struct ListenerFile {
 pub struct RouteFile {
     pub host: Option<String>,
     pub service: String,
+    /// The peers this route uses, in order (absent: the listener's, else every peer).
+    pub peers: Option<Vec<String>>,
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,7 @@
 mod file;
 mod http;
 mod json_error;
+pub mod peers;
 pub mod services;
 mod transport;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 pub use crate::resolve::HostPort;
 pub use http::{ClientHttpConfig, Forwarding, ServerHttpConfig};
+pub use peers::{PeerGroup, Policy, DEFAULT_PEER};
 pub use services::{ListenerRules, Route, ServiceConfig, Services};
 pub use transport::{CongestionControl, LossHiding, LossHidingMode, TransportConfig};
 
@@ -100,7 +102,11 @@ pub struct ClientConfig {
     pub listen: Vec<SocketAddr>,
     /// Each listener's routes and allowed sources (same order as `listen`).
     pub listener_rules: Vec<ListenerRules>,
-    pub peer: PeerConfig,
+    /// The servers it keeps sessions to (one named `default` for the single `peer`).
+    pub peers: Vec<PeerConfig>,
+    /// A peer silent this long takes no new requests (`peer_silence_ms`; `None`: derived
+    /// from the path, see `client::peers`).
+    pub peer_silence: Option<Duration>,
     pub tls: TlsFiles,
     pub transport: TransportConfig,
     pub http: ClientHttpConfig,
@@ -148,6 +154,8 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
+    /// Routes and metrics name it by this.
+    pub name: String,
     /// `HOST:PORT`; a name is resolved to all its addresses at each round of attempts.
     pub address: HostPort,
     /// DNS name or IP address the server certificate must carry.
@@ -260,17 +268,14 @@ pub fn parse(text: &str, base: &Path, role: Role) -> Result<Config, ConfigError>
 }
 
 fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigError> {
-    let (listen, listener_rules) = services::client(&raw.listen, raw.listeners)?
+    let peers = peers::peers(raw.peer, raw.peers)?;
+    let (listen, listener_rules) = services::client(&raw.listen, raw.listeners, &peers)?
         .into_iter()
         .unzip();
-    let server_name = raw.peer.server_name.trim().to_string();
-    if server_name.is_empty() {
-        return Err(ConfigError::new("peer.server_name", "must not be empty"));
-    }
-    // What the server certificate must carry (SNI and the name check): a name no certificate
-    // can match would only fail every handshake after the start.
-    crate::certs::ServerName::parse(&server_name)
-        .map_err(|e| ConfigError::new("peer.server_name", e.to_string()))?;
+    let peer_silence = raw
+        .peer_silence_ms
+        .map(|ms| positive("peer_silence_ms", ms).map(Duration::from_millis))
+        .transpose()?;
     let http = raw.http;
     let transport_cfg = transport::validate(raw.transport)?;
     let reconnect = ReconnectConfig {
@@ -295,10 +300,8 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
     Ok(ClientConfig {
         listen,
         listener_rules,
-        peer: PeerConfig {
-            address: host_port("peer.address", &raw.peer.address)?,
-            server_name,
-        },
+        peers,
+        peer_silence,
         tls: tls_files(base, &raw.tls.ca, &raw.tls.cert, &raw.tls.key)?,
         transport: transport_cfg,
         http: http::client(&http)?,

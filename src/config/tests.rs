@@ -399,8 +399,8 @@ fn peer_names_are_kept_for_resolution() {
     let Ok(Config::Client(c)) = parse(&named, &conf_dir(), Role::Client) else {
         panic!("a name that does not resolve yet is valid: it is resolved when connecting")
     };
-    assert_eq!(c.peer.address.to_string(), "peer.example.invalid:4433");
-    assert_eq!(c.peer.address.literal(), None);
+    assert_eq!(c.peers[0].address.to_string(), "peer.example.invalid:4433");
+    assert_eq!(c.peers[0].address.literal(), None);
     // Upstream names: config::services::tests.
 }
 

@@ -137,14 +137,27 @@ pub struct Snapshot {
     pub duplicated: (u64, u64),
     /// Server: handshake admission.
     pub admission: Option<AdmissionCounters>,
-    /// The client's attempts to reach its peer.
-    pub peer_contact: Option<PeerContact>,
+    /// Client: each peer's session, in configuration order.
+    pub peers: Vec<PeerFigures>,
     /// Server: connection IDs routed to a session (all sessions; retired ones are removed).
     pub routed_connection_ids: Option<usize>,
     /// Entries in the role's timer table (at most one per connection or exchange).
     pub timer_entries: usize,
     /// Server: each service's upstream addresses and whether they take new connections.
     pub upstream_health: Vec<(String, std::net::SocketAddr, bool)>,
+}
+
+/// One peer of the client: its session and the requests sent to it.
+#[derive(Debug, Clone, Default)]
+pub struct PeerFigures {
+    /// The name in the configuration (the `peer` label).
+    pub name: String,
+    pub contact: PeerContact,
+    pub up_since: Option<Instant>,
+    /// Takes new requests (up, not going away, not silent).
+    pub healthy: bool,
+    /// Request streams opened on it.
+    pub requests: u64,
 }
 
 /// How the client's session to its peer is doing (client only).

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use super::{AdmissionCounters, Metrics, PathFigures, PeerContact, Snapshot, DURATION_BUCKETS};
+use super::{AdmissionCounters, Metrics, PathFigures, PeerFigures, Snapshot, DURATION_BUCKETS};
 
 /// Writes one metric: name, type, help, samples (label set text, value).
 type MetricSink<'a> = dyn FnMut(&str, &str, &str, &[(String, String)]) + 'a;
@@ -373,49 +373,96 @@ impl Metrics {
         if let Some(a) = &snap.admission {
             a.render(&mut m);
         }
-        if let Some(c) = &snap.peer_contact {
-            render_peer_contact(&mut out, c);
+        if !snap.peers.is_empty() {
+            render_peers(&mut out, &snap.peers, now);
         }
         out
     }
 }
 
-/// The client's session attempts: state, counts and the last failure.
-fn render_peer_contact(out: &mut String, c: &PeerContact) {
-    let _ = writeln!(
-        out,
-        "# HELP ptproxy_peer_state State of the session to the peer (1 for the current one).\n\
-         # TYPE ptproxy_peer_state gauge"
+/// The client's peers: each one's session state, attempts and last failure, health, uptime
+/// and requests, labelled by the peer's configured name.
+fn render_peers(out: &mut String, peers: &[PeerFigures], now: Instant) {
+    let mut family =
+        |name: &str,
+         kind: &str,
+         help: &str,
+         samples: &dyn Fn(&PeerFigures) -> Vec<(String, String)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for p in peers {
+                let peer = escape(&p.name);
+                for (labels, value) in samples(p) {
+                    let _ = writeln!(out, "{name}{{peer=\"{peer}\"{labels}}} {value}");
+                }
+            }
+        };
+    family(
+        "ptproxy_peer_state",
+        "gauge",
+        "State of the session to each peer (1 for the current one).",
+        &|p| {
+            ["connecting", "up", "waiting"]
+                .iter()
+                .map(|s| {
+                    (
+                        format!(",state=\"{s}\""),
+                        u8::from(*s == p.contact.state).to_string(),
+                    )
+                })
+                .collect()
+        },
     );
-    for state in ["connecting", "up", "waiting"] {
-        let v = u8::from(state == c.state);
-        let _ = writeln!(out, "ptproxy_peer_state{{state=\"{state}\"}} {v}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ptproxy_peer_connect_attempts_total Session attempts started.\n\
-         # TYPE ptproxy_peer_connect_attempts_total counter\n\
-         ptproxy_peer_connect_attempts_total {}",
-        c.attempts
+    family(
+        "ptproxy_peer_healthy",
+        "gauge",
+        "1 while the peer takes new requests: session up, not going away, not silent.",
+        &|p| vec![(String::new(), u8::from(p.healthy).to_string())],
     );
-    let _ = writeln!(
-        out,
-        "# HELP ptproxy_peer_connect_failures_total Session attempts that failed before the \
-         session was up.\n# TYPE ptproxy_peer_connect_failures_total counter\n\
-         ptproxy_peer_connect_failures_total {}",
-        c.failures
+    family(
+        "ptproxy_peer_session_uptime_seconds",
+        "gauge",
+        "Seconds since the session to the peer came up (0 when down).",
+        &|p| {
+            let up = p
+                .up_since
+                .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+            vec![(String::new(), format!("{up:.3}"))]
+        },
     );
-    let (kind, reason) = c
-        .last_error
-        .as_ref()
-        .map(|(k, r)| (*k, r.as_str()))
-        .unwrap_or(("none", "none"));
-    let _ = writeln!(
-        out,
-        "# HELP ptproxy_peer_last_error_info The last failed attempt since the session was up.\n\
-         # TYPE ptproxy_peer_last_error_info gauge\n\
-         ptproxy_peer_last_error_info{{kind=\"{kind}\",reason=\"{}\"}} 1",
-        escape(reason)
+    family(
+        "ptproxy_peer_requests_total",
+        "counter",
+        "Request streams opened on the session to the peer.",
+        &|p| vec![(String::new(), p.requests.to_string())],
+    );
+    family(
+        "ptproxy_peer_connect_attempts_total",
+        "counter",
+        "Session attempts started.",
+        &|p| vec![(String::new(), p.contact.attempts.to_string())],
+    );
+    family(
+        "ptproxy_peer_connect_failures_total",
+        "counter",
+        "Session attempts that failed before the session was up.",
+        &|p| vec![(String::new(), p.contact.failures.to_string())],
+    );
+    family(
+        "ptproxy_peer_last_error_info",
+        "gauge",
+        "The last failed attempt since the session was up.",
+        &|p| {
+            let (kind, reason) = p
+                .contact
+                .last_error
+                .as_ref()
+                .map(|(k, r)| (*k, r.as_str()))
+                .unwrap_or(("none", "none"));
+            vec![(
+                format!(",kind=\"{kind}\",reason=\"{}\"", escape(reason)),
+                "1".into(),
+            )]
+        },
     );
 }
 

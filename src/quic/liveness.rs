@@ -43,7 +43,7 @@ pub struct RttEstimate {
 
 impl RttEstimate {
     /// RFC 9002 §6.2.1 probe timeout.
-    fn pto(self) -> Duration {
+    pub fn pto(self) -> Duration {
         self.rtt + (self.rttvar * 4).max(Duration::from_millis(1)) + MAX_ACK_DELAY
     }
 }
@@ -86,6 +86,11 @@ impl Liveness {
     /// How long the peer has been silent.
     pub fn silence(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.last_receive)
+    }
+
+    /// How much silence passes before the first probe, on a path with this estimate.
+    pub fn first_probe_after(&self, est: RttEstimate) -> Duration {
+        self.timeout(est) / self.first_probe_share
     }
 
     /// The timeout in force on a path with this estimate.

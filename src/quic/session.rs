@@ -25,6 +25,8 @@ pub struct Session {
     liveness: Option<Liveness>,
     /// The peer went silent for the liveness timeout: the session must be abandoned.
     peer_dead: bool,
+    /// When the last packet from the peer was accepted.
+    last_receive: Instant,
 }
 
 impl Session {
@@ -42,6 +44,7 @@ impl Session {
             announced: false,
             liveness,
             peer_dead: false,
+            last_receive: now,
         }
     }
 
@@ -56,6 +59,7 @@ impl Session {
         let info = quiche::RecvInfo { from, to };
         match self.conn.recv(data, info) {
             Ok(_) => {
+                self.last_receive = self.last_receive.max(now);
                 if let Some(l) = self.liveness.as_mut() {
                     l.on_receive(now);
                 }
@@ -174,6 +178,27 @@ impl Session {
     pub fn liveness_timeout(&self) -> Option<Duration> {
         let est = self.rtt_estimate();
         self.liveness.as_ref().map(|l| l.timeout(est))
+    }
+
+    /// How long the peer has been silent (whether or not liveness checks are on).
+    pub fn quiet_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_receive)
+    }
+
+    /// When the peer's silence reaches `allowance`.
+    pub fn quiet_deadline(&self, allowance: Duration) -> Instant {
+        self.last_receive + allowance
+    }
+
+    /// The longest silence an alive peer shows: something ack-eliciting goes out at least
+    /// this often (a keepalive, or a liveness probe), then an answer takes at most three probe
+    /// timeouts of the path (RTT, its variation and the ACK delay; two lost in a row).
+    pub fn expected_silence(&self) -> Duration {
+        let est = self.rtt_estimate();
+        let probe_every = self.liveness.as_ref().map_or(self.keepalive_interval, |l| {
+            l.first_probe_after(est).min(self.keepalive_interval)
+        });
+        probe_every + est.pto() * 3
     }
 
     fn rtt_estimate(&self) -> RttEstimate {

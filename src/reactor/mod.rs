@@ -27,8 +27,10 @@ pub const SIGNALS: Token = Token(1);
 pub const ADMIN_LISTENER: Token = Token(2);
 /// The precise (timerfd) wake-up of the loop.
 pub const TIMER: Token = Token(3);
-/// Client role: TCP listeners are `LISTENER_BASE + index`, below `ADMIN_CONN_BASE`.
+/// Client role: TCP listeners are `LISTENER_BASE + index`, below `PEER_UDP_BASE`.
 pub const LISTENER_BASE: usize = 4;
+/// Client role: each peer session's UDP socket is `PEER_UDP_BASE + link key`, below `RESOLVER`.
+pub const PEER_UDP_BASE: usize = 256;
 /// Operator endpoint connections are `ADMIN_CONN_BASE + slab key`, below `CONN_BASE`.
 pub const ADMIN_CONN_BASE: usize = 512;
 /// The name resolver thread's wake-up (right below the operator endpoint's connections).
@@ -52,7 +54,7 @@ pub trait Driver {
     /// SIGTERM/SIGINT: start a graceful stop; a second one returns `Exit`.
     fn on_terminate(&mut self, registry: &Registry, now: Instant) -> Control;
     /// SIGHUP with the freshly loaded config: apply what can change, report the rest.
-    fn on_reload(&mut self, config: &Config);
+    fn on_reload(&mut self, registry: &Registry, config: &Config);
     /// The driver finished a graceful stop.
     fn is_finished(&self) -> bool;
 }
@@ -99,7 +101,7 @@ pub fn run<D: Driver>(
                             return Ok(());
                         }
                     }
-                    Signal::Reload => reload_config(driver, reload),
+                    Signal::Reload => reload_config(driver, poll.registry(), reload),
                 }
             }
         }
@@ -128,12 +130,16 @@ pub fn report_fixed(fields: &[(&str, bool)]) {
     }
 }
 
-fn reload_config<D: Driver>(driver: &mut D, reload: &dyn Fn() -> Result<Config, ConfigError>) {
+fn reload_config<D: Driver>(
+    driver: &mut D,
+    registry: &Registry,
+    reload: &dyn Fn() -> Result<Config, ConfigError>,
+) {
     systemd::notify("RELOADING=1");
     match reload() {
         Ok(config) => {
             log::info!("SIGHUP: reloading the config");
-            driver.on_reload(&config);
+            driver.on_reload(registry, &config);
         }
         Err(e) => log::error!("SIGHUP: config not reloaded, keeping the running one: {e}"),
     }

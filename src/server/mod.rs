@@ -318,7 +318,7 @@ impl Driver for ServerProxy {
         Control::Continue
     }
 
-    fn on_reload(&mut self, config: &Config) {
+    fn on_reload(&mut self, _registry: &Registry, config: &Config) {
         self.reload(config);
     }
 

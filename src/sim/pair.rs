@@ -18,7 +18,8 @@ use super::endpoints::{service_conn, Origin, ServiceConn};
 use super::link::{Direction, Faults, Rng};
 use super::socket::{send_turn, SimSocket, SocketFaults, SocketStats};
 use crate::client::downstream::Downstream;
-use crate::client::downstreams::{Downstreams, Env as DownEnv, Link};
+use crate::client::downstreams::{Downstreams, Env as DownEnv, Links};
+use crate::config::PeerGroup;
 use crate::config::{self, ClientConfig, Config, LossHidingMode, Role, ServerConfig};
 use crate::metrics::Metrics;
 use crate::quic::amplification::SendBudget;
@@ -65,26 +66,36 @@ struct ClientSide {
     metrics: Metrics,
 }
 
-/// The client's session as its downstreams see it: up once usable, never in 0-RTT.
+/// The client's one session (link 0) as its downstreams see it: up once usable, never in
+/// 0-RTT.
 struct SimLink {
     session: Session,
 }
 
-impl Link for SimLink {
-    fn session_mut(&mut self) -> Option<&mut Session> {
-        Some(&mut self.session)
+impl Links for SimLink {
+    fn key_bound(&self) -> usize {
+        1
     }
-    fn usable(&mut self) -> Option<&mut Session> {
-        self.session.is_usable().then_some(&mut self.session)
+    fn session_mut(&mut self, link: usize) -> Option<&mut Session> {
+        (link == 0).then_some(&mut self.session)
     }
-    fn accepts_requests(&self) -> bool {
-        self.session.is_usable()
+    fn usable(&mut self, link: usize) -> Option<&mut Session> {
+        (link == 0 && self.session.is_usable()).then_some(&mut self.session)
     }
-    fn in_early_data(&self) -> bool {
+    fn accepts_requests(&self, link: usize) -> bool {
+        link == 0 && self.session.is_usable()
+    }
+    fn in_early_data(&self, _link: usize) -> bool {
         false
     }
-    fn on_goaway(&mut self) {}
-    fn cwnd(&self) -> usize {
+    fn on_goaway(&mut self, _link: usize) {}
+    fn choose(&self, _group: Option<&PeerGroup>, _load: &dyn Fn(usize) -> usize) -> Option<usize> {
+        self.session.is_usable().then_some(0)
+    }
+    fn why_down(&self, _group: Option<&PeerGroup>) -> String {
+        "simulated peer (down)".into()
+    }
+    fn cwnd(&self, _link: usize) -> usize {
         let paths = self.session.conn.path_stats();
         paths
             .filter(|p| p.active)
@@ -396,18 +407,17 @@ impl SimPair {
         c.downs.mark_all_dirty();
         let mut env = DownEnv {
             now: self.now,
-            link: &mut c.link,
+            links: &mut c.link,
             http: &self.client_cfg.http,
             default_authority: "b.test",
             stopping: false,
-            why_down: "simulated peer (down)",
             metrics: &mut c.metrics,
         };
         let downs = &mut c.downs;
         downs.poll_h3(&mut env);
         downs.collect_writable(&mut env);
         downs.fire_timers(&mut env);
-        if env.link.accepts_requests() {
+        if env.links.accepts_requests(0) {
             downs.send_waiting_heads(&mut env);
         }
         downs.drive_dirty(&mut env);

@@ -9,8 +9,11 @@ use quiche::h3::Header as H3Header;
 use super::{Clocked, MemConn, MAX_YIELDS};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamFailed};
 use crate::client::downstream::{Ctx, Downstream};
-use crate::config::{ClientHttpConfig, Forwarding};
+use crate::client::downstreams::Links;
+use crate::client::stream_routes::StreamRoutes;
+use crate::config::{ClientHttpConfig, Forwarding, PeerGroup};
 use crate::metrics::Metrics;
+use crate::quic::session::Session;
 
 /// The session: opens streams (or refuses with `refuse`), records what they carry and serves
 /// the peer's response bodies from `incoming`.
@@ -63,6 +66,43 @@ impl SessionPort for MemSession {
     fn reset(&mut self, _id: u64, _code: u64) {}
 }
 
+/// The one link of the rig (key 0): its [`MemSession`], up while `up`.
+pub struct MemLink {
+    pub session: MemSession,
+    pub up: bool,
+}
+
+impl Links for MemLink {
+    fn key_bound(&self) -> usize {
+        1
+    }
+    fn session_mut(&mut self, _link: usize) -> Option<&mut Session> {
+        None
+    }
+    fn usable(&mut self, _link: usize) -> Option<&mut Session> {
+        None
+    }
+    fn accepts_requests(&self, link: usize) -> bool {
+        link == 0 && self.up
+    }
+    fn in_early_data(&self, _link: usize) -> bool {
+        false
+    }
+    fn on_goaway(&mut self, _link: usize) {}
+    fn cwnd(&self, _link: usize) -> usize {
+        0
+    }
+    fn choose(&self, _group: Option<&PeerGroup>, _load: &dyn Fn(usize) -> usize) -> Option<usize> {
+        self.up.then_some(0)
+    }
+    fn why_down(&self, _group: Option<&PeerGroup>) -> String {
+        "test (down)".into()
+    }
+    fn port(&mut self, link: usize) -> Option<&mut dyn SessionPort> {
+        (link == 0 && self.up).then_some(&mut self.session as &mut dyn SessionPort)
+    }
+}
+
 /// The client HTTP settings of the rig: session wait 2 s, head timeout 5 s, keep-alive 10 s,
 /// body timeout 3 s.
 pub fn http_config() -> ClientHttpConfig {
@@ -86,13 +126,12 @@ pub fn http_config() -> ClientHttpConfig {
 }
 
 /// One downstream on a [`MemConn`] (output capacity `cap`) and a [`MemSession`] (up while
-/// `session_up`), with a manual clock.
+/// `link.up`), with a manual clock.
 pub struct ClientRig {
     pub now: Instant,
     pub http: ClientHttpConfig,
-    pub session: MemSession,
-    pub session_up: bool,
-    pub by_stream: HashMap<u64, usize>,
+    pub link: MemLink,
+    pub streams: StreamRoutes,
     pub metrics: Metrics,
     pub down: Downstream<MemConn>,
 }
@@ -106,9 +145,11 @@ impl ClientRig {
             now,
             down: Downstream::new(conn, peer, &http, now),
             http,
-            session: MemSession::default(),
-            session_up: true,
-            by_stream: HashMap::new(),
+            link: MemLink {
+                session: MemSession::default(),
+                up: true,
+            },
+            streams: StreamRoutes::default(),
             metrics: Metrics::new("client", now),
         }
     }
@@ -120,15 +161,10 @@ impl ClientRig {
             now: self.now,
             http: &self.http,
             default_authority: "b.test",
-            session: self
-                .session_up
-                .then_some(&mut self.session as &mut dyn SessionPort),
-            accepting: true,
-            early: false,
+            links: &mut self.link,
             stopping: false,
-            why_down: "test (down)",
             hold_bodies: false,
-            by_stream: &mut self.by_stream,
+            streams: &mut self.streams,
             metrics: &mut self.metrics,
         };
         f(&mut self.down, &mut ctx);
@@ -153,19 +189,19 @@ impl ClientRig {
 
     /// The peer's complete response on the last opened stream.
     pub fn respond(&mut self, status: &str, body: &[u8]) {
-        let id = self.session.next - 4;
+        let id = self.link.session.next - 4;
         let fields = vec![
             H3Header::new(b":status", status.as_bytes()),
             H3Header::new(b"content-length", body.len().to_string().as_bytes()),
         ];
-        self.session.incoming.insert(id, body.to_vec());
+        self.link.session.incoming.insert(id, body.to_vec());
         self.with(|d, ctx| d.on_headers(ctx, &fields, !body.is_empty()));
         self.with(|d, ctx| d.on_finished(ctx));
     }
 
     /// The stream the downstream has open, if any.
     pub fn stream(&self) -> Option<u64> {
-        self.by_stream.keys().copied().max()
+        self.streams.refs().iter().map(|s| s.id).max()
     }
 }
 

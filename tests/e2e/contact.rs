@@ -67,19 +67,29 @@ fn a_closed_peer_port_is_reported_at_once_then_a_late_server_is_picked_up() {
     );
     let m = scrape(metrics);
     assert!(
-        metric(metrics, "ptproxy_peer_connect_failures_total").is_some_and(|v| v >= 1.0),
+        metric(
+            metrics,
+            "ptproxy_peer_connect_failures_total{peer=\"default\"}"
+        )
+        .is_some_and(|v| v >= 1.0),
         "{m}"
     );
     assert!(
-        m.contains("ptproxy_peer_last_error_info{kind=\"unreachable\""),
+        m.contains("ptproxy_peer_last_error_info{peer=\"default\",kind=\"unreachable\""),
         "{m}"
     );
-    assert!(m.contains("ptproxy_peer_state{state=\"up\"} 0"), "{m}");
+    assert!(
+        m.contains("ptproxy_peer_state{peer=\"default\",state=\"up\"} 0"),
+        "{m}"
+    );
 
     // the server starts 10 s after the client
     std::thread::sleep(Duration::from_secs(10).saturating_sub(t0.elapsed()));
-    let failures_before =
-        metric(metrics, "ptproxy_peer_connect_failures_total").expect("failures metric");
+    let failures_before = metric(
+        metrics,
+        "ptproxy_peer_connect_failures_total{peer=\"default\"}",
+    )
+    .expect("failures metric");
     assert!(
         failures_before >= 3.0,
         "retries went on while the server was down: {failures_before}"
@@ -103,7 +113,10 @@ fn a_closed_peer_port_is_reported_at_once_then_a_late_server_is_picked_up() {
     let r = pair.get("/hello");
     assert_eq!((r.status(), r.body_str().as_str()), (200, "hello"), "{r}");
     let m = scrape(metrics);
-    assert!(m.contains("ptproxy_peer_state{state=\"up\"} 1"), "{m}");
+    assert!(
+        m.contains("ptproxy_peer_state{peer=\"default\",state=\"up\"} 1"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -143,7 +156,11 @@ fn a_silent_peer_times_out_the_handshake_with_a_clear_warning() {
     );
     // a second timeout is counted but not warned again
     let failed_twice = poll_until(Duration::from_secs(8), Duration::from_millis(100), || {
-        metric(metrics, "ptproxy_peer_connect_failures_total").filter(|v| *v >= 2.0)
+        metric(
+            metrics,
+            "ptproxy_peer_connect_failures_total{peer=\"default\"}",
+        )
+        .filter(|v| *v >= 2.0)
     });
     assert!(failed_twice.is_some(), "{}", scrape(metrics));
     assert_eq!(pair.client.count_log(LOG_NO_SESSION), 1);

@@ -12,7 +12,8 @@ use super::request;
 use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
-use crate::config::ListenerRules;
+use crate::client::stream_routes::StreamRef;
+use crate::config::{ListenerRules, PeerGroup};
 use crate::h1::body;
 use crate::h1::head::{RequestHead, Version};
 use crate::quic::h3_code;
@@ -34,6 +35,10 @@ pub struct Exchange {
     /// The stream was opened in 0-RTT, on an attempt not yet up.
     sent_early: bool,
     has_body: bool,
+    /// The peers its route may use (`None`: any, failover).
+    pub(super) peers: Option<PeerGroup>,
+    /// The link of its stream; before the stream opens, the link it last tried.
+    pub(super) link: Option<usize>,
     pub stream: Option<u64>,
     /// Why the last attempt to open the stream failed on a usable session.
     pub(super) blocked: Option<Busy>,
@@ -83,10 +88,11 @@ impl<T: DownstreamConn> Downstream<T> {
                 return progress;
             }
         }
-        let Some(session) = ctx.session.as_deref_mut() else {
+        let (hold, now) = (ctx.hold_bodies, ctx.now);
+        let Some(session) = ctx.session(ex.link) else {
             return progress;
         };
-        match ex.pump_request(&mut self.tcp, session, ctx.hold_bodies, ctx.now) {
+        match ex.pump_request(&mut self.tcp, session, hold, now) {
             Ok(p) => progress |= p,
             Err(answer) => {
                 log::debug!(
@@ -101,7 +107,7 @@ impl<T: DownstreamConn> Downstream<T> {
         let Phase::Exchange(ex) = &mut self.phase else {
             return progress;
         };
-        if let Some(session) = ctx.session.as_deref_mut() {
+        if let Some(session) = ctx.session(ex.link) {
             match ex.pump_response(&mut self.tcp, session) {
                 Ok(p) => progress |= p,
                 Err(()) => {
@@ -122,10 +128,10 @@ impl<T: DownstreamConn> Downstream<T> {
             return false;
         }
         if let Some(id) = ex.stream.take() {
-            ctx.by_stream.remove(&id);
+            ctx.forget_stream(ex.link, id);
             if !ex.request_done {
                 // The response ended before the request body: stop it, the connection can't be reused.
-                if let Some(s) = ctx.session.as_deref_mut() {
+                if let Some(s) = ctx.session(ex.link) {
                     s.reset(id, h3_code::NO_ERROR);
                 }
                 ex.keep_alive = false;
@@ -160,7 +166,7 @@ impl<T: DownstreamConn> Downstream<T> {
         if matches!(ex.response, Response::AwaitHead) && may_resend {
             if let Some(fields) = ex.resend.take() {
                 if let Some(id) = ex.stream.take() {
-                    ctx.by_stream.remove(&id);
+                    ctx.forget_stream(ex.link, id);
                 }
                 if !ex.sent_early {
                     ex.resent = true;
@@ -178,6 +184,42 @@ impl<T: DownstreamConn> Downstream<T> {
             }
         }
         self.on_stream_failed(ctx, answers::session_lost());
+    }
+
+    /// The peer of `link` went silent: a request on it that may be repeated, with no response
+    /// yet and not repeated before, goes to another peer of its group now (its stream on the
+    /// silent one is cancelled). Others stay: the peer may yet answer, or the liveness check
+    /// ends its session.
+    pub fn move_off(&mut self, ctx: &mut Ctx<'_>, link: usize) {
+        let Phase::Exchange(ex) = &mut self.phase else {
+            return;
+        };
+        let movable = ex.link == Some(link)
+            && matches!(ex.response, Response::AwaitHead)
+            && !ex.resent
+            && ex.resend.is_some();
+        if !movable || ex.choose_link(ctx).is_none_or(|other| other == link) {
+            return;
+        }
+        let (Some(id), Some(fields)) = (ex.stream.take(), ex.resend.take()) else {
+            return;
+        };
+        ctx.forget_stream(Some(link), id);
+        if let Some(s) = ctx.session(Some(link)) {
+            s.stop_sending(id, h3_code::REQUEST_CANCELLED);
+            s.reset(id, h3_code::REQUEST_CANCELLED);
+        }
+        log::info!(
+            "{} {} from {}: its peer is silent, sent again to another peer",
+            ex.method,
+            ex.target,
+            self.peer
+        );
+        ex.resent = true;
+        ex.fields = Some(fields);
+        ex.wait_until = ctx.now + ctx.http.session_wait;
+        self.timers.arm(DownTimer::SessionWait, ex.wait_until);
+        self.more_work = true;
     }
 }
 
@@ -204,6 +246,8 @@ impl Exchange {
             resent: false,
             sent_early: false,
             has_body,
+            peers: prepared.peers,
+            link: None,
             stream: None,
             blocked: None,
             wait_until: ctx.now + ctx.http.session_wait,
@@ -224,14 +268,27 @@ impl Exchange {
         Ok((ex, interim))
     }
 
-    /// Opens the stream if the session is usable. `Err` answers the client (503/502).
+    /// The link its peer group would take now.
+    fn choose_link(&self, ctx: &Ctx<'_>) -> Option<usize> {
+        let streams = &*ctx.streams;
+        ctx.links
+            .choose(self.peers.as_ref(), &|link| streams.on_link(link))
+    }
+
+    /// Opens the stream on the link its peer group takes now, if any. `Err` answers the
+    /// client (503/502).
     fn try_send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Answer> {
-        let replay_safe = ctx.http.early_data_methods.contains(&self.method);
-        let allowed = ctx.accepting && (!ctx.early || replay_safe);
         if ctx.now >= self.wait_until {
             return Err(self.unsent_answer(ctx));
         }
-        let session = ctx.session.as_deref_mut().filter(|_| allowed);
+        let Some(link) = self.choose_link(ctx) else {
+            return Ok(false);
+        };
+        self.link = Some(link);
+        let early = ctx.early(Some(link));
+        let replay_safe = ctx.http.early_data_methods.contains(&self.method);
+        let allowed = !ctx.stopping && (!early || replay_safe);
+        let session = ctx.session(Some(link)).filter(|_| allowed);
         let (Some(session), Some(fields)) = (session, self.fields.as_ref()) else {
             return Ok(false);
         };
@@ -243,7 +300,7 @@ impl Exchange {
         }
         match session.open_request(fields, !self.has_body) {
             Ok(id) => {
-                let how = if ctx.early { " in 0-RTT" } else { "" };
+                let how = if early { " in 0-RTT" } else { "" };
                 log::debug!(
                     "stream {id}: {} {} sent to the peer{how}",
                     self.method,
@@ -255,9 +312,10 @@ impl Exchange {
                 if !self.has_body && crate::bridge::is_idempotent(&self.method) {
                     self.resend = sent;
                 }
-                self.sent_early = ctx.early;
+                self.sent_early = early;
                 self.request_done = !self.has_body;
-                ctx.by_stream.insert(id, ctx.key);
+                ctx.streams.insert(StreamRef { link, id }, ctx.key);
+                ctx.links.note_request(link);
                 Ok(true)
             }
             Err(OpenRefused::Credit) => {
@@ -281,9 +339,10 @@ impl Exchange {
     /// without room for it.
     pub(super) fn unsent_answer(&self, ctx: &Ctx<'_>) -> Answer {
         let waited = ctx.http.session_wait.as_millis();
-        match self.blocked.filter(|_| ctx.session.is_some()) {
+        let usable = self.link.is_some_and(|l| ctx.links.accepts_requests(l));
+        match self.blocked.filter(|_| usable) {
             Some(why) => answers::session_busy(waited, why),
-            None => answers::session_unavailable(waited, ctx.why_down),
+            None => answers::session_unavailable(waited, &ctx.links.why_down(self.peers.as_ref())),
         }
     }
 

@@ -26,7 +26,6 @@ mod response;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -35,6 +34,8 @@ use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::headers;
 use crate::bridge::stream::SessionPort;
 use crate::bridge::tcp::TcpConn;
+use crate::client::downstreams::Links;
+use crate::client::stream_routes::{StreamRef, StreamRoutes};
 use crate::config::{ClientHttpConfig, ListenerRules};
 use crate::h1::head::{self, Limits, RequestHead, Version};
 use crate::metrics::Metrics;
@@ -88,20 +89,34 @@ pub struct Ctx<'a> {
     pub http: &'a ClientHttpConfig,
     /// Authority for HTTP/1.0 requests without Host.
     pub default_authority: &'a str,
-    pub session: Option<&'a mut dyn SessionPort>,
-    /// New requests may open streams on the session (false once the peer sent GOAWAY).
-    pub accepting: bool,
-    /// The session is still in 0-RTT: only `http.early_data_methods` may be sent.
-    pub early: bool,
+    /// The sessions, one per peer, by link key.
+    pub links: &'a mut dyn Links,
     /// A graceful stop is under way: finish what is in flight, take nothing new.
     pub stopping: bool,
-    /// Why no session is usable (`PEER (REASON)`), for 503 answers.
-    pub why_down: &'a str,
     /// A request head waits for connection credit: bodies pause so that it can leave (heads
     /// first, or bulk uploads would starve every new request).
     pub hold_bodies: bool,
-    pub by_stream: &'a mut HashMap<u64, usize>,
+    pub streams: &'a mut StreamRoutes,
     pub metrics: &'a mut Metrics,
+}
+
+impl Ctx<'_> {
+    /// The session of `link` when streams may use it.
+    pub fn session(&mut self, link: Option<usize>) -> Option<&mut dyn SessionPort> {
+        self.links.port(link?)
+    }
+
+    /// The session of `link` is still in 0-RTT: only `http.early_data_methods` may be sent.
+    pub fn early(&self, link: Option<usize>) -> bool {
+        link.is_some_and(|l| self.links.in_early_data(l))
+    }
+
+    /// Forgets stream `id` of `link` (it ended or was given up).
+    fn forget_stream(&mut self, link: Option<usize>, id: u64) {
+        if let Some(link) = link {
+            self.streams.remove(StreamRef { link, id });
+        }
+    }
 }
 
 pub enum Phase {
@@ -174,13 +189,13 @@ impl<T: DownstreamConn> Downstream<T> {
 
     /// The request head waits for send capacity that pausing the bodies will free: it fits the
     /// congestion window `cwnd` once what is in flight is acknowledged.
-    pub fn head_waits_for_credit(&self, cwnd: usize) -> bool {
+    pub fn head_waits_for_credit(&self, cwnd: impl Fn(usize) -> usize) -> bool {
         let Phase::Exchange(ex) = &self.phase else {
             return false;
         };
-        match (&ex.fields, ex.blocked) {
-            (Some(fields), Some(Busy::Credit)) => {
-                headers::field_section_size(fields) <= cwnd as u64
+        match (&ex.fields, ex.blocked, ex.link) {
+            (Some(fields), Some(Busy::Credit), Some(link)) => {
+                headers::field_section_size(fields) <= cwnd(link) as u64
             }
             _ => false,
         }
@@ -224,7 +239,7 @@ impl<T: DownstreamConn> Downstream<T> {
                     Some(at) => self.timers.arm(DownTimer::BodyStall, at),
                     None => self.timers.clear(DownTimer::BodyStall),
                 }
-                if ex.stream.is_some() && !ctx.early {
+                if ex.stream.is_some() && !ctx.early(ex.link) {
                     self.timers.clear(DownTimer::SessionWait);
                 }
                 &[DownTimer::SessionWait, DownTimer::BodyStall]
@@ -351,7 +366,7 @@ impl<T: DownstreamConn> Downstream<T> {
             return;
         };
         if let Some(id) = ex.stream.take() {
-            ctx.by_stream.remove(&id);
+            ctx.forget_stream(ex.link, id);
         }
         if matches!(ex.response, Response::AwaitHead) {
             self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
@@ -421,9 +436,9 @@ impl<T: DownstreamConn> Downstream<T> {
             self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
             log_access(ctx, self.peer, ex, answer.status);
             self.phase = Phase::Closing;
-        } else if ctx.early && matches!(ex.response, Response::AwaitHead) {
-            let answer =
-                answers::session_unavailable(ctx.http.session_wait.as_millis(), ctx.why_down);
+        } else if ctx.early(ex.link) && matches!(ex.response, Response::AwaitHead) {
+            let why = ctx.links.why_down(ex.peers.as_ref());
+            let answer = answers::session_unavailable(ctx.http.session_wait.as_millis(), &why);
             self.fail_request(ctx, answer);
         }
     }
@@ -464,8 +479,8 @@ impl<T: DownstreamConn> Downstream<T> {
             return;
         };
         if let Some(id) = ex.stream.take() {
-            ctx.by_stream.remove(&id);
-            if let Some(s) = ctx.session.as_deref_mut() {
+            ctx.forget_stream(ex.link, id);
+            if let Some(s) = ctx.session(ex.link) {
                 s.stop_sending(id, code);
                 s.reset(id, code);
             }

@@ -22,6 +22,8 @@ pub struct Prepared {
     /// The client sent `Expect: 100-continue` for a body: we answer the interim response
     /// ourselves (and do not forward the expectation), so no side waits for the other.
     pub continue_now: bool,
+    /// The peers its route may use (`None`: any, failover).
+    pub peers: Option<crate::config::PeerGroup>,
 }
 
 impl Prepared {
@@ -90,6 +92,7 @@ pub fn prepare(
         fields,
         framing,
         continue_now: false,
+        peers: rules.and_then(|r| r.peers(host)).cloned(),
     };
     let continue_now = expects_continue && prepared.has_body() && req.version == Version::Http11;
     Ok(Prepared {
@@ -387,13 +390,16 @@ mod tests {
                 Route {
                     host: Some("orders.example".into()),
                     service: "orders".into(),
+                    peers: None,
                 },
                 Route {
                     host: None,
                     service: "billing".into(),
+                    peers: None,
                 },
             ],
             allow_sources: None,
+            peers: None,
         };
         let forged = [
             ("Host", "orders.example:8080"),

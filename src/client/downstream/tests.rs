@@ -22,7 +22,7 @@ fn world() -> World {
 #[test]
 fn without_a_session_a_request_is_answered_503_at_the_session_wait() {
     let mut w = world();
-    w.session_up = false;
+    w.link.up = false;
     w.send(b"GET /a HTTP/1.1\r\nHost: b.test\r\n\r\n");
     w.advance_to(2 * SECOND - Duration::from_millis(1));
     assert!(w.down.tcp.output.is_empty(), "{}", w.down.tcp.text());
@@ -35,7 +35,7 @@ fn without_a_session_a_request_is_answered_503_at_the_session_wait() {
 #[test]
 fn a_session_out_of_streams_is_a_503_that_says_so() {
     let mut w = world();
-    w.session.refuse = Some(OpenRefused::Streams);
+    w.link.session.refuse = Some(OpenRefused::Streams);
     w.send(b"GET /a HTTP/1.1\r\nHost: b.test\r\n\r\n");
     w.advance_to(2 * SECOND);
     let text = w.down.tcp.text();
@@ -47,7 +47,7 @@ fn a_session_out_of_streams_is_a_503_that_says_so() {
 fn a_request_body_that_stops_arriving_is_a_408_at_the_body_timeout() {
     let mut w = world();
     w.send(b"POST /a HTTP/1.1\r\nHost: b.test\r\nContent-Length: 10\r\n\r\nabc");
-    assert_eq!(w.session.opened.len(), 1, "the request went out");
+    assert_eq!(w.link.session.opened.len(), 1, "the request went out");
     w.advance_to(2 * SECOND);
     w.send(b"de");
     // The clock restarts with each byte: 3 s from the last one.
@@ -56,7 +56,7 @@ fn a_request_body_that_stops_arriving_is_a_408_at_the_body_timeout() {
     w.advance_to(5 * SECOND);
     let text = w.down.tcp.text();
     assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
-    assert_eq!(w.session.body[&0], b"abcde");
+    assert_eq!(w.link.session.body[&0], b"abcde");
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn endless_interim_responses_to_a_client_that_does_not_read_stay_bounded() {
 fn a_handled_deadline_is_never_due_again() {
     for session_up in [true, false] {
         let mut w = world();
-        w.session_up = session_up;
+        w.link.up = session_up;
         w.send(b"POST /a HTTP/1.1\r\nHost: b.test\r\nContent-Length: 5\r\n\r\nab");
         for ms in (0..30_000).step_by(100) {
             w.advance_to(Duration::from_millis(ms));

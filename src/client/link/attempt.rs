@@ -11,7 +11,7 @@ use std::error::Error;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::{Interest, Registry};
+use mio::{Interest, Registry, Token};
 
 use super::{PeerLink, State};
 use crate::client::contact::{describe_icmp, FailureKind};
@@ -22,7 +22,6 @@ use crate::net;
 use crate::quic::liveness::Liveness;
 use crate::quic::session::Session;
 use crate::quic::udp::UdpIo;
-use crate::reactor::UDP;
 
 /// The client probes a silent server after a third of the liveness timeout (the server waits
 /// for half, so the client's probes keep both sides informed).
@@ -54,7 +53,7 @@ impl PeerLink {
             let _ = registry.deregister(&mut old.socket);
         }
         let t = &self.transport;
-        let mut udp = attempt_socket(self.peer, t, registry)?;
+        let mut udp = attempt_socket(self.peer, t, registry, self.token)?;
         let local = udp.local_addr()?;
         let mut conn = dial::connect(&self.server_name, local, self.peer, &mut self.quiche_config)?;
         self.debug.attach(&mut conn, "client");
@@ -147,6 +146,7 @@ fn attempt_socket(
     peer: SocketAddr,
     t: &TransportConfig,
     registry: &Registry,
+    token: Token,
 ) -> Result<UdpIo, Box<dyn Error>> {
     let socket = net::bind_udp(
         dial::wildcard(peer),
@@ -158,7 +158,7 @@ fn attempt_socket(
     let mut udp = UdpIo::new(socket);
     registry.register(
         &mut udp.socket,
-        UDP,
+        token,
         Interest::READABLE | Interest::WRITABLE,
     )?;
     Ok(udp)

@@ -8,6 +8,8 @@
 use std::net::SocketAddr;
 
 use super::file::{AllowFile, HealthCheckFile, ListenerFile, RouteFile, ServiceFile, UpstreamFile};
+use super::peers::{self, PeerGroup};
+use super::PeerConfig;
 use super::DEFAULT_BALANCE;
 use super::{host_port, millis, socket_addr, Balance, ConfigError, UpstreamConfig};
 use super::{HealthCheck, DEFAULT_HEALTH_CHECK_INTERVAL_MS, DEFAULT_HEALTH_CHECK_TIMEOUT_MS};
@@ -91,6 +93,8 @@ pub struct Route {
     /// The request's host (without port, lower case) must be this; `None` matches any.
     pub host: Option<String>,
     pub service: String,
+    /// The peers it uses (`None`: the listener's).
+    pub peers: Option<PeerGroup>,
 }
 
 /// What a client listener does with its callers beyond accepting them.
@@ -100,21 +104,31 @@ pub struct ListenerRules {
     pub routes: Vec<Route>,
     /// Caller addresses allowed; `None` = any.
     pub allow_sources: Option<Vec<Cidr>>,
+    /// The peers of routes that name none (`None`: every peer, failover).
+    pub peers: Option<PeerGroup>,
 }
 
 impl ListenerRules {
     /// The service for a request to `host` (its authority): the first route matching it
     /// (the last route matches any); `None` for a listener without routes.
     pub fn route(&self, host: Option<&str>) -> Option<&str> {
+        self.matching(host).map(|r| r.service.as_str())
+    }
+
+    /// The peers a request to `host` may use (`None`: every peer, failover).
+    pub fn peers(&self, host: Option<&str>) -> Option<&PeerGroup> {
+        self.matching(host)
+            .and_then(|r| r.peers.as_ref())
+            .or(self.peers.as_ref())
+    }
+
+    fn matching(&self, host: Option<&str>) -> Option<&Route> {
         let host = host.map(strip_port);
-        self.routes
-            .iter()
-            .find(|r| {
-                r.host
-                    .as_deref()
-                    .is_none_or(|h| host.is_some_and(|actual| actual.eq_ignore_ascii_case(h)))
-            })
-            .map(|r| r.service.as_str())
+        self.routes.iter().find(|r| {
+            r.host
+                .as_deref()
+                .is_none_or(|h| host.is_some_and(|actual| actual.eq_ignore_ascii_case(h)))
+        })
     }
 
     /// Whether a caller from `addr` may use the listener.
@@ -392,6 +406,7 @@ fn path_prefix(text: &str) -> Result<String, String> {
 pub fn client(
     listen: &[String],
     listeners: Vec<ListenerFile>,
+    known_peers: &[PeerConfig],
 ) -> Result<Vec<(SocketAddr, ListenerRules)>, ConfigError> {
     let mut out: Vec<(SocketAddr, ListenerRules)> = Vec::new();
     for (i, a) in listen.iter().enumerate() {
@@ -404,7 +419,8 @@ pub fn client(
         let field = format!("listeners[{i}]");
         let address = socket_addr(&format!("{field}.address"), &raw.address)?;
         let rules = ListenerRules {
-            routes: routes(&field, raw.routes)?,
+            peers: peers::group(&field, raw.peers, raw.policy, known_peers)?,
+            routes: routes(&field, raw.routes, known_peers)?,
             allow_sources: raw
                 .allow_sources
                 .map(|list| {
@@ -435,7 +451,11 @@ pub fn client(
     Ok(out)
 }
 
-fn routes(field: &str, raw: Vec<RouteFile>) -> Result<Vec<Route>, ConfigError> {
+fn routes(
+    field: &str,
+    raw: Vec<RouteFile>,
+    known_peers: &[PeerConfig],
+) -> Result<Vec<Route>, ConfigError> {
     let count = raw.len();
     raw.into_iter()
         .enumerate()
@@ -461,7 +481,12 @@ fn routes(field: &str, raw: Vec<RouteFile>) -> Result<Vec<Route>, ConfigError> {
                 }
                 None => None,
             };
-            Ok(Route { host, service })
+            let peers = peers::group(&field, r.peers, r.policy, known_peers)?;
+            Ok(Route {
+                host,
+                service,
+                peers,
+            })
         })
         .collect()
 }
