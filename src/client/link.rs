@@ -290,7 +290,7 @@ impl PeerLink {
                 snap.live_transport
                     .add(&TransportCounters::of(&session.conn));
                 snap.paths
-                    .extend(PathFigures::of(session, self.peer.to_string(), now));
+                    .extend(PathFigures::of(session, self.name.clone(), now));
             }
             State::Connecting(session) => snap
                 .live_transport

@@ -33,6 +33,7 @@ mod lossy;
 mod migration;
 mod ops;
 mod pacing;
+mod peers;
 mod read_backlog;
 mod services;
 mod session;

@@ -21,6 +21,7 @@ pub mod pki;
 pub mod proxy;
 pub mod raw_upstream;
 pub mod relay;
+pub mod sites;
 pub mod tmp;
 pub mod upstream;
 

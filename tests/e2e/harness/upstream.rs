@@ -10,6 +10,7 @@
 //! - `/sink`        body read streaming; 200 "len=<n> sum=<checksum>";
 //!   `/sink?pause_ms=P&pause_after=N` stops reading for P ms after N bytes
 //! - `/stall`       request read, never answered (held until the Upstream drops or the peer closes)
+//! - `/delay/MS`    200 "delayed" after MS milliseconds (at most 10 s)
 //! - `/status/NNN`  that status, empty body (no Content-Length for 1xx/204/304)
 //! - `/headers`     200, body = received headers "name: value\n" in order
 //! - anything else  404
@@ -547,6 +548,12 @@ fn serve_conn(stream: TcpStream, id: usize, st: &State) -> io::Result<()> {
                         off += k as u64;
                     }
                 }
+            }
+            p if p.starts_with("/delay/") => {
+                // A slow origin: answers after the given milliseconds (at most 10 s).
+                let ms: u64 = p["/delay/".len()..].parse().unwrap_or(0).min(10_000);
+                std::thread::sleep(Duration::from_millis(ms));
+                write_simple(&mut out, 200, &ka, b"delayed", head_only, close)?;
             }
             p if p.starts_with("/status/") => {
                 let code: u16 = p["/status/".len()..].parse().unwrap_or(0);
