@@ -32,7 +32,7 @@ use crate::bridge::answers;
 use crate::bridge::tcp::TcpConn;
 use crate::config::{ClientConfig, ClientHttpConfig, Config, ListenerRules};
 use crate::metrics::Metrics;
-use crate::reactor::{Control, Driver, CONN_BASE, LISTENER_BASE, PEER_UDP_BASE};
+use crate::reactor::{Control, Driver, CONN_BASE, LISTENER_BASE, PEER_UDP_BASE, RESOLVER};
 use downstream::Downstream;
 use downstreams::{Downstreams, Env};
 use link::LinkEvent;
@@ -216,13 +216,17 @@ impl Driver for ClientProxy {
                     self.admin = Some(admin);
                 }
             }
+            // Name answers are taken in `process`, each turn.
+            RESOLVER => {}
             Token(t) if (LISTENER_BASE..LISTENER_BASE + MAX_LISTENERS).contains(&t) => {
                 if !self.stopping && !self.accept_pause.is_paused() {
                     self.accept(registry, t - LISTENER_BASE, now);
                 }
             }
             Token(t) => {
-                let key = t - CONN_BASE;
+                let Some(key) = t.checked_sub(CONN_BASE) else {
+                    return;
+                };
                 if let Some(d) = self.downs.get_mut(key) {
                     d.tcp.on_event(event);
                     self.downs.mark_dirty(key);

@@ -81,6 +81,8 @@ pub struct PeerFile {
     /// Required in `peers`; the single `peer` is `default`.
     pub name: Option<String>,
     pub address: String,
+    /// `one` (default) or `per_address`: a session to each address of the name.
+    pub sessions: Option<String>,
     pub server_name: String,
 }
 

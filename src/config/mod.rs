@@ -160,6 +160,9 @@ pub struct PeerConfig {
     pub address: HostPort,
     /// DNS name or IP address the server certificate must carry.
     pub server_name: String,
+    /// A session to each address the name resolves to (`sessions: per_address`), instead of
+    /// one session to the first address that answers.
+    pub per_address: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -93,10 +93,21 @@ fn peer(field: &str, raw: PeerFile, default_name: Option<&str>) -> Result<PeerCo
     // can match would only fail every handshake after the start.
     crate::certs::ServerName::parse(&server_name)
         .map_err(|e| ConfigError::new(sn_field, e.to_string()))?;
+    let per_address = match raw.sessions.as_deref() {
+        None | Some("one") => false,
+        Some("per_address") => true,
+        Some(other) => {
+            return Err(ConfigError::new(
+                format!("{field}.sessions"),
+                format!("{other:?}: expected \"one\" or \"per_address\""),
+            ))
+        }
+    };
     Ok(PeerConfig {
         name,
         address: host_port(&format!("{field}.address"), &raw.address)?,
         server_name,
+        per_address,
     })
 }
 

@@ -152,6 +152,8 @@ pub struct Snapshot {
 pub struct PeerFigures {
     /// The name in the configuration (the `peer` label).
     pub name: String,
+    /// The address of a per-address peer's session (the `address` label).
+    pub address: Option<String>,
     pub contact: PeerContact,
     pub up_since: Option<Instant>,
     /// Takes new requests (up, not going away, not silent).

@@ -390,9 +390,12 @@ fn render_peers(out: &mut String, peers: &[PeerFigures], now: Instant) {
          samples: &dyn Fn(&PeerFigures) -> Vec<(String, String)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for p in peers {
-                let peer = escape(&p.name);
+                let mut peer = format!("peer=\"{}\"", escape(&p.name));
+                if let Some(a) = &p.address {
+                    let _ = write!(peer, ",address=\"{}\"", escape(a));
+                }
                 for (labels, value) in samples(p) {
-                    let _ = writeln!(out, "{name}{{peer=\"{peer}\"{labels}}} {value}");
+                    let _ = writeln!(out, "{name}{{{peer}{labels}}} {value}");
                 }
             }
         };

@@ -18,7 +18,7 @@ fn scrape(addr: SocketAddr) -> String {
 }
 
 /// A hosts file giving `name` the addresses `ips`, in this order.
-fn hosts_file(dir: &TempDir, name: &str, ips: &[&str]) -> String {
+pub(crate) fn hosts_file(dir: &TempDir, name: &str, ips: &[&str]) -> String {
     let path = dir.join("hosts");
     let text: String = ips.iter().map(|ip| format!("{ip} {name}\n")).collect();
     std::fs::write(&path, text).unwrap();

@@ -497,7 +497,10 @@ fn sighup_adds_and_removes_a_peer_and_a_service_while_requests_flow_on_the_kept_
     stop.store(true, Ordering::SeqCst);
     let statuses = load.join().expect("load thread");
     let failed = statuses.iter().filter(|s| **s != 200).count();
-    println!("reload: {} requests during the reloads, {failed} failed", statuses.len());
+    println!(
+        "reload: {} requests during the reloads, {failed} failed",
+        statuses.len()
+    );
     assert!(statuses.len() > 20, "{} requests flowed", statuses.len());
     assert_eq!(
         failed,
@@ -516,4 +519,93 @@ fn sighup_adds_and_removes_a_peer_and_a_service_while_requests_flow_on_the_kept_
         "east's session uptime kept running"
     );
     assert_eq!(s.get("ptproxy_session_reconnects_total", ""), 0.0);
+}
+
+#[test]
+fn a_name_with_two_server_addresses_gets_a_session_to_each_and_fails_over_between_them() {
+    let dir = TempDir::new("peers_per_address");
+    let (up4, up6) = (Upstream::start(), Upstream::start());
+    // Two server hosts behind one name: the same port on 127.0.0.1 and on ::1.
+    let port = free_udp_port();
+    let v6: SocketAddr = format!("[::1]:{port}").parse().expect("address");
+    let mut v4_site = Site::start(
+        &dir,
+        "v4",
+        server_config(tcp(port), up4.addr()),
+        RelayConfig::clean(),
+    );
+    let _v6_site = Site::start(
+        &dir,
+        "v6",
+        server_config(v6, up6.addr()),
+        RelayConfig::clean(),
+    );
+    let hosts = crate::contact::hosts_file(&dir, "servers.test", &["127.0.0.1", "::1"]);
+    let listen = tcp(free_tcp_port());
+    let (metrics, metrics_json) = metrics_addr();
+    let mut c = client_config(listen);
+    c.set(
+        "peers",
+        Json::must(&format!(
+            r#"[{{"name": "far", "address": "servers.test:{port}", "server_name": "localhost",
+                 "sessions": "per_address"}}]"#
+        )),
+    );
+    c.set(
+        "listeners",
+        Json::must(&format!(
+            r#"[{{"address": "{}", "peers": ["far"], "policy": "spread"}}]"#,
+            tcp(free_tcp_port())
+        )),
+    );
+    c.set("transport.keepalive_interval_ms", Json::num(200));
+    c.set("metrics.listen", Json::must(&metrics_json));
+    let client = crate::harness::sites::start_client_with_env(
+        dir.path(),
+        &c,
+        &[("PTPROXY_HOSTS_FILE", &hosts)],
+    );
+    let spread = c
+        .get("listeners")
+        .and_then(|l| l.as_array())
+        .and_then(|a| a.first())
+        .and_then(|l| l.get("address"))
+        .and_then(|a| a.as_str())
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .expect("the spread listener");
+    poll_until(Duration::from_secs(15), Duration::from_millis(20), || {
+        (client.count_log("session established") >= 2).then_some(())
+    })
+    .expect("a session to each address of the name");
+    let s = scrape(metrics);
+    for addr in [tcp(port), v6] {
+        let labels = format!(r#"{{peer="far",address="{addr}",state="up"}}"#);
+        assert_eq!(s.get("ptproxy_peer_state", &labels), 1.0, "{}", s.text);
+    }
+    // Held requests spread over the two addresses (each a server host of its own).
+    let held: Vec<_> = (0..4)
+        .map(|i| std::thread::spawn(move || get(spread, "x.example", &format!("/delay/600?{i}")).0))
+        .collect();
+    let statuses: Vec<u16> = held
+        .into_iter()
+        .map(|h| h.join().expect("request"))
+        .collect();
+    assert_eq!(statuses, vec![200; 4]);
+    assert_eq!(
+        (up4.request_count(), up6.request_count()),
+        (2, 2),
+        "two at each address"
+    );
+    // One host dies: the name's other address takes every new request.
+    v4_site.server.kill();
+    let t0 = Instant::now();
+    let mut answered = 0;
+    for i in 0..20 {
+        let (status, body) = get(listen, "x.example", &format!("/hello?after{i}"));
+        assert_eq!(status, 200, "request {i} after the kill: {body}");
+        answered += 1;
+    }
+    assert_eq!(answered, 20);
+    assert_eq!(up6.request_count(), 22, "all went to the live address");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 }

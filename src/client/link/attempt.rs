@@ -133,6 +133,9 @@ impl PeerLink {
     /// Why no session is up, naming the peer (for 503 answers and `/health`).
     pub fn why_down(&self, now: Instant) -> String {
         match &self.state {
+            State::Up { .. } if self.suspect => {
+                format!("{} (silent: its keepalives go unanswered)", self.peer)
+            }
             State::Up { .. } => format!("{} (the session is going away)", self.peer),
             State::Connecting(_) => self.contact.why_down(true, now),
             State::Waiting { .. } => self.contact.why_down(false, now),

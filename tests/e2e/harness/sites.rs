@@ -94,9 +94,18 @@ pub fn delayed(one_way: Duration) -> RelayConfig {
 /// Starts the client of `config` (written in `dir`) and waits until it listens.
 #[track_caller]
 pub fn start_client(dir: &Path, config: &Json) -> Proxy {
+    start_client_with_env(dir, config, &[])
+}
+
+/// [`start_client`] with environment variables set for the process.
+#[track_caller]
+pub fn start_client_with_env(dir: &Path, config: &Json, env: &[(&str, &str)]) -> Proxy {
     let path = dir.join("client.json");
     std::fs::write(&path, config.pretty()).expect("write client config");
     let mut client = Proxy::new("client", Role::Client, &path);
+    for (k, v) in env {
+        client.set_env(k, v);
+    }
     client.start();
     client.expect_log(LOG_HTTP_LISTEN, READY);
     client
