@@ -10,8 +10,9 @@ use super::{Clocked, MemConn, MAX_YIELDS};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamFailed};
 use crate::client::downstream::{Ctx, Downstream};
 use crate::client::downstreams::Links;
+use crate::client::peers::choice::{pick, Health};
 use crate::client::stream_routes::StreamRoutes;
-use crate::config::{ClientHttpConfig, Forwarding, PeerGroup};
+use crate::config::{ClientHttpConfig, Forwarding, PeerGroup, Policy};
 use crate::metrics::Metrics;
 use crate::quic::session::Session;
 
@@ -66,15 +67,45 @@ impl SessionPort for MemSession {
     fn reset(&mut self, _id: u64, _code: u64) {}
 }
 
-/// The one link of the rig (key 0): its [`MemSession`], up while `up`.
+/// The links of the rig: link 0, its [`MemSession`] up while `up` (and silent while
+/// `suspect`), and optionally a second peer (link 1).
 pub struct MemLink {
+    pub session: MemSession,
+    pub up: bool,
+    pub suspect: bool,
+    pub spare: Option<MemPeer>,
+}
+
+/// The rig's second peer.
+#[derive(Default)]
+pub struct MemPeer {
     pub session: MemSession,
     pub up: bool,
 }
 
+impl MemLink {
+    /// The session of `link`.
+    pub fn session_of(&mut self, link: usize) -> Option<&mut MemSession> {
+        match link {
+            0 => Some(&mut self.session),
+            1 => self.spare.as_mut().map(|p| &mut p.session),
+            _ => None,
+        }
+    }
+
+    fn health(&self, link: usize) -> Health {
+        match link {
+            0 if self.up && !self.suspect => Health::Healthy,
+            0 if self.up => Health::Suspect,
+            1 if self.spare.as_ref().is_some_and(|p| p.up) => Health::Healthy,
+            _ => Health::Down,
+        }
+    }
+}
+
 impl Links for MemLink {
     fn key_bound(&self) -> usize {
-        1
+        2
     }
     fn session_mut(&mut self, _link: usize) -> Option<&mut Session> {
         None
@@ -83,7 +114,7 @@ impl Links for MemLink {
         None
     }
     fn accepts_requests(&self, link: usize) -> bool {
-        link == 0 && self.up
+        self.health(link) != Health::Down
     }
     fn in_early_data(&self, _link: usize) -> bool {
         false
@@ -92,14 +123,19 @@ impl Links for MemLink {
     fn cwnd(&self, _link: usize) -> usize {
         0
     }
-    fn choose(&self, _group: Option<&PeerGroup>, _load: &dyn Fn(usize) -> usize) -> Option<usize> {
-        self.up.then_some(0)
+    fn choose(&self, _group: Option<&PeerGroup>, load: &dyn Fn(usize) -> usize) -> Option<usize> {
+        let candidates = [(0, self.health(0)), (1, self.health(1))];
+        pick(&candidates, Policy::Failover, load)
     }
     fn why_down(&self, _group: Option<&PeerGroup>) -> String {
         "test (down)".into()
     }
     fn port(&mut self, link: usize) -> Option<&mut dyn SessionPort> {
-        (link == 0 && self.up).then_some(&mut self.session as &mut dyn SessionPort)
+        if self.health(link) == Health::Down {
+            return None;
+        }
+        let session = self.session_of(link)?;
+        Some(session as &mut dyn SessionPort)
     }
 }
 
@@ -148,6 +184,8 @@ impl ClientRig {
             link: MemLink {
                 session: MemSession::default(),
                 up: true,
+                suspect: false,
+                spare: None,
             },
             streams: StreamRoutes::default(),
             metrics: Metrics::new("client", now),
@@ -187,14 +225,18 @@ impl ClientRig {
         self.drive();
     }
 
-    /// The peer's complete response on the last opened stream.
+    /// The peer's complete response on the stream the downstream has open (on whichever
+    /// link), else the last one opened on link 0.
     pub fn respond(&mut self, status: &str, body: &[u8]) {
-        let id = self.link.session.next - 4;
+        let open = self.streams.refs().first().copied();
+        let (link, id) = open.map_or((0, self.link.session.next - 4), |s| (s.link, s.id));
         let fields = vec![
             H3Header::new(b":status", status.as_bytes()),
             H3Header::new(b"content-length", body.len().to_string().as_bytes()),
         ];
-        self.link.session.incoming.insert(id, body.to_vec());
+        if let Some(session) = self.link.session_of(link) {
+            session.incoming.insert(id, body.to_vec());
+        }
         self.with(|d, ctx| d.on_headers(ctx, &fields, !body.is_empty()));
         self.with(|d, ctx| d.on_finished(ctx));
     }

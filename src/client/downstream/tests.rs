@@ -161,3 +161,78 @@ fn a_closing_connection_whose_client_stops_reading_ends_at_the_keep_alive_timeou
         "held output does not keep a connection forever"
     );
 }
+
+/// The rig with a second peer (link 1), down at first.
+fn two_peers() -> World {
+    let mut w = world();
+    w.link.spare = Some(crate::testing::client::MemPeer::default());
+    w
+}
+
+#[test]
+fn a_request_waiting_for_a_session_takes_the_peer_that_comes_up_first() {
+    let mut w = two_peers();
+    w.link.up = false;
+    w.send(b"GET /a HTTP/1.1\r\nHost: b.test\r\n\r\n");
+    assert_eq!(w.link.session.opened.len(), 0);
+    w.advance_to(SECOND);
+    if let Some(p) = w.link.spare.as_mut() {
+        p.up = true;
+    }
+    w.drive();
+    let spare = w.link.spare.as_ref().map_or(0, |p| p.session.opened.len());
+    assert_eq!(
+        (w.link.session.opened.len(), spare),
+        (0, 1),
+        "sent to the second peer"
+    );
+    w.respond("200", b"ok");
+    assert!(
+        w.down.tcp.text().starts_with("HTTP/1.1 200 "),
+        "{}",
+        w.down.tcp.text()
+    );
+}
+
+#[test]
+fn a_get_on_a_silent_peer_moves_once_to_the_other_and_a_post_stays() {
+    let mut w = two_peers();
+    w.send(b"GET /a HTTP/1.1\r\nHost: b.test\r\n\r\n");
+    assert_eq!(w.link.session.opened.len(), 1, "the first peer took it");
+    // The first peer goes silent while the second one is up.
+    w.link.suspect = true;
+    if let Some(p) = w.link.spare.as_mut() {
+        p.up = true;
+    }
+    w.with(|d, ctx| d.move_off(ctx, 0));
+    let spare = w.link.spare.as_ref().map_or(0, |p| p.session.opened.len());
+    assert_eq!(spare, 1, "the GET went out again on the second peer");
+    assert!(
+        w.streams.refs().iter().all(|s| s.link == 1),
+        "only its new stream is routed"
+    );
+    // It was sent twice already: the second peer going silent while the first one answers
+    // again leaves it where it is.
+    w.link.suspect = false;
+    w.with(|d, ctx| d.move_off(ctx, 1));
+    assert_eq!(w.link.session.opened.len(), 1, "not sent a third time");
+    assert!(w.streams.refs().iter().all(|s| s.link == 1));
+    w.respond("200", b"ok");
+    let text = w.down.tcp.text();
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+
+    // A POST may have reached the silent peer's upstream: it is never sent twice.
+    let mut w = two_peers();
+    w.send(b"POST /a HTTP/1.1\r\nHost: b.test\r\nContent-Length: 2\r\n\r\nhi");
+    w.link.suspect = true;
+    if let Some(p) = w.link.spare.as_mut() {
+        p.up = true;
+    }
+    w.with(|d, ctx| d.move_off(ctx, 0));
+    let spare = w.link.spare.as_ref().map_or(0, |p| p.session.opened.len());
+    assert_eq!(
+        (w.link.session.opened.len(), spare),
+        (1, 0),
+        "the POST stays on its stream"
+    );
+}

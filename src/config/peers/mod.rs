@@ -173,3 +173,6 @@ pub fn group(
         policy,
     }))
 }
+
+#[cfg(test)]
+mod tests;
