@@ -223,7 +223,7 @@ impl PeerLink {
         let suspect = quiet > allowance;
         if suspect && !self.suspect {
             log::warn!(
-                "peer {} ({}) silent for {} ms (allowance {} ms): new requests go to other peers",
+                "peer {} ({}) silent for {} ms (allowance {} ms): new requests go to another peer while one is healthy",
                 self.name,
                 self.peer,
                 quiet.as_millis(),
