@@ -208,9 +208,10 @@ impl PeerLink {
             .unwrap_or_else(|| session.expected_silence())
     }
 
-    /// Takes new requests and its peer is not suspect.
+    /// Up, takes new requests and its peer is not suspect. An attempt in 0-RTT takes requests
+    /// too but is not healthy: its peer has not answered yet, and may be the one that died.
     pub fn is_healthy(&self) -> bool {
-        self.accepts_requests() && !self.suspect
+        matches!(self.state, State::Up { goaway: false, .. }) && !self.suspect
     }
 
     /// Whether the peer is suspect now (up, and silent beyond its allowance); logs changes.

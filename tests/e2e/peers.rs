@@ -280,8 +280,11 @@ fn failover_run(name: &str, fault: Fault) -> FailoverFigures {
         Fault::KillServer => first.server.kill(),
         Fault::BlackholeLink => first.relay.blackhole(true),
     }
-    let moved = poll_until(Duration::from_secs(10), Duration::from_millis(5), || {
-        (second_up.request_count() >= 40).then_some(())
+    // Past the liveness timeout (3 s) too: the dead peer's session is abandoned and its
+    // reconnect attempts (in 0-RTT) must not take requests from the live one.
+    let moved = poll_until(Duration::from_secs(15), Duration::from_millis(5), || {
+        let past_liveness = fault_at.elapsed() > Duration::from_secs(5);
+        (second_up.request_count() >= 40 && past_liveness).then_some(())
     });
     stop.store(true, Ordering::SeqCst);
     let done: Vec<Answered> = workers

@@ -7,7 +7,8 @@ use crate::config::Policy;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
     Healthy,
-    /// Up, but its peer has been silent beyond what an alive peer shows.
+    /// Takes requests but is not known to be alive: up but silent beyond what an alive peer
+    /// shows, or an attempt in 0-RTT whose peer has not answered yet.
     Suspect,
     /// No session that takes new requests.
     Down,
