@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::harness::admin::{admin_get, metrics_addr, scrape};
+use crate::harness::admin::{admin_get, scrape};
 use crate::harness::json::Json;
 use crate::harness::relay::RelayConfig;
-use crate::harness::sites::{client_config, delayed, server_config, start_client, Site};
+use crate::harness::sites::{client_config, delayed, peers_of, server_config, start_client, Site};
 use crate::harness::tmp::TempDir;
 use crate::harness::{free_tcp_port, free_udp_port, heavy_lock, poll_until, HttpConn, Upstream};
 
@@ -54,31 +54,67 @@ fn wait_all_up(metrics: SocketAddr) -> String {
     .expect("every peer's session up within 15 s")
 }
 
+/// Two sites: east serves orders (and billing when asked), west serves search; each site's
+/// default service is `spare`, which no routed request may reach.
+struct TwoSites {
+    dir: TempDir,
+    orders: Upstream,
+    billing: Upstream,
+    search: Upstream,
+    spare: Upstream,
+    east: Site,
+    west: Site,
+    /// East's config as started (a test may reload it).
+    east_cfg: Json,
+}
+
+impl TwoSites {
+    fn start(tag: &str, east_has_billing: bool) -> TwoSites {
+        let dir = TempDir::new(tag);
+        let (orders, billing, search, spare) = (
+            Upstream::start(),
+            Upstream::start(),
+            Upstream::start(),
+            Upstream::start(),
+        );
+        let mut east_cfg = server_config(tcp(free_udp_port()), spare.addr());
+        let east_services: &[(&str, &Upstream)] = match east_has_billing {
+            true => &[("orders", &orders), ("billing", &billing)],
+            false => &[("orders", &orders)],
+        };
+        east_cfg.set("services", services(east_services));
+        let mut west_cfg = server_config(tcp(free_udp_port()), spare.addr());
+        west_cfg.set("services", services(&[("search", &search)]));
+        let east = Site::start(&dir, "east", east_cfg.clone(), RelayConfig::clean());
+        let west = Site::start(&dir, "west", west_cfg, RelayConfig::clean());
+        TwoSites {
+            dir,
+            orders,
+            billing,
+            search,
+            spare,
+            east,
+            west,
+            east_cfg,
+        }
+    }
+}
+
 #[test]
 fn two_sites_serve_three_services_to_one_client_process() {
-    let dir = TempDir::new("peers_sites");
-    let (orders, billing, search, spare) = (
-        Upstream::start(),
-        Upstream::start(),
-        Upstream::start(),
-        Upstream::start(),
-    );
-    let mut east = server_config(tcp(free_udp_port()), spare.addr());
-    east.set(
-        "services",
-        services(&[("orders", &orders), ("billing", &billing)]),
-    );
-    let mut west = server_config(tcp(free_udp_port()), spare.addr());
-    west.set("services", services(&[("search", &search)]));
-    let east = Site::start(&dir, "east", east, RelayConfig::clean());
-    let west = Site::start(&dir, "west", west, RelayConfig::clean());
+    let TwoSites {
+        dir,
+        orders,
+        billing,
+        search,
+        spare,
+        east,
+        west,
+        ..
+    } = TwoSites::start("peers_sites", true);
     let routed = tcp(free_tcp_port());
-    let (metrics, metrics_json) = metrics_addr();
-    let mut c = client_config(tcp(free_tcp_port()));
-    c.set(
-        "peers",
-        Json::must(&format!("[{}, {}]", east.peer_json(), west.peer_json())),
-    );
+    let (mut c, metrics) = client_config(tcp(free_tcp_port()));
+    c.set("peers", peers_of(&[&east, &west]));
     c.set(
         "listeners",
         Json::must(&format!(
@@ -89,7 +125,6 @@ fn two_sites_serve_three_services_to_one_client_process() {
                 {{"service": "billing", "peers": ["east"]}}]}}]"#
         )),
     );
-    c.set("metrics.listen", Json::must(&metrics_json));
     let _client = start_client(dir.path(), &c);
     let health = wait_all_up(metrics);
     assert!(
@@ -105,21 +140,7 @@ fn two_sites_serve_three_services_to_one_client_process() {
     for (host, target, upstream) in cases {
         let (status, body) = get(routed, host, target);
         assert_eq!(status, 200, "{host}{target}: {body}");
-        let seen = upstream.requests();
-        let r = seen
-            .iter()
-            .find(|r| r.target == *target)
-            .unwrap_or_else(|| panic!("{host}{target} did not reach its service's upstream"));
-        assert_eq!(
-            r.header("host"),
-            Some(*host),
-            "Host reaches the upstream unchanged"
-        );
-        assert_eq!(
-            r.header("ptproxy-service"),
-            None,
-            "the caller's forged field was dropped"
-        );
+        upstream.assert_routed_here(target, host);
     }
     let (status, body) = get(routed, "ghost.example", "/hello?g");
     assert_eq!(status, 404, "an unknown service at the west site: {body}");
@@ -172,12 +193,8 @@ fn spread_balances_requests_in_flight_and_failover_keeps_to_the_first_peer() {
     );
     let spread = tcp(free_tcp_port());
     let failover = tcp(free_tcp_port());
-    let (metrics, metrics_json) = metrics_addr();
-    let mut c = client_config(tcp(free_tcp_port()));
-    c.set(
-        "peers",
-        Json::must(&format!("[{}, {}]", a.peer_json(), b.peer_json())),
-    );
+    let (mut c, metrics) = client_config(tcp(free_tcp_port()));
+    c.set("peers", peers_of(&[&a, &b]));
     c.set(
         "listeners",
         Json::must(&format!(
@@ -185,7 +202,6 @@ fn spread_balances_requests_in_flight_and_failover_keeps_to_the_first_peer() {
                 {{"address": "{failover}", "peers": ["a", "b"]}}]"#
         )),
     );
-    c.set("metrics.listen", Json::must(&metrics_json));
     let _client = start_client(dir.path(), &c);
     wait_all_up(metrics);
     // Six requests held 800 ms by the origin: each goes where the fewest are in flight.
@@ -253,14 +269,9 @@ fn failover_run(name: &str, fault: Fault) -> FailoverFigures {
         rtt_20,
     );
     let listen = tcp(free_tcp_port());
-    let (metrics, metrics_json) = metrics_addr();
-    let mut c = client_config(listen);
-    c.set(
-        "peers",
-        Json::must(&format!("[{}, {}]", first.peer_json(), second.peer_json())),
-    );
+    let (mut c, metrics) = client_config(listen);
+    c.set("peers", peers_of(&[&first, &second]));
     c.set("transport.keepalive_interval_ms", Json::num(200));
-    c.set("metrics.listen", Json::must(&metrics_json));
     let client = start_client(dir.path(), &c);
     wait_all_up(metrics);
 
@@ -404,29 +415,24 @@ fn reload(proxy: &crate::harness::Proxy, config: &Json) {
 
 #[test]
 fn sighup_adds_and_removes_a_peer_and_a_service_while_requests_flow_on_the_kept_session() {
-    let dir = TempDir::new("peers_reload");
-    let (orders, billing, search, spare) = (
-        Upstream::start(),
-        Upstream::start(),
-        Upstream::start(),
-        Upstream::start(),
-    );
-    let mut east_cfg = server_config(tcp(free_udp_port()), spare.addr());
-    east_cfg.set("services", services(&[("orders", &orders)]));
-    let mut west_cfg = server_config(tcp(free_udp_port()), spare.addr());
-    west_cfg.set("services", services(&[("search", &search)]));
-    let east = Site::start(&dir, "east", east_cfg.clone(), RelayConfig::clean());
-    let west = Site::start(&dir, "west", west_cfg, RelayConfig::clean());
+    let TwoSites {
+        dir,
+        orders,
+        billing,
+        search,
+        east,
+        west,
+        mut east_cfg,
+        ..
+    } = TwoSites::start("peers_reload", false);
     let routed = tcp(free_tcp_port());
-    let (metrics, metrics_json) = metrics_addr();
-    let mut c = client_config(tcp(free_tcp_port()));
-    let east_only = Json::must(&format!("[{}]", east.peer_json()));
+    let (mut c, metrics) = client_config(tcp(free_tcp_port()));
+    let east_only = peers_of(&[&east]);
     let orders_only = Json::must(&format!(
         r#"[{{"address": "{routed}", "routes": [{{"service": "orders"}}]}}]"#
     ));
     c.set("peers", east_only.clone());
     c.set("listeners", orders_only.clone());
-    c.set("metrics.listen", Json::must(&metrics_json));
     let client = start_client(dir.path(), &c);
     wait_all_up(metrics);
 
@@ -467,10 +473,7 @@ fn sighup_adds_and_removes_a_peer_and_a_service_while_requests_flow_on_the_kept_
         services(&[("orders", &orders), ("billing", &billing)]),
     );
     reload(&east.server, &east_cfg);
-    c.set(
-        "peers",
-        Json::must(&format!("[{}, {}]", east.peer_json(), west.peer_json())),
-    );
+    c.set("peers", peers_of(&[&east, &west]));
     c.set(
         "listeners",
         Json::must(&format!(
@@ -545,8 +548,7 @@ fn a_name_with_two_server_addresses_gets_a_session_to_each_and_fails_over_betwee
     );
     let hosts = crate::contact::hosts_file(&dir, "servers.test", &["127.0.0.1", "::1"]);
     let listen = tcp(free_tcp_port());
-    let (metrics, metrics_json) = metrics_addr();
-    let mut c = client_config(listen);
+    let (mut c, metrics) = client_config(listen);
     c.set(
         "peers",
         Json::must(&format!(
@@ -562,7 +564,6 @@ fn a_name_with_two_server_addresses_gets_a_session_to_each_and_fails_over_betwee
         )),
     );
     c.set("transport.keepalive_interval_ms", Json::num(200));
-    c.set("metrics.listen", Json::must(&metrics_json));
     let client = crate::harness::sites::start_client_with_env(
         dir.path(),
         &c,

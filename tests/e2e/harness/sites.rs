@@ -31,14 +31,23 @@ pub fn server_config(listen: SocketAddr, upstream: SocketAddr) -> Json {
     s
 }
 
-/// A client config listening on `listen` with the test PKI, no peer yet.
-pub fn client_config(listen: SocketAddr) -> Json {
+/// A client config listening on `listen` with the test PKI and an operator endpoint (its
+/// address is returned too), no peer yet.
+pub fn client_config(listen: SocketAddr) -> (Json, SocketAddr) {
+    let (metrics, metrics_json) = super::admin::metrics_addr();
     let mut c = Json::object();
+    c.set("metrics.listen", Json::must(&metrics_json));
     c.set("listen", Json::array(vec![Json::str(listen.to_string())]));
     c.set("tls.ca", abs(super::pki("ca.pem")));
     c.set("tls.cert", abs(super::pki("client.pem")));
     c.set("tls.key", abs(super::pki("client.key")));
-    c
+    (c, metrics)
+}
+
+/// The client's `peers` for `sites`, in this order.
+pub fn peers_of(sites: &[&Site]) -> Json {
+    let entries: Vec<String> = sites.iter().map(|s| s.peer_json()).collect();
+    Json::must(&format!("[{}]", entries.join(", ")))
 }
 
 /// One site: a server process and the relay in front of it.

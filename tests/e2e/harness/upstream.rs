@@ -155,6 +155,27 @@ impl Upstream {
         self.state.heads.lock().unwrap().clone()
     }
 
+    /// Checks that the request for `target` arrived here as a routed request must: with the
+    /// `Host` the caller sent and without the `ptproxy-service` field (only ptproxy reads it).
+    #[track_caller]
+    pub fn assert_routed_here(&self, target: &str, host: &str) {
+        let seen = self.requests();
+        let r = seen
+            .iter()
+            .find(|r| r.target == target)
+            .unwrap_or_else(|| panic!("{host}{target} did not reach the upstream {}", self.addr));
+        assert_eq!(
+            r.header("host"),
+            Some(host),
+            "Host reaches the upstream unchanged"
+        );
+        assert_eq!(
+            r.header("ptproxy-service"),
+            None,
+            "the service field never reaches B"
+        );
+    }
+
     pub fn request_count(&self) -> usize {
         self.state.recorded.lock().unwrap().len()
     }
