@@ -135,8 +135,20 @@ impl ClientProxy {
         }
         self.config.ops.log_level = new.ops.log_level;
         self.config.ops.drain_timeout = new.ops.drain_timeout;
-        // New peers get the running TLS and transport settings (changes to those need a restart).
-        self.config.peers = new.peers.clone();
+        // New peers get the running TLS and transport settings (changes to those need a
+        // restart), kept ones their running address and server name.
+        let running = std::mem::take(&mut self.config.peers);
+        self.config.peers = new
+            .peers
+            .iter()
+            .map(|p| {
+                running
+                    .iter()
+                    .find(|r| r.name == p.name)
+                    .unwrap_or(p)
+                    .clone()
+            })
+            .collect();
         self.peers
             .reload(&self.config, registry, std::time::Instant::now());
         log::info!(
