@@ -409,7 +409,8 @@ def report(results, args, meta):
     L = [f"# ptproxy loopback benchmark — {meta['started']}", ""]
     L.append(f"- command: `{meta['command']}`")
     L.append(f"- ptproxy: `{meta['ptproxy_version']}` (`{args.ptproxy_bin}`), commit `{meta['commit']}`")
-    L.append(f"- machine: {meta['machine']}")
+    L.append(f"- machine: {meta['machine']}; load average at the start "
+             + " / ".join(f"{x:.2f}" for x in meta["loadavg_start"]) + " (other work shares the machine)")
     L.append(f"- link: none: everything on 127.0.0.1 (loopback, MTU {meta['lo_mtu']}), no emulator")
     L.append(f"- pairs, one after another, each in front of its own fresh ptb-upstream: ptproxy (one process per side, "
              f"BBR2, `initial_rtt_ms` {args.initial_rtt_ms}, access log off; `templates/ptproxy-*.json`) and "
@@ -505,7 +506,8 @@ def main():
     procs = bench.Procs(os.path.join(state, "pids"))
     t_start = time.monotonic()
     meta = {"started": started.strftime("%Y-%m-%d %H:%M:%S"), "stopped": [], "lo_mtu": lo_mtu(),
-            "command": args.command or " ".join(map(shlex.quote, sys.argv)), "commit": bench.git_commit()}
+            "command": (args.command or " ".join(map(shlex.quote, sys.argv))).strip(), "commit": bench.git_commit(),
+            "loadavg_start": os.getloadavg()}
     if os.access(args.ptproxy_bin, os.X_OK):
         r = subprocess.run([args.ptproxy_bin, "--version"], capture_output=True, text=True, timeout=10)
         meta["ptproxy_version"] = r.stdout.strip() or "n/a"
