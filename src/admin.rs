@@ -200,7 +200,7 @@ impl AdminConn {
                 max_head_bytes: 8192,
                 ..Limits::default()
             };
-            match head::parse_request(&conn.input, &limits) {
+            match head::parse_request(conn.input(), &limits) {
                 Ok(Some((req, _))) => {
                     queue_answer(conn, &req, page);
                     self.answered = true;
@@ -234,7 +234,7 @@ fn queue_answer(conn: &mut TcpConn, req: &head::RequestHead, page: &impl Fn(&str
     if req.method != "HEAD" {
         conn.queue(body.as_bytes());
     }
-    conn.consume(conn.input.len());
+    conn.consume(conn.input().len());
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! and the synthesized answers.
 
 pub mod answers;
+pub mod buffer_pool;
 pub mod headers;
 pub mod pump;
 pub mod stream;

@@ -8,6 +8,13 @@
 //! the sent prefix not compacted away yet included, so the buffer never holds more than
 //! [`WRITE_CAP`] plus one producer's last step; [`TcpConn::flush`] compacts once the sent prefix
 //! is at least half the buffer, so each byte is moved at most once on average.
+//!
+//! Per request it costs as few system calls and copies as it can: a read that returns less than
+//! it asked for emptied the socket (a later byte raises a new edge), so no read ends in
+//! `EAGAIN` after it (unless the edge also reported the peer's FIN, which only a read returning
+//! 0 shows); the input buffer's bytes are initialized once, not before each read; and
+//! buffers a connection releases when it goes idle come from and return to
+//! [`super::buffer_pool`].
 
 use std::io::{self, Read, Write};
 
@@ -15,17 +22,20 @@ use std::io::{self, Read, Write};
 pub const READ_CAP: usize = 64 * 1024;
 /// Output queued per connection before producers must wait.
 pub const WRITE_CAP: usize = 256 * 1024;
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = super::buffer_pool::INPUT_LEN;
 
 pub struct TcpConn {
     pub stream: mio::net::TcpStream,
-    /// Received bytes not consumed yet.
-    pub input: Vec<u8>,
+    /// Received bytes not consumed yet are `buf[..filled]`; the rest is initialized room.
+    buf: Vec<u8>,
+    filled: usize,
     /// Bytes received since the connection opened.
     pub received: u64,
     output: Vec<u8>,
     output_sent: usize,
     readable: bool,
+    /// The peer's FIN (or an error) was reported: read on until EOF, short reads included.
+    read_closed: bool,
     writable: bool,
     /// The peer finished sending (read returned 0).
     pub eof: bool,
@@ -40,11 +50,13 @@ impl TcpConn {
     pub fn new(stream: mio::net::TcpStream) -> Self {
         TcpConn {
             stream,
-            input: Vec::new(),
+            buf: Vec::new(),
+            filled: 0,
             received: 0,
             output: Vec::new(),
             output_sent: 0,
             readable: true,
+            read_closed: false,
             writable: true,
             eof: false,
             read_failed: None,
@@ -55,6 +67,7 @@ impl TcpConn {
     /// Records a readiness event.
     pub fn on_event(&mut self, event: &mio::event::Event) {
         self.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+        self.read_closed |= event.is_read_closed() || event.is_error();
         self.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
     }
 
@@ -62,51 +75,65 @@ impl TcpConn {
     /// (or EOF) arrived.
     pub fn fill(&mut self) -> bool {
         let mut progress = false;
-        while self.readable
-            && !self.eof
-            && self.read_failed.is_none()
-            && self.input.len() < READ_CAP
-        {
-            let start = self.input.len();
-            let want = READ_CHUNK.min(READ_CAP - start);
-            self.input.resize(start + want, 0);
-            let result = self.stream.read(&mut self.input[start..]);
+        while self.readable && !self.eof && self.read_failed.is_none() && self.filled < READ_CAP {
+            let want = READ_CHUNK.min(READ_CAP - self.filled);
+            self.make_room(want);
+            let result = self
+                .stream
+                .read(&mut self.buf[self.filled..self.filled + want]);
             match result {
                 Ok(0) => {
-                    self.input.truncate(start);
                     self.eof = true;
                     progress = true;
                 }
                 Ok(n) => {
-                    self.input.truncate(start + n);
+                    self.filled += n;
                     self.received += n as u64;
                     progress = true;
+                    // A short read emptied the socket: the next byte raises a new edge. Not
+                    // so for a FIN that came with the same edge: read on to see the EOF.
+                    self.readable = n == want || self.read_closed;
                 }
-                Err(e) => {
-                    self.input.truncate(start);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => self.readable = false,
-                        io::ErrorKind::Interrupted => {}
-                        _ => {
-                            self.read_failed = Some(e);
-                            progress = true;
-                        }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => self.readable = false,
+                    io::ErrorKind::Interrupted => {}
+                    _ => {
+                        self.read_failed = Some(e);
+                        progress = true;
                     }
-                }
+                },
             }
         }
         progress
     }
 
+    /// Initialized room for `want` more input bytes after what is held.
+    fn make_room(&mut self, want: usize) {
+        if self.buf.is_empty() {
+            self.buf = super::buffer_pool::take_input();
+        }
+        let needed = self.filled + want;
+        if self.buf.len() < needed {
+            self.buf.resize(needed, 0);
+        }
+    }
+
+    /// Received bytes not consumed yet.
+    pub fn input(&self) -> &[u8] {
+        &self.buf[..self.filled]
+    }
+
     /// Drops `n` consumed bytes from the front of the input.
     pub fn consume(&mut self, n: usize) {
-        self.input.drain(..n.min(self.input.len()));
+        let n = n.min(self.filled);
+        self.buf.copy_within(n..self.filled, 0);
+        self.filled -= n;
     }
 
     /// Queues bytes to send (callers respect [`TcpConn::write_room`] for bodies).
     pub fn queue(&mut self, bytes: &[u8]) {
         if self.write_failed.is_none() {
-            self.output.extend_from_slice(bytes);
+            self.output_mut().extend_from_slice(bytes);
         }
     }
 
@@ -122,6 +149,9 @@ impl TcpConn {
 
     /// Direct access to the output queue, for encoders that append in place.
     pub fn output_mut(&mut self) -> &mut Vec<u8> {
+        if self.output.capacity() == 0 {
+            self.output = super::buffer_pool::take_output();
+        }
         &mut self.output
     }
 
@@ -169,18 +199,18 @@ impl TcpConn {
     /// which would otherwise keep up to [`READ_CAP`] + [`WRITE_CAP`] of capacity from its
     /// last exchange for as long as it stays open.
     pub fn release_buffers(&mut self) {
-        if self.input.is_empty() && self.input.capacity() > 0 {
-            self.input = Vec::new();
+        if self.filled == 0 && self.buf.capacity() > 0 {
+            super::buffer_pool::give_input(std::mem::take(&mut self.buf));
         }
         if self.pending_output() == 0 && self.output.capacity() > 0 {
-            self.output = Vec::new();
+            super::buffer_pool::give_output(std::mem::take(&mut self.output));
             self.output_sent = 0;
         }
     }
 
     /// Bytes of buffer memory held (input and output capacity).
     pub fn buffer_capacity(&self) -> usize {
-        self.input.capacity() + self.output.capacity()
+        self.buf.capacity() + self.output.capacity()
     }
 
     /// Whether the connect() of an outgoing connection finished, and how.
@@ -198,7 +228,7 @@ impl TcpConn {
 
 impl crate::bridge::pump::H1Buffers for TcpConn {
     fn input(&self) -> &[u8] {
-        &self.input
+        TcpConn::input(self)
     }
     fn consume(&mut self, n: usize) {
         TcpConn::consume(self, n);
@@ -229,12 +259,59 @@ mod tests {
         (TcpConn::new(mio::net::TcpStream::from_std(ours)), peer)
     }
 
+    /// Waits (at most 5 s) until the peer's FIN has arrived on `stream`.
+    fn wait_for_fin(stream: &mio::net::TcpStream) {
+        use std::os::fd::AsRawFd;
+        let mut fds = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut fds, 1, 5000) };
+        assert_eq!(ready, 1, "the FIN arrived");
+    }
+
+    #[test]
+    fn a_short_read_waits_for_the_next_edge_instead_of_reading_again() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .expect("peer writes");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while conn.input().is_empty() && Instant::now() < deadline {
+            conn.readable = true;
+            conn.fill();
+        }
+        assert_eq!(conn.input(), b"GET / HTTP/1.1\r\n\r\n");
+        assert!(
+            !conn.readable,
+            "the socket is known empty: no read ending in EAGAIN"
+        );
+        // What the next edge brings is read then, after what came first.
+        peer.write_all(b"more").expect("peer writes");
+        while conn.input().len() < 22 && Instant::now() < deadline {
+            conn.readable = true;
+            conn.fill();
+        }
+        assert_eq!(&conn.input()[18..], b"more");
+        conn.consume(18);
+        assert_eq!(conn.input(), b"more");
+        // Data and the FIN in one edge: the short read is not the end, the EOF is read too.
+        peer.write_all(b"last").expect("peer writes");
+        peer.shutdown(std::net::Shutdown::Write).expect("FIN");
+        wait_for_fin(&conn.stream);
+        conn.readable = true;
+        conn.read_closed = true;
+        conn.fill();
+        assert_eq!((conn.input(), conn.eof), (&b"morelast"[..], true));
+    }
+
     #[test]
     fn an_idle_connection_gives_its_buffer_memory_back() {
         let (mut conn, mut peer) = pair();
         peer.write_all(&vec![7u8; 40_000]).expect("peer writes");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while conn.input.len() < 40_000 && Instant::now() < deadline {
+        while conn.input().len() < 40_000 && Instant::now() < deadline {
             conn.readable = true;
             conn.fill();
         }
@@ -243,7 +320,7 @@ mod tests {
         // Still holding data: nothing is released.
         conn.release_buffers();
         assert!(conn.buffer_capacity() >= 240_000);
-        conn.consume(conn.input.len());
+        conn.consume(conn.input().len());
         peer.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
         let mut sink = vec![0u8; 64 * 1024];

@@ -175,6 +175,9 @@ pub struct UdpIo<S: DatagramSocket = mio::net::UdpSocket> {
     /// The last ICMP error (port or host unreachable) reported on the socket (connected sockets
     /// only: the kernel reports none on an unconnected one).
     unreachable: Option<io::Error>,
+    /// The socket's address, asked once (it is bound, and connected if it will be, before
+    /// it is wrapped): every received datagram names it.
+    local: Option<SocketAddr>,
 }
 
 impl<S: DatagramSocket> UdpIo<S> {
@@ -185,6 +188,7 @@ impl<S: DatagramSocket> UdpIo<S> {
             if gro { "on" } else { "unavailable" }
         );
         UdpIo {
+            local: socket.local_addr().ok(),
             socket,
             queue: VecDeque::new(),
             delayed: VecDeque::new(),
@@ -200,7 +204,10 @@ impl<S: DatagramSocket> UdpIo<S> {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
+        match self.local {
+            Some(addr) => Ok(addr),
+            None => self.socket.local_addr(),
+        }
     }
 
     /// The ICMP error reported since the last call, if any.

@@ -71,12 +71,12 @@ pub fn run<D: Driver>(
     let watchdog = systemd::watchdog_interval();
     let mut next_watchdog = watchdog.map(|w| Instant::now() + w);
     systemd::notify("READY=1");
-    let timer = timer::PreciseTimer::new(poll.registry(), TIMER)?;
+    let mut timer = timer::PreciseTimer::new(poll.registry(), TIMER)?;
     loop {
         let deadline = crate::time::earliest(driver.next_deadline(), next_watchdog);
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if let Some(t) = timeout.filter(|t| !t.is_zero()) {
-            timer.arm(t);
+        if let (Some(at), Some(t)) = (deadline, timeout.filter(|t| !t.is_zero())) {
+            timer.arm_for(at, t);
         }
         match poll.poll(&mut events, timeout.map(round_up_ms)) {
             Ok(()) => {}

@@ -4,16 +4,27 @@
 //! rounded up to 1 ms (for a paced 5 MB transfer that rounding alone cost seconds). The loop
 //! arms this timer with the exact (nanosecond) distance to its next deadline and keeps the
 //! rounded epoll timeout only as a fallback.
+//!
+//! Arming is a system call, and the deadline seldom moves between two turns of a busy loop
+//! (the same pacing release, the same loss timer): [`PreciseTimer::arm_for`] arms only for a
+//! new deadline, and only for one near enough ([`PRECISE_WITHIN`]) that the epoll timeout's
+//! rounding up to the next millisecond would matter.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
+/// Deadlines further away than this are left to the epoll timeout (at most 1 ms late, a
+/// tenth of the wait).
+pub const PRECISE_WITHIN: Duration = Duration::from_millis(10);
+
 pub struct PreciseTimer {
     fd: OwnedFd,
+    /// The deadline the timer is armed for, until it fires.
+    armed_for: Option<Instant>,
 }
 
 impl PreciseTimer {
@@ -31,7 +42,20 @@ impl PreciseTimer {
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         registry.register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)?;
-        Ok(PreciseTimer { fd })
+        Ok(PreciseTimer {
+            fd,
+            armed_for: None,
+        })
+    }
+
+    /// Makes sure the loop wakes at `deadline`, `after` from now: arms the timer when the
+    /// deadline is near and not the one it is armed for already.
+    pub fn arm_for(&mut self, deadline: Instant, after: Duration) {
+        if after > PRECISE_WITHIN || self.armed_for == Some(deadline) {
+            return;
+        }
+        self.arm(after);
+        self.armed_for = Some(deadline);
     }
 
     /// Fires once, `after` from now (a zero duration disarms it).
@@ -55,7 +79,8 @@ impl PreciseTimer {
     }
 
     /// Consumes the expiration count after the timer fired (edge-triggered readiness).
-    pub fn clear(&self) {
+    pub fn clear(&mut self) {
+        self.armed_for = None;
         let mut count = [0u8; 8];
         // SAFETY: `count` is valid for an 8-byte write, the size timerfd reads produce.
         unsafe {

@@ -133,7 +133,7 @@ impl Pool {
         }
         up.tcp.flush();
         up.tcp.fill();
-        let result = match status_line(&up.tcp.input) {
+        let result = match status_line(up.tcp.input()) {
             Some(Ok(status)) if status < 400 => Ok(()),
             Some(Ok(status)) => Err(format!("health check answered {status}")),
             Some(Err(e)) => Err(e),

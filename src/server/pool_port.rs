@@ -13,7 +13,7 @@ use crate::bridge::pump::H1Buffers;
 
 impl H1Buffers for Upstream {
     fn input(&self) -> &[u8] {
-        &self.tcp.input
+        self.tcp.input()
     }
     fn consume(&mut self, n: usize) {
         self.tcp.consume(n);

@@ -227,7 +227,7 @@ impl Pool {
                 continue;
             };
             up.tcp.fill();
-            if up.tcp.eof || up.tcp.is_broken() || !up.tcp.input.is_empty() {
+            if up.tcp.eof || up.tcp.is_broken() || !up.tcp.input().is_empty() {
                 self.close(registry, key);
                 continue;
             }
@@ -380,7 +380,7 @@ impl Pool {
         let Some(up) = self.conns.get_mut(key) else {
             return;
         };
-        let clean = up.tcp.input.is_empty()
+        let clean = up.tcp.input().is_empty()
             && up.tcp.pending_output() == 0
             && !up.tcp.eof
             && !up.tcp.is_broken();
@@ -413,7 +413,7 @@ impl Pool {
             return;
         };
         up.tcp.fill();
-        if up.tcp.eof || up.tcp.is_broken() || !up.tcp.input.is_empty() {
+        if up.tcp.eof || up.tcp.is_broken() || !up.tcp.input().is_empty() {
             log::debug!("idle upstream connection closed by the upstream");
             self.close(registry, key);
             return;
