@@ -15,9 +15,23 @@ pub const INPUT_LEN: usize = 16 * 1024;
 /// Output buffers with more capacity than this are not kept.
 const OUTPUT_KEPT: usize = 64 * 1024;
 
+/// Length of the scratch buffer [`with_scratch`] lends.
+pub const SCRATCH_LEN: usize = 16 * 1024;
+
 thread_local! {
     static INPUT: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
     static OUTPUT: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_LEN]);
+}
+
+/// Runs `f` with a [`SCRATCH_LEN`]-byte buffer whose bytes were initialized once for the
+/// thread (a stack array would be zeroed at every call). Should `f` ask for it again, the
+/// inner call gets a fresh buffer.
+pub fn with_scratch<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        Err(_) => f(&mut vec![0; SCRATCH_LEN]),
+    })
 }
 
 /// An input buffer of [`INPUT_LEN`] initialized bytes.

@@ -23,8 +23,6 @@ use crate::h1::head::Header;
 
 /// Decoded payload held per step on its way to the stream.
 pub const BODY_CHUNK: usize = 64 * 1024;
-/// Payload read from the stream per call.
-const RECV_CHUNK: usize = 16 * 1024;
 
 /// The HTTP/1.1 side's buffers, as the pumps see them.
 pub trait H1Buffers {
@@ -355,12 +353,33 @@ impl H3ToH1 {
         if self.is_done() {
             return Ok(false);
         }
-        let mut buf = [0u8; RECV_CHUNK];
+        let (mut progress, out_of_room) =
+            super::buffer_pool::with_scratch(|buf| self.move_body(stream, h1, buf))?;
+        if out_of_room {
+            return Ok(progress);
+        }
+        if self.finished {
+            self.encoder
+                .finish(&self.trailers, h1.output())
+                .map_err(|_| H3ToH1Error::Truncated)?;
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    /// Moves the body bytes the stream has (as many as the output has room for) through
+    /// `buf` into the HTTP/1 framing: (progress, stopped for want of output room).
+    fn move_body(
+        &mut self,
+        stream: &mut (impl StreamSource + ?Sized),
+        h1: &mut (impl H1Buffers + ?Sized),
+        buf: &mut [u8],
+    ) -> Result<(bool, bool), H3ToH1Error> {
         let mut progress = false;
         loop {
             let room = h1.write_room().min(buf.len());
             if room == 0 {
-                return Ok(progress);
+                return Ok((progress, true));
             }
             let n = stream
                 .recv_body(&mut buf[..room])
@@ -374,13 +393,7 @@ impl H3ToH1 {
             self.received += n as u64;
             progress = true;
         }
-        if self.finished {
-            self.encoder
-                .finish(&self.trailers, h1.output())
-                .map_err(|_| H3ToH1Error::Truncated)?;
-            progress = true;
-        }
-        Ok(progress)
+        Ok((progress, false))
     }
 }
 

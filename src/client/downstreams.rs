@@ -85,6 +85,8 @@ pub struct Downstreams<T: DownstreamConn = TcpConn> {
     events_per_turn: usize,
     /// A request head waits for connection credit: bodies pause.
     hold_bodies: bool,
+    /// The session's events are being handed out: output waits for the end of the turn.
+    defer_flush: bool,
     /// Connections that ended, for the driver to release.
     closed: Vec<Downstream<T>>,
 }
@@ -104,6 +106,7 @@ impl<T: DownstreamConn> Downstreams<T> {
             agenda: Agenda::default(),
             events_per_turn: events_per_turn.max(1),
             hold_bodies: false,
+            defer_flush: false,
             closed: Vec::new(),
         }
     }
@@ -188,6 +191,7 @@ impl<T: DownstreamConn> Downstreams<T> {
             links: &mut *env.links,
             stopping: env.stopping,
             hold_bodies: self.hold_bodies,
+            defer_flush: self.defer_flush,
             streams: &mut self.streams,
             metrics: env.metrics,
         };
@@ -219,10 +223,12 @@ impl<T: DownstreamConn> Downstreams<T> {
     /// cap per session; events left set the backlog, polled next turn).
     pub fn poll_h3(&mut self, env: &mut Env<'_>) {
         self.agenda.start_poll();
+        self.defer_flush = true;
         for link in 0..env.links.key_bound() {
             let drain = drain_bounded(self.events_per_turn, || self.poll_h3_event(env, link));
             self.agenda.note_poll(drain);
         }
+        self.defer_flush = false;
     }
 
     /// Polls one HTTP/3 event of `link` and hands it to its connection; breaks when there is

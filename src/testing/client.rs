@@ -202,6 +202,7 @@ impl ClientRig {
             links: &mut self.link,
             stopping: false,
             hold_bodies: false,
+            defer_flush: false,
             streams: &mut self.streams,
             metrics: &mut self.metrics,
         };

@@ -96,6 +96,10 @@ pub struct Ctx<'a> {
     /// A request head waits for connection credit: bodies pause so that it can leave (heads
     /// first, or bulk uploads would starve every new request).
     pub hold_bodies: bool,
+    /// Output is written at the end of the turn, not now: the session's events are being
+    /// handed out, and a response's head and first body bytes come as two events (one write
+    /// for both, not two).
+    pub defer_flush: bool,
     pub streams: &'a mut StreamRoutes,
     pub metrics: &'a mut Metrics,
 }
@@ -214,13 +218,15 @@ impl<T: DownstreamConn> Downstream<T> {
                 Phase::Exchange(_) => self.advance(ctx),
                 Phase::Closing | Phase::Lingering | Phase::Done => false,
             };
-            let out = self.tcp.flush();
+            let out = !ctx.defer_flush && self.tcp.flush();
             flushed |= out;
             progress |= out;
             if self.tcp.is_broken() && !matches!(self.phase, Phase::Done) {
                 self.abort(ctx);
             }
             if self.step_close(ctx.now) || !progress {
+                // Deferred output is written when the connection is driven again this turn.
+                self.more_work = ctx.defer_flush && self.tcp.pending_output() > 0;
                 self.settle_timers(ctx, flushed);
                 return;
             }

@@ -70,12 +70,16 @@ pub fn prepare(
     let expects_continue = req
         .header("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-    let mut shaped = req.clone();
-    if expects_continue {
-        shaped
+    // The head as forwarded: without the expectation we answer ourselves (a copy only then).
+    let shaped = if expects_continue {
+        let mut without = req.clone();
+        without
             .headers
             .retain(|h| !h.name.eq_ignore_ascii_case("expect"));
-    }
+        std::borrow::Cow::Owned(without)
+    } else {
+        std::borrow::Cow::Borrowed(req)
+    };
     // Hop-by-hop removal first: a client must not be able to drop the fields we add by naming
     // them in `Connection` (the CVE-2022-31813 class).
     let mut fields = headers::request_to_h3(&shaped, &authority, &path);
