@@ -150,6 +150,15 @@ impl Batch {
         self.buf.extend_from_slice(data);
         self.count += 1;
     }
+
+    /// Empties the batch, keeping its buffer's memory for the next one.
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.segment = 0;
+        self.count = 0;
+        self.to = None;
+        self.closed = false;
+    }
 }
 
 /// The datagram path over a socket `S` (a real mio socket in production; see
@@ -308,12 +317,16 @@ impl<S: DatagramSocket> UdpIo<S> {
                     budget.on_sent(n);
                     let at = if info.at > horizon { info.at } else { now };
                     let to = peer.unwrap_or(info.to);
-                    let data = self.send_buf[..n].to_vec();
+                    // Lent out while transmitted (taking it allocates nothing): the packet is
+                    // copied only into the GSO batch, or into the queue when it must wait.
+                    let buf = std::mem::take(&mut self.send_buf);
+                    let data = &buf[..n];
                     if budget.allows(n) && hider.duplicate(n, now, rtt) {
                         budget.on_sent(n);
-                        self.duplicate(&data, to, at, hider.gap(), now);
+                        self.duplicate(data, to, at, hider.gap(), now);
                     }
                     self.transmit(data, to, at, now);
+                    self.send_buf = buf;
                 }
                 Err(quiche::Error::Done) => break,
                 Err(e) => {
@@ -347,7 +360,7 @@ impl<S: DatagramSocket> UdpIo<S> {
     fn duplicate(&mut self, data: &[u8], to: SocketAddr, at: Instant, gap: Duration, now: Instant) {
         if gap.is_zero() {
             // Sent first, so the original follows it at once; order between copies is irrelevant.
-            self.transmit(data.to_vec(), to, at, now);
+            self.transmit(data, to, at, now);
         } else {
             self.delayed.push_back(Queued {
                 data: data.to_vec(),
@@ -359,10 +372,14 @@ impl<S: DatagramSocket> UdpIo<S> {
 
     /// Sends one datagram now if it is due and nothing is queued ahead of it (gathered into a
     /// GSO batch when possible), else queues it.
-    fn transmit(&mut self, data: Vec<u8>, to: SocketAddr, at: Instant, now: Instant) {
+    fn transmit(&mut self, data: &[u8], to: SocketAddr, at: Instant, now: Instant) {
         if self.blocked || !self.queue.is_empty() || at > now {
             self.flush_batch(now);
-            self.queue.push_back(Queued { data, to, at });
+            self.queue.push_back(Queued {
+                data: data.to_vec(),
+                to,
+                at,
+            });
             return;
         }
         if !self.batch.accepts(&data, to) {
@@ -374,19 +391,27 @@ impl<S: DatagramSocket> UdpIo<S> {
             self.send_one(data, to, now);
             return;
         }
-        self.batch.push(&data, to);
+        self.batch.push(data, to);
     }
 
     /// Sends one datagram; on WouldBlock it waits in the queue.
-    fn send_one(&mut self, data: Vec<u8>, to: SocketAddr, now: Instant) {
+    fn send_one(&mut self, data: &[u8], to: SocketAddr, now: Instant) {
         if self.blocked {
-            self.queue.push_back(Queued { data, to, at: now });
+            self.queue.push_back(Queued {
+                data: data.to_vec(),
+                to,
+                at: now,
+            });
             return;
         }
-        if let Err(e) = self.socket.send_to(&data, to) {
+        if let Err(e) = self.socket.send_to(data, to) {
             if e.kind() == io::ErrorKind::WouldBlock {
                 self.blocked = true;
-                self.queue.push_back(Queued { data, to, at: now });
+                self.queue.push_back(Queued {
+                    data: data.to_vec(),
+                    to,
+                    at: now,
+                });
             } else {
                 log::debug!("udp send to {to}: {e}");
                 if is_transient(&e) {
@@ -400,10 +425,12 @@ impl<S: DatagramSocket> UdpIo<S> {
     /// segmentation (then GSO stays off) or the batch holds one packet.
     fn flush_batch(&mut self, now: Instant) {
         let Some(to) = self.batch.to else { return };
-        let batch = std::mem::take(&mut self.batch);
+        // Lent out while sent (taking it allocates nothing), then given back emptied.
+        let mut batch = std::mem::take(&mut self.batch);
+        let mut sent = false;
         if batch.count > 1 && !self.blocked {
             match self.socket.send_segments(&batch.buf, batch.segment, to) {
-                Ok(_) => return,
+                Ok(_) => sent = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -412,9 +439,13 @@ impl<S: DatagramSocket> UdpIo<S> {
                 }
             }
         }
-        for segment in batch.buf.chunks(batch.segment) {
-            self.send_one(segment.to_vec(), to, now);
+        if !sent {
+            for segment in batch.buf.chunks(batch.segment) {
+                self.send_one(segment, to, now);
+            }
         }
+        batch.clear();
+        self.batch = batch;
     }
 
     /// The peer moved from `old` to `new`: packets still waiting (socket full, pacing, delayed
