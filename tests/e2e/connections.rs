@@ -122,3 +122,57 @@ fn two_hundred_concurrent_connections_all_answered() {
     );
     assert_eq!(up.request_count(), N);
 }
+
+/// Found by the loopback benchmark (issue 13): with the default pool of 32 idle upstream
+/// connections, 64 busy keep-alive clients made the server close connections between bursts
+/// and open new ones for a fifth to a third of all requests (a TCP handshake, seven system calls
+/// and an upstream accept each). The pool now keeps what a busy client keeps in flight.
+#[test]
+fn sixty_four_busy_clients_reuse_their_upstream_connections() {
+    const CLIENTS: usize = 64;
+    const EACH: usize = 30;
+    let up = Upstream::start();
+    let pair = PairBuilder::new(up.addr()).name("pool_reuse").start();
+    let addr = pair.http_addr;
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (barrier, failures) = (barrier.clone(), failures.clone());
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    let conn = HttpConn::connect_timeout(addr, Duration::from_secs(30));
+                    barrier.wait();
+                    let mut conn = match conn {
+                        Ok(c) => c,
+                        Err(e) => return failures.lock().unwrap().push(format!("#{i}: {e}")),
+                    };
+                    for n in 0..EACH {
+                        match conn.get(&format!("/hello?c{i}n{n}")) {
+                            Ok(r) if r.status() == 200 => {}
+                            Ok(r) => failures.lock().unwrap().push(format!("#{i}/{n}: {r}")),
+                            Err(e) => {
+                                return failures.lock().unwrap().push(format!("#{i}/{n}: {e}"))
+                            }
+                        }
+                    }
+                })
+                .expect("spawn client thread")
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread panicked");
+    }
+    assert!(
+        failures.lock().unwrap().is_empty(),
+        "{:?}",
+        failures.lock().unwrap()
+    );
+    assert_eq!(up.request_count(), CLIENTS * EACH);
+    let opened = up.connection_count();
+    assert!(
+        opened <= CLIENTS + CLIENTS / 2,
+        "{opened} upstream connections for {CLIENTS} clients: the pool closed and reopened them"
+    );
+}
