@@ -67,8 +67,9 @@ fn keep(pool: &mut Vec<Vec<u8>>, buf: Vec<u8>) {
     }
 }
 
-/// Buffers pooled now (input, output), for tests.
-pub fn pooled() -> (usize, usize) {
+/// Buffers pooled now (input, output).
+#[cfg(test)]
+fn pooled() -> (usize, usize) {
     (
         INPUT.with(|p| p.borrow().len()),
         OUTPUT.with(|p| p.borrow().len()),

@@ -6,15 +6,20 @@
 //! - GRO: with `UDP_GRO` on, one `recvmsg` may return several datagrams of one flow glued
 //!   together, with their size in a `UDP_GRO` control message; [`UdpIo::recv`](super::udp::UdpIo::recv) cuts them apart.
 //!
-//! A kernel that refuses either (old kernel, unsupported device) just gets one datagram per
-//! syscall: [`UdpIo`](super::udp::UdpIo) turns GSO off at the first refusal.
+//! - Packet info: a server bound to a wildcard address (`0.0.0.0`, `[::]`) on a host with
+//!   several addresses asks for each datagram's destination (`IP_PKTINFO`, `IPV6_PKTINFO`) and
+//!   answers from that same address, or a client that sent to the second address would get
+//!   answers from the first one, which its connected socket drops.
+//!
+//! A kernel that refuses either offload (old kernel, unsupported device) just gets one datagram
+//! per syscall: [`UdpIo`](super::udp::UdpIo) turns GSO off at the first refusal.
 //!
 //! The `sendmsg`/`recvmsg` calls and their control messages stay on `libc`: socket2 has no
 //! UDP_SEGMENT / UDP_GRO option and no control-message builder or parser, so it would only wrap
 //! the same unsafe CMSG code. Addresses go through `socket2::SockAddr`.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 
 use socket2::{SockAddr, SockAddrStorage};
@@ -30,20 +35,49 @@ pub fn enable_gro(socket: &impl AsRawFd) -> bool {
     crate::net::setsockopt_int(socket, libc::SOL_UDP, UDP_GRO, 1).is_ok()
 }
 
-/// Sends `buf` as datagrams of `segment` bytes (the last may be shorter) to `to` in one call.
+/// Sends `buf` as datagrams of `segment` bytes (the last may be shorter) to `to` in one call,
+/// from the local address `from` when given (see [`enable_pktinfo`]).
 pub fn send_segments(
     socket: &impl AsRawFd,
     buf: &[u8],
     segment: usize,
     to: SocketAddr,
+    from: Option<IpAddr>,
 ) -> io::Result<usize> {
-    let addr = socket2::SockAddr::from(to);
+    send_msg(socket, buf, Some(segment as u16), to, from)
+}
+
+/// Sends one datagram to `to` from the local address `from` (a socket bound to a wildcard
+/// address answers from the address the peer sent to).
+pub fn send_from(
+    socket: &impl AsRawFd,
+    buf: &[u8],
+    to: SocketAddr,
+    from: IpAddr,
+) -> io::Result<usize> {
+    send_msg(socket, buf, None, to, Some(from))
+}
+
+/// One `sendmsg` with the control messages asked for: `UDP_SEGMENT` and the source address.
+fn send_msg(
+    socket: &impl AsRawFd,
+    buf: &[u8],
+    segment: Option<u16>,
+    to: SocketAddr,
+    from: Option<IpAddr>,
+) -> io::Result<usize> {
+    let addr = SockAddr::from(to);
     let mut iov = libc::iovec {
         iov_base: buf.as_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
-    // Room for one cmsg carrying a u16, aligned as the kernel expects.
-    let mut control = [0u64; 4];
+    let mut control = Control::default();
+    if let Some(segment) = segment {
+        control.push(libc::SOL_UDP, UDP_SEGMENT, &segment.to_ne_bytes());
+    }
+    if let Some(from) = from {
+        control.push_source(from, to.is_ipv6());
+    }
     // SAFETY: all-zero is a valid msghdr; every pointer set below outlives the sendmsg call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // sendmsg only reads the address; the `*mut` is what the C struct declares.
@@ -51,22 +85,9 @@ pub fn send_segments(
     msg.msg_namelen = addr.len();
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE only computes a size.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
-    // SAFETY: the control buffer is CMSG_SPACE(2) bytes long (checked size above), so the first
-    // header and its 2-byte payload fit.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        if cmsg.is_null() {
-            return Err(io::Error::other(
-                "no room for the UDP_SEGMENT control message",
-            ));
-        }
-        (*cmsg).cmsg_level = libc::SOL_UDP;
-        (*cmsg).cmsg_type = UDP_SEGMENT;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16);
+    if control.len > 0 {
+        msg.msg_control = control.buf.as_mut_ptr().cast();
+        msg.msg_controllen = control.len as _;
     }
     // SAFETY: `msg` is fully initialised and points at live buffers.
     let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
@@ -76,22 +97,114 @@ pub fn send_segments(
     Ok(n as usize)
 }
 
+/// Outgoing control messages, laid out as the kernel reads them (CMSG_SPACE each).
+#[derive(Default)]
+struct Control {
+    buf: [u64; 16],
+    len: usize,
+}
+
+impl Control {
+    /// Appends one control message; ignored (and debug-logged) if it would not fit.
+    fn push(&mut self, level: libc::c_int, ty: libc::c_int, data: &[u8]) {
+        // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes.
+        let (space, cmsg_len) = unsafe {
+            (
+                libc::CMSG_SPACE(data.len() as u32) as usize,
+                libc::CMSG_LEN(data.len() as u32) as usize,
+            )
+        };
+        let bytes = std::mem::size_of_val(&self.buf);
+        if self.len + space > bytes {
+            log::debug!("control message {level}/{ty} does not fit: not sent");
+            return;
+        }
+        // SAFETY: the header and its data fit in `buf` from `len` on (checked above); `buf`
+        // is u64-aligned and every CMSG_SPACE is a multiple of the header's alignment.
+        unsafe {
+            let base = self.buf.as_mut_ptr().cast::<u8>().add(self.len);
+            let header = libc::cmsghdr {
+                cmsg_len: cmsg_len as _,
+                cmsg_level: level,
+                cmsg_type: ty,
+            };
+            std::ptr::write_unaligned(base.cast::<libc::cmsghdr>(), header);
+            let data_at = base.add(libc::CMSG_LEN(0) as usize);
+            std::ptr::copy_nonoverlapping(data.as_ptr(), data_at, data.len());
+        }
+        self.len += space;
+    }
+
+    /// The source address of the datagram: `IP_PKTINFO` on an IPv4 socket, `IPV6_PKTINFO`
+    /// (with an IPv4-mapped address for an IPv4 source) on an IPv6 one.
+    fn push_source(&mut self, from: IpAddr, v6_socket: bool) {
+        match (from, v6_socket) {
+            (IpAddr::V4(v4), false) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                self.push(libc::IPPROTO_IP, libc::IP_PKTINFO, as_bytes(&info));
+            }
+            (ip, _) => {
+                let v6 = match ip {
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                    IpAddr::V6(v6) => v6,
+                };
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: v6.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                self.push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, as_bytes(&info));
+            }
+        }
+    }
+}
+
+/// The bytes of a plain C struct.
+fn as_bytes<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: `T` is a plain-old-data libc struct; reading its bytes is always valid.
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
+    }
+}
+
+/// Asks the kernel to report each datagram's destination address (`IP_PKTINFO`,
+/// `IPV6_RECVPKTINFO`), so that a socket bound to a wildcard address knows which of the host's
+/// addresses a peer sent to; false when it cannot.
+pub fn enable_pktinfo(socket: &impl AsRawFd, v6: bool) -> bool {
+    let (level, opt) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    crate::net::setsockopt_int(socket, level, opt, 1).is_ok()
+}
+
 /// One `recvmsg` result: `len` bytes from `from`, made of datagrams of `segment` bytes (the
-/// last may be shorter; `segment == len` without aggregation).
+/// last may be shorter; `segment == len` without aggregation), sent to the local address `to`
+/// when the socket reports it ([`enable_pktinfo`]).
 pub struct Received {
     pub len: usize,
     pub segment: usize,
     pub from: SocketAddr,
+    pub to: Option<IpAddr>,
 }
 
-/// Receives into `buf`, reporting the GRO segment size when the kernel aggregated datagrams.
+/// Receives into `buf`, reporting the GRO segment size when the kernel aggregated datagrams,
+/// and the destination address when the socket reports it.
 pub fn recv_aggregate(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Received> {
     let mut addr = SockAddrStorage::zeroed();
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    let mut control = [0u64; 8];
+    let mut control = [0u64; 16];
     // SAFETY: all-zero is a valid msghdr; every pointer set below outlives the recvmsg call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = (&mut addr as *mut SockAddrStorage).cast();
@@ -112,15 +225,30 @@ pub fn recv_aggregate(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Recei
         .as_socket()
         .ok_or_else(|| io::Error::other("datagram from an unknown address family"))?;
     let mut segment = len;
-    // SAFETY: walking the control messages the kernel wrote, within msg_controllen.
+    let mut to = None;
+    // SAFETY: walking the control messages the kernel wrote, within msg_controllen; each
+    // payload is read unaligned, with the size its type has.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
-                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
-                if size > 0 {
-                    segment = size as usize;
+            let data = libc::CMSG_DATA(cmsg);
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::SOL_UDP, UDP_GRO) => {
+                    let size = std::ptr::read_unaligned(data.cast::<libc::c_int>());
+                    if size > 0 {
+                        segment = size as usize;
+                    }
                 }
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    let info = std::ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
+                    to = Some(IpAddr::from(info.ipi_addr.s_addr.to_ne_bytes()));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    let info = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
+                    let v6 = std::net::Ipv6Addr::from(info.ipi6_addr.s6_addr);
+                    to = Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4));
+                }
+                _ => {}
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
@@ -129,6 +257,7 @@ pub fn recv_aggregate(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<Recei
         len,
         segment: segment.max(1),
         from,
+        to,
     })
 }
 
@@ -152,7 +281,7 @@ mod tests {
             payload.extend(std::iter::repeat_n(i, if i == 4 { 700 } else { 1200 }));
         }
         let to = rx.local_addr().expect("addr");
-        let sent = send_segments(&tx, &payload, 1200, to).expect("GSO send on loopback");
+        let sent = send_segments(&tx, &payload, 1200, to, None).expect("GSO send on loopback");
         assert_eq!(sent, payload.len());
         let mut got: Vec<Vec<u8>> = Vec::new();
         let mut buf = vec![0u8; 65535];
@@ -170,5 +299,32 @@ mod tests {
         for (i, d) in got.iter().enumerate() {
             assert!(d.iter().all(|b| *b == i as u8), "datagram {i} corrupted");
         }
+    }
+
+    /// A socket bound to 0.0.0.0 with packet info on learns the address a datagram was sent
+    /// to, and answers from the address it names.
+    #[test]
+    fn packet_info_reports_the_destination_and_names_the_source() {
+        let server = UdpSocket::bind("0.0.0.0:0").expect("bind wildcard");
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        assert!(enable_pktinfo(&server, false), "IP_PKTINFO on");
+        let port = server.local_addr().expect("addr").port();
+        let client = UdpSocket::bind("127.0.0.1:0").expect("bind client");
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let to: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        client.send_to(b"hello", to).expect("send");
+        let mut buf = vec![0u8; 2048];
+        let r = recv_aggregate(&server, &mut buf).expect("receive");
+        assert_eq!(&buf[..r.len], b"hello");
+        assert_eq!(r.to, Some(to.ip()), "the destination the client chose");
+        let from = r.to.expect("destination");
+        send_from(&server, b"answer", r.from, from).expect("send from it");
+        let mut got = [0u8; 64];
+        let (n, source) = client.recv_from(&mut got).expect("answer");
+        assert_eq!((&got[..n], source), (&b"answer"[..], to));
     }
 }

@@ -6,7 +6,7 @@
 //! Static dispatch: `UdpIo` is generic over the socket, nothing is boxed.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::offload::{self, Received};
 
@@ -26,6 +26,28 @@ pub trait DatagramSocket {
     fn enable_gro(&mut self) -> bool {
         false
     }
+
+    /// Asks for each datagram's destination address ([`Received::to`]), and lets sends name
+    /// their source; false when the socket cannot.
+    fn enable_pktinfo(&mut self) -> bool {
+        false
+    }
+
+    /// [`Self::send_to`] from the local address `from` (with packet info on).
+    fn send_to_from(&mut self, buf: &[u8], to: SocketAddr, _from: IpAddr) -> io::Result<usize> {
+        self.send_to(buf, to)
+    }
+
+    /// [`Self::send_segments`] from the local address `from` (with packet info on).
+    fn send_segments_from(
+        &mut self,
+        buf: &[u8],
+        segment: usize,
+        to: SocketAddr,
+        _from: IpAddr,
+    ) -> io::Result<usize> {
+        self.send_segments(buf, segment, to)
+    }
 }
 
 impl DatagramSocket for mio::net::UdpSocket {
@@ -38,7 +60,7 @@ impl DatagramSocket for mio::net::UdpSocket {
     }
 
     fn send_segments(&mut self, buf: &[u8], segment: usize, to: SocketAddr) -> io::Result<usize> {
-        offload::send_segments(self, buf, segment, to)
+        offload::send_segments(self, buf, segment, to, None)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -47,5 +69,24 @@ impl DatagramSocket for mio::net::UdpSocket {
 
     fn enable_gro(&mut self) -> bool {
         offload::enable_gro(self)
+    }
+
+    fn enable_pktinfo(&mut self) -> bool {
+        let v6 = mio::net::UdpSocket::local_addr(self).is_ok_and(|a| a.is_ipv6());
+        offload::enable_pktinfo(self, v6)
+    }
+
+    fn send_to_from(&mut self, buf: &[u8], to: SocketAddr, from: IpAddr) -> io::Result<usize> {
+        offload::send_from(self, buf, to, from)
+    }
+
+    fn send_segments_from(
+        &mut self,
+        buf: &[u8],
+        segment: usize,
+        to: SocketAddr,
+        from: IpAddr,
+    ) -> io::Result<usize> {
+        offload::send_segments(self, buf, segment, to, Some(from))
     }
 }

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::amplification::SendBudget;
@@ -26,6 +26,8 @@ use crate::config::{LossHiding, LossHidingMode};
 struct Queued {
     data: Vec<u8>,
     to: SocketAddr,
+    /// The source address to name (packet info on), else the kernel's choice.
+    from: Option<IpAddr>,
     at: Instant,
 }
 
@@ -121,6 +123,7 @@ struct Batch {
     segment: usize,
     count: usize,
     to: Option<SocketAddr>,
+    from: Option<IpAddr>,
     closed: bool,
 }
 
@@ -128,11 +131,12 @@ impl Batch {
     /// Largest GSO send: one IP datagram's worth.
     const MAX_BYTES: usize = 64_000;
 
-    fn accepts(&self, data: &[u8], to: SocketAddr) -> bool {
+    fn accepts(&self, data: &[u8], to: SocketAddr, from: Option<IpAddr>) -> bool {
         match self.to {
             None => true,
             Some(dest) => {
                 dest == to
+                    && self.from == from
                     && !self.closed
                     && data.len() <= self.segment
                     && self.count < offload::MAX_SEGMENTS
@@ -141,9 +145,10 @@ impl Batch {
         }
     }
 
-    fn push(&mut self, data: &[u8], to: SocketAddr) {
+    fn push(&mut self, data: &[u8], to: SocketAddr, from: Option<IpAddr>) {
         if self.to.is_none() {
             self.to = Some(to);
+            self.from = from;
             self.segment = data.len();
         }
         self.closed = data.len() < self.segment;
@@ -157,6 +162,7 @@ impl Batch {
         self.segment = 0;
         self.count = 0;
         self.to = None;
+        self.from = None;
         self.closed = false;
     }
 }
@@ -184,6 +190,9 @@ pub struct UdpIo<S: DatagramSocket = mio::net::UdpSocket> {
     /// The last ICMP error (port or host unreachable) reported on the socket (connected sockets
     /// only: the kernel reports none on an unconnected one).
     unreachable: Option<io::Error>,
+    /// Each datagram's destination is reported and each send names its source (a server bound
+    /// to a wildcard address: [`UdpIo::enable_pktinfo`]).
+    pktinfo: bool,
     /// The socket's address, asked once (it is bound, and connected if it will be, before
     /// it is wrapped): every received datagram names it.
     local: Option<SocketAddr>,
@@ -197,6 +206,7 @@ impl<S: DatagramSocket> UdpIo<S> {
             if gro { "on" } else { "unavailable" }
         );
         UdpIo {
+            pktinfo: false,
             local: socket.local_addr().ok(),
             socket,
             queue: VecDeque::new(),
@@ -317,15 +327,16 @@ impl<S: DatagramSocket> UdpIo<S> {
                     budget.on_sent(n);
                     let at = if info.at > horizon { info.at } else { now };
                     let to = peer.unwrap_or(info.to);
+                    let src = self.source(info.from);
                     // Lent out while transmitted (taking it allocates nothing): the packet is
                     // copied only into the GSO batch, or into the queue when it must wait.
                     let buf = std::mem::take(&mut self.send_buf);
                     let data = &buf[..n];
                     if budget.allows(n) && hider.duplicate(n, now, rtt) {
                         budget.on_sent(n);
-                        self.duplicate(data, to, at, hider.gap(), now);
+                        self.duplicate(data, to, src, at, hider.gap(), now);
                     }
-                    self.transmit(data, to, at, now);
+                    self.transmit(data, to, src, at, now);
                     self.send_buf = buf;
                 }
                 Err(quiche::Error::Done) => break,
@@ -349,7 +360,8 @@ impl<S: DatagramSocket> UdpIo<S> {
                 break;
             };
             let to = peer.unwrap_or(info.to);
-            if let Err(e) = self.socket.send_to(&self.send_buf[..n], to) {
+            let src = self.source(info.from);
+            if let Err(e) = Self::send_raw(&mut self.socket, &self.send_buf[..n], to, src) {
                 log::debug!("udp send to {to}: {e}");
             }
         }
@@ -357,14 +369,23 @@ impl<S: DatagramSocket> UdpIo<S> {
 
     /// Schedules the second copy of a datagram: in line right after the original, or `gap`
     /// later on the side queue.
-    fn duplicate(&mut self, data: &[u8], to: SocketAddr, at: Instant, gap: Duration, now: Instant) {
+    fn duplicate(
+        &mut self,
+        data: &[u8],
+        to: SocketAddr,
+        src: Option<IpAddr>,
+        at: Instant,
+        gap: Duration,
+        now: Instant,
+    ) {
         if gap.is_zero() {
             // Sent first, so the original follows it at once; order between copies is irrelevant.
-            self.transmit(data, to, at, now);
+            self.transmit(data, to, src, at, now);
         } else {
             self.delayed.push_back(Queued {
                 data: data.to_vec(),
                 to,
+                from: src,
                 at: at.max(now) + gap,
             });
         }
@@ -372,44 +393,94 @@ impl<S: DatagramSocket> UdpIo<S> {
 
     /// Sends one datagram now if it is due and nothing is queued ahead of it (gathered into a
     /// GSO batch when possible), else queues it.
-    fn transmit(&mut self, data: &[u8], to: SocketAddr, at: Instant, now: Instant) {
+    fn transmit(
+        &mut self,
+        data: &[u8],
+        to: SocketAddr,
+        src: Option<IpAddr>,
+        at: Instant,
+        now: Instant,
+    ) {
         if self.blocked || !self.queue.is_empty() || at > now {
             self.flush_batch(now);
             self.queue.push_back(Queued {
                 data: data.to_vec(),
                 to,
+                from: src,
                 at,
             });
             return;
         }
-        if !self.batch.accepts(&data, to) {
+        if !self.batch.accepts(data, to, src) {
             self.flush_batch(now);
         }
         // Checked after the flush: a refused GSO send turns it off there, and a packet put in
         // a fresh batch then would leave after the ones that follow it.
         if !self.gso {
-            self.send_one(data, to, now);
+            self.send_one(data, to, src, now);
             return;
         }
-        self.batch.push(data, to);
+        self.batch.push(data, to, src);
+    }
+
+    /// The source address to name for a packet quiche made on a path from `from`: with
+    /// packet info on, the address the peer sent to; else none (the kernel's choice).
+    fn source(&self, from: SocketAddr) -> Option<IpAddr> {
+        self.pktinfo.then_some(from.ip())
+    }
+
+    fn send_raw(
+        socket: &mut S,
+        data: &[u8],
+        to: SocketAddr,
+        src: Option<IpAddr>,
+    ) -> io::Result<usize> {
+        match src {
+            Some(from) => socket.send_to_from(data, to, from),
+            None => socket.send_to(data, to),
+        }
+    }
+
+    /// Turns on packet info: each datagram's destination is reported
+    /// ([`UdpIo::last_destination`]) and every send goes out from the address of the path it
+    /// belongs to. For a socket bound to a wildcard address; false when the socket cannot.
+    pub fn enable_pktinfo(&mut self) -> bool {
+        self.pktinfo = self.socket.enable_pktinfo();
+        self.pktinfo
+    }
+
+    /// The local address the last datagram [`UdpIo::recv`] handed out was sent to, when packet
+    /// info is on.
+    pub fn last_destination(&self) -> Option<IpAddr> {
+        self.received.as_ref().and_then(|(r, _)| r.to)
+    }
+
+    /// Sends one datagram made outside a connection (a Retry, a version negotiation, a
+    /// stateless reset, an address check) at once, from `from` (the address the datagram it
+    /// answers was sent to) when packet info is on.
+    pub fn send_now(&mut self, data: &[u8], to: SocketAddr, from: SocketAddr) -> io::Result<usize> {
+        let src = self.source(from);
+        Self::send_raw(&mut self.socket, data, to, src)
     }
 
     /// Sends one datagram; on WouldBlock it waits in the queue.
-    fn send_one(&mut self, data: &[u8], to: SocketAddr, now: Instant) {
+    fn send_one(&mut self, data: &[u8], to: SocketAddr, src: Option<IpAddr>, now: Instant) {
         if self.blocked {
             self.queue.push_back(Queued {
                 data: data.to_vec(),
                 to,
+                from: src,
                 at: now,
             });
             return;
         }
-        if let Err(e) = self.socket.send_to(data, to) {
+        if let Err(e) = Self::send_raw(&mut self.socket, data, to, src) {
             if e.kind() == io::ErrorKind::WouldBlock {
                 self.blocked = true;
                 self.queue.push_back(Queued {
                     data: data.to_vec(),
                     to,
+                    from: src,
                     at: now,
                 });
             } else {
@@ -429,7 +500,13 @@ impl<S: DatagramSocket> UdpIo<S> {
         let mut batch = std::mem::take(&mut self.batch);
         let mut sent = false;
         if batch.count > 1 && !self.blocked {
-            match self.socket.send_segments(&batch.buf, batch.segment, to) {
+            let sent_now = match batch.from {
+                Some(from) => self
+                    .socket
+                    .send_segments_from(&batch.buf, batch.segment, to, from),
+                None => self.socket.send_segments(&batch.buf, batch.segment, to),
+            };
+            match sent_now {
                 Ok(_) => sent = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -441,7 +518,7 @@ impl<S: DatagramSocket> UdpIo<S> {
         }
         if !sent {
             for segment in batch.buf.chunks(batch.segment) {
-                self.send_one(segment, to, now);
+                self.send_one(segment, to, batch.from, now);
             }
         }
         batch.clear();
@@ -470,7 +547,7 @@ impl<S: DatagramSocket> UdpIo<S> {
             if front.at > now {
                 break;
             }
-            match socket.send_to(&front.data, front.to) {
+            match Self::send_raw(socket, &front.data, front.to, front.from) {
                 Ok(_) => {
                     queue.pop_front();
                 }

@@ -143,6 +143,12 @@ impl ServerProxy {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let local = udp.local_addr()?;
+        if local.ip().is_unspecified() && !udp.enable_pktinfo() {
+            log::warn!(
+                "listen {local}: the socket cannot report which address a client sent to; with \
+                 several addresses on this host, clients of the second one get no answer"
+            );
+        }
         log::info!(
             "listening for QUIC on {local}, services: {}",
             describe_services(&cfg.services)
@@ -198,7 +204,7 @@ impl ServerProxy {
         let mut pending = false;
         for pc in self.conns.iter_mut().map(|(_, pc)| pc) {
             let (udp, metrics) = (&mut self.udp, &mut self.metrics);
-            if peer_address::before_sending(&mut pc.peer, &pc.client, udp, metrics, now) {
+            if peer_address::before_sending(&mut pc.peer, &pc.client, pc.local, udp, metrics, now) {
                 continue;
             }
             let to = Some(pc.peer.current());

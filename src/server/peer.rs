@@ -30,6 +30,8 @@ pub struct PeerConn {
     pub handshake_deadline: Instant,
     /// The client's address, followed across NAT rebindings.
     pub peer: PeerAddress,
+    /// Our address the client sends to (with several, answers leave from this one).
+    pub local: SocketAddr,
     /// Who the client's certificate names, once read (see [`PeerConn::identity`]).
     identity: Option<Identity>,
 }
@@ -38,6 +40,7 @@ impl PeerConn {
     pub fn new(
         session: Session,
         from: SocketAddr,
+        local: SocketAddr,
         cid: Vec<u8>,
         budget: SendBudget,
         handshake_deadline: Instant,
@@ -53,6 +56,7 @@ impl PeerConn {
             budget,
             handshake_deadline,
             peer: PeerAddress::new(from),
+            local,
             identity: None,
         }
     }
@@ -119,6 +123,7 @@ impl PeerConn {
             self.budget.on_received(data.len());
         }
         let processed_before = self.session.conn.stats().recv;
+        self.local = to;
         peer_address::deliver(&mut self.session, &mut self.peer, data, from, to, now);
         if validated {
             return;

@@ -194,13 +194,14 @@ pub fn deliver(
 pub fn before_sending(
     peer: &mut PeerAddress,
     client: &str,
+    local: SocketAddr,
     udp: &mut UdpIo,
     metrics: &mut Metrics,
     now: Instant,
 ) -> bool {
     let (challenge, change) = peer.due_challenge(now);
     if let Some((datagram, to)) = challenge {
-        let _ = udp.socket.send_to(&datagram, to); // if lost, it is repeated
+        let _ = udp.send_now(&datagram, to, local); // if lost, it is repeated
     }
     report(change, client, udp, metrics);
     peer.holds_sending()

@@ -58,11 +58,16 @@ impl ServerProxy {
                 return ControlFlow::Break(());
             }
         };
-        self.route(data, from, now);
+        // Bound to a wildcard address, the socket says which of ours the client sent to.
+        let to = self
+            .udp
+            .last_destination()
+            .map_or(self.local, |ip| SocketAddr::new(ip, self.local.port()));
+        self.route(data, from, to, now);
         ControlFlow::Continue(())
     }
 
-    fn route(&mut self, mut data: Vec<u8>, from: SocketAddr, now: Instant) {
+    fn route(&mut self, mut data: Vec<u8>, from: SocketAddr, to: SocketAddr, now: Instant) {
         if path_check::is_ours(&data) {
             self.on_path_response(&data, from);
             return;
@@ -83,20 +88,19 @@ impl ServerProxy {
         let key = match key {
             Some(k) => k,
             None if hdr.ty == quiche::Type::Initial => {
-                match self.accept(&hdr, derived.to_vec(), from, now) {
+                match self.accept(&hdr, derived.to_vec(), from, to, now) {
                     Some(k) => k,
                     None => return,
                 }
             }
             None if hdr.ty == quiche::Type::Short => {
-                self.send_stateless_reset(&hdr.dcid, data.len(), from);
+                self.send_stateless_reset(&hdr.dcid, data.len(), from, to);
                 return;
             }
             None => return,
         };
-        let local = self.local;
         if let Some(pc) = self.conns.get_mut(key) {
-            pc.receive(&mut data, hdr.ty, from, local, now);
+            pc.receive(&mut data, hdr.ty, from, to, now);
             if let Some(refusal) = self.refusals.take() {
                 pc.refusal = Some(refusal);
             }
@@ -125,6 +129,7 @@ impl ServerProxy {
         hdr: &quiche::Header<'_>,
         scid: Vec<u8>,
         from: SocketAddr,
+        local: SocketAddr,
         now: Instant,
     ) -> Option<usize> {
         if self.stopping {
@@ -133,14 +138,14 @@ impl ServerProxy {
         if !quiche::version_is_supported(hdr.version) {
             let mut out = [0u8; 1500];
             if let Ok(n) = quiche::negotiate_version(&hdr.scid, &hdr.dcid, &mut out) {
-                let _ = self.udp.socket.send_to(&out[..n], from);
+                let _ = self.udp.send_now(&out[..n], from, local);
             }
             return None;
         }
         let odcid = match self.admission.admit(hdr, &scid, from, self.load(), now) {
             Verdict::Accept { odcid } => odcid,
             Verdict::Retry(packet) => {
-                let _ = self.udp.socket.send_to(&packet, from);
+                let _ = self.udp.send_now(&packet, from, local);
                 return None;
             }
             Verdict::Refuse => return None,
@@ -160,11 +165,11 @@ impl ServerProxy {
                     original_destination_cid: &quiche::ConnectionId::from_ref(odcid),
                     retry_source_cid: &hdr.dcid,
                 },
-                self.local,
+                local,
                 from,
                 &mut self.quiche_config,
             ),
-            None => quiche::accept(&cid, None, self.local, from, &mut self.quiche_config),
+            None => quiche::accept(&cid, None, local, from, &mut self.quiche_config),
         };
         let mut conn = match accepted {
             Ok(c) => c,
@@ -182,6 +187,7 @@ impl ServerProxy {
         let key = self.conns.insert(PeerConn::new(
             Session::new(conn, self.cfg.transport.keepalive_interval, liveness, now),
             from,
+            local,
             scid.clone(),
             budget,
             now + self.admission.handshake_timeout(),
@@ -224,7 +230,13 @@ impl ServerProxy {
 
     /// RFC 9000 §10.3: unpredictable bits, then the token; shorter than the packet that caused it
     /// so two servers cannot loop.
-    fn send_stateless_reset(&mut self, dcid: &[u8], received: usize, to: SocketAddr) {
+    fn send_stateless_reset(
+        &mut self,
+        dcid: &[u8],
+        received: usize,
+        to: SocketAddr,
+        local: SocketAddr,
+    ) {
         const MIN: usize = 21;
         if received <= MIN + 1 || dcid.len() != CID_LEN {
             return;
@@ -235,7 +247,7 @@ impl ServerProxy {
         packet[0] = 0x40 | (packet[0] & 0x3f);
         packet[len - 16..].copy_from_slice(&self.routes.reset_token(dcid).to_be_bytes());
         log::debug!("stateless reset to {to} for an unknown connection");
-        let _ = self.udp.socket.send_to(&packet, to);
+        let _ = self.udp.send_now(&packet, to, local);
     }
 
     /// Removes connection `ck`, its routes and its exchanges (closing their upstream

@@ -151,7 +151,14 @@ impl ServerSide {
         let conn = quiche::accept(&cid, None, SERVER_ADDR, from, &mut self.quiche).expect("accept");
         let session = Session::new(conn, Duration::from_secs(3600), None, real);
         let far = real + Duration::from_secs(3600);
-        let pc = PeerConn::new(session, from, scid.clone(), SendBudget::validated(), far);
+        let pc = PeerConn::new(
+            session,
+            from,
+            SERVER_ADDR,
+            scid.clone(),
+            SendBudget::validated(),
+            far,
+        );
         let key = self.conns.insert(pc);
         self.routes.insert(scid, key);
         key

@@ -169,7 +169,12 @@ impl DatagramSocket for SimSocket {
         if more > 0 {
             self.stats.gro_aggregates += 1;
         }
-        Ok(Received { len, segment, from })
+        Ok(Received {
+            len,
+            segment,
+            from,
+            to: None,
+        })
     }
 
     fn send_to(&mut self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {

@@ -34,6 +34,7 @@ mod migration;
 mod ops;
 mod pacing;
 mod peers;
+mod pktinfo;
 mod read_backlog;
 mod services;
 mod session;
