@@ -171,6 +171,24 @@ def descendants(pids):
     return out
 
 
+def wait_log(path, needle, what, procs_started, timeout):
+    """Waits until `needle` is in the log at `path`; fails at once if one of `procs_started`
+    exited, or after `timeout` s."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            with open(path, errors="replace") as f:
+                if needle in f.read():
+                    return
+        except OSError:
+            pass
+        for p in procs_started:
+            if p.poll() is not None:
+                raise BenchError(f"{what} exited (rc {p.returncode}); see {p.ptb_log}")
+        time.sleep(0.002)
+    raise BenchError(f"{what}: no {needle!r} in its log within {timeout} s; see {path}")
+
+
 def cpu_ns(pids):
     """CPU time (user+system) of the processes, summed over their threads, in ns.
     /proc/PID/task/TID/schedstat has nanosecond resolution; /proc/PID/stat (10 ms ticks) is the
@@ -461,19 +479,7 @@ class Pair:
             raise BenchError(f"{self.name}: {what} did not accept on {addr} within 15 s")
 
     def _wait_log(self, path, needle, what, timeout):
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            try:
-                with open(path, errors="replace") as f:
-                    if needle in f.read():
-                        return
-            except OSError:
-                pass
-            for p in self.procs_started:
-                if p.poll() is not None:
-                    raise BenchError(f"{self.name}: {what} exited (rc {p.returncode}); see {p.ptb_log}")
-            time.sleep(0.002)
-        raise BenchError(f"{self.name}: {what}: no {needle!r} in its log within {timeout} s; see {path}")
+        wait_log(path, needle, f"{self.name}: {what}", self.procs_started, timeout)
 
     def pids(self):
         return descendants([p.pid for p in self.procs_started if p.poll() is None])

@@ -29,7 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench  # noqa: E402  (shared helpers; bench.py runs nothing on import)
-from bench import BenchError, Stop, log, fmt_num, summarize  # noqa: E402
+from bench import BenchError, Stop, log, fmt_num, summarize, wait_log  # noqa: E402
 
 ROOT = bench.ROOT
 TOOLS = bench.TOOLS
@@ -88,22 +88,6 @@ def wait_port(port, what, procs_started, deadline=15):
         died = [p for p in procs_started if p.poll() is not None]
         hint = f" (it exited with {died[0].returncode}; see {died[0].ptb_log})" if died else ""
         raise BenchError(f"{what} did not accept on {LOOP}:{port} within {deadline} s{hint}")
-
-
-def wait_log(path, needle, what, procs_started, timeout):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        try:
-            with open(path, errors="replace") as f:
-                if needle in f.read():
-                    return
-        except OSError:
-            pass
-        for p in procs_started:
-            if p.poll() is not None:
-                raise BenchError(f"{what} exited (rc {p.returncode}); see {p.ptb_log}")
-        time.sleep(0.005)
-    raise BenchError(f"{what}: no {needle!r} in its log within {timeout} s; see {path}")
 
 
 # ----------------------------------------------------------------------------- pairs

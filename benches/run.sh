@@ -61,20 +61,13 @@ if [ $build = 1 ]; then
   cargo build --release --quiet --manifest-path "$here/tools/Cargo.toml"
 fi
 
+# shellcheck source=benches/stop_started.sh
+. "$here/stop_started.sh"
 state=$(mktemp -d /tmp/ptb-state.XXXXXX)
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  if [ -n "${bench_pid:-}" ] && kill -0 "$bench_pid" 2>/dev/null; then
-    kill -TERM "$bench_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$bench_pid" 2>/dev/null || break; sleep 0.1; done
-  fi
-  # Whatever bench.py started and could not stop itself: by recorded process-group id only.
-  if [ -f "$state/pids" ]; then
-    while read -r pid; do
-      [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
-    done < "$state/pids"
-  fi
+  stop_started
   if [ -f "$state/netns-owned" ]; then
     ip netns del ptb-client 2>/dev/null || true
     ip netns del ptb-server 2>/dev/null || true
