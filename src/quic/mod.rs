@@ -5,6 +5,7 @@ pub mod amplification;
 pub mod backoff;
 pub mod debug;
 pub mod liveness;
+pub mod loss_hiding;
 pub mod offload;
 pub mod path_check;
 pub mod refusal;

@@ -17,10 +17,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::amplification::SendBudget;
+pub use super::loss_hiding::LossHider;
 use super::offload;
 use super::setup::MAX_DATAGRAM;
 use super::socket::DatagramSocket;
-use crate::config::{LossHiding, LossHidingMode};
 
 /// A packet waiting for the socket or for its release time.
 struct Queued {
@@ -35,85 +35,6 @@ struct Queued {
 const MAX_QUEUED: usize = 1024;
 /// Packets sent at most by [`UdpIo::send_final`] (a close needs one).
 const MAX_FINAL_PACKETS: usize = 4;
-
-/// Decides which datagrams are sent twice, and counts them.
-#[derive(Debug)]
-pub struct LossHider {
-    cfg: LossHiding,
-    /// (time, bytes) of original datagrams sent within the last RTT (interactive mode).
-    recent: VecDeque<(Instant, usize)>,
-    recent_bytes: u64,
-    pub datagrams: u64,
-    pub bytes: u64,
-}
-
-impl LossHider {
-    pub fn new(cfg: LossHiding) -> Self {
-        LossHider {
-            cfg,
-            recent: VecDeque::new(),
-            recent_bytes: 0,
-            datagrams: 0,
-            bytes: 0,
-        }
-    }
-
-    /// One line for the start-up log: the mode and what it costs.
-    pub fn describe(&self) -> String {
-        let c = &self.cfg;
-        let gap = if c.gap.is_zero() {
-            "right away".to_string()
-        } else {
-            format!("{} ms later", c.gap.as_millis())
-        };
-        match c.mode {
-            LossHidingMode::Off => "loss hiding off".to_string(),
-            LossHidingMode::Small => format!(
-                "loss hiding: datagrams up to {} bytes are sent twice ({gap}); expected cost: \
-                 up to 2x the bytes of small messages (requests, small responses, ACKs), bulk transfers unaffected",
-                c.max_datagram
-            ),
-            LossHidingMode::Interactive => format!(
-                "loss hiding: every datagram is sent twice ({gap}) while under {} bytes left in the last RTT; \
-                 expected cost: 2x the bytes of interactive traffic, bulk transfers stop being duplicated",
-                c.interactive_bytes
-            ),
-        }
-    }
-
-    /// Whether an original datagram of `len` bytes gets a copy; records it.
-    fn duplicate(&mut self, len: usize, now: Instant, rtt: Duration) -> bool {
-        let dup = match self.cfg.mode {
-            LossHidingMode::Off => false,
-            LossHidingMode::Small => len <= self.cfg.max_datagram,
-            LossHidingMode::Interactive => {
-                self.forget_older_than(now.checked_sub(rtt).unwrap_or(now));
-                self.recent.push_back((now, len));
-                self.recent_bytes += len as u64;
-                self.recent_bytes <= self.cfg.interactive_bytes
-            }
-        };
-        if dup {
-            self.datagrams += 1;
-            self.bytes += len as u64;
-        }
-        dup
-    }
-
-    fn forget_older_than(&mut self, limit: Instant) {
-        while let Some(&(t, len)) = self.recent.front() {
-            if t >= limit {
-                break;
-            }
-            self.recent.pop_front();
-            self.recent_bytes -= len as u64;
-        }
-    }
-
-    fn gap(&self) -> Duration {
-        self.cfg.gap
-    }
-}
 
 /// Datagrams gathered for one GSO send: same destination, equal sizes (the last may be
 /// shorter, which closes the batch).
@@ -588,6 +509,7 @@ fn is_transient(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{LossHiding, LossHidingMode};
 
     fn hider(mode: LossHidingMode) -> LossHider {
         LossHider::new(LossHiding {

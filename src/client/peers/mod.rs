@@ -6,11 +6,12 @@
 //! what an alive peer shows (keepalives or liveness probes go out at least that often and an
 //! answer takes a few probe timeouts; `peer_silence_ms` overrides it). A group's policy picks
 //! among the links of its peers ([`choice::pick`]). A per-address peer's name is resolved off
-//! the loop ([`crate::resolver`]) at start and every [`RESOLVE_TTL`]: a new address gets a
+//! the loop ([`crate::resolver`]) at start and every [`crate::resolve::RESOLVE_TTL`]: a new address gets a
 //! session, a vanished one is drained. SIGHUP adds peers at once and drains removed ones:
 //! a drained link takes no new request and closes once its last stream ended.
 
 pub mod choice;
+mod names;
 mod report;
 
 use std::net::SocketAddr;
@@ -25,9 +26,10 @@ use crate::config::{ClientConfig, PeerConfig, PeerGroup, Policy};
 use crate::quic::session::Session;
 use crate::reactor::backlog::Backlog;
 use crate::reactor::{PEER_UDP_BASE, RESOLVER};
-use crate::resolve::{HostPort, RESOLVE_TTL};
+use crate::resolve::HostPort;
 use crate::resolver::Resolver;
 use choice::{pick, Health};
+use names::NameState;
 
 /// Most sessions one client keeps (the token space between `PEER_UDP_BASE` and `RESOLVER`).
 pub const MAX_LINKS: usize = RESOLVER.0 - PEER_UDP_BASE;
@@ -49,16 +51,6 @@ struct PeerSlot {
     removed: bool,
     /// Request streams opened on it.
     requests: u64,
-}
-
-/// A per-address peer's name, renewed like upstream names.
-struct NameState {
-    target: HostPort,
-    resolved_at: Option<Instant>,
-    /// The next lookup is asked no earlier than this.
-    next_lookup: Instant,
-    /// Why it has no address yet (for 503 answers and `/health`).
-    problem: String,
 }
 
 /// One configured peer and its links.
@@ -135,15 +127,6 @@ impl Peers {
         Ok(())
     }
 
-    fn resolver_mut(&mut self, registry: &Registry) -> std::io::Result<&mut Resolver> {
-        if self.resolver.is_none() {
-            self.resolver = Some(Resolver::start(registry, RESOLVER)?);
-        }
-        self.resolver
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("resolver not started"))
-    }
-
     /// A link to `peer` (to `address` only, for a per-address peer), its session started.
     fn make_link(
         &mut self,
@@ -171,119 +154,6 @@ impl Peers {
             requests: 0,
         });
         Ok(key)
-    }
-
-    /// A lookup of a per-address peer's name finished: a session for each new address, the
-    /// links of addresses no longer there drained. A failed lookup keeps the links it has.
-    fn on_resolved(
-        &mut self,
-        target: &HostPort,
-        found: std::io::Result<Vec<SocketAddr>>,
-        registry: &Registry,
-        now: Instant,
-    ) {
-        for i in 0..self.peers.len() {
-            let entry = &mut self.peers[i];
-            let Some(name) = entry.name.as_mut().filter(|n| &n.target == target) else {
-                continue;
-            };
-            let found = match &found {
-                Ok(list) if !list.is_empty() => list.clone(),
-                Ok(_) => {
-                    name.problem = format!("{target} has no address");
-                    Vec::new()
-                }
-                Err(e) => {
-                    name.problem = format!("cannot resolve {target}: {e}");
-                    Vec::new()
-                }
-            };
-            if found.is_empty() {
-                log::warn!(
-                    "peer {}: {}; asking again in {} s",
-                    entry.config.name,
-                    name.problem,
-                    RESOLVE_RETRY.as_secs()
-                );
-                name.next_lookup = now + RESOLVE_RETRY;
-                continue;
-            }
-            name.resolved_at = Some(now);
-            name.next_lookup = now + RESOLVE_TTL;
-            self.follow_addresses(i, &found, registry, now);
-        }
-    }
-
-    /// Makes peer `i`'s links match `found`: one per address.
-    fn follow_addresses(
-        &mut self,
-        i: usize,
-        found: &[SocketAddr],
-        registry: &Registry,
-        now: Instant,
-    ) {
-        let slots = &mut self.slots;
-        let entry = &mut self.peers[i];
-        entry.links.retain(|key| {
-            let Some(slot) = slots.get_mut(*key) else {
-                return false;
-            };
-            let kept = slot.address.is_some_and(|a| found.contains(&a));
-            if !kept {
-                log::info!(
-                    "peer {}: {:?} left the name: its session is drained",
-                    slot.link.name,
-                    slot.address
-                );
-                slot.removed = true;
-            }
-            kept
-        });
-        let config = entry.config.clone();
-        for addr in found {
-            let known = self.peers[i]
-                .links
-                .iter()
-                .any(|k| self.slots.get(*k).is_some_and(|s| s.address == Some(*addr)));
-            if known {
-                continue;
-            }
-            match self.make_link(&config, Some(*addr), registry, now) {
-                Ok(key) => {
-                    log::info!("peer {}: a session to {addr}", config.name);
-                    self.peers[i].links.push(key);
-                }
-                Err(e) => log::error!("peer {}: no session to {addr}: {e}", config.name),
-            }
-        }
-    }
-
-    /// Takes the lookups finished since the last turn and asks for the names due again.
-    fn refresh_names(&mut self, registry: &Registry, now: Instant) {
-        let Some(resolver) = self.resolver.as_mut() else {
-            return;
-        };
-        let answers = resolver.answers();
-        for (target, found) in answers {
-            self.on_resolved(&target, found, registry, now);
-        }
-        let due: Vec<HostPort> = self
-            .peers
-            .iter()
-            .filter_map(|p| p.name.as_ref())
-            .filter(|n| n.next_lookup <= now)
-            .map(|n| n.target.clone())
-            .collect();
-        if let Some(resolver) = self.resolver.as_mut() {
-            for target in &due {
-                resolver.ask(target);
-            }
-        }
-        for n in self.peers.iter_mut().filter_map(|p| p.name.as_mut()) {
-            if due.contains(&n.target) {
-                n.next_lookup = now + RESOLVE_RETRY;
-            }
-        }
     }
 
     /// The link whose UDP socket `token` is.
