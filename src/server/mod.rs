@@ -93,6 +93,8 @@ pub struct ServerProxy {
     admission: Admission,
     /// Resolves the upstream names off the reactor thread.
     resolver: Resolver,
+    /// The datagram being routed (kept between datagrams).
+    rx: Vec<u8>,
 }
 
 impl ServerProxy {
@@ -185,6 +187,7 @@ impl ServerProxy {
             debug: DebugTaps::new(cfg.ops.qlog_dir.clone()),
             admission: Admission::new(cfg.admission.clone(), &key_pem),
             resolver,
+            rx: Vec::new(),
         })
     }
 

@@ -50,10 +50,21 @@ impl ServerProxy {
 
     /// Reads and routes one datagram; breaks when the socket has none (or failed).
     fn route_next(&mut self, now: Instant) -> ControlFlow<()> {
-        let (data, from) = match self.udp.recv() {
-            Ok(Some((data, from))) => (data.to_vec(), from),
-            Ok(None) => return ControlFlow::Break(()),
+        // The datagram is copied out of the socket's buffer (routing it needs `self` whole)
+        // into one buffer kept from datagram to datagram: no allocation per datagram.
+        let mut data = std::mem::take(&mut self.rx);
+        let from = match self.udp.recv() {
+            Ok(Some((received, from))) => {
+                data.clear();
+                data.extend_from_slice(received);
+                from
+            }
+            Ok(None) => {
+                self.rx = data;
+                return ControlFlow::Break(());
+            }
             Err(e) => {
+                self.rx = data;
                 log::warn!("udp receive: {e}");
                 return ControlFlow::Break(());
             }
@@ -63,16 +74,17 @@ impl ServerProxy {
             .udp
             .last_destination()
             .map_or(self.local, |ip| SocketAddr::new(ip, self.local.port()));
-        self.route(data, from, to, now);
+        self.route(&mut data, from, to, now);
+        self.rx = data;
         ControlFlow::Continue(())
     }
 
-    fn route(&mut self, mut data: Vec<u8>, from: SocketAddr, to: SocketAddr, now: Instant) {
-        if path_check::is_ours(&data) {
-            self.on_path_response(&data, from);
+    fn route(&mut self, data: &mut [u8], from: SocketAddr, to: SocketAddr, now: Instant) {
+        if path_check::is_ours(data) {
+            self.on_path_response(data, from);
             return;
         }
-        let Ok(hdr) = quiche::Header::from_slice(&mut data, CID_LEN) else {
+        let Ok(hdr) = quiche::Header::from_slice(data, CID_LEN) else {
             log::trace!("dropping unparseable datagram from {from}");
             return;
         };
@@ -100,7 +112,7 @@ impl ServerProxy {
             None => return,
         };
         if let Some(pc) = self.conns.get_mut(key) {
-            pc.receive(&mut data, hdr.ty, from, to, now);
+            pc.receive(data, hdr.ty, from, to, now);
             if let Some(refusal) = self.refusals.take() {
                 pc.refusal = Some(refusal);
             }
