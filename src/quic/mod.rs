@@ -3,6 +3,7 @@
 
 pub mod amplification;
 pub mod backoff;
+pub mod batch;
 pub mod debug;
 pub mod liveness;
 pub mod loss_hiding;

@@ -17,8 +17,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::amplification::SendBudget;
+use super::batch::{Batch, Inbox};
 pub use super::loss_hiding::LossHider;
-use super::offload;
 use super::setup::MAX_DATAGRAM;
 use super::socket::DatagramSocket;
 
@@ -36,58 +36,6 @@ const MAX_QUEUED: usize = 1024;
 /// Packets sent at most by [`UdpIo::send_final`] (a close needs one).
 const MAX_FINAL_PACKETS: usize = 4;
 
-/// Datagrams gathered for one GSO send: same destination, equal sizes (the last may be
-/// shorter, which closes the batch).
-#[derive(Debug, Default)]
-struct Batch {
-    buf: Vec<u8>,
-    segment: usize,
-    count: usize,
-    to: Option<SocketAddr>,
-    from: Option<IpAddr>,
-    closed: bool,
-}
-
-impl Batch {
-    /// Largest GSO send: one IP datagram's worth.
-    const MAX_BYTES: usize = 64_000;
-
-    fn accepts(&self, data: &[u8], to: SocketAddr, from: Option<IpAddr>) -> bool {
-        match self.to {
-            None => true,
-            Some(dest) => {
-                dest == to
-                    && self.from == from
-                    && !self.closed
-                    && data.len() <= self.segment
-                    && self.count < offload::MAX_SEGMENTS
-                    && self.buf.len() + data.len() <= Self::MAX_BYTES
-            }
-        }
-    }
-
-    fn push(&mut self, data: &[u8], to: SocketAddr, from: Option<IpAddr>) {
-        if self.to.is_none() {
-            self.to = Some(to);
-            self.from = from;
-            self.segment = data.len();
-        }
-        self.closed = data.len() < self.segment;
-        self.buf.extend_from_slice(data);
-        self.count += 1;
-    }
-
-    /// Empties the batch, keeping its buffer's memory for the next one.
-    fn clear(&mut self) {
-        self.buf.clear();
-        self.segment = 0;
-        self.count = 0;
-        self.to = None;
-        self.from = None;
-        self.closed = false;
-    }
-}
-
 /// The datagram path over a socket `S` (a real mio socket in production; see
 /// [`DatagramSocket`]).
 pub struct UdpIo<S: DatagramSocket = mio::net::UdpSocket> {
@@ -102,11 +50,10 @@ pub struct UdpIo<S: DatagramSocket = mio::net::UdpSocket> {
     pacing_wake: Option<Instant>,
     /// Segmentation offload still allowed (off after the kernel refused it once).
     gso: bool,
-    /// Due packets gathered for one GSO send.
+    /// Due packets gathered for one send call.
     batch: Batch,
-    recv_buf: Vec<u8>,
-    /// The last (possibly GRO-aggregated) receive: what of it was handed out so far.
-    received: Option<(offload::Received, usize)>,
+    /// The messages of the last receive call, handed out datagram by datagram.
+    inbox: Inbox,
     send_buf: Vec<u8>,
     /// The last ICMP error (port or host unreachable) reported on the socket (connected sockets
     /// only: the kernel reports none on an unconnected one).
@@ -136,8 +83,7 @@ impl<S: DatagramSocket> UdpIo<S> {
             pacing_wake: None,
             gso: true,
             batch: Batch::default(),
-            recv_buf: vec![0; MAX_DATAGRAM],
-            received: None,
+            inbox: Inbox::new(),
             send_buf: vec![0; MAX_DATAGRAM],
             unreachable: None,
         }
@@ -155,25 +101,23 @@ impl<S: DatagramSocket> UdpIo<S> {
         self.unreachable.take()
     }
 
-    /// Receives one datagram (cutting GRO aggregates apart); `Ok(None)` when the socket is
-    /// drained.
+    /// Receives one datagram (cutting GRO aggregates apart, reading several messages per
+    /// call); `Ok(None)` when the socket is drained.
     pub fn recv(&mut self) -> io::Result<Option<(&mut [u8], SocketAddr)>> {
-        if let Some((r, offset)) = self.received.take() {
-            if offset < r.len {
-                let end = (offset + r.segment).min(r.len);
-                let from = r.from;
-                self.received = Some((r, end));
-                return Ok(Some((&mut self.recv_buf[offset..end], from)));
-            }
-        }
+        let next = match self.inbox.next_datagram() {
+            Some(next) => Some(next),
+            None if self.receive_messages()? => self.inbox.next_datagram(),
+            None => None,
+        };
+        Ok(next.map(|(range, from)| (self.inbox.bytes_mut(range), from)))
+    }
+
+    /// Reads the next messages in one call; false when the socket is drained.
+    fn receive_messages(&mut self) -> io::Result<bool> {
         loop {
-            match self.socket.recv_aggregate(&mut self.recv_buf) {
-                Ok(r) => {
-                    let (end, from) = (r.segment.min(r.len), r.from);
-                    self.received = Some((r, end));
-                    return Ok(Some((&mut self.recv_buf[..end], from)));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            match self.inbox.receive(&mut self.socket) {
+                Ok(n) => return Ok(n > 0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors from an earlier send surface here; they say nothing about this read.
                 Err(e) if is_transient(&e) => {
@@ -332,16 +276,11 @@ impl<S: DatagramSocket> UdpIo<S> {
             });
             return;
         }
-        if !self.batch.accepts(data, to, src) {
+        if !(self.gso && self.batch.extends(data, to, src)) && self.batch.full() {
             self.flush_batch(now);
         }
-        // Checked after the flush: a refused GSO send turns it off there, and a packet put in
-        // a fresh batch then would leave after the ones that follow it.
-        if !self.gso {
-            self.send_one(data, to, src, now);
-            return;
-        }
-        self.batch.push(data, to, src);
+        // Checked after the flush: a GSO send refused there turns GSO off for this packet too.
+        self.batch.push(data, to, src, self.gso);
     }
 
     /// The source address to name for a packet quiche made on a path from `from`: with
@@ -373,7 +312,7 @@ impl<S: DatagramSocket> UdpIo<S> {
     /// The local address the last datagram [`UdpIo::recv`] handed out was sent to, when packet
     /// info is on.
     pub fn last_destination(&self) -> Option<IpAddr> {
-        self.received.as_ref().and_then(|(r, _)| r.to)
+        self.inbox.destination()
     }
 
     /// Sends one datagram made outside a connection (a Retry, a version negotiation, a
@@ -413,37 +352,57 @@ impl<S: DatagramSocket> UdpIo<S> {
         }
     }
 
-    /// Sends the gathered batch: one GSO call, or datagram by datagram when the kernel refuses
-    /// segmentation (then GSO stays off) or the batch holds one packet.
+    /// Sends the gathered batch: its messages (GSO batches or single datagrams) in one call
+    /// where the socket allows; what the call does not take (socket full, GSO refused: then
+    /// GSO stays off) goes datagram by datagram, or waits in the queue.
     fn flush_batch(&mut self, now: Instant) {
-        let Some(to) = self.batch.to else { return };
+        if self.batch.messages.is_empty() {
+            return;
+        }
         // Lent out while sent (taking it allocates nothing), then given back emptied.
         let mut batch = std::mem::take(&mut self.batch);
-        let mut sent = false;
-        if batch.count > 1 && !self.blocked {
-            let sent_now = match batch.from {
-                Some(from) => self
-                    .socket
-                    .send_segments_from(&batch.buf, batch.segment, to, from),
-                None => self.socket.send_segments(&batch.buf, batch.segment, to),
-            };
-            match sent_now {
-                Ok(_) => sent = true,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("UDP GSO refused ({e}); sending datagram by datagram from now on");
-                    self.gso = false;
-                }
-            }
-        }
-        if !sent {
-            for segment in batch.buf.chunks(batch.segment) {
-                self.send_one(segment, to, batch.from, now);
+        let taken = self.send_messages(&batch);
+        for m in &batch.messages[taken..] {
+            for datagram in m.data(&batch.buf).chunks(m.segment) {
+                self.send_one(datagram, m.to, m.from, now);
             }
         }
         batch.clear();
         self.batch = batch;
+    }
+
+    /// Sends the batch's messages in as few calls as the socket takes; returns how many it
+    /// took (sent, or dropped on an error of their own, as [`Self::send_one`] does). Stops
+    /// when the socket is full or refuses GSO.
+    fn send_messages(&mut self, batch: &Batch) -> usize {
+        let mut done = 0;
+        // Each call takes a message, fills the socket or ends the loop; an interrupted one or
+        // a reported ICMP error (which the failed call consumed) is retried, within bounds.
+        for _ in 0..2 * batch.messages.len() + 1 {
+            let Some(first) = batch.messages.get(done).copied() else {
+                break;
+            };
+            if self.blocked {
+                break;
+            }
+            match self.socket.send_batch(&batch.buf, &batch.messages[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.blocked = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_transient(&e) => self.unreachable = Some(e),
+                Err(e) if first.gso_segment().is_some() => {
+                    log::debug!("UDP GSO refused ({e}); sending datagram by datagram from now on");
+                    self.gso = false;
+                    break;
+                }
+                Err(e) => {
+                    log::debug!("udp send to {}: {e}", first.to);
+                    done += 1;
+                }
+            }
+        }
+        done
     }
 
     /// The peer moved from `old` to `new`: packets still waiting (socket full, pacing, delayed
@@ -510,6 +469,101 @@ fn is_transient(e: &io::Error) -> bool {
 mod tests {
     use super::*;
     use crate::config::{LossHiding, LossHidingMode};
+
+    /// A nonblocking loopback socket for the datagram path, and a poll that waits (bounded)
+    /// until it is readable.
+    fn loopback_io() -> (UdpIo, mio::Poll) {
+        let socket =
+            mio::net::UdpSocket::bind("127.0.0.1:0".parse().expect("address")).expect("bind");
+        let mut io = UdpIo::new(socket);
+        let poll = mio::Poll::new().expect("poll");
+        poll.registry()
+            .register(&mut io.socket, mio::Token(0), mio::Interest::READABLE)
+            .expect("register");
+        (io, poll)
+    }
+
+    fn wait_readable(poll: &mut mio::Poll) {
+        let mut events = mio::Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(5)))
+            .expect("poll");
+        assert!(!events.is_empty(), "nothing arrived within 5 s");
+    }
+
+    /// The receive path hands out, one by one and in order, datagrams of mixed sizes from
+    /// two senders that arrived together (read in one batched call), then reports the drain.
+    #[test]
+    fn batched_receive_hands_out_every_datagram_with_its_source() {
+        let (mut io, mut poll) = loopback_io();
+        let to = io.local_addr().expect("addr");
+        let senders = [
+            std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"),
+            std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"),
+        ];
+        let sizes = [1200, 1200, 700, 50, 1200, 9];
+        for (i, size) in sizes.iter().enumerate() {
+            senders[i % 2]
+                .send_to(&vec![i as u8; *size], to)
+                .expect("send");
+        }
+        wait_readable(&mut poll);
+        let mut got = Vec::new();
+        for _ in 0..sizes.len() + 1 {
+            match io.recv().expect("receive") {
+                Some((data, from)) => got.push((data.to_vec(), from)),
+                None => break,
+            }
+        }
+        assert_eq!(got.len(), sizes.len(), "every datagram, then drained");
+        for (i, (data, from)) in got.iter().enumerate() {
+            assert_eq!(*from, senders[i % 2].local_addr().expect("addr"), "{i}");
+            assert_eq!(*data, vec![i as u8; sizes[i]], "{i}");
+        }
+        assert!(io.recv().expect("receive").is_none());
+    }
+
+    /// A turn's datagrams of mixed sizes to two destinations are gathered into a few
+    /// messages (equal sizes to one destination merged for GSO) and leave in one flush, in
+    /// order per destination.
+    #[test]
+    fn mixed_datagrams_leave_in_one_batched_flush() {
+        let (mut io, _poll) = loopback_io();
+        let (mut x, mut px) = loopback_io();
+        let (mut y, mut py) = loopback_io();
+        let (to_x, to_y) = (x.local_addr().expect("addr"), y.local_addr().expect("addr"));
+        let now = Instant::now();
+        let sent = [
+            (to_x, 1200, 1),
+            (to_x, 1200, 2),
+            (to_x, 300, 3),
+            (to_y, 1200, 4),
+            (to_x, 80, 5),
+            (to_y, 1200, 6),
+        ];
+        for (to, size, fill) in sent {
+            io.transmit(&vec![fill; size], to, None, now, now);
+        }
+        // x: 1200+1200+300 in one GSO message; y: 1200; x: 80; y: 1200.
+        assert_eq!(io.batch.messages.len(), 4);
+        io.flush_batch(now);
+        assert!(io.batch.messages.is_empty() && io.queue.is_empty());
+        for (rx, poll, to) in [(&mut x, &mut px, to_x), (&mut y, &mut py, to_y)] {
+            wait_readable(poll);
+            let expected: Vec<Vec<u8>> = sent
+                .iter()
+                .filter(|(dest, _, _)| *dest == to)
+                .map(|(_, size, fill)| vec![*fill; *size])
+                .collect();
+            let mut got = Vec::new();
+            for _ in 0..expected.len() + 1 {
+                match rx.recv().expect("receive") {
+                    Some((data, _)) => got.push(data.to_vec()),
+                    None => break,
+                }
+            }
+            assert_eq!(got, expected, "to {to}");
+        }
+    }
 
     fn hider(mode: LossHidingMode) -> LossHider {
         LossHider::new(LossHiding {

@@ -211,7 +211,10 @@ fn sockets_that_block_and_refuse_gso_lose_no_request() {
     assert_eq!(run.digest, expected_digest(5_000));
     for side in [run.sockets.0, run.sockets.1] {
         assert!(side.would_blocks > 10, "{side:?}");
-        assert_eq!((side.gso_refused, side.gso_batches), (1, 0), "{side:?}");
+        // Refused once, or twice when the refused message followed one the same call sent
+        // (a batched send reports only its first message's error; the retry sees it).
+        assert!((1..=2).contains(&side.gso_refused), "{side:?}");
+        assert_eq!(side.gso_batches, 0, "{side:?}");
         assert!(side.gro_aggregates > 0, "{side:?}");
     }
     assert!(run.wall < Duration::from_secs(60), "took {:?}", run.wall);
