@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::amplification::SendBudget;
 use super::batch::{Batch, Inbox};
 pub use super::loss_hiding::LossHider;
+use super::offload;
 use super::setup::MAX_DATAGRAM;
 use super::socket::DatagramSocket;
 
@@ -52,6 +53,8 @@ pub struct UdpIo<S: DatagramSocket = mio::net::UdpSocket> {
     gso: bool,
     /// Due packets gathered for one send call.
     batch: Batch,
+    /// Queued datagrams gathered for one send call when their time has come.
+    due: Batch,
     /// The messages of the last receive call, handed out datagram by datagram.
     inbox: Inbox,
     send_buf: Vec<u8>,
@@ -83,6 +86,7 @@ impl<S: DatagramSocket> UdpIo<S> {
             pacing_wake: None,
             gso: true,
             batch: Batch::default(),
+            due: Batch::default(),
             inbox: Inbox::new(),
             send_buf: vec![0; MAX_DATAGRAM],
             unreachable: None,
@@ -415,30 +419,58 @@ impl<S: DatagramSocket> UdpIo<S> {
         }
     }
 
-    /// Sends queued datagrams whose release time has come, in order, then due delayed copies.
+    /// Sends queued datagrams whose release time has come, in order, then due delayed copies:
+    /// up to [`offload::MAX_MESSAGES`] per call.
     pub fn flush(&mut self, now: Instant) {
-        Self::drain_due(&mut self.socket, &mut self.queue, &mut self.blocked, now);
-        Self::drain_due(&mut self.socket, &mut self.delayed, &mut self.blocked, now);
+        let due = &mut self.due;
+        Self::drain_due(
+            &mut self.socket,
+            &mut self.queue,
+            &mut self.blocked,
+            due,
+            now,
+        );
+        Self::drain_due(
+            &mut self.socket,
+            &mut self.delayed,
+            &mut self.blocked,
+            due,
+            now,
+        );
     }
 
-    fn drain_due(socket: &mut S, queue: &mut VecDeque<Queued>, blocked: &mut bool, now: Instant) {
+    /// Sends the due front of `queue` in batched calls (one datagram per message, gathered in
+    /// `due`); a datagram the socket refuses for itself is dropped, as a direct send's would be.
+    fn drain_due(
+        socket: &mut S,
+        queue: &mut VecDeque<Queued>,
+        blocked: &mut bool,
+        due: &mut Batch,
+        now: Instant,
+    ) {
         while !*blocked {
-            let Some(front) = queue.front() else { break };
-            if front.at > now {
-                break;
+            due.clear();
+            let ready = queue.iter().take(offload::MAX_MESSAGES);
+            for q in ready.take_while(|q| q.at <= now) {
+                due.push(&q.data, q.to, q.from, false);
             }
-            match Self::send_raw(socket, &front.data, front.to, front.from) {
-                Ok(_) => {
-                    queue.pop_front();
+            let Some(first) = due.messages.first().copied() else {
+                break;
+            };
+            match socket.send_batch(&due.buf, &due.messages) {
+                Ok(0) => break,
+                Ok(n) => {
+                    queue.drain(..n.min(queue.len()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => *blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    log::debug!("udp send to {}: {e}", front.to);
+                    log::debug!("udp send to {}: {e}", first.to);
                     queue.pop_front();
                 }
             }
         }
+        due.clear();
     }
 
     /// When the next queued packet may leave, or the pacer lets the next one be made (if
@@ -563,6 +595,33 @@ mod tests {
             }
             assert_eq!(got, expected, "to {to}");
         }
+    }
+
+    /// Datagrams held for their release time leave together once it has come, in order, and
+    /// the queue is empty after one flush.
+    #[test]
+    fn due_queued_datagrams_leave_in_order_in_one_flush() {
+        let (mut io, _poll) = loopback_io();
+        let (mut x, mut px) = loopback_io();
+        let to = x.local_addr().expect("addr");
+        let now = Instant::now();
+        let later = now + Duration::from_millis(5);
+        for (size, fill) in [(1200, 1u8), (90, 2), (1200, 3)] {
+            io.transmit(&vec![fill; size], to, None, later, now);
+        }
+        io.flush(now);
+        assert_eq!(io.queue.len(), 3, "not due yet");
+        io.flush(later);
+        assert!(io.queue.is_empty() && io.due.messages.is_empty());
+        wait_readable(&mut px);
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            match x.recv().expect("receive") {
+                Some((data, _)) => got.push((data.len(), data[0])),
+                None => break,
+            }
+        }
+        assert_eq!(got, vec![(1200, 1), (90, 2), (1200, 3)]);
     }
 
     fn hider(mode: LossHidingMode) -> LossHider {
