@@ -198,7 +198,7 @@ impl<S: DatagramSocket> UdpIo<S> {
                     let to = peer.unwrap_or(info.to);
                     let src = self.source(info.from);
                     // Lent out while transmitted (taking it allocates nothing): the packet is
-                    // copied only into the GSO batch, or into the queue when it must wait.
+                    // copied only into the send batch, or into the queue when it must wait.
                     let buf = std::mem::take(&mut self.send_buf);
                     let data = &buf[..n];
                     if budget.allows(n) && hider.duplicate(n, now, rtt) {
@@ -260,8 +260,8 @@ impl<S: DatagramSocket> UdpIo<S> {
         }
     }
 
-    /// Sends one datagram now if it is due and nothing is queued ahead of it (gathered into a
-    /// GSO batch when possible), else queues it.
+    /// Sends one datagram now if it is due and nothing is queued ahead of it (gathered into the
+    /// batch for one send call, into a GSO message when possible), else queues it.
     fn transmit(
         &mut self,
         data: &[u8],
