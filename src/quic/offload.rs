@@ -15,7 +15,7 @@
 //!   answers from the first one, which its connected socket drops.
 //!
 //! A kernel that refuses either offload (old kernel, unsupported device) just gets one datagram
-//! per syscall: [`UdpIo`](super::udp::UdpIo) turns GSO off at the first refusal.
+//! per message: [`UdpIo`](super::udp::UdpIo) turns GSO off at the first refusal.
 //!
 //! The `sendmsg`/`recvmsg` (and `mmsg`) calls and their control messages stay on `libc`: socket2 has no
 //! UDP_SEGMENT / UDP_GRO option and no control-message builder or parser, so it would only wrap
