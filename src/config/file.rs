@@ -121,9 +121,19 @@ pub struct TransportFile {
     pub udp_recv_buffer: Option<usize>,
     pub udp_send_buffer: Option<usize>,
     pub max_pacing_rate_mbps: Option<u64>,
+    pub link: Option<LinkFile>,
     pub initial_congestion_window_packets: Option<usize>,
     pub pmtu_discovery: Option<bool>,
     pub loss_hiding: Option<LossHidingFile>,
+}
+
+/// `transport.link`: the path's rate and RTT when the operator knows them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkFile {
+    pub rate_mbps: u64,
+    pub rtt_ms: u64,
+    pub hold_window: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,7 +25,7 @@ pub use crate::resolve::HostPort;
 pub use http::{ClientHttpConfig, Forwarding, ServerHttpConfig};
 pub use peers::{PeerGroup, Policy, DEFAULT_PEER};
 pub use services::{ListenerRules, Route, ServiceConfig, Services};
-pub use transport::{CongestionControl, LossHiding, LossHidingMode, TransportConfig};
+pub use transport::{CongestionControl, KnownLink, LossHiding, LossHidingMode, TransportConfig};
 
 /// BBR2: on the lossy links ptproxy is made for, loss-based CUBIC collapses (10 MiB at 1% loss
 /// and 50 ms RTT: 25 s with CUBIC, 0.9 s with BBR2 in `benches/`).
@@ -43,6 +43,13 @@ pub const DEFAULT_STREAM_WINDOW: u64 = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u64 = 1000;
 pub const DEFAULT_UDP_BUFFER: usize = 4 * 1024 * 1024;
 pub const DEFAULT_INITIAL_CWND_PACKETS: usize = 10;
+/// `transport.link.hold_window`: with a known link, BBR2's window never falls below the link's
+/// bandwidth-delay product, so a transfer after an idle period starts at the link's rate.
+pub const DEFAULT_LINK_HOLD_WINDOW: bool = true;
+/// `transport.link.rtt_ms` at most this (a known RTT beyond it is a configuration mistake).
+pub const MAX_LINK_RTT_MS: u64 = 10_000;
+/// `transport.link.rate_mbps` at most this (1 Tbit/s).
+pub const MAX_LINK_RATE_MBPS: u64 = 1_000_000;
 pub const DEFAULT_PMTU_DISCOVERY: bool = true;
 pub const DEFAULT_LOSS_HIDING_MAX_DATAGRAM: usize = 1300;
 pub const DEFAULT_LOSS_HIDING_INTERACTIVE_BYTES: u64 = 32 * 1024;

@@ -278,6 +278,75 @@ fn pacing_cap_needs_bbr2() {
 }
 
 #[test]
+fn known_link_values_defaults_and_errors() {
+    let Ok(Config::Client(c)) = parse(CLIENT, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(c.transport.link, None);
+    let linked = with(
+        CLIENT,
+        r#""transport": {"link": {"rate_mbps": 20, "rtt_ms": 50}}"#,
+    );
+    let Ok(Config::Client(c)) = parse(&linked, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    let link = c.transport.link.expect("link");
+    assert_eq!(link.rate_mbps, 20);
+    assert_eq!(link.rtt, Duration::from_millis(50));
+    assert_eq!(link.hold_window, DEFAULT_LINK_HOLD_WINDOW);
+    assert_eq!(link.bdp_bytes(), 125_000, "20 Mbit/s x 50 ms");
+    assert_eq!(link.bytes_per_second(), 2_500_000);
+    // The known RTT is the initial RTT estimate unless one is configured.
+    assert_eq!(c.transport.initial_rtt, Duration::from_millis(50));
+    let both = with(
+        CLIENT,
+        r#""transport": {"initial_rtt_ms": 80, "link": {"rate_mbps": 20, "rtt_ms": 50}}"#,
+    );
+    let Ok(Config::Client(c)) = parse(&both, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(c.transport.initial_rtt, Duration::from_millis(80));
+    // CUBIC has no window floor: off by default, refused when asked for.
+    let cubic = with(
+        CLIENT,
+        r#""transport": {"congestion_control": "cubic", "link": {"rate_mbps": 20, "rtt_ms": 50}}"#,
+    );
+    let Ok(Config::Client(c)) = parse(&cubic, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert!(!c.transport.link.expect("link").hold_window);
+    for (fragment, field) in [
+        (
+            r#"{"rate_mbps": 0, "rtt_ms": 50}"#,
+            "transport.link.rate_mbps",
+        ),
+        (
+            r#"{"rate_mbps": 1000001, "rtt_ms": 50}"#,
+            "transport.link.rate_mbps",
+        ),
+        (r#"{"rate_mbps": 20, "rtt_ms": 0}"#, "transport.link.rtt_ms"),
+        (
+            r#"{"rate_mbps": 20, "rtt_ms": 10001}"#,
+            "transport.link.rtt_ms",
+        ),
+        (
+            r#"{"rate_mbps": 20, "rtt_ms": 50, "mtu": 1500}"#,
+            "transport",
+        ),
+        (r#"{"rtt_ms": 50}"#, "transport"),
+    ] {
+        let text = with(CLIENT, &format!(r#""transport": {{"link": {fragment}}}"#));
+        let err = client_err(&text);
+        assert!(err.to_string().contains(field), "{err} should name {field}");
+    }
+    let err = client_err(&with(
+        CLIENT,
+        r#""transport": {"congestion_control": "reno", "link": {"rate_mbps": 20, "rtt_ms": 50, "hold_window": true}}"#,
+    ));
+    assert_eq!(err.field, "transport.link.hold_window");
+}
+
+#[test]
 fn admission_defaults_values_and_errors() {
     let Ok(Config::Server(s)) = parse(SERVER, &conf_dir(), Role::Server) else {
         panic!("server")

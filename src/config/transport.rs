@@ -13,6 +13,7 @@ use super::{
     DEFAULT_LOSS_HIDING_MAX_DATAGRAM, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_PACING,
     DEFAULT_PMTU_DISCOVERY, DEFAULT_STREAM_WINDOW, DEFAULT_UDP_BUFFER, MIN_LIVENESS_TIMEOUT_MS,
 };
+use super::{DEFAULT_LINK_HOLD_WINDOW, MAX_LINK_RATE_MBPS, MAX_LINK_RTT_MS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CongestionControl {
@@ -49,10 +50,34 @@ pub struct TransportConfig {
     pub udp_send_buffer: usize,
     /// Pacing rate cap in Mbit/s (`None`: the congestion controller decides). Only BBR2 paces.
     pub max_pacing_rate_mbps: Option<u64>,
+    /// The path's rate and RTT when the operator knows them (`transport.link`).
+    pub link: Option<KnownLink>,
     /// Initial congestion window in packets (quiche's default 10).
     pub initial_congestion_window_packets: usize,
     pub pmtu_discovery: bool,
     pub loss_hiding: LossHiding,
+}
+
+/// A path whose rate and RTT are known (`transport.link`): the session starts at its
+/// bandwidth-delay product instead of probing up to it (see `quic::setup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownLink {
+    pub rate_mbps: u64,
+    pub rtt: Duration,
+    /// BBR2's window never falls below the bandwidth-delay product (no slow start after idle).
+    pub hold_window: bool,
+}
+
+impl KnownLink {
+    /// Bytes in flight that fill the link for one RTT.
+    pub fn bdp_bytes(&self) -> u64 {
+        (self.rate_mbps as u128 * 1_000_000 / 8 * self.rtt.as_micros() / 1_000_000) as u64
+    }
+
+    /// The link's rate in bytes per second.
+    pub fn bytes_per_second(&self) -> u64 {
+        self.rate_mbps * 1_000_000 / 8
+    }
 }
 
 /// Which datagrams are sent twice, so that one lost copy costs nothing (see `quic::udp`).
@@ -104,13 +129,14 @@ pub(super) fn validate(raw: file::TransportFile) -> Result<TransportConfig, Conf
         ));
     }
     let liveness_timeout = liveness(raw.liveness_timeout_ms, idle_timeout)?;
+    let link = known_link(raw.link, congestion_control)?;
     Ok(TransportConfig {
         congestion_control,
         pacing: raw.pacing.unwrap_or(DEFAULT_PACING),
         initial_rtt: millis(
             "transport.initial_rtt_ms",
             raw.initial_rtt_ms,
-            DEFAULT_INITIAL_RTT_MS,
+            link.map_or(DEFAULT_INITIAL_RTT_MS, |l| l.rtt.as_millis() as u64),
         )?,
         idle_timeout,
         keepalive_interval,
@@ -139,6 +165,7 @@ pub(super) fn validate(raw: file::TransportFile) -> Result<TransportConfig, Conf
             raw.udp_send_buffer.unwrap_or(DEFAULT_UDP_BUFFER),
         )?,
         max_pacing_rate_mbps: pacing_cap(raw.max_pacing_rate_mbps, congestion_control)?,
+        link,
         initial_congestion_window_packets: positive(
             "transport.initial_congestion_window_packets",
             raw.initial_congestion_window_packets
@@ -190,6 +217,42 @@ fn pacing_cap(mbps: Option<u64>, cc: CongestionControl) -> Result<Option<u64>, C
         ));
     }
     positive(field, mbps).map(Some)
+}
+
+/// `transport.link`: a rate up to `MAX_LINK_RATE_MBPS` and an RTT up to `MAX_LINK_RTT_MS`. Holding the window
+/// is BBR2's floor; with CUBIC or Reno an explicit `hold_window: true` is refused (it would
+/// have no effect) and the default is off.
+fn known_link(
+    raw: Option<file::LinkFile>,
+    cc: CongestionControl,
+) -> Result<Option<KnownLink>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let rate_mbps = positive("transport.link.rate_mbps", raw.rate_mbps)?;
+    if rate_mbps > MAX_LINK_RATE_MBPS {
+        return Err(ConfigError::new(
+            "transport.link.rate_mbps",
+            format!("must be at most {MAX_LINK_RATE_MBPS} Mbit/s"),
+        ));
+    }
+    let rtt_ms = positive("transport.link.rtt_ms", raw.rtt_ms)?;
+    if rtt_ms > MAX_LINK_RTT_MS {
+        return Err(ConfigError::new(
+            "transport.link.rtt_ms",
+            format!("must be at most {MAX_LINK_RTT_MS} ms"),
+        ));
+    }
+    let bbr2 = cc == CongestionControl::Bbr2;
+    if raw.hold_window == Some(true) && !bbr2 {
+        return Err(ConfigError::new(
+            "transport.link.hold_window",
+            "only bbr2 has a window floor; with cubic or reno it would have no effect",
+        ));
+    }
+    Ok(Some(KnownLink {
+        rate_mbps,
+        rtt: Duration::from_millis(rtt_ms),
+        hold_window: raw.hold_window.unwrap_or(DEFAULT_LINK_HOLD_WINDOW) && bbr2,
+    }))
 }
 
 fn loss_hiding(raw: Option<file::LossHidingFile>) -> Result<LossHiding, ConfigError> {

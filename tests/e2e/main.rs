@@ -27,6 +27,7 @@ mod edge_limits;
 mod errors;
 mod flood;
 mod framing;
+mod known_link;
 mod liveness;
 mod loss_hiding;
 mod lossy;
