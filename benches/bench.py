@@ -398,6 +398,8 @@ class Pair:
             raise BenchError(f"pairs.json: {self.name}: unknown kind {self.kind!r}")
         self.peer = bool(spec.get("peer"))
         self.links = spec.get("links")
+        # A/B of two builds in one run: a pair may name its own ptproxy binary.
+        self.binary = spec.get("binary", PTPROXY)
         self.client_port = 18080 + index
         self.server_port = 18443 + index
         self.procs_started = []
@@ -413,6 +415,13 @@ class Pair:
                     upstream_port=UPSTREAM_PORT, rtt_ms=int(link.rtt_ms), nginx_workers=args.nginx_workers,
                     haproxy_threads=args.haproxy_threads, h2_window=args.h2_window)
 
+    def link_hint(self, link):
+        """`transport.link` from the emulated link: its rate, or the pair's `unlimited_mbps` on a link
+        without a rate limit, and its RTT."""
+        hint = self.spec["link_hint"]
+        rate = int(link.rate_mbit) or int(hint.get("unlimited_mbps", 1000))
+        return dict(rate_mbps=rate, rtt_ms=int(link.rtt_ms), **hint.get("extra", {}))
+
     def write_configs(self, link, pki, d, args):
         """Returns (client config path, server config path)."""
         tc, ts = self.spec.get("templates", KIND_TEMPLATES[self.kind])
@@ -426,6 +435,8 @@ class Pair:
                 deep_merge(cfg.setdefault("transport", {}), self.spec.get("transport", {}))
                 deep_merge(cfg.setdefault("transport", {}), self.spec.get(f"{side}_transport", {}))
                 deep_merge(cfg, self.spec.get(side, {}))
+                if "link_hint" in self.spec:
+                    cfg["transport"]["link"] = self.link_hint(link)
                 text = json.dumps(cfg, indent=2)
             path = os.path.join(sd, os.path.basename(tmpl))
             with open(path, "w") as f:
@@ -463,13 +474,13 @@ class Pair:
             self._wait_port(NS_C, f"127.0.0.1:{self.client_port}", "client-side haproxy")
         elif self.kind == "ptproxy":
             for role, cfg in (("client", cc), ("server", sc)):
-                r = subprocess.run([PTPROXY, "--role", role, "--check", cfg], capture_output=True, text=True)
+                r = subprocess.run([self.binary, "--role", role, "--check", cfg], capture_output=True, text=True)
                 if r.returncode != 0:
                     return f"ptproxy --check rejected the {role} config: {(r.stdout + r.stderr).strip()[:300]}"
             env = dict(os.environ, RUST_LOG=os.environ.get("PTB_RUST_LOG", "info"))
-            self.procs_started.append(procs.start(NS_S, [PTPROXY, "--role", "server", sc], slog, env=env))
+            self.procs_started.append(procs.start(NS_S, [self.binary, "--role", "server", sc], slog, env=env))
             self._wait_log(slog, "listening for QUIC", "server-side ptproxy", 10)
-            self.procs_started.append(procs.start(NS_C, [PTPROXY, "--role", "client", cc], clog, env=env))
+            self.procs_started.append(procs.start(NS_C, [self.binary, "--role", "client", cc], clog, env=env))
             self._wait_log(clog, "session established", "client-side ptproxy", 20)
         return None
 
