@@ -305,9 +305,10 @@ impl PeerLink {
         })
     }
 
-    pub fn handle_writable(&mut self, now: Instant) {
+    pub fn handle_writable(&mut self, registry: &Registry, now: Instant) {
         if let Some(udp) = self.udp.as_mut() {
             udp.on_writable(now);
+            udp.update_interest(registry, self.token);
         }
     }
 
@@ -427,7 +428,15 @@ impl PeerLink {
 
     /// Sends whatever the session has to send.
     /// Returns true when it stopped at the send quantum with more to send.
-    pub fn flush(&mut self, now: Instant) -> bool {
+    pub fn flush(&mut self, registry: &Registry, now: Instant) -> bool {
+        let more = self.send(now);
+        if let Some(udp) = self.udp.as_mut() {
+            udp.update_interest(registry, self.token);
+        }
+        more
+    }
+
+    fn send(&mut self, now: Instant) -> bool {
         let Some(udp) = self.udp.as_mut() else {
             return false;
         };

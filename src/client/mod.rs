@@ -207,7 +207,7 @@ impl Driver for ClientProxy {
                 let readable = event.is_readable() || event.is_error();
                 if let Some(key) = self.peers.owner(token) {
                     self.peers
-                        .on_socket_event(key, readable, event.is_writable(), now);
+                        .on_socket_event(registry, key, readable, event.is_writable(), now);
                 }
             }
             token if Admin::owns(token) => {
@@ -273,7 +273,7 @@ impl Driver for ClientProxy {
         if self.stopping {
             self.finish_drain(registry, now);
         }
-        self.send_pending = self.peers.flush(now);
+        self.send_pending = self.peers.flush(registry, now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -5,6 +5,7 @@ pub mod amplification;
 pub mod backoff;
 pub mod batch;
 pub mod debug;
+pub mod interest;
 pub mod liveness;
 pub mod loss_hiding;
 pub mod offload;

@@ -46,7 +46,9 @@ pub struct UdpIo<S: DatagramSocket = mio::net::UdpSocket> {
     /// in-order queue).
     delayed: VecDeque<Queued>,
     /// The socket returned WouldBlock; nothing is sent until it reports WRITABLE.
-    blocked: bool,
+    pub(super) blocked: bool,
+    /// The socket is registered for WRITABLE too (only while blocked: `super::interest`).
+    pub(super) writable_interest: bool,
     /// The pacer holds the next packet until then: come back to `send_from` at that time.
     pacing_wake: Option<Instant>,
     /// Segmentation offload still allowed (off after the kernel refused it once).
@@ -83,6 +85,7 @@ impl<S: DatagramSocket> UdpIo<S> {
             queue: VecDeque::new(),
             delayed: VecDeque::new(),
             blocked: false,
+            writable_interest: false,
             pacing_wake: None,
             gso: true,
             batch: Batch::default(),

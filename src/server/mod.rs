@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use mio::event::Event;
-use mio::{Interest, Registry, Token};
+use mio::{Registry, Token};
 use ring::hmac;
 use slab::Slab;
 
@@ -139,11 +139,7 @@ impl ServerProxy {
         let mut pool = Pool::new(&cfg.services);
         let resolver = start_resolver(registry, &mut pool)?;
         log::info!("{}", LossHider::new(cfg.transport.loss_hiding).describe());
-        registry.register(
-            &mut udp.socket,
-            UDP,
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        udp.register(registry, UDP)?;
         let local = udp.local_addr()?;
         if local.ip().is_unspecified() && !udp.enable_pktinfo() {
             log::warn!(
@@ -236,6 +232,7 @@ impl Driver for ServerProxy {
                 }
                 if event.is_writable() {
                     self.udp.on_writable(now);
+                    self.udp.update_interest(registry, UDP);
                 }
             }
             // Answers are taken in `process`, every turn.
@@ -290,6 +287,7 @@ impl Driver for ServerProxy {
             self.finish_drain(now);
         }
         self.send_pending = self.send_all(now);
+        self.udp.update_interest(registry, UDP);
         self.reap_closed(registry, now);
         self.expire_handshakes(registry, now);
         self.admission.log_summary(now);

@@ -11,7 +11,7 @@ use std::error::Error;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use mio::{Interest, Registry, Token};
+use mio::{Registry, Token};
 
 use super::{PeerLink, State};
 use crate::client::contact::{describe_icmp, FailureKind};
@@ -159,10 +159,6 @@ fn attempt_socket(
     )?;
     socket.connect(peer)?;
     let mut udp = UdpIo::new(socket);
-    registry.register(
-        &mut udp.socket,
-        token,
-        Interest::READABLE | Interest::WRITABLE,
-    )?;
+    udp.register(registry, token)?;
     Ok(udp)
 }

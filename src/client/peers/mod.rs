@@ -163,7 +163,14 @@ impl Peers {
     }
 
     /// Readiness of link `key`'s socket.
-    pub fn on_socket_event(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+    pub fn on_socket_event(
+        &mut self,
+        registry: &Registry,
+        key: usize,
+        readable: bool,
+        writable: bool,
+        now: Instant,
+    ) {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
@@ -171,7 +178,7 @@ impl Peers {
             slot.backlog.mark();
         }
         if writable {
-            slot.link.handle_writable(now);
+            slot.link.handle_writable(registry, now);
         }
     }
 
@@ -231,10 +238,10 @@ impl Peers {
     }
 
     /// Sends what every session has to send; true when one stopped at its send quantum.
-    pub fn flush(&mut self, now: Instant) -> bool {
+    pub fn flush(&mut self, registry: &Registry, now: Instant) -> bool {
         let mut pending = false;
         for (_, slot) in self.slots.iter_mut() {
-            pending |= slot.link.flush(now);
+            pending |= slot.link.flush(registry, now);
         }
         pending
     }
