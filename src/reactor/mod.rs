@@ -75,8 +75,10 @@ pub fn run<D: Driver>(
     loop {
         let deadline = crate::time::earliest(driver.next_deadline(), next_watchdog);
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if let (Some(at), Some(t)) = (deadline, timeout.filter(|t| !t.is_zero())) {
-            timer.arm_for(at, t);
+        match timeout {
+            Some(t) if t.is_zero() => {} // the poll returns at once
+            Some(t) => timer.arm_for(deadline, t),
+            None => timer.arm_for(None, Duration::MAX),
         }
         match poll.poll(&mut events, timeout.map(round_up_ms)) {
             Ok(()) => {}

@@ -8,7 +8,9 @@
 //! Arming is a system call, and the deadline seldom moves between two turns of a busy loop
 //! (the same pacing release, the same loss timer): [`PreciseTimer::arm_for`] arms only for a
 //! new deadline, and only for one near enough ([`PRECISE_WITHIN`]) that the epoll timeout's
-//! rounding up to the next millisecond would matter.
+//! rounding up to the next millisecond would matter. A deadline that went away (an ACK that
+//! was to wait rode on a response instead) disarms the timer: a disarm is one system call, a
+//! stale expiry a whole wake-up of the loop.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -48,14 +50,27 @@ impl PreciseTimer {
         })
     }
 
-    /// Makes sure the loop wakes at `deadline`, `after` from now: arms the timer when the
-    /// deadline is near and not the one it is armed for already.
-    pub fn arm_for(&mut self, deadline: Instant, after: Duration) {
-        if after > PRECISE_WITHIN || self.armed_for == Some(deadline) {
+    /// Makes sure the loop wakes at `deadline`, `after` from now, and not before: arms the
+    /// timer when the deadline is near and not the one it is armed for already, disarms it
+    /// when it is armed for an earlier moment nothing waits for any more.
+    pub fn arm_for(&mut self, deadline: Option<Instant>, after: Duration) {
+        if self.armed_for == deadline {
             return;
         }
-        self.arm(after);
-        self.armed_for = Some(deadline);
+        match deadline {
+            Some(at) if after <= PRECISE_WITHIN => {
+                self.arm(after);
+                self.armed_for = Some(at);
+            }
+            _ if self
+                .armed_for
+                .is_some_and(|a| deadline.is_none_or(|d| a < d)) =>
+            {
+                self.arm(Duration::ZERO);
+                self.armed_for = None;
+            }
+            _ => {}
+        }
     }
 
     /// Fires once, `after` from now (a zero duration disarms it).
@@ -86,5 +101,54 @@ impl PreciseTimer {
         unsafe {
             libc::read(self.fd.as_raw_fd(), count.as_mut_ptr().cast(), count.len());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll};
+
+    const TIMER: Token = Token(3);
+
+    /// Whether the timer fired within `wait`.
+    fn fired(poll: &mut Poll, wait: Duration) -> bool {
+        let mut events = Events::with_capacity(4);
+        let until = Instant::now() + wait;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            poll.poll(&mut events, Some(left)).expect("poll");
+            if events.iter().any(|e| e.token() == TIMER) {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn a_near_deadline_fires_once() {
+        let mut poll = Poll::new().expect("poll");
+        let mut timer = PreciseTimer::new(poll.registry(), TIMER).expect("timer");
+        let after = Duration::from_millis(5);
+        timer.arm_for(Some(Instant::now() + after), after);
+        assert!(fired(&mut poll, Duration::from_millis(200)));
+        timer.clear();
+        assert!(!fired(&mut poll, Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn a_deadline_that_went_away_or_moved_far_disarms_the_timer() {
+        let mut poll = Poll::new().expect("poll");
+        let mut timer = PreciseTimer::new(poll.registry(), TIMER).expect("timer");
+        let after = Duration::from_millis(5);
+        timer.arm_for(Some(Instant::now() + after), after);
+        timer.arm_for(None, Duration::MAX);
+        assert!(!fired(&mut poll, Duration::from_millis(50)), "no deadline");
+        timer.arm_for(Some(Instant::now() + after), after);
+        let far = Duration::from_secs(5);
+        timer.arm_for(Some(Instant::now() + far), far);
+        assert!(
+            !fired(&mut poll, Duration::from_millis(50)),
+            "left to epoll"
+        );
     }
 }
