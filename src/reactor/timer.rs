@@ -8,9 +8,9 @@
 //! Arming is a system call, and the deadline seldom moves between two turns of a busy loop
 //! (the same pacing release, the same loss timer): [`PreciseTimer::arm_for`] arms only for a
 //! new deadline, and only for one near enough ([`PRECISE_WITHIN`]) that the epoll timeout's
-//! rounding up to the next millisecond would matter. A deadline that went away (an ACK that
-//! was to wait rode on a response instead) disarms the timer: a disarm is one system call, a
-//! stale expiry a whole wake-up of the loop.
+//! rounding up to the next millisecond would matter. A deadline that went away or moved later
+//! (a loss timer re-armed by an acknowledgement, a pacing hold that ended) disarms the timer:
+//! a disarm is one system call, a stale expiry a whole wake-up of the loop.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
