@@ -8,6 +8,7 @@ pub mod headers;
 pub mod pump;
 pub mod stream;
 pub mod tcp;
+pub mod websocket;
 
 /// Methods a client may repeat without changing the outcome (RFC 9110 §9.2.2): what either
 /// role may send again after a connection or session died under the request.

@@ -9,6 +9,8 @@
 //!   trailing whitespace, an uppercase name, a misplaced or unknown pseudo-header, a `:scheme`
 //!   other than `http` or `https` is refused with a reason.
 
+pub mod connect;
+
 use quiche::h3::{Header as H3Header, NameValue};
 
 use crate::h1::body;
