@@ -201,7 +201,9 @@ mod tests {
 
     #[test]
     fn the_malformed_table() {
-        let cases: Vec<(Vec<(&str, &str)>, bool, &str)> = vec![
+        // (fields, extended CONNECT enabled, the reason given)
+        type Case = (Vec<(&'static str, &'static str)>, bool, &'static str);
+        let cases: Vec<Case> = vec![
             (
                 WS.to_vec(),
                 false,
