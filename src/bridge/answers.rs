@@ -229,6 +229,23 @@ pub fn bad_h3_request(reason: &str) -> Answer {
     )
 }
 
+/// Server side: a well-formed CONNECT the server does not carry (`what`: a plain CONNECT, or an
+/// extended CONNECT for a protocol other than WebSocket); nothing reached the upstream.
+pub fn tunnel_not_carried(what: &str) -> Answer {
+    Answer::new(
+        Side::Server,
+        501,
+        "http_request_denied",
+        format!("{what} is not carried (only :protocol websocket is)"),
+    )
+}
+
+/// Server side: the upstream accepted a WebSocket upgrade with a `Sec-WebSocket-Accept` that
+/// does not match the key the server sent.
+pub fn upstream_bad_accept() -> Answer {
+    upstream_invalid("Sec-WebSocket-Accept does not match the key sent")
+}
+
 /// Server side: cannot connect to the upstream.
 pub fn upstream_unreachable(err: &std::io::Error) -> Answer {
     Answer::new(

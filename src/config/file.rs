@@ -169,6 +169,7 @@ pub struct ServerHttpFile {
     pub access_log: Option<bool>,
     pub max_head_bytes: Option<usize>,
     pub drain_timeout_ms: Option<u64>,
+    pub tunnel_idle_timeout_ms: Option<u64>,
 }
 
 /// Server: which new handshakes are taken on (caps, Retry, per-source rate).

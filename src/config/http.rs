@@ -1,6 +1,6 @@
 //! The `http` section: HTTP/1.1 settings of each role. The client's listener (session wait,
 //! connection cap, timeouts, size limits, forwarding fields, methods allowed in 0-RTT) and the
-//! server's (access log, head size limit). The shared `http.drain_timeout_ms` belongs to the
+//! server's (access log, head size limit, WebSocket tunnel idle timeout). The shared `http.drain_timeout_ms` belongs to the
 //! operating settings in the parent module, whose `DEFAULT_*` consts are the defaults here.
 
 use std::time::Duration;
@@ -9,7 +9,8 @@ use super::{file, millis, positive, ConfigError};
 use super::{
     DEFAULT_ACCESS_LOG, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_EARLY_DATA_METHODS, DEFAULT_FORWARDED,
     DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEAD_BYTES, DEFAULT_SESSION_WAIT_MS, DEFAULT_VIA, DEFAULT_X_FORWARDED_FOR,
+    DEFAULT_MAX_HEAD_BYTES, DEFAULT_SESSION_WAIT_MS, DEFAULT_TUNNEL_IDLE_TIMEOUT_MS, DEFAULT_VIA,
+    DEFAULT_X_FORWARDED_FOR, MAX_TUNNEL_IDLE_TIMEOUT_MS,
 };
 
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct Forwarding {
 pub struct ServerHttpConfig {
     pub access_log: bool,
     pub max_head_bytes: usize,
+    /// A WebSocket tunnel moving no byte either way for this long is reset.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// The client's `http` section.
@@ -92,6 +95,7 @@ pub(super) fn server(http: &file::ServerHttpFile) -> Result<ServerHttpConfig, Co
     Ok(ServerHttpConfig {
         access_log: http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
         max_head_bytes: head_bytes("http.max_head_bytes", http.max_head_bytes)?,
+        tunnel_idle_timeout: tunnel_idle_timeout(http.tunnel_idle_timeout_ms)?,
     })
 }
 
@@ -114,6 +118,19 @@ fn early_data_methods(raw: Option<Vec<String>>) -> Result<Vec<String>, ConfigErr
         }
     }
     Ok(methods)
+}
+
+/// `http.tunnel_idle_timeout_ms`: positive, at most [`MAX_TUNNEL_IDLE_TIMEOUT_MS`].
+fn tunnel_idle_timeout(value: Option<u64>) -> Result<Duration, ConfigError> {
+    let field = "http.tunnel_idle_timeout_ms";
+    let timeout = millis(field, value, DEFAULT_TUNNEL_IDLE_TIMEOUT_MS)?;
+    if timeout > Duration::from_millis(MAX_TUNNEL_IDLE_TIMEOUT_MS) {
+        return Err(ConfigError::new(
+            field,
+            format!("must be at most {MAX_TUNNEL_IDLE_TIMEOUT_MS} ms (one day)"),
+        ));
+    }
+    Ok(timeout)
 }
 
 fn head_bytes(field: &str, value: Option<usize>) -> Result<usize, ConfigError> {

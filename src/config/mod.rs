@@ -63,6 +63,10 @@ pub const DEFAULT_MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const DEFAULT_ACCESS_LOG: bool = true;
 pub const DEFAULT_FORWARDED: bool = true;
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u64 = 10_000;
+/// Server side: a WebSocket tunnel moving no byte either way for this long is reset (5 min).
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT_MS: u64 = 300_000;
+/// The longest `http.tunnel_idle_timeout_ms` (one day).
+pub const MAX_TUNNEL_IDLE_TIMEOUT_MS: u64 = 86_400_000;
 pub const DEFAULT_EARLY_DATA: bool = true;
 /// Methods sent in 0-RTT by default: safe ones, harmless if an attacker replays them.
 pub const DEFAULT_EARLY_DATA_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS"];

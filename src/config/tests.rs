@@ -561,3 +561,35 @@ fn unknown_fields_are_named_with_the_object_that_holds_them() {
         );
     }
 }
+
+#[test]
+fn the_tunnel_idle_timeout_has_a_default_and_bounds() {
+    let Ok(Config::Server(s)) = parse(SERVER, &conf_dir(), Role::Server) else {
+        panic!("server")
+    };
+    assert_eq!(
+        s.http.tunnel_idle_timeout,
+        Duration::from_millis(DEFAULT_TUNNEL_IDLE_TIMEOUT_MS)
+    );
+    let text = with(SERVER, r#""http": {"tunnel_idle_timeout_ms": 2500}"#);
+    let Ok(Config::Server(s)) = parse(&text, &conf_dir(), Role::Server) else {
+        panic!("server with tunnel_idle_timeout_ms")
+    };
+    assert_eq!(s.http.tunnel_idle_timeout, Duration::from_millis(2500));
+    for bad in ["0", "86400001"] {
+        let text = with(
+            SERVER,
+            &format!(r#""http": {{"tunnel_idle_timeout_ms": {bad}}}"#),
+        );
+        let err = server_err(&text);
+        assert!(
+            err.to_string().contains("http.tunnel_idle_timeout_ms"),
+            "{err} should name http.tunnel_idle_timeout_ms"
+        );
+    }
+    // A server-only setting: the client's http section refuses it.
+    let text = with(CLIENT, r#""http": {"tunnel_idle_timeout_ms": 1000}"#);
+    assert!(client_err(&text)
+        .to_string()
+        .contains("tunnel_idle_timeout_ms"));
+}

@@ -173,6 +173,18 @@ pub struct PeerContact {
     pub last_error: Option<(&'static str, String)>,
 }
 
+/// WebSocket tunnels (extended CONNECT) and the bytes they carried, counted as they flow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunnelCounters {
+    pub opened: u64,
+    /// Gauge: tunnels open now.
+    pub open: u64,
+    /// Bytes from the stream to the upstream side.
+    pub bytes_to_upstream: u64,
+    /// Bytes from the upstream side to the stream.
+    pub bytes_from_upstream: u64,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     role: &'static str,
@@ -200,6 +212,7 @@ pub struct Metrics {
     /// Requests refused before any upstream, by service (from the config; empty when none
     /// applies) and reason.
     refused: std::collections::BTreeMap<(String, &'static str), u64>,
+    pub tunnels: TunnelCounters,
 }
 
 impl Metrics {
@@ -221,7 +234,25 @@ impl Metrics {
             loop_turns: 0,
             refused: Default::default(),
             service_requests: Default::default(),
+            tunnels: TunnelCounters::default(),
         }
+    }
+
+    /// A tunnel opened (the upstream accepted the upgrade).
+    pub fn record_tunnel_opened(&mut self) {
+        self.tunnels.opened += 1;
+        self.tunnels.open += 1;
+    }
+
+    /// A tunnel ended, whichever way.
+    pub fn record_tunnel_closed(&mut self) {
+        self.tunnels.open = self.tunnels.open.saturating_sub(1);
+    }
+
+    /// Bytes a tunnel moved since it was last counted, each way.
+    pub fn record_tunnel_bytes(&mut self, to_upstream: u64, from_upstream: u64) {
+        self.tunnels.bytes_to_upstream += to_upstream;
+        self.tunnels.bytes_from_upstream += from_upstream;
     }
 
     /// Server: a request to service `service` (a configured name) finished with `status`.

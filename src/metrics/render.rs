@@ -4,10 +4,43 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use super::{AdmissionCounters, Metrics, PathFigures, PeerFigures, Snapshot, DURATION_BUCKETS};
+use super::{
+    AdmissionCounters, Metrics, PathFigures, PeerFigures, Snapshot, TunnelCounters,
+    DURATION_BUCKETS,
+};
 
 /// Writes one metric: name, type, help, samples (label set text, value).
 type MetricSink<'a> = dyn FnMut(&str, &str, &str, &[(String, String)]) + 'a;
+
+impl TunnelCounters {
+    fn render(&self, m: &mut MetricSink<'_>) {
+        let one = |v: u64| vec![(String::new(), v.to_string())];
+        m(
+            "ptproxy_tunnels_opened_total",
+            "counter",
+            "WebSocket tunnels opened (the upstream accepted the upgrade).",
+            &one(self.opened),
+        );
+        m(
+            "ptproxy_tunnels_open",
+            "gauge",
+            "WebSocket tunnels open now.",
+            &one(self.open),
+        );
+        m(
+            "ptproxy_tunnel_bytes_to_upstream_total",
+            "counter",
+            "Bytes the WebSocket tunnels carried from the peer to the upstream side.",
+            &one(self.bytes_to_upstream),
+        );
+        m(
+            "ptproxy_tunnel_bytes_from_upstream_total",
+            "counter",
+            "Bytes the WebSocket tunnels carried from the upstream side to the peer.",
+            &one(self.bytes_from_upstream),
+        );
+    }
+}
 
 impl AdmissionCounters {
     fn render(&self, m: &mut MetricSink<'_>) {
@@ -373,6 +406,7 @@ impl Metrics {
         if let Some(a) = &snap.admission {
             a.render(&mut m);
         }
+        self.tunnels.render(&mut m);
         if !snap.peers.is_empty() {
             render_peers(&mut out, &snap.peers, now);
         }

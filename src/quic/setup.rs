@@ -82,10 +82,15 @@ fn windows(t: &TransportConfig) -> (u64, u64, u64, u64) {
     (connection, stream, connection, stream.max(connection))
 }
 
+/// Both roles send SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 9220): the server carries WebSocket
+/// over extended CONNECT, and accepts `:protocol` only while this is on.
+pub const EXTENDED_CONNECT: bool = true;
+
 /// The HTTP/3 settings both roles use.
 pub fn h3_config() -> Result<quiche::h3::Config, quiche::h3::Error> {
     let mut c = quiche::h3::Config::new()?;
     c.set_max_field_section_size(MAX_FIELD_SECTION_SIZE);
+    c.enable_extended_connect(EXTENDED_CONNECT);
     Ok(c)
 }
 

@@ -49,6 +49,21 @@ impl UpstreamConn for Upstream {
     fn reused(&self) -> u32 {
         self.reused
     }
+    fn is_broken(&self) -> bool {
+        self.tcp.is_broken()
+    }
+    fn close_write(&mut self) -> bool {
+        if self.tcp.pending_output() > 0 {
+            return false;
+        }
+        if let Err(e) = self.tcp.stream.shutdown(std::net::Shutdown::Write) {
+            log::debug!("half-closing an upstream connection: {e}");
+        }
+        true
+    }
+    fn abort_on_close(&mut self) {
+        crate::net::set_linger_zero(&self.tcp.stream);
+    }
 }
 
 /// The pool seen by one exchange (`owner`) of service `target`.

@@ -261,7 +261,8 @@ impl Requests {
     pub fn forget_session<U: Upstreams>(&mut self, pc: &mut PeerConn, env: &mut Env<U>) {
         for (_, ek) in pc.streams.drain() {
             self.agenda.set_timer(ek, None);
-            if let Some((_, ex)) = self.exchanges.try_remove(ek) {
+            if let Some((_, mut ex)) = self.exchanges.try_remove(ek) {
+                ex.close_tunnel(env.metrics);
                 if let Some(key) = ex.upstream() {
                     env.upstreams
                         .with_port(ek, ex.service(), env.now, |port| port.close(key));
@@ -311,6 +312,7 @@ fn with_ctx<U: Upstreams, T>(
             access_log: cfg.http.access_log,
             client,
             metrics,
+            tunnel_idle_timeout: cfg.http.tunnel_idle_timeout,
         };
         f(&mut ctx)
     });

@@ -298,6 +298,7 @@ impl ServerRig {
             access_log: false,
             client: "test",
             metrics: &mut self.metrics,
+            tunnel_idle_timeout: std::time::Duration::from_secs(300),
         }
     }
 }

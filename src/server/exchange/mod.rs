@@ -21,7 +21,9 @@
 //! This module holds the [`Exchange`] itself (start, drive, synthesized answers, resets, the
 //! deadline); the data path is split by direction: `request` (the request head and body, stream
 //! -> upstream socket) and `response` (the response head, interim responses, body and trailers,
-//! upstream socket -> stream, and the retry on a closed reused connection).
+//! upstream socket -> stream, and the retry on a closed reused connection); `timers` handles
+//! the deadlines. An extended CONNECT for WebSocket is an exchange too, whose upgrade turns into
+//! a tunnel (`tunnel`).
 
 pub mod port;
 mod request;
@@ -29,9 +31,11 @@ mod response;
 pub mod route;
 #[cfg(test)]
 mod tests;
+mod timers;
+mod tunnel;
 mod upstream_head;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use quiche::h3::Header as H3Header;
 
@@ -47,7 +51,8 @@ use crate::time::{Slot, Slots};
 
 use port::UpstreamPort;
 
-use request::prepare_request;
+use request::{prepare_request, Prepared};
+use tunnel::Tunnel;
 
 /// Steps one `drive` call may take before yielding to other exchanges.
 const DRIVE_BUDGET: usize = 64;
@@ -65,6 +70,8 @@ pub struct Ctx<'a> {
     pub access_log: bool,
     pub client: &'a str,
     pub metrics: &'a mut crate::metrics::Metrics,
+    /// A tunnel moving no byte either way for this long is reset (`http.tunnel_idle_timeout_ms`).
+    pub tunnel_idle_timeout: Duration,
 }
 
 enum Response {
@@ -90,10 +97,12 @@ pub enum ExchangeTimer {
     Response,
     /// A synthesized answer must be delivered to the peer (the stream may be blocked).
     Deliver,
+    /// An open tunnel must move a byte either way (`http.tunnel_idle_timeout_ms`).
+    Idle,
 }
 
 impl Slot for ExchangeTimer {
-    const ALL: &'static [Self] = &[Self::Connect, Self::Response, Self::Deliver];
+    const ALL: &'static [Self] = &[Self::Connect, Self::Response, Self::Deliver, Self::Idle];
     fn index(self) -> usize {
         self as usize
     }
@@ -134,12 +143,17 @@ pub struct Exchange {
     pub timers: Slots<ExchangeTimer>,
     started: Instant,
     status: u16,
+    /// An extended CONNECT for WebSocket: the upgrade, then the tunnel.
+    tunnel: Option<Tunnel>,
+    /// Why the request stream is malformed: the first drive resets it (H3_MESSAGE_ERROR).
+    malformed: Option<&'static str>,
 }
 
 impl Exchange {
     /// A request stream's first field section arrived, for the service `routed` names (see
     /// [`route::route`]) or refused there. Invalid requests are answered 400, refused ones
-    /// with the refusal; neither reaches the upstream.
+    /// with the refusal, malformed ones (CONNECT forms) reset; none reaches the upstream. A
+    /// WebSocket extended CONNECT gets a fresh upstream connection.
     pub fn start(
         ctx: &mut Ctx<'_>,
         stream: u64,
@@ -148,7 +162,7 @@ impl Exchange {
         more_frames: bool,
     ) -> Self {
         let prepared = prepare_request(list, more_frames);
-        let encoding = prepared.as_ref().map_or(BodyEncoding::None, |(_, e)| *e);
+        let encoding = prepared.as_ref().map_or(BodyEncoding::None, |p| p.encoding);
         let mut request_body = H3ToH1::new(encoding);
         if !more_frames {
             request_body.on_finished();
@@ -172,9 +186,11 @@ impl Exchange {
             timers: Slots::default(),
             started: ctx.now,
             status: 0,
+            tunnel: None,
+            malformed: None,
         };
         match prepared {
-            Ok((head, _)) => {
+            Ok(Prepared { head, tunnel, .. }) => {
                 log::debug!(
                     "stream {stream} from {}: {} {}",
                     ctx.client,
@@ -188,7 +204,13 @@ impl Exchange {
                     return ex;
                 }
                 write::write_request_head(&head, &mut ex.head_bytes);
-                match ctx.pool.checkout() {
+                ex.reusable = tunnel.is_none();
+                let checked_out = match tunnel {
+                    Some(_) => ctx.pool.connect_new(),
+                    None => ctx.pool.checkout(),
+                };
+                ex.tunnel = tunnel;
+                match checked_out {
                     Ok(key) => {
                         ex.upstream = Some(key);
                         ex.arm_connect_timer(ctx, key);
@@ -196,7 +218,8 @@ impl Exchange {
                     Err(e) => ex.answer(ctx, answers::upstream_unreachable(&e)),
                 }
             }
-            Err(answer) => ex.answer(ctx, answer),
+            Err(Failure::Answer(answer)) => ex.answer(ctx, answer),
+            Err(Failure::Malformed(reason) | Failure::Reset(reason)) => ex.malformed = Some(reason),
         }
         ex
     }
@@ -238,9 +261,13 @@ impl Exchange {
     }
 
     fn step(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        if let Some(reason) = self.malformed.take() {
+            return Err(Failure::Malformed(reason));
+        }
         let mut progress = self.connect_step(ctx)?;
         progress |= self.request_step(ctx)?;
         progress |= self.response_step(ctx)?;
+        self.count_tunnel_bytes(ctx.now, ctx.metrics);
         Ok(progress)
     }
 
@@ -288,7 +315,7 @@ impl Exchange {
 
     /// Ends the exchange once the response is complete.
     fn try_complete(&mut self, ctx: &mut Ctx<'_>) -> Option<Outcome> {
-        if !matches!(self.response, Response::Done) {
+        if !matches!(self.response, Response::Done) || !self.tunnel_ended() {
             return None;
         }
         if !self.request_done {
@@ -319,6 +346,7 @@ impl Exchange {
             ctx.stream.reset(write_code);
         }
         if let Some(key) = self.upstream.take() {
+            self.abort_tunnel_upstream(ctx, key);
             ctx.pool.close(key);
         }
         self.log_access(ctx);
@@ -366,91 +394,6 @@ impl Exchange {
         self.request_body.on_finished();
     }
 
-    /// Handles the earliest timer due at `now` (a later call handles the next one).
-    pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
-        let Some(timer) = self.timers.pop_expired(ctx.now) else {
-            return Outcome::Continue;
-        };
-        match timer {
-            ExchangeTimer::Connect => self.connect_timed_out(ctx),
-            ExchangeTimer::Response => self.time_out(
-                ctx,
-                answers::upstream_timeout(ctx.upstream.response_timeout.as_millis()),
-            ),
-            ExchangeTimer::Deliver => {
-                log::info!(
-                    "stream {}: the answer could not be delivered in time; resetting",
-                    self.stream
-                );
-                self.abort(ctx)
-            }
-        }
-    }
-
-    /// The connect did not finish in time: another healthy address of the service gets the
-    /// request (nothing was sent yet), with a connect timeout of its own; with none left, 504.
-    fn connect_timed_out(&mut self, ctx: &mut Ctx<'_>) -> Outcome {
-        let ms = ctx.upstream.connect_timeout.as_millis();
-        if let Some(key) = self.upstream {
-            let timed_out = std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("connect timed out ({ms} ms)"),
-            );
-            if let Ok(true) = ctx.pool.connect_failed(key, &timed_out) {
-                self.arm_connect_timer(ctx, key);
-                return self.drive(ctx);
-            }
-        }
-        self.time_out(ctx, answers::upstream_connect_timeout(ms))
-    }
-
-    /// The upstream missed a deadline: answer with `answer` while the response has not begun,
-    /// reset the stream once it has, and stop an unread request body after a complete response.
-    fn time_out(&mut self, ctx: &mut Ctx<'_>, answer: Answer) -> Outcome {
-        match self.response {
-            Response::Done => {
-                log::info!(
-                    "stream {}: the upstream stopped reading the request body; ending the exchange",
-                    self.stream
-                );
-                self.stop_request(ctx);
-                if let Some(key) = self.upstream.take() {
-                    ctx.pool.close(key);
-                }
-                self.try_complete(ctx).unwrap_or(Outcome::Finished)
-            }
-            Response::AwaitHead | Response::HeadReady { interim: true, .. } => {
-                self.answer(ctx, answer);
-                self.drive(ctx)
-            }
-            Response::HeadReady { .. } | Response::Body => {
-                log::info!(
-                    "stream {}: upstream stalled mid-response; resetting",
-                    self.stream
-                );
-                self.abort(ctx)
-            }
-        }
-    }
-
-    /// A checked-out connection that is still connecting gets the connect timeout; the
-    /// response timeout starts when the request head is written.
-    fn arm_connect_timer(&mut self, ctx: &mut Ctx<'_>, key: usize) {
-        let connecting = ctx.pool.conn(key).is_some_and(|u| u.is_connecting());
-        if connecting {
-            self.timers.arm(
-                ExchangeTimer::Connect,
-                ctx.now + ctx.upstream.connect_timeout,
-            );
-        }
-    }
-
-    /// The upstream made progress: the response timeout starts again.
-    fn upstream_progressed(&mut self, now: Instant, config: &UpstreamConfig) {
-        self.timers
-            .arm(ExchangeTimer::Response, now + config.response_timeout);
-    }
-
     pub fn upstream(&self) -> Option<usize> {
         self.upstream
     }
@@ -465,7 +408,9 @@ impl Exchange {
     }
 
     /// The exchange ended: count it and write its access line.
-    fn log_access(&self, ctx: &mut Ctx<'_>) {
+    fn log_access(&mut self, ctx: &mut Ctx<'_>) {
+        let tunnel = self.tunnel_note(ctx.now);
+        self.close_tunnel(ctx.metrics);
         ctx.metrics
             .record_request(self.status, ctx.now.saturating_duration_since(self.started));
         ctx.metrics.record_service_request(ctx.service, self.status);
@@ -473,7 +418,7 @@ impl Exchange {
             return;
         }
         log::info!(
-            "access {} {} \"{} {}\" {} req={} resp={} {:.1}ms",
+            "access {} {} \"{} {}\" {} req={} resp={} {:.1}ms{tunnel}",
             ctx.client,
             ctx.service,
             self.method,

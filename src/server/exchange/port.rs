@@ -22,6 +22,17 @@ pub trait UpstreamConn: H1Buffers {
     fn flush(&mut self) -> bool;
     /// Exchanges this connection carried before (0 for a fresh one).
     fn reused(&self) -> u32;
+    /// Reading or writing failed (a reset by the peer, ...): the connection did not end cleanly.
+    fn is_broken(&self) -> bool {
+        false
+    }
+    /// Half-closes the connection (FIN) once its queued output is written; `false` while
+    /// output is still pending (call again after a flush).
+    fn close_write(&mut self) -> bool {
+        true
+    }
+    /// Makes the coming close a reset (RST), not a clean end (FIN).
+    fn abort_on_close(&mut self) {}
 }
 
 /// The upstream connections an exchange may use (the pool in production).

@@ -1,16 +1,20 @@
 //! The request direction of an [`Exchange`]: the upstream connect completing, the HTTP/1.1
 //! request head, and the request body (and trailers) moved from the HTTP/3 stream to the
-//! upstream socket while the socket has room.
+//! upstream socket while the socket has room (for a tunnel: its bytes, once it is open).
 
 use quiche::h3::Header as H3Header;
 
 use crate::bridge::pump::{h1_framing, H3ToH1Error, Message};
 
-use crate::bridge::answers::{self, Answer};
+use crate::bridge::answers;
 use crate::bridge::headers;
+use crate::bridge::headers::connect::{self, RequestForm};
+use crate::bridge::websocket;
 use crate::h1::body::BodyEncoding;
 use crate::h1::head::RequestHead;
+use crate::quic::setup::EXTENDED_CONNECT;
 
+use super::tunnel::Tunnel;
 use super::{Ctx, Exchange, ExchangeTimer, Failure};
 
 impl Exchange {
@@ -65,7 +69,7 @@ impl Exchange {
             return Ok(false);
         }
         let mut progress = false;
-        if !self.request_done {
+        if !self.request_done && self.request_may_flow() {
             progress |= self
                 .request_body
                 .step(&mut *ctx.stream, up)
@@ -87,21 +91,64 @@ impl Exchange {
             self.upstream_progressed(ctx.now, ctx.upstream);
             progress = true;
         }
+        progress |= self.half_close_tunnel(up);
         Ok(progress)
+    }
+}
+
+/// A request stream's first field section, ready for the upstream.
+pub(super) struct Prepared {
+    pub head: RequestHead,
+    /// How the stream's DATA is written to the upstream.
+    pub encoding: BodyEncoding,
+    /// A WebSocket extended CONNECT: the head is the upgrade request.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// HTTP/3 request fields -> what the upstream gets: an HTTP/1.1 request, or the upgrade
+/// request of a WebSocket extended CONNECT. Malformed CONNECT forms are [`Failure::Malformed`];
+/// well-formed CONNECTs other than WebSocket are answered 501; other invalid requests 400.
+pub(super) fn prepare_request(list: &[H3Header], more_frames: bool) -> Result<Prepared, Failure> {
+    let form =
+        connect::request_form(list, EXTENDED_CONNECT).map_err(|e| Failure::Malformed(e.0))?;
+    match form {
+        RequestForm::Plain => {
+            let (head, encoding) = prepare_plain(list, more_frames)?;
+            Ok(Prepared {
+                head,
+                encoding,
+                tunnel: None,
+            })
+        }
+        RequestForm::Extended(p) if p == websocket::PROTOCOL.as_bytes() => {
+            let (head, key) = connect::websocket_upgrade_from_h3(list, websocket::new_key)
+                .map_err(|e| Failure::Answer(answers::bad_h3_request(e.0)))?;
+            Ok(Prepared {
+                head,
+                encoding: BodyEncoding::UntilClose,
+                tunnel: Some(Tunnel::new(key)),
+            })
+        }
+        RequestForm::Extended(p) => Err(Failure::Answer(answers::tunnel_not_carried(&format!(
+            "extended CONNECT for {:?}",
+            String::from_utf8_lossy(p)
+        )))),
+        RequestForm::Connect => Err(Failure::Answer(answers::tunnel_not_carried(
+            "a plain CONNECT",
+        ))),
     }
 }
 
 /// HTTP/3 request fields -> HTTP/1.1 head for the upstream, with body framing decided:
 /// no body when the stream ended with the fields, Content-Length when given, else chunked.
-pub(super) fn prepare_request(
+fn prepare_plain(
     list: &[H3Header],
     more_frames: bool,
-) -> Result<(RequestHead, BodyEncoding), Answer> {
-    let mut head = headers::request_from_h3(list).map_err(|e| answers::bad_h3_request(e.0))?;
-    let length =
-        headers::content_length(&head.headers).map_err(|e| answers::bad_h3_request(e.0))?;
-    let (encoding, added) =
-        h1_framing(Message::Request, length, more_frames, true).map_err(answers::bad_h3_request)?;
+) -> Result<(RequestHead, BodyEncoding), Failure> {
+    let bad = |reason: &str| Failure::Answer(answers::bad_h3_request(reason));
+    let mut head = headers::request_from_h3(list).map_err(|e| bad(e.0))?;
+    let length = headers::content_length(&head.headers).map_err(|e| bad(e.0))?;
+    let (encoding, added) = h1_framing(Message::Request, length, more_frames, true).map_err(bad)?;
     head.headers.extend(added);
     Ok((head, encoding))
 }

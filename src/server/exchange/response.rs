@@ -91,12 +91,15 @@ impl Exchange {
             Ok(None) => return Ok(false),
             Err(e) => return Err(Failure::Answer(answers::upstream_invalid(e.reason))),
         };
-        if resp.status == 101 {
+        if resp.status == 101 && self.tunnel.is_none() {
             return Err(Failure::Answer(answers::upstream_invalid(
                 "101 Switching Protocols is not supported",
             )));
         }
         up.consume(len);
+        if resp.status == 101 {
+            return self.open_tunnel(ctx, &resp);
+        }
         if resp.status < 200 {
             self.interim_count += 1;
             if self.interim_count > MAX_INTERIM_RESPONSES {
@@ -138,6 +141,7 @@ impl Exchange {
             fin,
             interim: false,
         };
+        self.tunnel_refused(ctx);
         Ok(true)
     }
 
@@ -192,6 +196,9 @@ impl Exchange {
     /// Moves decoded response bytes (or a synthesized body) into the stream.
     /// Response body: upstream socket (or the synthesized answer) -> stream.
     fn pump_response_body(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        if let Some(up) = self.upstream.and_then(|k| ctx.pool.conn(k)) {
+            self.check_tunnel_upstream(up)?;
+        }
         let Some(body) = self.response_body.as_mut() else {
             return Ok(false);
         };

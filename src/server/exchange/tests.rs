@@ -200,3 +200,76 @@ fn a_handled_deadline_is_never_due_again() {
         assert!(w.finished, "every exchange ends (connects: {connects})");
     }
 }
+
+fn field(name: &str, value: &str) -> quiche::h3::Header {
+    quiche::h3::Header::new(name.as_bytes(), value.as_bytes())
+}
+
+#[test]
+fn a_malformed_extended_connect_is_reset_and_takes_no_connection() {
+    let mut w = world(SECOND, SECOND);
+    w.pool.next = Some(MemConn::pooled());
+    // `:protocol` on a GET (RFC 8441 §4: only with CONNECT).
+    assert!(w.start("GET", &[field(":protocol", "websocket")], true));
+    assert_eq!(w.stream.reset, Some(crate::quic::h3_code::MESSAGE_ERROR));
+    assert!(w.stream.heads.is_empty(), "no answer, a reset");
+    assert!(w.pool.conns.is_empty(), "no upstream connection taken");
+}
+
+#[test]
+fn a_websocket_tunnel_uses_a_fresh_connection_and_its_idle_timeout_resets_it() {
+    let mut w = world(SECOND, 2 * SECOND);
+    w.pool.next = Some(MemConn::pooled());
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let ws = [
+        field(":protocol", "websocket"),
+        field("sec-websocket-key", key),
+    ];
+    w.start("CONNECT", &ws, true);
+    assert!(w.pool.next.is_some(), "the pooled connection is not used");
+    if let Some(c) = w.pool.latest() {
+        assert_eq!(c.reused, 0, "a fresh connection");
+        c.outcome = Some(Ok(()));
+    }
+    w.run(|ex, ctx| ex.drive(ctx));
+    let conn = w.pool.latest_key().expect("the tunnel's connection");
+    let upgrade = String::from_utf8_lossy(&w.pool.conns[conn].read).into_owned();
+    assert!(upgrade.starts_with("GET /x HTTP/1.1\r\n"), "{upgrade}");
+    for line in [
+        "upgrade: websocket",
+        "connection: Upgrade",
+        "sec-websocket-version: 13",
+    ] {
+        assert!(upgrade.contains(line), "{line} missing from {upgrade}");
+    }
+    assert!(upgrade.contains(key), "{upgrade}");
+
+    // 101 (with the first tunnel bytes right behind it) -> 200, then bytes both ways.
+    if let Some(c) = w.pool.latest() {
+        c.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nhi");
+    }
+    w.run(|ex, ctx| ex.drive(ctx));
+    assert_eq!(w.stream.status(), Some(200));
+    assert_eq!(w.stream.data, b"hi");
+    assert!(!w.stream.fin, "the tunnel stays open");
+    w.stream.incoming = b"yo".to_vec();
+    w.run(|ex, ctx| ex.drive(ctx));
+    assert!(w.pool.conns[conn].read.ends_with(b"\r\n\r\nyo"));
+    assert_eq!(w.metrics.tunnels.open, 1);
+    assert_eq!(
+        (
+            w.metrics.tunnels.bytes_to_upstream,
+            w.metrics.tunnels.bytes_from_upstream
+        ),
+        (2, 2)
+    );
+
+    // No response timeout while open (2 s); the idle timeout (300 s in the rig) resets it.
+    w.advance_to(10 * SECOND);
+    assert!(!w.finished, "an open tunnel has no response timeout");
+    w.advance_to(400 * SECOND);
+    assert!(w.finished, "the idle tunnel is given up");
+    assert!(w.stream.reset.is_some());
+    assert_eq!(w.pool.conns[conn].released, Some(Released::Closed));
+    assert_eq!(w.metrics.tunnels.open, 0);
+}
