@@ -44,4 +44,5 @@ mod strict;
 mod timers;
 mod upstream_edges;
 mod upstream_pools;
+mod websocket;
 mod zero_rtt;

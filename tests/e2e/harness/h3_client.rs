@@ -1,8 +1,10 @@
 //! A bare HTTP/3 client (quiche) speaking straight to a ptproxy server with the test PKI's
 //! client certificate, for requests the ptproxy client would never send: crafted field lists,
 //! bodies that disagree with their Content-Length. It reports what came back on the stream:
-//! a response (status, fields, body) or a reset with its code.
+//! a response (status, fields, body) or a reset with its code. For tunnels (extended CONNECT)
+//! it keeps a stream open, sends DATA on it and reads what came so far ([`StreamSeen`]).
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,30 @@ pub enum H3Outcome {
     Reset(u64),
 }
 
+/// What came on a stream so far.
+#[derive(Debug, Default, Clone)]
+pub struct StreamSeen {
+    pub status: Option<u16>,
+    pub fields: Vec<(String, String)>,
+    pub data: Vec<u8>,
+    /// The server ended the stream cleanly (FIN).
+    pub finished: bool,
+    /// The server reset the stream with this code.
+    pub reset: Option<u64>,
+}
+
+impl StreamSeen {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 pub struct H3Client {
+    /// Streams read through [`H3Client::wait_for`].
+    seen: HashMap<u64, StreamSeen>,
     socket: UdpSocket,
     local: SocketAddr,
     peer: SocketAddr,
@@ -81,6 +106,7 @@ impl H3Client {
         )
         .expect("h3 connection");
         H3Client {
+            seen: HashMap::new(),
             socket,
             local,
             peer: server,
@@ -151,6 +177,126 @@ impl H3Client {
         }
         self.flush();
         stream
+    }
+
+    /// Opens a stream with exactly these fields and keeps it open (no FIN); returns its id.
+    pub fn open(&mut self, fields: &[(&str, &str)]) -> u64 {
+        let list: Vec<quiche::h3::Header> = fields
+            .iter()
+            .map(|(n, v)| quiche::h3::Header::new(n.as_bytes(), v.as_bytes()))
+            .collect();
+        let stream = self
+            .h3
+            .send_request(&mut self.conn, &list, false)
+            .expect("send_request");
+        self.flush();
+        stream
+    }
+
+    /// Sends `data` as DATA on `stream` (then FIN if `fin`), waiting for flow-control credit
+    /// as needed, for at most `timeout`.
+    pub fn send_data(&mut self, stream: u64, data: &[u8], fin: bool, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut sent = 0;
+        loop {
+            match self
+                .h3
+                .send_body(&mut self.conn, stream, &data[sent..], fin)
+            {
+                // All of what was left taken: the FIN (if asked) went with it.
+                Ok(n) if sent + n == data.len() => {
+                    self.flush();
+                    return;
+                }
+                Ok(n) => sent += n,
+                Err(quiche::h3::Error::Done) => {}
+                Err(e) => panic!("send_body on stream {stream}: {e}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sent {sent} of {} bytes on stream {stream} in {timeout:?}",
+                data.len()
+            );
+            self.poll_streams();
+        }
+    }
+
+    /// Resets `stream` both ways with `code` (RESET_STREAM and STOP_SENDING).
+    pub fn reset_stream(&mut self, stream: u64, code: u64) {
+        let _ = self
+            .conn
+            .stream_shutdown(stream, quiche::Shutdown::Write, code);
+        let _ = self
+            .conn
+            .stream_shutdown(stream, quiche::Shutdown::Read, code);
+        self.flush();
+    }
+
+    /// Runs the session until `done` holds for what came on `stream` (or it ended), for at
+    /// most `timeout`; returns what came.
+    pub fn wait_for(
+        &mut self,
+        stream: u64,
+        timeout: Duration,
+        done: impl Fn(&StreamSeen) -> bool,
+    ) -> StreamSeen {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.seen.entry(stream).or_default();
+            if done(seen) || seen.finished || seen.reset.is_some() {
+                return seen.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stream {stream}: condition not met in {timeout:?}; saw {} bytes, status {:?}",
+                seen.data.len(),
+                seen.status
+            );
+            self.poll_streams();
+        }
+    }
+
+    /// One turn of the session, then every HTTP/3 event into [`H3Client::seen`].
+    fn poll_streams(&mut self) {
+        assert!(
+            !self.conn.is_closed(),
+            "session closed: {:?}",
+            self.conn.peer_error()
+        );
+        Io {
+            socket: &self.socket,
+            local: self.local,
+            peer: self.peer,
+        }
+        .turn(&mut self.conn);
+        let mut buf = vec![0u8; 65_536];
+        while let Ok((id, event)) = self.h3.poll(&mut self.conn) {
+            let seen = self.seen.entry(id).or_default();
+            match event {
+                quiche::h3::Event::Headers { list, .. } => {
+                    use quiche::h3::NameValue;
+                    for f in list {
+                        let (n, v) = (
+                            String::from_utf8_lossy(f.name()).into_owned(),
+                            String::from_utf8_lossy(f.value()).into_owned(),
+                        );
+                        if n == ":status" {
+                            seen.status = v.parse().ok();
+                        } else {
+                            seen.fields.push((n, v));
+                        }
+                    }
+                }
+                quiche::h3::Event::Data => {
+                    while let Ok(n) = self.h3.recv_body(&mut self.conn, id, &mut buf) {
+                        seen.data.extend_from_slice(&buf[..n]);
+                    }
+                }
+                quiche::h3::Event::Finished => seen.finished = true,
+                quiche::h3::Event::Reset(code) => seen.reset = Some(code),
+                _ => {}
+            }
+        }
     }
 
     fn flush(&mut self) {
