@@ -234,7 +234,7 @@ fn an_idle_tunnel_is_reset_after_the_idle_timeout() {
     let up = WsUpstream::start(WsBehaviour::Echo);
     let pair = PairBuilder::new(up.addr())
         .name("ws_idle")
-        .server("http.tunnel_idle_timeout_ms", "1500")
+        .server("http.tunnel_idle_timeout_ms", "3000")
         .start();
     let mut c = H3Client::connect(pair.quic_addr);
     let s = c.open(&ws_connect(&[("sec-websocket-key", KEY)]));
@@ -245,7 +245,7 @@ fn an_idle_tunnel_is_reset_after_the_idle_timeout() {
     assert_eq!(end.data, b"still here", "bytes flowed before the silence");
     assert!(end.reset.is_some(), "{end:?}");
     pair.server
-        .expect_log("the tunnel moved no byte for 1500 ms", WAIT);
+        .expect_log("the tunnel moved no byte for 3000 ms", WAIT);
 }
 
 #[test]
