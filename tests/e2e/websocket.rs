@@ -271,3 +271,28 @@ fn a_stream_reset_mid_tunnel_resets_the_upstream_connection() {
         "an aborted tunnel must reach the upstream as a reset, never a FIN"
     );
 }
+
+#[test]
+fn twenty_tunnels_at_once_each_carry_their_own_bytes() {
+    let up = WsUpstream::start(WsBehaviour::Echo);
+    let pair = PairBuilder::new(up.addr()).name("ws_many").start();
+    let mut c = H3Client::connect(pair.quic_addr);
+    let streams: Vec<u64> = (0..20)
+        .map(|_| c.open(&ws_connect(&[("sec-websocket-key", KEY)])))
+        .collect();
+    let message = |i: usize, round: usize| format!("tunnel {i} round {round};").into_bytes();
+    // Interleaved: every tunnel sends its round before any reads its echo.
+    for round in 0..3 {
+        for (i, &s) in streams.iter().enumerate() {
+            c.send_data(s, &message(i, round), round == 2, WAIT);
+        }
+    }
+    for (i, &s) in streams.iter().enumerate() {
+        let end = c.wait_for(s, WAIT, |_| false);
+        let want: Vec<u8> = (0..3).flat_map(|r| message(i, r)).collect();
+        assert_eq!(end.status, Some(200), "tunnel {i}: {end:?}");
+        assert_eq!(end.data, want, "tunnel {i}");
+        assert!(end.finished, "tunnel {i}: {end:?}");
+    }
+    assert_eq!(up.connection_count(), 20, "one fresh connection per tunnel");
+}
