@@ -22,13 +22,12 @@ pub fn accept_for(key: &[u8]) -> String {
     base64(ctx.finish().as_ref())
 }
 
-/// A fresh `Sec-WebSocket-Key`: 16 random bytes in base64; `None` if the system's random
-/// source failed.
-pub fn new_key() -> Option<String> {
-    use ring::rand::SecureRandom;
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes in base64 (from the process's one random
+/// source, [`crate::quic::random_bytes`]).
+pub fn new_key() -> String {
     let mut nonce = [0u8; 16];
-    ring::rand::SystemRandom::new().fill(&mut nonce).ok()?;
-    Some(base64(&nonce))
+    crate::quic::random_bytes(&mut nonce);
+    base64(&nonce)
 }
 
 /// Whether `key` is a valid `Sec-WebSocket-Key`: base64 (with padding) of exactly 16 bytes.
@@ -87,9 +86,9 @@ mod tests {
 
     #[test]
     fn keys_are_16_bytes_of_base64() {
-        let key = new_key().expect("random key");
+        let key = new_key();
         assert!(is_valid_key(key.as_bytes()), "{key}");
-        assert_ne!(new_key(), Some(key), "two keys must differ");
+        assert_ne!(new_key(), key, "two keys must differ");
         assert!(is_valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
         for bad in [
             &b"dGhlIHNhbXBsZSBub25jZQ"[..], // no padding
