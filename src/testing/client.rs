@@ -21,6 +21,8 @@ use crate::quic::session::Session;
 #[derive(Default)]
 pub struct MemSession {
     pub refuse: Option<OpenRefused>,
+    /// The peer did not enable extended CONNECT.
+    pub no_extended_connect: bool,
     /// The next stream id.
     pub next: u64,
     /// The field sections of the streams opened, with their FIN flag.
@@ -34,6 +36,9 @@ pub struct MemSession {
 impl SessionPort for MemSession {
     fn accepts(&self, _fields: &[H3Header]) -> bool {
         true
+    }
+    fn extended_connect(&self) -> bool {
+        !self.no_extended_connect
     }
     fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused> {
         if let Some(why) = &self.refuse {

@@ -45,4 +45,5 @@ mod timers;
 mod upstream_edges;
 mod upstream_pools;
 mod websocket;
+mod websocket_client;
 mod zero_rtt;

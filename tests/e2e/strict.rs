@@ -413,8 +413,11 @@ static CLIENT_CASES: &[Case] = &[
     // ---- CONNECT and Upgrade ----
     c("connect", b"CONNECT e2e.test:443 HTTP/1.1\r\nHost: e2e.test:443\r\nX-Case: {c}\r\n\r\n", Expect::RefuseOpen(&[501])),
     c("connect_origin_form", b"CONNECT /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\n\r\n", Expect::RefuseOpen(&[400, 501])),
-    c("upgrade_websocket", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", Expect::RefuseOpen(&[501])),
-    c("upgrade_websocket_casing", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nConnection: keep-alive, upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", Expect::RefuseOpen(&[501])),
+    // A valid WebSocket handshake is carried (tests/e2e/websocket.rs); broken ones are not.
+    c("upgrade_websocket_post", b"POST /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", R400),
+    c("upgrade_websocket_version_8", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nConnection: keep-alive, upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", R400),
+    c("upgrade_websocket_short_key", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n", R400),
+    c("upgrade_other_protocol", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nConnection: Upgrade\r\nUpgrade: IRC/6.9\r\n\r\n", Expect::Refuse(&[501])),
     c("upgrade_websocket_http10_ignored", b"GET /echo?{c} HTTP/1.0\r\nHost: e2e.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", either(Fwd { hdrs: &[Hdr::Absent("upgrade")], close: true, ..GET })),
     c("upgrade_h2c_ignored_or_refused", b"GET /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n", either(Fwd { hdrs: &[Hdr::Absent("upgrade"), Hdr::Absent("http2-settings")], ..GET })),
     // ---- limits ----

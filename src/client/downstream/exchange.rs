@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use quiche::h3::Header as H3Header;
 
 use super::request;
+use super::tunnel::{self, Tunnel};
 use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
@@ -63,6 +64,8 @@ pub struct Exchange {
     pub(super) req_bytes: u64,
     pub(super) resp_bytes: u64,
     pub(super) status: u16,
+    /// A WebSocket upgrade carried as an extended CONNECT.
+    pub(super) tunnel: Option<Tunnel>,
 }
 
 impl<T: DownstreamConn> Downstream<T> {
@@ -116,6 +119,9 @@ impl<T: DownstreamConn> Downstream<T> {
                 }
             }
         }
+        if let Phase::Exchange(ex) = &mut self.phase {
+            ex.count_tunnel_bytes(ctx.metrics);
+        }
         progress | self.complete_if_done(ctx)
     }
 
@@ -126,6 +132,9 @@ impl<T: DownstreamConn> Downstream<T> {
         };
         if !matches!(ex.response, Response::Done) {
             return false;
+        }
+        if ex.tunnel_open() && !ex.request_done {
+            return half_close_tunnel(ex, &mut self.tcp);
         }
         if let Some(id) = ex.stream.take() {
             ctx.forget_stream(ex.link, id);
@@ -264,6 +273,7 @@ impl Exchange {
             req_bytes: 0,
             resp_bytes: 0,
             status: 0,
+            tunnel: prepared.websocket_key.map(Tunnel::new),
         };
         Ok((ex, interim))
     }
@@ -286,12 +296,17 @@ impl Exchange {
         };
         self.link = Some(link);
         let early = ctx.early(Some(link));
-        let replay_safe = ctx.http.early_data_methods.contains(&self.method);
+        // A tunnel is never replay-safe, whatever its GET says.
+        let replay_safe =
+            self.tunnel.is_none() && ctx.http.early_data_methods.contains(&self.method);
         let allowed = !ctx.stopping && (!early || replay_safe);
         let session = ctx.session(Some(link)).filter(|_| allowed);
         let (Some(session), Some(fields)) = (session, self.fields.as_ref()) else {
             return Ok(false);
         };
+        if self.tunnel.is_some() && !session.extended_connect() {
+            return Err(tunnel::not_carried_by_peer());
+        }
         if !session.accepts(fields) {
             return Err(answers::bad_request(
                 431,
@@ -359,7 +374,7 @@ impl Exchange {
         let Some(id) = self.stream else {
             return Ok(false);
         };
-        if hold || self.request_done {
+        if hold || self.request_done || !self.request_may_flow() {
             self.note_body_input(tcp, now, false);
             return Ok(false);
         }
@@ -373,7 +388,9 @@ impl Exchange {
             H1ToH3Error::Stream(e) => stream_failed(&e.detail),
         })?;
         self.request_done = self.request_body.is_done();
-        self.note_body_input(tcp, now, self.request_body.waits_for_input());
+        // A tunnel's caller may stay silent as long as it likes (no body stall clock).
+        let waits = self.tunnel.is_none() && self.request_body.waits_for_input();
+        self.note_body_input(tcp, now, waits);
         Ok(progress)
     }
 
@@ -392,6 +409,19 @@ impl Exchange {
     pub(super) fn body_stall_deadline(&self, timeout: Duration) -> Option<Instant> {
         self.body_waits_for_client
             .then(|| self.body_quiet_since + timeout)
+    }
+}
+
+/// The stream of an open tunnel ended while the caller still sends: the caller's connection
+/// is half-closed (FIN) once the stream's last bytes are written; the other direction goes on.
+fn half_close_tunnel(ex: &mut Exchange, tcp: &mut impl DownstreamConn) -> bool {
+    match ex.tunnel.as_mut() {
+        Some(t) if !t.write_closed && tcp.pending_output() == 0 => {
+            tcp.shutdown_write();
+            t.write_closed = true;
+            true
+        }
+        _ => false,
     }
 }
 

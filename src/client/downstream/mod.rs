@@ -25,6 +25,7 @@ pub mod request;
 mod response;
 #[cfg(test)]
 mod tests;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -495,14 +496,21 @@ impl<T: DownstreamConn> Downstream<T> {
 
     /// Drops the connection with a TCP reset so a partial response never looks complete.
     pub fn abort(&mut self, ctx: &mut Ctx<'_>) {
+        if let Phase::Exchange(ex) = &mut self.phase {
+            if ex.tunnel_open() {
+                log_access(ctx, self.peer, ex, ex.status);
+            }
+        }
         self.release_stream(ctx, h3_code::REQUEST_CANCELLED);
         self.tcp.reset_on_close();
         self.phase = Phase::Done;
     }
 }
 
-/// A request ended with `status`: count it and write its access line.
-fn log_access(ctx: &mut Ctx<'_>, peer: SocketAddr, ex: &Exchange, status: u16) {
+/// A request ended with `status`: count it and write its access line (a tunnel's with how
+/// long it was open; it is counted closed here).
+fn log_access(ctx: &mut Ctx<'_>, peer: SocketAddr, ex: &mut Exchange, status: u16) {
+    let tunnel = ex.close_tunnel(ctx.now, ctx.metrics);
     ctx.metrics
         .record_request(status, ctx.now.saturating_duration_since(ex.started));
     if !ctx.http.access_log {
@@ -514,7 +522,7 @@ fn log_access(ctx: &mut Ctx<'_>, peer: SocketAddr, ex: &Exchange, status: u16) {
         "HTTP/1.1"
     };
     log::info!(
-        "access {peer} \"{} {} {version}\" {status} req={} resp={} {:.1}ms",
+        "access {peer} \"{} {} {version}\" {status} req={} resp={} {:.1}ms{tunnel}",
         ex.method,
         ex.target,
         ex.req_bytes,

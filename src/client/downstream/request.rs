@@ -2,8 +2,9 @@
 //! how it is shaped for the peer (HTTP/3 fields with the forwarding fields added).
 //!
 //! Refusals carry the status RFC 9110/9112 asks for: 400 for malformed framing or Host,
-//! 413 for a body over `http.max_body_bytes`, 501 for CONNECT and protocol upgrades (not
-//! carried end to end yet), 414/431/505 come from the head parser itself.
+//! 413 for a body over `http.max_body_bytes`, 501 for CONNECT and upgrades to protocols other
+//! than WebSocket (whose handshake `tunnel` checks), 414/431/505 come from the head parser
+//! itself.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -13,7 +14,7 @@ use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
 use crate::config::{ClientHttpConfig, ListenerRules};
 use crate::h1::body::{self, BodyFraming};
-use crate::h1::head::{has_connection_token, RequestHead, Version};
+use crate::h1::head::{RequestHead, Version};
 
 /// A request accepted for forwarding.
 pub struct Prepared {
@@ -24,6 +25,8 @@ pub struct Prepared {
     pub continue_now: bool,
     /// The peers its route may use (`None`: any, failover).
     pub peers: Option<crate::config::PeerGroup>,
+    /// A WebSocket upgrade (sent as an extended CONNECT): the caller's key.
+    pub websocket_key: Option<String>,
 }
 
 impl Prepared {
@@ -47,20 +50,14 @@ pub fn prepare(
     if req.method == "CONNECT" {
         return Err(bad(501, "CONNECT is not supported"));
     }
-    // A real upgrade attempt names "upgrade" in Connection (RFC 9110 §7.8); a stray Upgrade
-    // field is just hop-by-hop and dropped. h2c may be ignored, as any server may.
-    let upgrading = has_connection_token(&req.headers, "upgrade");
-    if let Some(protocol) = req
-        .header("upgrade")
-        .filter(|p| upgrading && !p.eq_ignore_ascii_case(b"h2c"))
-    {
-        let protocol = String::from_utf8_lossy(protocol).into_owned();
-        return Err(bad(
-            501,
-            &format!("protocol upgrade to {protocol:?} is not supported"),
-        ));
-    }
-    let framing = body::request_framing(req).map_err(|e| bad(e.status, e.reason))?;
+    let websocket_key = match super::tunnel::upgrade_of(req)? {
+        super::tunnel::Upgrade::WebSocket(key) => Some(key),
+        super::tunnel::Upgrade::None => None,
+    };
+    let framing = match websocket_key {
+        Some(_) => super::tunnel::FRAMING,
+        None => body::request_framing(req).map_err(|e| bad(e.status, e.reason))?,
+    };
     if let (BodyFraming::ContentLength(n), Some(max)) = (framing, http.max_body_bytes) {
         if n > max {
             return Err(body_too_large(max));
@@ -83,6 +80,9 @@ pub fn prepare(
     // Hop-by-hop removal first: a client must not be able to drop the fields we add by naming
     // them in `Connection` (the CVE-2022-31813 class).
     let mut fields = headers::request_to_h3(&shaped, &authority, &path);
+    if websocket_key.is_some() {
+        super::tunnel::extended_connect(&mut fields);
+    }
     add_forwarding(&mut fields, req.version, peer, http);
     // The service field last, after the caller's copies were removed with the hop-by-hop ones.
     let host = std::str::from_utf8(&authority).ok();
@@ -97,6 +97,7 @@ pub fn prepare(
         framing,
         continue_now: false,
         peers: rules.and_then(|r| r.peers(host)).cloned(),
+        websocket_key,
     };
     let continue_now = expects_continue && prepared.has_body() && req.version == Version::Http11;
     Ok(Prepared {
@@ -321,6 +322,17 @@ mod tests {
                         ("Host", "b"),
                         ("Connection", "upgrade"),
                         ("Upgrade", "websocket"),
+                    ],
+                ),
+                400, // a POST without a key: not a WebSocket handshake
+            ),
+            (
+                req(
+                    "/",
+                    &[
+                        ("Host", "b"),
+                        ("Connection", "upgrade"),
+                        ("Upgrade", "IRC/6.9"),
                     ],
                 ),
                 501,

@@ -14,6 +14,7 @@ use crate::h1::head::{Header, Version};
 use crate::h1::write;
 use crate::quic::h3_code;
 
+use super::tunnel;
 use super::{log_access, Ctx, Downstream, DownstreamConn, Exchange, Phase};
 
 /// Interim (1xx) responses relayed to the client per request (the server relays at most 16
@@ -34,7 +35,11 @@ impl<T: DownstreamConn> Downstream<T> {
         let Phase::Exchange(ex) = &mut self.phase else {
             return;
         };
+        let was_open = ex.tunnel_open();
         match ex.start_response(list, more_frames, &mut self.tcp) {
+            Ok(()) if ex.tunnel.is_some() && ex.status == 101 && !was_open => {
+                ex.open_tunnel(ctx.now, ctx.metrics);
+            }
             Ok(()) => {}
             Err(answer) => {
                 self.tcp.queue(&answer.to_h1(true, ex.method == "HEAD"));
@@ -121,6 +126,16 @@ impl Exchange {
             self.relay_interim(status, fields, tcp);
             return Ok(());
         }
+        if let Some(t) = &self.tunnel {
+            if status == 200 {
+                let fields = tunnel::switching_protocols_fields(t.key(), fields)?;
+                self.start_tunnel(fields, tcp);
+                return Ok(());
+            }
+            // Refused: relayed as an ordinary response, the connection closes after it.
+            self.tunnel = None;
+            self.keep_alive = false;
+        }
         let length =
             headers::content_length(&fields).map_err(|e| answers::bad_peer_response(e.0))?;
         let no_body = self.method == "HEAD" || status == 204 || status == 304;
@@ -155,6 +170,19 @@ impl Exchange {
         }
         self.response = Response::Body(body);
         Ok(())
+    }
+
+    /// The peer's 200 to the extended CONNECT: the caller gets `101 Switching Protocols` and
+    /// the stream's bytes from now on, until the stream ends.
+    fn start_tunnel(&mut self, fields: Vec<Header>, tcp: &mut impl DownstreamConn) {
+        write::write_status_head(101, fields, tcp.output());
+        self.status = 101;
+        self.keep_alive = false;
+        let mut body = H3ToH1::new(BodyEncoding::UntilClose);
+        if self.fin_received {
+            body.on_finished();
+        }
+        self.response = Response::Body(body);
     }
 
     /// Moves response body bytes from the stream to the socket while the socket has room.

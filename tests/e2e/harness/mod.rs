@@ -24,6 +24,7 @@ pub mod relay;
 pub mod sites;
 pub mod tmp;
 pub mod upstream;
+pub mod ws_client;
 pub mod ws_upstream;
 
 use std::path::PathBuf;

@@ -2,8 +2,9 @@
 //! answers `101 Switching Protocols` with the RFC 6455 `Sec-WebSocket-Accept` for the key it
 //! got (and the first offered subprotocol), then echoes every byte back until the proxy
 //! half-closes, when it half-closes too. Other behaviours: refuse the upgrade with a status,
-//! or die with a TCP reset after echoing some bytes. It records each request head, the
-//! connections it accepted and which of them saw the proxy's FIN or reset.
+//! die with a TCP reset after echoing some bytes, or answer an accept for another key. It
+//! records each request head, the connections it accepted and which of them saw the proxy's
+//! FIN or reset.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -21,6 +22,8 @@ pub enum WsBehaviour {
     Refuse(u16),
     /// 101, echo, and once this many bytes came, reset the connection (RST, no FIN).
     ResetAfter(usize),
+    /// 101 with a `Sec-WebSocket-Accept` that does not match the key, then echo.
+    WrongAccept,
 }
 
 struct State {
@@ -158,10 +161,13 @@ fn serve(mut s: TcpStream, id: usize, st: &State) -> io::Result<()> {
             let _ = s.shutdown(Shutdown::Both);
             return Ok(());
         }
-        WsBehaviour::Echo => None,
+        WsBehaviour::Echo | WsBehaviour::WrongAccept => None,
         WsBehaviour::ResetAfter(n) => Some(n),
     };
-    let key = head_field(&head, "sec-websocket-key").unwrap_or("");
+    let key = match st.behaviour {
+        WsBehaviour::WrongAccept => "AAAAAAAAAAAAAAAAAAAAAA==",
+        _ => head_field(&head, "sec-websocket-key").unwrap_or(""),
+    };
     let mut answer = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         accept_for(key)
