@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use quiche::h3::Header as H3Header;
+use quiche::h3::{Header as H3Header, NameValue};
 
 use super::*;
 use crate::bridge::stream::OpenRefused;
@@ -235,4 +235,67 @@ fn a_get_on_a_silent_peer_moves_once_to_the_other_and_a_post_stays() {
         (1, 0),
         "the POST stays on its stream"
     );
+}
+
+const UPGRADE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: b.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+#[test]
+fn a_websocket_upgrade_to_a_peer_without_extended_connect_is_a_501() {
+    let mut w = world();
+    w.link.session.no_extended_connect = true;
+    w.send(UPGRADE);
+    let text = w.down.tcp.text();
+    assert!(text.starts_with("HTTP/1.1 501 "), "{text}");
+    assert!(text.contains("Proxy-Status: "), "{text}");
+    assert!(text.contains("SETTINGS_ENABLE_CONNECT_PROTOCOL"), "{text}");
+    assert!(w.link.session.opened.is_empty(), "no stream for it");
+}
+
+#[test]
+fn a_tunnel_holds_bytes_until_the_101_then_half_closes_on_the_streams_end() {
+    let mut w = world();
+    w.down.tcp.reads = usize::MAX;
+    w.send(UPGRADE);
+    w.send(b"early");
+    let (fields, fin) = &w.link.session.opened[0];
+    assert!(!fin, "a tunnel's stream stays open");
+    let has = |n: &[u8], v: &[u8]| fields.iter().any(|f| f.name() == n && f.value() == v);
+    assert!(has(b":method", b"CONNECT") && has(b":protocol", b"websocket"));
+    assert!(
+        w.link.session.body.is_empty(),
+        "no byte before the peer accepts"
+    );
+
+    let id = w.stream().unwrap_or(0);
+    let ok = [
+        H3Header::new(b":status", b"200"),
+        H3Header::new(b"sec-websocket-accept", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+    ];
+    w.link.session.incoming.insert(id, b"from peer".to_vec());
+    w.with(|d, ctx| d.on_headers(ctx, &ok, true));
+    let read = String::from_utf8_lossy(&w.down.tcp.read).into_owned();
+    assert!(read.starts_with("HTTP/1.1 101 "), "{read}");
+    assert!(read.ends_with("\r\n\r\nfrom peer"), "{read}");
+    assert_eq!(
+        w.link.session.body[&id], b"early",
+        "held bytes flow after the 101"
+    );
+    assert_eq!(w.metrics.tunnels.open, 1);
+
+    // Silence is no stalled body: no 408 long after http.body_timeout_ms.
+    w.advance_to(60 * SECOND);
+    assert!(matches!(w.down.phase, Phase::Exchange(_)));
+
+    // The stream's end half-closes the caller; its bytes still flow, then its FIN ends it.
+    w.with(|d, ctx| d.on_finished(ctx));
+    assert!(w.down.tcp.shut && !w.down.tcp.reset);
+    w.send(b" late");
+    assert_eq!(w.link.session.body[&id], b"early late");
+    w.down.tcp.ended = true;
+    w.drive();
+    assert!(
+        !matches!(w.down.phase, Phase::Exchange(_)),
+        "the tunnel ended"
+    );
+    assert_eq!(w.metrics.tunnels.open, 0);
 }
