@@ -161,6 +161,7 @@ pub struct ClientHttpFile {
     pub drain_timeout_ms: Option<u64>,
     pub early_data_methods: Option<Vec<String>>,
     pub body_timeout_ms: Option<u64>,
+    pub tunnel_idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

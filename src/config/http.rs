@@ -1,6 +1,6 @@
 //! The `http` section: HTTP/1.1 settings of each role. The client's listener (session wait,
 //! connection cap, timeouts, size limits, forwarding fields, methods allowed in 0-RTT) and the
-//! server's (access log, head size limit, WebSocket tunnel idle timeout). The shared `http.drain_timeout_ms` belongs to the
+//! server's (access log, head size limit); both have the WebSocket tunnel idle timeout. The shared `http.drain_timeout_ms` belongs to the
 //! operating settings in the parent module, whose `DEFAULT_*` consts are the defaults here.
 
 use std::time::Duration;
@@ -30,6 +30,8 @@ pub struct ClientHttpConfig {
     /// A request body that brings no byte for this long is given up (408, or a reset once
     /// the response started).
     pub body_timeout: Duration,
+    /// A WebSocket tunnel moving no byte either way for this long is reset.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Forwarding fields added to each request (RFC 7239 `Forwarded`, `Via`, `X-Forwarded-For`).
@@ -87,6 +89,7 @@ pub(super) fn client(http: &file::ClientHttpFile) -> Result<ClientHttpConfig, Co
             http.body_timeout_ms,
             DEFAULT_BODY_TIMEOUT_MS,
         )?,
+        tunnel_idle_timeout: tunnel_idle_timeout(http.tunnel_idle_timeout_ms)?,
     })
 }
 

@@ -587,9 +587,21 @@ fn the_tunnel_idle_timeout_has_a_default_and_bounds() {
             "{err} should name http.tunnel_idle_timeout_ms"
         );
     }
-    // A server-only setting: the client's http section refuses it.
+    // Both roles have it.
     let text = with(CLIENT, r#""http": {"tunnel_idle_timeout_ms": 1000}"#);
-    assert!(client_err(&text)
+    let Ok(Config::Client(c)) = parse(&text, &conf_dir(), Role::Client) else {
+        panic!("client with tunnel_idle_timeout_ms")
+    };
+    assert_eq!(c.http.tunnel_idle_timeout, Duration::from_millis(1000));
+    let Ok(Config::Client(c)) = parse(CLIENT, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert_eq!(
+        c.http.tunnel_idle_timeout,
+        Duration::from_millis(DEFAULT_TUNNEL_IDLE_TIMEOUT_MS)
+    );
+    let bad = with(CLIENT, r#""http": {"tunnel_idle_timeout_ms": 0}"#);
+    assert!(client_err(&bad)
         .to_string()
-        .contains("tunnel_idle_timeout_ms"));
+        .contains("http.tunnel_idle_timeout_ms"));
 }

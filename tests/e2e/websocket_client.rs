@@ -210,3 +210,36 @@ fn twenty_websockets_at_once_each_carry_their_own_bytes() {
         "one upstream connection per socket"
     );
 }
+
+#[test]
+fn a_silent_tunnel_is_reset_at_the_clients_idle_timeout() {
+    let up = WsUpstream::start(WsBehaviour::Echo);
+    let pair = PairBuilder::new(up.addr())
+        .name("wsc_idle")
+        .client("http.tunnel_idle_timeout_ms", "3000")
+        .start();
+    let mut c = WsClient::upgrade(pair.http_addr, &[]);
+    assert_switched(&c);
+    c.send(b"still here");
+    assert_eq!(
+        c.recv(10, WAIT),
+        b"still here",
+        "bytes flowed before the silence"
+    );
+    match c.read_to_end() {
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(bytes) => panic!(
+            "a clean EOF ({} bytes) for an abandoned tunnel",
+            bytes.len()
+        ),
+    }
+    pair.client
+        .expect_log("the tunnel moved no byte for 3000 ms", WAIT);
+    assert!(
+        crate::harness::poll_until(WAIT, Duration::from_millis(20), || up
+            .saw_reset(1)
+            .then_some(()))
+        .is_some(),
+        "the upstream connection is reset too (through the stream's reset)"
+    );
+}

@@ -120,7 +120,7 @@ impl<T: DownstreamConn> Downstream<T> {
             }
         }
         if let Phase::Exchange(ex) = &mut self.phase {
-            ex.count_tunnel_bytes(ctx.metrics);
+            ex.count_tunnel_bytes(ctx.now, ctx.metrics);
         }
         progress | self.complete_if_done(ctx)
     }

@@ -68,6 +68,8 @@ pub enum DownTimer {
     /// Closing: the client must take our last output, each progress giving it another
     /// `http.keepalive_timeout_ms`; lingering after our FIN: [`LINGER`]. Then the connection ends.
     Linger,
+    /// An open WebSocket tunnel moved no byte either way (`http.tunnel_idle_timeout_ms`).
+    TunnelIdle,
 }
 
 impl Slot for DownTimer {
@@ -77,6 +79,7 @@ impl Slot for DownTimer {
         Self::SessionWait,
         Self::BodyStall,
         Self::Linger,
+        Self::TunnelIdle,
     ];
     fn index(self) -> usize {
         self as usize
@@ -249,7 +252,15 @@ impl<T: DownstreamConn> Downstream<T> {
                 if ex.stream.is_some() && !ctx.early(ex.link) {
                     self.timers.clear(DownTimer::SessionWait);
                 }
-                &[DownTimer::SessionWait, DownTimer::BodyStall]
+                match ex.tunnel_idle_deadline(ctx.http.tunnel_idle_timeout) {
+                    Some(at) => self.timers.arm(DownTimer::TunnelIdle, at),
+                    None => self.timers.clear(DownTimer::TunnelIdle),
+                }
+                &[
+                    DownTimer::SessionWait,
+                    DownTimer::BodyStall,
+                    DownTimer::TunnelIdle,
+                ]
             }
             Phase::Closing => {
                 if flushed || !self.timers.is_armed(DownTimer::Linger) {
@@ -409,6 +420,7 @@ impl<T: DownstreamConn> Downstream<T> {
                 self.fail_request(ctx, answer);
             }
             DownTimer::Linger => self.phase = Phase::Done,
+            DownTimer::TunnelIdle => self.tunnel_idle_over(ctx),
             _ => {}
         }
         self.drive(ctx);

@@ -215,6 +215,7 @@ mod tests {
             forwarding,
             early_data_methods: vec!["GET".into()],
             body_timeout: Duration::from_secs(1),
+            tunnel_idle_timeout: Duration::from_secs(1),
         }
     }
 

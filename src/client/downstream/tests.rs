@@ -299,3 +299,24 @@ fn a_tunnel_holds_bytes_until_the_101_then_half_closes_on_the_streams_end() {
     );
     assert_eq!(w.metrics.tunnels.open, 0);
 }
+
+#[test]
+fn a_tunnel_moving_no_byte_for_the_idle_timeout_is_reset_both_ways() {
+    let mut w = world();
+    w.down.tcp.reads = usize::MAX;
+    w.send(UPGRADE);
+    let ok = [
+        H3Header::new(b":status", b"200"),
+        H3Header::new(b"sec-websocket-accept", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+    ];
+    w.with(|d, ctx| d.on_headers(ctx, &ok, true));
+    w.advance_to(50 * SECOND);
+    w.send(b"still here");
+    // 100 s (the rig's http.tunnel_idle_timeout_ms) from the last byte, not from the 101.
+    w.advance_to(150 * SECOND - Duration::from_millis(1));
+    assert!(matches!(w.down.phase, Phase::Exchange(_)));
+    w.advance_to(150 * SECOND);
+    assert!(w.down.is_done() && w.down.tcp.reset, "the caller is reset");
+    assert!(w.stream().is_none(), "the stream is given up (reset)");
+    assert_eq!(w.metrics.tunnels.open, 0);
+}

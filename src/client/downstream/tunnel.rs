@@ -13,7 +13,7 @@
 //! connection (FIN), the caller's FIN ends the stream; a reset either way resets the other
 //! side (the downstream's abort), so an aborted tunnel never looks like a clean end.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use quiche::h3::{Header as H3Header, NameValue};
 
@@ -23,7 +23,7 @@ use crate::h1::body::BodyFraming;
 use crate::h1::head::{has_connection_token, Header, RequestHead, Version};
 use crate::metrics::Metrics;
 
-use super::Exchange;
+use super::{Ctx, Downstream, DownstreamConn, Exchange, Phase};
 
 /// A tunnel's state while its exchange runs.
 #[derive(Debug)]
@@ -34,6 +34,8 @@ pub(super) struct Tunnel {
     opened: Option<Instant>,
     /// The stream's end was passed on as the caller connection's FIN.
     pub(super) write_closed: bool,
+    /// When a byte last moved either way (the idle timeout runs from here).
+    last_moved: Option<Instant>,
     /// Bytes already counted in the metrics: (to the peer, from the peer).
     counted: (u64, u64),
 }
@@ -162,6 +164,7 @@ impl Tunnel {
             key,
             opened: None,
             write_closed: false,
+            last_moved: None,
             counted: (0, 0),
         }
     }
@@ -187,13 +190,15 @@ impl Exchange {
     pub(super) fn open_tunnel(&mut self, now: Instant, metrics: &mut Metrics) {
         if let Some(t) = self.tunnel.as_mut() {
             t.opened = Some(now);
+            t.last_moved = Some(now);
             metrics.record_tunnel_opened();
             log::debug!("stream {:?}: WebSocket tunnel open", self.stream);
         }
     }
 
-    /// Counts the bytes an open tunnel moved since the last count.
-    pub(super) fn count_tunnel_bytes(&mut self, metrics: &mut Metrics) {
+    /// Counts the bytes an open tunnel moved since the last count; any byte restarts the
+    /// idle timeout.
+    pub(super) fn count_tunnel_bytes(&mut self, now: Instant, metrics: &mut Metrics) {
         let moved = (self.req_bytes, self.resp_bytes);
         let Some(t) = self.tunnel.as_mut().filter(|t| t.opened.is_some()) else {
             return;
@@ -204,13 +209,20 @@ impl Exchange {
                 moved.1.saturating_sub(t.counted.1),
             );
             t.counted = moved;
+            t.last_moved = Some(now);
         }
+    }
+
+    /// When an open tunnel is given up if no byte moves (`http.tunnel_idle_timeout_ms`).
+    pub(super) fn tunnel_idle_deadline(&self, timeout: Duration) -> Option<Instant> {
+        let t = self.tunnel.as_ref().filter(|t| t.opened.is_some())?;
+        t.last_moved.map(|at| at + timeout)
     }
 
     /// The exchange ended (any way): the last bytes are counted and an open tunnel is no
     /// longer counted as open. Returns the access line's mark (how long it was open).
     pub(super) fn close_tunnel(&mut self, now: Instant, metrics: &mut Metrics) -> String {
-        self.count_tunnel_bytes(metrics);
+        self.count_tunnel_bytes(now, metrics);
         match self.tunnel.as_mut().and_then(|t| t.opened.take()) {
             Some(opened) => {
                 metrics.record_tunnel_closed();
@@ -220,6 +232,30 @@ impl Exchange {
                 )
             }
             None => String::new(),
+        }
+    }
+}
+
+impl<T: DownstreamConn> Downstream<T> {
+    /// The idle timeout of an open tunnel ran out: unless a byte moved meanwhile (input of
+    /// this turn is read first, so it counts), the stream and the caller's connection are
+    /// reset (an abandoned tunnel must not look like a clean end).
+    pub(super) fn tunnel_idle_over(&mut self, ctx: &mut Ctx<'_>) {
+        self.drive(ctx);
+        let timeout = ctx.http.tunnel_idle_timeout;
+        let Phase::Exchange(ex) = &self.phase else {
+            return;
+        };
+        if ex
+            .tunnel_idle_deadline(timeout)
+            .is_some_and(|at| at <= ctx.now)
+        {
+            log::info!(
+                "tunnel from {}: reset, the tunnel moved no byte for {} ms (http.tunnel_idle_timeout_ms)",
+                self.peer,
+                timeout.as_millis()
+            );
+            self.abort(ctx);
         }
     }
 }
