@@ -211,6 +211,20 @@ fn a_refused_upgrade_is_relayed_as_is() {
     );
 }
 
+/// An upstream answering the upgrade with a plain 2xx did not switch protocols: passed on, it
+/// would read as "tunnel open" (RFC 9220), so the server answers 502 instead.
+#[test]
+fn a_plain_2xx_to_an_upgrade_is_a_502() {
+    let up = WsUpstream::start(WsBehaviour::Refuse(200));
+    let pair = PairBuilder::new(up.addr()).name("ws_plain_200").start();
+    let mut c = H3Client::connect(pair.quic_addr);
+    let s = c.open(&ws_connect(&[("sec-websocket-key", KEY)]));
+    let end = c.wait_for(s, WAIT, |_| false);
+    assert_eq!(end.status, Some(502), "{end:?}");
+    let why = end.field("proxy-status").unwrap_or_default();
+    assert!(why.contains("101 Switching Protocols"), "{end:?}");
+}
+
 #[test]
 fn an_upstream_dying_mid_tunnel_resets_the_stream() {
     let up = WsUpstream::start(WsBehaviour::ResetAfter(10));

@@ -115,6 +115,13 @@ impl Exchange {
             };
             return Ok(true);
         }
+        if self.tunnel.is_some() && (200..300).contains(&resp.status) {
+            // A 2xx to an extended CONNECT means "tunnel open" (RFC 9220): an upstream that
+            // answered the upgrade without switching protocols must not look like one.
+            return Err(Failure::Answer(answers::upstream_invalid(
+                "a 2xx other than 101 Switching Protocols to a WebSocket upgrade",
+            )));
+        }
         let framing = body::response_framing(&resp, &self.method)
             .map_err(|e| Failure::Answer(answers::upstream_invalid(e.reason)))?;
         if framing != BodyFraming::None {
