@@ -257,7 +257,11 @@ fn request(port: u16) -> (String, Vec<u8>) {
                 return (status, buf[end + 4..end + 4 + len].to_vec());
             }
         }
-        let n = s.read(&mut chunk).expect("read response");
+        let n = match s.read(&mut chunk) {
+            // A signal interrupted the read (EINTR): not an answer, read again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.expect("read response"),
+        };
         assert!(n > 0, "connection closed early, got {:?}", text(&buf));
         buf.extend_from_slice(&chunk[..n]);
     }

@@ -56,6 +56,16 @@ pub fn pki(name: &str) -> PathBuf {
     repo_dir().join("tests").join("data").join("pki").join(name)
 }
 
+/// One `read`, taken again when a signal interrupted it (EINTR is not an error of the peer).
+pub fn read_some(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Serialises the tests that move hundreds of megabytes so that they do not
 /// compete with each other for the (few) cores.
 pub fn heavy_lock() -> MutexGuard<'static, ()> {

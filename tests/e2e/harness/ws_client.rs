@@ -60,7 +60,7 @@ impl WsClient {
                 break end + 4;
             }
             assert!(got.len() < 64 * 1024, "answer head too long");
-            let n = stream.read(&mut buf).expect("read the answer head");
+            let n = super::read_some(&mut stream, &mut buf).expect("read the answer head");
             assert!(
                 n > 0,
                 "closed before an answer: {:?}",
@@ -105,7 +105,7 @@ impl WsClient {
                 "only {} of {n} bytes came",
                 out.len()
             );
-            let got = self.stream.read(&mut buf).expect("read tunnel bytes");
+            let got = super::read_some(&mut self.stream, &mut buf).expect("read tunnel bytes");
             assert!(got > 0, "EOF after {} of {n} bytes", out.len());
             out.extend_from_slice(&buf[..got]);
         }
@@ -125,7 +125,7 @@ impl WsClient {
         let mut out = std::mem::take(&mut self.pending);
         let mut buf = vec![0u8; 64 * 1024];
         for _ in 0..100_000 {
-            match self.stream.read(&mut buf)? {
+            match super::read_some(&mut self.stream, &mut buf)? {
                 0 => return Ok(out),
                 n => out.extend_from_slice(&buf[..n]),
             }

@@ -215,7 +215,7 @@ fn read_head(s: &mut TcpStream) -> io::Result<(String, Vec<u8>)> {
         if got.len() > 64 * 1024 {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "head too long"));
         }
-        let n = s.read(&mut buf)?;
+        let n = super::read_some(s, &mut buf)?;
         if n == 0 {
             return Ok((String::new(), Vec::new()));
         }
