@@ -311,58 +311,25 @@ impl H3Client {
     /// Waits up to `timeout` for how `stream` ends.
     pub fn outcome(&mut self, stream: u64, timeout: Duration) -> H3Outcome {
         let deadline = Instant::now() + timeout;
-        let (mut status, mut fields, mut body) = (None, Vec::new(), Vec::new());
-        let mut buf = vec![0u8; 65_536];
         loop {
             assert!(
                 Instant::now() < deadline,
                 "no end of stream {stream} in {timeout:?}"
             );
-            assert!(
-                !self.conn.is_closed(),
-                "session closed: {:?}",
-                self.conn.peer_error()
-            );
-            Io {
-                socket: &self.socket,
-                local: self.local,
-                peer: self.peer,
+            self.poll_streams();
+            let Some(seen) = self.seen.get(&stream) else {
+                continue;
+            };
+            if let Some(code) = seen.reset {
+                return H3Outcome::Reset(code);
             }
-            .turn(&mut self.conn);
-            while let Ok((id, event)) = self.h3.poll(&mut self.conn) {
-                if id != stream {
-                    continue;
-                }
-                match event {
-                    quiche::h3::Event::Headers { list, .. } => {
-                        use quiche::h3::NameValue;
-                        for f in list {
-                            let (n, v) = (
-                                String::from_utf8_lossy(f.name()).into_owned(),
-                                String::from_utf8_lossy(f.value()).into_owned(),
-                            );
-                            if n == ":status" {
-                                status = v.parse().ok();
-                            } else {
-                                fields.push((n, v));
-                            }
-                        }
-                    }
-                    quiche::h3::Event::Data => {
-                        while let Ok(n) = self.h3.recv_body(&mut self.conn, stream, &mut buf) {
-                            body.extend_from_slice(&buf[..n]);
-                        }
-                    }
-                    quiche::h3::Event::Finished => {
-                        return H3Outcome::Response {
-                            status: status.expect("a response without :status"),
-                            fields,
-                            body,
-                        }
-                    }
-                    quiche::h3::Event::Reset(code) => return H3Outcome::Reset(code),
-                    _ => {}
-                }
+            if seen.finished {
+                let seen = self.seen.remove(&stream).unwrap_or_default();
+                return H3Outcome::Response {
+                    status: seen.status.expect("a response without :status"),
+                    fields: seen.fields,
+                    body: seen.data,
+                };
             }
         }
     }
