@@ -240,6 +240,26 @@ pub fn tunnel_not_carried(what: &str) -> Answer {
     )
 }
 
+/// Server side: a plain CONNECT through a service without `connect_to` (CONNECT is off).
+pub fn connect_off(service: &str) -> Answer {
+    Answer::new(
+        Side::Server,
+        501,
+        "http_request_denied",
+        format!("a plain CONNECT is not carried: service {service:?} has no connect_to"),
+    )
+}
+
+/// Server side: a plain CONNECT to a destination its service's `connect_to` does not list.
+pub fn connect_denied(destination: &str, service: &str) -> Answer {
+    Answer::new(
+        Side::Server,
+        403,
+        "destination_ip_prohibited",
+        format!("CONNECT to {destination} is not allowed: service {service:?} does not list it in connect_to"),
+    )
+}
+
 /// Server side: the upstream accepted a WebSocket upgrade with a `Sec-WebSocket-Accept` that
 /// does not match the key the server sent.
 pub fn upstream_bad_accept() -> Answer {

@@ -44,6 +44,8 @@ pub struct ServerFile {
     pub listen: String,
     /// The default service: requests that name no service.
     pub upstream: Option<UpstreamFile>,
+    /// The default service's CONNECT destinations (`HOST:PORT`, exact); absent = none.
+    pub connect_to: Option<Vec<String>>,
     #[serde(default)]
     pub services: Vec<ServiceFile>,
     pub tls: ServerTlsFile,
@@ -218,6 +220,8 @@ pub struct ServiceFile {
     pub upstream: UpstreamFile,
     /// Who may use it; absent = any client the server admits.
     pub allow: Option<Vec<AllowFile>>,
+    /// Where a plain CONNECT through it may go (`HOST:PORT`, exact); absent = nowhere.
+    pub connect_to: Option<Vec<String>>,
 }
 
 /// One entry of a service's allow list.

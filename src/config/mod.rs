@@ -24,7 +24,7 @@ use std::time::Duration;
 pub use crate::resolve::HostPort;
 pub use http::{ClientHttpConfig, Forwarding, ServerHttpConfig};
 pub use peers::{PeerGroup, Policy, DEFAULT_PEER};
-pub use services::{ListenerRules, Route, ServiceConfig, Services};
+pub use services::{ConnectTo, ListenerRules, Route, ServiceConfig, Services};
 pub use transport::{CongestionControl, KnownLink, LossHiding, LossHidingMode, TransportConfig};
 
 /// BBR2: on the lossy links ptproxy is made for, loss-based CUBIC collapses (10 MiB at 1% loss
@@ -410,7 +410,7 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
     };
     Ok(ServerConfig {
         listen: socket_addr("listen", &raw.listen)?,
-        services: services::server(raw.upstream, raw.services)?,
+        services: services::server(raw.upstream, raw.connect_to, raw.services)?,
         tls: tls_files(base, &raw.tls.ca, &raw.tls.cert, &raw.tls.key)?,
         allowed_client_names,
         transport: transport::validate(raw.transport)?,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use mio::Registry;
 
-use super::upstream::{Pool, UpState, Upstream};
+use super::upstream::{Pool, TargetId, UpState, Upstream};
 use crate::bridge::tcp::TcpConn;
 use crate::config::HealthCheck;
 
@@ -152,11 +152,11 @@ impl Pool {
         };
         let (target, address) = (up.target, up.address);
         // A reload may have turned the checks off meanwhile: a late answer no longer counts.
-        if let Some(t) = self
-            .targets
-            .get_mut(target)
-            .filter(|t| t.health_check.is_some())
-        {
+        let service = match target {
+            TargetId::Service(i) => self.targets.get_mut(i),
+            TargetId::Destination(_) => None,
+        };
+        if let Some(t) = service.filter(|t| t.health_check.is_some()) {
             t.endpoints.checked(address, result);
         }
         self.probes_in_flight = self.probes_in_flight.saturating_sub(1);

@@ -10,6 +10,7 @@ use mio::Registry;
 use super::exchange::port::{UpstreamConn, UpstreamPort};
 use super::upstream::{Pool, UpState, Upstream};
 use crate::bridge::pump::H1Buffers;
+use crate::resolve::HostPort;
 
 impl H1Buffers for Upstream {
     fn input(&self) -> &[u8] {
@@ -82,6 +83,10 @@ impl UpstreamPort for PoolPort<'_> {
     fn connect_new(&mut self) -> io::Result<usize> {
         self.pool
             .connect_new(self.registry, self.owner, self.target)
+    }
+    fn connect_to(&mut self, destination: &HostPort) -> io::Result<usize> {
+        self.pool
+            .connect_destination(self.registry, self.owner, destination)
     }
     fn connect_failed(&mut self, key: usize, error: &io::Error) -> io::Result<bool> {
         self.pool.connect_failed(self.registry, key, error)

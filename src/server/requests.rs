@@ -313,6 +313,7 @@ fn with_ctx<U: Upstreams, T>(
             client,
             metrics,
             tunnel_idle_timeout: cfg.http.tunnel_idle_timeout,
+            connect_to: &config.connect_to,
         };
         f(&mut ctx)
     });

@@ -7,6 +7,10 @@
 //! closed or spoke out of turn: it is dropped, never reused. Idle ones expire after the
 //! service's `upstream.idle_timeout_ms`; at most its `upstream.max_idle` are kept.
 //!
+//! A service's CONNECT destinations (`connect_to`) are targets of their own, kept apart from
+//! the services ([`TargetId::Destination`]): their names are resolved ahead of use like the
+//! upstreams', their connections are always new and never pooled.
+//!
 //! Which address a new connection goes to is the service's [`Endpoints`]' decision: its
 //! names resolved off the reactor thread ([`crate::resolver`]), balanced across the healthy
 //! addresses, an address whose connect fails taken out for a while. A connect that fails (or
@@ -51,8 +55,16 @@ pub struct Upstream {
     pub address: SocketAddr,
     /// The addresses this connection's request tried so far (the last one is `address`).
     tried: Vec<SocketAddr>,
-    /// The service (its [`Target`]) it belongs to.
-    pub(super) target: usize,
+    /// The service (or CONNECT destination) it belongs to.
+    pub(super) target: TargetId,
+}
+
+/// Whose connection an [`Upstream`] is: a service's (its number in [`Services::list`]) or
+/// a CONNECT destination's (its place in [`Pool`]'s destinations, which never moves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetId {
+    Service(usize),
+    Destination(usize),
 }
 
 impl Upstream {
@@ -70,7 +82,7 @@ impl Upstream {
             owner: usize::MAX,
             address,
             tried: Vec::new(),
-            target,
+            target: TargetId::Service(target),
         }
     }
 }
@@ -98,11 +110,30 @@ impl Target {
             idle: Vec::new(),
         }
     }
+
+    /// A CONNECT destination: its name, no checks, nothing kept idle.
+    fn destination(name: &HostPort) -> Self {
+        Target {
+            endpoints: Endpoints::new(
+                "connect_to",
+                std::slice::from_ref(name),
+                crate::config::Balance::RoundRobin,
+            ),
+            health_check: None,
+            next_probe: None,
+            max_idle: 0,
+            idle_timeout: std::time::Duration::ZERO,
+            idle: Vec::new(),
+        }
+    }
 }
 
 pub struct Pool {
     /// One per service, in the order of [`Services::list`].
     pub(super) targets: Vec<Target>,
+    /// Every CONNECT destination any configuration named, each with its name (append-only:
+    /// a [`TargetId::Destination`] stays valid across reloads).
+    destinations: Vec<(HostPort, Target)>,
     /// Health-check connections open now.
     pub(super) probes_in_flight: usize,
     pub conns: Slab<Upstream>,
@@ -111,11 +142,29 @@ pub struct Pool {
 impl Pool {
     pub fn new(services: &Services) -> Self {
         let targets = services.list.iter().map(Target::new).collect();
-        Pool {
+        let mut pool = Pool {
             targets,
+            destinations: Vec::new(),
             probes_in_flight: 0,
             conns: Slab::new(),
+        };
+        pool.add_destinations(services);
+        pool
+    }
+
+    /// Takes every CONNECT destination `services` name that is new (its name resolved from
+    /// now on, ahead of the first CONNECT).
+    fn add_destinations(&mut self, services: &Services) {
+        for name in services.list.iter().flat_map(|s| s.connect_to.iter()) {
+            if self.destination_index(name).is_none() {
+                self.destinations
+                    .push((name.clone(), Target::destination(name)));
+            }
         }
+    }
+
+    fn destination_index(&self, name: &HostPort) -> Option<usize> {
+        self.destinations.iter().position(|(n, _)| n == name)
     }
 
     /// New limits and idle timeouts for the same services (a reload).
@@ -134,11 +183,14 @@ impl Pool {
         for s in services.list.iter().skip(self.targets.len()) {
             self.targets.push(Target::new(s));
         }
+        self.add_destinations(services);
     }
 
     /// Whether a connection (in use or idle) belongs to service number `target`.
     pub fn uses_target(&self, target: usize) -> bool {
-        self.conns.iter().any(|(_, u)| u.target == target)
+        self.conns
+            .iter()
+            .any(|(_, u)| u.target == TargetId::Service(target))
     }
 
     /// A reload moved the services (service `i` is now number `moved[i]`, see
@@ -161,8 +213,10 @@ impl Pool {
             .map(|(t, s)| t.unwrap_or_else(|| Target::new(s)))
             .collect();
         for (_, up) in self.conns.iter_mut() {
-            if let Some(Some(to)) = moved.get(up.target) {
-                up.target = *to;
+            if let TargetId::Service(from) = up.target {
+                if let Some(Some(to)) = moved.get(from) {
+                    up.target = TargetId::Service(*to);
+                }
             }
         }
         self.reconfigure(services);
@@ -172,8 +226,7 @@ impl Pool {
     pub fn names_to_resolve(&self, now: Instant) -> Vec<HostPort> {
         let mut names: Vec<HostPort> = Vec::new();
         for name in self
-            .targets
-            .iter()
+            .all_targets()
             .flat_map(|t| t.endpoints.names_to_resolve(now))
         {
             if !names.contains(name) {
@@ -193,7 +246,8 @@ impl Pool {
         if let Err(e) = &result {
             log::warn!("cannot resolve upstream {name}: {e}");
         }
-        for t in &mut self.targets {
+        let destinations = self.destinations.iter_mut().map(|(_, t)| t);
+        for t in self.targets.iter_mut().chain(destinations) {
             t.endpoints.on_resolved(name, &result, now);
         }
     }
@@ -206,9 +260,20 @@ impl Pool {
             .collect()
     }
 
-    fn target(&mut self, index: usize) -> io::Result<&mut Target> {
-        self.targets
-            .get_mut(index)
+    fn all_targets(&self) -> impl Iterator<Item = &Target> {
+        let destinations = self.destinations.iter().map(|(_, t)| t);
+        self.targets.iter().chain(destinations)
+    }
+
+    fn target_mut(&mut self, id: TargetId) -> Option<&mut Target> {
+        match id {
+            TargetId::Service(i) => self.targets.get_mut(i),
+            TargetId::Destination(i) => self.destinations.get_mut(i).map(|(_, t)| t),
+        }
+    }
+
+    fn target(&mut self, id: TargetId) -> io::Result<&mut Target> {
+        self.target_mut(id)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such service"))
     }
 
@@ -219,8 +284,9 @@ impl Pool {
         &mut self,
         registry: &Registry,
         owner: usize,
-        target: usize,
+        service: usize,
     ) -> io::Result<usize> {
+        let target = TargetId::Service(service);
         let address = self.choose(target, &[])?;
         while let Some(key) = self.take_idle(target, address) {
             let Some(up) = self.conns.get_mut(key) else {
@@ -240,19 +306,41 @@ impl Pool {
         self.connect_at(registry, owner, target, address, Vec::new())
     }
 
-    /// A new connection of service `target` being connected, never one from the pool.
+    /// A new connection of service `service` being connected, never one from the pool.
     pub fn connect_new(
         &mut self,
         registry: &Registry,
         owner: usize,
-        target: usize,
+        service: usize,
     ) -> io::Result<usize> {
+        let target = TargetId::Service(service);
         let address = self.choose(target, &[])?;
         self.connect_at(registry, owner, target, address, Vec::new())
     }
 
-    /// The address service `target`'s endpoints choose, not one of `tried`.
-    fn choose(&mut self, target: usize, tried: &[SocketAddr]) -> io::Result<SocketAddr> {
+    /// A new connection to CONNECT destination `name` (one a configuration allows) being
+    /// connected; it is never pooled.
+    pub fn connect_destination(
+        &mut self,
+        registry: &Registry,
+        owner: usize,
+        name: &HostPort,
+    ) -> io::Result<usize> {
+        let index = match self.destination_index(name) {
+            Some(i) => i,
+            None => {
+                self.destinations
+                    .push((name.clone(), Target::destination(name)));
+                self.destinations.len() - 1
+            }
+        };
+        let target = TargetId::Destination(index);
+        let address = self.choose(target, &[])?;
+        self.connect_at(registry, owner, target, address, Vec::new())
+    }
+
+    /// The address `target`'s endpoints choose, not one of `tried`.
+    fn choose(&mut self, target: TargetId, tried: &[SocketAddr]) -> io::Result<SocketAddr> {
         self.target(target)?
             .endpoints
             .choose(Instant::now(), tried)
@@ -261,8 +349,11 @@ impl Pool {
 
     /// The most recently pooled idle connection of service `target` to `address`, out of the
     /// idle list.
-    fn take_idle(&mut self, target: usize, address: SocketAddr) -> Option<usize> {
-        let t = self.targets.get_mut(target)?;
+    fn take_idle(&mut self, target: TargetId, address: SocketAddr) -> Option<usize> {
+        let t = match target {
+            TargetId::Service(i) => self.targets.get_mut(i)?,
+            TargetId::Destination(_) => return None,
+        };
         let conns = &self.conns;
         let pos = t
             .idle
@@ -277,7 +368,7 @@ impl Pool {
         &mut self,
         registry: &Registry,
         owner: usize,
-        target: usize,
+        target: TargetId,
         address: SocketAddr,
         mut tried: Vec<SocketAddr>,
     ) -> io::Result<usize> {
@@ -298,7 +389,7 @@ impl Pool {
 
     /// A non-blocking connect to `address` of service `target`, counted as in use from now on
     /// (a connect refused at once takes the address out).
-    fn open(&mut self, target: usize, address: SocketAddr) -> io::Result<TcpConn> {
+    fn open(&mut self, target: TargetId, address: SocketAddr) -> io::Result<TcpConn> {
         let endpoints = &mut self.target(target)?.endpoints;
         match mio::net::TcpStream::connect(address) {
             Ok(stream) => {
@@ -369,8 +460,9 @@ impl Pool {
     /// The connect of `key` succeeded: its address is tried first from now on.
     pub fn connected(&mut self, key: usize) {
         if let Some(up) = self.conns.get(key) {
-            if let Some(t) = self.targets.get_mut(up.target) {
-                t.endpoints.succeeded(up.address);
+            let address = up.address;
+            if let Some(t) = self.target_mut(up.target) {
+                t.endpoints.succeeded(address);
             }
         }
     }
@@ -384,7 +476,10 @@ impl Pool {
             && up.tcp.pending_output() == 0
             && !up.tcp.eof
             && !up.tcp.is_broken();
-        let target = self.targets.get_mut(up.target);
+        let target = match up.target {
+            TargetId::Service(i) => self.targets.get_mut(i),
+            TargetId::Destination(_) => None,
+        };
         if let Some(t) = target.filter(|t| reusable && clean && t.idle.len() < t.max_idle) {
             up.tcp.release_buffers();
             up.state = UpState::Idle { since: now };
@@ -398,7 +493,7 @@ impl Pool {
     pub fn close(&mut self, registry: &Registry, key: usize) {
         if let Some(mut up) = self.conns.try_remove(key) {
             let _ = registry.deregister(&mut up.tcp.stream);
-            if let Some(t) = self.targets.get_mut(up.target) {
+            if let Some(t) = self.target_mut(up.target) {
                 t.idle.retain(|k| *k != key);
                 if matches!(up.state, UpState::Connecting | UpState::Busy) {
                     t.endpoints.release(up.address);

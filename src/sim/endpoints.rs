@@ -12,6 +12,7 @@ use slab::Slab;
 use crate::bridge::pump::H1Buffers;
 use crate::h1::body::{self, BodyDecoder, BodyFraming};
 use crate::h1::head::{self, Limits};
+use crate::resolve::HostPort;
 use crate::server::exchange::port::{UpstreamConn, UpstreamPort};
 use crate::server::requests::Upstreams;
 use crate::testing::MemConn;
@@ -166,6 +167,10 @@ impl UpstreamPort for Origin {
             connecting: true,
             ..OriginConn::default()
         }))
+    }
+    /// Service B stands for every CONNECT destination too.
+    fn connect_to(&mut self, _destination: &HostPort) -> io::Result<usize> {
+        self.connect_new()
     }
     fn connect_failed(&mut self, _key: usize, _error: &io::Error) -> io::Result<bool> {
         Ok(false)

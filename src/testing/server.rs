@@ -11,8 +11,9 @@ use quiche::h3::{Header as H3Header, NameValue};
 
 use super::{Clocked, MemConn, Released, MAX_YIELDS};
 use crate::bridge::stream::{ExchangeStream, StreamFailed, StreamSink, StreamSource};
-use crate::config::UpstreamConfig;
+use crate::config::{ConnectTo, UpstreamConfig};
 use crate::metrics::Metrics;
+use crate::resolve::HostPort;
 use crate::server::exchange::port::{UpstreamConn, UpstreamPort};
 use crate::server::exchange::{Ctx, Exchange, Outcome};
 
@@ -150,6 +151,8 @@ pub struct MemPool {
     pub spare_addresses: u32,
     /// The errors of the connects that failed, in order.
     pub failed_connects: Vec<String>,
+    /// The CONNECT destinations connected to, in order.
+    pub destinations: Vec<String>,
 }
 
 impl MemPool {
@@ -180,6 +183,10 @@ impl UpstreamPort for MemPool {
         Ok(self.hand_out(conn))
     }
     fn connect_new(&mut self) -> io::Result<usize> {
+        Ok(self.hand_out(MemConn::fresh()))
+    }
+    fn connect_to(&mut self, destination: &HostPort) -> io::Result<usize> {
+        self.destinations.push(destination.to_string());
         Ok(self.hand_out(MemConn::fresh()))
     }
     fn connect_failed(&mut self, key: usize, error: &io::Error) -> io::Result<bool> {
@@ -215,6 +222,8 @@ pub struct ServerRig {
     pub stream: MemStream,
     pub pool: MemPool,
     pub config: UpstreamConfig,
+    /// The service's CONNECT destinations (none unless a test sets them).
+    pub connect_to: ConnectTo,
     pub metrics: Metrics,
     pub exchange: Option<Exchange>,
     pub finished: bool,
@@ -236,6 +245,7 @@ impl ServerRig {
                 max_idle: 8,
                 idle_timeout: Duration::from_secs(1),
             },
+            connect_to: ConnectTo::default(),
             metrics: Metrics::new("server", now),
             exchange: None,
             finished: false,
@@ -252,7 +262,13 @@ impl ServerRig {
             H3Header::new(b":path", b"/x"),
         ];
         fields.extend_from_slice(extra);
-        let exchange = Exchange::start(&mut self.ctx(), 0, Ok(0), &fields, body);
+        self.start_fields(&fields, body)
+    }
+
+    /// Starts the exchange of a request stream with exactly these fields; `body`: more
+    /// frames follow. Returns whether it finished at once.
+    pub fn start_fields(&mut self, fields: &[H3Header], body: bool) -> bool {
+        let exchange = Exchange::start(&mut self.ctx(), 0, Ok(0), fields, body);
         self.exchange = Some(exchange);
         self.drive()
     }
@@ -299,6 +315,7 @@ impl ServerRig {
             client: "test",
             metrics: &mut self.metrics,
             tunnel_idle_timeout: std::time::Duration::from_secs(300),
+            connect_to: &self.connect_to,
         }
     }
 }

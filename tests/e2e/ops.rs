@@ -1072,16 +1072,16 @@ fn a_second_server_on_the_same_udp_address_without_reuse_port_fails_naming_it() 
 // 6. SIGHUP
 // ---------------------------------------------------------------------------------------------
 
-/// One normal request (200) and one the client refuses after parsing it (CONNECT: 501), whose
-/// refusal the client logs at debug level ("refused CONNECT ...").
+/// One normal request (200) and one the client refuses after parsing it (an upgrade to a
+/// protocol it does not carry: 501), whose refusal the client logs at debug level.
 #[track_caller]
 fn witness_requests(addr: SocketAddr) {
     let r = http::get(addr, "/hello").expect("GET /hello");
     assert_eq!(r.status(), 200, "{r}");
     let mut c = HttpConn::connect(addr).expect("connect");
-    c.send(b"CONNECT h.test:443 HTTP/1.1\r\nHost: h.test:443\r\n\r\n")
+    c.send(b"GET / HTTP/1.1\r\nHost: h.test\r\nConnection: upgrade\r\nUpgrade: IRC/6.9\r\n\r\n")
         .unwrap();
-    let r = c.read_response("CONNECT").expect("answer to CONNECT");
+    let r = c.read_response("upgrade").expect("answer to the upgrade");
     assert_eq!(r.status(), 501, "{r}");
 }
 

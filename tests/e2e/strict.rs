@@ -411,7 +411,10 @@ static CLIENT_CASES: &[Case] = &[
     c("host_missing_absolute_form", b"GET http://abs.test/echo?{c} HTTP/1.1\r\n\r\n", R400),
     c("host_duplicated_http10", b"GET /echo?{c} HTTP/1.0\r\nHost: e2e.test\r\nHost: evil.test\r\n\r\n", R400),
     // ---- CONNECT and Upgrade ----
-    c("connect", b"CONNECT e2e.test:443 HTTP/1.1\r\nHost: e2e.test:443\r\nX-Case: {c}\r\n\r\n", Expect::RefuseOpen(&[501])),
+    // A plain CONNECT is carried (the server refuses it without connect_to: tests/e2e/connect.rs);
+    // one with content framing is refused by the client, whatever the body says.
+    c("connect_with_body", b"CONNECT e2e.test:443 HTTP/1.1\r\nHost: e2e.test:443\r\nX-Case: {c}\r\nContent-Length: 5\r\n\r\nhello", Expect::RefuseOpen(&[400])),
+    c("connect_chunked", b"CONNECT e2e.test:443 HTTP/1.1\r\nHost: e2e.test:443\r\nX-Case: {c}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", Expect::RefuseOpen(&[400])),
     c("connect_origin_form", b"CONNECT /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\n\r\n", Expect::RefuseOpen(&[400, 501])),
     // A valid WebSocket handshake is carried (tests/e2e/websocket.rs); broken ones are not.
     c("upgrade_websocket_post", b"POST /echo?{c} HTTP/1.1\r\nHost: e2e.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", R400),

@@ -90,6 +90,21 @@ pub fn request_form(
     }
 }
 
+/// A plain HTTP/1.1 CONNECT (authority-form target, checked by the head parser) -> the HTTP/3
+/// CONNECT: `:method CONNECT`, `:authority` the target, no `:scheme` or `:path` (RFC 9114
+/// §4.4), and the end-to-end fields.
+pub fn connect_from_h1(head: &RequestHead) -> Vec<H3Header> {
+    let mut out = vec![
+        H3Header::new(b":method", b"CONNECT"),
+        H3Header::new(b":authority", head.target.as_bytes()),
+    ];
+    out.extend(super::end_to_end(
+        &head.headers,
+        &["host", super::SERVICE_FIELD],
+    ));
+    out
+}
+
 /// Fields of the extended CONNECT that describe the HTTP/2-3 form only, or that the upgrade
 /// request sets itself.
 const NOT_UPGRADE_FIELDS: &[&str] = &["content-length", "sec-websocket-version"];

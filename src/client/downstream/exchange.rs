@@ -273,7 +273,7 @@ impl Exchange {
             req_bytes: 0,
             resp_bytes: 0,
             status: 0,
-            tunnel: prepared.websocket_key.map(Tunnel::new),
+            tunnel: prepared.tunnel.map(Tunnel::new),
         };
         Ok((ex, interim))
     }
@@ -304,7 +304,11 @@ impl Exchange {
         let (Some(session), Some(fields)) = (session, self.fields.as_ref()) else {
             return Ok(false);
         };
-        if self.tunnel.is_some() && !session.extended_connect() {
+        let needs_extended = self
+            .tunnel
+            .as_ref()
+            .is_some_and(Tunnel::needs_extended_connect);
+        if needs_extended && !session.extended_connect() {
             return Err(tunnel::not_carried_by_peer());
         }
         if !session.accepts(fields) {

@@ -2,16 +2,18 @@
 //! how it is shaped for the peer (HTTP/3 fields with the forwarding fields added).
 //!
 //! Refusals carry the status RFC 9110/9112 asks for: 400 for malformed framing or Host,
-//! 413 for a body over `http.max_body_bytes`, 501 for CONNECT and upgrades to protocols other
-//! than WebSocket (whose handshake `tunnel` checks), 414/431/505 come from the head parser
-//! itself.
+//! 413 for a body over `http.max_body_bytes`, 501 for upgrades to protocols other than
+//! WebSocket (whose handshake `tunnel` checks), 414/431/505 come from the head parser itself.
+//! A plain CONNECT (authority-form, checked by the parser) goes to the peer as an HTTP/3
+//! CONNECT; whether its destination may be reached is the server's decision.
 
 use std::net::{IpAddr, SocketAddr};
 
 use quiche::h3::{Header as H3Header, NameValue};
 
+use super::tunnel::TunnelKind;
 use crate::bridge::answers::{self, Answer};
-use crate::bridge::headers;
+use crate::bridge::headers::{self, connect};
 use crate::config::{ClientHttpConfig, ListenerRules};
 use crate::h1::body::{self, BodyFraming};
 use crate::h1::head::{RequestHead, Version};
@@ -25,8 +27,8 @@ pub struct Prepared {
     pub continue_now: bool,
     /// The peers its route may use (`None`: any, failover).
     pub peers: Option<crate::config::PeerGroup>,
-    /// A WebSocket upgrade (sent as an extended CONNECT): the caller's key.
-    pub websocket_key: Option<String>,
+    /// A WebSocket upgrade (sent as an extended CONNECT) or a plain CONNECT.
+    pub tunnel: Option<TunnelKind>,
 }
 
 impl Prepared {
@@ -48,7 +50,7 @@ pub fn prepare(
 ) -> Result<Prepared, Answer> {
     let bad = answers::bad_request;
     if req.method == "CONNECT" {
-        return Err(bad(501, "CONNECT is not supported"));
+        return prepare_connect(req, peer, http, rules);
     }
     let websocket_key = match super::tunnel::upgrade_of(req)? {
         super::tunnel::Upgrade::WebSocket(key) => Some(key),
@@ -83,27 +85,73 @@ pub fn prepare(
     if websocket_key.is_some() {
         super::tunnel::extended_connect(&mut fields);
     }
-    add_forwarding(&mut fields, req.version, peer, http);
-    // The service field last, after the caller's copies were removed with the hop-by-hop ones.
     let host = std::str::from_utf8(&authority).ok();
-    if let Some(service) = rules.and_then(|r| r.route(host)) {
-        fields.push(H3Header::new(
-            headers::SERVICE_FIELD.as_bytes(),
-            service.as_bytes(),
-        ));
-    }
+    let peers = finish_fields(&mut fields, req.version, peer, http, rules, host);
     let prepared = Prepared {
         fields,
         framing,
         continue_now: false,
-        peers: rules.and_then(|r| r.peers(host)).cloned(),
-        websocket_key,
+        peers,
+        tunnel: websocket_key.map(|key| TunnelKind::WebSocket { key }),
     };
     let continue_now = expects_continue && prepared.has_body() && req.version == Version::Http11;
     Ok(Prepared {
         continue_now,
         ..prepared
     })
+}
+
+/// A plain CONNECT (its authority-form target checked by the head parser): the HTTP/3
+/// CONNECT with `:authority` only, routed by the target's host. It carries no content (RFC
+/// 9110 §9.3.6): a body framing field is refused, never guessed at.
+fn prepare_connect(
+    req: &RequestHead,
+    peer: SocketAddr,
+    http: &ClientHttpConfig,
+    rules: Option<&ListenerRules>,
+) -> Result<Prepared, Answer> {
+    if req.header("content-length").is_some() || req.header("transfer-encoding").is_some() {
+        return Err(answers::bad_request(
+            400,
+            "a CONNECT request carries no body",
+        ));
+    }
+    let mut fields = connect::connect_from_h1(req);
+    let peers = finish_fields(
+        &mut fields,
+        req.version,
+        peer,
+        http,
+        rules,
+        Some(&req.target),
+    );
+    Ok(Prepared {
+        fields,
+        framing: super::tunnel::FRAMING,
+        continue_now: false,
+        peers,
+        tunnel: Some(TunnelKind::Connect),
+    })
+}
+
+/// Adds the forwarding fields and, last, the service field of the route `host` takes (after
+/// the caller's copies were removed with the hop-by-hop ones); the peers that route may use.
+fn finish_fields(
+    fields: &mut Vec<H3Header>,
+    version: Version,
+    peer: SocketAddr,
+    http: &ClientHttpConfig,
+    rules: Option<&ListenerRules>,
+    host: Option<&str>,
+) -> Option<crate::config::PeerGroup> {
+    add_forwarding(fields, version, peer, http);
+    if let Some(service) = rules.and_then(|r| r.route(host)) {
+        fields.push(H3Header::new(
+            headers::SERVICE_FIELD.as_bytes(),
+            service.as_bytes(),
+        ));
+    }
+    rules.and_then(|r| r.peers(host)).cloned()
 }
 
 /// The 413 answer for a body over the limit.
@@ -306,15 +354,49 @@ mod tests {
     }
 
     #[test]
+    fn a_connect_becomes_an_h3_connect_with_only_its_authority_routed_by_its_host() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!());
+        let r = RequestHead {
+            method: "CONNECT".into(),
+            ..req(
+                "db.test:5432",
+                &[("Host", "db.test:5432"), ("X-Trace", "7")],
+            )
+        };
+        let rules = ListenerRules {
+            routes: vec![crate::config::Route {
+                host: Some("db.test".into()),
+                service: "db".into(),
+                peers: None,
+            }],
+            ..ListenerRules::default()
+        };
+        let p = match prepare(&r, peer, &http(NONE, None), "d", Some(&rules)) {
+            Ok(p) => p,
+            Err(a) => panic!("refused: {}", a.details),
+        };
+        let names: Vec<&[u8]> = p.fields.iter().map(|f| f.name()).collect();
+        assert_eq!(&names[..2], &[&b":method"[..], &b":authority"[..]]);
+        assert!(!names.contains(&&b":scheme"[..]) && !names.contains(&&b":path"[..]));
+        assert!(!names.contains(&&b"host"[..]));
+        assert_eq!(field(&p, ":method"), vec![&b"CONNECT"[..]]);
+        assert_eq!(field(&p, ":authority"), vec![&b"db.test:5432"[..]]);
+        assert_eq!(field(&p, "x-trace"), vec![&b"7"[..]]);
+        assert_eq!(field(&p, headers::SERVICE_FIELD), vec![&b"db"[..]]);
+        assert_eq!(p.tunnel, Some(TunnelKind::Connect));
+        assert_eq!(p.framing, super::super::tunnel::FRAMING);
+    }
+
+    #[test]
     fn refusals_carry_the_right_status() {
         let peer: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!());
         let cases: &[(RequestHead, u16)] = &[
             (
                 RequestHead {
                     method: "CONNECT".into(),
-                    ..req("b:443", &[("Host", "b:443")])
+                    ..req("b:443", &[("Host", "b:443"), ("Content-Length", "2")])
                 },
-                501,
+                400,
             ),
             (
                 req(

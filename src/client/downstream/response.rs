@@ -14,7 +14,7 @@ use crate::h1::head::{Header, Version};
 use crate::h1::write;
 use crate::quic::h3_code;
 
-use super::tunnel;
+use super::tunnel::Tunnel;
 use super::{log_access, Ctx, Downstream, DownstreamConn, Exchange, Phase};
 
 /// Interim (1xx) responses relayed to the client per request (the server relays at most 16
@@ -37,7 +37,9 @@ impl<T: DownstreamConn> Downstream<T> {
         };
         let was_open = ex.tunnel_open();
         match ex.start_response(list, more_frames, &mut self.tcp) {
-            Ok(()) if ex.tunnel.is_some() && ex.status == 101 && !was_open => {
+            Ok(())
+                if ex.tunnel.is_some() && !was_open && matches!(ex.response, Response::Body(_)) =>
+            {
                 ex.open_tunnel(ctx.now, ctx.metrics);
             }
             Ok(()) => {}
@@ -127,9 +129,9 @@ impl Exchange {
             return Ok(());
         }
         if let Some(t) = &self.tunnel {
-            if status == 200 {
-                let fields = tunnel::switching_protocols_fields(t.key(), fields)?;
-                self.start_tunnel(fields, tcp);
+            if Tunnel::accepts(status) {
+                let (status, fields) = t.accepted_head(status, fields)?;
+                self.start_tunnel(status, fields, tcp);
                 return Ok(());
             }
             // Refused: relayed as an ordinary response, the connection closes after it.
@@ -172,11 +174,11 @@ impl Exchange {
         Ok(())
     }
 
-    /// The peer's 200 to the extended CONNECT: the caller gets `101 Switching Protocols` and
-    /// the stream's bytes from now on, until the stream ends.
-    fn start_tunnel(&mut self, fields: Vec<Header>, tcp: &mut impl DownstreamConn) {
-        write::write_status_head(101, fields, tcp.output());
-        self.status = 101;
+    /// The peer accepted the tunnel: the caller gets `status` (101 for WebSocket, 200 for
+    /// CONNECT) and the stream's bytes from now on, until the stream ends.
+    fn start_tunnel(&mut self, status: u16, fields: Vec<Header>, tcp: &mut impl DownstreamConn) {
+        write::write_status_head(status, fields, tcp.output());
+        self.status = status;
         self.keep_alive = false;
         let mut body = H3ToH1::new(BodyEncoding::UntilClose);
         if self.fin_received {

@@ -1,11 +1,15 @@
-//! Client side of a WebSocket carried over HTTP/3 extended CONNECT (RFC 9220): the caller's
-//! HTTP/1.1 upgrade checked (RFC 6455 §4.1) and turned into an extended CONNECT, the peer's
-//! `:status 200` turned into `101 Switching Protocols` once its `Sec-WebSocket-Accept` matches
-//! the caller's key, then the caller's bytes and the stream's DATA both ways.
+//! Client side of the tunnels: a WebSocket carried over HTTP/3 extended CONNECT (RFC 9220)
+//! and a plain CONNECT carried as an HTTP/3 CONNECT (RFC 9114 §4.4). For WebSocket, the
+//! caller's HTTP/1.1 upgrade is checked (RFC 6455 §4.1) and turned into an extended CONNECT,
+//! and the peer's `:status 200` turned into `101 Switching Protocols` once its
+//! `Sec-WebSocket-Accept` matches the caller's key. A plain CONNECT's 2xx becomes the caller's
+//! `200 Connection established`. Then the caller's bytes and the stream's DATA flow both ways.
 //!
 //! ```text
 //! upgrade head --checked--> extended CONNECT --200, right accept--> 101, Open: bytes both ways
 //!                                            --200, wrong accept--> 502, connection closed
+//!                                            --other status------> relayed as a response
+//! CONNECT head -----------> CONNECT          --2xx---------------> 200, Open: bytes both ways
 //!                                            --other status------> relayed as a response
 //! ```
 //! The byte movers are the exchange's body pumps with until-close framing on both sides, so
@@ -25,11 +29,30 @@ use crate::metrics::Metrics;
 
 use super::{Ctx, Downstream, DownstreamConn, Exchange, Phase};
 
+/// What a tunnel carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelKind {
+    /// WebSocket, with the caller's `Sec-WebSocket-Key` (the peer's accept is checked
+    /// against it).
+    WebSocket { key: String },
+    /// A plain CONNECT.
+    Connect,
+}
+
+impl TunnelKind {
+    /// The access line's name of the kind.
+    fn name(&self) -> &'static str {
+        match self {
+            TunnelKind::WebSocket { .. } => "websocket",
+            TunnelKind::Connect => "connect",
+        }
+    }
+}
+
 /// A tunnel's state while its exchange runs.
 #[derive(Debug)]
 pub(super) struct Tunnel {
-    /// The caller's `Sec-WebSocket-Key`: the peer's accept is checked against it.
-    key: String,
+    pub(super) kind: TunnelKind,
     /// When the peer accepted the upgrade; bytes flow from then on.
     opened: Option<Instant>,
     /// The stream's end was passed on as the caller connection's FIN.
@@ -159,9 +182,9 @@ pub fn switching_protocols_fields(
 }
 
 impl Tunnel {
-    pub(super) fn new(key: String) -> Self {
+    pub(super) fn new(kind: TunnelKind) -> Self {
         Tunnel {
-            key,
+            kind,
             opened: None,
             write_closed: false,
             last_moved: None,
@@ -169,8 +192,40 @@ impl Tunnel {
         }
     }
 
-    pub(super) fn key(&self) -> &str {
-        &self.key
+    /// The caller's head for the peer's 2xx (`status`, end-to-end `fields`) accepting the
+    /// tunnel: `101` for WebSocket (once the accept matches), `200` for CONNECT.
+    pub(super) fn accepted_head(
+        &self,
+        status: u16,
+        mut fields: Vec<Header>,
+    ) -> Result<(u16, Vec<Header>), Answer> {
+        match &self.kind {
+            TunnelKind::WebSocket { key } if status == 200 => {
+                Ok((101, switching_protocols_fields(key, fields)?))
+            }
+            TunnelKind::WebSocket { .. } => Err(answers::bad_peer_response(
+                "the peer accepted the WebSocket with a status other than 200",
+            )),
+            TunnelKind::Connect => {
+                // RFC 9110 §9.3.6: no framing fields in a 2xx to CONNECT.
+                fields.retain(|f| {
+                    !f.name.eq_ignore_ascii_case("content-length")
+                        && !f.name.eq_ignore_ascii_case("transfer-encoding")
+                });
+                Ok((200, fields))
+            }
+        }
+    }
+
+    /// Whether `status` from the peer accepts the tunnel (a 2xx; WebSocket's must be 200,
+    /// anything else 2xx is refused as invalid by [`Tunnel::accepted_head`]).
+    pub(super) fn accepts(status: u16) -> bool {
+        (200..300).contains(&status)
+    }
+
+    /// Whether the peer must have enabled extended CONNECT for it.
+    pub(super) fn needs_extended_connect(&self) -> bool {
+        matches!(self.kind, TunnelKind::WebSocket { .. })
     }
 }
 
@@ -192,7 +247,7 @@ impl Exchange {
             t.opened = Some(now);
             t.last_moved = Some(now);
             metrics.record_tunnel_opened();
-            log::debug!("stream {:?}: WebSocket tunnel open", self.stream);
+            log::debug!("stream {:?}: {} tunnel open", self.stream, t.kind.name());
         }
     }
 
@@ -223,11 +278,15 @@ impl Exchange {
     /// longer counted as open. Returns the access line's mark (how long it was open).
     pub(super) fn close_tunnel(&mut self, now: Instant, metrics: &mut Metrics) -> String {
         self.count_tunnel_bytes(now, metrics);
-        match self.tunnel.as_mut().and_then(|t| t.opened.take()) {
-            Some(opened) => {
+        match self
+            .tunnel
+            .as_mut()
+            .and_then(|t| Some((t.kind.name(), t.opened.take()?)))
+        {
+            Some((name, opened)) => {
                 metrics.record_tunnel_closed();
                 format!(
-                    " tunnel=websocket open={:.1}ms",
+                    " tunnel={name} open={:.1}ms",
                     now.saturating_duration_since(opened).as_secs_f64() * 1000.0
                 )
             }

@@ -20,6 +20,9 @@ use super::{
 use crate::access::{AllowRule, Cidr, IdentityPattern};
 use crate::resolve::HostPort;
 
+mod connect;
+pub use connect::ConnectTo;
+
 /// The name of the service the top-level `upstream` defines.
 pub const DEFAULT_SERVICE: &str = "default";
 /// Longest service name (it travels with each request and labels metrics).
@@ -32,6 +35,9 @@ pub struct ServiceConfig {
     pub upstream: UpstreamConfig,
     /// Who may use it; `None` = any client the server admits.
     pub allow: Option<Vec<AllowRule>>,
+    /// The destinations a plain CONNECT through it may open (exact `HOST:PORT`); empty =
+    /// CONNECT refused.
+    pub connect_to: ConnectTo,
     /// Removed by a reload while requests to it were in flight: they finish, no new request
     /// reaches it.
     pub retired: bool,
@@ -153,6 +159,7 @@ fn strip_port(authority: &str) -> &str {
 /// The server's services from the top-level `upstream` (the default service) and `services`.
 pub fn server(
     upstream: Option<UpstreamFile>,
+    connect_to: Option<Vec<String>>,
     services: Vec<ServiceFile>,
 ) -> Result<Services, ConfigError> {
     let mut list = Vec::new();
@@ -163,9 +170,14 @@ pub fn server(
                 name: DEFAULT_SERVICE.into(),
                 upstream: upstream_config("upstream", up)?,
                 allow: None,
+                connect_to: connect::destinations("connect_to", connect_to)?,
             });
             Some(0)
         }
+        None if connect_to.is_some() => return Err(ConfigError::new(
+            "connect_to",
+            "belongs to the top-level upstream's service: set \"upstream\", or put it in a service",
+        )),
         None => None,
     };
     for (i, raw) in services.into_iter().enumerate() {
@@ -189,6 +201,7 @@ pub fn server(
                 .allow
                 .map(|rules| allow_rules(&format!("{field}.allow"), rules))
                 .transpose()?,
+            connect_to: connect::destinations(&format!("{field}.connect_to"), raw.connect_to)?,
             name,
         });
     }

@@ -334,3 +334,54 @@ fn a_reload_that_removes_and_moves_services_keeps_those_in_use_as_retired() {
     assert_eq!(again.list.len(), 2);
     assert_eq!(moved, [Some(0), Some(1), None]);
 }
+
+#[test]
+fn connect_to_lists_exact_destinations_per_service_and_for_the_top_level_upstream() {
+    let s = server(
+        r#""upstream": {"address": "127.0.0.1:8080"}, "connect_to": ["DB.internal:5432", "[::1]:22"],
+        "services": [{"name": "ssh", "upstream": {"address": "127.0.0.1:8081"}, "connect_to": ["10.0.0.5:22"]},
+                     {"name": "web", "upstream": {"address": "127.0.0.1:8082"}}]"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let dest = |t: &str| crate::resolve::HostPort::parse(t).unwrap_or_else(|e| panic!("{e}"));
+    let [default, ssh, web] = &s.services.list[..] else {
+        panic!("three services")
+    };
+    assert!(
+        default.connect_to.allows(&dest("db.internal:5432")),
+        "names without case"
+    );
+    assert!(default.connect_to.allows(&dest("[::1]:22")));
+    assert!(
+        !default.connect_to.allows(&dest("db.internal:5433")),
+        "ports exactly"
+    );
+    assert!(
+        !default.connect_to.allows(&dest("10.0.0.5:22")),
+        "another service's"
+    );
+    assert!(ssh.connect_to.allows(&dest("10.0.0.5:22")));
+    assert!(web.connect_to.is_empty(), "off by default");
+}
+
+#[test]
+fn connect_to_mistakes_name_their_field() {
+    let up = r#""upstream": {"address": "127.0.0.1:8080}"#.replace("8080}", "8080\"}");
+    let cases = [
+        (format!(r#"{up}, "connect_to": []"#), "connect_to"),
+        (format!(r#"{up}, "connect_to": ["db:5432", "db"]"#), "connect_to[1]"),
+        (format!(r#"{up}, "connect_to": ["db:0"]"#), "connect_to[0]"),
+        (format!(r#"{up}, "connect_to": ["a b:22"]"#), "connect_to[0]"),
+        (
+            r#""services": [{"name": "s", "upstream": {"address": "127.0.0.1:1"}}], "connect_to": ["db:1"]"#.to_string(),
+            "connect_to",
+        ),
+        (
+            r#""services": [{"name": "s", "upstream": {"address": "127.0.0.1:1"}, "connect_to": ["db:1", "db:x"]}]"#.to_string(),
+            "services[0].connect_to[1]",
+        ),
+    ];
+    for (fields, want) in cases {
+        assert_eq!(field_of(server(&fields)), want, "{fields}");
+    }
+}

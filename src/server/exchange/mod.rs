@@ -43,8 +43,9 @@ use crate::bridge::answers::{self, Answer};
 use crate::bridge::headers;
 use crate::bridge::pump::{H1ToH3, H3ToH1};
 use crate::bridge::stream::ExchangeStream;
-use crate::config::UpstreamConfig;
+use crate::config::{ConnectTo, UpstreamConfig};
 use crate::h1::body::BodyEncoding;
+use crate::h1::head::RequestHead;
 use crate::h1::write;
 use crate::quic::h3_code;
 use crate::time::{Slot, Slots};
@@ -72,6 +73,8 @@ pub struct Ctx<'a> {
     pub metrics: &'a mut crate::metrics::Metrics,
     /// A tunnel moving no byte either way for this long is reset (`http.tunnel_idle_timeout_ms`).
     pub tunnel_idle_timeout: Duration,
+    /// Where a plain CONNECT through the service may go (its `connect_to`).
+    pub connect_to: &'a ConnectTo,
 }
 
 enum Response {
@@ -203,25 +206,54 @@ impl Exchange {
                     ex.answer(ctx, refusal);
                     return ex;
                 }
-                write::write_request_head(&head, &mut ex.head_bytes);
                 ex.reusable = tunnel.is_none();
-                let checked_out = match tunnel {
-                    Some(_) => ctx.pool.connect_new(),
-                    None => ctx.pool.checkout(),
-                };
                 ex.tunnel = tunnel;
-                match checked_out {
+                match ex.take_upstream(ctx, &head) {
                     Ok(key) => {
                         ex.upstream = Some(key);
                         ex.arm_connect_timer(ctx, key);
                     }
-                    Err(e) => ex.answer(ctx, answers::upstream_unreachable(&e)),
+                    Err(answer) => ex.answer(ctx, answer),
                 }
             }
             Err(Failure::Answer(answer)) => ex.answer(ctx, answer),
             Err(Failure::Malformed(reason) | Failure::Reset(reason)) => ex.malformed = Some(reason),
         }
         ex
+    }
+
+    /// The upstream connection for request `head`: a pooled or new one for a request (its
+    /// head queued for it), a new one for a WebSocket upgrade, a new one to the destination
+    /// of a plain CONNECT the service allows (nothing queued: the bytes are the caller's).
+    fn take_upstream(&mut self, ctx: &mut Ctx<'_>, head: &RequestHead) -> Result<usize, Answer> {
+        let destination = self.tunnel.as_ref().and_then(|t| t.destination());
+        let taken = match (destination, &self.tunnel) {
+            (Some(_), _) if ctx.connect_to.is_empty() => {
+                return Err(answers::connect_off(ctx.service));
+            }
+            (Some(d), _) if !ctx.connect_to.allows(d) => {
+                log::info!(
+                    "CONNECT to {d} from {} refused: not in service {:?}'s connect_to",
+                    ctx.client,
+                    ctx.service
+                );
+                ctx.metrics
+                    .record_refused(Some(ctx.service), "connect_denied");
+                return Err(answers::connect_denied(&d.to_string(), ctx.service));
+            }
+            (Some(d), _) => {
+                self.head_written = true;
+                ctx.pool.connect_to(d)
+            }
+            (None, tunnel) => {
+                write::write_request_head(head, &mut self.head_bytes);
+                match tunnel {
+                    Some(_) => ctx.pool.connect_new(),
+                    None => ctx.pool.checkout(),
+                }
+            }
+        };
+        taken.map_err(|e| answers::upstream_unreachable(&e))
     }
 
     /// Makes all the progress possible now.

@@ -7,6 +7,7 @@
 use std::io;
 
 use crate::bridge::pump::H1Buffers;
+use crate::resolve::HostPort;
 
 /// One upstream connection, as an exchange uses it.
 pub trait UpstreamConn: H1Buffers {
@@ -41,6 +42,9 @@ pub trait UpstreamPort {
     fn checkout(&mut self) -> io::Result<usize>;
     /// A new connection being connected, never a pooled one.
     fn connect_new(&mut self) -> io::Result<usize>;
+    /// A new connection to a CONNECT destination (one the service allows) being connected;
+    /// never pooled.
+    fn connect_to(&mut self, destination: &HostPort) -> io::Result<usize>;
     /// The connect of `key` failed with `error`: `Ok(true)` when the next address of the
     /// upstream is being tried on the same key.
     fn connect_failed(&mut self, key: usize, error: &io::Error) -> io::Result<bool>;

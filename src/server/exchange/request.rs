@@ -2,7 +2,7 @@
 //! request head, and the request body (and trailers) moved from the HTTP/3 stream to the
 //! upstream socket while the socket has room (for a tunnel: its bytes, once it is open).
 
-use quiche::h3::Header as H3Header;
+use quiche::h3::{Header as H3Header, NameValue};
 
 use crate::bridge::pump::{h1_framing, H3ToH1Error, Message};
 
@@ -11,10 +11,11 @@ use crate::bridge::headers;
 use crate::bridge::headers::connect::{self, RequestForm};
 use crate::bridge::websocket;
 use crate::h1::body::BodyEncoding;
-use crate::h1::head::RequestHead;
+use crate::h1::head::{RequestHead, Version};
 use crate::quic::setup::EXTENDED_CONNECT;
+use crate::resolve::HostPort;
 
-use super::tunnel::Tunnel;
+use super::tunnel::{Tunnel, TunnelKind};
 use super::{Ctx, Exchange, ExchangeTimer, Failure};
 
 impl Exchange {
@@ -45,6 +46,9 @@ impl Exchange {
                     up.set_connected();
                     self.timers.clear(ExchangeTimer::Connect);
                     ctx.pool.connected(key);
+                    if self.open_connect_tunnel(ctx) {
+                        return Ok(true);
+                    }
                 }
             }
         }
@@ -101,13 +105,15 @@ pub(super) struct Prepared {
     pub head: RequestHead,
     /// How the stream's DATA is written to the upstream.
     pub encoding: BodyEncoding,
-    /// A WebSocket extended CONNECT: the head is the upgrade request.
+    /// A WebSocket extended CONNECT (the head is the upgrade request), or a plain CONNECT
+    /// (the head only names it: nothing is written to the destination).
     pub tunnel: Option<Tunnel>,
 }
 
-/// HTTP/3 request fields -> what the upstream gets: an HTTP/1.1 request, or the upgrade
-/// request of a WebSocket extended CONNECT. Malformed CONNECT forms are [`Failure::Malformed`];
-/// well-formed CONNECTs other than WebSocket are answered 501; other invalid requests 400.
+/// HTTP/3 request fields -> what the upstream gets: an HTTP/1.1 request, the upgrade request
+/// of a WebSocket extended CONNECT, or a plain CONNECT's destination. Malformed CONNECT forms
+/// are [`Failure::Malformed`]; extended CONNECTs other than WebSocket are answered 501; other
+/// invalid requests 400. Whether the destination is allowed is the service's decision.
 pub(super) fn prepare_request(list: &[H3Header], more_frames: bool) -> Result<Prepared, Failure> {
     let form =
         connect::request_form(list, EXTENDED_CONNECT).map_err(|e| Failure::Malformed(e.0))?;
@@ -126,17 +132,37 @@ pub(super) fn prepare_request(list: &[H3Header], more_frames: bool) -> Result<Pr
             Ok(Prepared {
                 head,
                 encoding: BodyEncoding::UntilClose,
-                tunnel: Some(Tunnel::new(key)),
+                tunnel: Some(Tunnel::new(TunnelKind::WebSocket { generated_key: key })),
             })
         }
         RequestForm::Extended(p) => Err(Failure::Answer(answers::tunnel_not_carried(&format!(
             "extended CONNECT for {:?}",
             String::from_utf8_lossy(p)
         )))),
-        RequestForm::Connect => Err(Failure::Answer(answers::tunnel_not_carried(
-            "a plain CONNECT",
-        ))),
+        RequestForm::Connect => prepare_connect(list),
     }
+}
+
+/// A plain CONNECT (`:authority` already checked as `host:port` by the form): its destination.
+fn prepare_connect(list: &[H3Header]) -> Result<Prepared, Failure> {
+    let authority = list
+        .iter()
+        .find(|h| h.name() == b":authority")
+        .map(|h| String::from_utf8_lossy(h.value()).into_owned())
+        .unwrap_or_default();
+    let mut destination = HostPort::parse(&authority)
+        .map_err(|e| Failure::Answer(answers::bad_h3_request(&format!("CONNECT: {e}"))))?;
+    destination.host.make_ascii_lowercase();
+    Ok(Prepared {
+        head: RequestHead {
+            method: "CONNECT".into(),
+            target: authority,
+            version: Version::Http11,
+            headers: Vec::new(),
+        },
+        encoding: BodyEncoding::UntilClose,
+        tunnel: Some(Tunnel::new(TunnelKind::Connect(destination))),
+    })
 }
 
 /// HTTP/3 request fields -> HTTP/1.1 head for the upstream, with body framing decided:

@@ -273,3 +273,84 @@ fn a_websocket_tunnel_uses_a_fresh_connection_and_its_idle_timeout_resets_it() {
     assert_eq!(w.pool.conns[conn].released, Some(Released::Closed));
     assert_eq!(w.metrics.tunnels.open, 0);
 }
+
+/// A plain CONNECT's fields: `:method` and `:authority` only (RFC 9114 §4.4).
+fn plain_connect(authority: &str) -> [quiche::h3::Header; 2] {
+    [field(":method", "CONNECT"), field(":authority", authority)]
+}
+
+fn allow_connect_to(w: &mut World, list: &[&str]) {
+    let list: Vec<_> = list
+        .iter()
+        .map(|d| crate::resolve::HostPort::parse(d).expect("a test destination"))
+        .collect();
+    w.connect_to = list.into();
+}
+
+#[test]
+fn a_connect_to_a_listed_destination_tunnels_on_a_fresh_connection_from_its_connect() {
+    let mut w = world(SECOND, 2 * SECOND);
+    allow_connect_to(&mut w, &["db.test:5432"]);
+    w.pool.next = Some(MemConn::pooled());
+    w.start_fields(&plain_connect("DB.test:5432"), true);
+    assert_eq!(w.pool.destinations, ["db.test:5432"]);
+    assert!(w.pool.next.is_some(), "the pooled connection is not used");
+    assert!(
+        w.stream.heads.is_empty(),
+        "no answer before the connection is up"
+    );
+    if let Some(c) = w.pool.latest() {
+        assert_eq!(c.reused, 0, "a fresh connection");
+        c.outcome = Some(Ok(()));
+    }
+    w.run(|ex, ctx| ex.drive(ctx));
+    assert_eq!(w.stream.status(), Some(200));
+    assert!(!w.stream.is_synthesized());
+    let conn = w.pool.latest_key().expect("the tunnel's connection");
+    assert!(
+        w.pool.conns[conn].read.is_empty(),
+        "no request head is written"
+    );
+
+    // The destination speaks first (an SSH banner), then bytes both ways.
+    if let Some(c) = w.pool.latest() {
+        c.send(b"SSH-2.0-test\r\n");
+    }
+    w.run(|ex, ctx| ex.drive(ctx));
+    assert_eq!(w.stream.data, b"SSH-2.0-test\r\n");
+    w.stream.incoming = b"hello".to_vec();
+    w.run(|ex, ctx| ex.drive(ctx));
+    assert_eq!(w.pool.conns[conn].read, b"hello");
+    assert!(!w.stream.fin && !w.finished, "the tunnel stays open");
+    assert_eq!(w.metrics.tunnels.open, 1);
+    w.advance_to(10 * SECOND);
+    assert!(!w.finished, "an open tunnel has no response timeout");
+}
+
+#[test]
+fn a_connect_to_an_unlisted_destination_is_a_403_and_connects_nowhere() {
+    let mut w = world(SECOND, SECOND);
+    allow_connect_to(&mut w, &["db.test:5432"]);
+    for other in ["db.test:22", "db2.test:5432", "10.0.0.1:5432"] {
+        w.finished = false;
+        w.stream = Default::default();
+        assert!(w.start_fields(&plain_connect(other), true), "{other}");
+        assert_eq!(w.stream.status(), Some(403), "{other}");
+        assert!(w.stream.is_synthesized());
+        let body = String::from_utf8_lossy(&w.stream.data).into_owned();
+        assert!(
+            body.contains(other) && body.contains("connect_to"),
+            "{body}"
+        );
+    }
+    assert!(w.pool.conns.is_empty() && w.pool.destinations.is_empty());
+}
+
+#[test]
+fn a_connect_through_a_service_without_connect_to_is_a_501() {
+    let mut w = world(SECOND, SECOND);
+    assert!(w.start_fields(&plain_connect("db.test:5432"), true));
+    assert_eq!(w.stream.status(), Some(501));
+    assert!(String::from_utf8_lossy(&w.stream.data).contains("no connect_to"));
+    assert!(w.pool.conns.is_empty());
+}

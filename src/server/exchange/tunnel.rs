@@ -1,11 +1,16 @@
-//! The tunnel of an [`Exchange`]: an extended CONNECT with `:protocol websocket` (RFC 9220)
-//! carried to the upstream as an HTTP/1.1 upgrade on a fresh connection (never a pooled one,
-//! never pooled after), then bytes both ways.
+//! The tunnel of an [`Exchange`], on a fresh upstream connection (never a pooled one, never
+//! pooled after), then bytes both ways. Two kinds:
+//! - an extended CONNECT with `:protocol websocket` (RFC 9220) carried to the service's
+//!   upstream as an HTTP/1.1 upgrade;
+//! - a plain CONNECT (RFC 9114 §4.4) to a destination the service's `connect_to` lists: a
+//!   TCP connection to it, open as soon as it is connected.
 //!
 //! ```text
-//! Awaiting --101--> Open: stream DATA <-> upstream bytes, FIN <-> half-close, until both ended
-//!          --other final status--> a normal response (the stream ends; the caller's data is
-//!                                  refused with STOP_SENDING)
+//! WebSocket: Awaiting --101--> Open: stream DATA <-> upstream bytes, FIN <-> half-close
+//!                     --other final status--> a normal response (the stream ends; the
+//!                                             caller's data is refused with STOP_SENDING)
+//! CONNECT:   Awaiting --connected--> Open (the stream gets :status 200)
+//!                     --connect failed or timed out--> 502/504
 //! ```
 //! The byte movers are the body pumps with until-close framing on both sides, so the tunnel has
 //! the bodies' backpressure (bounded buffers, QUIC flow control, TCP). A broken upstream
@@ -24,17 +29,27 @@ use crate::bridge::websocket;
 use crate::h1::body::BodyFraming;
 use crate::h1::head::{headers_named, ResponseHead};
 use crate::metrics::Metrics;
+use crate::resolve::HostPort;
 
 use super::port::UpstreamConn;
 use super::{Ctx, Exchange, ExchangeTimer, Failure, Response};
 
+/// What the tunnel carries.
+#[derive(Debug)]
+pub(super) enum TunnelKind {
+    /// WebSocket, with the key the server made up because the caller sent none (RFC 8441
+    /// §5): the upstream's accept is checked against it here and not relayed.
+    WebSocket { generated_key: Option<String> },
+    /// A plain CONNECT to this destination.
+    Connect(HostPort),
+}
+
 /// A tunnel's state while its exchange runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Tunnel {
-    /// The key the server made up because the caller sent none (RFC 8441 §5): the upstream's
-    /// accept is checked against it here and not relayed.
-    generated_key: Option<String>,
-    /// When the upstream accepted the upgrade; bytes flow from then on.
+    pub(super) kind: TunnelKind,
+    /// When the upstream accepted the upgrade (or the destination the connection); bytes
+    /// flow from then on.
     opened: Option<Instant>,
     /// The stream's end was passed on as the upstream connection's FIN.
     write_closed: bool,
@@ -44,10 +59,29 @@ pub(super) struct Tunnel {
 }
 
 impl Tunnel {
-    pub(super) fn new(generated_key: Option<String>) -> Self {
+    pub(super) fn new(kind: TunnelKind) -> Self {
         Tunnel {
-            generated_key,
-            ..Tunnel::default()
+            kind,
+            opened: None,
+            write_closed: false,
+            idle_timeout: Duration::ZERO,
+            counted: (0, 0),
+        }
+    }
+
+    /// The destination of a plain CONNECT.
+    pub(super) fn destination(&self) -> Option<&HostPort> {
+        match &self.kind {
+            TunnelKind::Connect(d) => Some(d),
+            TunnelKind::WebSocket { .. } => None,
+        }
+    }
+
+    /// The access line's name of the kind.
+    fn name(&self) -> &'static str {
+        match self.kind {
+            TunnelKind::WebSocket { .. } => "websocket",
+            TunnelKind::Connect(_) => "connect",
         }
     }
 }
@@ -96,7 +130,10 @@ impl Exchange {
         }
         let mut fields = headers::response_to_h3(resp);
         fields[0] = quiche::h3::Header::new(b":status", b"200");
-        if let Some(key) = &tunnel.generated_key {
+        if let TunnelKind::WebSocket {
+            generated_key: Some(key),
+        } = &tunnel.kind
+        {
             let expected = websocket::accept_for(key.as_bytes());
             let mut accepts = headers_named(&resp.headers, "sec-websocket-accept");
             if accepts.next() != Some(expected.as_bytes()) || accepts.next().is_some() {
@@ -104,9 +141,32 @@ impl Exchange {
             }
             fields.retain(|f| f.name() != b"sec-websocket-accept");
         }
+        self.start_tunnel(ctx, fields);
+        Ok(true)
+    }
+
+    /// A plain CONNECT's connection to its destination is up: the stream gets `:status 200`
+    /// and the tunnel opens. Whether it did (once, when the connection is new).
+    pub(super) fn open_connect_tunnel(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let awaiting = self
+            .tunnel
+            .as_ref()
+            .is_some_and(|t| t.opened.is_none() && t.destination().is_some());
+        if !awaiting || !matches!(self.response, Response::AwaitHead) {
+            return false;
+        }
+        self.start_tunnel(ctx, vec![quiche::h3::Header::new(b":status", b"200")]);
+        true
+    }
+
+    /// The tunnel opens: the stream's head is `fields`, bytes flow both ways from now on.
+    fn start_tunnel(&mut self, ctx: &mut Ctx<'_>, fields: Vec<quiche::h3::Header>) {
+        let Some(tunnel) = self.tunnel.as_mut() else {
+            return;
+        };
         tunnel.opened = Some(ctx.now);
         tunnel.idle_timeout = ctx.tunnel_idle_timeout;
-        log::debug!("stream {}: WebSocket tunnel open", self.stream);
+        log::debug!("stream {}: {} tunnel open", self.stream, tunnel.name());
         ctx.metrics.record_tunnel_opened();
         self.status = 200;
         self.response_body = Some(H1ToH3::new(BodyFraming::UntilClose, None));
@@ -118,7 +178,6 @@ impl Exchange {
         self.timers.clear(ExchangeTimer::Response);
         self.timers
             .arm(ExchangeTimer::Idle, ctx.now + ctx.tunnel_idle_timeout);
-        Ok(true)
     }
 
     /// The upstream answered the upgrade with a final response instead: it is relayed as a
@@ -200,9 +259,13 @@ impl Exchange {
 
     /// The access line's mark for a tunnel: how long it was open.
     pub(super) fn tunnel_note(&self, now: Instant) -> String {
-        match self.tunnel.as_ref().and_then(|t| t.opened) {
-            Some(opened) => format!(
-                " tunnel=websocket open={:.1}ms",
+        match self
+            .tunnel
+            .as_ref()
+            .and_then(|t| Some((t.name(), t.opened?)))
+        {
+            Some((name, opened)) => format!(
+                " tunnel={name} open={:.1}ms",
                 now.saturating_duration_since(opened).as_secs_f64() * 1000.0
             ),
             None => String::new(),

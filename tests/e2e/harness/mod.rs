@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod raw_upstream;
 pub mod relay;
 pub mod sites;
+pub mod tcp_destination;
 pub mod tmp;
 pub mod upstream;
 pub mod ws_client;

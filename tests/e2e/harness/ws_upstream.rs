@@ -224,7 +224,7 @@ fn read_head(s: &mut TcpStream) -> io::Result<(String, Vec<u8>)> {
 }
 
 /// Closes with a TCP reset (SO_LINGER 0), never a FIN.
-fn reset(s: TcpStream) {
+pub fn reset(s: TcpStream) {
     use std::os::fd::AsRawFd;
     let linger = libc::linger {
         l_onoff: 1,
