@@ -46,4 +46,5 @@ mod upstream_edges;
 mod upstream_pools;
 mod websocket;
 mod websocket_client;
+mod websocket_more;
 mod zero_rtt;
