@@ -89,11 +89,14 @@ impl ServerProxy {
 
     /// Graceful stop: the clients close their sessions once their last stream finished (they
     /// got our GOAWAY), which is the only moment we know every response byte was delivered.
-    /// Sessions still open at the drain deadline are closed by us.
+    /// Sessions still open at the drain deadline are closed by us, once: the deadline is then
+    /// cleared, so that the turns of the sessions' closing period neither wake at once for a
+    /// deadline already handled nor repeat the warning.
     pub(super) fn finish_drain(&mut self, now: Instant) {
         if self.drain_deadline.is_none_or(|d| d > now) {
             return;
         }
+        self.drain_deadline = None;
         if !self.requests.is_empty() {
             log::warn!(
                 "drain deadline passed with {} request(s) in flight",

@@ -257,15 +257,22 @@ impl Requests {
         }
     }
 
-    /// Session `pc` is gone: its exchanges end and their upstream connections are closed.
+    /// Session `pc` is gone: its exchanges end and their upstream connections are closed, an
+    /// open tunnel's with a reset (RST): its caller is gone, which is no clean end (a FIN
+    /// would tell the upstream the caller finished, e.g. when the drain deadline closes the
+    /// session).
     pub fn forget_session<U: Upstreams>(&mut self, pc: &mut PeerConn, env: &mut Env<U>) {
         for (_, ek) in pc.streams.drain() {
             self.agenda.set_timer(ek, None);
             if let Some((_, mut ex)) = self.exchanges.try_remove(ek) {
-                ex.close_tunnel(env.metrics);
+                let tunnel_open = ex.close_tunnel(env.metrics);
                 if let Some(key) = ex.upstream() {
-                    env.upstreams
-                        .with_port(ek, ex.service(), env.now, |port| port.close(key));
+                    env.upstreams.with_port(ek, ex.service(), env.now, |port| {
+                        if let Some(up) = port.conn(key).filter(|_| tunnel_open) {
+                            up.abort_on_close();
+                        }
+                        port.close(key)
+                    });
                 }
             }
         }

@@ -47,4 +47,6 @@ mod upstream_edges;
 mod upstream_pools;
 mod websocket;
 mod websocket_client;
+mod websocket_interop;
+mod websocket_more;
 mod zero_rtt;

@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(15);
 const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 /// Asserts a `101 Switching Protocols` with the right accept and the upgrade fields.
-fn assert_switched(c: &WsClient) {
+pub(crate) fn assert_switched(c: &WsClient) {
     assert_eq!(c.status(), 101, "{}", c.head);
     assert_eq!(c.field("sec-websocket-accept"), Some(ACCEPT), "{}", c.head);
     assert_eq!(c.field("upgrade"), Some("websocket"), "{}", c.head);

@@ -247,14 +247,17 @@ impl Exchange {
     }
 
     /// The exchange ended (any way, its session's loss included): the last bytes are counted
-    /// and an open tunnel is no longer counted as open.
-    pub fn close_tunnel(&mut self, metrics: &mut Metrics) {
+    /// and an open tunnel is no longer counted as open. Returns whether a tunnel was open.
+    pub fn close_tunnel(&mut self, metrics: &mut Metrics) -> bool {
         self.record_tunnel_bytes(metrics);
-        if let Some(t) = self.tunnel.as_mut() {
-            if t.opened.take().is_some() {
-                metrics.record_tunnel_closed();
-            }
+        let was_open = self
+            .tunnel
+            .as_mut()
+            .is_some_and(|t| t.opened.take().is_some());
+        if was_open {
+            metrics.record_tunnel_closed();
         }
+        was_open
     }
 
     /// The access line's mark for a tunnel: how long it was open.

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod h3_client;
+pub mod h3_server;
 pub mod http;
 pub mod json;
 pub mod pair;

@@ -1,9 +1,9 @@
 //! A WebSocket-speaking upstream for the tunnel tests: it reads an HTTP/1.1 upgrade request,
 //! answers `101 Switching Protocols` with the RFC 6455 `Sec-WebSocket-Accept` for the key it
 //! got (and the first offered subprotocol), then echoes every byte back until the proxy
-//! half-closes, when it half-closes too. Other behaviours: refuse the upgrade with a status,
-//! die with a TCP reset after echoing some bytes, or answer an accept for another key. It
-//! records each request head, the connections it accepted and which of them saw the proxy's
+//! half-closes, when it half-closes too. Other behaviours: push one big frame before echoing,
+//! refuse the upgrade with a status, die with a TCP reset after echoing some bytes, or answer
+//! an accept for another key. It records each request head, the connections it accepted and which of them saw the proxy's
 //! FIN or reset.
 
 use std::io::{self, Read, Write};
@@ -24,6 +24,9 @@ pub enum WsBehaviour {
     ResetAfter(usize),
     /// 101 with a `Sec-WebSocket-Accept` that does not match the key, then echo.
     WrongAccept,
+    /// 101, then one binary server frame of this many [`pattern`](super::pattern) bytes
+    /// (unmasked, RFC 6455 §5.1), then echo as [`WsBehaviour::Echo`].
+    Push(usize),
 }
 
 struct State {
@@ -161,7 +164,7 @@ fn serve(mut s: TcpStream, id: usize, st: &State) -> io::Result<()> {
             let _ = s.shutdown(Shutdown::Both);
             return Ok(());
         }
-        WsBehaviour::Echo | WsBehaviour::WrongAccept => None,
+        WsBehaviour::Echo | WsBehaviour::WrongAccept | WsBehaviour::Push(_) => None,
         WsBehaviour::ResetAfter(n) => Some(n),
     };
     let key = match st.behaviour {
@@ -178,6 +181,10 @@ fn serve(mut s: TcpStream, id: usize, st: &State) -> io::Result<()> {
     }
     answer.push_str("\r\n");
     s.write_all(answer.as_bytes())?;
+    if let WsBehaviour::Push(n) = st.behaviour {
+        s.write_all(&server_frame_head(BINARY_OPCODE, n))?;
+        s.write_all(&super::pattern::pattern(n))?;
+    }
     let mut echoed = rest.len();
     s.write_all(&rest)?;
     let mut buf = vec![0u8; 64 * 1024];
@@ -201,6 +208,25 @@ fn serve(mut s: TcpStream, id: usize, st: &State) -> io::Result<()> {
         s.write_all(&buf[..n])?;
         echoed += n;
     }
+}
+
+const BINARY_OPCODE: u8 = 0x2;
+
+/// The head of one final, unmasked server frame (RFC 6455 §5.2) of `len` payload bytes.
+pub fn server_frame_head(opcode: u8, len: usize) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    match len {
+        n if n < 126 => out.push(n as u8),
+        n if n <= 0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out
 }
 
 /// Reads up to and including CRLFCRLF; returns the head and the bytes read after it.
