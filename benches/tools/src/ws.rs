@@ -165,7 +165,13 @@ pub fn read_frame<R: Read>(r: &mut R) -> io::Result<Option<Frame>> {
 }
 
 /// Writes one frame in a single write (one segment for small frames with TCP_NODELAY).
-pub fn write_frame<W: Write>(w: &mut W, fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> io::Result<()> {
+pub fn write_frame<W: Write>(
+    w: &mut W,
+    fin: bool,
+    opcode: u8,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+) -> io::Result<()> {
     w.write_all(&encode_frame(fin, opcode, payload, mask))
 }
 

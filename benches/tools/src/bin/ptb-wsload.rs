@@ -274,7 +274,8 @@ fn main() {
     let mut all = Tally::default();
     let (mut hs, mut open, mut closes) = (Vec::new(), 0usize, 0usize);
     for h in handles {
-        let t = h.join().unwrap_or_else(|_| Tally { errors: 1, last_err: "thread panicked".into(), ..Tally::default() });
+        let t =
+            h.join().unwrap_or_else(|_| Tally { errors: 1, last_err: "thread panicked".into(), ..Tally::default() });
         if let Some(x) = t.handshake_ms {
             hs.push(x);
             open += 1;
