@@ -18,6 +18,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -847,6 +848,225 @@ def compare_section(results, pairs, links, args):
     return out
 
 
+def http_summary(res):
+    """One log line per (pair, link) of the http scenario."""
+    return (f"skipped: {res['skipped']}" if res.get("skipped") else
+            f"cold {fmt_num(res.get('cold_ms'))} ms, seq p50 {fmt_num(_get(res, ('seq_ka', 'p50')))} "
+            f"p99 {fmt_num(_get(res, ('seq_ka', 'p99')))} ms, "
+            f"GET {fmt_num(_bulk(res, 'get'))} s, POST {fmt_num(_bulk(res, 'post'))} s"
+            + (f"; {len(res['errors'])} note(s)" if res.get("errors") else ""))
+
+
+# ----------------------------------------------------------------------------- WebSocket scenario
+# `--scenario websocket` (issue 14): per pair and link, `ptb-wsload` opens --ws-sockets WebSockets
+# through the pair (to ptb-upstream's echo), then every socket loops one small text message and
+# its echo for --ws-seconds. One phase per (pair, link); the report has its own tables and targets.
+
+
+def default_ws_links(rtt):
+    return [Link(f"rtt{rtt:g}", rtt, 0), Link(f"rtt{rtt:g}-loss2", rtt, 2)]
+
+
+def measure_ws(pair, link, relay, procs, pki, d, args, deadline_at):
+    os.makedirs(d, exist_ok=True)
+    res = {"pair": pair.name, "link": link.name, "scenario": "websocket"}
+    if deadline_at - time.monotonic() < args.ws_seconds + 10:
+        raise Stop(f"time budget exhausted before {pair.name}/{link.name}/websocket")
+    tcp_cc = pair.spec.get("tcp_cc", args.tcp_cc)
+    for ns in (NS_C, NS_S):
+        sh(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.tcp_congestion_control={tcp_cc}"])
+    res["tcp_cc"] = tcp_cc
+    relay.reset(args.seed)
+    skip = pair.start(procs, link, pki, d, args)
+    if skip:
+        res["skipped"] = skip
+        return res
+    # Warm-up: one GET /small through the pair, so that its link connection exists before the
+    # WebSockets open, as it would after any earlier traffic (ptproxy's session is up already).
+    # Without it, 32 handshakes at once on a cold HAProxy pair open 32 HTTP/2 connections.
+    warm = run_json([os.path.join(TOOLS, "ptb-load"), "cold", "--addr", pair.addr(), "--timeout", "10"], NS_C, 20)
+    if not warm.get("ok"):
+        res.setdefault("errors", []).append(f"warm-up request: {warm.get('error')}")
+    pids = pair.pids()
+    relay.reset(args.seed)
+    c0 = cpu_ns(pids)
+    argv = [os.path.join(TOOLS, "ptb-wsload"), "--addr", pair.addr(), "--sockets", str(args.ws_sockets),
+            "--duration", str(args.ws_seconds), "--size", str(args.ws_size), "--timeout", "10"]
+    # TCP connections across the link, counted halfway through the echo loop (handshakes take
+    # at most a few seconds even with a lost SYN).
+    conns = {}
+    timer = threading.Timer(min(args.ws_seconds / 2 + 2, args.ws_seconds), lambda: conns.update(n=tcp_conns_to_server()))
+    timer.start()
+    try:
+        out = run_json(argv, NS_C, args.ws_seconds + 60)
+    finally:
+        timer.cancel()
+    c1 = cpu_ns(pair.pids())
+    st = relay.stats()
+    res["link_stats"] = {"ws": st}
+    lat = out.get("lat_ms") or []
+    res["ws"] = summarize(lat)
+    res["handshake"] = summarize(out.get("handshake_ms") or [])
+    for k in ("sockets", "sockets_open", "errors", "mismatches", "clean_closes", "elapsed_s", "size"):
+        res["ws"][k] = out.get(k)
+    res["ws"]["link_tcp_conns"] = conns.get("n")
+    if lat and out.get("elapsed_s"):
+        res["ws"]["msgs_per_s"] = len(lat) / out["elapsed_s"]
+        if pids:
+            res["ws"]["cpu_ms_per_1000"] = (c1 - c0) / 1e6 / len(lat) * 1000
+        if link_bytes(st) is not None:
+            res["ws"]["link_bytes_per_msg"] = link_bytes(st) / len(lat)
+    if not out.get("ok"):
+        res.setdefault("errors", []).append(f"websocket: {out.get('error') or out.get('last_error')}")
+    elif out.get("errors") or out.get("mismatches"):
+        res.setdefault("errors", []).append(
+            f"websocket: {out.get('errors')} failed socket(s), {out.get('mismatches')} echo mismatch(es), "
+            f"last: {out.get('last_error')}")
+    if out.get("sockets_open") is not None and out.get("sockets_open") != out.get("sockets"):
+        res.setdefault("errors", []).append(f"websocket: {out.get('sockets_open')} of {out.get('sockets')} handshakes succeeded")
+    for p in pair.procs_started:
+        if p.poll() is not None:
+            res.setdefault("errors", []).append(f"process {p.args[-1]} exited with {p.returncode}")
+    return res
+
+
+def tcp_conns_to_server():
+    """Established TCP connections from the client namespace to the server side's address."""
+    r = subprocess.run(["ip", "netns", "exec", NS_C, "ss", "-tnH", "state", "established", "dst", B_ADDR],
+                       capture_output=True, text=True)
+    return len(r.stdout.splitlines()) if r.returncode == 0 else None
+
+
+def ws_summary(res):
+    """One log line per (pair, link)."""
+    if res.get("skipped"):
+        return f"skipped: {res['skipped']}"
+    w = res.get("ws") or {}
+    return (f"echo p50 {fmt_num(w.get('p50'))} p99 {fmt_num(w.get('p99'))} ms, {w.get('count') or 0} messages, "
+            f"handshake p50 {fmt_num(_get(res, ('handshake', 'p50')))} ms"
+            + (f"; {len(res['errors'])} note(s)" if res.get("errors") else ""))
+
+
+def ws_figures(args):
+    g = lambda *ks: (lambda r: _get(r, ks))
+    rtt = lambda l: floor_small(l)
+    none = lambda l: None
+    n = args.ws_sockets
+    return [
+        ("handshake p50 (ms)", g("handshake", "p50"), rtt, False),
+        ("handshake max (ms)", g("handshake", "max"), rtt, False),
+        ("echo p50 (ms)", g("ws", "p50"), rtt, False),
+        ("echo p90 (ms)", g("ws", "p90"), rtt, False),
+        ("echo p99 (ms)", g("ws", "p99"), rtt, False),
+        ("echo max (ms)", g("ws", "max"), rtt, False),
+        ("messages / s", g("ws", "msgs_per_s"), lambda l: n * 1000 / floor_small(l), True),
+        ("messages echoed", g("ws", "count"), none, True),
+        ("failed sockets / echo mismatches", lambda r: None, none, False),
+        ("clean closes", g("ws", "clean_closes"), none, True),
+        ("TCP connections across the link", g("ws", "link_tcp_conns"), none, False),
+        ("proxy CPU ms / 1000 messages", g("ws", "cpu_ms_per_1000"), none, False),
+        ("link bytes / message", g("ws", "link_bytes_per_msg"), none, False),
+    ]
+
+
+def ws_report(results, pairs, links, args, meta):
+    L = [f"# ptproxy WebSocket echo benchmark — {meta['started']}", "",
+         f"- command: `{meta['command']}`",
+         f"- ptproxy: `{meta['ptproxy_version']}`, commit `{meta['commit']}`",
+         f"- machine: {meta['machine']}",
+         f"- link emulation: {meta['emulation']}",
+         f"- per pair and link: `ptb-wsload` opens {args.ws_sockets} WebSockets at once through the pair's "
+         f"client side (RFC 6455 handshake, `Sec-WebSocket-Accept` checked) to `ptb-upstream`'s echo, then each "
+         f"socket loops for {args.ws_seconds:g} s: one masked {args.ws_size}-byte text message, wait for its echo "
+         f"(compared byte for byte), record the round trip. Handshakes are timed before the loop starts (connect "
+         f"included); the echo clock starts when every socket is open.",
+         "- HAProxy pair: WebSocket over its HTTP/2 link as an extended CONNECT (RFC 8441, `ws h2`); nginx pair: "
+         "an HTTP/1.1 Upgrade over TLS on a connection of its own per WebSocket; ptproxy: HTTP/3 extended CONNECT "
+         "(RFC 9220) on the one QUIC session. Before the WebSockets open, one `GET /small` crosses the pair (its "
+         "link connection is up, as after any earlier traffic); the TCP connections across the link are counted "
+         "halfway through the echo loop",
+         f"- TCP congestion control (direct, nginx, HAProxy): "
+         f"{', '.join(sorted({r.get('tcp_cc') for r in results.values() if r.get('tcp_cc')})) or args.tcp_cc}",
+         f"- run time: {meta['elapsed_s']:.0f} s", "",
+         "Each cell: `value · ×floor · ×best peer`. Floor: 1 RTT per echo (and per handshake on an established "
+         f"session); {args.ws_sockets} sockets can at most echo {args.ws_sockets} messages per RTT. Best peer: the "
+         "better of the nginx and HAProxy pairs. Higher ratios are worse.", ""]
+    for link in links:
+        shown = [p for p in pairs if (p.name, link.name) in results]
+        if not shown:
+            continue
+        L += [f"## {link.name}: {link.describe()}", "",
+              "| figure | floor | " + " | ".join(p.name for p in shown) + " |", "|---|---:|" + "---:|" * len(shown)]
+        for label, getter, floorf, hb in ws_figures(args):
+            fl = floorf(link)
+            plain = label in ("messages echoed", "clean closes", "TCP connections across the link")
+            bp = None if plain else best_peer(results, shown, link, getter, hb)
+            cells = []
+            for p in shown:
+                r = results[(p.name, link.name)]
+                if r.get("skipped"):
+                    cells.append("skipped")
+                    continue
+                if label.startswith("failed sockets"):
+                    w = r.get("ws") or {}
+                    open_ = w.get("sockets_open")
+                    failed = None if open_ is None else (w.get("sockets") or 0) - open_ + (w.get("errors") or 0)
+                    cells.append(f"{fmt_int(failed)} / {fmt_int(w.get('mismatches'))}")
+                    continue
+                v = getter(r)
+                if v is None:
+                    cells.append("—")
+                    continue
+                parts = [str(v) if plain else fmt_num(v)]
+                if fl is not None:
+                    parts.append(fmt_ratio(ratio(v, fl, hb)))
+                if bp is not None:
+                    parts.append(fmt_ratio(ratio(v, bp, hb)))
+                cells.append(" · ".join(parts))
+            L.append(f"| {label} | {fmt_num(fl) if fl is not None else '—'} | " + " | ".join(cells) + " |")
+        L.append("")
+    L += ws_targets_section(results, pairs, links)
+    notes = [f"- {pn} / {ln}: skipped: {r['skipped']}" for (pn, ln), r in results.items() if r.get("skipped")]
+    notes += [f"- {pn} / {ln}: {e}" for (pn, ln), r in results.items() for e in r.get("errors", [])]
+    notes += [f"- {s}" for s in meta.get("stopped", [])]
+    if notes:
+        L += ["## Notes", ""] + notes + [""]
+    return "\n".join(L) + "\n"
+
+
+def fmt_int(v):
+    return "—" if v is None else str(v)
+
+
+def ws_targets_section(results, pairs, links):
+    """Issue 14: echo p99 on the lossy link at most 0.5x the best peer's (every ptproxy pair),
+    and with loss hiding at most 1.2x the 1-RTT floor."""
+    rows = []
+    for p in pairs:
+        if p.kind != "ptproxy":
+            continue
+        hiding = bool(_get(p.spec, ("transport", "loss_hiding")))
+        for link in links:
+            r = results.get((p.name, link.name))
+            if not r or r.get("skipped") or not link.loss_pct:
+                continue
+            p99 = _get(r, ("ws", "p99"))
+            bp = best_peer(results, pairs, link, lambda x: _get(x, ("ws", "p99")), False)
+            checks = [("echo p99 ≤ 0.5× best peer", ratio(p99, bp), 0.5)]
+            if hiding:
+                checks.append(("echo p99 with loss hiding ≤ 1.2× floor", ratio(p99, floor_small(link)), 1.2))
+            for label, v, lim in checks:
+                if v is None:
+                    verdict, shown = "n/a", "—"
+                else:
+                    verdict = "pass" if v <= lim else f"miss ({v / lim:.2f}× the target)"
+                    shown = f"{v:.2f}× ({fmt_num(p99)} ms)"
+                rows.append(f"| {p.name} | {link.name} | {label} | {shown} | {verdict} |")
+    if not rows:
+        return []
+    return ["## Issue 14 targets", "", "| pair | link | target | measured | verdict |", "|---|---|---|---|---|"] + rows + [""]
+
+
 # ----------------------------------------------------------------------------- setup
 
 
@@ -971,7 +1191,14 @@ def main():
     ap = argparse.ArgumentParser(description="ptproxy side-by-side benchmark (see benches/README.md)")
     ap.add_argument("--quick", action="store_true", help="short run: 50 sequential requests, 4 s of 32 clients, 4 MiB transfers")
     ap.add_argument("--pairs", help="comma-separated pair names from pairs.json (default: all)")
-    ap.add_argument("--pairs-file", default=os.path.join(HERE, "pairs.json"))
+    ap.add_argument("--pairs-file", help="default: benches/pairs.json (benches/pairs-websocket.json with "
+                    "--scenario websocket)")
+    ap.add_argument("--scenario", choices=("http", "websocket"), default="http",
+                    help="http: the request/transfer figures (default); websocket: the WebSocket echo round trip "
+                    "(issue 14) on rtt50 and rtt50-loss2")
+    ap.add_argument("--ws-sockets", type=int, default=32, help="WebSockets open at once (websocket scenario)")
+    ap.add_argument("--ws-seconds", type=float, help="echo loop duration per pair and link (10; quick 4)")
+    ap.add_argument("--ws-size", type=int, default=64, help="message size, bytes (48-125)")
     ap.add_argument("--links", help="comma-separated names of the default links to run (default: all)")
     ap.add_argument("--link", action="append", default=[], metavar="NAME:rtt=MS,loss=PCT[,rate=MBIT][,queue=BYTES]",
                     help="a custom link (repeatable); replaces the default links")
@@ -999,6 +1226,9 @@ def main():
     args.bulk_mib = args.bulk_mib or (4 if q else 10)
     args.bulk_deadline = args.bulk_deadline or (40 if q else 90)
     args.budget = args.budget or (1200 if q else 3000)
+    args.ws_seconds = args.ws_seconds or (4 if q else 10)
+    ws = args.scenario == "websocket"
+    args.pairs_file = args.pairs_file or os.path.join(HERE, "pairs-websocket.json" if ws else "pairs.json")
     try:
         with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
             avail = f.read().split()
@@ -1009,7 +1239,7 @@ def main():
 
     if os.geteuid() != 0:
         raise BenchError("needs root (network namespaces, TUN devices)")
-    for b in ("ptb-relay", "ptb-load", "ptb-upstream"):
+    for b in ("ptb-relay", "ptb-load", "ptb-upstream") + (("ptb-wsload",) if ws else ()):
         if not os.access(os.path.join(TOOLS, b), os.X_OK):
             raise BenchError(f"{TOOLS}/{b} missing: build benches/tools first (run.sh does)")
 
@@ -1029,15 +1259,16 @@ def main():
     if args.link:
         links = [parse_link(s) for s in args.link]
     else:
-        links = default_links(args.rtt)
+        links = (default_ws_links if ws else default_links)(args.rtt)
         if args.links:
             want = args.links.split(",")
+            known = [l.name for l in links]
             links = [l for l in links if l.name in want]
             if not links:
-                raise BenchError(f"--links: none of {want} among {[l.name for l in default_links(args.rtt)]}")
+                raise BenchError(f"--links: none of {want} among {known}")
 
     started = datetime.datetime.now()
-    stamp = started.strftime("%Y%m%d-%H%M%S")
+    stamp = ("websocket-" if ws else "") + started.strftime("%Y%m%d-%H%M%S")
     run_dir = os.path.join(args.out, "runs", stamp)
     os.makedirs(run_dir, exist_ok=True)
     state = os.environ.get("PTB_STATE_DIR") or run_dir  # run.sh's trap reads it to clean up
@@ -1095,18 +1326,14 @@ def main():
                     d = os.path.join(run_dir, link.name, pair.name)
                     t0 = time.monotonic()
                     try:
-                        res = measure(pair, link, relay, procs, pki, d, args, deadline_at)
+                        res = (measure_ws if ws else measure)(pair, link, relay, procs, pki, d, args, deadline_at)
                     except BenchError as e:
                         res = {"pair": pair.name, "link": link.name, "skipped": str(e)}
                     finally:
                         pair.stop(procs)
                     results[(pair.name, link.name)] = res
                     log(f"{link.name}: {pair.name} done in {time.monotonic() - t0:.0f} s: "
-                        + (f"skipped: {res['skipped']}" if res.get("skipped") else
-                           f"cold {fmt_num(res.get('cold_ms'))} ms, seq p50 {fmt_num(_get(res, ('seq_ka', 'p50')))} "
-                           f"p99 {fmt_num(_get(res, ('seq_ka', 'p99')))} ms, "
-                           f"GET {fmt_num(_bulk(res, 'get'))} s, POST {fmt_num(_bulk(res, 'post'))} s"
-                           + (f"; {len(res['errors'])} note(s)" if res.get("errors") else "")))
+                        + (ws_summary(res) if ws else http_summary(res)))
             finally:
                 relay.close()
         procs.stop(upstream)
@@ -1121,7 +1348,7 @@ def main():
                 f.write(restore_allowed_cc)
 
     meta["elapsed_s"] = time.monotonic() - t_start
-    md = report(results, pairs, links, args, meta)
+    md = (ws_report if ws else report)(results, pairs, links, args, meta)
     os.makedirs(args.out, exist_ok=True)
     md_path = os.path.join(args.out, f"{stamp}.md")
     with open(md_path, "w") as f:

@@ -4,6 +4,10 @@
 //!   GET  /small        -> 200, 100-byte body
 //!   GET  /bytes/N      -> 200, N-byte body (Content-Length)
 //!   POST /sink         -> reads the whole body (Content-Length or chunked), 200 "received N\n"
+//!   GET with `Upgrade: websocket` (any path)
+//!                      -> 101 with the RFC 6455 accept, then a WebSocket echo: each frame's
+//!                         payload comes back unmasked with the same opcode and FIN bit (a
+//!                         ping gets a pong, a close gets a close and ends the connection)
 //!   anything else      -> 404, short body
 //!
 //! Usage: ptb-upstream LISTEN_ADDR [LISTEN_ADDR...]
@@ -11,6 +15,8 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
+
+use ptb_tools::ws;
 
 static FILL: [u8; 65536] = [b'x'; 65536];
 
@@ -162,6 +168,8 @@ fn serve(s: TcpStream) -> io::Result<()> {
         let mut close = version != "HTTP/1.1";
         let mut clen: Option<u64> = None;
         let mut chunked = false;
+        let mut upgrade_ws = false;
+        let mut ws_key: Option<String> = None;
         for l in lines {
             if let Some((k, v)) = l.split_once(':') {
                 let k = k.trim().to_ascii_lowercase();
@@ -169,6 +177,8 @@ fn serve(s: TcpStream) -> io::Result<()> {
                 match k.as_str() {
                     "content-length" => clen = v.parse().ok(),
                     "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
+                    "upgrade" => upgrade_ws = v.eq_ignore_ascii_case("websocket"),
+                    "sec-websocket-key" => ws_key = Some(v.to_string()),
                     "connection" => {
                         let v = v.to_ascii_lowercase();
                         if v.contains("close") {
@@ -180,6 +190,9 @@ fn serve(s: TcpStream) -> io::Result<()> {
                     _ => {}
                 }
             }
+        }
+        if method == "GET" && upgrade_ws {
+            return websocket_echo(c, ws_key.as_deref());
         }
         let received = if chunked {
             c.skip_chunked()?
@@ -225,4 +238,32 @@ fn serve(s: TcpStream) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Answers the upgrade (101 with the accept, or 400 without a key) and echoes frames until the
+/// peer closes. Frames are read through whatever the head's buffer already holds.
+fn websocket_echo(c: Conn, key: Option<&str>) -> io::Result<()> {
+    let Conn { mut s, buf, start, end } = c;
+    let Some(key) = key else {
+        return s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    };
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        ws::accept_for(key)
+    );
+    s.write_all(head.as_bytes())?;
+    let mut out = s.try_clone()?;
+    let mut input = (&buf[start..end]).chain(s);
+    while let Some(f) = ws::read_frame(&mut input)? {
+        match f.opcode {
+            ws::OP_PING => ws::write_frame(&mut out, true, ws::OP_PONG, &f.payload, None)?,
+            ws::OP_PONG => {}
+            ws::OP_CLOSE => {
+                ws::write_frame(&mut out, true, ws::OP_CLOSE, &f.payload, None)?;
+                return Ok(());
+            }
+            op => ws::write_frame(&mut out, f.fin, op, &f.payload, None)?,
+        }
+    }
+    Ok(())
 }
