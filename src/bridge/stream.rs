@@ -148,8 +148,9 @@ pub enum OpenRefused {
 pub trait SessionPort {
     /// Whether the peer accepts a field section this large (its SETTINGS).
     fn accepts(&self, fields: &[H3Header]) -> bool;
-    /// Whether the peer enabled extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 9220).
-    fn extended_connect(&self) -> bool;
+    /// Whether the peer enabled extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 9220);
+    /// `None` until its SETTINGS arrived (they follow the handshake by up to a round trip).
+    fn extended_connect(&self) -> Option<bool>;
     /// Opens a request stream with these fields (`fin`: no body follows).
     fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused>;
     fn send_body(&mut self, id: u64, data: &[u8], fin: bool)
@@ -188,10 +189,10 @@ impl SessionPort for crate::quic::session::Session {
             .is_some_and(|h3| crate::bridge::headers::peer_accepts(h3, fields))
     }
 
-    fn extended_connect(&self) -> bool {
-        self.h3
-            .as_ref()
-            .is_some_and(|h3| h3.extended_connect_enabled_by_peer())
+    fn extended_connect(&self) -> Option<bool> {
+        let h3 = self.h3.as_ref()?;
+        h3.peer_settings_raw()
+            .map(|_| h3.extended_connect_enabled_by_peer())
     }
 
     fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused> {

@@ -23,6 +23,8 @@ pub struct MemSession {
     pub refuse: Option<OpenRefused>,
     /// The peer did not enable extended CONNECT.
     pub no_extended_connect: bool,
+    /// The peer's SETTINGS did not arrive yet.
+    pub settings_pending: bool,
     /// The next stream id.
     pub next: u64,
     /// The field sections of the streams opened, with their FIN flag.
@@ -37,8 +39,8 @@ impl SessionPort for MemSession {
     fn accepts(&self, _fields: &[H3Header]) -> bool {
         true
     }
-    fn extended_connect(&self) -> bool {
-        !self.no_extended_connect
+    fn extended_connect(&self) -> Option<bool> {
+        (!self.settings_pending).then_some(!self.no_extended_connect)
     }
     fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused> {
         if let Some(why) = &self.refuse {

@@ -308,8 +308,12 @@ impl Exchange {
             .tunnel
             .as_ref()
             .is_some_and(Tunnel::needs_extended_connect);
-        if needs_extended && !session.extended_connect() {
-            return Err(tunnel::not_carried_by_peer());
+        match session.extended_connect() {
+            _ if !needs_extended => {}
+            // The peer's SETTINGS trail the handshake: wait for them (within session_wait).
+            None => return Ok(false),
+            Some(false) => return Err(tunnel::not_carried_by_peer()),
+            Some(true) => {}
         }
         if !session.accepts(fields) {
             return Err(answers::bad_request(

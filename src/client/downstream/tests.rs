@@ -320,3 +320,23 @@ fn a_tunnel_moving_no_byte_for_the_idle_timeout_is_reset_both_ways() {
     assert!(w.stream().is_none(), "the stream is given up (reset)");
     assert_eq!(w.metrics.tunnels.open, 0);
 }
+
+#[test]
+fn a_websocket_upgrade_before_the_peers_settings_waits_for_them() {
+    let mut w = world();
+    w.link.session.settings_pending = true;
+    w.send(UPGRADE);
+    assert!(
+        w.down.tcp.text().is_empty(),
+        "no 501 before the SETTINGS came"
+    );
+    assert!(w.link.session.opened.is_empty(), "no stream yet");
+    w.link.session.settings_pending = false;
+    w.with(|d, ctx| d.drive(ctx));
+    assert_eq!(
+        w.link.session.opened.len(),
+        1,
+        "the extended CONNECT goes out"
+    );
+    assert!(w.down.tcp.text().is_empty(), "{}", w.down.tcp.text());
+}
