@@ -7,7 +7,7 @@
 use std::error::Error;
 use std::net::{IpAddr, SocketAddr};
 
-use crate::quic::{self, tls, CID_LEN};
+use crate::quic::{self, tls};
 
 /// The local address a socket to `peer` binds: any address of the same family, any port.
 pub fn wildcard(peer: SocketAddr) -> SocketAddr {
@@ -18,15 +18,16 @@ pub fn wildcard(peer: SocketAddr) -> SocketAddr {
     }
 }
 
-/// A new client connection from `local` to `peer`, checked against `server_name`.
+/// A new client connection from `local` to `peer`, checked against `server_name`; our
+/// connection IDs are `cid_len` bytes.
 pub fn connect(
     server_name: &str,
     local: SocketAddr,
     peer: SocketAddr,
     config: &mut quiche::Config,
+    cid_len: usize,
 ) -> Result<quiche::Connection, Box<dyn Error>> {
-    let mut scid = [0u8; CID_LEN];
-    quic::random_bytes(&mut scid);
+    let scid = quic::new_cid(cid_len);
     let scid = quiche::ConnectionId::from_ref(&scid);
     let ip: Option<IpAddr> = server_name.parse().ok();
     let sni = ip.is_none().then_some(server_name);

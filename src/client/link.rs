@@ -333,7 +333,7 @@ impl PeerLink {
         }
         if let State::Up { session, .. } = &mut self.state {
             // Keep the server supplied with spare IDs (retired ones are replaced).
-            session.issue_spare_cids(|_| {
+            session.issue_spare_cids(self.transport.connection_id_bytes, |_| {
                 let mut t = [0u8; 16];
                 quic::random_bytes(&mut t);
                 u128::from_be_bytes(t)

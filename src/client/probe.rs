@@ -60,7 +60,9 @@ fn handshake(cfg: &ClientConfig, server_name: &str, addr: SocketAddr) -> Result<
         .connect(addr)
         .map_err(|e| format!("UDP connect: {e}"))?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
-    let conn = dial::connect(server_name, local, addr, &mut qcfg).map_err(|e| e.to_string())?;
+    let cid_len = cfg.transport.connection_id_bytes;
+    let conn =
+        dial::connect(server_name, local, addr, &mut qcfg, cid_len).map_err(|e| e.to_string())?;
     let mut session = Session::new(conn, cfg.transport.keepalive_interval, None, started);
     let timeout = cfg.reconnect.handshake_timeout;
     drive(&socket, &mut session, local, deadline, timeout)?;

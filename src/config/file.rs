@@ -126,6 +126,8 @@ pub struct TransportFile {
     pub link: Option<LinkFile>,
     pub initial_congestion_window_packets: Option<usize>,
     pub pmtu_discovery: Option<bool>,
+    /// Bytes of each connection ID this side issues.
+    pub connection_id_bytes: Option<usize>,
     pub loss_hiding: Option<LossHidingFile>,
 }
 

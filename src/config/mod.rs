@@ -50,6 +50,12 @@ pub const DEFAULT_LINK_HOLD_WINDOW: bool = true;
 pub const MAX_LINK_RTT_MS: u64 = 10_000;
 /// `transport.link.rate_mbps` at most this (1 Tbit/s).
 pub const MAX_LINK_RATE_MBPS: u64 = 1_000_000;
+/// Bytes of each connection ID this side issues (RFC 9000 allows 0-20; every packet to this
+/// side carries one). Eight random bytes route and keep connections apart on a point-to-point
+/// link, where quiche's default 20 cost 12 bytes more in every packet.
+pub const DEFAULT_CONNECTION_ID_BYTES: usize = 8;
+/// The shortest connection ID this side issues (the server routes by them; a Retry's is 8).
+pub const MIN_CONNECTION_ID_BYTES: usize = 4;
 pub const DEFAULT_PMTU_DISCOVERY: bool = true;
 pub const DEFAULT_LOSS_HIDING_MAX_DATAGRAM: usize = 1300;
 pub const DEFAULT_LOSS_HIDING_INTERACTIVE_BYTES: u64 = 32 * 1024;

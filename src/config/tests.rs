@@ -65,6 +65,7 @@ fn minimal_files_get_documented_defaults() {
         Duration::from_millis(DEFAULT_SESSION_WAIT_MS)
     );
     assert_eq!(c.tls.ca, conf_dir().join("demo-certs/ca.pem"));
+    assert_eq!(c.transport.connection_id_bytes, DEFAULT_CONNECTION_ID_BYTES);
     let Ok(Config::Server(s)) = parse(SERVER, &conf_dir(), Role::Server) else {
         panic!("server")
     };
@@ -119,6 +120,16 @@ fn errors_name_the_field() {
             Role::Client,
             with(CLIENT, r#""transport": {"max_concurrent_streams": 0}"#),
             "transport.max_concurrent_streams",
+        ),
+        (
+            Role::Client,
+            with(CLIENT, r#""transport": {"connection_id_bytes": 3}"#),
+            "transport.connection_id_bytes",
+        ),
+        (
+            Role::Server,
+            with(SERVER, r#""transport": {"connection_id_bytes": 21}"#),
+            "transport.connection_id_bytes",
         ),
         (
             Role::Client,

@@ -1,7 +1,7 @@
 //! The `transport` section (both roles): QUIC tuning of the session. Congestion control and
 //! pacing (with its cap), timeouts and dead-peer detection (liveness), flow-control windows,
-//! UDP buffers, path MTU discovery and loss hiding. Defaults are the `DEFAULT_*` consts of the
-//! parent module.
+//! UDP buffers, path MTU discovery, connection ID length and loss hiding. Defaults are the
+//! `DEFAULT_*` consts of the parent module.
 
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use super::{
     DEFAULT_LOSS_HIDING_MAX_DATAGRAM, DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_PACING,
     DEFAULT_PMTU_DISCOVERY, DEFAULT_STREAM_WINDOW, DEFAULT_UDP_BUFFER, MIN_LIVENESS_TIMEOUT_MS,
 };
+use super::{DEFAULT_CONNECTION_ID_BYTES, MIN_CONNECTION_ID_BYTES};
 use super::{DEFAULT_LINK_HOLD_WINDOW, MAX_LINK_RATE_MBPS, MAX_LINK_RTT_MS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct TransportConfig {
     /// Initial congestion window in packets (quiche's default 10).
     pub initial_congestion_window_packets: usize,
     pub pmtu_discovery: bool,
+    /// Bytes of each connection ID this side issues.
+    pub connection_id_bytes: usize,
     pub loss_hiding: LossHiding,
 }
 
@@ -172,8 +175,22 @@ pub(super) fn validate(raw: file::TransportFile) -> Result<TransportConfig, Conf
                 .unwrap_or(DEFAULT_INITIAL_CWND_PACKETS),
         )?,
         pmtu_discovery: raw.pmtu_discovery.unwrap_or(DEFAULT_PMTU_DISCOVERY),
+        connection_id_bytes: connection_id_bytes(raw.connection_id_bytes)?,
         loss_hiding: loss_hiding(raw.loss_hiding)?,
     })
+}
+
+/// `transport.connection_id_bytes`: from [`MIN_CONNECTION_ID_BYTES`] to RFC 9000's 20.
+fn connection_id_bytes(raw: Option<usize>) -> Result<usize, ConfigError> {
+    let n = raw.unwrap_or(DEFAULT_CONNECTION_ID_BYTES);
+    let max = quiche::MAX_CONN_ID_LEN;
+    if !(MIN_CONNECTION_ID_BYTES..=max).contains(&n) {
+        return Err(ConfigError::new(
+            "transport.connection_id_bytes",
+            format!("must be {MIN_CONNECTION_ID_BYTES} to {max}"),
+        ));
+    }
+    Ok(n)
 }
 
 /// `transport.liveness_timeout_ms`: 0 is off; otherwise long enough not to mistake scheduling

@@ -17,8 +17,15 @@ pub mod socket;
 pub mod tls;
 pub mod udp;
 
-/// Length of the connection IDs we issue.
-pub const CID_LEN: usize = quiche::MAX_CONN_ID_LEN;
+/// The longest connection ID (RFC 9000 §17.2); ours are `transport.connection_id_bytes`.
+pub const MAX_CID_LEN: usize = quiche::MAX_CONN_ID_LEN;
+
+/// A fresh random connection ID of `len` bytes (at most [`MAX_CID_LEN`]).
+pub fn new_cid(len: usize) -> Vec<u8> {
+    let mut cid = vec![0u8; len.min(MAX_CID_LEN)];
+    random_bytes(&mut cid);
+    cid
+}
 
 /// HTTP/3 error codes we send when resetting streams (RFC 9114 §8.1).
 pub mod h3_code {

@@ -97,14 +97,17 @@ impl Session {
                 .is_some_and(|h| h.peer_settings_raw().is_some())
     }
 
-    /// Offers the peer spare connection IDs (as many as it accepts), so that a path change
-    /// (NAT rebinding, address migration) can move to a fresh ID. Returns the IDs issued, for
-    /// a server to route them.
-    pub fn issue_spare_cids(&mut self, mut reset_token: impl FnMut(&[u8]) -> u128) -> Vec<Vec<u8>> {
+    /// Offers the peer spare connection IDs of `cid_len` bytes (as many as it accepts), so
+    /// that a path change (NAT rebinding, address migration) can move to a fresh ID. Returns
+    /// the IDs issued, for a server to route them.
+    pub fn issue_spare_cids(
+        &mut self,
+        cid_len: usize,
+        mut reset_token: impl FnMut(&[u8]) -> u128,
+    ) -> Vec<Vec<u8>> {
         let mut issued = Vec::new();
         for _ in 0..self.conn.scids_left().min(4) {
-            let mut cid = [0u8; super::CID_LEN];
-            super::random_bytes(&mut cid);
+            let cid = super::new_cid(cid_len);
             let token = reset_token(&cid);
             if self
                 .conn
@@ -113,7 +116,7 @@ impl Session {
             {
                 break;
             }
-            issued.push(cid.to_vec());
+            issued.push(cid);
         }
         issued
     }

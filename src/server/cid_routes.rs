@@ -15,15 +15,25 @@ use super::peer::PeerConn;
 pub struct CidRoutes {
     by_cid: HashMap<Vec<u8>, usize>,
     reset_key: hmac::Key,
+    /// The length of every ID we issue (`transport.connection_id_bytes`): short headers are
+    /// read with it.
+    cid_len: usize,
 }
 
 impl CidRoutes {
-    /// Routes whose stateless reset tokens derive from `reset_key`.
-    pub fn new(reset_key: hmac::Key) -> Self {
+    /// Routes for IDs of `cid_len` bytes, whose stateless reset tokens derive from
+    /// `reset_key`.
+    pub fn new(reset_key: hmac::Key, cid_len: usize) -> Self {
         CidRoutes {
             by_cid: HashMap::new(),
             reset_key,
+            cid_len,
         }
+    }
+
+    /// The length of our connection IDs.
+    pub fn cid_len(&self) -> usize {
+        self.cid_len
     }
 
     pub fn get(&self, cid: &[u8]) -> Option<usize> {
@@ -57,7 +67,9 @@ impl CidRoutes {
     /// are replaced), and stops routing the IDs it retired.
     pub fn refresh(&mut self, ck: usize, pc: &mut PeerConn) {
         if pc.up_since.is_some() {
-            let spare = pc.session.issue_spare_cids(|cid| self.reset_token(cid));
+            let spare = pc
+                .session
+                .issue_spare_cids(self.cid_len, |cid| self.reset_token(cid));
             for cid in spare {
                 self.by_cid.insert(cid.clone(), ck);
                 pc.cids.push(cid);

@@ -164,7 +164,10 @@ impl ServerProxy {
             udp,
             local,
             conns: Slab::new(),
-            routes: CidRoutes::new(hmac::Key::new(hmac::HMAC_SHA256, reset_secret.as_ref())),
+            routes: CidRoutes::new(
+                hmac::Key::new(hmac::HMAC_SHA256, reset_secret.as_ref()),
+                cfg.transport.connection_id_bytes,
+            ),
             cid_key: hmac::Key::new(hmac::HMAC_SHA256, &seed),
             requests: Requests::default(),
             pool,

@@ -33,7 +33,7 @@ use super::{peer_address, ServerProxy};
 use crate::quic::amplification::SendBudget;
 use crate::quic::liveness::Liveness;
 use crate::quic::session::Session;
-use crate::quic::{self, path_check, CID_LEN};
+use crate::quic::{self, path_check};
 use crate::reactor::backlog::{drain_bounded, DATAGRAMS_PER_TURN};
 
 /// The server probes a silent client after half the liveness timeout: the client's own probes
@@ -84,7 +84,8 @@ impl ServerProxy {
             self.on_path_response(data, from);
             return;
         }
-        let Ok(hdr) = quiche::Header::from_slice(data, CID_LEN) else {
+        let cid_len = self.routes.cid_len();
+        let Ok(hdr) = quiche::Header::from_slice(data, cid_len) else {
             log::trace!("dropping unparseable datagram from {from}");
             return;
         };
@@ -92,7 +93,7 @@ impl ServerProxy {
             return;
         }
         let derived = hmac::sign(&self.cid_key, &hdr.dcid);
-        let derived = &derived.as_ref()[..CID_LEN];
+        let derived = &derived.as_ref()[..cid_len];
         let key = self
             .routes
             .get(hdr.dcid.as_ref())
@@ -250,7 +251,7 @@ impl ServerProxy {
         local: SocketAddr,
     ) {
         const MIN: usize = 21;
-        if received <= MIN + 1 || dcid.len() != CID_LEN {
+        if received <= MIN + 1 || dcid.len() != self.routes.cid_len() {
             return;
         }
         let len = (received - 1).min(43);

@@ -125,11 +125,12 @@ impl ServerSide {
     /// One datagram from the client, routed by its destination connection ID as the server
     /// routes it; a client's first Initial makes the session.
     fn receive(&mut self, mut data: Vec<u8>, from: SocketAddr, real: Instant) {
-        let Ok(hdr) = quiche::Header::from_slice(&mut data, quic::CID_LEN) else {
+        let cid_len = self.routes.cid_len();
+        let Ok(hdr) = quiche::Header::from_slice(&mut data, cid_len) else {
             return;
         };
         let derived = hmac::sign(&self.cid_key, &hdr.dcid);
-        let derived = derived.as_ref()[..quic::CID_LEN].to_vec();
+        let derived = derived.as_ref()[..cid_len].to_vec();
         let key = self
             .routes
             .get(hdr.dcid.as_ref())
@@ -212,8 +213,10 @@ impl SimPair {
         let (client_addr, server_addr) = (CLIENT_ADDR, SERVER_ADDR);
         let tls = tls::client_context(&client_cfg.tls).expect("client TLS");
         let mut qc = quiche_config_for(&client_cfg.transport, tls, client_cfg.http.max_head_bytes);
-        let conn = crate::client::dial::connect("localhost", client_addr, server_addr, &mut qc)
-            .expect("connect");
+        let cid_len = client_cfg.transport.connection_id_bytes;
+        let conn =
+            crate::client::dial::connect("localhost", client_addr, server_addr, &mut qc, cid_len)
+                .expect("connect");
         let session = Session::new(conn, Duration::from_secs(3600), None, now);
         let tls = tls::server_context(
             &server_cfg.tls,
@@ -233,7 +236,10 @@ impl SimPair {
             },
             server: ServerSide {
                 conns: Slab::new(),
-                routes: CidRoutes::new(hmac::Key::new(hmac::HMAC_SHA256, b"sim reset")),
+                routes: CidRoutes::new(
+                    hmac::Key::new(hmac::HMAC_SHA256, b"sim reset"),
+                    server_cfg.transport.connection_id_bytes,
+                ),
                 cid_key: hmac::Key::new(hmac::HMAC_SHA256, b"sim cid"),
                 requests: Requests::with_event_cap(events_per_turn),
                 udp: UdpIo::new(SimSocket::new(server_addr, seed ^ 0x5e7e)),

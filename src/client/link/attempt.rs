@@ -55,7 +55,14 @@ impl PeerLink {
         let t = &self.transport;
         let mut udp = attempt_socket(self.peer, t, registry, self.token)?;
         let local = udp.local_addr()?;
-        let mut conn = dial::connect(&self.server_name, local, self.peer, &mut self.quiche_config)?;
+        let cid_len = t.connection_id_bytes;
+        let mut conn = dial::connect(
+            &self.server_name,
+            local,
+            self.peer,
+            &mut self.quiche_config,
+            cid_len,
+        )?;
         self.debug.attach(&mut conn, "client");
         log::debug!(
             "connecting to {} ({}) from {local}",

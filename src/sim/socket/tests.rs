@@ -48,12 +48,15 @@ fn configs() -> (quiche::Config, quiche::Config) {
     )
 }
 
+/// The connection ID length of both ends in these tests (the default).
+const CID_LEN: usize = crate::config::DEFAULT_CONNECTION_ID_BYTES;
+
 /// An established, confirmed client/server pair (handshake over a plain in-memory pipe).
 fn established() -> (quiche::Connection, quiche::Connection) {
     let (mut qc, mut qs) = configs();
-    let mut client =
-        crate::client::dial::connect("localhost", CLIENT, SERVER, &mut qc).expect("connect");
-    let scid = [7u8; crate::quic::CID_LEN];
+    let mut client = crate::client::dial::connect("localhost", CLIENT, SERVER, &mut qc, CID_LEN)
+        .expect("connect");
+    let scid = [7u8; CID_LEN];
     let scid = quiche::ConnectionId::from_ref(&scid);
     let mut server = quiche::accept(&scid, None, SERVER, CLIENT, &mut qs).expect("accept");
     let mut buf = vec![0u8; 65_536];

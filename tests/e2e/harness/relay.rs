@@ -90,6 +90,7 @@ impl XorShift {
 #[derive(Default)]
 pub struct DirCounters {
     pub received: AtomicU64,
+    pub received_bytes: AtomicU64,
     pub forwarded: AtomicU64,
     pub dropped: AtomicU64,
     pub long_header: AtomicU64,
@@ -100,6 +101,8 @@ pub struct DirCounters {
 pub struct DirStats {
     /// Datagrams received from the sender.
     pub received: u64,
+    /// Their UDP payload bytes.
+    pub received_bytes: u64,
     /// Datagrams sent on to the receiver.
     pub forwarded: u64,
     /// Datagrams dropped (loss or blackhole).
@@ -112,6 +115,7 @@ impl DirCounters {
     fn snapshot(&self) -> DirStats {
         DirStats {
             received: self.received.load(Ordering::SeqCst),
+            received_bytes: self.received_bytes.load(Ordering::SeqCst),
             forwarded: self.forwarded.load(Ordering::SeqCst),
             dropped: self.dropped.load(Ordering::SeqCst),
             long_header: self.long_header.load(Ordering::SeqCst),
@@ -313,6 +317,7 @@ fn relay_loop(sock: UdpSocket, server: SocketAddr, cfg: RelayConfig, sh: Arc<Sha
             )
         };
         ctr.received.fetch_add(1, Ordering::SeqCst);
+        ctr.received_bytes.fetch_add(n as u64, Ordering::SeqCst);
         if n > 0 && buf[0] & 0x80 != 0 {
             ctr.long_header.fetch_add(1, Ordering::SeqCst);
         }
