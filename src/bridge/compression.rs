@@ -76,8 +76,8 @@ pub fn marked(fields: &[H3Header]) -> Vec<H3Header> {
     out
 }
 
-/// Which bodies are compressed (`http.compression`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which bodies are compressed (`http.compression`; the default compresses nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     pub enabled: bool,
     /// Bodies declaring fewer bytes go plain; an unknown length counts as large.
