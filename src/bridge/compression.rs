@@ -69,6 +69,16 @@ pub fn is_marked(fields: &[H3Header]) -> bool {
         .any(|f| f.name() == COMPRESSED_FIELD.as_bytes() && f.value() == COMPRESSED_VALUE)
 }
 
+/// The Content-Length of a field section, if one valid value is declared.
+pub fn declared_length(fields: &[H3Header]) -> Option<u64> {
+    let mut values = fields.iter().filter(|f| f.name() == b"content-length");
+    let first = std::str::from_utf8(values.next()?.value()).ok()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.trim().parse().ok()
+}
+
 /// `fields` with the mark added.
 pub fn marked(fields: &[H3Header]) -> Vec<H3Header> {
     let mut out = fields.to_vec();
