@@ -389,7 +389,7 @@ fn a_corrupt_compressed_request_is_reset_never_delivered() {
         });
         assert!(
             ended.is_some(),
-            "{what}: the upstream connection stayed open"
+            "{what}: the upstream connection neither failed nor stayed untouched (a complete request?)"
         );
         let reached = up.requests().iter().any(|q| q.target == path);
         assert!(!reached, "{what}: the upstream got a complete request");

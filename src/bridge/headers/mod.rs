@@ -8,6 +8,8 @@
 //!   with CR, LF, NUL or another control character (header injection), a value with leading or
 //!   trailing whitespace, an uppercase name, a misplaced or unknown pseudo-header, a `:scheme`
 //!   other than `http` or `https` is refused with a reason.
+//! - ptproxy's internal fields (`ptproxy-service`, `ptproxy-link-encoding`) never reach the far
+//!   side: callers' and upstreams' copies are removed, and ptproxy's own are removed on arrival.
 
 pub mod connect;
 
