@@ -397,3 +397,45 @@ fn a_corrupt_compressed_request_is_reset_never_delivered() {
     let r = pair.get("/hello");
     assert_eq!(r.body, b"hello", "{r}");
 }
+
+/// A fake server end (a bare HTTP/3 server) answers with marked response bodies: a sound
+/// frame reaches the caller decompressed and byte-exact; a corrupt one, or one cut before its
+/// checksum, never completes at the caller (its connection is closed mid-body).
+#[test]
+fn a_corrupt_compressed_response_never_completes_at_the_caller() {
+    use crate::harness::h3_server::{zstd_plain, BareH3Server};
+    use crate::harness::pair::{LOG_SESSION_UP, READY_TIMEOUT};
+    let bare = BareH3Server::start();
+    let pair = PairBuilder::new(crate::harness::closed_tcp_addr())
+        .name("compression_corrupt_response")
+        .start_server(false)
+        .client("peer.address", &format!("\"{}\"", bare.addr()))
+        .client("http.compression", ON)
+        .start();
+    pair.client.expect_log(LOG_SESSION_UP, READY_TIMEOUT);
+    let r = pair.get("/zstd/good");
+    assert_eq!(r.status(), 200, "{r}");
+    assert!(
+        r.body == zstd_plain(),
+        "the caller got {} other bytes",
+        r.body.len()
+    );
+    assert_eq!(r.header("ptproxy-link-encoding"), None);
+    assert_eq!(
+        r.header("content-length"),
+        Some(zstd_plain().len().to_string().as_str())
+    );
+    for case in ["flipped", "cut"] {
+        let mut c = pair.conn();
+        c.set_deadline(Duration::from_secs(10));
+        match c.get(&format!("/zstd/{case}")) {
+            Err(_) => {}
+            Ok(r) => panic!(
+                "{case}: a complete response reached the caller: {}",
+                r.status()
+            ),
+        }
+    }
+    let r = pair.get("/zstd/good");
+    assert_eq!(r.status(), 200, "the session is still fine: {r}");
+}
