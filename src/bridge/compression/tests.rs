@@ -230,3 +230,19 @@ fn marks_and_announcements() {
     assert!(!peer_announces(Some(&[(6, 1000)])));
     assert!(!peer_announces(None));
 }
+
+#[test]
+fn at_most_max_compressing_contexts_live_at_once() {
+    let held: Vec<Compressor> = (0..MAX_COMPRESSING)
+        .map(|_| Compressor::new(None).expect("under the cap"))
+        .collect();
+    assert!(
+        Compressor::new(None).is_none(),
+        "over the cap: the body goes plain"
+    );
+    drop(held);
+    assert!(
+        Compressor::new(None).is_some(),
+        "dropped contexts free their slots"
+    );
+}
