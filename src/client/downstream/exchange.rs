@@ -314,15 +314,16 @@ impl Exchange {
         if needs_extended && !session.extended_connect() {
             return Err(tunnel::not_carried_by_peer());
         }
+        let compressor = self.request_compressor(policy, session.link_compression(), fields);
+        let marked = compressor.as_ref().map(|_| compression::marked(fields));
+        let fields = marked.as_deref().unwrap_or(fields);
         if !session.accepts(fields) {
             return Err(answers::bad_request(
                 431,
                 "request head larger than the peer proxy accepts",
             ));
         }
-        let compressor = self.request_compressor(policy, session.link_compression(), fields);
-        let marked = compressor.as_ref().map(|_| compression::marked(fields));
-        match session.open_request(marked.as_deref().unwrap_or(fields), !self.has_body) {
+        match session.open_request(fields, !self.has_body) {
             Ok(id) => {
                 if let Some(c) = compressor {
                     self.request_body.compress(c);
