@@ -4,6 +4,7 @@
 
 pub mod answers;
 pub mod buffer_pool;
+pub mod compression;
 pub mod headers;
 pub mod pump;
 pub mod stream;

@@ -13,9 +13,13 @@
 //! and fuzzing drive it with plain buffers. Bytes move only while the receiving side has room (the stream's capacity,
 //! the socket's [`crate::bridge::tcp::WRITE_CAP`]), which is how QUIC flow control and TCP push
 //! back on the fast side; a body that ends early never ends cleanly (the pump fails instead).
+//! With link compression ([`crate::bridge::compression`]) H1ToH3 compresses the payload before
+//! the stream (flushing whenever the source pauses, ending the frame with the body) and H3ToH1
+//! decompresses it before the framing, so the length checks apply to the plain bytes.
 
 use quiche::h3::Header as H3Header;
 
+use crate::bridge::compression::{CodecError, Compressor, Decompressor, MIN_ROOM};
 use crate::bridge::headers;
 use crate::bridge::stream::{StreamFailed, StreamSink, StreamSource};
 use crate::h1::body::{BodyDecoder, BodyEncoder, BodyEncoding, BodyError, BodyFraming};
@@ -74,12 +78,18 @@ pub enum H1ToH3Error {
 #[derive(Debug)]
 pub struct H1ToH3 {
     decoder: BodyDecoder,
-    /// Decoded payload not taken by the stream yet.
+    /// Payload (compressed when compressing) not taken by the stream yet.
     chunk: Vec<u8>,
+    /// Compresses the payload on its way to the stream; dropped once its frame ended.
+    compressor: Option<Compressor>,
+    /// Decoded payload on its way to the compressor.
+    plain: Vec<u8>,
+    /// The body goes compressed (`sent` counts as it is compressed).
+    compressing: bool,
     /// Trailers to send after the last payload byte.
     trailers: Option<Vec<H3Header>>,
     limit: Option<u64>,
-    /// Payload bytes the stream took.
+    /// Payload bytes the stream took (when compressing: payload bytes compressed).
     pub sent: u64,
     done: bool,
     /// The last step stopped because the body needs more input.
@@ -94,6 +104,9 @@ impl H1ToH3 {
         H1ToH3 {
             decoder: BodyDecoder::new(framing),
             chunk: Vec::new(),
+            compressor: None,
+            plain: Vec::new(),
+            compressing: false,
             trailers: None,
             limit,
             sent: 0,
@@ -108,6 +121,12 @@ impl H1ToH3 {
         let mut pump = H1ToH3::new(BodyFraming::None, None);
         pump.chunk = payload;
         pump
+    }
+
+    /// Compresses the payload with `compressor` (before any payload moved).
+    pub fn compress(&mut self, compressor: Compressor) {
+        self.compressor = Some(compressor);
+        self.compressing = true;
     }
 
     /// Everything (payload, trailers, FIN) was handed to the stream.
@@ -138,24 +157,56 @@ impl H1ToH3 {
         if !self.chunk.is_empty() || self.decoder.is_done() {
             return Ok(false);
         }
+        let into = match self.compressing {
+            true => &mut self.plain,
+            false => &mut self.chunk,
+        };
         let used = self
             .decoder
-            .decode(h1.input(), &mut self.chunk, BODY_CHUNK)
+            .decode(h1.input(), into, BODY_CHUNK)
             .map_err(H1ToH3Error::Body)?;
         h1.consume(used);
-        if self.chunk.is_empty() && !self.decoder.is_done() && h1.input_ended() {
+        if into.is_empty() && !self.decoder.is_done() && h1.input_ended() {
             self.decoder.at_eof().map_err(H1ToH3Error::Body)?;
         }
         if let Some(max) = self.limit {
-            if self.sent + self.chunk.len() as u64 > max {
+            if self.sent + (into.len() as u64) > max {
                 return Err(H1ToH3Error::TooLarge(max));
             }
         }
+        self.compress_decoded()?;
         if self.decoder.is_done() && self.trailers.is_none() {
             let trailers = headers::trailers_to_h3(&self.decoder.take_trailers());
             self.trailers = (!trailers.is_empty()).then_some(trailers);
         }
         Ok(used > 0)
+    }
+
+    /// Compresses the payload just decoded, and ends the frame with the body.
+    fn compress_decoded(&mut self) -> Result<(), H1ToH3Error> {
+        let Some(c) = self.compressor.as_mut() else {
+            return Ok(());
+        };
+        c.feed(&self.plain, &mut self.chunk)
+            .map_err(compression_failed)?;
+        self.sent += self.plain.len() as u64;
+        self.plain.clear();
+        if self.decoder.is_done() {
+            c.finish(&mut self.chunk).map_err(compression_failed)?;
+            self.compressor = None;
+        }
+        Ok(())
+    }
+
+    /// The source paused: what the compressor holds goes out now. Returns whether it emitted.
+    fn flush_on_pause(&mut self) -> Result<bool, H1ToH3Error> {
+        match self.compressor.as_mut().filter(|c| c.has_unflushed()) {
+            Some(c) => {
+                c.flush(&mut self.chunk).map_err(compression_failed)?;
+                Ok(!self.chunk.is_empty())
+            }
+            None => Ok(false),
+        }
     }
 
     /// Moves payload from the input to the stream while the stream takes it, then the
@@ -185,6 +236,9 @@ impl H1ToH3 {
         while !self.done {
             progress |= self.decode(h1)?;
             if self.chunk.is_empty() && !self.decoder.is_done() {
+                if self.flush_on_pause()? {
+                    continue;
+                }
                 self.waits_for_input = !h1.input_ended();
                 break;
             }
@@ -208,7 +262,9 @@ impl H1ToH3 {
                 break;
             };
             self.chunk.drain(..n);
-            self.sent += n as u64;
+            if !self.compressing {
+                self.sent += n as u64;
+            }
             if self.chunk.is_empty() && fin {
                 self.done = true;
                 return Ok(true);
@@ -222,6 +278,14 @@ impl H1ToH3 {
     }
 }
 
+/// The compressor failed (zstd out of memory): the body cannot go on.
+fn compression_failed(e: CodecError) -> H1ToH3Error {
+    H1ToH3Error::Stream(StreamFailed {
+        cancelled: false,
+        detail: format!("link compression failed: {}", e.0),
+    })
+}
+
 /// Why an HTTP/3 body could not be carried to the HTTP/1.1 side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum H3ToH1Error {
@@ -229,6 +293,8 @@ pub enum H3ToH1Error {
     TooLong,
     /// The stream ended before the declared Content-Length.
     Truncated,
+    /// The body came compressed and does not decompress (corrupt or cut short).
+    Corrupt(String),
     Stream(StreamFailed),
 }
 
@@ -280,8 +346,10 @@ pub struct H3ToH1 {
     /// The stream's end was seen (all its data has been read before that).
     finished: bool,
     trailers: Vec<Header>,
-    /// Payload bytes read from the stream.
+    /// Payload bytes read from the stream (decompressed when it came compressed).
     pub received: u64,
+    /// Decompresses the stream's payload (it came marked as compressed).
+    decompressor: Option<Decompressor>,
     /// The error that stopped the pump: it stays stopped (no end is ever written).
     failed: Option<H3ToH1Error>,
 }
@@ -294,8 +362,16 @@ impl H3ToH1 {
             finished: false,
             trailers: Vec::new(),
             received: 0,
+            decompressor: None,
             failed: None,
         }
+    }
+
+    /// The stream's payload is compressed (before any payload moved).
+    pub fn decompress(&mut self) -> Result<(), H3ToH1Error> {
+        let d = Decompressor::new().map_err(|e| H3ToH1Error::Corrupt(e.0))?;
+        self.decompressor = Some(d);
+        Ok(())
     }
 
     /// The same body, to be written again from its start (on a fresh connection): what the
@@ -359,6 +435,9 @@ impl H3ToH1 {
             return Ok(progress);
         }
         if self.finished {
+            if let Some(d) = &self.decompressor {
+                d.finish().map_err(|e| H3ToH1Error::Corrupt(e.0))?;
+            }
             self.encoder
                 .finish(&self.trailers, h1.output())
                 .map_err(|_| H3ToH1Error::Truncated)?;
@@ -378,12 +457,10 @@ impl H3ToH1 {
         let mut progress = false;
         loop {
             let room = h1.write_room().min(buf.len());
-            if room == 0 {
+            if room < self.decompressor.as_ref().map_or(1, |_| MIN_ROOM) {
                 return Ok((progress, true));
             }
-            let n = stream
-                .recv_body(&mut buf[..room])
-                .map_err(H3ToH1Error::Stream)?;
+            let n = self.read_payload(stream, &mut buf[..room])?;
             if n == 0 {
                 break;
             }
@@ -394,6 +471,22 @@ impl H3ToH1 {
             progress = true;
         }
         Ok((progress, false))
+    }
+
+    /// Reads payload from the stream into `out`, decompressing it if it came compressed.
+    fn read_payload(
+        &mut self,
+        stream: &mut (impl StreamSource + ?Sized),
+        out: &mut [u8],
+    ) -> Result<usize, H3ToH1Error> {
+        match self.decompressor.as_mut() {
+            Some(d) => d.read(
+                out,
+                |into: &mut [u8]| stream.recv_body(into).map_err(H3ToH1Error::Stream),
+                |e| H3ToH1Error::Corrupt(e.0),
+            ),
+            None => stream.recv_body(out).map_err(H3ToH1Error::Stream),
+        }
     }
 }
 

@@ -151,6 +151,10 @@ pub trait SessionPort {
     /// Whether the peer enabled extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 9220);
     /// `None` until its SETTINGS arrived (they follow the handshake by up to a round trip).
     fn extended_connect(&self) -> Option<bool>;
+    /// Whether both ends announced link compression of bodies (off unless a port says so).
+    fn link_compression(&self) -> bool {
+        false
+    }
     /// Opens a request stream with these fields (`fin`: no body follows).
     fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused>;
     fn send_body(&mut self, id: u64, data: &[u8], fin: bool)
@@ -183,6 +187,9 @@ impl<S: SessionPort + ?Sized> StreamSource for StreamOf<'_, S> {
 }
 
 impl SessionPort for crate::quic::session::Session {
+    fn link_compression(&self) -> bool {
+        crate::quic::session::Session::link_compression(self)
+    }
     fn accepts(&self, fields: &[H3Header]) -> bool {
         self.h3
             .as_ref()

@@ -82,6 +82,8 @@ pub struct PeerLink {
     abandoned_early: bool,
     server_name: String,
     transport: TransportConfig,
+    /// Announce link compression on each session (`http.compression.enabled`).
+    announces_compression: bool,
     state: State,
     backoff: Backoff,
     udp: Option<UdpIo>,
@@ -145,6 +147,7 @@ impl PeerLink {
             abandoned_early: false,
             server_name: peer.server_name.clone(),
             transport: cfg.transport.clone(),
+            announces_compression: cfg.http.compression.enabled,
             state: State::Waiting {
                 until: Instant::now(),
             },

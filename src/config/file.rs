@@ -166,6 +166,7 @@ pub struct ClientHttpFile {
     pub early_data_methods: Option<Vec<String>>,
     pub body_timeout_ms: Option<u64>,
     pub tunnel_idle_timeout_ms: Option<u64>,
+    pub compression: Option<CompressionFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,6 +176,16 @@ pub struct ServerHttpFile {
     pub max_head_bytes: Option<usize>,
     pub drain_timeout_ms: Option<u64>,
     pub tunnel_idle_timeout_ms: Option<u64>,
+    pub compression: Option<CompressionFile>,
+}
+
+/// `http.compression` of either role: link compression of bodies between the two ends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionFile {
+    pub enabled: Option<bool>,
+    pub min_bytes: Option<u64>,
+    pub types: Option<Vec<String>>,
 }
 
 /// Server: which new handshakes are taken on (caps, Retry, per-source rate).

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{file, millis, positive, ConfigError};
+use super::{file, millis, positive, CompressionPolicy, ConfigError};
 use super::{
     DEFAULT_ACCESS_LOG, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_EARLY_DATA_METHODS, DEFAULT_FORWARDED,
     DEFAULT_HEAD_TIMEOUT_MS, DEFAULT_KEEPALIVE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS,
@@ -32,6 +32,8 @@ pub struct ClientHttpConfig {
     pub body_timeout: Duration,
     /// A WebSocket tunnel moving no byte either way for this long is reset.
     pub tunnel_idle_timeout: Duration,
+    /// Which request bodies go compressed over the link (`http.compression`).
+    pub compression: CompressionPolicy,
 }
 
 /// Forwarding fields added to each request (RFC 7239 `Forwarded`, `Via`, `X-Forwarded-For`).
@@ -48,6 +50,8 @@ pub struct ServerHttpConfig {
     pub max_head_bytes: usize,
     /// A WebSocket tunnel moving no byte either way for this long is reset.
     pub tunnel_idle_timeout: Duration,
+    /// Which response bodies go compressed over the link (`http.compression`).
+    pub compression: CompressionPolicy,
 }
 
 /// The client's `http` section.
@@ -90,6 +94,7 @@ pub(super) fn client(http: &file::ClientHttpFile) -> Result<ClientHttpConfig, Co
             DEFAULT_BODY_TIMEOUT_MS,
         )?,
         tunnel_idle_timeout: tunnel_idle_timeout(http.tunnel_idle_timeout_ms)?,
+        compression: super::compression::policy(http.compression.as_ref())?,
     })
 }
 
@@ -99,6 +104,7 @@ pub(super) fn server(http: &file::ServerHttpFile) -> Result<ServerHttpConfig, Co
         access_log: http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
         max_head_bytes: head_bytes("http.max_head_bytes", http.max_head_bytes)?,
         tunnel_idle_timeout: tunnel_idle_timeout(http.tunnel_idle_timeout_ms)?,
+        compression: super::compression::policy(http.compression.as_ref())?,
     })
 }
 

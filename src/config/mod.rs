@@ -9,6 +9,7 @@
 //!
 //! Nothing outside this module reads JSON or knows a default.
 
+mod compression;
 mod file;
 mod http;
 mod json_error;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::resolve::HostPort;
+pub use compression::CompressionPolicy;
 pub use http::{ClientHttpConfig, Forwarding, ServerHttpConfig};
 pub use peers::{PeerGroup, Policy, DEFAULT_PEER};
 pub use services::{ConnectTo, ListenerRules, Route, ServiceConfig, Services};
@@ -74,6 +76,23 @@ pub const DEFAULT_TUNNEL_IDLE_TIMEOUT_MS: u64 = 300_000;
 /// The longest `http.tunnel_idle_timeout_ms` (one day).
 pub const MAX_TUNNEL_IDLE_TIMEOUT_MS: u64 = 86_400_000;
 pub const DEFAULT_EARLY_DATA: bool = true;
+/// `http.compression.enabled`: off, since compressing secrets together with bytes an attacker
+/// controls leaks them through the length (BREACH, VORACLE); see the README.
+pub const DEFAULT_COMPRESSION_ENABLED: bool = false;
+/// `http.compression.min_bytes`: a body declaring fewer bytes goes plain (the frame header and
+/// checksum cost ~15 bytes; below 1 KiB little is gained).
+pub const DEFAULT_COMPRESSION_MIN_BYTES: u64 = 1024;
+/// `http.compression.types`: text, JSON, XML, JavaScript and form data (not protobuf, images,
+/// archives: already dense).
+pub const DEFAULT_COMPRESSION_TYPES: &[&str] = &[
+    "text/*",
+    "application/json",
+    "+json",
+    "application/xml",
+    "+xml",
+    "application/javascript",
+    "application/x-www-form-urlencoded",
+];
 /// Methods sent in 0-RTT by default: safe ones, harmless if an attacker replays them.
 pub const DEFAULT_EARLY_DATA_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS"];
 /// Size of a TLS session ticket key file (BoringSSL: name, HMAC and AES keys).

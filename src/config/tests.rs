@@ -616,3 +616,43 @@ fn the_tunnel_idle_timeout_has_a_default_and_bounds() {
         .to_string()
         .contains("http.tunnel_idle_timeout_ms"));
 }
+
+#[test]
+fn compression_is_off_by_default_and_validates_its_types() {
+    let Ok(Config::Client(c)) = parse(CLIENT, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    let p = &c.http.compression;
+    assert!(!p.enabled);
+    assert_eq!(p.min_bytes, DEFAULT_COMPRESSION_MIN_BYTES);
+    assert_eq!(p.types, DEFAULT_COMPRESSION_TYPES);
+    let text = with(
+        SERVER,
+        r#""http": {"compression": {"enabled": true, "min_bytes": 10, "types": ["Text/*", "+json", "application/XML"]}}"#,
+    );
+    let Ok(Config::Server(s)) = parse(&text, &conf_dir(), Role::Server) else {
+        panic!("server")
+    };
+    let p = &s.http.compression;
+    assert!(p.enabled && p.min_bytes == 10);
+    assert_eq!(p.types, ["text/*", "+json", "application/xml"]);
+    for bad in [
+        r#""json""#,
+        r#""+""#,
+        r#""text/""#,
+        r#""*/*x""#,
+        r#""a b/c""#,
+    ] {
+        let text = with(
+            CLIENT,
+            &format!(r#""http": {{"compression": {{"types": [{bad}]}}}}"#),
+        );
+        let err = client_err(&text);
+        assert!(
+            err.to_string().contains("http.compression.types"),
+            "{bad}: {err}"
+        );
+    }
+    let err = server_err(&with(SERVER, r#""http": {"compression": {"level": 9}}"#));
+    assert!(err.to_string().contains("level"), "{err}");
+}

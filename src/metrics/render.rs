@@ -137,6 +137,25 @@ impl Metrics {
                 .map(|t| secs(now.saturating_duration_since(t)))
                 .unwrap_or_else(|| "0".into())),
         );
+        let z = crate::bridge::compression::counters();
+        let ways = |sent: u64, received: u64| {
+            vec![
+                ("{direction=\"sent\"}".to_string(), sent.to_string()),
+                ("{direction=\"received\"}".to_string(), received.to_string()),
+            ]
+        };
+        m(
+            "ptproxy_compressed_body_plain_bytes_total",
+            "counter",
+            "Link compression: body bytes before compression (sent) or after decompression (received).",
+            &ways(z.sent_plain, z.received_plain),
+        );
+        m(
+            "ptproxy_compressed_body_link_bytes_total",
+            "counter",
+            "Link compression: the same bodies' bytes on the link (compressed).",
+            &ways(z.sent_compressed, z.received_compressed),
+        );
         m(
             "ptproxy_event_loop_turns_total",
             "counter",

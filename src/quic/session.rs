@@ -27,6 +27,8 @@ pub struct Session {
     peer_dead: bool,
     /// When the last packet from the peer was accepted.
     last_receive: Instant,
+    /// This end announces link compression in its SETTINGS (`http.compression.enabled`).
+    announces_compression: bool,
 }
 
 impl Session {
@@ -45,7 +47,21 @@ impl Session {
             liveness,
             peer_dead: false,
             last_receive: now,
+            announces_compression: false,
         }
+    }
+
+    /// Announce link compression in this end's SETTINGS (before the HTTP/3 layer starts).
+    pub fn announce_compression(&mut self, on: bool) {
+        self.announces_compression = on;
+    }
+
+    /// Both ends announced link compression: bodies may go compressed on this session.
+    pub fn link_compression(&self) -> bool {
+        self.announces_compression
+            && self.h3.as_ref().is_some_and(|h3| {
+                crate::bridge::compression::peer_announces(h3.peer_settings_raw())
+            })
     }
 
     /// Feeds one received datagram to quiche and creates the H3 layer when the handshake is done.
@@ -74,7 +90,7 @@ impl Session {
         if self.h3.is_some() || !(self.conn.is_established() || self.conn.is_in_early_data()) {
             return;
         }
-        let made = super::setup::h3_config()
+        let made = super::setup::h3_config(self.announces_compression)
             .and_then(|cfg| h3::Connection::with_transport(&mut self.conn, &cfg));
         match made {
             Ok(h3) => self.h3 = Some(h3),

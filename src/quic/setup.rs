@@ -86,11 +86,15 @@ fn windows(t: &TransportConfig) -> (u64, u64, u64, u64) {
 /// over extended CONNECT, and accepts `:protocol` only while this is on.
 pub const EXTENDED_CONNECT: bool = true;
 
-/// The HTTP/3 settings both roles use.
-pub fn h3_config() -> Result<quiche::h3::Config, quiche::h3::Error> {
+/// The HTTP/3 settings both roles use; `compression`: announce link compression of bodies
+/// (`http.compression.enabled`, see [`crate::bridge::compression`]).
+pub fn h3_config(compression: bool) -> Result<quiche::h3::Config, quiche::h3::Error> {
     let mut c = quiche::h3::Config::new()?;
     c.set_max_field_section_size(MAX_FIELD_SECTION_SIZE);
     c.enable_extended_connect(EXTENDED_CONNECT);
+    if compression {
+        c.set_additional_settings(crate::bridge::compression::announcement())?;
+    }
     Ok(c)
 }
 

@@ -301,6 +301,10 @@ fn with_ctx<U: Upstreams, T>(
 ) -> Option<T> {
     let config = env.cfg.services.get(service)?;
     let (upstream, name) = (&config.upstream, config.name.as_str());
+    let compression = pc
+        .session
+        .link_compression()
+        .then_some(&env.cfg.http.compression);
     let h3 = pc.session.h3.as_mut()?;
     let mut stream = H3Stream {
         h3,
@@ -321,6 +325,7 @@ fn with_ctx<U: Upstreams, T>(
             metrics,
             tunnel_idle_timeout: cfg.http.tunnel_idle_timeout,
             connect_to: &config.connect_to,
+            compression,
         };
         f(&mut ctx)
     });

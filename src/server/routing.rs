@@ -197,8 +197,10 @@ impl ServerProxy {
             SERVER_FIRST_PROBE_SHARE,
             now,
         );
+        let mut session = Session::new(conn, self.cfg.transport.keepalive_interval, liveness, now);
+        session.announce_compression(self.cfg.http.compression.enabled);
         let key = self.conns.insert(PeerConn::new(
-            Session::new(conn, self.cfg.transport.keepalive_interval, liveness, now),
+            session,
             from,
             local,
             scid.clone(),

@@ -166,6 +166,7 @@ pub fn http_config() -> ClientHttpConfig {
         early_data_methods: Vec::new(),
         body_timeout: 3 * second,
         tunnel_idle_timeout: 100 * second,
+        compression: Default::default(),
     }
 }
 

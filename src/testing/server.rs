@@ -316,6 +316,7 @@ impl ServerRig {
             metrics: &mut self.metrics,
             tunnel_idle_timeout: std::time::Duration::from_secs(300),
             connect_to: &self.connect_to,
+            compression: None,
         }
     }
 }

@@ -20,6 +20,7 @@ mod auth;
 mod basic;
 mod bulk;
 mod check;
+mod compression;
 mod connect;
 mod connections;
 mod contact;

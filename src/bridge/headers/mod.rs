@@ -8,11 +8,14 @@
 //!   with CR, LF, NUL or another control character (header injection), a value with leading or
 //!   trailing whitespace, an uppercase name, a misplaced or unknown pseudo-header, a `:scheme`
 //!   other than `http` or `https` is refused with a reason.
+//! - ptproxy's internal fields (`ptproxy-service`, `ptproxy-link-encoding`) never reach the far
+//!   side: callers' and upstreams' copies are removed, and ptproxy's own are removed on arrival.
 
 pub mod connect;
 
 use quiche::h3::{Header as H3Header, NameValue};
 
+use crate::bridge::compression::COMPRESSED_FIELD;
 use crate::h1::body;
 use crate::h1::syntax;
 use crate::h1::{head, Header, RequestHead, ResponseHead, Version};
@@ -89,7 +92,10 @@ pub fn request_to_h3(head: &RequestHead, authority: &[u8], path: &str) -> Vec<H3
         H3Header::new(b":authority", authority),
         H3Header::new(b":path", path.as_bytes()),
     ];
-    out.extend(end_to_end(&head.headers, &["host", SERVICE_FIELD]));
+    out.extend(end_to_end(
+        &head.headers,
+        &["host", SERVICE_FIELD, COMPRESSED_FIELD],
+    ));
     out
 }
 
@@ -123,7 +129,7 @@ pub fn response_to_h3(head: &ResponseHead) -> Vec<H3Header> {
         b":status",
         head.status.to_string().as_bytes(),
     )];
-    out.extend(end_to_end(&head.headers, &[]));
+    out.extend(end_to_end(&head.headers, &[COMPRESSED_FIELD]));
     out
 }
 
@@ -276,7 +282,7 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
     headers.extend(
         s.fields
             .into_iter()
-            .filter(|h| h.name != "host" && h.name != SERVICE_FIELD),
+            .filter(|h| h.name != "host" && h.name != SERVICE_FIELD && h.name != COMPRESSED_FIELD),
     );
     join_cookies(&mut headers);
     Ok(RequestHead {
@@ -351,7 +357,9 @@ pub fn response_from_h3(list: &[H3Header]) -> Result<(u16, Vec<Header>), FieldEr
         .and_then(|t| t.parse::<u16>().ok())
         .filter(|s| (100..=599).contains(s))
         .ok_or(FieldError("invalid :status"))?;
-    Ok((status, s.fields))
+    let mut fields = s.fields;
+    fields.retain(|h| h.name != COMPRESSED_FIELD);
+    Ok((status, fields))
 }
 
 /// The Content-Length field of an HTTP/3 section, if present and valid.

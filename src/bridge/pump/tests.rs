@@ -292,3 +292,132 @@ fn the_h1_framing_of_an_h3_body_is_decided_in_one_place() {
         );
     }
 }
+
+fn json_body(len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(format!("{{\"id\":{i},\"tag\":\"row {i}\"}},").as_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// `body` through a compressing H1ToH3 (fed in `piece`-byte reads): what the stream got.
+fn compressed_on_the_stream(body: &[u8], piece: usize) -> Vec<u8> {
+    use crate::bridge::compression::Compressor;
+    let mut h1 = MemConn::accepted(0);
+    let mut stream = Stream {
+        capacity: 1000,
+        ..Stream::default()
+    };
+    let mut pump = H1ToH3::new(BodyFraming::ContentLength(body.len() as u64), None);
+    pump.compress(Compressor::new(Some(body.len() as u64)).expect("a context"));
+    for part in body.chunks(piece) {
+        h1.input.extend_from_slice(part);
+        pump.step(&mut h1, &mut stream).expect("pump");
+    }
+    for _ in 0..10_000 {
+        if pump.is_done() {
+            break;
+        }
+        pump.step(&mut h1, &mut stream).expect("pump");
+    }
+    assert!(pump.is_done() && stream.fin);
+    assert_eq!(
+        pump.sent,
+        body.len() as u64,
+        "counts the payload compressed"
+    );
+    stream.data
+}
+
+/// `wire` through a decompressing H3ToH1 framed by Content-Length `length`: the HTTP/1.1
+/// bytes written, and the result of the last step.
+fn decompressed_to_h1(wire: &[u8], length: u64) -> (Vec<u8>, Result<bool, H3ToH1Error>) {
+    let mut stream = Stream {
+        capacity: 777,
+        incoming: wire.to_vec(),
+        ..Stream::default()
+    };
+    let mut h1 = MemConn::accepted(10_000);
+    let mut pump = H3ToH1::new(BodyEncoding::ContentLength(length));
+    pump.decompress().expect("a context");
+    let mut out = Vec::new();
+    let mut last = Ok(false);
+    for _ in 0..100_000 {
+        last = pump.step(&mut stream, &mut h1);
+        out.append(&mut h1.output);
+        if last.is_err() || pump.is_done() {
+            break;
+        }
+        if stream.incoming.is_empty() && !pump.is_finished() {
+            pump.on_finished();
+        }
+    }
+    (out, last)
+}
+
+#[test]
+fn a_compressed_body_crosses_byte_exact_and_smaller() {
+    let body = json_body(200_000);
+    for piece in [1000, 64 * 1024] {
+        let wire = compressed_on_the_stream(&body, piece);
+        assert!(
+            wire.len() * 4 < body.len(),
+            "{} bytes on the stream",
+            wire.len()
+        );
+        let (out, last) = decompressed_to_h1(&wire, body.len() as u64);
+        assert_eq!(last, Ok(true));
+        assert!(out == body, "piece {piece}: {} bytes out", out.len());
+    }
+}
+
+#[test]
+fn a_paused_source_flushes_what_the_compressor_holds() {
+    use crate::bridge::compression::Compressor;
+    let body = json_body(5000);
+    let mut h1 = MemConn::accepted(0);
+    let mut stream = Stream {
+        capacity: 100_000,
+        ..Stream::default()
+    };
+    let mut pump = H1ToH3::new(BodyFraming::ContentLength(5000), None);
+    pump.compress(Compressor::new(Some(5000)).expect("a context"));
+    h1.input.extend_from_slice(&body[..300]);
+    pump.step(&mut h1, &mut stream).expect("pump");
+    assert!(pump.waits_for_input());
+    // What went out already decodes to the first 300 bytes (the last one held back at the
+    // far end until the frame's checksum is checked).
+    let (out, last) = decompressed_to_h1(&stream.data, 5000);
+    assert_eq!(out, &body[..299]);
+    assert!(
+        matches!(last, Err(H3ToH1Error::Corrupt(_))),
+        "{last:?}: cut mid-frame"
+    );
+}
+
+#[test]
+fn corrupt_or_cut_compressed_data_never_ends_the_body() {
+    let body = json_body(100_000);
+    let wire = compressed_on_the_stream(&body, 8192);
+    let mut cases = Vec::new();
+    for at in [6, wire.len() / 3, wire.len() - 3] {
+        let mut bad = wire.clone();
+        bad[at] ^= 0x40;
+        cases.push((format!("flipped byte {at}"), bad));
+    }
+    cases.push(("cut in half".into(), wire[..wire.len() / 2].to_vec()));
+    cases.push(("last byte missing".into(), wire[..wire.len() - 1].to_vec()));
+    cases.push(("not zstd".into(), body[..1000].to_vec()));
+    for (what, bad) in cases {
+        let (out, last) = decompressed_to_h1(&bad, body.len() as u64);
+        assert!(
+            matches!(last, Err(H3ToH1Error::Corrupt(_))),
+            "{what}: {last:?}"
+        );
+        assert!(out.len() < body.len(), "{what}: the body never completes");
+    }
+}

@@ -11,10 +11,11 @@ use quiche::h3::Header as H3Header;
 use super::request;
 use super::tunnel::{self, Tunnel};
 use crate::bridge::answers::{self, Answer, Busy};
+use crate::bridge::compression::{self, Compressor};
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
 use crate::client::stream_routes::StreamRef;
-use crate::config::{ListenerRules, PeerGroup};
+use crate::config::{CompressionPolicy, ListenerRules, PeerGroup};
 use crate::h1::body;
 use crate::h1::head::{RequestHead, Version};
 use crate::quic::h3_code;
@@ -300,6 +301,8 @@ impl Exchange {
         let replay_safe =
             self.tunnel.is_none() && ctx.http.early_data_methods.contains(&self.method);
         let allowed = !ctx.stopping && (!early || replay_safe);
+        let http = ctx.http;
+        let policy = &http.compression;
         let session = ctx.session(Some(link)).filter(|_| allowed);
         let (Some(session), Some(fields)) = (session, self.fields.as_ref()) else {
             return Ok(false);
@@ -315,6 +318,9 @@ impl Exchange {
             Some(false) => return Err(tunnel::not_carried_by_peer()),
             Some(true) => {}
         }
+        let compressor = self.request_compressor(policy, session.link_compression(), fields);
+        let marked = compressor.as_ref().map(|_| compression::marked(fields));
+        let fields = marked.as_deref().unwrap_or(fields);
         if !session.accepts(fields) {
             return Err(answers::bad_request(
                 431,
@@ -323,6 +329,9 @@ impl Exchange {
         }
         match session.open_request(fields, !self.has_body) {
             Ok(id) => {
+                if let Some(c) = compressor {
+                    self.request_body.compress(c);
+                }
                 let how = if early { " in 0-RTT" } else { "" };
                 log::debug!(
                     "stream {id}: {} {} sent to the peer{how}",
@@ -356,6 +365,20 @@ impl Exchange {
                 format!("cannot send the request to the peer proxy: {e}"),
             )),
         }
+    }
+
+    /// A compressor for the request body when the session negotiated link compression and
+    /// the policy takes the body (never a tunnel's).
+    fn request_compressor(
+        &self,
+        policy: &CompressionPolicy,
+        negotiated: bool,
+        fields: &[H3Header],
+    ) -> Option<Compressor> {
+        if !negotiated || !self.has_body || self.tunnel.is_some() || !policy.compresses(fields) {
+            return None;
+        }
+        Compressor::new(compression::declared_length(fields))
     }
 
     /// The answer for a request whose wait for a stream ran out: the session was down, or up

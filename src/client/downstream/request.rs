@@ -264,6 +264,7 @@ mod tests {
             early_data_methods: vec!["GET".into()],
             body_timeout: Duration::from_secs(1),
             tunnel_idle_timeout: Duration::from_secs(1),
+            compression: Default::default(),
         }
     }
 

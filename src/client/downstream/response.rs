@@ -6,6 +6,7 @@
 use quiche::h3::{Event, Header as H3Header};
 
 use crate::bridge::answers::{self, Answer};
+use crate::bridge::compression;
 use crate::bridge::headers;
 use crate::bridge::pump::{h1_framing, H3ToH1, Message};
 use crate::bridge::stream::{SessionPort, StreamOf};
@@ -162,11 +163,15 @@ impl Exchange {
         } else if self.version == Version::Http10 {
             fields.push(field("connection", "keep-alive"));
         }
+        let mut body = H3ToH1::new(encoding);
+        if compression::is_marked(list) {
+            body.decompress()
+                .map_err(|_| answers::bad_peer_response("no memory to decompress the body"))?;
+        }
         write::write_status_head(status, fields, tcp.output());
         log::debug!("stream {:?}: response {status} ({encoding:?})", self.stream);
         self.status = status;
         self.resend = None;
-        let mut body = H3ToH1::new(encoding);
         if self.fin_received {
             body.on_finished();
         }

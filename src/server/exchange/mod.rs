@@ -40,10 +40,11 @@ use std::time::{Duration, Instant};
 use quiche::h3::Header as H3Header;
 
 use crate::bridge::answers::{self, Answer};
+use crate::bridge::compression;
 use crate::bridge::headers;
 use crate::bridge::pump::{H1ToH3, H3ToH1};
 use crate::bridge::stream::ExchangeStream;
-use crate::config::{ConnectTo, UpstreamConfig};
+use crate::config::{CompressionPolicy, ConnectTo, UpstreamConfig};
 use crate::h1::body::BodyEncoding;
 use crate::h1::head::RequestHead;
 use crate::h1::write;
@@ -75,6 +76,8 @@ pub struct Ctx<'a> {
     pub tunnel_idle_timeout: Duration,
     /// Where a plain CONNECT through the service may go (its `connect_to`).
     pub connect_to: &'a ConnectTo,
+    /// Which response bodies go compressed: `Some` when both ends announced link compression.
+    pub compression: Option<&'a CompressionPolicy>,
 }
 
 enum Response {
@@ -164,9 +167,12 @@ impl Exchange {
         list: &[H3Header],
         more_frames: bool,
     ) -> Self {
-        let prepared = prepare_request(list, more_frames);
+        let mut prepared = prepare_request(list, more_frames);
         let encoding = prepared.as_ref().map_or(BodyEncoding::None, |p| p.encoding);
         let mut request_body = H3ToH1::new(encoding);
+        if compression::is_marked(list) && request_body.decompress().is_err() {
+            prepared = Err(Failure::Reset("no memory to decompress the request body"));
+        }
         if !more_frames {
             request_body.on_finished();
         }

@@ -84,6 +84,9 @@ impl Exchange {
                     H3ToH1Error::Truncated => {
                         Failure::Malformed("request body shorter than its content-length")
                     }
+                    H3ToH1Error::Corrupt(_) => {
+                        Failure::Malformed("compressed request body does not decompress")
+                    }
                     H3ToH1Error::Stream(e) if e.cancelled => {
                         Failure::Reset("the peer cancelled the request")
                     }

@@ -3,9 +3,13 @@
 //! decoded and moved into the stream while it takes it, the trailers, and the one retry of a
 //! request whose reused connection closed before any response byte.
 
+use quiche::h3::Header as H3Header;
+
 use crate::bridge::answers;
+use crate::bridge::compression::{self, Compressor};
 use crate::bridge::headers;
 use crate::bridge::pump::{H1ToH3, H1ToH3Error, NoH1};
+use crate::config::CompressionPolicy;
 use crate::h1::body::{self, BodyError, BodyFraming};
 use crate::h1::head::{self, Limits};
 
@@ -70,6 +74,7 @@ impl Exchange {
     }
 
     fn parse_response_head(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Failure> {
+        let policy = ctx.compression;
         let Some(up) = self.upstream.and_then(|k| ctx.pool.conn(k)) else {
             return Ok(false);
         };
@@ -135,7 +140,12 @@ impl Exchange {
         self.reusable &= resp.wants_keep_alive() && framing != BodyFraming::UntilClose;
         self.status = resp.status;
         let fin = framing == BodyFraming::None || framing == BodyFraming::ContentLength(0);
+        let mut fields = headers::response_to_h3(&resp);
         let mut body = H1ToH3::new(framing, None);
+        if let Some(compressor) = self.compressor_for(policy, framing, &fields) {
+            body.compress(compressor);
+            fields = compression::marked(&fields);
+        }
         // Body bytes that came with the head are checked before the head goes out, so broken
         // framing right at the start is still a clean 502.
         body.decode(up).map_err(|e| match e {
@@ -144,12 +154,32 @@ impl Exchange {
         })?;
         self.response_body = Some(body);
         self.response = Response::HeadReady {
-            fields: headers::response_to_h3(&resp),
+            fields,
             fin,
             interim: false,
         };
         self.tunnel_refused(ctx);
         Ok(true)
+    }
+
+    /// A compressor for a response body with these fields, if the session negotiated link
+    /// compression and the policy takes it (never a tunnel's, never an empty body).
+    fn compressor_for(
+        &self,
+        policy: Option<&CompressionPolicy>,
+        framing: BodyFraming,
+        fields: &[H3Header],
+    ) -> Option<Compressor> {
+        let policy = policy?;
+        let empty = matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
+        if self.tunnel.is_some() || empty || !policy.compresses(fields) {
+            return None;
+        }
+        let length = match framing {
+            BodyFraming::ContentLength(n) => Some(n),
+            _ => None,
+        };
+        Compressor::new(length)
     }
 
     /// Whether a request whose connection ended before any response byte may be sent again:

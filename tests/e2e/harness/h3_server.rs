@@ -3,6 +3,11 @@
 //! with a short body. Its HTTP/3 settings are quiche's defaults, so it does not send
 //! SETTINGS_ENABLE_CONNECT_PROTOCOL: the peer a client meets when the server end does not
 //! carry WebSocket. It records the `:method` of each request stream it got.
+//!
+//! As a fake ptproxy server end it also answers `/zstd/<case>` with a response marked
+//! `ptproxy-link-encoding: zstd` (link compression) whose DATA is [`compressed_answer`]`(case)`:
+//! `good` a sound frame of [`zstd_plain`], `flipped` the same with a byte altered, `cut` the
+//! same without its checksum.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +65,36 @@ impl Drop for BareH3Server {
             let _ = t.join();
         }
     }
+}
+
+/// The plain body of the `/zstd/` answers: 20 KB of JSON.
+pub fn zstd_plain() -> Vec<u8> {
+    let mut out = b"[".to_vec();
+    for i in 0..400 {
+        out.extend_from_slice(format!("{{\"id\":{i},\"name\":\"user {i}\"}},").as_bytes());
+    }
+    out.extend_from_slice(b"{}]");
+    out
+}
+
+/// The DATA of the `/zstd/<case>` answer (see the module header).
+pub fn compressed_answer(case: &str) -> Vec<u8> {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let mut cctx = CCtx::create();
+    cctx.set_parameter(CParameter::ChecksumFlag(true))
+        .expect("checksum");
+    let plain = zstd_plain();
+    let mut frame = Vec::with_capacity(plain.len() + 1024);
+    cctx.compress2(&mut frame, &plain).expect("compress");
+    match case {
+        "flipped" => {
+            let middle = frame.len() / 2;
+            frame[middle] ^= 0x20;
+        }
+        "cut" => frame.truncate(frame.len() - 4),
+        _ => {}
+    }
+    frame
 }
 
 fn config() -> quiche::Config {
@@ -161,6 +196,23 @@ fn answer_requests(s: &mut Session, methods: &Mutex<Vec<String>>) {
                     .map(|h| String::from_utf8_lossy(h.value()).into_owned())
                     .unwrap_or_default();
                 methods.lock().unwrap().push(method);
+                let path = list
+                    .iter()
+                    .find(|h| h.name() == b":path")
+                    .map(|h| String::from_utf8_lossy(h.value()).into_owned())
+                    .unwrap_or_default();
+                if let Some(case) = path.strip_prefix("/zstd/") {
+                    let plain_len = zstd_plain().len().to_string();
+                    let head = [
+                        quiche::h3::Header::new(b":status", b"200"),
+                        quiche::h3::Header::new(b"content-type", b"application/json"),
+                        quiche::h3::Header::new(b"content-length", plain_len.as_bytes()),
+                        quiche::h3::Header::new(b"ptproxy-link-encoding", b"zstd"),
+                    ];
+                    let _ = h3.send_response(&mut s.conn, stream, &head, false);
+                    let _ = h3.send_body(&mut s.conn, stream, &compressed_answer(case), true);
+                    continue;
+                }
                 let head = [
                     quiche::h3::Header::new(b":status", b"200"),
                     quiche::h3::Header::new(b"content-length", BODY.len().to_string().as_bytes()),

@@ -33,6 +33,44 @@ pub fn fill_pattern(offset: u64, buf: &mut [u8]) {
     }
 }
 
+/// One 64-byte line of the compressible text; `#` stands for the line number's 12 digits.
+const TEXT_LINE: &[u8; 64] =
+    b"{\"row\":############,\"tag\":\"ptproxy link compression\"},         \n";
+
+/// Compressible, position dependent text (JSON-like 64-byte lines, numbered) for offsets
+/// `offset..offset+buf.len()`.
+pub fn fill_text(offset: u64, buf: &mut [u8]) {
+    const POW10: [u64; 12] = [
+        100_000_000_000,
+        10_000_000_000,
+        1_000_000_000,
+        100_000_000,
+        10_000_000,
+        1_000_000,
+        100_000,
+        10_000,
+        1_000,
+        100,
+        10,
+        1,
+    ];
+    for (k, b) in buf.iter_mut().enumerate() {
+        let i = offset + k as u64;
+        let (line, col) = (i / 64, (i % 64) as usize);
+        *b = match TEXT_LINE[col] {
+            b'#' => b'0' + ((line / POW10[col - 7]) % 10) as u8,
+            c => c,
+        };
+    }
+}
+
+/// `n` bytes of [`fill_text`] from offset 0.
+pub fn text(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    fill_text(0, &mut v);
+    v
+}
+
 /// `n` pattern bytes from offset 0.
 pub fn pattern(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];

@@ -20,7 +20,7 @@
 //! (not even a head the mock then rejected, or a request whose body never completed) reached it.
 
 use super::http::{header, header_all, parse_header_lines, BufStream, Readable};
-use super::pattern::{fill_pattern, Checksum};
+use super::pattern::{fill_pattern, fill_text, Checksum};
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -477,6 +477,16 @@ fn serve_conn(stream: TcpStream, id: usize, st: &State) -> io::Result<()> {
                 extra.push(("Content-Type", "application/octet-stream".into()));
                 write_simple(&mut out, 200, &extra, &body, head_only, close)?;
             }
+            "/echo_typed" => {
+                // The body back with the request's Content-Type and Content-Encoding.
+                let mut extra = ka.clone();
+                for name in ["Content-Type", "Content-Encoding"] {
+                    if let Some(v) = header(&headers, name) {
+                        extra.push((name, v.to_string()));
+                    }
+                }
+                write_simple(&mut out, 200, &extra, &body, head_only, close)?;
+            }
             "/hello" => {
                 let mut extra = ka.clone();
                 extra.push(("Content-Type", "text/plain".into()));
@@ -539,6 +549,21 @@ fn serve_conn(stream: TcpStream, id: usize, st: &State) -> io::Result<()> {
                     }
                 }
                 return Ok(());
+            }
+            p if p.starts_with("/text/") => {
+                // N bytes of compressible text (`pattern::fill_text`), text/plain.
+                let n: u64 = p["/text/".len()..].parse().unwrap_or(0);
+                let mut h = String::from("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n");
+                h.push_str(&format!("Content-Length: {n}\r\n\r\n"));
+                out.write_all(h.as_bytes())?;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut off = 0u64;
+                while off < n && !head_only {
+                    let k = ((n - off) as usize).min(buf.len());
+                    fill_text(off, &mut buf[..k]);
+                    out.write_all(&buf[..k])?;
+                    off += k as u64;
+                }
             }
             p if p.starts_with("/bytes/") => {
                 let n: u64 = match p["/bytes/".len()..].parse() {
