@@ -244,6 +244,10 @@ fn assert_tunnel_drained(pair: &Pair, target: &Proxy, c: &mut WsClient, up: &WsU
     let st = wait_exit(target, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("{} did not exit within 10 s of the drain", target.name()));
     assert!(st.success(), "{} exited {st:?}", target.name());
+    // The process is gone, but its last lines may still be in the pipe to the log reader.
+    target
+        .wait_for_log("drain deadline passed", Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         target.count_log("drain deadline passed"),
         1,

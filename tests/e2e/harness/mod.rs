@@ -11,6 +11,7 @@
 //! - [`pattern`]: deterministic byte pattern and checksum for big transfers.
 #![allow(dead_code, unused_imports)]
 
+pub mod accept;
 pub mod admin;
 pub mod h3_client;
 pub mod h3_server;

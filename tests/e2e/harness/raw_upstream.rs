@@ -11,11 +11,12 @@
 
 use super::http::{header, parse_header_lines, BufStream};
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
+
+use super::accept::Acceptor;
 
 /// One step of a scripted answer.
 #[derive(Clone, Debug)]
@@ -54,61 +55,40 @@ struct State {
     router: Box<Router>,
     requests: Mutex<Vec<RawRequest>>,
     errors: Mutex<Vec<String>>,
-    conns: AtomicUsize,
     peer_closed: Mutex<Vec<usize>>,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
     streams: Mutex<Vec<TcpStream>>,
 }
 
 pub struct RawUpstream {
-    addr: SocketAddr,
     state: Arc<State>,
-    accept: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
 }
 
 impl RawUpstream {
     /// Listens on 127.0.0.1:0; `router` scripts the answer to each request.
     pub fn start(router: impl Fn(&RawRequest) -> Vec<Part> + Send + Sync + 'static) -> RawUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("raw upstream bind");
-        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(State {
             router: Box::new(router),
             requests: Mutex::new(Vec::new()),
             errors: Mutex::new(Vec::new()),
-            conns: AtomicUsize::new(0),
             peer_closed: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
+            stop: stop.clone(),
             streams: Mutex::new(Vec::new()),
         });
         let st = state.clone();
-        let accept = std::thread::Builder::new()
-            .name("raw-upstream-accept".into())
-            .spawn(move || {
-                for s in listener.incoming() {
-                    if st.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(s) = s else { continue };
-                    let id = st.conns.fetch_add(1, Ordering::SeqCst) + 1;
-                    if let Ok(c) = s.try_clone() {
-                        st.streams.lock().unwrap().push(c);
-                    }
-                    let st2 = st.clone();
-                    let _ = std::thread::Builder::new()
-                        .name(format!("raw-upstream-{id}"))
-                        .spawn(move || serve(s, id, &st2));
-                }
-            })
-            .unwrap();
-        RawUpstream {
-            addr,
-            state,
-            accept: Some(accept),
-        }
+        let acceptor = Acceptor::start("raw-upstream", stop, move |s, id| {
+            if let Ok(c) = s.try_clone() {
+                st.streams.lock().unwrap().push(c);
+            }
+            serve(s, id, &st)
+        });
+        RawUpstream { state, acceptor }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.acceptor.addr()
     }
 
     /// Requests read so far, in arrival order.
@@ -118,7 +98,7 @@ impl RawUpstream {
 
     /// TCP connections accepted so far.
     pub fn connection_count(&self) -> usize {
-        self.state.conns.load(Ordering::SeqCst)
+        self.acceptor.connection_count()
     }
 
     /// Whether the proxy closed (or reset) connection `conn` while the mock waited on it.
@@ -144,18 +124,14 @@ impl Drop for RawUpstream {
         if std::thread::panicking() {
             eprintln!(
                 "---- raw upstream {}: {} connections ----",
-                self.addr,
+                self.addr(),
                 self.connection_count()
             );
             for r in self.requests().iter().take(100) {
                 eprintln!("  conn#{} {} {}", r.conn, r.method, r.target);
             }
         }
-        self.state.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
-        }
+        self.acceptor.stop();
         for s in self.state.streams.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }

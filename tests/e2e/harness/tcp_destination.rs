@@ -5,11 +5,12 @@
 //! records which ended with the proxy's FIN.
 
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
+
+use super::accept::Acceptor;
 
 /// What the destination writes first on every connection.
 pub const BANNER: &[u8] = b"SSH-2.0-ptproxy-test-destination\r\n";
@@ -24,65 +25,42 @@ pub enum Behaviour {
 
 struct State {
     behaviour: Behaviour,
-    conns: AtomicUsize,
     saw_fin: Mutex<Vec<usize>>,
     errors: Mutex<Vec<String>>,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
 }
 
 pub struct TcpDestination {
-    addr: SocketAddr,
     state: Arc<State>,
-    accept: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
 }
 
 impl TcpDestination {
     /// Listens on 127.0.0.1:0.
     pub fn start(behaviour: Behaviour) -> TcpDestination {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("destination bind");
-        let addr = listener.local_addr().expect("destination address");
+        let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(State {
             behaviour,
-            conns: AtomicUsize::new(0),
             saw_fin: Mutex::new(Vec::new()),
             errors: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
+            stop: stop.clone(),
         });
         let st = state.clone();
-        let accept = std::thread::Builder::new()
-            .name("tcp-destination".into())
-            .spawn(move || {
-                for s in listener.incoming() {
-                    if st.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(s) = s else { continue };
-                    let id = st.conns.fetch_add(1, Ordering::SeqCst) + 1;
-                    let st2 = st.clone();
-                    let _ = std::thread::Builder::new()
-                        .name(format!("tcp-destination-{id}"))
-                        .spawn(move || {
-                            if let Err(e) = serve(s, id, &st2) {
-                                st2.errors.lock().unwrap().push(format!("conn#{id}: {e}"));
-                            }
-                        });
-                }
-            })
-            .expect("destination thread");
-        TcpDestination {
-            addr,
-            state,
-            accept: Some(accept),
-        }
+        let acceptor = Acceptor::start("tcp-destination", stop, move |s, id| {
+            if let Err(e) = serve(s, id, &st) {
+                st.errors.lock().unwrap().push(format!("conn#{id}: {e}"));
+            }
+        });
+        TcpDestination { state, acceptor }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.acceptor.addr()
     }
 
     /// Connections accepted so far.
     pub fn connection_count(&self) -> usize {
-        self.state.conns.load(Ordering::SeqCst)
+        self.acceptor.connection_count()
     }
 
     /// Whether connection `conn` (1-based) ended with the proxy's FIN.
@@ -92,16 +70,6 @@ impl TcpDestination {
 
     pub fn errors(&self) -> Vec<String> {
         self.state.errors.lock().unwrap().clone()
-    }
-}
-
-impl Drop for TcpDestination {
-    fn drop(&mut self) {
-        self.state.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
-        }
     }
 }
 

@@ -7,11 +7,12 @@
 //! FIN or reset.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
+
+use super::accept::Acceptor;
 
 /// What the upstream does with an upgrade request.
 #[derive(Clone, Copy, Debug)]
@@ -32,63 +33,40 @@ pub enum WsBehaviour {
 struct State {
     behaviour: WsBehaviour,
     heads: Mutex<Vec<String>>,
-    conns: AtomicUsize,
     saw_fin: Mutex<Vec<usize>>,
     saw_reset: Mutex<Vec<usize>>,
     errors: Mutex<Vec<String>>,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
 }
 
 pub struct WsUpstream {
-    addr: SocketAddr,
     state: Arc<State>,
-    accept: Option<JoinHandle<()>>,
+    acceptor: Acceptor,
 }
 
 impl WsUpstream {
     /// Listens on 127.0.0.1:0.
     pub fn start(behaviour: WsBehaviour) -> WsUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("ws upstream bind");
-        let addr = listener.local_addr().expect("ws upstream address");
+        let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(State {
             behaviour,
             heads: Mutex::new(Vec::new()),
-            conns: AtomicUsize::new(0),
             saw_fin: Mutex::new(Vec::new()),
             saw_reset: Mutex::new(Vec::new()),
             errors: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
+            stop: stop.clone(),
         });
         let st = state.clone();
-        let accept = std::thread::Builder::new()
-            .name("ws-upstream-accept".into())
-            .spawn(move || {
-                for s in listener.incoming() {
-                    if st.stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(s) = s else { continue };
-                    let id = st.conns.fetch_add(1, Ordering::SeqCst) + 1;
-                    let st2 = st.clone();
-                    let _ = std::thread::Builder::new()
-                        .name(format!("ws-upstream-{id}"))
-                        .spawn(move || {
-                            if let Err(e) = serve(s, id, &st2) {
-                                st2.errors.lock().unwrap().push(format!("conn#{id}: {e}"));
-                            }
-                        });
-                }
-            })
-            .expect("ws upstream thread");
-        WsUpstream {
-            addr,
-            state,
-            accept: Some(accept),
-        }
+        let acceptor = Acceptor::start("ws-upstream", stop, move |s, id| {
+            if let Err(e) = serve(s, id, &st) {
+                st.errors.lock().unwrap().push(format!("conn#{id}: {e}"));
+            }
+        });
+        WsUpstream { state, acceptor }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.acceptor.addr()
     }
 
     /// Request heads read so far (lossy UTF-8, up to CRLFCRLF).
@@ -98,7 +76,7 @@ impl WsUpstream {
 
     /// TCP connections accepted so far.
     pub fn connection_count(&self) -> usize {
-        self.state.conns.load(Ordering::SeqCst)
+        self.acceptor.connection_count()
     }
 
     /// Whether connection `conn` (1-based) saw the proxy's FIN after the upgrade.
@@ -121,7 +99,7 @@ impl Drop for WsUpstream {
         if std::thread::panicking() {
             eprintln!(
                 "---- ws upstream {}: {} connections, errors {:?} ----",
-                self.addr,
+                self.addr(),
                 self.connection_count(),
                 self.errors()
             );
@@ -129,11 +107,7 @@ impl Drop for WsUpstream {
                 eprintln!("{h}");
             }
         }
-        self.state.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
-        }
+        self.acceptor.stop();
     }
 }
 
