@@ -11,7 +11,7 @@ impl Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -19,7 +19,7 @@ impl Rng {
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 
     fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
@@ -39,10 +39,10 @@ pub fn fnv1a64(data: &[u8]) -> u64 {
 
 /// `size` random bytes.
 pub fn random_body(size: usize, seed: u64) -> Vec<u8> {
-    let mut r = Rng::new(seed ^ 0x5EED_0F_BA5E);
+    let mut r = Rng::new(seed ^ 0x005E_ED0F_BA5E);
     let mut out = Vec::with_capacity(size + 8);
     while out.len() < size {
-        out.extend_from_slice(&r.next().to_le_bytes());
+        out.extend_from_slice(&r.next_u64().to_le_bytes());
     }
     out.truncate(size);
     out
@@ -78,7 +78,7 @@ fn record(r: &mut Rng, id: u64) -> String {
         r.below(24),
         r.below(60),
         r.below(60),
-        r.next() >> 32,
+        r.next_u64() >> 32,
     )
 }
 
