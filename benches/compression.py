@@ -3,7 +3,8 @@
 Per pair (benches/pairs-compression.json) and link (rtt50 by default), after one warm-up request:
 small GETs one at a time on a keep-alive connection and under 32 clients, the JSON API mix
 (POST 2 KB of JSON, 20 KB of JSON back) one at a time and under 32 clients, and one 1 MiB random
-(incompressible, labelled text/plain so that every compressor tries it) body each way. Every body
+(incompressible, labelled text/plain so that every compressor tries it) body each way, and one
+JSON body of --comp-bulk-mib each way for the proxy CPU per MiB in bulk. Every body
 is checked: the upstream checks request bodies against their X-Body-Fnv, ptb-load checks plain
 responses against the JSON they must be and random downloads against the upstream's checksum;
 gzip responses (nginx, HAProxy) are saved by ptb-load and checked here after decompression.
@@ -15,6 +16,8 @@ bench.py owns the run (namespaces, relay, pairs, processes); this module measure
 import glob
 import gzip
 import os
+import re
+import subprocess
 import time
 
 import bench
@@ -31,6 +34,8 @@ def add_args(ap):
                     "one at a time (100; quick 30)")
     ap.add_argument("--comp-conc-n", type=int, help="compression scenario: JSON requests per client "
                     "under --conc-clients clients (10; quick 4)")
+    ap.add_argument("--comp-bulk-mib", type=int, default=8, help="compression scenario: size of the JSON "
+                    "transfer each way (CPU per MiB in bulk), MiB")
 
 
 def defaults(args):
@@ -68,6 +73,33 @@ def check_gzip_samples(save_dir):
     return checked, bad
 
 
+def zstd_counters(pair):
+    """ptproxy's link-compression counters of the bodies each side sent (requests: client,
+    responses: server), from each side's metrics listener (`metrics.listen` in the pair's
+    `client`/`server`); {} for other pairs."""
+    out = {}
+    for side, ns in (("client", bench.NS_C), ("server", bench.NS_S)):
+        listen = _get(pair.spec, (side, "metrics", "listen"))
+        if pair.kind != "ptproxy" or not listen:
+            continue
+        r = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-m", "5", f"http://{listen}/metrics"],
+                           capture_output=True, text=True)
+        for kind in ("plain", "link"):
+            m = re.search(rf'^ptproxy_compressed_body_{kind}_bytes_total\{{direction="sent"\}} (\d+)', r.stdout, re.M)
+            if m:
+                out[f"{side}_{kind}"] = int(m.group(1))
+    return out
+
+
+def zstd_delta(before, after):
+    """Bytes compressed during a phase: {"up": (plain, link), "down": (plain, link)}."""
+    d = {}
+    for way, side in (("up", "client"), ("down", "server")):
+        if f"{side}_plain" in before and f"{side}_plain" in after:
+            d[way] = (after[f"{side}_plain"] - before[f"{side}_plain"], after[f"{side}_link"] - before[f"{side}_link"])
+    return d
+
+
 def measure(pair, link, relay, procs, pki, d, args, deadline_at):
     os.makedirs(d, exist_ok=True)
     res = {"pair": pair.name, "link": link.name, "scenario": "compression"}
@@ -78,8 +110,12 @@ def measure(pair, link, relay, procs, pki, d, args, deadline_at):
         if deadline_at - time.monotonic() < 5:
             raise Stop(f"time budget exhausted before {pair.name}/{link.name}/{name}")
         relay.reset(args.seed)
+        z0 = zstd_counters(pair)
         out = run_json([load] + argv + ["--addr", addr], NS_C, timeout)
         st = relay.stats()
+        z = zstd_delta(z0, zstd_counters(pair))
+        if z:
+            res.setdefault("zstd", {})[name] = z
         res.setdefault("link_stats", {})[name] = st
         out["link_bytes"] = link_bytes(st)
         if not out.get("ok"):
@@ -130,10 +166,6 @@ def measure(pair, link, relay, procs, pki, d, args, deadline_at):
             cpu_ns_total += cpu
             json_reqs += done
         res[key] = r
-    res["gzip_checked"], res["gzip_bad"] = check_gzip_samples(save)
-    if res["gzip_bad"]:
-        res.setdefault("errors", []).append(f"{res['gzip_bad']} of {res['gzip_checked']} gzip responses wrong "
-                                            "after decompression")
     if json_reqs:
         res["json_cpu_ms_per_mib"] = cpu_ns_total / 1e6 / (json_reqs * (JSON_REQ + JSON_RESP) / 2**20)
 
@@ -143,6 +175,20 @@ def measure(pair, link, relay, procs, pki, d, args, deadline_at):
         res[f"random_{key}"] = {"ok": bool(out.get("ok")), "seconds": out.get("seconds")}
         if out.get("ok") and out.get("link_bytes") is not None:
             res[f"random_{key}"]["link_per_payload"] = out["link_bytes"] / RANDOM_SIZE
+    size = args.comp_bulk_mib << 20
+    for key in ("get", "post"):
+        c0 = cpu_ns(pair.pids())
+        out = phase(f"json_{key}", [key, "--json", "--size", str(size), "--timeout", "30", "--save-dir", save,
+                                    "--deadline", str(args.bulk_deadline)], args.bulk_deadline + 20)
+        cpu = cpu_ns(pair.pids()) - c0
+        r = res[f"json_{key}"] = {"ok": bool(out.get("ok")), "seconds": out.get("seconds"), "encoded": out.get("encoded")}
+        if out.get("ok") and out.get("link_bytes") is not None:
+            r["link_per_payload"] = out["link_bytes"] / size
+            r["cpu_ms_per_mib"] = cpu / 1e6 / args.comp_bulk_mib
+    res["gzip_checked"], res["gzip_bad"] = check_gzip_samples(save)
+    if res["gzip_bad"]:
+        res.setdefault("errors", []).append(f"{res['gzip_bad']} of {res['gzip_checked']} gzip responses wrong "
+                                            "after decompression")
     for p in pair.procs_started:
         if p.poll() is not None:
             res.setdefault("errors", []).append(f"process {p.args[-1]} exited with {p.returncode}")
@@ -185,6 +231,12 @@ def figures(args):
         ("JSON responses gzip-encoded to the caller", lambda r: _sum(r, "encoded")),
         ("1 MiB random GET: link bytes / payload byte", g("random_get", "link_per_payload")),
         ("1 MiB random POST: link bytes / payload byte", g("random_post", "link_per_payload")),
+        (f"{args.comp_bulk_mib} MiB JSON GET: link bytes / payload byte", g("json_get", "link_per_payload")),
+        (f"{args.comp_bulk_mib} MiB JSON POST: link bytes / payload byte", g("json_post", "link_per_payload")),
+        (f"{args.comp_bulk_mib} MiB JSON GET: proxy CPU ms / MiB", g("json_get", "cpu_ms_per_mib")),
+        (f"{args.comp_bulk_mib} MiB JSON POST: proxy CPU ms / MiB", g("json_post", "cpu_ms_per_mib")),
+        (f"{args.comp_bulk_mib} MiB JSON GET (s)", g("json_get", "seconds")),
+        (f"{args.comp_bulk_mib} MiB JSON POST (s)", g("json_post", "seconds")),
     ]
 
 
@@ -213,10 +265,11 @@ def report(results, pairs, links, args, meta):
          f"JSON mix: `POST /json/{JSON_RESP}` with {JSON_REQ} bytes of JSON (`application/json`, `Accept-Encoding: "
          f"gzip`), {JSON_RESP} bytes of JSON back, {args.comp_seq_n} one at a time, then {c} clients x "
          f"{args.comp_conc_n}; one {RANDOM_SIZE >> 20} MiB random body each way (`text/plain`, so that every "
-         "compressor tries it)",
+         f"compressor tries it); one {args.comp_bulk_mib} MiB JSON body each way (`GET /json/N` with "
+         "`Accept-Encoding: gzip`, `POST /sink`), for the proxy CPU per MiB in bulk",
          "- every body checked: request bodies by the upstream (FNV-1a 64 in `X-Body-Fnv`), plain JSON responses "
          "and random downloads by ptb-load, gzip responses (nginx, HAProxy: the caller asked for gzip) by "
-         "decompressing the first of each client here",
+         "decompressing the first of each client and the bulk one here",
          "- link bytes: IP bytes offered to the link, both directions; payload: plain body bytes (request + "
          f"response: {JSON_REQ + JSON_RESP} per JSON request); proxy CPU: user+system of both sides",
          f"- TCP congestion control (nginx, HAProxy): "
@@ -240,6 +293,7 @@ def report(results, pairs, links, args, meta):
         L.append("")
         if base and (base, link.name) in results:
             L += ratios_table(results, shown, link, base, c)
+    L += zstd_section(results, pairs, links)
     L += targets(results, pairs, links, base, c)
     notes = [f"- {pn} / {ln}: skipped: {r['skipped']}" for (pn, ln), r in results.items() if r.get("skipped")]
     notes += [f"- {pn} / {ln}: {e}" for (pn, ln), r in results.items() for e in r.get("errors", [])]
@@ -251,6 +305,22 @@ def report(results, pairs, links, args, meta):
     return "\n".join(L) + "\n"
 
 
+def zstd_section(results, pairs, links):
+    """What ptproxy's compressor itself achieved per phase (its metrics): link ÷ plain body bytes."""
+    rows = []
+    for (pn, ln), r in results.items():
+        for phase, ways in (r.get("zstd") or {}).items():
+            for way, (plain, linkb) in sorted(ways.items()):
+                if plain:
+                    rows.append(f"| {pn} | {ln} | {phase} | {'requests' if way == 'up' else 'responses'} | "
+                                f"{plain} | {linkb} | {linkb / plain:.3f} |")
+    if not rows:
+        return []
+    return ["ptproxy's own counters (`ptproxy_compressed_body_{plain,link}_bytes_total`, sent side), per phase: "
+            "the bodies it compressed and their size on the link (zstd frames, before QUIC/IP overhead):", "",
+            "| pair | link | phase | bodies | plain bytes | compressed bytes | ratio |", "|---|---|---|---|---:|---:|---:|"] + rows + [""]
+
+
 def ratios_table(results, shown, link, base, c):
     b = results[(base, link.name)]
     rows = [f"Against `{base}` (ptproxy, compression off), link bytes:", "",
@@ -258,7 +328,9 @@ def ratios_table(results, shown, link, base, c):
     for label, ks in (("JSON mix, one at a time", ("json_seq", "link_per_req")),
                       (f"JSON mix, {c} clients", ("json_conc", "link_per_req")),
                       ("1 MiB random GET", ("random_get", "link_per_payload")),
-                      ("1 MiB random POST", ("random_post", "link_per_payload"))):
+                      ("1 MiB random POST", ("random_post", "link_per_payload")),
+                      ("JSON bulk GET", ("json_get", "link_per_payload")),
+                      ("JSON bulk POST", ("json_post", "link_per_payload"))):
         bv = _get(b, ks)
         cells = []
         for p in shown:

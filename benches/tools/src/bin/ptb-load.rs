@@ -22,6 +22,10 @@
 //!   ptb-load get|post ... --random              GET /random/BYTES (checked against its
 //!                                               X-Body-Fnv) / POST random bytes as text/plain
 //!                                               with X-Body-Fnv (checked by the upstream)
+//!   ptb-load get|post ... --json [--save-dir D] the same with JSON: GET /json/BYTES (with
+//!                                               Accept-Encoding: gzip; a gzip response is saved
+//!                                               to D for bench.py to check), POST BYTES of JSON
+//!                                               as application/json
 //!   ptb-load wait --addr A                      retries a TCP connect until it succeeds
 //!                                               (readiness probe; no request is sent)
 //! Common: --host NAME (Host field, default "bench"), --timeout S (idle timeout of each socket
@@ -46,7 +50,9 @@ struct Opts {
     size: u64,
     timeout: Duration,
     deadline: Duration,
+    /// A generated, checked body (--random or --json).
     random: bool,
+    json: bool,
     req_size: usize,
     resp_size: usize,
     save_dir: Option<String>,
@@ -315,6 +321,7 @@ fn main() {
         timeout: Duration::from_secs(10),
         deadline: Duration::from_secs(120),
         random: false,
+        json: false,
         req_size: 2048,
         resp_size: 20480,
         save_dir: None,
@@ -322,9 +329,10 @@ fn main() {
     let mut i = 1;
     while i < args.len() {
         let a = args[i].as_str();
-        if a == "--new-conn" || a == "--random" {
+        if a == "--new-conn" || a == "--random" || a == "--json" {
             o.new_conn |= a == "--new-conn";
-            o.random |= a == "--random";
+            o.random |= a == "--random" || a == "--json";
+            o.json |= a == "--json";
             i += 1;
             continue;
         }
@@ -503,15 +511,25 @@ fn conc(o: &Opts) -> String {
 
 fn bulk(o: &Opts, post: bool) -> String {
     let mut c = Client::new(o.addr, o.timeout);
-    let random = o.random.then(|| body::random_body(o.size as usize, 1));
-    let head = if let (true, Some(b)) = (post, random.as_ref()) {
+    // Generated bodies (--random, --json) are checked: by the upstream on the way up, here on
+    // the way down.
+    let (route, ctype) = if o.json { ("json", "application/json") } else { ("random", "text/plain") };
+    let upload = (o.random && post).then(|| {
+        if o.json {
+            body::json_body(o.size as usize, 1)
+        } else {
+            body::random_body(o.size as usize, 1)
+        }
+    });
+    let head = if let Some(b) = upload.as_ref() {
         format!(
-            "POST /sink HTTP/1.1\r\nHost: {}\r\nUser-Agent: ptb-load\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nX-Body-Fnv: {:016x}\r\n\r\n",
+            "POST /sink HTTP/1.1\r\nHost: {}\r\nUser-Agent: ptb-load\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nX-Body-Fnv: {:016x}\r\n\r\n",
             o.host, o.size, body::fnv1a64(b)
         )
     } else if o.random {
         c.collect = Some(Vec::new());
-        format!("GET /random/{}?seed=1 HTTP/1.1\r\nHost: {}\r\nUser-Agent: ptb-load\r\n\r\n", o.size, o.host)
+        let gzip = if o.json { "Accept-Encoding: gzip\r\n" } else { "" };
+        format!("GET /{route}/{}?seed=1 HTTP/1.1\r\nHost: {}\r\nUser-Agent: ptb-load\r\n{gzip}\r\n", o.size, o.host)
     } else if post {
         format!(
             "POST /sink HTTP/1.1\r\nHost: {}\r\nUser-Agent: ptb-load\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
@@ -541,29 +559,35 @@ fn bulk(o: &Opts, post: bool) -> String {
         }
     });
     let t0 = Instant::now();
-    let r = match (post, random.as_ref()) {
+    let r = match (post, upload.as_ref()) {
         (true, Some(b)) => c.roundtrip_body(head.as_bytes(), b),
         _ => c.roundtrip(head.as_bytes(), if post { o.size } else { 0 }),
     };
     let secs = t0.elapsed().as_secs_f64();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
-    // A random download is checked byte for byte against what the upstream says it sent.
+    // A generated download is checked byte for byte against what the upstream says it sent; a
+    // gzip one is saved as <fnv>-<size>.gz for bench.py to decompress and check.
     let intact = match (&r, c.collect.as_ref()) {
-        (Ok(r), Some(got)) => r.encoding.is_none() && r.fnv == Some(body::fnv1a64(got)),
+        (Ok(r), Some(got)) if r.encoding.is_some() => match o.save_dir.as_deref() {
+            Some(dir) => r.fnv.is_some_and(|f| std::fs::write(format!("{dir}/{f:016x}-{}.gz", o.size), got).is_ok()),
+            None => false,
+        },
+        (Ok(r), Some(got)) => r.fnv == Some(body::fnv1a64(got)),
         _ => true,
     };
     match r {
         Ok(r) => {
-            let ok = r.status == 200 && (post || r.body == o.size) && intact;
+            let ok = r.status == 200 && (post || r.body == o.size || r.encoding.is_some()) && intact;
             format!(
-                "{{\"ok\":{ok},\"seconds\":{secs:.4},\"status\":{},\"body\":{},\"size\":{}{}}}",
+                "{{\"ok\":{ok},\"seconds\":{secs:.4},\"status\":{},\"encoded\":{},\"body\":{},\"size\":{}{}}}",
                 r.status,
+                r.encoding.is_some(),
                 r.body,
                 o.size,
                 if ok {
                     String::new()
                 } else {
-                    format!(",\"error\":\"status {} body {} intact {intact} encoding {:?}\"", r.status, r.body, r.encoding)
+                    format!(",\"error\":\"{}\"", esc(&format!("status {} body {} intact {intact} encoding {:?}", r.status, r.body, r.encoding)))
                 }
             )
         }
