@@ -1195,7 +1195,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short run: 50 sequential requests, 4 s of 32 clients, 4 MiB transfers")
     ap.add_argument("--pairs", help="comma-separated pair names from pairs.json (default: all)")
     ap.add_argument("--pairs-file", help="default: benches/pairs.json (benches/pairs-websocket.json with "
-                    "--scenario websocket)")
+                    "--scenario websocket, benches/pairs-compression.json with --scenario compression)")
     ap.add_argument("--scenario", choices=("http", "websocket", "compression"), default="http",
                     help="http: the request/transfer figures (default); websocket: the WebSocket echo round trip "
                     "(issue 14) on rtt50 and rtt50-loss2; compression: link bytes with body compression (issue 15) "
