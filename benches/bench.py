@@ -374,6 +374,8 @@ def render(template, values):
 
     def sub(m):
         k = m.group(1)
+        if k == "extra" and k not in values:  # optional: a pair's extra lines, none by default
+            return ""
         if k not in values:
             raise BenchError(f"{template}: unknown placeholder {{{{{k}}}}}")
         return str(values[k])
@@ -430,7 +432,8 @@ class Pair:
         for side, tmpl in (("client", tc), ("server", ts)):
             sd = os.path.join(d, side)
             os.makedirs(sd, exist_ok=True)
-            text = render(tmpl, self.values(link, pki, sd, args))
+            # `server_extra`/`client_extra` (pairs-compression.json): lines for the template's {{extra}}.
+            text = render(tmpl, dict(self.values(link, pki, sd, args), extra=self.spec.get(f"{side}_extra", "")))
             if self.kind == "ptproxy":
                 cfg = json.loads(text)
                 deep_merge(cfg.setdefault("transport", {}), self.spec.get("transport", {}))
@@ -1192,10 +1195,11 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short run: 50 sequential requests, 4 s of 32 clients, 4 MiB transfers")
     ap.add_argument("--pairs", help="comma-separated pair names from pairs.json (default: all)")
     ap.add_argument("--pairs-file", help="default: benches/pairs.json (benches/pairs-websocket.json with "
-                    "--scenario websocket)")
-    ap.add_argument("--scenario", choices=("http", "websocket"), default="http",
+                    "--scenario websocket, benches/pairs-compression.json with --scenario compression)")
+    ap.add_argument("--scenario", choices=("http", "websocket", "compression"), default="http",
                     help="http: the request/transfer figures (default); websocket: the WebSocket echo round trip "
-                    "(issue 14) on rtt50 and rtt50-loss2")
+                    "(issue 14) on rtt50 and rtt50-loss2; compression: link bytes with body compression (issue 15) "
+                    "on rtt50")
     ap.add_argument("--ws-sockets", type=int, default=32, help="WebSockets open at once (websocket scenario)")
     ap.add_argument("--ws-seconds", type=float, help="echo loop duration per pair and link (10; quick 4)")
     ap.add_argument("--ws-size", type=int, default=64, help="message size, bytes (48-125)")
@@ -1219,6 +1223,11 @@ def main():
                     help="link emulator: netem where the kernel has it (auto), else the TUN relay")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--command", default=None, help=argparse.SUPPRESS)
+    # The compression scenario lives in compression.py, which imports this module as `bench`:
+    # the same module object, so that its Stop and BenchError are the ones caught here.
+    sys.modules.setdefault("bench", sys.modules[__name__])
+    import compression
+    compression.add_args(ap)
     args = ap.parse_args(env_argv(ap) + sys.argv[1:])
     q = args.quick
     args.seq_n = args.seq_n or (50 if q else 200)
@@ -1228,7 +1237,10 @@ def main():
     args.budget = args.budget or (1200 if q else 3000)
     args.ws_seconds = args.ws_seconds or (4 if q else 10)
     ws = args.scenario == "websocket"
-    args.pairs_file = args.pairs_file or os.path.join(HERE, "pairs-websocket.json" if ws else "pairs.json")
+    comp = args.scenario == "compression"
+    compression.defaults(args)
+    args.pairs_file = args.pairs_file or os.path.join(
+        HERE, "pairs-websocket.json" if ws else "pairs-compression.json" if comp else "pairs.json")
     try:
         with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
             avail = f.read().split()
@@ -1259,7 +1271,7 @@ def main():
     if args.link:
         links = [parse_link(s) for s in args.link]
     else:
-        links = (default_ws_links if ws else default_links)(args.rtt)
+        links = (default_ws_links if ws else compression.default_links if comp else default_links)(args.rtt)
         if args.links:
             want = args.links.split(",")
             known = [l.name for l in links]
@@ -1268,7 +1280,7 @@ def main():
                 raise BenchError(f"--links: none of {want} among {known}")
 
     started = datetime.datetime.now()
-    stamp = ("websocket-" if ws else "") + started.strftime("%Y%m%d-%H%M%S")
+    stamp = ("websocket-" if ws else "compression-" if comp else "") + started.strftime("%Y%m%d-%H%M%S")
     run_dir = os.path.join(args.out, "runs", stamp)
     os.makedirs(run_dir, exist_ok=True)
     state = os.environ.get("PTB_STATE_DIR") or run_dir  # run.sh's trap reads it to clean up
@@ -1326,14 +1338,15 @@ def main():
                     d = os.path.join(run_dir, link.name, pair.name)
                     t0 = time.monotonic()
                     try:
-                        res = (measure_ws if ws else measure)(pair, link, relay, procs, pki, d, args, deadline_at)
+                        res = (measure_ws if ws else compression.measure if comp else measure)(
+                            pair, link, relay, procs, pki, d, args, deadline_at)
                     except BenchError as e:
                         res = {"pair": pair.name, "link": link.name, "skipped": str(e)}
                     finally:
                         pair.stop(procs)
                     results[(pair.name, link.name)] = res
                     log(f"{link.name}: {pair.name} done in {time.monotonic() - t0:.0f} s: "
-                        + (ws_summary(res) if ws else http_summary(res)))
+                        + (ws_summary if ws else compression.summary if comp else http_summary)(res))
             finally:
                 relay.close()
         procs.stop(upstream)
@@ -1348,7 +1361,7 @@ def main():
                 f.write(restore_allowed_cc)
 
     meta["elapsed_s"] = time.monotonic() - t_start
-    md = (ws_report if ws else report)(results, pairs, links, args, meta)
+    md = (ws_report if ws else compression.report if comp else report)(results, pairs, links, args, meta)
     os.makedirs(args.out, exist_ok=True)
     md_path = os.path.join(args.out, f"{stamp}.md")
     with open(md_path, "w") as f:

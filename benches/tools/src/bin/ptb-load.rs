@@ -10,6 +10,22 @@
 //!   ptb-load get  --addr A --size BYTES         one GET /bytes/BYTES, timed to the last byte
 //!   ptb-load post --addr A --size BYTES         one POST /sink with a BYTES body, timed to the
 //!                                               end of the response
+//!   ptb-load json --addr A --n N [--clients C] [--req-size B] [--resp-size B] [--save-dir D]
+//!                                               link compression (issue 15): C keep-alive
+//!                                               clients (1: one at a time) each POST N JSON
+//!                                               bodies of B bytes (application/json, with
+//!                                               X-Body-Fnv: the upstream checks it) to
+//!                                               /json/RESP and get RESP bytes of JSON back,
+//!                                               checked against the upstream's X-Body-Fnv; a
+//!                                               content-encoded (gzip) response is counted, and
+//!                                               the first one saved to D for bench.py to check
+//!   ptb-load get|post ... --random              GET /random/BYTES (checked against its
+//!                                               X-Body-Fnv) / POST random bytes as text/plain
+//!                                               with X-Body-Fnv (checked by the upstream)
+//!   ptb-load get|post ... --json [--save-dir D] the same with JSON: GET /json/BYTES (with
+//!                                               Accept-Encoding: gzip; a gzip response is saved
+//!                                               to D for bench.py to check), POST BYTES of JSON
+//!                                               as application/json
 //!   ptb-load wait --addr A                      retries a TCP connect until it succeeds
 //!                                               (readiness probe; no request is sent)
 //! Common: --host NAME (Host field, default "bench"), --timeout S (idle timeout of each socket
@@ -19,6 +35,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+
+use ptb_tools::body;
 
 static FILL: [u8; 65536] = [b'y'; 65536];
 
@@ -32,6 +50,12 @@ struct Opts {
     size: u64,
     timeout: Duration,
     deadline: Duration,
+    /// A generated, checked body (--random or --json).
+    random: bool,
+    json: bool,
+    req_size: usize,
+    resp_size: usize,
+    save_dir: Option<String>,
 }
 
 struct Client {
@@ -41,11 +65,17 @@ struct Client {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// The response body's bytes, kept while a caller checks them (None: discarded).
+    collect: Option<Vec<u8>>,
 }
 
 struct Resp {
     status: u16,
     body: u64,
+    /// `X-Body-Fnv` of the response (the upstream's checksum of what it sent), if any.
+    fnv: Option<u64>,
+    /// `Content-Encoding` other than identity, if any.
+    encoding: Option<String>,
 }
 
 fn err(msg: &str) -> io::Error {
@@ -54,7 +84,7 @@ fn err(msg: &str) -> io::Error {
 
 impl Client {
     fn new(addr: SocketAddr, timeout: Duration) -> Client {
-        Client { addr, timeout, s: None, buf: vec![0u8; 65536], start: 0, end: 0 }
+        Client { addr, timeout, s: None, buf: vec![0u8; 65536], start: 0, end: 0, collect: None }
     }
 
     fn connect(&mut self) -> io::Result<()> {
@@ -110,6 +140,9 @@ impl Client {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             let take = ((self.end - self.start) as u64).min(n) as usize;
+            if let Some(c) = self.collect.as_mut() {
+                c.extend_from_slice(&self.buf[self.start..self.start + take]);
+            }
             self.start += take;
             n -= take as u64;
         }
@@ -121,6 +154,26 @@ impl Client {
         if self.s.is_none() {
             self.connect()?;
         }
+        self.send(head, body_len)?;
+        self.read_response()
+    }
+
+    /// Sends a request head and the given body bytes, and reads the whole response.
+    fn roundtrip_body(&mut self, head: &[u8], body: &[u8]) -> io::Result<Resp> {
+        if self.s.is_none() {
+            self.connect()?;
+        }
+        let s = self.s.as_mut().ok_or_else(|| err("not connected"))?;
+        if body.len() <= 16384 {
+            s.write_all(&[head, body].concat())?;
+        } else {
+            s.write_all(head)?;
+            s.write_all(body)?;
+        }
+        self.read_response()
+    }
+
+    fn send(&mut self, head: &[u8], body_len: u64) -> io::Result<()> {
         {
             let s = self.s.as_mut().unwrap();
             if body_len <= 16384 {
@@ -137,6 +190,13 @@ impl Client {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn read_response(&mut self) -> io::Result<Resp> {
+        if let Some(c) = self.collect.as_mut() {
+            c.clear();
+        }
         loop {
             // status line + fields
             let status_line = self.line()?;
@@ -147,6 +207,8 @@ impl Client {
             let mut clen: Option<u64> = None;
             let mut chunked = false;
             let mut close = version != "HTTP/1.1";
+            let mut fnv = None;
+            let mut encoding = None;
             loop {
                 let l = self.line()?;
                 if l.is_empty() {
@@ -159,6 +221,8 @@ impl Client {
                     match k.as_str() {
                         "content-length" => clen = v.parse().ok(),
                         "transfer-encoding" => chunked = v.contains("chunked"),
+                        "x-body-fnv" => fnv = u64::from_str_radix(&v, 16).ok(),
+                        "content-encoding" if v != "identity" => encoding = Some(v),
                         "connection" => {
                             if v.contains("close") {
                                 close = true
@@ -198,11 +262,14 @@ impl Client {
                 n
             } else {
                 // close-delimited
-                let mut total = (self.end - self.start) as u64;
-                self.start = self.end;
-                while self.fill()? > 0 {
-                    total += (self.end - self.start) as u64;
-                    self.start = self.end;
+                let mut total = 0u64;
+                loop {
+                    let take = self.end - self.start;
+                    self.skip(take as u64)?;
+                    total += take as u64;
+                    if self.fill()? == 0 {
+                        break;
+                    }
                 }
                 close = true;
                 total
@@ -210,7 +277,7 @@ impl Client {
             if close {
                 self.close();
             }
-            return Ok(Resp { status, body });
+            return Ok(Resp { status, body, fnv, encoding });
         }
     }
 }
@@ -253,12 +320,19 @@ fn main() {
         size: 10 * 1024 * 1024,
         timeout: Duration::from_secs(10),
         deadline: Duration::from_secs(120),
+        random: false,
+        json: false,
+        req_size: 2048,
+        resp_size: 20480,
+        save_dir: None,
     };
     let mut i = 1;
     while i < args.len() {
         let a = args[i].as_str();
-        if a == "--new-conn" {
-            o.new_conn = true;
+        if a == "--new-conn" || a == "--random" || a == "--json" {
+            o.new_conn |= a == "--new-conn";
+            o.random |= a == "--random" || a == "--json";
+            o.json |= a == "--json";
             i += 1;
             continue;
         }
@@ -283,6 +357,9 @@ fn main() {
             "--size" => o.size = num(&v) as u64,
             "--timeout" => o.timeout = Duration::from_secs_f64(num(&v)),
             "--deadline" => o.deadline = Duration::from_secs_f64(num(&v)),
+            "--req-size" => o.req_size = num(&v) as usize,
+            "--resp-size" => o.resp_size = num(&v) as usize,
+            "--save-dir" => o.save_dir = Some(v),
             _ => {
                 eprintln!("ptb-load: unknown argument {a}");
                 std::process::exit(2)
@@ -297,6 +374,7 @@ fn main() {
         "get" => bulk(&o, false),
         "post" => bulk(&o, true),
         "wait" => wait(&o),
+        "json" => json_mix(&o),
         _ => {
             eprintln!("ptb-load: unknown mode {mode}");
             std::process::exit(2)
@@ -433,7 +511,26 @@ fn conc(o: &Opts) -> String {
 
 fn bulk(o: &Opts, post: bool) -> String {
     let mut c = Client::new(o.addr, o.timeout);
-    let head = if post {
+    // Generated bodies (--random, --json) are checked: by the upstream on the way up, here on
+    // the way down.
+    let (route, ctype) = if o.json { ("json", "application/json") } else { ("random", "text/plain") };
+    let upload = (o.random && post).then(|| {
+        if o.json {
+            body::json_body(o.size as usize, 1)
+        } else {
+            body::random_body(o.size as usize, 1)
+        }
+    });
+    let head = if let Some(b) = upload.as_ref() {
+        format!(
+            "POST /sink HTTP/1.1\r\nHost: {}\r\nUser-Agent: ptb-load\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nX-Body-Fnv: {:016x}\r\n\r\n",
+            o.host, o.size, body::fnv1a64(b)
+        )
+    } else if o.random {
+        c.collect = Some(Vec::new());
+        let gzip = if o.json { "Accept-Encoding: gzip\r\n" } else { "" };
+        format!("GET /{route}/{}?seed=1 HTTP/1.1\r\nHost: {}\r\nUser-Agent: ptb-load\r\n{gzip}\r\n", o.size, o.host)
+    } else if post {
         format!(
             "POST /sink HTTP/1.1\r\nHost: {}\r\nUser-Agent: ptb-load\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
             o.host, o.size
@@ -462,18 +559,36 @@ fn bulk(o: &Opts, post: bool) -> String {
         }
     });
     let t0 = Instant::now();
-    let r = c.roundtrip(head.as_bytes(), if post { o.size } else { 0 });
+    let r = match (post, upload.as_ref()) {
+        (true, Some(b)) => c.roundtrip_body(head.as_bytes(), b),
+        _ => c.roundtrip(head.as_bytes(), if post { o.size } else { 0 }),
+    };
     let secs = t0.elapsed().as_secs_f64();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
+    // A generated download is checked byte for byte against what the upstream says it sent; a
+    // gzip one is saved as <fnv>-<size>.gz for bench.py to decompress and check.
+    let intact = match (&r, c.collect.as_ref()) {
+        (Ok(r), Some(got)) if r.encoding.is_some() => match o.save_dir.as_deref() {
+            Some(dir) => r.fnv.is_some_and(|f| std::fs::write(format!("{dir}/{f:016x}-{}.gz", o.size), got).is_ok()),
+            None => false,
+        },
+        (Ok(r), Some(got)) => r.fnv == Some(body::fnv1a64(got)),
+        _ => true,
+    };
     match r {
         Ok(r) => {
-            let ok = r.status == 200 && (post || r.body == o.size);
+            let ok = r.status == 200 && (post || r.body == o.size || r.encoding.is_some()) && intact;
             format!(
-                "{{\"ok\":{ok},\"seconds\":{secs:.4},\"status\":{},\"body\":{},\"size\":{}{}}}",
+                "{{\"ok\":{ok},\"seconds\":{secs:.4},\"status\":{},\"encoded\":{},\"body\":{},\"size\":{}{}}}",
                 r.status,
+                r.encoding.is_some(),
                 r.body,
                 o.size,
-                if ok { String::new() } else { format!(",\"error\":\"status {} body {}\"", r.status, r.body) }
+                if ok {
+                    String::new()
+                } else {
+                    format!(",\"error\":\"{}\"", esc(&format!("status {} body {} intact {intact} encoding {:?}", r.status, r.body, r.encoding)))
+                }
             )
         }
         Err(e) => format!("{{\"ok\":false,\"seconds\":{secs:.4},\"error\":\"{}\"}}", esc(&e.to_string())),
@@ -491,4 +606,117 @@ fn wait(o: &Opts) -> String {
         std::thread::sleep(Duration::from_millis(5));
     }
     format!("{{\"ok\":false,\"ms\":{:.3},\"tries\":{tries}}}", ms(start.elapsed()))
+}
+
+/// What one JSON-mix client saw.
+#[derive(Default)]
+struct MixTally {
+    lat: Vec<f64>,
+    errors: usize,
+    mismatches: usize,
+    encoded: usize,
+    encoded_bytes: u64,
+    last_err: String,
+}
+
+/// The JSON API mix: `clients` keep-alive clients, each `n` requests: POST `req_size` bytes of
+/// JSON, get `resp_size` bytes of JSON back. Both bodies are checked (see the header comment).
+fn json_mix(o: &Opts) -> String {
+    let clients = o.clients.max(1);
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let mut hs = Vec::new();
+    for ci in 0..clients {
+        let b = barrier.clone();
+        let (addr, timeout, deadline, n) = (o.addr, o.timeout, o.deadline, o.n);
+        let (host, req_size, resp_size, save) = (o.host.clone(), o.req_size, o.resp_size, o.save_dir.clone());
+        hs.push(std::thread::spawn(move || {
+            let mut c = Client::new(addr, timeout);
+            let mut t = MixTally::default();
+            if let Err(e) = c.connect() {
+                t.last_err = format!("connect: {e}");
+            }
+            c.collect = Some(Vec::new());
+            b.wait();
+            let start = Instant::now();
+            for i in 0..n {
+                if start.elapsed() > deadline {
+                    t.last_err = "deadline".into();
+                    break;
+                }
+                let seed = (ci * 1_000_000 + i + 1) as u64;
+                mix_one(&mut c, &mut t, seed, &host, req_size, resp_size, save.as_deref());
+            }
+            t
+        }));
+    }
+    barrier.wait();
+    let start = Instant::now();
+    let mut all = MixTally::default();
+    for h in hs {
+        if let Ok(t) = h.join() {
+            all.lat.extend(t.lat);
+            all.errors += t.errors;
+            all.mismatches += t.mismatches;
+            all.encoded += t.encoded;
+            all.encoded_bytes += t.encoded_bytes;
+            if !t.last_err.is_empty() {
+                all.last_err = t.last_err;
+            }
+        }
+    }
+    format!(
+        "{{\"ok\":{},\"errors\":{},\"mismatches\":{},\"encoded\":{},\"encoded_bytes\":{},\"req_size\":{},\"resp_size\":{},\"last_error\":\"{}\",\"elapsed_s\":{:.3},\"clients\":{clients},\"lat_ms\":{}}}",
+        all.lat.len(),
+        all.errors,
+        all.mismatches,
+        all.encoded,
+        all.encoded_bytes,
+        o.req_size,
+        o.resp_size,
+        esc(&all.last_err),
+        start.elapsed().as_secs_f64(),
+        lat_json(&all.lat)
+    )
+}
+
+/// One request of the JSON mix, checked: the upstream checks the request body (422 if it
+/// differs), this checks the plain response against the JSON it must be; a content-encoded
+/// response is counted and, the first time, saved as `<fnv>-<size>.gz` for bench.py to check.
+fn mix_one(c: &mut Client, t: &mut MixTally, seed: u64, host: &str, req_size: usize, resp_size: usize, save: Option<&str>) {
+    let req = body::json_body(req_size, seed);
+    let head = format!(
+        "POST /json/{resp_size}?seed={seed} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ptb-load\r\nAccept: application/json\r\n\
+         Accept-Encoding: gzip\r\nContent-Type: application/json\r\nContent-Length: {req_size}\r\nX-Body-Fnv: {:016x}\r\n\r\n",
+        body::fnv1a64(&req)
+    );
+    let t0 = Instant::now();
+    match c.roundtrip_body(head.as_bytes(), &req) {
+        Ok(r) if r.status == 200 => {
+            let d = ms(t0.elapsed());
+            let got = c.collect.as_deref().unwrap_or_default();
+            let want = body::fnv1a64(&body::json_body(resp_size, seed));
+            if r.encoding.is_some() {
+                t.encoded += 1;
+                t.encoded_bytes += got.len() as u64;
+                if let (Some(dir), 1) = (save, t.encoded) {
+                    let _ = std::fs::write(format!("{dir}/{want:016x}-{resp_size}.gz"), got);
+                }
+                t.lat.push(d);
+            } else if got.len() == resp_size && body::fnv1a64(got) == want {
+                t.lat.push(d);
+            } else {
+                t.mismatches += 1;
+                t.last_err = format!("response body differs (seed {seed}, {} bytes)", got.len());
+            }
+        }
+        Ok(r) => {
+            t.errors += 1;
+            t.last_err = format!("status {} (seed {seed})", r.status);
+        }
+        Err(e) => {
+            t.errors += 1;
+            t.last_err = e.to_string();
+            c.close();
+        }
+    }
 }

@@ -8,6 +8,14 @@
 //!                      -> 101 with the RFC 6455 accept, then a WebSocket echo: each frame's
 //!                         payload comes back unmasked with the same opcode and FIN bit (a
 //!                         ping gets a pong, a close gets a close and ends the connection)
+//!   GET|POST /json/N?seed=S
+//!                      -> 200, exactly N bytes of JSON (`application/json`, an array of
+//!                         records with varied values, deterministic by S)
+//!   GET  /random/N?seed=S
+//!                      -> 200, N random (incompressible) bytes labelled `text/plain`, so that
+//!                         a compressing proxy tries them
+//!   Bodies sent carry `X-Body-Fnv` (FNV-1a 64, hex) of their bytes; a request body sent with
+//!   `X-Body-Fnv` is checked against it (any path): a mismatch is answered 422.
 //!   anything else      -> 404, short body
 //!
 //! Usage: ptb-upstream LISTEN_ADDR [LISTEN_ADDR...]
@@ -16,7 +24,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-use ptb_tools::ws;
+use ptb_tools::{body, ws};
 
 static FILL: [u8; 65536] = [b'x'; 65536];
 
@@ -59,6 +67,8 @@ struct Conn {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Running FNV-1a 64 of the body bytes skipped, while a request body is checked.
+    hash: Option<u64>,
 }
 
 impl Conn {
@@ -101,6 +111,12 @@ impl Conn {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             let take = ((self.end - self.start) as u64).min(n) as usize;
+            if let Some(h) = self.hash.as_mut() {
+                for &b in &self.buf[self.start..self.start + take] {
+                    *h ^= b as u64;
+                    *h = h.wrapping_mul(0x0000_0100_0000_01b3);
+                }
+            }
             self.start += take;
             n -= take as u64;
         }
@@ -152,7 +168,7 @@ fn serve(s: TcpStream) -> io::Result<()> {
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(300)))?;
     s.set_write_timeout(Some(Duration::from_secs(300)))?;
-    let mut c = Conn { s, buf: vec![0u8; 65536], start: 0, end: 0 };
+    let mut c = Conn { s, buf: vec![0u8; 65536], start: 0, end: 0, hash: None };
     loop {
         let head = match c.read_head()? {
             Some(h) => h,
@@ -170,6 +186,7 @@ fn serve(s: TcpStream) -> io::Result<()> {
         let mut chunked = false;
         let mut upgrade_ws = false;
         let mut ws_key: Option<String> = None;
+        let mut body_fnv: Option<u64> = None;
         for l in lines {
             if let Some((k, v)) = l.split_once(':') {
                 let k = k.trim().to_ascii_lowercase();
@@ -179,6 +196,7 @@ fn serve(s: TcpStream) -> io::Result<()> {
                     "transfer-encoding" => chunked = v.to_ascii_lowercase().contains("chunked"),
                     "upgrade" => upgrade_ws = v.eq_ignore_ascii_case("websocket"),
                     "sec-websocket-key" => ws_key = Some(v.to_string()),
+                    "x-body-fnv" => body_fnv = u64::from_str_radix(v, 16).ok(),
                     "connection" => {
                         let v = v.to_ascii_lowercase();
                         if v.contains("close") {
@@ -194,6 +212,7 @@ fn serve(s: TcpStream) -> io::Result<()> {
         if method == "GET" && upgrade_ws {
             return websocket_echo(c, ws_key.as_deref());
         }
+        c.hash = body_fnv.map(|_| body::fnv1a64(b""));
         let received = if chunked {
             c.skip_chunked()?
         } else if let Some(n) = clen {
@@ -202,8 +221,17 @@ fn serve(s: TcpStream) -> io::Result<()> {
         } else {
             0
         };
+        let request_body_ok = body_fnv == c.hash.take() || body_fnv.is_none();
         let conn_hdr = if close { "Connection: close\r\n" } else { "" };
-        let (status, body_len, small_body): (&str, u64, Option<Vec<u8>>) = if method == "GET" && path == "/small" {
+        let (mut ctype, mut fnv_hdr) = ("application/octet-stream", String::new());
+        let (status, body_len, small_body): (&str, u64, Option<Vec<u8>>) = if !request_body_ok {
+            ("422 Unprocessable Entity", 18, Some(b"checksum mismatch\n".to_vec()))
+        } else if let Some((kind, n, seed)) = generated(&method, &path) {
+            let b = if kind == "json" { body::json_body(n, seed) } else { body::random_body(n, seed) };
+            ctype = if kind == "json" { "application/json" } else { "text/plain" };
+            fnv_hdr = format!("X-Body-Fnv: {:016x}\r\n", body::fnv1a64(&b));
+            ("200 OK", b.len() as u64, Some(b))
+        } else if method == "GET" && path == "/small" {
             ("200 OK", 100, Some(FILL[..100].to_vec()))
         } else if method == "GET" && path.starts_with("/bytes/") {
             match path["/bytes/".len()..].parse::<u64>() {
@@ -217,7 +245,7 @@ fn serve(s: TcpStream) -> io::Result<()> {
             ("404 Not Found", 10, Some(b"not found\n".to_vec()))
         };
         let mut out = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {body_len}\r\n{conn_hdr}\r\n"
+            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {body_len}\r\n{fnv_hdr}{conn_hdr}\r\n"
         )
         .into_bytes();
         if method == "HEAD" {
@@ -240,10 +268,27 @@ fn serve(s: TcpStream) -> io::Result<()> {
     }
 }
 
+/// `GET|POST /json/N?seed=S` and `GET /random/N?seed=S`: (kind, N, S).
+fn generated(method: &str, path: &str) -> Option<(&'static str, usize, u64)> {
+    let (route, query) = path.split_once('?').unwrap_or((path, ""));
+    let seed = query.strip_prefix("seed=").and_then(|v| v.parse().ok()).unwrap_or(1);
+    if let Some(n) = route.strip_prefix("/json/") {
+        if method == "GET" || method == "POST" {
+            return n.parse().ok().filter(|&n| n <= 1 << 30).map(|n| ("json", n, seed));
+        }
+    }
+    if let Some(n) = route.strip_prefix("/random/") {
+        if method == "GET" {
+            return n.parse().ok().filter(|&n| n <= 1 << 30).map(|n| ("random", n, seed));
+        }
+    }
+    None
+}
+
 /// Answers the upgrade (101 with the accept, or 400 without a key) and echoes frames until the
 /// peer closes. Frames are read through whatever the head's buffer already holds.
 fn websocket_echo(c: Conn, key: Option<&str>) -> io::Result<()> {
-    let Conn { mut s, buf, start, end } = c;
+    let Conn { mut s, buf, start, end, .. } = c;
     let Some(key) = key else {
         return s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     };
