@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use mio::Registry;
 
-use super::upstream::{Pool, TargetId, UpState, Upstream};
+use super::targets::TargetId;
+use super::upstream::{Pool, UpState, Upstream};
 use crate::bridge::tcp::TcpConn;
 use crate::config::HealthCheck;
 

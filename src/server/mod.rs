@@ -30,6 +30,7 @@ mod pool_port;
 pub mod requests;
 mod routing;
 mod streams;
+mod targets;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -8,14 +8,14 @@
 //! service's `upstream.idle_timeout_ms`; at most its `upstream.max_idle` are kept.
 //!
 //! A service's CONNECT destinations (`connect_to`) are targets of their own, kept apart from
-//! the services ([`TargetId::Destination`]): their names are resolved ahead of use like the
-//! upstreams', their connections are always new and never pooled.
+//! the services ([`TargetId::Destination`], see `targets`): their names are resolved ahead of
+//! use like the upstreams', their connections are always new and never pooled.
 //!
-//! Which address a new connection goes to is the service's [`Endpoints`]' decision: its
-//! names resolved off the reactor thread ([`crate::resolver`]), balanced across the healthy
-//! addresses, an address whose connect fails taken out for a while. A connect that fails (or
-//! times out) moves on to another healthy address within the same request, before anything
-//! was sent.
+//! Which address a new connection goes to is the target's [`super::endpoints::Endpoints`]'
+//! decision: its names resolved off the reactor thread ([`crate::resolver`]), balanced across
+//! the healthy addresses, an address whose connect fails taken out for a while. A connect that
+//! fails (or times out) moves on to another healthy address within the same request, before
+//! anything was sent.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,10 +24,10 @@ use std::time::Instant;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 
-use super::endpoints::Endpoints;
 use super::health::Probe;
+use super::targets::{Target, TargetId};
 use crate::bridge::tcp::TcpConn;
-use crate::config::{HealthCheck, ServiceConfig, Services};
+use crate::config::Services;
 use crate::reactor::CONN_BASE;
 use crate::resolve::HostPort;
 
@@ -59,14 +59,6 @@ pub struct Upstream {
     pub(super) target: TargetId,
 }
 
-/// Whose connection an [`Upstream`] is: a service's (its number in [`Services::list`]) or
-/// a CONNECT destination's (its place in [`Pool`]'s destinations, which never moves).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetId {
-    Service(usize),
-    Destination(usize),
-}
-
 impl Upstream {
     /// A health check's connection to `address` of service `target`.
     pub(super) fn probe(
@@ -87,53 +79,12 @@ impl Upstream {
     }
 }
 
-/// One service's upstream: its addresses and its idle connections.
-pub struct Target {
-    pub(super) endpoints: Endpoints,
-    /// Active checks, and when the next round starts.
-    pub(super) health_check: Option<HealthCheck>,
-    pub(super) next_probe: Option<Instant>,
-    max_idle: usize,
-    idle_timeout: std::time::Duration,
-    /// Idle connection keys, most recently used last.
-    idle: Vec<usize>,
-}
-
-impl Target {
-    fn new(s: &ServiceConfig) -> Self {
-        Target {
-            endpoints: Endpoints::new(&s.name, &s.upstream.addresses, s.upstream.balance),
-            health_check: s.upstream.health_check.clone(),
-            next_probe: None,
-            max_idle: s.upstream.max_idle,
-            idle_timeout: s.upstream.idle_timeout,
-            idle: Vec::new(),
-        }
-    }
-
-    /// A CONNECT destination: its name, no checks, nothing kept idle.
-    fn destination(name: &HostPort) -> Self {
-        Target {
-            endpoints: Endpoints::new(
-                "connect_to",
-                std::slice::from_ref(name),
-                crate::config::Balance::RoundRobin,
-            ),
-            health_check: None,
-            next_probe: None,
-            max_idle: 0,
-            idle_timeout: std::time::Duration::ZERO,
-            idle: Vec::new(),
-        }
-    }
-}
-
 pub struct Pool {
     /// One per service, in the order of [`Services::list`].
     pub(super) targets: Vec<Target>,
     /// Every CONNECT destination any configuration named, each with its name (append-only:
     /// a [`TargetId::Destination`] stays valid across reloads).
-    destinations: Vec<(HostPort, Target)>,
+    pub(super) destinations: Vec<(HostPort, Target)>,
     /// Health-check connections open now.
     pub(super) probes_in_flight: usize,
     pub conns: Slab<Upstream>,
@@ -150,21 +101,6 @@ impl Pool {
         };
         pool.add_destinations(services);
         pool
-    }
-
-    /// Takes every CONNECT destination `services` name that is new (its name resolved from
-    /// now on, ahead of the first CONNECT).
-    fn add_destinations(&mut self, services: &Services) {
-        for name in services.list.iter().flat_map(|s| s.connect_to.iter()) {
-            if self.destination_index(name).is_none() {
-                self.destinations
-                    .push((name.clone(), Target::destination(name)));
-            }
-        }
-    }
-
-    fn destination_index(&self, name: &HostPort) -> Option<usize> {
-        self.destinations.iter().position(|(n, _)| n == name)
     }
 
     /// New limits and idle timeouts for the same services (a reload).
@@ -260,23 +196,6 @@ impl Pool {
             .collect()
     }
 
-    fn all_targets(&self) -> impl Iterator<Item = &Target> {
-        let destinations = self.destinations.iter().map(|(_, t)| t);
-        self.targets.iter().chain(destinations)
-    }
-
-    fn target_mut(&mut self, id: TargetId) -> Option<&mut Target> {
-        match id {
-            TargetId::Service(i) => self.targets.get_mut(i),
-            TargetId::Destination(i) => self.destinations.get_mut(i).map(|(_, t)| t),
-        }
-    }
-
-    fn target(&mut self, id: TargetId) -> io::Result<&mut Target> {
-        self.target_mut(id)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such service"))
-    }
-
     /// A connection of service `target` for a new exchange: the address is chosen first (by
     /// the service's balance, among the healthy ones), then an idle connection to it is
     /// reused, or a new one is connected.
@@ -318,29 +237,12 @@ impl Pool {
         self.connect_at(registry, owner, target, address, Vec::new())
     }
 
-    /// A new connection to CONNECT destination `name` (one a configuration allows) being
-    /// connected; it is never pooled.
-    pub fn connect_destination(
-        &mut self,
-        registry: &Registry,
-        owner: usize,
-        name: &HostPort,
-    ) -> io::Result<usize> {
-        let index = match self.destination_index(name) {
-            Some(i) => i,
-            None => {
-                self.destinations
-                    .push((name.clone(), Target::destination(name)));
-                self.destinations.len() - 1
-            }
-        };
-        let target = TargetId::Destination(index);
-        let address = self.choose(target, &[])?;
-        self.connect_at(registry, owner, target, address, Vec::new())
-    }
-
     /// The address `target`'s endpoints choose, not one of `tried`.
-    fn choose(&mut self, target: TargetId, tried: &[SocketAddr]) -> io::Result<SocketAddr> {
+    pub(super) fn choose(
+        &mut self,
+        target: TargetId,
+        tried: &[SocketAddr],
+    ) -> io::Result<SocketAddr> {
         self.target(target)?
             .endpoints
             .choose(Instant::now(), tried)
@@ -364,7 +266,7 @@ impl Pool {
 
     /// Starts a connect to `address` for `owner`; `tried` are the addresses its request tried
     /// before.
-    fn connect_at(
+    pub(super) fn connect_at(
         &mut self,
         registry: &Registry,
         owner: usize,
