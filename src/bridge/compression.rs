@@ -89,6 +89,7 @@ pub fn marked(fields: &[H3Header]) -> Vec<H3Header> {
 /// Which bodies are compressed (`http.compression`; the default compresses nothing).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
+    /// The default of the services (server) and routes (client) that do not say.
     pub enabled: bool,
     /// Bodies declaring fewer bytes go plain; an unknown length counts as large.
     pub min_bytes: u64,
@@ -99,6 +100,8 @@ pub struct Policy {
 impl Policy {
     /// Whether a body with these (HTTP/3, lowercase) fields is worth compressing: not
     /// content-encoded already, of a listed type, not declared shorter than `min_bytes`.
+    /// Whether its service or route compresses at all is the caller's question
+    /// (`services[].compression`, `routes[].compression`, defaulting to `enabled`).
     pub fn compresses(&self, fields: &[H3Header]) -> bool {
         let value = |name: &[u8]| {
             fields.iter().find(|f| f.name() == name).map(|f| {
@@ -115,7 +118,7 @@ impl Policy {
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n < self.min_bytes.max(1));
         let typed = value(b"content-type").is_some_and(|t| self.lists_type(&t));
-        self.enabled && !encoded && !short && typed
+        !encoded && !short && typed
     }
 
     /// Whether the media type of a Content-Type value (lowercase) is listed.

@@ -147,7 +147,10 @@ impl PeerLink {
             abandoned_early: false,
             server_name: peer.server_name.clone(),
             transport: cfg.transport.clone(),
-            announces_compression: cfg.http.compression.enabled,
+            announces_compression: cfg
+                .listener_rules
+                .iter()
+                .any(|r| r.any_compresses(cfg.http.compression.enabled)),
             state: State::Waiting {
                 until: Instant::now(),
             },

@@ -235,6 +235,8 @@ pub struct ServiceFile {
     pub allow: Option<Vec<AllowFile>>,
     /// Where a plain CONNECT through it may go (`HOST:PORT`, exact); absent = nowhere.
     pub connect_to: Option<Vec<String>>,
+    /// Link compression of its response bodies; absent = `http.compression.enabled`.
+    pub compression: Option<bool>,
 }
 
 /// One entry of a service's allow list.
@@ -269,6 +271,8 @@ pub struct RouteFile {
     /// The peers this route uses, in order (absent: the listener's, else every peer).
     pub peers: Option<Vec<String>>,
     pub policy: Option<String>,
+    /// Link compression of its request bodies; absent = `http.compression.enabled`.
+    pub compression: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

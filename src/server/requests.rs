@@ -301,10 +301,9 @@ fn with_ctx<U: Upstreams, T>(
 ) -> Option<T> {
     let config = env.cfg.services.get(service)?;
     let (upstream, name) = (&config.upstream, config.name.as_str());
-    let compression = pc
-        .session
-        .link_compression()
-        .then_some(&env.cfg.http.compression);
+    let policy = &env.cfg.http.compression;
+    let compression =
+        (pc.session.link_compression() && config.compresses(policy.enabled)).then_some(policy);
     let h3 = pc.session.h3.as_mut()?;
     let mut stream = H3Stream {
         h3,

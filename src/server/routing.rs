@@ -198,7 +198,8 @@ impl ServerProxy {
             now,
         );
         let mut session = Session::new(conn, self.cfg.transport.keepalive_interval, liveness, now);
-        session.announce_compression(self.cfg.http.compression.enabled);
+        let http = &self.cfg.http;
+        session.announce_compression(self.cfg.services.any_compresses(http.compression.enabled));
         let key = self.conns.insert(PeerConn::new(
             session,
             from,

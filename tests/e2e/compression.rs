@@ -439,3 +439,64 @@ fn a_corrupt_compressed_response_never_completes_at_the_caller() {
     let r = pair.get("/zstd/good");
     assert_eq!(r.status(), 200, "the session is still fine: {r}");
 }
+
+/// Per service (server, responses) and per route (client, requests): `compression: false` on
+/// a service keeps its responses plain while another service's go compressed over the same
+/// session, and a route with `compression: true` compresses request bodies although the
+/// client's `http.compression.enabled` is off (it still announces the setting).
+#[test]
+fn a_service_or_route_switch_overrides_the_default() {
+    let (squeezed, plain) = (Upstream::start(), Upstream::start());
+    let routed = format!("127.0.0.1:{}", crate::harness::free_tcp_port());
+    let (server_metrics, server_json) = metrics_addr();
+    let services = format!(
+        r#"[{{"name": "squeezed", "upstream": {{"address": "{}"}}}},
+            {{"name": "plain", "upstream": {{"address": "{}"}}, "compression": false}}]"#,
+        squeezed.addr(),
+        plain.addr()
+    );
+    let listeners = format!(
+        r#"[{{"address": "{routed}", "routes": [{{"host": "plain.example", "service": "plain"}},
+                                               {{"service": "squeezed", "compression": true}}]}}]"#
+    );
+    let pair = PairBuilder::new(squeezed.addr())
+        .name("compression_per_service")
+        .server("http.compression", ON)
+        .server("services", &services)
+        .client("listeners", &listeners)
+        .server("metrics.listen", &server_json)
+        .start();
+    let routed: std::net::SocketAddr = routed.parse().expect("address");
+    let link_bytes = |direction: &str| {
+        let series = format!("ptproxy_compressed_body_link_bytes_total{{direction=\"{direction}\"}}");
+        crate::harness::admin::metric(server_metrics, &series).unwrap_or(0.0)
+    };
+    let get = |host: &str| {
+        let mut c = crate::harness::HttpConn::connect(routed).expect("connect");
+        let r = c
+            .request("GET", "/text/200000", &[("Host", host)], None)
+            .expect("a response");
+        assert_eq!(r.status(), 200, "{host}: {r}");
+        assert!(r.body == text(200_000), "{host}: the body differs");
+    };
+    get("plain.example");
+    assert_eq!(link_bytes("sent"), 0.0, "the plain service's response went compressed");
+    get("squeezed.example");
+    let sent = link_bytes("sent");
+    assert!(sent > 0.0 && sent < 100_000.0, "the other service's did not: {sent}");
+
+    // The squeezed route compresses a request body: the server received it compressed.
+    let body = text(100_000);
+    let mut c = crate::harness::HttpConn::connect(routed).expect("connect");
+    let r = c
+        .request(
+            "POST",
+            "/echo_typed",
+            &[("Host", "squeezed.example"), ("Content-Type", "text/plain")],
+            Some(&body),
+        )
+        .expect("a response");
+    assert_eq!(r.status(), 200, "{r}");
+    assert!(r.body == body, "the echo differs");
+    assert!(link_bytes("received") > 0.0, "the request body did not come compressed");
+}

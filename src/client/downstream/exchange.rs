@@ -65,8 +65,10 @@ pub struct Exchange {
     pub(super) req_bytes: u64,
     pub(super) resp_bytes: u64,
     pub(super) status: u16,
-    /// A WebSocket upgrade carried as an extended CONNECT.
+    /// A WebSocket upgrade carried as an extended CONNECT, or a plain CONNECT.
     pub(super) tunnel: Option<Tunnel>,
+    /// Its route compresses request bodies on the link (`routes[].compression`).
+    compress: bool,
 }
 
 impl<T: DownstreamConn> Downstream<T> {
@@ -275,6 +277,7 @@ impl Exchange {
             resp_bytes: 0,
             status: 0,
             tunnel: prepared.tunnel.map(Tunnel::new),
+            compress: prepared.compress,
         };
         Ok((ex, interim))
     }
@@ -367,15 +370,16 @@ impl Exchange {
         }
     }
 
-    /// A compressor for the request body when the session negotiated link compression and
-    /// the policy takes the body (never a tunnel's).
+    /// A compressor for the request body when the session negotiated link compression, its
+    /// route compresses and the policy takes the body (never a tunnel's).
     fn request_compressor(
         &self,
         policy: &CompressionPolicy,
         negotiated: bool,
         fields: &[H3Header],
     ) -> Option<Compressor> {
-        if !negotiated || !self.has_body || self.tunnel.is_some() || !policy.compresses(fields) {
+        let wanted = self.compress && self.has_body && self.tunnel.is_none();
+        if !negotiated || !wanted || !policy.compresses(fields) {
             return None;
         }
         Compressor::new(compression::declared_length(fields))

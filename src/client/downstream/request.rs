@@ -29,6 +29,8 @@ pub struct Prepared {
     pub peers: Option<crate::config::PeerGroup>,
     /// A WebSocket upgrade (sent as an extended CONNECT) or a plain CONNECT.
     pub tunnel: Option<TunnelKind>,
+    /// Its route compresses request bodies on the link (when the session negotiated it).
+    pub compress: bool,
 }
 
 impl Prepared {
@@ -87,12 +89,14 @@ pub fn prepare(
     }
     let host = std::str::from_utf8(&authority).ok();
     let peers = finish_fields(&mut fields, req.version, peer, http, rules, host);
+    let default = http.compression.enabled;
     let prepared = Prepared {
         fields,
         framing,
         continue_now: false,
         peers,
         tunnel: websocket_key.map(|key| TunnelKind::WebSocket { key }),
+        compress: rules.map_or(default, |r| r.compresses(host, default)),
     };
     let continue_now = expects_continue && prepared.has_body() && req.version == Version::Http11;
     Ok(Prepared {
@@ -131,6 +135,7 @@ fn prepare_connect(
         continue_now: false,
         peers,
         tunnel: Some(TunnelKind::Connect),
+        compress: false,
     })
 }
 
@@ -369,6 +374,7 @@ mod tests {
                 host: Some("db.test".into()),
                 service: "db".into(),
                 peers: None,
+                compression: None,
             }],
             ..ListenerRules::default()
         };
@@ -491,11 +497,13 @@ mod tests {
                     host: Some("orders.example".into()),
                     service: "orders".into(),
                     peers: None,
+                    compression: Some(true),
                 },
                 Route {
                     host: None,
                     service: "billing".into(),
                     peers: None,
+                    compression: None,
                 },
             ],
             allow_sources: None,
@@ -519,9 +527,11 @@ mod tests {
             "d",
             Some(&rules),
         );
-        assert_eq!(
-            services(&routed.map_err(|a| a.details).expect("ok")),
-            ["orders"]
+        let routed = routed.map_err(|a| a.details).expect("ok");
+        assert_eq!(services(&routed), ["orders"]);
+        assert!(
+            routed.compress,
+            "the orders route compresses request bodies"
         );
         let other = [("Host", "x.example"), ("ptproxy-service", "admin")];
         let routed = prepare(
@@ -531,9 +541,11 @@ mod tests {
             "d",
             Some(&rules),
         );
-        assert_eq!(
-            services(&routed.map_err(|a| a.details).expect("ok")),
-            ["billing"]
+        let routed = routed.map_err(|a| a.details).expect("ok");
+        assert_eq!(services(&routed), ["billing"]);
+        assert!(
+            !routed.compress,
+            "billing follows http.compression.enabled (off)"
         );
         let unrouted = prepare(&req("/", &forged), peer, &http(NONE, None), "d", None);
         assert!(services(&unrouted.map_err(|a| a.details).expect("ok")).is_empty());
