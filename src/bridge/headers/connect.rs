@@ -98,10 +98,7 @@ pub fn connect_from_h1(head: &RequestHead) -> Vec<H3Header> {
         H3Header::new(b":method", b"CONNECT"),
         H3Header::new(b":authority", head.target.as_bytes()),
     ];
-    out.extend(super::end_to_end(
-        &head.headers,
-        &["host", super::SERVICE_FIELD],
-    ));
+    super::end_to_end(&head.headers, &["host", super::SERVICE_FIELD], &mut out);
     out
 }
 

@@ -44,27 +44,54 @@ fn connection_tokens(headers: &[Header]) -> Vec<String> {
         .collect()
 }
 
-/// The end-to-end fields of an HTTP/1.1 head, lowercased, minus hop-by-hop ones and `extra_drop`.
-/// `Content-Length` becomes one field with one value, where the first one stood.
-fn end_to_end(headers: &[Header], extra_drop: &[&str]) -> Vec<H3Header> {
+/// The end-to-end fields of an HTTP/1.1 head, lowercased, minus hop-by-hop ones and `extra_drop`,
+/// appended to `out`. `Content-Length` becomes one field with one value, where the first one stood.
+fn end_to_end(headers: &[Header], extra_drop: &[&str], out: &mut Vec<H3Header>) {
     let named = connection_tokens(headers);
     let mut length = single_content_length(headers);
-    headers
-        .iter()
-        .filter_map(|h| {
-            let lname = h.name.to_ascii_lowercase();
-            let drop = HOP_BY_HOP.contains(&lname.as_str())
-                || extra_drop.contains(&lname.as_str())
-                || named.contains(&lname);
-            if drop {
-                return None;
-            }
-            if lname == "content-length" {
-                return length.take();
-            }
-            Some(H3Header::new(lname.as_bytes(), &h.value))
-        })
-        .collect()
+    for h in headers {
+        // Names compared without case are what their lowercased forms compared with `==` were
+        // (the lists and the tokens are lowercase): no lowercased copy per field.
+        let is = |name: &&str| h.name.eq_ignore_ascii_case(name);
+        let drop = HOP_BY_HOP.iter().any(is)
+            || extra_drop.iter().any(is)
+            || named.iter().any(|t| h.name.eq_ignore_ascii_case(t));
+        if drop {
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            out.extend(length.take());
+            continue;
+        }
+        out.push(lowercased(&h.name, &h.value));
+    }
+}
+
+/// An HTTP/3 field with `name` lowercased: through a stack buffer for any usual name, so the
+/// field's own copy is the only allocation.
+fn lowercased(name: &str, value: &[u8]) -> H3Header {
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..name.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(name.as_bytes());
+            lower.make_ascii_lowercase();
+            H3Header::new(lower, value)
+        }
+        None => H3Header::new(name.to_ascii_lowercase().as_bytes(), value),
+    }
+}
+
+/// The decimal digits of `n`, written into `buf` (no `String` per status or length).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 /// The `content-length` field to send for HTTP/1.1 fields that may repeat it or list it
@@ -76,20 +103,22 @@ fn single_content_length(headers: &[Header]) -> Option<H3Header> {
     let length = body::declared_length(headers).ok()??;
     Some(H3Header::new(
         b"content-length",
-        length.to_string().as_bytes(),
+        decimal(length, &mut [0; 20]),
     ))
 }
 
 /// HTTP/1.1 request head -> HTTP/3 request fields. `authority` comes from the absolute-form
 /// target or the Host field (the caller validated their presence).
 pub fn request_to_h3(head: &RequestHead, authority: &[u8], path: &str) -> Vec<H3Header> {
-    let mut out = vec![
+    // Room for the pseudo-headers, the fields and what the client adds (forwarding, service).
+    let mut out = Vec::with_capacity(head.headers.len() + 8);
+    out.extend([
         H3Header::new(b":method", head.method.as_bytes()),
         H3Header::new(b":scheme", b"http"),
         H3Header::new(b":authority", authority),
         H3Header::new(b":path", path.as_bytes()),
-    ];
-    out.extend(end_to_end(&head.headers, &["host", SERVICE_FIELD]));
+    ]);
+    end_to_end(&head.headers, &["host", SERVICE_FIELD], &mut out);
     out
 }
 
@@ -119,11 +148,12 @@ pub fn method_and_path(list: &[H3Header]) -> (&[u8], &[u8]) {
 
 /// HTTP/1.1 response head -> HTTP/3 response fields.
 pub fn response_to_h3(head: &ResponseHead) -> Vec<H3Header> {
-    let mut out = vec![H3Header::new(
+    let mut out = Vec::with_capacity(head.headers.len() + 1);
+    out.push(H3Header::new(
         b":status",
-        head.status.to_string().as_bytes(),
-    )];
-    out.extend(end_to_end(&head.headers, &[]));
+        decimal(head.status.into(), &mut [0; 20]),
+    ));
+    end_to_end(&head.headers, &[], &mut out);
     out
 }
 
@@ -154,24 +184,33 @@ pub struct FieldError(pub &'static str);
 
 /// The pseudo-headers and regular fields of an HTTP/3 section, validated.
 struct Split<'a> {
-    pseudo: Vec<(&'a [u8], &'a [u8])>,
+    /// The section's leading pseudo-headers (a later one is refused), names with their `:`.
+    pseudo: &'a [H3Header],
     fields: Vec<Header>,
 }
 
-fn split(list: &[H3Header]) -> Result<Split<'_>, FieldError> {
-    let mut pseudo = Vec::new();
-    let mut fields = Vec::new();
-    for h in list {
+impl<'a> Split<'a> {
+    /// The pseudo-header names without their `:`.
+    fn pseudo_names(&self) -> impl Iterator<Item = &'a [u8]> {
+        self.pseudo.iter().map(|h| &h.name()[1..])
+    }
+}
+
+/// `spare` more fields fit in the result without growing it (the caller's own additions).
+fn split(list: &[H3Header], spare: usize) -> Result<Split<'_>, FieldError> {
+    let mut pseudo_count = 0;
+    let mut fields = Vec::with_capacity(list.len() + spare);
+    for (i, h) in list.iter().enumerate() {
         let (name, value) = (h.name(), h.value());
         check_value(value)?;
-        if let Some(rest) = name.strip_prefix(b":") {
+        if name.starts_with(b":") {
             if !fields.is_empty() {
                 return Err(FieldError("pseudo-header after regular field"));
             }
-            if pseudo.iter().any(|(n, _)| *n == rest) {
+            if list[..i].iter().any(|p| p.name() == name) {
                 return Err(FieldError("duplicated pseudo-header"));
             }
-            pseudo.push((rest, value));
+            pseudo_count = i + 1;
             continue;
         }
         let name = valid_name(name)?;
@@ -185,7 +224,10 @@ fn split(list: &[H3Header]) -> Result<Split<'_>, FieldError> {
             });
         }
     }
-    Ok(Split { pseudo, fields })
+    Ok(Split {
+        pseudo: &list[..pseudo_count],
+        fields,
+    })
 }
 
 /// A field value must not contain CR, LF, NUL or another control character but HTAB, nor
@@ -221,17 +263,16 @@ fn pseudo<'a>(split: &Split<'a>, name: &[u8]) -> Option<&'a [u8]> {
     split
         .pseudo
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
+        .find(|h| &h.name()[1..] == name)
+        .map(|h| h.value())
 }
 
 /// HTTP/3 request fields -> HTTP/1.1 request head (with `Host` first). Body framing fields are
 /// the caller's to add.
 pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
-    let s = split(list)?;
-    if s.pseudo
-        .iter()
-        .any(|(n, _)| !matches!(*n, b"method" | b"scheme" | b"authority" | b"path"))
+    let s = split(list, 1)?;
+    if s.pseudo_names()
+        .any(|n| !matches!(n, b"method" | b"scheme" | b"authority" | b"path"))
     {
         return Err(FieldError("unknown request pseudo-header"));
     }
@@ -252,15 +293,13 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
     if !origin_form || !head::is_valid_target(method, path) {
         return Err(FieldError("invalid :path"));
     }
-    let host_field = s
-        .fields
-        .iter()
-        .find(|h| h.name == "host")
-        .map(|h| h.value.clone());
-    let authority = match (pseudo(&s, b"authority"), host_field) {
-        (Some(a), _) => a.to_vec(),
-        (None, Some(h)) => h,
-        (None, None) => return Err(FieldError("missing :authority and host")),
+    let host_field = || s.fields.iter().find(|h| h.name == "host");
+    let authority = match pseudo(&s, b"authority") {
+        Some(a) => a.to_vec(),
+        None => match host_field() {
+            Some(h) => h.value.clone(),
+            None => return Err(FieldError("missing :authority and host")),
+        },
     };
     if !head::is_valid_authority(&authority, false) {
         return Err(FieldError("invalid :authority"));
@@ -269,14 +308,15 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
         String::from_utf8_lossy(method).into_owned(),
         String::from_utf8_lossy(path).into_owned(),
     );
-    let mut headers = vec![Header {
-        name: "host".into(),
-        value: authority,
-    }];
-    headers.extend(
-        s.fields
-            .into_iter()
-            .filter(|h| h.name != "host" && h.name != SERVICE_FIELD),
+    // The fields in their order after `Host` (their vector has room for it: no growth).
+    let mut headers = s.fields;
+    headers.retain(|h| h.name != "host" && h.name != SERVICE_FIELD);
+    headers.insert(
+        0,
+        Header {
+            name: "host".into(),
+            value: authority,
+        },
     );
     join_cookies(&mut headers);
     Ok(RequestHead {
@@ -320,13 +360,15 @@ const NOT_IN_TRAILERS: &[&str] = &[
 
 /// HTTP/1.1 trailer fields -> HTTP/3 trailer section (lowercased, disallowed fields dropped).
 pub fn trailers_to_h3(trailers: &[Header]) -> Vec<H3Header> {
-    end_to_end(trailers, NOT_IN_TRAILERS)
+    let mut out = Vec::with_capacity(trailers.len());
+    end_to_end(trailers, NOT_IN_TRAILERS, &mut out);
+    out
 }
 
 /// HTTP/3 trailer section -> HTTP/1.1 trailer fields, validated like any field section;
 /// pseudo-headers are not allowed in trailers, disallowed fields are dropped.
 pub fn trailers_from_h3(list: &[H3Header]) -> Result<Vec<Header>, FieldError> {
-    let s = split(list)?;
+    let s = split(list, 0)?;
     if !s.pseudo.is_empty() {
         return Err(FieldError("pseudo-header in trailers"));
     }
@@ -338,7 +380,8 @@ pub fn trailers_from_h3(list: &[H3Header]) -> Result<Vec<Header>, FieldError> {
 
 /// HTTP/3 response fields -> status and HTTP/1.1 fields (framing fields are the caller's to add).
 pub fn response_from_h3(list: &[H3Header]) -> Result<(u16, Vec<Header>), FieldError> {
-    let s = split(list)?;
+    // Room for the framing field the caller adds.
+    let s = split(list, 1)?;
     if s.pseudo.len() != 1 {
         return Err(FieldError(
             "response needs exactly one pseudo-header, :status",

@@ -457,3 +457,28 @@ fn the_service_field_is_read_by_ptproxy_and_never_crosses() {
         "two service fields are ambiguous"
     );
 }
+
+#[test]
+fn numbers_and_names_written_without_a_string_are_the_same_bytes() {
+    for n in [0u64, 7, 10, 200, 599, 1234567890, u64::MAX] {
+        assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+    }
+    // Names longer than the stack buffer are lowercased too.
+    let long = format!("X-{}", "Ab".repeat(40));
+    for name in ["Content-Type", "x-ok", &long] {
+        let field = lowercased(name, b"v");
+        assert_eq!(field.name(), name.to_ascii_lowercase().as_bytes());
+        assert_eq!(field.value(), b"v");
+    }
+    let resp = ResponseHead {
+        version: Version::Http11,
+        status: 204,
+        reason: String::new(),
+        headers: vec![h("Content-Length", "0, 0"), h("X-A", "1")],
+    };
+    assert_eq!(
+        pairs(&response_to_h3(&resp)),
+        [(":status", "204"), ("content-length", "0"), ("x-a", "1")]
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+    );
+}
