@@ -234,9 +234,11 @@ impl<T: DownstreamConn> Downstream<T> {
 
 impl Exchange {
     /// Validates the request head and prepares its HTTP/3 form. Returns an interim
-    /// `100 Continue` to write when the client asked for one.
+    /// `100 Continue` to write when the client asked for one. Once accepted, the exchange takes
+    /// the head's method and target (they are left empty: no copy per request); a refused head
+    /// is left whole.
     pub(super) fn new(
-        req: &RequestHead,
+        req: &mut RequestHead,
         peer: SocketAddr,
         rules: Option<&ListenerRules>,
         ctx: &Ctx<'_>,
@@ -247,8 +249,8 @@ impl Exchange {
             .continue_now
             .then_some(b"HTTP/1.1 100 Continue\r\n\r\n");
         let ex = Exchange {
-            method: req.method.clone(),
-            target: req.target.clone(),
+            method: std::mem::take(&mut req.method),
+            target: std::mem::take(&mut req.target),
             version: req.version,
             fields: Some(prepared.fields),
             resend: None,
