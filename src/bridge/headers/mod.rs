@@ -10,6 +10,9 @@
 //!   other than `http` or `https` is refused with a reason.
 
 pub mod connect;
+mod field;
+
+pub use field::Field;
 
 use quiche::h3::{Header as H3Header, NameValue};
 
@@ -46,7 +49,7 @@ fn connection_tokens(headers: &[Header]) -> Vec<String> {
 
 /// The end-to-end fields of an HTTP/1.1 head, lowercased, minus hop-by-hop ones and `extra_drop`,
 /// appended to `out`. `Content-Length` becomes one field with one value, where the first one stood.
-fn end_to_end(headers: &[Header], extra_drop: &[&str], out: &mut Vec<H3Header>) {
+fn end_to_end(headers: &[Header], extra_drop: &[&str], out: &mut Vec<Field>) {
     let named = connection_tokens(headers);
     let mut length = single_content_length(headers);
     for h in headers {
@@ -69,15 +72,15 @@ fn end_to_end(headers: &[Header], extra_drop: &[&str], out: &mut Vec<H3Header>) 
 
 /// An HTTP/3 field with `name` lowercased: through a stack buffer for any usual name, so the
 /// field's own copy is the only allocation.
-fn lowercased(name: &str, value: &[u8]) -> H3Header {
+fn lowercased(name: &str, value: &[u8]) -> Field {
     let mut buf = [0u8; 64];
     match buf.get_mut(..name.len()) {
         Some(lower) => {
             lower.copy_from_slice(name.as_bytes());
             lower.make_ascii_lowercase();
-            H3Header::new(lower, value)
+            Field::new(lower, value)
         }
-        None => H3Header::new(name.to_ascii_lowercase().as_bytes(), value),
+        None => Field::new(name.to_ascii_lowercase().as_bytes(), value),
     }
 }
 
@@ -99,9 +102,9 @@ fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 /// so the one value they all agree on is sent once (RFC 9110 §8.6). Values that disagree were
 /// refused before when they frame a body (400 / 502); on a message without a body (a response
 /// to HEAD, a 304) they frame nothing and are dropped rather than passed on malformed.
-fn single_content_length(headers: &[Header]) -> Option<H3Header> {
+fn single_content_length(headers: &[Header]) -> Option<Field> {
     let length = body::declared_length(headers).ok()??;
-    Some(H3Header::new(
+    Some(Field::named_copy(
         b"content-length",
         decimal(length, &mut [0; 20]),
     ))
@@ -109,14 +112,14 @@ fn single_content_length(headers: &[Header]) -> Option<H3Header> {
 
 /// HTTP/1.1 request head -> HTTP/3 request fields. `authority` comes from the absolute-form
 /// target or the Host field (the caller validated their presence).
-pub fn request_to_h3(head: &RequestHead, authority: &[u8], path: &str) -> Vec<H3Header> {
+pub fn request_to_h3(head: &RequestHead, authority: &[u8], path: &str) -> Vec<Field> {
     // Room for the pseudo-headers, the fields and what the client adds (forwarding, service).
     let mut out = Vec::with_capacity(head.headers.len() + 8);
     out.extend([
-        H3Header::new(b":method", head.method.as_bytes()),
-        H3Header::new(b":scheme", b"http"),
-        H3Header::new(b":authority", authority),
-        H3Header::new(b":path", path.as_bytes()),
+        Field::method(&head.method),
+        Field::fixed(b":scheme", b"http"),
+        Field::named_copy(b":authority", authority),
+        Field::named_copy(b":path", path.as_bytes()),
     ]);
     end_to_end(&head.headers, &["host", SERVICE_FIELD], &mut out);
     out
@@ -147,18 +150,15 @@ pub fn method_and_path(list: &[H3Header]) -> (&[u8], &[u8]) {
 }
 
 /// HTTP/1.1 response head -> HTTP/3 response fields.
-pub fn response_to_h3(head: &ResponseHead) -> Vec<H3Header> {
+pub fn response_to_h3(head: &ResponseHead) -> Vec<Field> {
     let mut out = Vec::with_capacity(head.headers.len() + 1);
-    out.push(H3Header::new(
-        b":status",
-        decimal(head.status.into(), &mut [0; 20]),
-    ));
+    out.push(Field::status(head.status));
     end_to_end(&head.headers, &[], &mut out);
     out
 }
 
 /// RFC 9114 §4.2.2 size of a field section: names and values plus 32 bytes per field.
-pub fn field_section_size(list: &[H3Header]) -> u64 {
+pub fn field_section_size(list: &[impl NameValue]) -> u64 {
     list.iter()
         .map(|f| (f.name().len() + f.value().len() + 32) as u64)
         .sum()
@@ -169,7 +169,7 @@ const SETTINGS_MAX_FIELD_SECTION_SIZE: u64 = 0x6;
 
 /// Whether the peer accepts a field section this large (sending a larger one would close the
 /// whole session, so callers answer locally instead).
-pub fn peer_accepts(h3: &quiche::h3::Connection, list: &[H3Header]) -> bool {
+pub fn peer_accepts(h3: &quiche::h3::Connection, list: &[impl NameValue]) -> bool {
     let limit = h3.peer_settings_raw().and_then(|s| {
         s.iter()
             .find(|(id, _)| *id == SETTINGS_MAX_FIELD_SECTION_SIZE)
@@ -362,7 +362,10 @@ const NOT_IN_TRAILERS: &[&str] = &[
 pub fn trailers_to_h3(trailers: &[Header]) -> Vec<H3Header> {
     let mut out = Vec::with_capacity(trailers.len());
     end_to_end(trailers, NOT_IN_TRAILERS, &mut out);
-    out
+    // Trailers are rare: quiche's own fields, as the body pumps send them.
+    out.iter()
+        .map(|f| H3Header::new(f.name(), f.value()))
+        .collect()
 }
 
 /// HTTP/3 trailer section -> HTTP/1.1 trailer fields, validated like any field section;

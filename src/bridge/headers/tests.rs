@@ -14,7 +14,7 @@ fn h3(name: &str, value: &str) -> H3Header {
     H3Header::new(name.as_bytes(), value.as_bytes())
 }
 
-fn pairs(list: &[H3Header]) -> Vec<(String, String)> {
+fn pairs(list: &[impl NameValue]) -> Vec<(String, String)> {
     list.iter()
         .map(|f| {
             (
@@ -316,7 +316,7 @@ fn trailers_are_validated_and_filtered_both_ways() {
 }
 
 /// Only the `content-length` fields of a mapped section.
-fn content_lengths(list: &[H3Header]) -> Vec<(String, String)> {
+fn content_lengths(list: &[impl NameValue]) -> Vec<(String, String)> {
     pairs(list)
         .into_iter()
         .filter(|(n, _)| n == "content-length")

@@ -6,11 +6,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use quiche::h3::Header as H3Header;
-
 use super::request;
 use super::tunnel::{self, Tunnel};
 use crate::bridge::answers::{self, Answer, Busy};
+use crate::bridge::headers::Field;
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
 use crate::client::stream_routes::StreamRef;
@@ -27,10 +26,10 @@ pub struct Exchange {
     pub(super) target: String,
     pub(super) version: Version,
     /// Request fields not sent yet (the session was not usable or the stream was blocked).
-    pub(super) fields: Option<Vec<H3Header>>,
+    pub(super) fields: Option<Vec<Field>>,
     /// A copy of the sent fields while the request may be sent again on a new session: it has
     /// no body, an idempotent method and no response started (RFC 9110 §9.2.2).
-    pub(super) resend: Option<Vec<H3Header>>,
+    pub(super) resend: Option<Vec<Field>>,
     /// The request already went out a second time.
     resent: bool,
     /// The stream was opened in 0-RTT, on an attempt not yet up.

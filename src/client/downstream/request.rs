@@ -11,18 +11,18 @@ use std::borrow::Cow;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use quiche::h3::{Header as H3Header, NameValue};
+use quiche::h3::NameValue;
 
 use super::tunnel::TunnelKind;
 use crate::bridge::answers::{self, Answer};
-use crate::bridge::headers::{self, connect};
+use crate::bridge::headers::{self, connect, Field};
 use crate::config::{ClientHttpConfig, ListenerRules};
 use crate::h1::body::{self, BodyFraming};
 use crate::h1::head::{RequestHead, Version};
 
 /// A request accepted for forwarding.
 pub struct Prepared {
-    pub fields: Vec<H3Header>,
+    pub fields: Vec<Field>,
     pub framing: BodyFraming,
     /// The client sent `Expect: 100-continue` for a body: we answer the interim response
     /// ourselves (and do not forward the expectation), so no side waits for the other.
@@ -139,7 +139,7 @@ fn prepare_connect(
 /// Adds the forwarding fields and, last, the service field of the route `host` takes (after
 /// the caller's copies were removed with the hop-by-hop ones); the peers that route may use.
 fn finish_fields(
-    fields: &mut Vec<H3Header>,
+    fields: &mut Vec<Field>,
     version: Version,
     peer: SocketAddr,
     http: &ClientHttpConfig,
@@ -148,7 +148,7 @@ fn finish_fields(
 ) -> Option<crate::config::PeerGroup> {
     add_forwarding(fields, version, peer, http);
     if let Some(service) = rules.and_then(|r| r.route(host)) {
-        fields.push(H3Header::new(
+        fields.push(Field::named_copy(
             headers::SERVICE_FIELD.as_bytes(),
             service.as_bytes(),
         ));
@@ -167,7 +167,7 @@ pub fn body_too_large(max: u64) -> Answer {
 /// Adds `Forwarded` (RFC 7239), `Via` (RFC 9110 §7.6.3) and `X-Forwarded-For` as configured
 /// to the HTTP/3 fields, which hold only end-to-end fields by now.
 fn add_forwarding(
-    fields: &mut Vec<H3Header>,
+    fields: &mut Vec<Field>,
     version: Version,
     peer: SocketAddr,
     http: &ClientHttpConfig,
@@ -181,15 +181,15 @@ fn add_forwarding(
             IpAddr::V4(v4) => write!(value, "for={v4};proto=http"),
             IpAddr::V6(v6) => write!(value, "for=\"[{v6}]\";proto=http"),
         };
-        fields.push(H3Header::new(b"forwarded", &value));
+        fields.push(Field::named(b"forwarded", value));
     }
     if f.via {
-        let value: &[u8] = if version == Version::Http10 {
+        let value: &'static [u8] = if version == Version::Http10 {
             b"1.0 ptproxy"
         } else {
             b"1.1 ptproxy"
         };
-        fields.push(H3Header::new(b"via", value));
+        fields.push(Field::fixed(b"via", value));
     }
     if f.x_forwarded_for {
         let existing = fields.iter().rposition(|h| h.name() == b"x-forwarded-for");
@@ -197,9 +197,12 @@ fn add_forwarding(
             Some(i) => {
                 let mut value = fields[i].value().to_vec();
                 value.extend_from_slice(format!(", {ip}").as_bytes());
-                fields[i] = H3Header::new(b"x-forwarded-for", &value);
+                fields[i] = Field::named(b"x-forwarded-for", value);
             }
-            None => fields.push(H3Header::new(b"x-forwarded-for", ip.to_string().as_bytes())),
+            None => fields.push(Field::named(
+                b"x-forwarded-for",
+                ip.to_string().into_bytes(),
+            )),
         }
     }
 }

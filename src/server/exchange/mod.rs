@@ -82,7 +82,7 @@ enum Response {
     /// Fields ready to send (retried while the stream is blocked); `fin` when there is no body;
     /// `interim` for a 1xx response, after which the final head is awaited again.
     HeadReady {
-        fields: Vec<H3Header>,
+        fields: Vec<headers::Field>,
         fin: bool,
         interim: bool,
     },
