@@ -184,15 +184,19 @@ pub struct FieldError(pub &'static str);
 
 /// The pseudo-headers and regular fields of an HTTP/3 section, validated.
 struct Split<'a> {
-    /// The section's leading pseudo-headers (a later one is refused), names with their `:`.
-    pseudo: &'a [H3Header],
+    /// The whole section: its pseudo-headers are read in place (every name starting with `:`,
+    /// checked by [`split`]), not collected.
+    list: &'a [H3Header],
+    pseudo_count: usize,
     fields: Vec<Header>,
 }
 
 impl<'a> Split<'a> {
-    /// The pseudo-header names without their `:`.
-    fn pseudo_names(&self) -> impl Iterator<Item = &'a [u8]> {
-        self.pseudo.iter().map(|h| &h.name()[1..])
+    /// The pseudo-header names without their `:`, with their values.
+    fn pseudo(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        self.list
+            .iter()
+            .filter_map(|h| Some((h.name().strip_prefix(b":")?, h.value())))
     }
 }
 
@@ -210,7 +214,7 @@ fn split(list: &[H3Header], spare: usize) -> Result<Split<'_>, FieldError> {
             if list[..i].iter().any(|p| p.name() == name) {
                 return Err(FieldError("duplicated pseudo-header"));
             }
-            pseudo_count = i + 1;
+            pseudo_count += 1;
             continue;
         }
         let name = valid_name(name)?;
@@ -225,7 +229,8 @@ fn split(list: &[H3Header], spare: usize) -> Result<Split<'_>, FieldError> {
         }
     }
     Ok(Split {
-        pseudo: &list[..pseudo_count],
+        list,
+        pseudo_count,
         fields,
     })
 }
@@ -260,19 +265,15 @@ fn valid_name(name: &[u8]) -> Result<&str, FieldError> {
 }
 
 fn pseudo<'a>(split: &Split<'a>, name: &[u8]) -> Option<&'a [u8]> {
-    split
-        .pseudo
-        .iter()
-        .find(|h| &h.name()[1..] == name)
-        .map(|h| h.value())
+    split.pseudo().find(|(n, _)| *n == name).map(|(_, v)| v)
 }
 
 /// HTTP/3 request fields -> HTTP/1.1 request head (with `Host` first). Body framing fields are
 /// the caller's to add.
 pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
     let s = split(list, 1)?;
-    if s.pseudo_names()
-        .any(|n| !matches!(n, b"method" | b"scheme" | b"authority" | b"path"))
+    if s.pseudo()
+        .any(|(n, _)| !matches!(n, b"method" | b"scheme" | b"authority" | b"path"))
     {
         return Err(FieldError("unknown request pseudo-header"));
     }
@@ -372,7 +373,7 @@ pub fn trailers_to_h3(trailers: &[Header]) -> Vec<H3Header> {
 /// pseudo-headers are not allowed in trailers, disallowed fields are dropped.
 pub fn trailers_from_h3(list: &[H3Header]) -> Result<Vec<Header>, FieldError> {
     let s = split(list, 0)?;
-    if !s.pseudo.is_empty() {
+    if s.pseudo_count != 0 {
         return Err(FieldError("pseudo-header in trailers"));
     }
     Ok(s.fields
@@ -385,7 +386,7 @@ pub fn trailers_from_h3(list: &[H3Header]) -> Result<Vec<Header>, FieldError> {
 pub fn response_from_h3(list: &[H3Header]) -> Result<(u16, Vec<Header>), FieldError> {
     // Room for the framing field the caller adds.
     let s = split(list, 1)?;
-    if s.pseudo.len() != 1 {
+    if s.pseudo_count != 1 {
         return Err(FieldError(
             "response needs exactly one pseudo-header, :status",
         ));
