@@ -184,8 +184,8 @@ pub struct FieldError(pub &'static str);
 
 /// The pseudo-headers and regular fields of an HTTP/3 section, validated.
 struct Split<'a> {
-    /// The whole section: its pseudo-headers are read in place (every name starting with `:`,
-    /// checked by [`split`]), not collected.
+    /// The whole section: its pseudo-headers (every name starting with `:`, all ahead of the
+    /// regular fields: [`split`] checked) are read in place, not collected.
     list: &'a [H3Header],
     pseudo_count: usize,
     fields: Vec<Header>,
@@ -204,11 +204,13 @@ impl<'a> Split<'a> {
 fn split(list: &[H3Header], spare: usize) -> Result<Split<'_>, FieldError> {
     let mut pseudo_count = 0;
     let mut fields = Vec::with_capacity(list.len() + spare);
+    // Any regular field, `te: trailers` too (it is not passed on, so `fields` does not show it).
+    let mut regular_seen = false;
     for (i, h) in list.iter().enumerate() {
         let (name, value) = (h.name(), h.value());
         check_value(value)?;
         if name.starts_with(b":") {
-            if !fields.is_empty() {
+            if regular_seen {
                 return Err(FieldError("pseudo-header after regular field"));
             }
             if list[..i].iter().any(|p| p.name() == name) {
@@ -217,6 +219,7 @@ fn split(list: &[H3Header], spare: usize) -> Result<Split<'_>, FieldError> {
             pseudo_count += 1;
             continue;
         }
+        regular_seen = true;
         let name = valid_name(name)?;
         if HOP_BY_HOP.contains(&name) && !(name == "te" && value == b"trailers") {
             return Err(FieldError("connection-specific field in HTTP/3"));

@@ -142,6 +142,17 @@ fn request_from_h3_refuses_malformed_sections() {
             "pseudo-header after",
         ),
         (
+            // `te: trailers` is a regular field too, though it is not passed on.
+            vec![
+                h3("te", "trailers"),
+                h3(":method", "GET"),
+                h3(":scheme", "http"),
+                h3(":authority", "b"),
+                h3(":path", "/"),
+            ],
+            "pseudo-header after",
+        ),
+        (
             vec![
                 h3(":method", "GET"),
                 h3(":method", "GET"),
