@@ -4,7 +4,7 @@
 //! error type, and in a one-line `text/plain` body starting `ptproxy client:` or
 //! `ptproxy server:`. The client side writes answers as HTTP/1.1, the server side as HTTP/3.
 
-use quiche::h3::Header as H3Header;
+use crate::bridge::headers::Field;
 
 use crate::h1::{self, Header};
 
@@ -84,13 +84,13 @@ impl Answer {
     }
 
     /// The answer as an HTTP/3 field section plus body.
-    pub fn to_h3(&self) -> (Vec<H3Header>, Vec<u8>) {
+    pub fn to_h3(&self) -> (Vec<Field>, Vec<u8>) {
         let body = self.body().into_bytes();
         let fields = vec![
-            H3Header::new(b":status", self.status.to_string().as_bytes()),
-            H3Header::new(b"content-type", b"text/plain; charset=utf-8"),
-            H3Header::new(b"content-length", body.len().to_string().as_bytes()),
-            H3Header::new(b"proxy-status", self.proxy_status().as_bytes()),
+            Field::status(self.status),
+            Field::fixed(b"content-type", b"text/plain; charset=utf-8"),
+            Field::named(b"content-length", body.len().to_string().into_bytes()),
+            Field::named(b"proxy-status", self.proxy_status().into_bytes()),
         ];
         (fields, body)
     }

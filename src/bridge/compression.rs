@@ -20,7 +20,9 @@
 
 use std::cell::Cell;
 
-use quiche::h3::{Header as H3Header, NameValue};
+use quiche::h3::NameValue;
+
+use crate::bridge::headers::Field;
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter, InBuffer, OutBuffer};
 
 /// The field that says the DATA of this message is one zstd frame. Only ptproxy writes it
@@ -63,14 +65,14 @@ pub fn announcement() -> Vec<(u64, u64)> {
 }
 
 /// Whether a received field section marks its body as compressed.
-pub fn is_marked(fields: &[H3Header]) -> bool {
+pub fn is_marked<T: NameValue>(fields: &[T]) -> bool {
     fields
         .iter()
         .any(|f| f.name() == COMPRESSED_FIELD.as_bytes() && f.value() == COMPRESSED_VALUE)
 }
 
 /// The Content-Length of a field section, if one valid value is declared.
-pub fn declared_length(fields: &[H3Header]) -> Option<u64> {
+pub fn declared_length<T: NameValue>(fields: &[T]) -> Option<u64> {
     let mut values = fields.iter().filter(|f| f.name() == b"content-length");
     let first = std::str::from_utf8(values.next()?.value()).ok()?;
     if values.next().is_some() {
@@ -80,9 +82,10 @@ pub fn declared_length(fields: &[H3Header]) -> Option<u64> {
 }
 
 /// `fields` with the mark added.
-pub fn marked(fields: &[H3Header]) -> Vec<H3Header> {
-    let mut out = fields.to_vec();
-    out.push(H3Header::new(COMPRESSED_FIELD.as_bytes(), COMPRESSED_VALUE));
+pub fn marked(fields: &[Field]) -> Vec<Field> {
+    let mut out = Vec::with_capacity(fields.len() + 1);
+    out.extend_from_slice(fields);
+    out.push(Field::fixed(COMPRESSED_FIELD.as_bytes(), COMPRESSED_VALUE));
     out
 }
 
@@ -102,7 +105,7 @@ impl Policy {
     /// content-encoded already, of a listed type, not declared shorter than `min_bytes`.
     /// Whether its service or route compresses at all is the caller's question
     /// (`services[].compression`, `routes[].compression`, defaulting to `enabled`).
-    pub fn compresses(&self, fields: &[H3Header]) -> bool {
+    pub fn compresses<T: NameValue>(&self, fields: &[T]) -> bool {
         let value = |name: &[u8]| {
             fields.iter().find(|f| f.name() == name).map(|f| {
                 String::from_utf8_lossy(f.value())

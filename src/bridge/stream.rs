@@ -7,6 +7,8 @@
 
 use quiche::h3::{self, Header as H3Header};
 
+use crate::bridge::headers::Field;
+
 /// The HTTP/3 stream failed under a pump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamFailed {
@@ -83,12 +85,12 @@ pub trait ExchangeStream: StreamSink + StreamSource {
     /// blocked and nothing was sent.
     fn send_fields(
         &mut self,
-        fields: &[H3Header],
+        fields: &[Field],
         first: bool,
         fin: bool,
     ) -> Result<bool, StreamFailed>;
     /// Whether the peer accepts a field section this large (its SETTINGS).
-    fn accepts(&self, fields: &[H3Header]) -> bool;
+    fn accepts(&self, fields: &[Field]) -> bool;
     /// Asks the peer to stop sending (STOP_SENDING with `code`).
     fn stop_sending(&mut self, code: u64);
     /// Abandons our side of the stream (RESET_STREAM with `code`).
@@ -98,7 +100,7 @@ pub trait ExchangeStream: StreamSink + StreamSource {
 impl ExchangeStream for H3Stream<'_> {
     fn send_fields(
         &mut self,
-        fields: &[H3Header],
+        fields: &[Field],
         first: bool,
         fin: bool,
     ) -> Result<bool, StreamFailed> {
@@ -115,7 +117,7 @@ impl ExchangeStream for H3Stream<'_> {
         }
     }
 
-    fn accepts(&self, fields: &[H3Header]) -> bool {
+    fn accepts(&self, fields: &[Field]) -> bool {
         crate::bridge::headers::peer_accepts(self.h3, fields)
     }
 
@@ -147,7 +149,7 @@ pub enum OpenRefused {
 /// stream by its ID (through [`StreamOf`]).
 pub trait SessionPort {
     /// Whether the peer accepts a field section this large (its SETTINGS).
-    fn accepts(&self, fields: &[H3Header]) -> bool;
+    fn accepts(&self, fields: &[Field]) -> bool;
     /// Whether the peer enabled extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 9220);
     /// `None` until its SETTINGS arrived (they follow the handshake by up to a round trip).
     fn extended_connect(&self) -> Option<bool>;
@@ -156,7 +158,7 @@ pub trait SessionPort {
         false
     }
     /// Opens a request stream with these fields (`fin`: no body follows).
-    fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused>;
+    fn open_request(&mut self, fields: &[Field], fin: bool) -> Result<u64, OpenRefused>;
     fn send_body(&mut self, id: u64, data: &[u8], fin: bool)
         -> Result<Option<usize>, StreamFailed>;
     fn send_trailers(&mut self, id: u64, fields: &[H3Header]) -> Result<bool, StreamFailed>;
@@ -190,7 +192,7 @@ impl SessionPort for crate::quic::session::Session {
     fn link_compression(&self) -> bool {
         crate::quic::session::Session::link_compression(self)
     }
-    fn accepts(&self, fields: &[H3Header]) -> bool {
+    fn accepts(&self, fields: &[Field]) -> bool {
         self.h3
             .as_ref()
             .is_some_and(|h3| crate::bridge::headers::peer_accepts(h3, fields))
@@ -202,7 +204,7 @@ impl SessionPort for crate::quic::session::Session {
             .map(|_| h3.extended_connect_enabled_by_peer())
     }
 
-    fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused> {
+    fn open_request(&mut self, fields: &[Field], fin: bool) -> Result<u64, OpenRefused> {
         let Some(h3) = self.h3.as_mut() else {
             return Err(OpenRefused::Failed("no HTTP/3 layer yet".into()));
         };

@@ -16,6 +16,8 @@ use super::syntax::{is_field_byte, is_token};
 
 /// Appends `METHOD target HTTP/1.x`, the fields and the empty line.
 pub fn write_request_head(head: &RequestHead, out: &mut Vec<u8>) {
+    // Room for the usual head (no byte percent-encoded) at once, not growth step by step.
+    out.reserve(head.method.len() + head.target.len() + 12 + fields_len(&head.headers) + 2);
     write_start_line_part(head.method.as_bytes(), out);
     out.push(b' ');
     write_start_line_part(head.target.as_bytes(), out);
@@ -29,26 +31,61 @@ pub fn write_request_head(head: &RequestHead, out: &mut Vec<u8>) {
 /// Appends `HTTP/1.x status reason`, the fields and the empty line. The
 /// status is written as given; callers pass 100..=999.
 pub fn write_response_head(head: &ResponseHead, out: &mut Vec<u8>) {
-    out.extend_from_slice(head.version.as_str().as_bytes());
+    write_response(head.version, head.status, &head.reason, &head.headers, out);
+}
+
+fn write_response(
+    version: Version,
+    status: u16,
+    reason: &str,
+    headers: &[Header],
+    out: &mut Vec<u8>,
+) {
+    out.reserve(15 + reason.len() + fields_len(headers) + 2);
+    out.extend_from_slice(version.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(head.status.to_string().as_bytes());
+    write_status_code(status, out);
     out.push(b' ');
-    write_field_value(head.reason.as_bytes(), out);
+    write_field_value(reason.as_bytes(), out);
     out.extend_from_slice(b"\r\n");
-    write_fields(&head.headers, out);
+    write_fields(headers, out);
     out.extend_from_slice(b"\r\n");
+}
+
+/// The status code's decimal digits (no `String` per head).
+fn write_status_code(status: u16, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut n = status;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// The bytes `headers` take as `Name: value` lines.
+fn fields_len(headers: &[Header]) -> usize {
+    headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 4)
+        .sum()
 }
 
 /// Writes an HTTP/1.1 response head with `status`, its canonical reason phrase and `headers`:
 /// what a proxy emits for a response it did not receive as HTTP/1.1 (from HTTP/3, or made up).
 pub fn write_status_head(status: u16, headers: Vec<Header>, out: &mut Vec<u8>) {
-    let head = ResponseHead {
-        version: Version::Http11,
+    write_response(
+        Version::Http11,
         status,
-        reason: reason_phrase(status).to_string(),
-        headers,
-    };
-    write_response_head(&head, out);
+        reason_phrase(status),
+        &headers,
+        out,
+    );
 }
 
 /// Appends one `Name: value` line per field (also used for trailers).
@@ -325,6 +362,19 @@ mod tests {
                     "{input:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn status_codes_are_their_decimal_digits() {
+        for status in [0u16, 7, 42, 100, 200, 404, 999, u16::MAX] {
+            let mut out = Vec::new();
+            write_status_head(status, vec![Header::new("A", "b")], &mut out);
+            let expected = format!(
+                "HTTP/1.1 {status} {}\r\nA: b\r\n\r\n",
+                reason_phrase(status)
+            );
+            assert_eq!(String::from_utf8_lossy(&out), expected);
         }
     }
 

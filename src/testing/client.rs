@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use quiche::h3::Header as H3Header;
+use quiche::h3::{Header as H3Header, NameValue};
 
 use super::{Clocked, MemConn, MAX_YIELDS};
+use crate::bridge::headers::Field;
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamFailed};
 use crate::client::downstream::{Ctx, Downstream};
 use crate::client::downstreams::Links;
@@ -36,17 +37,18 @@ pub struct MemSession {
 }
 
 impl SessionPort for MemSession {
-    fn accepts(&self, _fields: &[H3Header]) -> bool {
+    fn accepts(&self, _fields: &[Field]) -> bool {
         true
     }
     fn extended_connect(&self) -> Option<bool> {
         (!self.settings_pending).then_some(!self.no_extended_connect)
     }
-    fn open_request(&mut self, fields: &[H3Header], fin: bool) -> Result<u64, OpenRefused> {
+    fn open_request(&mut self, fields: &[Field], fin: bool) -> Result<u64, OpenRefused> {
         if let Some(why) = &self.refuse {
             return Err(why.clone());
         }
-        self.opened.push((fields.to_vec(), fin));
+        let fields = fields.iter().map(|f| H3Header::new(f.name(), f.value()));
+        self.opened.push((fields.collect(), fin));
         let id = self.next;
         self.next += 4;
         Ok(id)

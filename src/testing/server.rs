@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use quiche::h3::{Header as H3Header, NameValue};
 
 use super::{Clocked, MemConn, Released, MAX_YIELDS};
+use crate::bridge::headers::Field;
 use crate::bridge::stream::{ExchangeStream, StreamFailed, StreamSink, StreamSource};
 use crate::config::{ConnectTo, UpstreamConfig};
 use crate::metrics::Metrics;
@@ -18,7 +19,7 @@ use crate::server::exchange::port::{UpstreamConn, UpstreamPort};
 use crate::server::exchange::{Ctx, Exchange, Outcome};
 
 /// The `:status` of a field section, if valid.
-pub fn status_of(fields: &[H3Header]) -> Option<u16> {
+pub fn status_of(fields: &[impl NameValue]) -> Option<u16> {
     let f = fields.iter().find(|f| f.name() == b":status")?;
     std::str::from_utf8(f.value()).ok()?.parse().ok()
 }
@@ -108,7 +109,7 @@ impl StreamSource for MemStream {
 impl ExchangeStream for MemStream {
     fn send_fields(
         &mut self,
-        fields: &[H3Header],
+        fields: &[Field],
         _first: bool,
         fin: bool,
     ) -> Result<bool, StreamFailed> {
@@ -125,11 +126,12 @@ impl ExchangeStream for MemStream {
         }
         assert!(status >= 100, "status {status}");
         assert!(status >= 200 || !fin, "FIN on an interim response");
-        self.heads.push((fields.to_vec(), fin));
+        let fields = fields.iter().map(|f| H3Header::new(f.name(), f.value()));
+        self.heads.push((fields.collect(), fin));
         self.fin = fin;
         Ok(true)
     }
-    fn accepts(&self, _fields: &[H3Header]) -> bool {
+    fn accepts(&self, _fields: &[Field]) -> bool {
         true
     }
     fn stop_sending(&mut self, code: u64) {

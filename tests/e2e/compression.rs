@@ -459,7 +459,7 @@ fn a_service_or_route_switch_overrides_the_default() {
         r#"[{{"address": "{routed}", "routes": [{{"host": "plain.example", "service": "plain"}},
                                                {{"service": "squeezed", "compression": true}}]}}]"#
     );
-    let pair = PairBuilder::new(squeezed.addr())
+    let _pair = PairBuilder::new(squeezed.addr())
         .name("compression_per_service")
         .server("http.compression", ON)
         .server("services", &services)
@@ -468,7 +468,8 @@ fn a_service_or_route_switch_overrides_the_default() {
         .start();
     let routed: std::net::SocketAddr = routed.parse().expect("address");
     let link_bytes = |direction: &str| {
-        let series = format!("ptproxy_compressed_body_link_bytes_total{{direction=\"{direction}\"}}");
+        let series =
+            format!("ptproxy_compressed_body_link_bytes_total{{direction=\"{direction}\"}}");
         crate::harness::admin::metric(server_metrics, &series).unwrap_or(0.0)
     };
     let get = |host: &str| {
@@ -480,10 +481,17 @@ fn a_service_or_route_switch_overrides_the_default() {
         assert!(r.body == text(200_000), "{host}: the body differs");
     };
     get("plain.example");
-    assert_eq!(link_bytes("sent"), 0.0, "the plain service's response went compressed");
+    assert_eq!(
+        link_bytes("sent"),
+        0.0,
+        "the plain service's response went compressed"
+    );
     get("squeezed.example");
     let sent = link_bytes("sent");
-    assert!(sent > 0.0 && sent < 100_000.0, "the other service's did not: {sent}");
+    assert!(
+        sent > 0.0 && sent < 100_000.0,
+        "the other service's did not: {sent}"
+    );
 
     // The squeezed route compresses a request body: the server received it compressed.
     let body = text(100_000);
@@ -498,5 +506,8 @@ fn a_service_or_route_switch_overrides_the_default() {
         .expect("a response");
     assert_eq!(r.status(), 200, "{r}");
     assert!(r.body == body, "the echo differs");
-    assert!(link_bytes("received") > 0.0, "the request body did not come compressed");
+    assert!(
+        link_bytes("received") > 0.0,
+        "the request body did not come compressed"
+    );
 }

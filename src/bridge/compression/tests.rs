@@ -8,9 +8,9 @@ fn policy() -> Policy {
     }
 }
 
-fn fields(list: &[(&str, &str)]) -> Vec<H3Header> {
+fn fields(list: &[(&str, &str)]) -> Vec<Field> {
     list.iter()
-        .map(|(n, v)| H3Header::new(n.as_bytes(), v.as_bytes()))
+        .map(|(n, v)| Field::new(n.as_bytes(), v.as_bytes()))
         .collect()
 }
 

@@ -93,15 +93,12 @@ pub fn request_form(
 /// A plain HTTP/1.1 CONNECT (authority-form target, checked by the head parser) -> the HTTP/3
 /// CONNECT: `:method CONNECT`, `:authority` the target, no `:scheme` or `:path` (RFC 9114
 /// §4.4), and the end-to-end fields.
-pub fn connect_from_h1(head: &RequestHead) -> Vec<H3Header> {
+pub fn connect_from_h1(head: &RequestHead) -> Vec<super::Field> {
     let mut out = vec![
-        H3Header::new(b":method", b"CONNECT"),
-        H3Header::new(b":authority", head.target.as_bytes()),
+        super::Field::fixed(b":method", b"CONNECT"),
+        super::Field::named_copy(b":authority", head.target.as_bytes()),
     ];
-    out.extend(super::end_to_end(
-        &head.headers,
-        &["host", super::SERVICE_FIELD],
-    ));
+    super::end_to_end(&head.headers, &["host", super::SERVICE_FIELD], &mut out);
     out
 }
 

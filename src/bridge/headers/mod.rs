@@ -12,6 +12,9 @@
 //!   side: callers' and upstreams' copies are removed, and ptproxy's own are removed on arrival.
 
 pub mod connect;
+mod field;
+
+pub use field::Field;
 
 use quiche::h3::{Header as H3Header, NameValue};
 
@@ -47,27 +50,54 @@ fn connection_tokens(headers: &[Header]) -> Vec<String> {
         .collect()
 }
 
-/// The end-to-end fields of an HTTP/1.1 head, lowercased, minus hop-by-hop ones and `extra_drop`.
-/// `Content-Length` becomes one field with one value, where the first one stood.
-fn end_to_end(headers: &[Header], extra_drop: &[&str]) -> Vec<H3Header> {
+/// The end-to-end fields of an HTTP/1.1 head, lowercased, minus hop-by-hop ones and `extra_drop`,
+/// appended to `out`. `Content-Length` becomes one field with one value, where the first one stood.
+fn end_to_end(headers: &[Header], extra_drop: &[&str], out: &mut Vec<Field>) {
     let named = connection_tokens(headers);
     let mut length = single_content_length(headers);
-    headers
-        .iter()
-        .filter_map(|h| {
-            let lname = h.name.to_ascii_lowercase();
-            let drop = HOP_BY_HOP.contains(&lname.as_str())
-                || extra_drop.contains(&lname.as_str())
-                || named.contains(&lname);
-            if drop {
-                return None;
-            }
-            if lname == "content-length" {
-                return length.take();
-            }
-            Some(H3Header::new(lname.as_bytes(), &h.value))
-        })
-        .collect()
+    for h in headers {
+        // Names compared without case are what their lowercased forms compared with `==` were
+        // (the lists and the tokens are lowercase): no lowercased copy per field.
+        let is = |name: &&str| h.name.eq_ignore_ascii_case(name);
+        let drop = HOP_BY_HOP.iter().any(is)
+            || extra_drop.iter().any(is)
+            || named.iter().any(|t| h.name.eq_ignore_ascii_case(t));
+        if drop {
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            out.extend(length.take());
+            continue;
+        }
+        out.push(lowercased(&h.name, &h.value));
+    }
+}
+
+/// An HTTP/3 field with `name` lowercased: through a stack buffer for any usual name, so the
+/// field's own copy is the only allocation.
+fn lowercased(name: &str, value: &[u8]) -> Field {
+    let mut buf = [0u8; 64];
+    match buf.get_mut(..name.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(name.as_bytes());
+            lower.make_ascii_lowercase();
+            Field::new(lower, value)
+        }
+        None => Field::new(name.to_ascii_lowercase().as_bytes(), value),
+    }
+}
+
+/// The decimal digits of `n`, written into `buf` (no `String` per status or length).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 /// The `content-length` field to send for HTTP/1.1 fields that may repeat it or list it
@@ -75,27 +105,30 @@ fn end_to_end(headers: &[Header], extra_drop: &[&str]) -> Vec<H3Header> {
 /// so the one value they all agree on is sent once (RFC 9110 §8.6). Values that disagree were
 /// refused before when they frame a body (400 / 502); on a message without a body (a response
 /// to HEAD, a 304) they frame nothing and are dropped rather than passed on malformed.
-fn single_content_length(headers: &[Header]) -> Option<H3Header> {
+fn single_content_length(headers: &[Header]) -> Option<Field> {
     let length = body::declared_length(headers).ok()??;
-    Some(H3Header::new(
+    Some(Field::named_copy(
         b"content-length",
-        length.to_string().as_bytes(),
+        decimal(length, &mut [0; 20]),
     ))
 }
 
 /// HTTP/1.1 request head -> HTTP/3 request fields. `authority` comes from the absolute-form
 /// target or the Host field (the caller validated their presence).
-pub fn request_to_h3(head: &RequestHead, authority: &[u8], path: &str) -> Vec<H3Header> {
-    let mut out = vec![
-        H3Header::new(b":method", head.method.as_bytes()),
-        H3Header::new(b":scheme", b"http"),
-        H3Header::new(b":authority", authority),
-        H3Header::new(b":path", path.as_bytes()),
-    ];
-    out.extend(end_to_end(
+pub fn request_to_h3(head: &RequestHead, authority: &[u8], path: &str) -> Vec<Field> {
+    // Room for the pseudo-headers, the fields and what the client adds (forwarding, service).
+    let mut out = Vec::with_capacity(head.headers.len() + 8);
+    out.extend([
+        Field::method(&head.method),
+        Field::fixed(b":scheme", b"http"),
+        Field::named_copy(b":authority", authority),
+        Field::named_copy(b":path", path.as_bytes()),
+    ]);
+    end_to_end(
         &head.headers,
         &["host", SERVICE_FIELD, COMPRESSED_FIELD],
-    ));
+        &mut out,
+    );
     out
 }
 
@@ -124,17 +157,15 @@ pub fn method_and_path(list: &[H3Header]) -> (&[u8], &[u8]) {
 }
 
 /// HTTP/1.1 response head -> HTTP/3 response fields.
-pub fn response_to_h3(head: &ResponseHead) -> Vec<H3Header> {
-    let mut out = vec![H3Header::new(
-        b":status",
-        head.status.to_string().as_bytes(),
-    )];
-    out.extend(end_to_end(&head.headers, &[COMPRESSED_FIELD]));
+pub fn response_to_h3(head: &ResponseHead) -> Vec<Field> {
+    let mut out = Vec::with_capacity(head.headers.len() + 1);
+    out.push(Field::status(head.status));
+    end_to_end(&head.headers, &[COMPRESSED_FIELD], &mut out);
     out
 }
 
 /// RFC 9114 §4.2.2 size of a field section: names and values plus 32 bytes per field.
-pub fn field_section_size(list: &[H3Header]) -> u64 {
+pub fn field_section_size(list: &[impl NameValue]) -> u64 {
     list.iter()
         .map(|f| (f.name().len() + f.value().len() + 32) as u64)
         .sum()
@@ -145,7 +176,7 @@ const SETTINGS_MAX_FIELD_SECTION_SIZE: u64 = 0x6;
 
 /// Whether the peer accepts a field section this large (sending a larger one would close the
 /// whole session, so callers answer locally instead).
-pub fn peer_accepts(h3: &quiche::h3::Connection, list: &[H3Header]) -> bool {
+pub fn peer_accepts(h3: &quiche::h3::Connection, list: &[impl NameValue]) -> bool {
     let limit = h3.peer_settings_raw().and_then(|s| {
         s.iter()
             .find(|(id, _)| *id == SETTINGS_MAX_FIELD_SECTION_SIZE)
@@ -160,26 +191,42 @@ pub struct FieldError(pub &'static str);
 
 /// The pseudo-headers and regular fields of an HTTP/3 section, validated.
 struct Split<'a> {
-    pseudo: Vec<(&'a [u8], &'a [u8])>,
+    /// The whole section: its pseudo-headers (every name starting with `:`, all ahead of the
+    /// regular fields: [`split`] checked) are read in place, not collected.
+    list: &'a [H3Header],
+    pseudo_count: usize,
     fields: Vec<Header>,
 }
 
-fn split(list: &[H3Header]) -> Result<Split<'_>, FieldError> {
-    let mut pseudo = Vec::new();
-    let mut fields = Vec::new();
-    for h in list {
+impl<'a> Split<'a> {
+    /// The pseudo-header names without their `:`, with their values.
+    fn pseudo(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        self.list
+            .iter()
+            .filter_map(|h| Some((h.name().strip_prefix(b":")?, h.value())))
+    }
+}
+
+/// `spare` more fields fit in the result without growing it (the caller's own additions).
+fn split(list: &[H3Header], spare: usize) -> Result<Split<'_>, FieldError> {
+    let mut pseudo_count = 0;
+    let mut fields = Vec::with_capacity(list.len() + spare);
+    // Any regular field, `te: trailers` too (it is not passed on, so `fields` does not show it).
+    let mut regular_seen = false;
+    for (i, h) in list.iter().enumerate() {
         let (name, value) = (h.name(), h.value());
         check_value(value)?;
-        if let Some(rest) = name.strip_prefix(b":") {
-            if !fields.is_empty() {
+        if name.starts_with(b":") {
+            if regular_seen {
                 return Err(FieldError("pseudo-header after regular field"));
             }
-            if pseudo.iter().any(|(n, _)| *n == rest) {
+            if list[..i].iter().any(|p| p.name() == name) {
                 return Err(FieldError("duplicated pseudo-header"));
             }
-            pseudo.push((rest, value));
+            pseudo_count += 1;
             continue;
         }
+        regular_seen = true;
         let name = valid_name(name)?;
         if HOP_BY_HOP.contains(&name) && !(name == "te" && value == b"trailers") {
             return Err(FieldError("connection-specific field in HTTP/3"));
@@ -191,7 +238,11 @@ fn split(list: &[H3Header]) -> Result<Split<'_>, FieldError> {
             });
         }
     }
-    Ok(Split { pseudo, fields })
+    Ok(Split {
+        list,
+        pseudo_count,
+        fields,
+    })
 }
 
 /// A field value must not contain CR, LF, NUL or another control character but HTAB, nor
@@ -224,20 +275,15 @@ fn valid_name(name: &[u8]) -> Result<&str, FieldError> {
 }
 
 fn pseudo<'a>(split: &Split<'a>, name: &[u8]) -> Option<&'a [u8]> {
-    split
-        .pseudo
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
+    split.pseudo().find(|(n, _)| *n == name).map(|(_, v)| v)
 }
 
 /// HTTP/3 request fields -> HTTP/1.1 request head (with `Host` first). Body framing fields are
 /// the caller's to add.
 pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
-    let s = split(list)?;
-    if s.pseudo
-        .iter()
-        .any(|(n, _)| !matches!(*n, b"method" | b"scheme" | b"authority" | b"path"))
+    let s = split(list, 1)?;
+    if s.pseudo()
+        .any(|(n, _)| !matches!(n, b"method" | b"scheme" | b"authority" | b"path"))
     {
         return Err(FieldError("unknown request pseudo-header"));
     }
@@ -258,15 +304,13 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
     if !origin_form || !head::is_valid_target(method, path) {
         return Err(FieldError("invalid :path"));
     }
-    let host_field = s
-        .fields
-        .iter()
-        .find(|h| h.name == "host")
-        .map(|h| h.value.clone());
-    let authority = match (pseudo(&s, b"authority"), host_field) {
-        (Some(a), _) => a.to_vec(),
-        (None, Some(h)) => h,
-        (None, None) => return Err(FieldError("missing :authority and host")),
+    let host_field = || s.fields.iter().find(|h| h.name == "host");
+    let authority = match pseudo(&s, b"authority") {
+        Some(a) => a.to_vec(),
+        None => match host_field() {
+            Some(h) => h.value.clone(),
+            None => return Err(FieldError("missing :authority and host")),
+        },
     };
     if !head::is_valid_authority(&authority, false) {
         return Err(FieldError("invalid :authority"));
@@ -275,14 +319,15 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
         String::from_utf8_lossy(method).into_owned(),
         String::from_utf8_lossy(path).into_owned(),
     );
-    let mut headers = vec![Header {
-        name: "host".into(),
-        value: authority,
-    }];
-    headers.extend(
-        s.fields
-            .into_iter()
-            .filter(|h| h.name != "host" && h.name != SERVICE_FIELD && h.name != COMPRESSED_FIELD),
+    // The fields in their order after `Host` (their vector has room for it: no growth).
+    let mut headers = s.fields;
+    headers.retain(|h| h.name != "host" && h.name != SERVICE_FIELD && h.name != COMPRESSED_FIELD);
+    headers.insert(
+        0,
+        Header {
+            name: "host".into(),
+            value: authority,
+        },
     );
     join_cookies(&mut headers);
     Ok(RequestHead {
@@ -326,14 +371,19 @@ const NOT_IN_TRAILERS: &[&str] = &[
 
 /// HTTP/1.1 trailer fields -> HTTP/3 trailer section (lowercased, disallowed fields dropped).
 pub fn trailers_to_h3(trailers: &[Header]) -> Vec<H3Header> {
-    end_to_end(trailers, NOT_IN_TRAILERS)
+    let mut out = Vec::with_capacity(trailers.len());
+    end_to_end(trailers, NOT_IN_TRAILERS, &mut out);
+    // Trailers are rare: quiche's own fields, as the body pumps send them.
+    out.iter()
+        .map(|f| H3Header::new(f.name(), f.value()))
+        .collect()
 }
 
 /// HTTP/3 trailer section -> HTTP/1.1 trailer fields, validated like any field section;
 /// pseudo-headers are not allowed in trailers, disallowed fields are dropped.
 pub fn trailers_from_h3(list: &[H3Header]) -> Result<Vec<Header>, FieldError> {
-    let s = split(list)?;
-    if !s.pseudo.is_empty() {
+    let s = split(list, 0)?;
+    if s.pseudo_count != 0 {
         return Err(FieldError("pseudo-header in trailers"));
     }
     Ok(s.fields
@@ -344,8 +394,9 @@ pub fn trailers_from_h3(list: &[H3Header]) -> Result<Vec<Header>, FieldError> {
 
 /// HTTP/3 response fields -> status and HTTP/1.1 fields (framing fields are the caller's to add).
 pub fn response_from_h3(list: &[H3Header]) -> Result<(u16, Vec<Header>), FieldError> {
-    let s = split(list)?;
-    if s.pseudo.len() != 1 {
+    // Room for the framing field the caller adds.
+    let s = split(list, 1)?;
+    if s.pseudo_count != 1 {
         return Err(FieldError(
             "response needs exactly one pseudo-header, :status",
         ));

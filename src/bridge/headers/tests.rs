@@ -14,7 +14,7 @@ fn h3(name: &str, value: &str) -> H3Header {
     H3Header::new(name.as_bytes(), value.as_bytes())
 }
 
-fn pairs(list: &[H3Header]) -> Vec<(String, String)> {
+fn pairs(list: &[impl NameValue]) -> Vec<(String, String)> {
     list.iter()
         .map(|f| {
             (
@@ -139,6 +139,17 @@ fn request_from_h3_refuses_malformed_sections() {
         (base(vec![h3("te", "gzip")]), "connection-specific"),
         (
             base(vec![h3("x-a", "1"), h3(":protocol", "x")]),
+            "pseudo-header after",
+        ),
+        (
+            // `te: trailers` is a regular field too, though it is not passed on.
+            vec![
+                h3("te", "trailers"),
+                h3(":method", "GET"),
+                h3(":scheme", "http"),
+                h3(":authority", "b"),
+                h3(":path", "/"),
+            ],
             "pseudo-header after",
         ),
         (
@@ -316,7 +327,7 @@ fn trailers_are_validated_and_filtered_both_ways() {
 }
 
 /// Only the `content-length` fields of a mapped section.
-fn content_lengths(list: &[H3Header]) -> Vec<(String, String)> {
+fn content_lengths(list: &[impl NameValue]) -> Vec<(String, String)> {
     pairs(list)
         .into_iter()
         .filter(|(n, _)| n == "content-length")
@@ -455,5 +466,30 @@ fn the_service_field_is_read_by_ptproxy_and_never_crosses() {
     assert!(
         service_of(&twice).is_err(),
         "two service fields are ambiguous"
+    );
+}
+
+#[test]
+fn numbers_and_names_written_without_a_string_are_the_same_bytes() {
+    for n in [0u64, 7, 10, 200, 599, 1234567890, u64::MAX] {
+        assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+    }
+    // Names longer than the stack buffer are lowercased too.
+    let long = format!("X-{}", "Ab".repeat(40));
+    for name in ["Content-Type", "x-ok", &long] {
+        let field = lowercased(name, b"v");
+        assert_eq!(field.name(), name.to_ascii_lowercase().as_bytes());
+        assert_eq!(field.value(), b"v");
+    }
+    let resp = ResponseHead {
+        version: Version::Http11,
+        status: 204,
+        reason: String::new(),
+        headers: vec![h("Content-Length", "0, 0"), h("X-A", "1")],
+    };
+    assert_eq!(
+        pairs(&response_to_h3(&resp)),
+        [(":status", "204"), ("content-length", "0"), ("x-a", "1")]
+            .map(|(n, v)| (n.to_string(), v.to_string()))
     );
 }

@@ -6,12 +6,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use quiche::h3::Header as H3Header;
-
 use super::request;
 use super::tunnel::{self, Tunnel};
 use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::compression::{self, Compressor};
+use crate::bridge::headers::Field;
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
 use crate::client::stream_routes::StreamRef;
@@ -28,10 +27,10 @@ pub struct Exchange {
     pub(super) target: String,
     pub(super) version: Version,
     /// Request fields not sent yet (the session was not usable or the stream was blocked).
-    pub(super) fields: Option<Vec<H3Header>>,
+    pub(super) fields: Option<Vec<Field>>,
     /// A copy of the sent fields while the request may be sent again on a new session: it has
     /// no body, an idempotent method and no response started (RFC 9110 §9.2.2).
-    pub(super) resend: Option<Vec<H3Header>>,
+    pub(super) resend: Option<Vec<Field>>,
     /// The request already went out a second time.
     resent: bool,
     /// The stream was opened in 0-RTT, on an attempt not yet up.
@@ -237,9 +236,11 @@ impl<T: DownstreamConn> Downstream<T> {
 
 impl Exchange {
     /// Validates the request head and prepares its HTTP/3 form. Returns an interim
-    /// `100 Continue` to write when the client asked for one.
+    /// `100 Continue` to write when the client asked for one. Once accepted, the exchange takes
+    /// the head's method and target (they are left empty: no copy per request); a refused head
+    /// is left whole.
     pub(super) fn new(
-        req: &RequestHead,
+        req: &mut RequestHead,
         peer: SocketAddr,
         rules: Option<&ListenerRules>,
         ctx: &Ctx<'_>,
@@ -250,8 +251,8 @@ impl Exchange {
             .continue_now
             .then_some(b"HTTP/1.1 100 Continue\r\n\r\n");
         let ex = Exchange {
-            method: req.method.clone(),
-            target: req.target.clone(),
+            method: std::mem::take(&mut req.method),
+            target: std::mem::take(&mut req.target),
             version: req.version,
             fields: Some(prepared.fields),
             resend: None,
@@ -376,7 +377,7 @@ impl Exchange {
         &self,
         policy: &CompressionPolicy,
         negotiated: bool,
-        fields: &[H3Header],
+        fields: &[Field],
     ) -> Option<Compressor> {
         let wanted = self.compress && self.has_body && self.tunnel.is_none();
         if !negotiated || !wanted || !policy.compresses(fields) {

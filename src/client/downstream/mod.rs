@@ -264,9 +264,9 @@ impl<T: DownstreamConn> Downstream<T> {
                 return true;
             }
         };
-        let (request, len) = parsed;
+        let (mut request, len) = parsed;
         self.tcp.consume(len);
-        match Exchange::new(&request, self.peer, self.rules.as_deref(), ctx) {
+        match Exchange::new(&mut request, self.peer, self.rules.as_deref(), ctx) {
             Ok((ex, interim)) => {
                 if let Some(bytes) = interim {
                     self.tcp.queue(bytes);

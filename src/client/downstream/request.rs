@@ -7,20 +7,22 @@
 //! A plain CONNECT (authority-form, checked by the parser) goes to the peer as an HTTP/3
 //! CONNECT; whether its destination may be reached is the server's decision.
 
+use std::borrow::Cow;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
-use quiche::h3::{Header as H3Header, NameValue};
+use quiche::h3::NameValue;
 
 use super::tunnel::TunnelKind;
 use crate::bridge::answers::{self, Answer};
-use crate::bridge::headers::{self, connect};
+use crate::bridge::headers::{self, connect, Field};
 use crate::config::{ClientHttpConfig, ListenerRules};
 use crate::h1::body::{self, BodyFraming};
 use crate::h1::head::{RequestHead, Version};
 
 /// A request accepted for forwarding.
 pub struct Prepared {
-    pub fields: Vec<H3Header>,
+    pub fields: Vec<Field>,
     pub framing: BodyFraming,
     /// The client sent `Expect: 100-continue` for a body: we answer the interim response
     /// ourselves (and do not forward the expectation), so no side waits for the other.
@@ -83,11 +85,11 @@ pub fn prepare(
     };
     // Hop-by-hop removal first: a client must not be able to drop the fields we add by naming
     // them in `Connection` (the CVE-2022-31813 class).
-    let mut fields = headers::request_to_h3(&shaped, &authority, &path);
+    let mut fields = headers::request_to_h3(&shaped, authority, &path);
     if websocket_key.is_some() {
         super::tunnel::extended_connect(&mut fields);
     }
-    let host = std::str::from_utf8(&authority).ok();
+    let host = std::str::from_utf8(authority).ok();
     let peers = finish_fields(&mut fields, req.version, peer, http, rules, host);
     let default = http.compression.enabled;
     let prepared = Prepared {
@@ -142,7 +144,7 @@ fn prepare_connect(
 /// Adds the forwarding fields and, last, the service field of the route `host` takes (after
 /// the caller's copies were removed with the hop-by-hop ones); the peers that route may use.
 fn finish_fields(
-    fields: &mut Vec<H3Header>,
+    fields: &mut Vec<Field>,
     version: Version,
     peer: SocketAddr,
     http: &ClientHttpConfig,
@@ -151,7 +153,7 @@ fn finish_fields(
 ) -> Option<crate::config::PeerGroup> {
     add_forwarding(fields, version, peer, http);
     if let Some(service) = rules.and_then(|r| r.route(host)) {
-        fields.push(H3Header::new(
+        fields.push(Field::named_copy(
             headers::SERVICE_FIELD.as_bytes(),
             service.as_bytes(),
         ));
@@ -170,7 +172,7 @@ pub fn body_too_large(max: u64) -> Answer {
 /// Adds `Forwarded` (RFC 7239), `Via` (RFC 9110 §7.6.3) and `X-Forwarded-For` as configured
 /// to the HTTP/3 fields, which hold only end-to-end fields by now.
 fn add_forwarding(
-    fields: &mut Vec<H3Header>,
+    fields: &mut Vec<Field>,
     version: Version,
     peer: SocketAddr,
     http: &ClientHttpConfig,
@@ -178,21 +180,21 @@ fn add_forwarding(
     let f = http.forwarding;
     let ip = peer.ip();
     if f.forwarded {
-        let node = match ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        // Written once into its field's value (no String per part).
+        let mut value = Vec::with_capacity(64);
+        let _ = match ip {
+            IpAddr::V4(v4) => write!(value, "for={v4};proto=http"),
+            IpAddr::V6(v6) => write!(value, "for=\"[{v6}]\";proto=http"),
         };
-        let value = format!("for={node};proto=http");
-        fields.push(H3Header::new(b"forwarded", value.as_bytes()));
+        fields.push(Field::named(b"forwarded", value));
     }
     if f.via {
-        let version = if version == Version::Http10 {
-            "1.0"
+        let value: &'static [u8] = if version == Version::Http10 {
+            b"1.0 ptproxy"
         } else {
-            "1.1"
+            b"1.1 ptproxy"
         };
-        let value = format!("{version} ptproxy");
-        fields.push(H3Header::new(b"via", value.as_bytes()));
+        fields.push(Field::fixed(b"via", value));
     }
     if f.x_forwarded_for {
         let existing = fields.iter().rposition(|h| h.name() == b"x-forwarded-for");
@@ -200,43 +202,50 @@ fn add_forwarding(
             Some(i) => {
                 let mut value = fields[i].value().to_vec();
                 value.extend_from_slice(format!(", {ip}").as_bytes());
-                fields[i] = H3Header::new(b"x-forwarded-for", &value);
+                fields[i] = Field::named(b"x-forwarded-for", value);
             }
-            None => fields.push(H3Header::new(b"x-forwarded-for", ip.to_string().as_bytes())),
+            None => fields.push(Field::named(
+                b"x-forwarded-for",
+                ip.to_string().into_bytes(),
+            )),
         }
     }
 }
 
 /// Splits the request target into (authority, path) per RFC 9112 §3.2: absolute-form carries
 /// the authority itself; origin-form takes it from Host (required in HTTP/1.1, exactly once).
-fn target_parts(
-    req: &RequestHead,
-    default_authority: &str,
-) -> Result<(Vec<u8>, String), &'static str> {
-    let hosts: Vec<&[u8]> = req.headers_named("host").collect();
-    if hosts.len() > 1 {
+/// Both borrow from the request (or the default) unless the path needs its leading `/`.
+fn target_parts<'a>(
+    req: &'a RequestHead,
+    default_authority: &'a str,
+) -> Result<(&'a [u8], Cow<'a, str>), &'static str> {
+    let mut hosts = req.headers_named("host");
+    let host = hosts.next();
+    if hosts.next().is_some() {
         return Err("more than one Host field");
     }
-    if req.version == Version::Http11 && hosts.is_empty() {
+    if req.version == Version::Http11 && host.is_none() {
         return Err("missing Host field");
     }
     if let Some(rest) = strip_scheme(&req.target) {
         let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
-            Some(i) => (&rest[..i], rest[i..].to_string()),
-            None => (rest, "/".to_string()),
+            Some(i) if rest[i..].starts_with('?') => {
+                (&rest[..i], Cow::Owned(format!("/{}", &rest[i..])))
+            }
+            Some(i) => (&rest[..i], Cow::Borrowed(&rest[i..])),
+            None => (rest, Cow::Borrowed("/")),
         };
         if authority.is_empty() || authority.contains('@') {
             return Err("invalid authority in the request target");
         }
-        return Ok((authority.as_bytes().to_vec(), path));
+        return Ok((authority.as_bytes(), path));
     }
-    let authority = match hosts.first() {
-        Some(h) if !h.is_empty() && h.iter().all(|b| b.is_ascii_graphic()) => h.to_vec(),
+    let authority = match host {
+        Some(h) if !h.is_empty() && h.iter().all(|b| b.is_ascii_graphic()) => h,
         Some(_) => return Err("invalid Host field"),
-        None => default_authority.as_bytes().to_vec(),
+        None => default_authority.as_bytes(),
     };
-    Ok((authority, req.target.clone()))
+    Ok((authority, Cow::Borrowed(&req.target)))
 }
 
 /// The rest of an absolute-form target after `http://` or `https://` (schemes are

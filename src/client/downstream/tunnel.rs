@@ -19,9 +19,10 @@
 
 use std::time::{Duration, Instant};
 
-use quiche::h3::{Header as H3Header, NameValue};
+use quiche::h3::NameValue;
 
 use crate::bridge::answers::{self, Answer};
+use crate::bridge::headers::Field;
 use crate::bridge::websocket;
 use crate::h1::body::BodyFraming;
 use crate::h1::head::{has_connection_token, Header, RequestHead, Version};
@@ -131,15 +132,15 @@ pub const FRAMING: BodyFraming = BodyFraming::UntilClose;
 /// Turns the HTTP/3 form of a GET upgrade (hop-by-hop fields already removed) into the
 /// extended CONNECT for WebSocket: `:method CONNECT` and `:protocol websocket`, the other
 /// pseudo-headers and end-to-end fields as they are.
-pub fn extended_connect(fields: &mut Vec<H3Header>) {
+pub fn extended_connect(fields: &mut Vec<Field>) {
     for f in fields.iter_mut() {
         if f.name() == b":method" {
-            *f = H3Header::new(b":method", b"CONNECT");
+            *f = Field::fixed(b":method", b"CONNECT");
         }
     }
     fields.insert(
         1,
-        H3Header::new(b":protocol", websocket::PROTOCOL.as_bytes()),
+        Field::fixed(b":protocol", websocket::PROTOCOL.as_bytes()),
     );
 }
 
@@ -457,11 +458,11 @@ mod tests {
     #[test]
     fn the_get_becomes_an_extended_connect() {
         let mut fields = vec![
-            H3Header::new(b":method", b"GET"),
-            H3Header::new(b":scheme", b"http"),
-            H3Header::new(b":authority", b"b"),
-            H3Header::new(b":path", b"/chat"),
-            H3Header::new(b"sec-websocket-key", KEY.as_bytes()),
+            Field::new(b":method", b"GET"),
+            Field::new(b":scheme", b"http"),
+            Field::new(b":authority", b"b"),
+            Field::new(b":path", b"/chat"),
+            Field::new(b"sec-websocket-key", KEY.as_bytes()),
         ];
         extended_connect(&mut fields);
         let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|f| (f.name(), f.value())).collect();

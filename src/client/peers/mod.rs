@@ -318,11 +318,16 @@ impl Peers {
     }
 
     /// The configured peers of `group` (every peer when `None`), in order.
-    fn entries<'a>(&'a self, group: Option<&'a PeerGroup>) -> Vec<&'a PeerEntry> {
-        match group {
-            None => self.peers.iter().collect(),
-            Some(g) => g.peers.iter().filter_map(|n| self.entry(n)).collect(),
-        }
+    fn entries<'a>(
+        &'a self,
+        group: Option<&'a PeerGroup>,
+    ) -> impl Iterator<Item = &'a PeerEntry> + 'a {
+        // Either every peer or the group's, without a vector (this runs for every request).
+        let all = self.peers.iter().filter(move |_| group.is_none());
+        let named = group
+            .into_iter()
+            .flat_map(|g| g.peers.iter().filter_map(|n| self.entry(n)));
+        all.chain(named)
     }
 
     /// Each link of `group`'s peers with its health, in order.
@@ -334,7 +339,6 @@ impl Peers {
             _ => Health::Down,
         };
         self.entries(group)
-            .into_iter()
             .flat_map(|e| e.links.iter())
             .filter_map(|k| self.slots.get(*k).map(|s| (*k, health(s))))
             .collect()

@@ -18,7 +18,7 @@ pub(super) fn label(slot: &PeerSlot) -> String {
 
 /// Why no link of `group` takes requests: each peer's reason (the bare reason with one peer).
 pub(super) fn why_down(peers: &Peers, group: Option<&PeerGroup>) -> String {
-    let entries = peers.entries(group);
+    let entries: Vec<_> = peers.entries(group).collect();
     let one = peers.peers.len() == 1 && entries.len() == 1;
     let mut reasons = Vec::new();
     for entry in entries {

@@ -85,7 +85,7 @@ enum Response {
     /// Fields ready to send (retried while the stream is blocked); `fin` when there is no body;
     /// `interim` for a 1xx response, after which the final head is awaited again.
     HeadReady {
-        fields: Vec<H3Header>,
+        fields: Vec<headers::Field>,
         fin: bool,
         interim: bool,
     },
@@ -199,22 +199,31 @@ impl Exchange {
             malformed: None,
         };
         match prepared {
-            Ok(Prepared { head, tunnel, .. }) => {
+            Ok(Prepared {
+                mut head, tunnel, ..
+            }) => {
                 log::debug!(
                     "stream {stream} from {}: {} {}",
                     ctx.client,
                     head.method,
                     head.target
                 );
-                ex.method = head.method.clone();
-                ex.target = head.target.clone();
+                // The exchange keeps the method and target once the head is written (or
+                // refused): moved, not copied.
+                let keep_names = |ex: &mut Exchange, head: &mut RequestHead| {
+                    ex.method = std::mem::take(&mut head.method);
+                    ex.target = std::mem::take(&mut head.target);
+                };
                 if let Err(refusal) = routed {
+                    keep_names(&mut ex, &mut head);
                     ex.answer(ctx, refusal);
                     return ex;
                 }
                 ex.reusable = tunnel.is_none();
                 ex.tunnel = tunnel;
-                match ex.take_upstream(ctx, &head) {
+                let taken = ex.take_upstream(ctx, &head);
+                keep_names(&mut ex, &mut head);
+                match taken {
                     Ok(key) => {
                         ex.upstream = Some(key);
                         ex.arm_connect_timer(ctx, key);

@@ -3,7 +3,7 @@
 //! decoded and moved into the stream while it takes it, the trailers, and the one retry of a
 //! request whose reused connection closed before any response byte.
 
-use quiche::h3::Header as H3Header;
+use crate::bridge::headers::Field;
 
 use crate::bridge::answers;
 use crate::bridge::compression::{self, Compressor};
@@ -168,7 +168,7 @@ impl Exchange {
         &self,
         policy: Option<&CompressionPolicy>,
         framing: BodyFraming,
-        fields: &[H3Header],
+        fields: &[Field],
     ) -> Option<Compressor> {
         let policy = policy?;
         let empty = matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use quiche::h3::NameValue;
 
 use crate::bridge::answers;
-use crate::bridge::headers;
+use crate::bridge::headers::{self, Field};
 use crate::bridge::pump::H1ToH3;
 use crate::bridge::websocket;
 use crate::h1::body::BodyFraming;
@@ -129,7 +129,7 @@ impl Exchange {
             )));
         }
         let mut fields = headers::response_to_h3(resp);
-        fields[0] = quiche::h3::Header::new(b":status", b"200");
+        fields[0] = Field::status(200);
         if let TunnelKind::WebSocket {
             generated_key: Some(key),
         } = &tunnel.kind
@@ -155,12 +155,12 @@ impl Exchange {
         if !awaiting || !matches!(self.response, Response::AwaitHead) {
             return false;
         }
-        self.start_tunnel(ctx, vec![quiche::h3::Header::new(b":status", b"200")]);
+        self.start_tunnel(ctx, vec![Field::status(200)]);
         true
     }
 
     /// The tunnel opens: the stream's head is `fields`, bytes flow both ways from now on.
-    fn start_tunnel(&mut self, ctx: &mut Ctx<'_>, fields: Vec<quiche::h3::Header>) {
+    fn start_tunnel(&mut self, ctx: &mut Ctx<'_>, fields: Vec<Field>) {
         let Some(tunnel) = self.tunnel.as_mut() else {
             return;
         };
