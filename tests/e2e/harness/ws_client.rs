@@ -120,6 +120,19 @@ impl WsClient {
             .expect("shutdown write");
     }
 
+    /// Reads until the connection ends and checks that it ended with a TCP reset: a tunnel
+    /// that broke must never look like a clean end.
+    #[track_caller]
+    pub fn assert_reset(&mut self) {
+        match self.read_to_end() {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}"),
+            Ok(bytes) => panic!(
+                "a clean EOF after {} bytes for a tunnel that broke",
+                bytes.len()
+            ),
+        }
+    }
+
     /// Reads until the connection ends: `Ok(bytes)` on a clean EOF, the error otherwise.
     pub fn read_to_end(&mut self) -> io::Result<Vec<u8>> {
         let mut out = std::mem::take(&mut self.pending);
