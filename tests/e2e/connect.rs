@@ -5,7 +5,6 @@
 //! dying mid-tunnel resets the caller. Unlisted destinations get 403, a service without
 //! `connect_to` 501, and neither reaches anything.
 
-use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -46,12 +45,7 @@ fn a_listed_destination_speaks_first_and_carries_a_mib_each_way_fin_for_fin() {
     );
 
     let big = pattern::pattern(1 << 20);
-    // Written by a second thread while this one reads: neither side waits for the other.
-    let mut writer = c.stream.try_clone().expect("clone");
-    let sent = big.clone();
-    let t = std::thread::spawn(move || io::Write::write_all(&mut writer, &sent));
-    let echoed = c.recv(big.len(), Duration::from_secs(60));
-    t.join().expect("writer thread").expect("write 1 MiB");
+    let echoed = c.send_while_receiving(big.clone(), big.len(), Duration::from_secs(60));
     assert!(echoed == big, "the echo differs from what was sent");
 
     c.finish();

@@ -4,7 +4,6 @@
 //! and then a byte-exact tunnel, FIN for FIN; a refusal is relayed, a wrong accept is a 502,
 //! and an upstream dying mid-tunnel resets the caller's connection.
 
-use std::io;
 use std::time::Duration;
 
 use crate::harness::admin::{metric, metrics_addr};
@@ -80,12 +79,7 @@ fn one_mib_each_way_is_byte_exact() {
     let mut c = WsClient::upgrade(pair.http_addr, &[]);
     assert_switched(&c);
     let big = pattern::pattern(1 << 20);
-    // Written by a second thread while this one reads: neither side waits for the other.
-    let mut writer = c.stream.try_clone().expect("clone");
-    let sent = big.clone();
-    let t = std::thread::spawn(move || io::Write::write_all(&mut writer, &sent));
-    let echoed = c.recv(big.len(), Duration::from_secs(60));
-    t.join().expect("writer thread").expect("write 1 MiB");
+    let echoed = c.send_while_receiving(big.clone(), big.len(), Duration::from_secs(60));
     assert!(echoed == big, "the echo differs from what was sent");
     c.finish();
     assert_eq!(c.read_to_end().expect("clean end").len(), 0);

@@ -73,15 +73,10 @@ fn ten_mib_messages_each_way_are_byte_exact() {
     eprintln!("10 MiB upstream -> caller in {:?}", t.elapsed());
     drop(pushed);
 
-    // One 10 MiB binary frame from the caller, echoed by the upstream: written by a second
-    // thread while this one reads, so neither side waits for the other.
+    // One 10 MiB binary frame from the caller, echoed by the upstream.
     let t = Instant::now();
     let sent = frame(BINARY, &pattern(TEN_MIB));
-    let mut writer = c.stream.try_clone().expect("clone");
-    let to_write = sent.clone();
-    let w = std::thread::spawn(move || writer.write_all(&to_write));
-    let echoed = c.recv(sent.len(), Duration::from_secs(120));
-    w.join().expect("writer thread").expect("write 10 MiB");
+    let echoed = c.send_while_receiving(sent.clone(), sent.len(), Duration::from_secs(120));
     assert_same_bytes(&echoed, &sent, "the echoed 10 MiB frame");
     eprintln!("10 MiB caller -> upstream -> caller in {:?}", t.elapsed());
 

@@ -113,6 +113,24 @@ impl WsClient {
         out
     }
 
+    /// Sends `bytes` from a second thread while this one reads `echo_len` bytes back (within
+    /// `timeout`), so that neither side waits for the other; returns what came back.
+    pub fn send_while_receiving(
+        &mut self,
+        bytes: Vec<u8>,
+        echo_len: usize,
+        timeout: Duration,
+    ) -> Vec<u8> {
+        let mut writer = self.stream.try_clone().expect("clone");
+        let len = bytes.len();
+        let w = std::thread::spawn(move || writer.write_all(&bytes));
+        let echoed = self.recv(echo_len, timeout);
+        w.join()
+            .expect("writer thread")
+            .unwrap_or_else(|e| panic!("write {len} bytes: {e}"));
+        echoed
+    }
+
     /// Half-closes our side (FIN).
     pub fn finish(&mut self) {
         self.stream
