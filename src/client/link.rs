@@ -7,12 +7,10 @@
 //!
 //! This module is the state machine. How an attempt is started, abandoned and reported (first
 //! contact) lives in `link/attempt.rs`, the session ticket kept for 0-RTT in
-//! `link/resumption.rs`, and the connection setup shared with `--check --connect` in
-//! [`super::dial`].
+//! `link/resumption.rs`, reading and sending its datagrams in `link/datagrams.rs`, and the
+//! connection setup shared with `--check --connect` in [`super::dial`].
 
-use std::io;
 use std::net::SocketAddr;
-use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
@@ -23,14 +21,14 @@ use crate::quic::backoff::Backoff;
 use crate::quic::debug::DebugTaps;
 use crate::quic::session::Session;
 use crate::quic::udp::{LossHider, UdpIo};
-use crate::quic::{self, path_check, tls};
-use crate::reactor::backlog::{drain_bounded, Drain, DATAGRAMS_PER_TURN};
+use crate::quic::{self, tls};
 use crate::resolve::Candidates;
 
 use super::contact::{Contact, FailureKind};
 use resumption::Resumption;
 
 mod attempt;
+mod datagrams;
 mod health;
 mod resumption;
 
@@ -98,23 +96,6 @@ pub struct PeerLink {
     /// Loss hiding policy and counters (kept across reconnects).
     hider: LossHider,
     debug: DebugTaps,
-}
-
-/// The server checks that a new address of ours (a NAT rebinding) is really us: the answer,
-/// keyed by the session's TLS secrets, goes out from our socket, so through the NAT's new
-/// mapping. A lost answer is asked again.
-fn answer_address_check(
-    udp: &UdpIo,
-    session: &mut Session,
-    nonce: &path_check::Nonce,
-    to: SocketAddr,
-) {
-    match path_check::response(&mut session.conn, nonce) {
-        Some(answer) => {
-            let _ = udp.socket.send_to(&answer, to);
-        }
-        None => log::debug!("address check from {to} before the handshake is done: not answered"),
-    }
 }
 
 impl PeerLink {
@@ -277,47 +258,6 @@ impl PeerLink {
         }
     }
 
-    /// Reads the datagrams waiting on the socket into the session, at most
-    /// [`DATAGRAMS_PER_TURN`]; `Capped` when it stopped there (read again next turn).
-    pub fn handle_readable(&mut self, now: Instant) -> Drain {
-        let Some(udp) = self.udp.as_mut() else {
-            return Drain::Emptied;
-        };
-        let session = match &mut self.state {
-            State::Connecting(s) | State::Up { session: s, .. } => s,
-            State::Waiting { .. } => return Drain::Emptied,
-        };
-        let Ok(to) = udp.local_addr() else {
-            return Drain::Emptied;
-        };
-        let peer = self.peer;
-        drain_bounded(DATAGRAMS_PER_TURN, || match udp.recv() {
-            Ok(Some((data, from))) if path_check::is_ours(data) => {
-                let challenge = path_check::parse_challenge(data).filter(|_| from == peer);
-                if let Some(nonce) = challenge {
-                    answer_address_check(udp, session, &nonce, from);
-                }
-                ControlFlow::Continue(())
-            }
-            Ok(Some((data, from))) => {
-                session.handle_datagram(data, from, to, now);
-                ControlFlow::Continue(())
-            }
-            Ok(None) => ControlFlow::Break(()),
-            Err(e) => {
-                log::warn!("udp receive: {e}");
-                ControlFlow::Break(())
-            }
-        })
-    }
-
-    pub fn handle_writable(&mut self, registry: &Registry, now: Instant) {
-        if let Some(udp) = self.udp.as_mut() {
-            udp.on_writable(now);
-            udp.update_interest(registry, self.token);
-        }
-    }
-
     /// Timers: quiche's, keepalive, and the backoff wait.
     pub fn handle_timeout(&mut self, registry: &Registry, now: Instant) {
         match &mut self.state {
@@ -432,31 +372,6 @@ impl PeerLink {
         self.state = State::Waiting { until: now + delay };
     }
 
-    /// Sends whatever the session has to send.
-    /// Returns true when it stopped at the send quantum with more to send.
-    pub fn flush(&mut self, registry: &Registry, now: Instant) -> bool {
-        let more = self.send(now);
-        if let Some(udp) = self.udp.as_mut() {
-            udp.update_interest(registry, self.token);
-        }
-        more
-    }
-
-    fn send(&mut self, now: Instant) -> bool {
-        let Some(udp) = self.udp.as_mut() else {
-            return false;
-        };
-        match &mut self.state {
-            State::Connecting(s) | State::Up { session: s, .. } => {
-                udp.send_from(&mut s.conn, now, &mut self.hider, None)
-            }
-            State::Waiting { .. } => {
-                udp.flush(now);
-                false
-            }
-        }
-    }
-
     pub fn next_deadline(&self) -> Option<Instant> {
         let state = match &self.state {
             State::Waiting { until } => Some(*until),
@@ -479,29 +394,11 @@ impl PeerLink {
         }
     }
 
-    /// Sends the session's last packets (its CONNECTION_CLOSE) before the process exits.
-    pub fn send_final(&mut self) {
-        let session = match &mut self.state {
-            State::Connecting(s) | State::Up { session: s, .. } => s,
-            State::Waiting { .. } => return,
-        };
-        if let Some(udp) = self.udp.as_mut() {
-            udp.send_final(&mut session.conn, None);
-        }
-    }
-
     /// True when no session remains open.
     pub fn is_closed(&self) -> bool {
         match &self.state {
             State::Connecting(s) | State::Up { session: s, .. } => s.conn.is_closed(),
             State::Waiting { .. } => true,
         }
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.udp
-            .as_ref()
-            .map(|u| u.local_addr())
-            .unwrap_or_else(|| Err(io::ErrorKind::NotConnected.into()))
     }
 }
