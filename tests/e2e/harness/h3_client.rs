@@ -53,29 +53,48 @@ pub struct H3Client {
     next_retired_seq: u64,
 }
 
+/// The test PKI's file `name` as a path string.
+fn pem(name: &str) -> String {
+    super::pki(name).to_str().expect("UTF-8 path").to_string()
+}
+
+/// The quiche settings of the harness's bare HTTP/3 ends (client and server), with the test
+/// PKI's certificate `identity` (`client` or `server`); peer verification is the caller's.
+pub fn quiche_config(identity: &str) -> quiche::Config {
+    let mut cfg = quiche::Config::new(quiche::PROTOCOL_VERSION).expect("quiche config");
+    cfg.set_application_protos(quiche::h3::APPLICATION_PROTOCOL)
+        .expect("alpn");
+    cfg.load_cert_chain_from_pem_file(&pem(&format!("{identity}.pem")))
+        .expect("certificate");
+    cfg.load_priv_key_from_pem_file(&pem(&format!("{identity}.key")))
+        .expect("key");
+    cfg.set_max_idle_timeout(30_000);
+    cfg.set_max_recv_udp_payload_size(1350);
+    cfg.set_max_send_udp_payload_size(1350);
+    cfg.set_initial_max_data(10_000_000);
+    cfg.set_initial_max_stream_data_bidi_local(1_000_000);
+    cfg.set_initial_max_stream_data_bidi_remote(1_000_000);
+    cfg.set_initial_max_stream_data_uni(1_000_000);
+    cfg.set_initial_max_streams_bidi(100);
+    cfg.set_initial_max_streams_uni(100);
+    cfg
+}
+
+/// Name/value pairs as quiche HTTP/3 fields, exactly as given.
+fn header_list(fields: &[(&str, &str)]) -> Vec<quiche::h3::Header> {
+    fields
+        .iter()
+        .map(|(n, v)| quiche::h3::Header::new(n.as_bytes(), v.as_bytes()))
+        .collect()
+}
+
 impl H3Client {
     /// Connects to the server at `server` (name `localhost`) and waits for the session.
     pub fn connect(server: SocketAddr) -> H3Client {
-        let mut cfg = quiche::Config::new(quiche::PROTOCOL_VERSION).expect("quiche config");
-        cfg.set_application_protos(quiche::h3::APPLICATION_PROTOCOL)
-            .expect("alpn");
-        let pem = |n: &str| super::pki(n).to_str().expect("UTF-8 path").to_string();
-        cfg.load_cert_chain_from_pem_file(&pem("client.pem"))
-            .expect("client cert");
-        cfg.load_priv_key_from_pem_file(&pem("client.key"))
-            .expect("client key");
+        let mut cfg = quiche_config("client");
         cfg.load_verify_locations_from_file(&pem("ca.pem"))
             .expect("ca");
         cfg.verify_peer(true);
-        cfg.set_max_idle_timeout(30_000);
-        cfg.set_max_recv_udp_payload_size(1350);
-        cfg.set_max_send_udp_payload_size(1350);
-        cfg.set_initial_max_data(10_000_000);
-        cfg.set_initial_max_stream_data_bidi_local(1_000_000);
-        cfg.set_initial_max_stream_data_bidi_remote(1_000_000);
-        cfg.set_initial_max_stream_data_uni(1_000_000);
-        cfg.set_initial_max_streams_bidi(100);
-        cfg.set_initial_max_streams_uni(100);
         let socket = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
@@ -160,10 +179,7 @@ impl H3Client {
     /// Sends a request with exactly these fields, then `body` (if any) and the end of the
     /// stream; returns the stream id.
     pub fn send(&mut self, fields: &[(&str, &str)], body: Option<&[u8]>) -> u64 {
-        let list: Vec<quiche::h3::Header> = fields
-            .iter()
-            .map(|(n, v)| quiche::h3::Header::new(n.as_bytes(), v.as_bytes()))
-            .collect();
+        let list = header_list(fields);
         let stream = self
             .h3
             .send_request(&mut self.conn, &list, body.is_none())
@@ -181,10 +197,7 @@ impl H3Client {
 
     /// Opens a stream with exactly these fields and keeps it open (no FIN); returns its id.
     pub fn open(&mut self, fields: &[(&str, &str)]) -> u64 {
-        let list: Vec<quiche::h3::Header> = fields
-            .iter()
-            .map(|(n, v)| quiche::h3::Header::new(n.as_bytes(), v.as_bytes()))
-            .collect();
+        let list = header_list(fields);
         let stream = self
             .h3
             .send_request(&mut self.conn, &list, false)

@@ -98,24 +98,8 @@ pub fn compressed_answer(case: &str) -> Vec<u8> {
 }
 
 fn config() -> quiche::Config {
-    let mut cfg = quiche::Config::new(quiche::PROTOCOL_VERSION).expect("quiche config");
-    cfg.set_application_protos(quiche::h3::APPLICATION_PROTOCOL)
-        .expect("alpn");
-    let pem = |n: &str| super::pki(n).to_str().expect("UTF-8 path").to_string();
-    cfg.load_cert_chain_from_pem_file(&pem("server.pem"))
-        .expect("server cert");
-    cfg.load_priv_key_from_pem_file(&pem("server.key"))
-        .expect("server key");
+    let mut cfg = super::h3_client::quiche_config("server");
     cfg.verify_peer(false);
-    cfg.set_max_idle_timeout(30_000);
-    cfg.set_max_recv_udp_payload_size(1350);
-    cfg.set_max_send_udp_payload_size(1350);
-    cfg.set_initial_max_data(10_000_000);
-    cfg.set_initial_max_stream_data_bidi_local(1_000_000);
-    cfg.set_initial_max_stream_data_bidi_remote(1_000_000);
-    cfg.set_initial_max_stream_data_uni(1_000_000);
-    cfg.set_initial_max_streams_bidi(100);
-    cfg.set_initial_max_streams_uni(100);
     cfg
 }
 
