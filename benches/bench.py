@@ -526,6 +526,23 @@ def summarize(lat):
 # ----------------------------------------------------------------------------- one (pair, link)
 
 
+def start_on_link(pair, procs, link, pki, d, args, relay, seed, res):
+    """Starts `pair` for a phase on `link`: both namespaces' TCP congestion control (new sockets
+    pick it up: the run's --tcp-cc or the pair's own "tcp_cc" from pairs.json), the relay's loss
+    generator reset to `seed`, then the pair's processes. True (with res["skipped"] set) when the
+    pair cannot run."""
+    tcp_cc = pair.spec.get("tcp_cc", args.tcp_cc)
+    for ns in (NS_C, NS_S):
+        sh(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.tcp_congestion_control={tcp_cc}"])
+    res["tcp_cc"] = tcp_cc
+    relay.reset(seed)
+    skip = pair.start(procs, link, pki, d, args)
+    if skip:
+        res["skipped"] = skip
+        return True
+    return False
+
+
 def measure(pair, link, relay, procs, pki, d, args, deadline_at):
     os.makedirs(d, exist_ok=True)
     res = {"pair": pair.name, "link": link.name}
@@ -550,16 +567,7 @@ def measure(pair, link, relay, procs, pki, d, args, deadline_at):
             res.setdefault("errors", []).append(f"{name}: {out['errors']} failed request(s), last: {out.get('last_error')}")
         return out
 
-    # TCP congestion control of both namespaces (new sockets pick it up): the run's --tcp-cc or
-    # the pair's own "tcp_cc" from pairs.json.
-    tcp_cc = pair.spec.get("tcp_cc", args.tcp_cc)
-    for ns in (NS_C, NS_S):
-        sh(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.tcp_congestion_control={tcp_cc}"])
-    res["tcp_cc"] = tcp_cc
-    relay.reset(seed)
-    skip = pair.start(procs, link, pki, d, args)
-    if skip:
-        res["skipped"] = skip
+    if start_on_link(pair, procs, link, pki, d, args, relay, seed, res):
         return res
     # Cold: the pair has just become ready; nothing has crossed it yet.
     out = phase("cold", ["cold", "--timeout", "10"], 20)
@@ -875,14 +883,7 @@ def measure_ws(pair, link, relay, procs, pki, d, args, deadline_at):
     res = {"pair": pair.name, "link": link.name, "scenario": "websocket"}
     if deadline_at - time.monotonic() < args.ws_seconds + 10:
         raise Stop(f"time budget exhausted before {pair.name}/{link.name}/websocket")
-    tcp_cc = pair.spec.get("tcp_cc", args.tcp_cc)
-    for ns in (NS_C, NS_S):
-        sh(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.tcp_congestion_control={tcp_cc}"])
-    res["tcp_cc"] = tcp_cc
-    relay.reset(args.seed)
-    skip = pair.start(procs, link, pki, d, args)
-    if skip:
-        res["skipped"] = skip
+    if start_on_link(pair, procs, link, pki, d, args, relay, args.seed, res):
         return res
     # Warm-up: one GET /small through the pair, so that its link connection exists before the
     # WebSockets open, as it would after any earlier traffic (ptproxy's session is up already).

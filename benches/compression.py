@@ -125,14 +125,7 @@ def measure(pair, link, relay, procs, pki, d, args, deadline_at):
                                                 f"wrong bodies, last: {out.get('last_error')}")
         return out
 
-    tcp_cc = pair.spec.get("tcp_cc", args.tcp_cc)
-    for ns in (bench.NS_C, bench.NS_S):
-        sh(["ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.tcp_congestion_control={tcp_cc}"])
-    res["tcp_cc"] = tcp_cc
-    relay.reset(args.seed)
-    skip = pair.start(procs, link, pki, d, args)
-    if skip:
-        res["skipped"] = skip
+    if bench.start_on_link(pair, procs, link, pki, d, args, relay, args.seed, res):
         return res
     phase("warm", ["cold", "--timeout", "10"], 20)
 
