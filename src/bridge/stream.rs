@@ -8,6 +8,8 @@
 use quiche::h3::{self, Header as H3Header};
 
 use crate::bridge::headers::Field;
+use crate::quic::ack_hold::AckHold;
+use crate::quic::session::Session;
 
 /// The HTTP/3 stream failed under a pump.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +35,25 @@ pub trait StreamSource {
     fn recv_body(&mut self, buf: &mut [u8]) -> Result<usize, StreamFailed>;
 }
 
-/// One quiche HTTP/3 stream.
+/// One quiche HTTP/3 stream of a session. Whatever it gives quiche to send is reported to the
+/// session's ACK hold, so a send that carries more than an ACK never waits.
 pub struct H3Stream<'a> {
-    pub h3: &'a mut h3::Connection,
-    pub conn: &'a mut quiche::Connection,
-    pub id: u64,
+    h3: &'a mut h3::Connection,
+    conn: &'a mut quiche::Connection,
+    ack: &'a mut AckHold,
+    id: u64,
+}
+
+impl<'a> H3Stream<'a> {
+    /// Stream `id` of `session` (`None` before its HTTP/3 layer exists).
+    pub fn of(session: &'a mut Session, id: u64) -> Option<Self> {
+        Some(H3Stream {
+            h3: session.h3.as_mut()?,
+            conn: &mut session.conn,
+            ack: &mut session.ack,
+            id,
+        })
+    }
 }
 
 fn failed(e: h3::Error) -> StreamFailed {
@@ -49,6 +65,7 @@ fn failed(e: h3::Error) -> StreamFailed {
 
 impl StreamSink for H3Stream<'_> {
     fn send_body(&mut self, data: &[u8], fin: bool) -> Result<Option<usize>, StreamFailed> {
+        self.ack.on_output();
         match self.h3.send_body(self.conn, self.id, data, fin) {
             Ok(n) => Ok(Some(n)),
             Err(h3::Error::Done) | Err(h3::Error::StreamBlocked) => Ok(None),
@@ -57,6 +74,7 @@ impl StreamSink for H3Stream<'_> {
     }
 
     fn send_trailers(&mut self, fields: &[H3Header]) -> Result<bool, StreamFailed> {
+        self.ack.on_output();
         match self
             .h3
             .send_additional_headers(self.conn, self.id, fields, true, true)
@@ -104,6 +122,7 @@ impl ExchangeStream for H3Stream<'_> {
         first: bool,
         fin: bool,
     ) -> Result<bool, StreamFailed> {
+        self.ack.on_output();
         let sent = if first {
             self.h3.send_response(self.conn, self.id, fields, fin)
         } else {
@@ -122,12 +141,14 @@ impl ExchangeStream for H3Stream<'_> {
     }
 
     fn stop_sending(&mut self, code: u64) {
+        self.ack.on_output();
         let _ = self
             .conn
             .stream_shutdown(self.id, quiche::Shutdown::Read, code);
     }
 
     fn reset(&mut self, code: u64) {
+        self.ack.on_output();
         let _ = self
             .conn
             .stream_shutdown(self.id, quiche::Shutdown::Write, code);
@@ -188,7 +209,7 @@ impl<S: SessionPort + ?Sized> StreamSource for StreamOf<'_, S> {
     }
 }
 
-impl SessionPort for crate::quic::session::Session {
+impl SessionPort for Session {
     fn link_compression(&self) -> bool {
         crate::quic::session::Session::link_compression(self)
     }
@@ -205,6 +226,7 @@ impl SessionPort for crate::quic::session::Session {
     }
 
     fn open_request(&mut self, fields: &[Field], fin: bool) -> Result<u64, OpenRefused> {
+        self.ack.on_output();
         let Some(h3) = self.h3.as_mut() else {
             return Err(OpenRefused::Failed("no HTTP/3 layer yet".into()));
         };
@@ -222,46 +244,33 @@ impl SessionPort for crate::quic::session::Session {
         data: &[u8],
         fin: bool,
     ) -> Result<Option<usize>, StreamFailed> {
-        match self.h3.as_mut() {
-            Some(h3) => H3Stream {
-                h3,
-                conn: &mut self.conn,
-                id,
-            }
-            .send_body(data, fin),
+        match H3Stream::of(self, id) {
+            Some(mut s) => s.send_body(data, fin),
             None => Ok(None),
         }
     }
 
     fn send_trailers(&mut self, id: u64, fields: &[H3Header]) -> Result<bool, StreamFailed> {
-        match self.h3.as_mut() {
-            Some(h3) => H3Stream {
-                h3,
-                conn: &mut self.conn,
-                id,
-            }
-            .send_trailers(fields),
+        match H3Stream::of(self, id) {
+            Some(mut s) => s.send_trailers(fields),
             None => Ok(false),
         }
     }
 
     fn recv_body(&mut self, id: u64, buf: &mut [u8]) -> Result<usize, StreamFailed> {
-        match self.h3.as_mut() {
-            Some(h3) => H3Stream {
-                h3,
-                conn: &mut self.conn,
-                id,
-            }
-            .recv_body(buf),
+        match H3Stream::of(self, id) {
+            Some(mut s) => s.recv_body(buf),
             None => Ok(0),
         }
     }
 
     fn stop_sending(&mut self, id: u64, code: u64) {
+        self.ack.on_output();
         let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Read, code);
     }
 
     fn reset(&mut self, id: u64, code: u64) {
+        self.ack.on_output();
         let _ = self.conn.stream_shutdown(id, quiche::Shutdown::Write, code);
     }
 }

@@ -249,6 +249,7 @@ impl<T: DownstreamConn> Downstreams<T> {
                 return ControlFlow::Break(());
             }
         };
+        session.note_event(&event, env.now);
         if matches!(event, quiche::h3::Event::GoAway) {
             env.links.on_goaway(link);
             return ControlFlow::Continue(());

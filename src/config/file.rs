@@ -128,6 +128,7 @@ pub struct TransportFile {
     pub pmtu_discovery: Option<bool>,
     /// Bytes of each connection ID this side issues.
     pub connection_id_bytes: Option<usize>,
+    pub ack_delay_ms: Option<u64>,
     pub loss_hiding: Option<LossHidingFile>,
 }
 

@@ -66,6 +66,11 @@ fn minimal_files_get_documented_defaults() {
     );
     assert_eq!(c.tls.ca, conf_dir().join("demo-certs/ca.pem"));
     assert_eq!(c.transport.connection_id_bytes, DEFAULT_CONNECTION_ID_BYTES);
+    assert_eq!(
+        c.transport.ack_delay,
+        Duration::ZERO,
+        "BBR2, the default, acknowledges at once"
+    );
     let Ok(Config::Server(s)) = parse(SERVER, &conf_dir(), Role::Server) else {
         panic!("server")
     };
@@ -130,6 +135,19 @@ fn errors_name_the_field() {
             Role::Server,
             with(SERVER, r#""transport": {"connection_id_bytes": 21}"#),
             "transport.connection_id_bytes",
+        ),
+        (
+            Role::Server,
+            with(
+                SERVER,
+                r#""transport": {"congestion_control": "cubic", "ack_delay_ms": 26}"#,
+            ),
+            "transport.ack_delay_ms",
+        ),
+        (
+            Role::Client,
+            with(CLIENT, r#""transport": {"ack_delay_ms": 5}"#),
+            "transport.ack_delay_ms",
         ),
         (
             Role::Client,
@@ -655,4 +673,32 @@ fn compression_is_off_by_default_and_validates_its_types() {
     }
     let err = server_err(&with(SERVER, r#""http": {"compression": {"level": 9}}"#));
     assert!(err.to_string().contains("level"), "{err}");
+}
+
+#[test]
+fn acks_are_held_by_default_only_under_cubic_and_reno() {
+    let held = |fragment: &str| {
+        let Ok(Config::Client(c)) = parse(&with(CLIENT, fragment), &conf_dir(), Role::Client)
+        else {
+            panic!("{fragment}")
+        };
+        c.transport.ack_delay
+    };
+    let default = Duration::from_millis(DEFAULT_ACK_DELAY_MS);
+    assert_eq!(
+        held(r#""transport": {"congestion_control": "cubic"}"#),
+        default
+    );
+    assert_eq!(
+        held(r#""transport": {"congestion_control": "reno"}"#),
+        default
+    );
+    assert_eq!(
+        held(r#""transport": {"congestion_control": "cubic", "ack_delay_ms": 0}"#),
+        Duration::ZERO
+    );
+    assert_eq!(
+        held(r#""transport": {"congestion_control": "bbr2", "ack_delay_ms": 0}"#),
+        Duration::ZERO
+    );
 }

@@ -1,6 +1,7 @@
 //! The QUIC side: TLS and transport setup, the session wrapper, the datagram path and the
 //! reconnect policy. Nothing here knows HTTP/1.1.
 
+pub mod ack_hold;
 pub mod amplification;
 pub mod backoff;
 pub mod batch;

@@ -1,6 +1,7 @@
 //! One QUIC connection carrying HTTP/3, as both roles use it: the quiche connection, its H3
 //! layer once the handshake is done, the keepalive timer, dead-peer detection
-//! ([`super::liveness`]) and the close reason.
+//! ([`super::liveness`]), whether a send may wait for the answer to carry its ACK
+//! ([`super::ack_hold`]) and the close reason.
 //!
 //! The session is *usable* only once the peer's H3 SETTINGS arrived: in TLS 1.3 a client
 //! finishes its handshake before the server has checked the client certificate, so "handshake
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use quiche::h3;
 
+use super::ack_hold::AckHold;
 use super::liveness::{Liveness, RttEstimate, Verdict};
 use super::refusal::alert_name;
 
@@ -29,6 +31,9 @@ pub struct Session {
     last_receive: Instant,
     /// This end announces link compression in its SETTINGS (`http.compression.enabled`).
     announces_compression: bool,
+    /// Whether an owed ACK may wait for the answer (off unless [`Session::hold_acks`]).
+    /// Every write to quiche on this session's streams reports to it ([`AckHold::on_output`]).
+    pub ack: AckHold,
 }
 
 impl Session {
@@ -48,7 +53,56 @@ impl Session {
             peer_dead: false,
             last_receive: now,
             announces_compression: false,
+            ack: AckHold::new(Duration::ZERO),
         }
+    }
+
+    /// Lets an owed ACK wait up to `delay` for the answer to a completed message to carry it
+    /// (`transport.ack_delay_ms`).
+    pub fn hold_acks(&mut self, delay: Duration) {
+        self.ack = AckHold::new(delay);
+    }
+
+    /// Whether the send due now would only carry an ACK that may still wait: a hold is armed
+    /// and nothing else is owed (handshakes, 0-RTT and closes never wait).
+    pub fn may_hold_send(&self, now: Instant) -> bool {
+        if self.ack.deadline().is_none() {
+            return false;
+        }
+        let c = &self.conn;
+        let settled = c.is_established()
+            && !c.is_in_early_data()
+            && !c.is_draining()
+            && !c.is_closed()
+            && c.local_error().is_none();
+        settled && self.ack.holds(now, self.packets_lost())
+    }
+
+    /// An HTTP/3 event was polled: one that completes the peer's message (a request at the
+    /// server, a response at the client) lets its ACK wait for the answer.
+    pub fn note_event(&mut self, event: &h3::Event, now: Instant) {
+        if matches!(
+            event,
+            h3::Event::Finished
+                | h3::Event::Headers {
+                    more_frames: false,
+                    ..
+                }
+        ) {
+            self.ack.expect_answer(now);
+        }
+    }
+
+    /// quiche was asked to send: what was owed is on its way.
+    pub fn on_sent(&mut self) {
+        if self.ack.enabled() {
+            self.ack.on_sent(self.packets_lost());
+        }
+    }
+
+    /// Packets quiche declared lost so far (per path: `stats()` walks every stream).
+    fn packets_lost(&self) -> usize {
+        self.conn.path_stats().map(|p| p.lost).sum()
     }
 
     /// Announce link compression in this end's SETTINGS (before the HTTP/3 layer starts).
@@ -75,6 +129,7 @@ impl Session {
         let info = quiche::RecvInfo { from, to };
         match self.conn.recv(data, info) {
             Ok(_) => {
+                self.ack.on_datagram();
                 self.last_receive = self.last_receive.max(now);
                 if let Some(l) = self.liveness.as_mut() {
                     l.on_receive(now);
@@ -150,11 +205,13 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.conn.timeout_instant().is_some_and(|t| t <= now) {
             self.conn.on_timeout();
+            self.ack.on_output(); // a probe, a retransmission or a close may be due
         }
         let live = self.conn.is_established() && !self.conn.is_closed();
         if now >= self.next_keepalive {
             if live {
                 let _ = self.conn.send_ack_eliciting();
+                self.ack.on_output();
             }
             self.next_keepalive = now + self.keepalive_interval;
         }
@@ -167,6 +224,7 @@ impl Session {
         {
             Some(Verdict::Probe) => {
                 let _ = self.conn.send_ack_eliciting();
+                self.ack.on_output();
             }
             Some(Verdict::Dead) => self.peer_dead = true,
             Some(Verdict::Alive) | None => {}
@@ -180,6 +238,7 @@ impl Session {
             .filter(|_| self.conn.is_established() && !self.peer_dead)
             .map(|l| l.deadline(self.rtt_estimate()));
         let d = crate::time::earliest(self.conn.timeout_instant(), Some(self.next_keepalive));
+        let d = crate::time::earliest(d, self.ack.deadline());
         crate::time::earliest(d, liveness)
     }
 

@@ -476,6 +476,11 @@ impl<S: DatagramSocket> UdpIo<S> {
         due.clear();
     }
 
+    /// The pacer holds quiche's next packet back (it is made when [`Self::next_release`] comes).
+    pub fn pacer_waits(&self) -> bool {
+        self.pacing_wake.is_some()
+    }
+
     /// When the next queued packet may leave, or the pacer lets the next one be made (if
     /// the socket is not blocked).
     pub fn next_release(&self) -> Option<Instant> {

@@ -210,6 +210,10 @@ impl ServerProxy {
             if peer_address::before_sending(&mut pc.peer, &pc.client, pc.local, udp, metrics, now) {
                 continue;
             }
+            if pc.session.may_hold_send(now) && !self.udp.pacer_waits() {
+                self.udp.flush(now); // only an ACK is owed, and it waits for the response
+                continue;
+            }
             let to = Some(pc.peer.current());
             pending |= self.udp.send_within(
                 &mut pc.session.conn,
@@ -218,6 +222,7 @@ impl ServerProxy {
                 &mut pc.budget,
                 to,
             );
+            pc.session.on_sent();
             if pc.budget.take_newly_limited() {
                 self.admission.on_amplification_limited(now);
             }

@@ -83,6 +83,7 @@ impl ServerProxy {
             let next = pc.streams.keys().max().map_or(0, |id| id + 4);
             if let Some(h3) = pc.session.h3.as_mut() {
                 let _ = h3.send_goaway(&mut pc.session.conn, next);
+                pc.session.ack.on_output();
             }
         }
     }

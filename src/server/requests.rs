@@ -150,6 +150,7 @@ impl Requests {
                 return ControlFlow::Break(());
             }
         };
+        pc.session.note_event(&event, env.now);
         self.on_h3_event(ck, pc, stream, event, env);
         ControlFlow::Continue(())
     }
@@ -282,6 +283,7 @@ impl Requests {
 /// After our GOAWAY: a new request stream is refused unprocessed, so the client may retry
 /// it elsewhere.
 fn reject_stream(pc: &mut PeerConn, stream: u64) {
+    pc.session.ack.on_output();
     let conn = &mut pc.session.conn;
     let code = quic::h3_code::REQUEST_REJECTED;
     let _ = conn.stream_shutdown(stream, quiche::Shutdown::Read, code);
@@ -304,12 +306,7 @@ fn with_ctx<U: Upstreams, T>(
     let policy = &env.cfg.http.compression;
     let compression =
         (pc.session.link_compression() && config.compresses(policy.enabled)).then_some(policy);
-    let h3 = pc.session.h3.as_mut()?;
-    let mut stream = H3Stream {
-        h3,
-        conn: &mut pc.session.conn,
-        id: stream,
-    };
+    let mut stream = H3Stream::of(&mut pc.session, stream)?;
     let (now, cfg, metrics, client) = (env.now, env.cfg, &mut *env.metrics, &pc.client);
     let out = env.upstreams.with_port(ek, service, now, |pool| {
         let mut ctx = Ctx {

@@ -16,6 +16,7 @@ mod harness;
 
 mod harness_selftest;
 
+mod acks;
 mod auth;
 mod basic;
 mod bulk;

@@ -89,8 +89,16 @@ impl PeerLink {
             return false;
         };
         match &mut self.state {
+            State::Connecting(s) | State::Up { session: s, .. }
+                if s.may_hold_send(now) && !udp.pacer_waits() =>
+            {
+                udp.flush(now); // only an ACK is owed, and it waits for the next request
+                false
+            }
             State::Connecting(s) | State::Up { session: s, .. } => {
-                udp.send_from(&mut s.conn, now, &mut self.hider, None)
+                let more = udp.send_from(&mut s.conn, now, &mut self.hider, None);
+                s.on_sent();
+                more
             }
             State::Waiting { .. } => {
                 udp.flush(now);

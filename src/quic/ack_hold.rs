@@ -1,0 +1,198 @@
+//! Holding an owed ACK for the answer that follows (`transport.ack_delay_ms`).
+//!
+//! quiche acknowledges in every packet it builds and builds an ACK-only packet whenever it is
+//! asked to send with an ACK owed, so a small request costs four datagrams: the request, the
+//! server's ACK, the response, the client's ACK. Yet the response follows the request a moment
+//! later and can carry the server's ACK, and the caller's next request can carry the client's.
+//!
+//! The policy is ours, as whether to ask quiche to send at all. The hold is armed only when a
+//! datagram completed a message from the peer (a request at the server, a response at the
+//! client: the roles call [`AckHold::expect_answer`]), so bulk transfers, tunnels and
+//! handshakes never wait. It holds only while all of these stay true:
+//! - no more than one datagram arrived since the last send (RFC 9000 §13.2.2 asks for an ACK
+//!   at least every second ack-eliciting packet);
+//! - nothing else was given to quiche to send ([`AckHold::on_output`]: fields, body bytes,
+//!   resets, GOAWAY, keepalives, and any of quiche's own timers firing);
+//! - no packet was newly declared lost (its retransmission is due);
+//! - the delay since arming has not run out (at most `transport.ack_delay_ms`, within the
+//!   25 ms `max_ack_delay` quiche advertises, so the peer's loss timers allow for it).
+//!
+//! The role asks [`AckHold::holds`] before each send; any real send re-arms nothing until the
+//! next completed message.
+
+use std::time::{Duration, Instant};
+
+/// The longest hold that may be configured: quiche advertises a `max_ack_delay` of 25 ms
+/// (its default), and RFC 9000 §13.2.1 bounds our delay by what we advertise.
+pub const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
+
+/// Whether an owed ACK may wait for the answer to carry it. One per session.
+#[derive(Debug)]
+pub struct AckHold {
+    /// Longest hold (zero: never hold).
+    delay: Duration,
+    /// When a completed message armed the hold (`None`: not armed).
+    armed_at: Option<Instant>,
+    /// Datagrams accepted since the last send.
+    datagrams: u32,
+    /// Something besides an ACK was given to quiche since the last send.
+    output: bool,
+    /// quiche's count of lost packets at the last send.
+    lost_at_send: usize,
+}
+
+impl AckHold {
+    pub fn new(delay: Duration) -> Self {
+        AckHold {
+            delay: delay.min(MAX_ACK_DELAY),
+            armed_at: None,
+            datagrams: 0,
+            output: false,
+            lost_at_send: 0,
+        }
+    }
+
+    /// Whether holds are on at all (`transport.ack_delay_ms` above 0).
+    pub fn enabled(&self) -> bool {
+        !self.delay.is_zero()
+    }
+
+    /// A datagram from the peer was accepted.
+    pub fn on_datagram(&mut self) {
+        self.datagrams = self.datagrams.saturating_add(1);
+    }
+
+    /// Something besides an ACK waits to leave: the next send goes at once.
+    pub fn on_output(&mut self) {
+        self.output = true;
+    }
+
+    /// A datagram completed a message from the peer whose answer will follow: its ACK may
+    /// wait for that answer.
+    pub fn expect_answer(&mut self, now: Instant) {
+        if self.enabled() {
+            self.armed_at.get_or_insert(now);
+        }
+    }
+
+    /// Whether the send due now may be skipped: all it would carry is an ACK that can still
+    /// wait. `lost` is quiche's count of lost packets now.
+    pub fn holds(&self, now: Instant, lost: usize) -> bool {
+        self.armed_at.is_some_and(|at| now < at + self.delay)
+            && !self.output
+            && self.datagrams <= 1
+            && lost == self.lost_at_send
+    }
+
+    /// When a held ACK must leave (`None` when nothing is held).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.armed_at
+            .filter(|_| !self.output)
+            .map(|at| at + self.delay)
+    }
+
+    /// quiche was asked to send: whatever was owed left. `lost` is its count of lost packets.
+    pub fn on_sent(&mut self, lost: usize) {
+        self.armed_at = None;
+        self.datagrams = 0;
+        self.output = false;
+        self.lost_at_send = lost;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A hold armed at `t0` by one datagram completing a message.
+    fn armed(delay: Duration, t0: Instant) -> AckHold {
+        let mut h = AckHold::new(delay);
+        h.on_sent(0);
+        h.on_datagram();
+        h.expect_answer(t0);
+        h
+    }
+
+    #[test]
+    fn an_armed_hold_lasts_until_the_delay_then_not() {
+        let t0 = Instant::now();
+        let h = armed(5 * MS, t0);
+        assert!(h.holds(t0, 0));
+        assert!(h.holds(t0 + 4 * MS, 0));
+        assert!(!h.holds(t0 + 5 * MS, 0));
+        assert_eq!(h.deadline(), Some(t0 + 5 * MS));
+    }
+
+    #[test]
+    fn nothing_is_held_unless_a_completed_message_armed_it() {
+        let t0 = Instant::now();
+        let mut h = AckHold::new(5 * MS);
+        h.on_datagram();
+        assert!(
+            !h.holds(t0, 0),
+            "a datagram alone (bulk data, tunnel bytes)"
+        );
+        assert_eq!(h.deadline(), None);
+    }
+
+    #[test]
+    fn output_a_second_datagram_or_a_loss_ends_the_hold() {
+        let t0 = Instant::now();
+        let mut h = armed(5 * MS, t0);
+        h.on_output();
+        assert!(!h.holds(t0, 0), "the answer (or anything else) is leaving");
+        assert_eq!(h.deadline(), None, "no timer for a send that goes now");
+
+        let mut h = armed(5 * MS, t0);
+        h.on_datagram();
+        assert!(
+            !h.holds(t0, 0),
+            "every second packet is acknowledged at once"
+        );
+
+        let h = armed(5 * MS, t0);
+        assert!(!h.holds(t0, 1), "a retransmission is due");
+    }
+
+    #[test]
+    fn a_send_disarms_and_remembers_the_losses() {
+        let t0 = Instant::now();
+        let mut h = armed(5 * MS, t0);
+        h.on_sent(3);
+        assert!(!h.holds(t0, 3) && h.deadline().is_none());
+        h.on_datagram();
+        h.expect_answer(t0 + MS);
+        assert!(
+            h.holds(t0 + MS, 3),
+            "losses counted before the send are old news"
+        );
+        assert_eq!(
+            h.deadline(),
+            Some(t0 + 6 * MS),
+            "armed anew at the new message"
+        );
+    }
+
+    #[test]
+    fn a_zero_delay_never_holds_and_the_delay_is_capped() {
+        let t0 = Instant::now();
+        let h = armed(Duration::ZERO, t0);
+        assert!(!h.holds(t0, 0) && h.deadline().is_none());
+        let h = armed(Duration::from_secs(1), t0);
+        assert_eq!(h.deadline(), Some(t0 + MAX_ACK_DELAY));
+    }
+
+    #[test]
+    fn arming_twice_keeps_the_first_deadline() {
+        let t0 = Instant::now();
+        let mut h = armed(5 * MS, t0);
+        h.expect_answer(t0 + 3 * MS);
+        assert_eq!(
+            h.deadline(),
+            Some(t0 + 5 * MS),
+            "the oldest owed ACK sets the bound"
+        );
+    }
+}
