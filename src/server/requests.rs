@@ -304,6 +304,7 @@ fn with_ctx<U: Upstreams, T>(
     let policy = &env.cfg.http.compression;
     let compression =
         (pc.session.link_compression() && config.compresses(policy.enabled)).then_some(policy);
+    let dictionary = pc.session.link_dictionary();
     let h3 = pc.session.h3.as_mut()?;
     let mut stream = H3Stream {
         h3,
@@ -325,6 +326,7 @@ fn with_ctx<U: Upstreams, T>(
             tunnel_idle_timeout: cfg.http.tunnel_idle_timeout,
             connect_to: &config.connect_to,
             compression,
+            dictionary,
         };
         f(&mut ctx)
     });
