@@ -203,3 +203,44 @@ fn only_valid_dictionaries_of_bounded_size_load_and_ids_are_varints() {
     assert_eq!(id_of(b"abc"), id_of(b"abc"));
     assert_ne!(id_of(b"abc"), id_of(b"abd"));
 }
+
+#[test]
+fn prepared_memory_stays_within_the_documented_bound() {
+    for size in [16 * 1024, 64 * 1024, 110 * 1024] {
+        let samples: Vec<Vec<u8>> = (0..2000)
+            .map(|i| json_records(300 + (i as usize * 7) % 1700, 77 + i))
+            .collect();
+        let bytes = zstd::dict::from_samples(&samples, size).expect("trains");
+        let d = Dictionary::from_bytes(&bytes).expect("loads");
+        println!(
+            "dictionary {} bytes: prepared {} bytes",
+            d.size(),
+            d.memory()
+        );
+        assert!(
+            d.memory() <= PREPARED_BASE_BYTES + 2 * d.size(),
+            "{}",
+            d.memory()
+        );
+    }
+}
+
+#[test]
+fn a_context_with_the_dictionary_stays_within_the_documented_memory() {
+    let dict = Arc::new(trained(16 * 1024, 1000));
+    for len in [600, 4 * 1024 * 1024] {
+        let plain = json_records(len, 3);
+        let mut c = Compressor::with_dictionary(None, Some(Arc::clone(&dict))).unwrap();
+        let mut out = Vec::new();
+        for part in plain.chunks(64 * 1024) {
+            c.feed(part, &mut out).unwrap();
+            out.clear();
+        }
+        let size = c.cctx.sizeof();
+        println!("{len} bytes with the dictionary: context {size} bytes");
+        assert!(
+            size <= crate::bridge::compression::COMPRESSOR_BYTES,
+            "{size} bytes"
+        );
+    }
+}
