@@ -186,7 +186,7 @@ mod tests {
             std::fs::write(samples.join(format!("{i}.json")), body).unwrap();
         }
         let out = dir.join("dict");
-        let t = train(&out, 4096, &[samples.clone()]).expect("trains");
+        let t = train(&out, 4096, std::slice::from_ref(&samples)).expect("trains");
         assert_eq!(t.samples, 200);
         let loaded = Dictionary::load(&out).expect("loads");
         assert_eq!(loaded.id_hex(), t.id_hex);
