@@ -76,40 +76,40 @@ pub fn announcement() -> Vec<(u64, u64)> {
     vec![(SETTING_LINK_ZSTD, SETTING_LINK_ZSTD_V1)]
 }
 
-/// How a received field section marks its body: `None` plain, `Some(with_dictionary)`.
-fn marking<T: NameValue>(fields: &[T]) -> Option<bool> {
-    let value = fields
+/// The mark of a received field section, if any.
+fn mark<T: NameValue>(fields: &[T]) -> Option<&[u8]> {
+    fields
         .iter()
-        .find(|f| f.name() == COMPRESSED_FIELD.as_bytes())?
-        .value();
-    match value {
-        COMPRESSED_VALUE => Some(false),
-        COMPRESSED_DICTIONARY_VALUE => Some(true),
-        _ => None,
-    }
+        .find(|f| f.name() == COMPRESSED_FIELD.as_bytes())
+        .map(|f| f.value())
 }
 
 /// Whether a received field section marks its body as compressed (with or without dictionary).
 pub fn is_marked<T: NameValue>(fields: &[T]) -> bool {
-    marking(fields).is_some()
+    mark(fields).is_some()
 }
 
 /// The decoder a received field section asks for: `None` when its body is plain; an error when
-/// it needs a dictionary this session did not agree on (`dictionary`: the session's agreed one)
-/// or zstd has no memory. The stream is then reset: its body is never guessed at.
+/// it needs a dictionary this session did not agree on (`dictionary`: the session's agreed one),
+/// names an encoding this end does not know, or zstd has no memory. The stream is then reset:
+/// its body is never guessed at.
 pub fn decompressor_for<T: NameValue>(
     fields: &[T],
     dictionary: Option<&Arc<Dictionary>>,
 ) -> Result<Option<Decompressor>, CodecError> {
-    match marking(fields) {
-        None => Ok(None),
-        Some(false) => Decompressor::new().map(Some),
-        Some(true) => match dictionary {
-            Some(d) => Decompressor::with_dictionary(Arc::clone(d)).map(Some),
-            None => Err(CodecError(
-                "the body needs a dictionary this session does not share".into(),
-            )),
-        },
+    match (mark(fields), dictionary) {
+        (None, _) => Ok(None),
+        (Some(COMPRESSED_VALUE), _) => Decompressor::new().map(Some),
+        (Some(COMPRESSED_DICTIONARY_VALUE), Some(d)) => {
+            Decompressor::with_dictionary(Arc::clone(d)).map(Some)
+        }
+        (Some(COMPRESSED_DICTIONARY_VALUE), None) => Err(CodecError(
+            "the body needs a dictionary this session does not share".into(),
+        )),
+        (Some(other), _) => Err(CodecError(format!(
+            "unknown link encoding {:?}",
+            String::from_utf8_lossy(other)
+        ))),
     }
 }
 

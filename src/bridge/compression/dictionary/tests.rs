@@ -164,6 +164,10 @@ fn the_mark_says_which_decoder_and_a_missing_dictionary_is_refused() {
         .unwrap()
         .is_some());
     assert!(decompressor_for(&list, None).unwrap().is_none());
+    let mut unknown = list.clone();
+    unknown.push(Field::new(COMPRESSED_FIELD.as_bytes(), b"zstd-x"));
+    let refused = decompressor_for(&unknown, Some(&dict)).unwrap_err();
+    assert!(refused.0.contains("unknown link encoding"), "{refused:?}");
 }
 
 #[test]
