@@ -9,6 +9,11 @@ is checked: the upstream checks request bodies against their X-Body-Fnv, ptb-loa
 responses against the JSON they must be and random downloads against the upstream's checksum;
 gzip responses (nginx, HAProxy) are saved by ptb-load and checked here after decompression.
 
+A pair with `"train_dictionary": {"samples": N}` (the shared-dictionary column) gets, at setup,
+a zstd dictionary trained by `ptproxy train-dictionary` from N request-sized and N
+response-sized JSON bodies made like the JSON mix's (by `ptb-load samples`, with seeds the mix
+never uses), set as both ends' `http.compression.dictionary`.
+
 bench.py owns the run (namespaces, relay, pairs, processes); this module measures one
 (pair, link) and writes the report. Standard library only.
 """
@@ -100,6 +105,31 @@ def zstd_delta(before, after):
     return d
 
 
+def prepare_dictionary(pair, d, res):
+    """Trains the pair's dictionary (see the module doc) into `d` and puts its path in both ends'
+    config. False (with an error noted in res) when it cannot."""
+    spec = pair.spec.get("train_dictionary")
+    if not spec:
+        return True
+    samples, out = os.path.join(d, "dictionary-samples"), os.path.join(d, "link.dict")
+    os.makedirs(samples, exist_ok=True)
+    if os.path.exists(out):
+        os.remove(out)
+    gen = subprocess.run([os.path.join(TOOLS, "ptb-load"), "samples", "--save-dir", samples, "--n",
+                          str(spec.get("samples", 200)), "--req-size", str(JSON_REQ), "--resp-size",
+                          str(JSON_RESP)], capture_output=True, text=True, timeout=120)
+    train = subprocess.run([pair.binary, "train-dictionary", "--out", out, samples],
+                           capture_output=True, text=True, timeout=300) if gen.returncode == 0 else gen
+    m = re.search(r"dictionary id ([0-9a-f]{16})", train.stdout)
+    if train.returncode != 0 or not m:
+        res["skipped"] = f"dictionary not trained: {(train.stderr or train.stdout).strip()[:300]}"
+        return False
+    res["dictionary"] = {"id": m.group(1), "bytes": os.path.getsize(out), "samples": 2 * spec.get("samples", 200)}
+    for side in ("client", "server"):
+        bench.deep_merge(pair.spec.setdefault(side, {}), {"http": {"compression": {"dictionary": out}}})
+    return True
+
+
 def measure(pair, link, relay, procs, pki, d, args, deadline_at):
     os.makedirs(d, exist_ok=True)
     res = {"pair": pair.name, "link": link.name, "scenario": "compression"}
@@ -125,6 +155,8 @@ def measure(pair, link, relay, procs, pki, d, args, deadline_at):
                                                 f"wrong bodies, last: {out.get('last_error')}")
         return out
 
+    if not prepare_dictionary(pair, d, res):
+        return res
     if bench.start_on_link(pair, procs, link, pki, d, args, relay, args.seed, res):
         return res
     phase("warm", ["cold", "--timeout", "10"], 20)
@@ -292,6 +324,10 @@ def report(results, pairs, links, args, meta):
     notes += [f"- {pn} / {ln}: {e}" for (pn, ln), r in results.items() for e in r.get("errors", [])]
     notes += [f"- {pn} / {ln}: {r.get('gzip_checked')} gzip response(s) decompressed and checked, "
               f"{r.get('gzip_bad')} wrong" for (pn, ln), r in results.items() if r.get("gzip_checked")]
+    notes += [f"- {pn} / {ln}: shared dictionary trained at setup from {r['dictionary']['samples']} JSON bodies "
+              f"({JSON_REQ} and {JSON_RESP} bytes, made like the mix's with other seeds): "
+              f"{r['dictionary']['bytes']} bytes, id {r['dictionary']['id']}"
+              for (pn, ln), r in results.items() if r.get("dictionary")]
     notes += [f"- {s}" for s in meta.get("stopped", [])]
     if notes:
         L += ["## Notes", ""] + notes + [""]

@@ -36,6 +36,7 @@ pub mod systemd;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
+pub mod train_dictionary;
 
 use std::error::Error;
 

@@ -1,5 +1,6 @@
 //! The `ptproxy` binary: parse arguments, load the config, start logging, run a role; or
-//! `ptproxy gen-certs`, which makes a private CA and both sides' certificates.
+//! `ptproxy gen-certs`, which makes a private CA and both sides' certificates; or
+//! `ptproxy train-dictionary`, which builds a shared zstd dictionary for link compression.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,23 @@ struct Args {
 #[argh(subcommand)]
 enum Command {
     GenCerts(GenCertsArgs),
+    TrainDictionary(TrainDictionaryArgs),
+}
+
+/// Build a zstd dictionary for link compression (`http.compression.dictionary`, the same
+/// file on both ends) from sample bodies, and print its id. Never overwrites a file.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "train-dictionary")]
+struct TrainDictionaryArgs {
+    /// the dictionary file to write
+    #[argh(option)]
+    out: PathBuf,
+    /// largest dictionary size in bytes (default 112640, zstd's; at most 1 MiB)
+    #[argh(option, default = "ptproxy::train_dictionary::DEFAULT_SIZE")]
+    size: usize,
+    /// sample bodies: files, or folders read recursively (a few hundred typical bodies)
+    #[argh(positional)]
+    samples: Vec<PathBuf>,
 }
 
 /// Create a private CA plus the server and client certificates and keys (ECDSA P-256) in DIR,
@@ -85,6 +103,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         return gen_certs(&cmd);
+    }
+    if let Some(Command::TrainDictionary(cmd)) = args.command {
+        if args.role.is_some() || args.check || args.config.is_some() {
+            eprintln!(
+                "ptproxy: train-dictionary takes no --role, --check or CONFIG: \
+                 ptproxy train-dictionary --out FILE [--size BYTES] SAMPLES..."
+            );
+            return ExitCode::from(2);
+        }
+        return train_dictionary(&cmd);
     }
     let (Some(role), Some(path)) = (args.role, args.config) else {
         eprintln!(
@@ -147,6 +175,13 @@ fn check(cfg: &config::Config, path: &std::path::Path, connect: bool) -> ExitCod
         return ExitCode::from(2);
     }
     println!("config OK: {}", path.display());
+    if let Some(d) = cfg.compression().dictionary.as_ref() {
+        println!(
+            "link compression dictionary: id {} ({} bytes)",
+            d.id_hex(),
+            d.size()
+        );
+    }
     let config::Config::Client(client) = cfg else {
         if connect {
             eprintln!("ptproxy: --connect checks a client's peer; use it with --role client");
@@ -180,6 +215,19 @@ fn check(cfg: &config::Config, path: &std::path::Path, connect: bool) -> ExitCod
         }
     }
     code
+}
+
+fn train_dictionary(args: &TrainDictionaryArgs) -> ExitCode {
+    match ptproxy::train_dictionary::train(&args.out, args.size, &args.samples) {
+        Ok(trained) => {
+            print!("{}", trained.report());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ptproxy train-dictionary: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn gen_certs(args: &GenCertsArgs) -> ExitCode {

@@ -17,19 +17,31 @@
 //! most [`MAX_COMPRESSING`] bodies are compressed at once per process; beyond that a body goes
 //! plain (the receiver handles either). Counters of what crossed compressed are per thread
 //! (the reactor is single-threaded) and read by the metrics ([`counters`]).
+//!
+//! An optional shared dictionary ([`dictionary`]) makes small bodies pay: a message compressed
+//! with it is marked [`COMPRESSED_DICTIONARY_VALUE`] instead of [`COMPRESSED_VALUE`], so the
+//! receiver knows which decoder it needs ([`decompressor_for`]).
+
+pub mod dictionary;
+mod policy;
 
 use std::cell::Cell;
+use std::sync::Arc;
 
 use quiche::h3::NameValue;
 
 use crate::bridge::headers::Field;
+pub use dictionary::Dictionary;
+pub use policy::Policy;
 use zstd::zstd_safe::{self, CCtx, CParameter, DCtx, DParameter, InBuffer, OutBuffer};
 
 /// The field that says the DATA of this message is one zstd frame. Only ptproxy writes it
 /// (callers' copies are removed) and only ptproxy reads it (removed before the far side).
 pub const COMPRESSED_FIELD: &str = "ptproxy-link-encoding";
-/// Its one value.
+/// Its value for one zstd frame made without a dictionary.
 pub const COMPRESSED_VALUE: &[u8] = b"zstd";
+/// Its value for one zstd frame made with the session's shared dictionary.
+pub const COMPRESSED_DICTIONARY_VALUE: &[u8] = b"zstd-d";
 
 /// The private HTTP/3 setting (RFC 9114 §7.2.4: unknown settings are ignored, so an older
 /// peer just never compresses) by which an end announces it takes zstd-compressed bodies.
@@ -64,11 +76,41 @@ pub fn announcement() -> Vec<(u64, u64)> {
     vec![(SETTING_LINK_ZSTD, SETTING_LINK_ZSTD_V1)]
 }
 
-/// Whether a received field section marks its body as compressed.
-pub fn is_marked<T: NameValue>(fields: &[T]) -> bool {
+/// The mark of a received field section, if any.
+fn mark<T: NameValue>(fields: &[T]) -> Option<&[u8]> {
     fields
         .iter()
-        .any(|f| f.name() == COMPRESSED_FIELD.as_bytes() && f.value() == COMPRESSED_VALUE)
+        .find(|f| f.name() == COMPRESSED_FIELD.as_bytes())
+        .map(|f| f.value())
+}
+
+/// Whether a received field section marks its body as compressed (with or without dictionary).
+pub fn is_marked<T: NameValue>(fields: &[T]) -> bool {
+    mark(fields).is_some()
+}
+
+/// The decoder a received field section asks for: `None` when its body is plain; an error when
+/// it needs a dictionary this session did not agree on (`dictionary`: the session's agreed one),
+/// names an encoding this end does not know, or zstd has no memory. The stream is then reset:
+/// its body is never guessed at.
+pub fn decompressor_for<T: NameValue>(
+    fields: &[T],
+    dictionary: Option<&Arc<Dictionary>>,
+) -> Result<Option<Decompressor>, CodecError> {
+    match (mark(fields), dictionary) {
+        (None, _) => Ok(None),
+        (Some(COMPRESSED_VALUE), _) => Decompressor::new().map(Some),
+        (Some(COMPRESSED_DICTIONARY_VALUE), Some(d)) => {
+            Decompressor::with_dictionary(Arc::clone(d)).map(Some)
+        }
+        (Some(COMPRESSED_DICTIONARY_VALUE), None) => Err(CodecError(
+            "the body needs a dictionary this session does not share".into(),
+        )),
+        (Some(other), _) => Err(CodecError(format!(
+            "unknown link encoding {:?}",
+            String::from_utf8_lossy(other)
+        ))),
+    }
 }
 
 /// The Content-Length of a field section, if one valid value is declared.
@@ -81,65 +123,16 @@ pub fn declared_length<T: NameValue>(fields: &[T]) -> Option<u64> {
     first.trim().parse().ok()
 }
 
-/// `fields` with the mark added.
-pub fn marked(fields: &[Field]) -> Vec<Field> {
+/// `fields` with the mark of a body `compressor` compresses added.
+pub fn marked(fields: &[Field], compressor: &Compressor) -> Vec<Field> {
+    let value = match compressor.uses_dictionary() {
+        true => COMPRESSED_DICTIONARY_VALUE,
+        false => COMPRESSED_VALUE,
+    };
     let mut out = Vec::with_capacity(fields.len() + 1);
     out.extend_from_slice(fields);
-    out.push(Field::fixed(COMPRESSED_FIELD.as_bytes(), COMPRESSED_VALUE));
+    out.push(Field::fixed(COMPRESSED_FIELD.as_bytes(), value));
     out
-}
-
-/// Which bodies are compressed (`http.compression`; the default compresses nothing).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Policy {
-    /// The default of the services (server) and routes (client) that do not say.
-    pub enabled: bool,
-    /// Bodies declaring fewer bytes go plain; an unknown length counts as large.
-    pub min_bytes: u64,
-    /// Media types: `type/*`, `+suffix` or an exact `type/subtype` (lowercase).
-    pub types: Vec<String>,
-}
-
-impl Policy {
-    /// Whether a body with these (HTTP/3, lowercase) fields is worth compressing: not
-    /// content-encoded already, of a listed type, not declared shorter than `min_bytes`.
-    /// Whether its service or route compresses at all is the caller's question
-    /// (`services[].compression`, `routes[].compression`, defaulting to `enabled`).
-    pub fn compresses<T: NameValue>(&self, fields: &[T]) -> bool {
-        let value = |name: &[u8]| {
-            fields.iter().find(|f| f.name() == name).map(|f| {
-                String::from_utf8_lossy(f.value())
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-        };
-        let encoded = fields
-            .iter()
-            .filter(|f| f.name() == b"content-encoding")
-            .any(|f| !f.value().trim_ascii().eq_ignore_ascii_case(b"identity"));
-        let short = value(b"content-length")
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n < self.min_bytes.max(1));
-        let typed = value(b"content-type").is_some_and(|t| self.lists_type(&t));
-        !encoded && !short && typed
-    }
-
-    /// Whether the media type of a Content-Type value (lowercase) is listed.
-    fn lists_type(&self, content_type: &str) -> bool {
-        let media = content_type.split(';').next().unwrap_or("").trim();
-        let Some((kind, _)) = media.split_once('/') else {
-            return false;
-        };
-        self.types.iter().any(|t| {
-            if let Some(suffix) = t.strip_prefix('+') {
-                media.ends_with(&format!("+{suffix}"))
-            } else if let Some(prefix) = t.strip_suffix("/*") {
-                kind == prefix
-            } else {
-                media == t
-            }
-        })
-    }
 }
 
 /// Bytes of compressed bodies, this thread (the reactor's).
@@ -182,6 +175,8 @@ fn codec_error(code: usize) -> CodecError {
 /// One body's compression: one zstd frame, ended by [`Compressor::finish`].
 pub struct Compressor {
     cctx: CCtx<'static>,
+    /// The dictionary `cctx` references (declared after it: dropped after it).
+    dictionary: Option<Arc<Dictionary>>,
     /// Input went in since the last flush.
     unflushed: bool,
 }
@@ -190,6 +185,7 @@ impl std::fmt::Debug for Compressor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Compressor")
             .field("unflushed", &self.unflushed)
+            .field("dictionary", &self.dictionary)
             .finish()
     }
 }
@@ -198,6 +194,14 @@ impl Compressor {
     /// A context for a body of `length` bytes (when known); `None` when [`MAX_COMPRESSING`]
     /// bodies are compressed already (this one goes plain) or zstd refuses the parameters.
     pub fn new(length: Option<u64>) -> Option<Self> {
+        Self::with_dictionary(length, None)
+    }
+
+    /// The same, compressing with `dictionary` (the session's agreed one) when given.
+    pub fn with_dictionary(
+        length: Option<u64>,
+        dictionary: Option<Arc<Dictionary>>,
+    ) -> Option<Self> {
         if COMPRESSING.with(Cell::get) >= MAX_COMPRESSING {
             return None;
         }
@@ -208,12 +212,25 @@ impl Compressor {
         // A content checksum ends the frame: corruption the format itself would not notice
         // still fails the body at its end (it never ends cleanly).
         cctx.set_parameter(CParameter::ChecksumFlag(true)).ok()?;
+        if let Some(d) = &dictionary {
+            // The prepared dictionary, referenced (not copied). zstd's 4-byte dictionary ID
+            // is left out of the frame: the mark and the negotiated SHA-256 id already say
+            // which dictionary it is, and small bodies are where the bytes count.
+            cctx.ref_cdict(d.cdict()).ok()?;
+            cctx.set_parameter(CParameter::DictIdFlag(false)).ok()?;
+        }
         cctx.set_pledged_src_size(length).ok()?;
         COMPRESSING.with(|c| c.set(c.get() + 1));
         Some(Compressor {
             cctx,
+            dictionary,
             unflushed: false,
         })
+    }
+
+    /// Whether it compresses with the shared dictionary.
+    pub fn uses_dictionary(&self) -> bool {
+        self.dictionary.is_some()
     }
 
     /// Compresses `plain`, appending what zstd emits now to `out`.
@@ -292,6 +309,8 @@ impl Drop for Compressor {
 /// has room (a small frame may expand a lot: the output room bounds each step).
 pub struct Decompressor {
     dctx: DCtx<'static>,
+    /// The dictionary `dctx` references (declared after it: dropped after it).
+    _dictionary: Option<Arc<Dictionary>>,
     /// Compressed bytes read from the stream, not decoded yet (from `pos`).
     pending: Vec<u8>,
     pos: usize,
@@ -313,11 +332,24 @@ impl std::fmt::Debug for Decompressor {
 
 impl Decompressor {
     pub fn new() -> Result<Self, CodecError> {
+        Self::make(None)
+    }
+
+    /// A decompressor of frames made with `dictionary`.
+    pub fn with_dictionary(dictionary: Arc<Dictionary>) -> Result<Self, CodecError> {
+        Self::make(Some(dictionary))
+    }
+
+    fn make(dictionary: Option<Arc<Dictionary>>) -> Result<Self, CodecError> {
         let mut dctx = DCtx::try_create().ok_or_else(|| CodecError("no memory".into()))?;
         dctx.set_parameter(DParameter::WindowLogMax(MAX_WINDOW_LOG))
             .map_err(codec_error)?;
+        if let Some(d) = &dictionary {
+            dctx.ref_ddict(d.ddict()).map_err(codec_error)?;
+        }
         Ok(Decompressor {
             dctx,
+            _dictionary: dictionary,
             pending: Vec::new(),
             pos: 0,
             frame_done: false,

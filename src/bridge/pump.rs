@@ -367,11 +367,10 @@ impl H3ToH1 {
         }
     }
 
-    /// The stream's payload is compressed (before any payload moved).
-    pub fn decompress(&mut self) -> Result<(), H3ToH1Error> {
-        let d = Decompressor::new().map_err(|e| H3ToH1Error::Corrupt(e.0))?;
+    /// The stream's payload is compressed, `d` decodes it (before any payload moved; see
+    /// [`crate::bridge::compression::decompressor_for`]).
+    pub fn decompress(&mut self, d: Decompressor) {
         self.decompressor = Some(d);
-        Ok(())
     }
 
     /// The same body, to be written again from its start (on a fresh connection): what the

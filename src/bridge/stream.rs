@@ -5,8 +5,11 @@
 //! [`crate::quic::session::Session`] implements. Tests and fuzzing implement the same traits
 //! in memory, so the exchange logic runs without a session.
 
+use std::sync::Arc;
+
 use quiche::h3::{self, Header as H3Header};
 
+use crate::bridge::compression::Dictionary;
 use crate::bridge::headers::Field;
 use crate::quic::ack_hold::AckHold;
 use crate::quic::session::Session;
@@ -178,6 +181,10 @@ pub trait SessionPort {
     fn link_compression(&self) -> bool {
         false
     }
+    /// The shared dictionary both ends announced, when compressed bodies may use it.
+    fn link_dictionary(&self) -> Option<Arc<Dictionary>> {
+        None
+    }
     /// Opens a request stream with these fields (`fin`: no body follows).
     fn open_request(&mut self, fields: &[Field], fin: bool) -> Result<u64, OpenRefused>;
     fn send_body(&mut self, id: u64, data: &[u8], fin: bool)
@@ -212,6 +219,9 @@ impl<S: SessionPort + ?Sized> StreamSource for StreamOf<'_, S> {
 impl SessionPort for Session {
     fn link_compression(&self) -> bool {
         crate::quic::session::Session::link_compression(self)
+    }
+    fn link_dictionary(&self) -> Option<Arc<Dictionary>> {
+        crate::quic::session::Session::link_dictionary(self)
     }
     fn accepts(&self, fields: &[Field]) -> bool {
         self.h3

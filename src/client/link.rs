@@ -11,10 +11,12 @@
 //! connection setup shared with `--check --connect` in [`super::dial`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
+use crate::bridge::compression::Dictionary;
 use crate::config::{ClientConfig, PeerConfig, TransportConfig};
 use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters};
 use crate::quic::backoff::Backoff;
@@ -82,6 +84,8 @@ pub struct PeerLink {
     transport: TransportConfig,
     /// Announce link compression on each session (`http.compression.enabled`).
     announces_compression: bool,
+    /// The shared dictionary announced with it (`http.compression.dictionary`).
+    dictionary: Option<Arc<Dictionary>>,
     state: State,
     backoff: Backoff,
     udp: Option<UdpIo>,
@@ -132,6 +136,7 @@ impl PeerLink {
                 .listener_rules
                 .iter()
                 .any(|r| r.any_compresses(cfg.http.compression.enabled)),
+            dictionary: cfg.http.compression.dictionary.clone(),
             state: State::Waiting {
                 until: Instant::now(),
             },
@@ -256,6 +261,12 @@ impl PeerLink {
             State::Up { since, .. } => Some(*since),
             _ => None,
         }
+    }
+
+    /// The shared dictionary the next sessions announce (a reload); a running session keeps
+    /// the one it announced, so both its ends keep the same bytes.
+    pub fn set_dictionary(&mut self, dictionary: Option<Arc<Dictionary>>) {
+        self.dictionary = dictionary;
     }
 
     /// Timers: quiche's, keepalive, and the backoff wait.

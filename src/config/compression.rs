@@ -2,15 +2,22 @@
 //! ptproxy ends ([`crate::bridge::compression`]), off by default (README "Link compression"
 //! says why). Validated into the [`Policy`] the pumps' callers consult.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use super::{file, ConfigError};
 use super::{
-    DEFAULT_COMPRESSION_ENABLED, DEFAULT_COMPRESSION_MIN_BYTES, DEFAULT_COMPRESSION_TYPES,
+    DEFAULT_COMPRESSION_ENABLED, DEFAULT_COMPRESSION_MIN_BYTES,
+    DEFAULT_COMPRESSION_MIN_BYTES_WITH_DICTIONARY, DEFAULT_COMPRESSION_TYPES,
 };
+use crate::bridge::compression::Dictionary;
 pub use crate::bridge::compression::Policy as CompressionPolicy;
 
-/// `http.compression` (absent: the defaults, compression off).
+/// `http.compression` (absent: the defaults, compression off); `base` is the folder a relative
+/// `dictionary` path resolves against.
 pub(super) fn policy(
     raw: Option<&file::CompressionFile>,
+    base: &Path,
 ) -> Result<CompressionPolicy, ConfigError> {
     let default = file::CompressionFile::default();
     let raw = raw.unwrap_or(&default);
@@ -24,10 +31,31 @@ pub(super) fn policy(
             .map(|t| t.to_string())
             .collect(),
     };
+    let dictionary = raw
+        .dictionary
+        .as_deref()
+        .map(|path| dictionary(base, path))
+        .transpose()?;
     Ok(CompressionPolicy {
         enabled: raw.enabled.unwrap_or(DEFAULT_COMPRESSION_ENABLED),
         min_bytes: raw.min_bytes.unwrap_or(DEFAULT_COMPRESSION_MIN_BYTES),
         types,
+        dictionary,
+        dictionary_min_bytes: raw
+            .min_bytes
+            .unwrap_or(DEFAULT_COMPRESSION_MIN_BYTES_WITH_DICTIONARY),
+    })
+}
+
+/// `http.compression.dictionary`: a zstd dictionary file, read and prepared now (at start and
+/// on each reload).
+fn dictionary(base: &Path, path: &str) -> Result<Arc<Dictionary>, ConfigError> {
+    let full = base.join(path);
+    Dictionary::load(&full).map_err(|reason| {
+        ConfigError::new(
+            "http.compression.dictionary",
+            format!("{}: {reason}", full.display()),
+        )
     })
 }
 

@@ -187,6 +187,7 @@ pub struct CompressionFile {
     pub enabled: Option<bool>,
     pub min_bytes: Option<u64>,
     pub types: Option<Vec<String>>,
+    pub dictionary: Option<String>,
 }
 
 /// Server: which new handshakes are taken on (caps, Retry, per-source rate).

@@ -3,6 +3,7 @@
 //! server's (access log, head size limit); both have the WebSocket tunnel idle timeout. The shared `http.drain_timeout_ms` belongs to the
 //! operating settings in the parent module, whose `DEFAULT_*` consts are the defaults here.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::{file, millis, positive, CompressionPolicy, ConfigError};
@@ -55,7 +56,10 @@ pub struct ServerHttpConfig {
 }
 
 /// The client's `http` section.
-pub(super) fn client(http: &file::ClientHttpFile) -> Result<ClientHttpConfig, ConfigError> {
+pub(super) fn client(
+    http: &file::ClientHttpFile,
+    base: &Path,
+) -> Result<ClientHttpConfig, ConfigError> {
     Ok(ClientHttpConfig {
         session_wait: millis(
             "http.session_wait_ms",
@@ -94,17 +98,20 @@ pub(super) fn client(http: &file::ClientHttpFile) -> Result<ClientHttpConfig, Co
             DEFAULT_BODY_TIMEOUT_MS,
         )?,
         tunnel_idle_timeout: tunnel_idle_timeout(http.tunnel_idle_timeout_ms)?,
-        compression: super::compression::policy(http.compression.as_ref())?,
+        compression: super::compression::policy(http.compression.as_ref(), base)?,
     })
 }
 
 /// The server's `http` section.
-pub(super) fn server(http: &file::ServerHttpFile) -> Result<ServerHttpConfig, ConfigError> {
+pub(super) fn server(
+    http: &file::ServerHttpFile,
+    base: &Path,
+) -> Result<ServerHttpConfig, ConfigError> {
     Ok(ServerHttpConfig {
         access_log: http.access_log.unwrap_or(DEFAULT_ACCESS_LOG),
         max_head_bytes: head_bytes("http.max_head_bytes", http.max_head_bytes)?,
         tunnel_idle_timeout: tunnel_idle_timeout(http.tunnel_idle_timeout_ms)?,
-        compression: super::compression::policy(http.compression.as_ref())?,
+        compression: super::compression::policy(http.compression.as_ref(), base)?,
     })
 }
 

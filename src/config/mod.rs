@@ -90,6 +90,11 @@ pub const DEFAULT_COMPRESSION_ENABLED: bool = false;
 /// `http.compression.min_bytes`: a body declaring fewer bytes goes plain (the frame header and
 /// checksum cost ~15 bytes; below 1 KiB little is gained).
 pub const DEFAULT_COMPRESSION_MIN_BYTES: u64 = 1024;
+/// `http.compression.min_bytes` on a session using a shared dictionary
+/// (`http.compression.dictionary`) when `min_bytes` is not set: measured with API-like JSON
+/// and a 16 KiB dictionary, 128 bytes become 38 (122 without it), 512 become 89 (236): the
+/// ~20 bytes of the link-encoding field are repaid from about 100 bytes up.
+pub const DEFAULT_COMPRESSION_MIN_BYTES_WITH_DICTIONARY: u64 = 128;
 /// `http.compression.types`: text, JSON, XML, JavaScript and form data (not protobuf, images,
 /// archives: already dense).
 pub const DEFAULT_COMPRESSION_TYPES: &[&str] = &[
@@ -269,6 +274,14 @@ impl Config {
             Config::Server(s) => s.reuse_port = true,
         }
     }
+
+    /// Its `http.compression` section.
+    pub fn compression(&self) -> &CompressionPolicy {
+        match self {
+            Config::Client(c) => &c.http.compression,
+            Config::Server(s) => &s.http.compression,
+        }
+    }
 }
 
 /// A configuration problem, naming the field (dotted JSON path) and what is wrong with it.
@@ -355,7 +368,7 @@ fn client(raw: file::ClientFile, base: &Path) -> Result<ClientConfig, ConfigErro
         peer_silence,
         tls: tls_files(base, &raw.tls.ca, &raw.tls.cert, &raw.tls.key)?,
         transport: transport_cfg,
-        http: http::client(&http)?,
+        http: http::client(&http, base)?,
         reconnect,
         ops: ops(
             base,
@@ -447,7 +460,7 @@ fn server(raw: file::ServerFile, base: &Path) -> Result<ServerConfig, ConfigErro
         tls: tls_files(base, &raw.tls.ca, &raw.tls.cert, &raw.tls.key)?,
         allowed_client_names,
         transport: transport::validate(raw.transport)?,
-        http: http::server(&raw.http)?,
+        http: http::server(&raw.http, base)?,
         admission: admission::validate(raw.admission)?,
         ops: ops(
             base,

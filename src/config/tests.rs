@@ -702,3 +702,82 @@ fn acks_are_held_by_default_only_under_cubic_and_reno() {
         Duration::ZERO
     );
 }
+
+/// A folder of its own under the temp dir, for files a test writes.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ptproxy-config-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn with_dictionary(base: &str, path: &Path, extra: &str) -> String {
+    with(
+        base,
+        &format!(
+            r#""http": {{"compression": {{"enabled": true, "dictionary": {:?}{extra}}}}}"#,
+            path.display().to_string()
+        ),
+    )
+}
+
+#[test]
+fn compression_dictionary_loads_a_zstd_dictionary_and_lowers_min_bytes() {
+    let dir = scratch("dict-ok");
+    let samples: Vec<Vec<u8>> = (0..200)
+        .map(|i| format!("{{\"id\":{i},\"name\":\"user {i}\",\"status\":\"active\"}}").into_bytes())
+        .collect();
+    let bytes = zstd::dict::from_samples(&samples, 2048).unwrap();
+    let path = dir.join("api.dict");
+    std::fs::write(&path, &bytes).unwrap();
+    let Ok(Config::Server(s)) = parse(
+        &with_dictionary(SERVER, &path, ""),
+        &conf_dir(),
+        Role::Server,
+    ) else {
+        panic!("server")
+    };
+    let p = &s.http.compression;
+    let d = p.dictionary.as_ref().expect("loaded");
+    assert_eq!(
+        d.id(),
+        crate::bridge::compression::dictionary::id_of(&bytes)
+    );
+    assert_eq!(p.min_bytes, DEFAULT_COMPRESSION_MIN_BYTES);
+    assert_eq!(
+        p.dictionary_min_bytes,
+        DEFAULT_COMPRESSION_MIN_BYTES_WITH_DICTIONARY
+    );
+    let text = with_dictionary(CLIENT, &path, r#", "min_bytes": 500"#);
+    let Ok(Config::Client(c)) = parse(&text, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    let p = &c.http.compression;
+    assert_eq!((p.min_bytes, p.dictionary_min_bytes), (500, 500));
+    let Ok(Config::Client(c)) = parse(CLIENT, &conf_dir(), Role::Client) else {
+        panic!("client")
+    };
+    assert!(c.http.compression.dictionary.is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn compression_dictionary_errors_name_the_field() {
+    let dir = scratch("dict-bad");
+    let not_dict = dir.join("body.json");
+    std::fs::write(&not_dict, br#"{"id": 1, "name": "not a dictionary"}"#).unwrap();
+    let large = dir.join("large.dict");
+    std::fs::write(&large, vec![0u8; 1024 * 1024 + 1]).unwrap();
+    for (path, reason) in [
+        (not_dict, "not a zstd dictionary"),
+        (dir.join("missing.dict"), "cannot read"),
+        (large, "larger than"),
+    ] {
+        let err = client_err(&with_dictionary(CLIENT, &path, ""));
+        assert_eq!(err.field, "http.compression.dictionary", "{err}");
+        assert!(err.reason.contains(reason), "{err}");
+        let err = server_err(&with_dictionary(SERVER, &path, ""));
+        assert_eq!(err.field, "http.compression.dictionary", "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

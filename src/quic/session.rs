@@ -8,9 +8,12 @@
 //! done" alone would call a session up that the server is about to refuse.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quiche::h3;
+
+use crate::bridge::compression::dictionary::{self, Dictionary};
 
 use super::ack_hold::AckHold;
 use super::liveness::{Liveness, RttEstimate, Verdict};
@@ -34,6 +37,9 @@ pub struct Session {
     /// Whether an owed ACK may wait for the answer (off unless [`Session::hold_acks`]).
     /// Every write to quiche on this session's streams reports to it ([`AckHold::on_output`]).
     pub ack: AckHold,
+    /// The shared dictionary this end announces with it (`http.compression.dictionary`),
+    /// kept for the session's life whatever a reload loads.
+    dictionary: Option<Arc<Dictionary>>,
 }
 
 impl Session {
@@ -54,6 +60,7 @@ impl Session {
             last_receive: now,
             announces_compression: false,
             ack: AckHold::new(Duration::ZERO),
+            dictionary: None,
         }
     }
 
@@ -105,9 +112,11 @@ impl Session {
         self.conn.path_stats().map(|p| p.lost).sum()
     }
 
-    /// Announce link compression in this end's SETTINGS (before the HTTP/3 layer starts).
-    pub fn announce_compression(&mut self, on: bool) {
+    /// Announce link compression in this end's SETTINGS (before the HTTP/3 layer starts),
+    /// with the id of `dictionary` when one is configured.
+    pub fn announce_compression(&mut self, on: bool, dictionary: Option<Arc<Dictionary>>) {
         self.announces_compression = on;
+        self.dictionary = dictionary.filter(|_| on);
     }
 
     /// Both ends announced link compression: bodies may go compressed on this session.
@@ -116,6 +125,16 @@ impl Session {
             && self.h3.as_ref().is_some_and(|h3| {
                 crate::bridge::compression::peer_announces(h3.peer_settings_raw())
             })
+    }
+
+    /// The dictionary both ends announced (the same id), when bodies go compressed: the one
+    /// this session's compressed bodies may use, both ways.
+    pub fn link_dictionary(&self) -> Option<Arc<Dictionary>> {
+        if !self.link_compression() {
+            return None;
+        }
+        let settings = self.h3.as_ref()?.peer_settings_raw();
+        dictionary::agreed(self.dictionary.as_ref(), settings)
     }
 
     /// Feeds one received datagram to quiche and creates the H3 layer when the handshake is done.
@@ -145,7 +164,8 @@ impl Session {
         if self.h3.is_some() || !(self.conn.is_established() || self.conn.is_in_early_data()) {
             return;
         }
-        let made = super::setup::h3_config(self.announces_compression)
+        let dictionary = self.dictionary.as_deref();
+        let made = super::setup::h3_config(self.announces_compression, dictionary)
             .and_then(|cfg| h3::Connection::with_transport(&mut self.conn, &cfg));
         match made {
             Ok(h3) => self.h3 = Some(h3),

@@ -4,6 +4,7 @@
 
 use boring::ssl::SslContextBuilder;
 
+use crate::bridge::compression::{self, Dictionary};
 use crate::config::{KnownLink, TransportConfig, DEFAULT_INITIAL_CWND_PACKETS};
 
 /// Largest UDP payload we accept (and the receive buffer size).
@@ -87,13 +88,19 @@ fn windows(t: &TransportConfig) -> (u64, u64, u64, u64) {
 pub const EXTENDED_CONNECT: bool = true;
 
 /// The HTTP/3 settings both roles use; `compression`: announce link compression of bodies
-/// (`http.compression.enabled`, see [`crate::bridge::compression`]).
-pub fn h3_config(compression: bool) -> Result<quiche::h3::Config, quiche::h3::Error> {
+/// (`http.compression.enabled`, see [`crate::bridge::compression`]), with the id of
+/// `dictionary` (`http.compression.dictionary`) when one is configured.
+pub fn h3_config(
+    compression: bool,
+    dictionary: Option<&Dictionary>,
+) -> Result<quiche::h3::Config, quiche::h3::Error> {
     let mut c = quiche::h3::Config::new()?;
     c.set_max_field_section_size(MAX_FIELD_SECTION_SIZE);
     c.enable_extended_connect(EXTENDED_CONNECT);
     if compression {
-        c.set_additional_settings(crate::bridge::compression::announcement())?;
+        let mut settings = compression::announcement();
+        settings.extend(compression::dictionary::announcement(dictionary));
+        c.set_additional_settings(settings)?;
     }
     Ok(c)
 }

@@ -306,6 +306,7 @@ fn with_ctx<U: Upstreams, T>(
     let policy = &env.cfg.http.compression;
     let compression =
         (pc.session.link_compression() && config.compresses(policy.enabled)).then_some(policy);
+    let dictionary = pc.session.link_dictionary();
     let mut stream = H3Stream::of(&mut pc.session, stream)?;
     let (now, cfg, metrics, client) = (env.now, env.cfg, &mut *env.metrics, &pc.client);
     let out = env.upstreams.with_port(ek, service, now, |pool| {
@@ -322,6 +323,7 @@ fn with_ctx<U: Upstreams, T>(
             tunnel_idle_timeout: cfg.http.tunnel_idle_timeout,
             connect_to: &config.connect_to,
             compression,
+            dictionary,
         };
         f(&mut ctx)
     });

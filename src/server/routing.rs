@@ -199,7 +199,10 @@ impl ServerProxy {
         );
         let mut session = Session::new(conn, self.cfg.transport.keepalive_interval, liveness, now);
         let http = &self.cfg.http;
-        session.announce_compression(self.cfg.services.any_compresses(http.compression.enabled));
+        session.announce_compression(
+            self.cfg.services.any_compresses(http.compression.enabled),
+            http.compression.dictionary.clone(),
+        );
         session.hold_acks(self.cfg.transport.ack_delay);
         let key = self.conns.insert(PeerConn::new(
             session,

@@ -319,6 +319,7 @@ impl ServerRig {
             tunnel_idle_timeout: std::time::Duration::from_secs(300),
             connect_to: &self.connect_to,
             compression: None,
+            dictionary: None,
         }
     }
 }

@@ -49,7 +49,13 @@ fn datagrams<T>(pair: &Pair, f: impl FnOnce() -> T) -> (T, u64) {
 /// POSTs `body` typed `content_type` to the echo endpoint; checks the upstream got it
 /// byte-exact, with the caller's head fields and no trace of link compression, and the
 /// caller got it back byte-exact.
-fn echo(pair: &Pair, up: &Upstream, content_type: &str, extra: &[(&str, &str)], body: &[u8]) {
+pub(crate) fn echo(
+    pair: &Pair,
+    up: &Upstream,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) {
     let before = up.requests().len();
     let mut headers = vec![("Content-Type", content_type)];
     headers.extend_from_slice(extra);
@@ -100,7 +106,7 @@ fn json(len: usize) -> Vec<u8> {
 }
 
 /// Sum of the compressed-body byte counters of one end: (plain, link) for `direction`.
-fn compressed(metrics: &str, direction: &str) -> (f64, f64) {
+pub(crate) fn compressed(metrics: &str, direction: &str) -> (f64, f64) {
     let s = scrape(metrics.parse().expect("address"));
     let labels = format!("{{direction=\"{direction}\"}}");
     (

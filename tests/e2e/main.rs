@@ -22,6 +22,7 @@ mod basic;
 mod bulk;
 mod check;
 mod compression;
+mod compression_dictionary;
 mod connect;
 mod connections;
 mod contact;

@@ -5,6 +5,7 @@ fn policy() -> Policy {
         enabled: true,
         min_bytes: 1024,
         types: vec!["text/*".into(), "application/json".into(), "+json".into()],
+        ..Policy::default()
     }
 }
 
@@ -189,38 +190,50 @@ fn policy_takes_listed_plain_large_bodies_only() {
         ("content-type", "application/json; charset=utf-8"),
         ("content-length", "5000"),
     ]);
-    assert!(p.compresses(&json));
+    assert!(p.compresses(&json, false));
     assert!(
-        p.compresses(&fields(&[("content-type", "text/html")])),
+        p.compresses(&fields(&[("content-type", "text/html")]), false),
         "chunked counts as large"
     );
-    assert!(p.compresses(&fields(&[("content-type", "application/problem+json")])));
-    assert!(p.compresses(&fields(&[
-        ("content-type", "Text/Plain"),
-        ("content-encoding", "identity")
-    ])));
-    assert!(!p.compresses(&fields(&[
-        ("content-type", "text/plain"),
-        ("content-length", "1023")
-    ])));
-    assert!(!p.compresses(&fields(&[
-        ("content-type", "text/plain"),
-        ("content-encoding", "gzip")
-    ])));
-    assert!(!p.compresses(&fields(&[("content-type", "application/octet-stream")])));
-    assert!(!p.compresses(&fields(&[("content-type", "application/x-protobuf")])));
+    assert!(p.compresses(
+        &fields(&[("content-type", "application/problem+json")]),
+        false
+    ));
+    assert!(p.compresses(
+        &fields(&[
+            ("content-type", "Text/Plain"),
+            ("content-encoding", "identity")
+        ]),
+        false
+    ));
+    assert!(!p.compresses(
+        &fields(&[("content-type", "text/plain"), ("content-length", "1023")]),
+        false
+    ));
+    assert!(!p.compresses(
+        &fields(&[("content-type", "text/plain"), ("content-encoding", "gzip")]),
+        false
+    ));
+    assert!(!p.compresses(
+        &fields(&[("content-type", "application/octet-stream")]),
+        false
+    ));
+    assert!(!p.compresses(
+        &fields(&[("content-type", "application/x-protobuf")]),
+        false
+    ));
     assert!(
-        !p.compresses(&fields(&[("content-length", "5000")])),
+        !p.compresses(&fields(&[("content-length", "5000")]), false),
         "no type"
     );
-    assert!(!p.compresses(&fields(&[("content-type", "textual")])));
+    assert!(!p.compresses(&fields(&[("content-type", "textual")]), false));
 }
 
 #[test]
 fn marks_and_announcements() {
     let list = fields(&[(":status", "200")]);
     assert!(!is_marked(&list));
-    assert!(is_marked(&marked(&list)));
+    assert!(is_marked(&marked(&list, &Compressor::new(None).unwrap())));
     assert!(peer_announces(Some(&announcement())));
     assert!(!peer_announces(Some(&[(6, 1000)])));
     assert!(!peer_announces(None));

@@ -343,7 +343,7 @@ fn decompressed_to_h1(wire: &[u8], length: u64) -> (Vec<u8>, Result<bool, H3ToH1
     };
     let mut h1 = MemConn::accepted(10_000);
     let mut pump = H3ToH1::new(BodyEncoding::ContentLength(length));
-    pump.decompress().expect("a context");
+    pump.decompress(Decompressor::new().expect("a context"));
     let mut out = Vec::new();
     let mut last = Ok(false);
     for _ in 0..100_000 {

@@ -4,12 +4,13 @@
 //! the stream; [`Downstream::advance`] runs it and ends it when both directions are done.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::request;
 use super::tunnel::{self, Tunnel};
 use crate::bridge::answers::{self, Answer, Busy};
-use crate::bridge::compression::{self, Compressor};
+use crate::bridge::compression::{self, Compressor, Dictionary};
 use crate::bridge::headers::Field;
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
@@ -68,6 +69,9 @@ pub struct Exchange {
     pub(super) tunnel: Option<Tunnel>,
     /// Its route compresses request bodies on the link (`routes[].compression`).
     compress: bool,
+    /// The shared dictionary of the session its stream went on (`None`: none agreed): the
+    /// response body may be compressed with it.
+    pub(super) dictionary: Option<Arc<Dictionary>>,
 }
 
 impl<T: DownstreamConn> Downstream<T> {
@@ -258,6 +262,7 @@ impl Exchange {
             resend: None,
             resent: false,
             sent_early: false,
+            dictionary: None,
             has_body,
             peers: prepared.peers,
             link: None,
@@ -322,8 +327,14 @@ impl Exchange {
             Some(false) => return Err(tunnel::not_carried_by_peer()),
             Some(true) => {}
         }
-        let compressor = self.request_compressor(policy, session.link_compression(), fields);
-        let marked = compressor.as_ref().map(|_| compression::marked(fields));
+        let dictionary = session.link_dictionary();
+        let compressor = self.request_compressor(
+            policy,
+            session.link_compression(),
+            dictionary.as_ref(),
+            fields,
+        );
+        let marked = compressor.as_ref().map(|c| compression::marked(fields, c));
         let fields = marked.as_deref().unwrap_or(fields);
         if !session.accepts(fields) {
             return Err(answers::bad_request(
@@ -343,6 +354,7 @@ impl Exchange {
                     self.target
                 );
                 self.stream = Some(id);
+                self.dictionary = dictionary;
                 self.blocked = None;
                 let sent = self.fields.take();
                 if !self.has_body && crate::bridge::is_idempotent(&self.method) {
@@ -372,18 +384,20 @@ impl Exchange {
     }
 
     /// A compressor for the request body when the session negotiated link compression, its
-    /// route compresses and the policy takes the body (never a tunnel's).
+    /// route compresses and the policy takes the body (never a tunnel's); with the session's
+    /// agreed `dictionary` when there is one.
     fn request_compressor(
         &self,
         policy: &CompressionPolicy,
         negotiated: bool,
+        dictionary: Option<&Arc<Dictionary>>,
         fields: &[Field],
     ) -> Option<Compressor> {
         let wanted = self.compress && self.has_body && self.tunnel.is_none();
-        if !negotiated || !wanted || !policy.compresses(fields) {
+        if !negotiated || !wanted || !policy.compresses(fields, dictionary.is_some()) {
             return None;
         }
-        Compressor::new(compression::declared_length(fields))
+        Compressor::with_dictionary(compression::declared_length(fields), dictionary.cloned())
     }
 
     /// The answer for a request whose wait for a stream ran out: the session was down, or up

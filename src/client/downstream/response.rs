@@ -164,9 +164,10 @@ impl Exchange {
             fields.push(field("connection", "keep-alive"));
         }
         let mut body = H3ToH1::new(encoding);
-        if compression::is_marked(list) {
-            body.decompress()
-                .map_err(|_| answers::bad_peer_response("no memory to decompress the body"))?;
+        match compression::decompressor_for(list, self.dictionary.as_ref()) {
+            Ok(Some(d)) => body.decompress(d),
+            Ok(None) => {}
+            Err(e) => return Err(answers::bad_peer_response(&e.0)),
         }
         write::write_status_head(status, fields, tcp.output());
         log::debug!("stream {:?}: response {status} ({encoding:?})", self.stream);

@@ -287,6 +287,10 @@ impl Peers {
     /// streams ended. Kept peers keep their sessions.
     pub fn reload(&mut self, cfg: &ClientConfig, registry: &Registry, now: Instant) {
         self.running = cfg.clone();
+        for (_, slot) in self.slots.iter_mut() {
+            slot.link
+                .set_dictionary(cfg.http.compression.dictionary.clone());
+        }
         let kept = |name: &str| cfg.peers.iter().any(|p| p.name == name);
         for entry in self.peers.iter().filter(|e| !kept(&e.config.name)) {
             log::info!(

@@ -35,12 +35,13 @@ mod timers;
 mod tunnel;
 mod upstream_head;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quiche::h3::Header as H3Header;
 
 use crate::bridge::answers::{self, Answer};
-use crate::bridge::compression;
+use crate::bridge::compression::{self, Dictionary};
 use crate::bridge::headers;
 use crate::bridge::pump::{H1ToH3, H3ToH1};
 use crate::bridge::stream::ExchangeStream;
@@ -78,6 +79,8 @@ pub struct Ctx<'a> {
     pub connect_to: &'a ConnectTo,
     /// Which response bodies go compressed: `Some` when both ends announced link compression.
     pub compression: Option<&'a CompressionPolicy>,
+    /// The shared dictionary both ends announced: bodies compressed with it, both ways.
+    pub dictionary: Option<Arc<Dictionary>>,
 }
 
 enum Response {
@@ -170,8 +173,15 @@ impl Exchange {
         let mut prepared = prepare_request(list, more_frames);
         let encoding = prepared.as_ref().map_or(BodyEncoding::None, |p| p.encoding);
         let mut request_body = H3ToH1::new(encoding);
-        if compression::is_marked(list) && request_body.decompress().is_err() {
-            prepared = Err(Failure::Reset("no memory to decompress the request body"));
+        match compression::decompressor_for(list, ctx.dictionary.as_ref()) {
+            Ok(Some(d)) => request_body.decompress(d),
+            Ok(None) => {}
+            Err(e) => {
+                log::debug!("stream {stream}: request body not decodable: {}", e.0);
+                prepared = Err(Failure::Reset(
+                    "cannot decompress the request body (no memory, or no shared dictionary)",
+                ));
+            }
         }
         if !more_frames {
             request_body.on_finished();

@@ -3,10 +3,12 @@
 //! decoded and moved into the stream while it takes it, the trailers, and the one retry of a
 //! request whose reused connection closed before any response byte.
 
+use std::sync::Arc;
+
 use crate::bridge::headers::Field;
 
 use crate::bridge::answers;
-use crate::bridge::compression::{self, Compressor};
+use crate::bridge::compression::{self, Compressor, Dictionary};
 use crate::bridge::headers;
 use crate::bridge::pump::{H1ToH3, H1ToH3Error, NoH1};
 use crate::config::CompressionPolicy;
@@ -142,9 +144,11 @@ impl Exchange {
         let fin = framing == BodyFraming::None || framing == BodyFraming::ContentLength(0);
         let mut fields = headers::response_to_h3(&resp);
         let mut body = H1ToH3::new(framing, None);
-        if let Some(compressor) = self.compressor_for(policy, framing, &fields) {
+        if let Some(compressor) =
+            self.compressor_for(policy, ctx.dictionary.as_ref(), framing, &fields)
+        {
+            fields = compression::marked(&fields, &compressor);
             body.compress(compressor);
-            fields = compression::marked(&fields);
         }
         // Body bytes that came with the head are checked before the head goes out, so broken
         // framing right at the start is still a clean 502.
@@ -163,23 +167,25 @@ impl Exchange {
     }
 
     /// A compressor for a response body with these fields, if the session negotiated link
-    /// compression and the policy takes it (never a tunnel's, never an empty body).
+    /// compression and the policy takes it (never a tunnel's, never an empty body); with the
+    /// session's agreed `dictionary` when there is one.
     fn compressor_for(
         &self,
         policy: Option<&CompressionPolicy>,
+        dictionary: Option<&Arc<Dictionary>>,
         framing: BodyFraming,
         fields: &[Field],
     ) -> Option<Compressor> {
         let policy = policy?;
         let empty = matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0));
-        if self.tunnel.is_some() || empty || !policy.compresses(fields) {
+        if self.tunnel.is_some() || empty || !policy.compresses(fields, dictionary.is_some()) {
             return None;
         }
         let length = match framing {
             BodyFraming::ContentLength(n) => Some(n),
             _ => None,
         };
-        Compressor::new(length)
+        Compressor::with_dictionary(length, dictionary.cloned())
     }
 
     /// Whether a request whose connection ended before any response byte may be sent again:

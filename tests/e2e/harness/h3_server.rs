@@ -7,7 +7,8 @@
 //! As a fake ptproxy server end it also answers `/zstd/<case>` with a response marked
 //! `ptproxy-link-encoding: zstd` (link compression) whose DATA is [`compressed_answer`]`(case)`:
 //! `good` a sound frame of [`zstd_plain`], `flipped` the same with a byte altered, `cut` the
-//! same without its checksum.
+//! same without its checksum. `/zstd-d/<case>` is the same answer marked `zstd-d` (compressed
+//! with a shared dictionary), which this server never announced.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -185,13 +186,18 @@ fn answer_requests(s: &mut Session, methods: &Mutex<Vec<String>>) {
                     .find(|h| h.name() == b":path")
                     .map(|h| String::from_utf8_lossy(h.value()).into_owned())
                     .unwrap_or_default();
-                if let Some(case) = path.strip_prefix("/zstd/") {
+                let dictionary = path.starts_with("/zstd-d/");
+                let case = path
+                    .strip_prefix("/zstd/")
+                    .or_else(|| path.strip_prefix("/zstd-d/"));
+                if let Some(case) = case {
+                    let mark: &[u8] = if dictionary { b"zstd-d" } else { b"zstd" };
                     let plain_len = zstd_plain().len().to_string();
                     let head = [
                         quiche::h3::Header::new(b":status", b"200"),
                         quiche::h3::Header::new(b"content-type", b"application/json"),
                         quiche::h3::Header::new(b"content-length", plain_len.as_bytes()),
-                        quiche::h3::Header::new(b"ptproxy-link-encoding", b"zstd"),
+                        quiche::h3::Header::new(b"ptproxy-link-encoding", mark),
                     ];
                     let _ = h3.send_response(&mut s.conn, stream, &head, false);
                     let _ = h3.send_body(&mut s.conn, stream, &compressed_answer(case), true);

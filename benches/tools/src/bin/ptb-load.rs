@@ -28,6 +28,11 @@
 //!                                               as application/json
 //!   ptb-load wait --addr A                      retries a TCP connect until it succeeds
 //!                                               (readiness probe; no request is sent)
+//!   ptb-load samples --save-dir D --n N [--req-size B] [--resp-size B]
+//!                                               writes N JSON bodies of each size to D, made
+//!                                               as the JSON mix makes them but with seeds it
+//!                                               never uses (from 2^40): the samples
+//!                                               `ptproxy train-dictionary` trains on
 //! Common: --host NAME (Host field, default "bench"), --timeout S (idle timeout of each socket
 //! operation, default 10), --deadline S (bound on the whole mode, default 120).
 
@@ -375,6 +380,7 @@ fn main() {
         "post" => bulk(&o, true),
         "wait" => wait(&o),
         "json" => json_mix(&o),
+        "samples" => samples(&o),
         _ => {
             eprintln!("ptb-load: unknown mode {mode}");
             std::process::exit(2)
@@ -621,6 +627,27 @@ struct MixTally {
 
 /// The JSON API mix: `clients` keep-alive clients, each `n` requests: POST `req_size` bytes of
 /// JSON, get `resp_size` bytes of JSON back. Both bodies are checked (see the header comment).
+/// Seeds of the dictionary's samples: far above the JSON mix's (client * 10^6 + request).
+const SAMPLE_SEEDS: u64 = 1 << 40;
+
+fn samples(o: &Opts) -> String {
+    let Some(dir) = o.save_dir.as_deref() else {
+        eprintln!("ptb-load samples: --save-dir D is required");
+        std::process::exit(2)
+    };
+    let mut written = 0u64;
+    for i in 0..o.n as u64 {
+        for size in [o.req_size, o.resp_size] {
+            let path = format!("{dir}/{size}-{i}.json");
+            if let Err(e) = std::fs::write(&path, body::json_body(size, SAMPLE_SEEDS + i)) {
+                return format!("{{\"ok\":false,\"error\":\"{}: {}\"}}", esc(&path), esc(&e.to_string()));
+            }
+            written += size as u64;
+        }
+    }
+    format!("{{\"ok\":true,\"files\":{},\"bytes\":{written}}}", 2 * o.n)
+}
+
 fn json_mix(o: &Opts) -> String {
     let clients = o.clients.max(1);
     let barrier = Arc::new(Barrier::new(clients + 1));
