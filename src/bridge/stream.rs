@@ -10,6 +10,7 @@ use std::sync::Arc;
 use quiche::h3::{self, Header as H3Header};
 
 use crate::bridge::compression::Dictionary;
+use crate::bridge::headers::forwarding::ServerEnd;
 use crate::bridge::headers::Field;
 use crate::quic::ack_hold::AckHold;
 use crate::quic::session::Session;
@@ -185,6 +186,11 @@ pub trait SessionPort {
     fn link_dictionary(&self) -> Option<Arc<Dictionary>> {
         None
     }
+    /// Whether the server end writes the forwarding fields' constant parts (a port that
+    /// knows no peer: an older one, fields go as built).
+    fn forwarding_server(&self) -> ServerEnd {
+        ServerEnd::Older
+    }
     /// Opens a request stream with these fields (`fin`: no body follows).
     fn open_request(&mut self, fields: &[Field], fin: bool) -> Result<u64, OpenRefused>;
     fn send_body(&mut self, id: u64, data: &[u8], fin: bool)
@@ -222,6 +228,9 @@ impl SessionPort for Session {
     }
     fn link_dictionary(&self) -> Option<Arc<Dictionary>> {
         crate::quic::session::Session::link_dictionary(self)
+    }
+    fn forwarding_server(&self) -> ServerEnd {
+        crate::quic::session::Session::forwarding_server(self)
     }
     fn accepts(&self, fields: &[Field]) -> bool {
         self.h3

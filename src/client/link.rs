@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use mio::{Registry, Token};
 
 use crate::bridge::compression::Dictionary;
+use crate::bridge::headers::forwarding::Completion;
 use crate::config::{ClientConfig, PeerConfig, TransportConfig};
 use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters};
 use crate::quic::backoff::Backoff;
@@ -86,6 +87,8 @@ pub struct PeerLink {
     announces_compression: bool,
     /// The shared dictionary announced with it (`http.compression.dictionary`).
     dictionary: Option<Arc<Dictionary>>,
+    /// What of the forwarding fields its sessions leave to the server end (`http.forwarding`).
+    forwarding: Completion,
     state: State,
     backoff: Backoff,
     udp: Option<UdpIo>,
@@ -137,6 +140,7 @@ impl PeerLink {
                 .iter()
                 .any(|r| r.any_compresses(cfg.http.compression.enabled)),
             dictionary: cfg.http.compression.dictionary.clone(),
+            forwarding: Completion::left_by(&cfg.http.forwarding),
             state: State::Waiting {
                 until: Instant::now(),
             },
@@ -267,6 +271,12 @@ impl PeerLink {
     /// the one it announced, so both its ends keep the same bytes.
     pub fn set_dictionary(&mut self, dictionary: Option<Arc<Dictionary>>) {
         self.dictionary = dictionary;
+    }
+
+    /// What the next sessions leave to the server end of the forwarding fields (a reload); a
+    /// running session's requests go complete when they no longer match its announcement.
+    pub fn set_forwarding(&mut self, left: Completion) {
+        self.forwarding = left;
     }
 
     /// Timers: quiche's, keepalive, and the backoff wait.

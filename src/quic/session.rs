@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use quiche::h3;
 
 use crate::bridge::compression::dictionary::{self, Dictionary};
+use crate::bridge::headers::forwarding::{Completion, ServerEnd};
 
 use super::ack_hold::AckHold;
 use super::liveness::{Liveness, RttEstimate, Verdict};
@@ -34,6 +35,9 @@ pub struct Session {
     last_receive: Instant,
     /// This end announces link compression in its SETTINGS (`http.compression.enabled`).
     announces_compression: bool,
+    /// What this end announces about forwarding fields ([`Completion`]): a client what it
+    /// leaves to the server end, a server nothing (that it completes requests).
+    forwarding: Completion,
     /// Whether an owed ACK may wait for the answer (off unless [`Session::hold_acks`]).
     /// Every write to quiche on this session's streams reports to it ([`AckHold::on_output`]).
     pub ack: AckHold,
@@ -59,6 +63,7 @@ impl Session {
             peer_dead: false,
             last_receive: now,
             announces_compression: false,
+            forwarding: Completion::default(),
             ack: AckHold::new(Duration::ZERO),
             dictionary: None,
         }
@@ -119,6 +124,29 @@ impl Session {
         self.dictionary = dictionary.filter(|_| on);
     }
 
+    /// Announce what this end leaves to the server end of the forwarding fields (a client;
+    /// before the HTTP/3 layer starts).
+    pub fn announce_forwarding(&mut self, left: Completion) {
+        self.forwarding = left;
+    }
+
+    /// What the peer announced about forwarding fields (`None`: an older peer).
+    pub fn peer_forwarding(&self) -> Option<Completion> {
+        Completion::announced_by(self.h3.as_ref()?.peer_settings_raw())
+    }
+
+    /// A client's view of the server end: whether it writes the forwarding fields' constant
+    /// parts (and what this end announced it leaves to it).
+    pub fn forwarding_server(&self) -> ServerEnd {
+        match self.h3.as_ref().and_then(|h3| h3.peer_settings_raw()) {
+            None => ServerEnd::Unknown,
+            Some(s) => match Completion::announced_by(Some(s)) {
+                Some(_) => ServerEnd::Completes(self.forwarding),
+                None => ServerEnd::Older,
+            },
+        }
+    }
+
     /// Both ends announced link compression: bodies may go compressed on this session.
     pub fn link_compression(&self) -> bool {
         self.announces_compression
@@ -165,7 +193,7 @@ impl Session {
             return;
         }
         let dictionary = self.dictionary.as_deref();
-        let made = super::setup::h3_config(self.announces_compression, dictionary)
+        let made = super::setup::h3_config(self.announces_compression, dictionary, self.forwarding)
             .and_then(|cfg| h3::Connection::with_transport(&mut self.conn, &cfg));
         match made {
             Ok(h3) => self.h3 = Some(h3),

@@ -5,6 +5,7 @@
 use boring::ssl::SslContextBuilder;
 
 use crate::bridge::compression::{self, Dictionary};
+use crate::bridge::headers::forwarding::Completion;
 use crate::config::{KnownLink, TransportConfig, DEFAULT_INITIAL_CWND_PACKETS};
 
 /// Largest UDP payload we accept (and the receive buffer size).
@@ -93,15 +94,17 @@ pub const EXTENDED_CONNECT: bool = true;
 pub fn h3_config(
     compression: bool,
     dictionary: Option<&Dictionary>,
+    forwarding: Completion,
 ) -> Result<quiche::h3::Config, quiche::h3::Error> {
     let mut c = quiche::h3::Config::new()?;
     c.set_max_field_section_size(MAX_FIELD_SECTION_SIZE);
     c.enable_extended_connect(EXTENDED_CONNECT);
+    let mut settings = vec![forwarding.announcement()];
     if compression {
-        let mut settings = compression::announcement();
+        settings.extend(compression::announcement());
         settings.extend(compression::dictionary::announcement(dictionary));
-        c.set_additional_settings(settings)?;
     }
+    c.set_additional_settings(settings)?;
     Ok(c)
 }
 

@@ -307,6 +307,7 @@ fn with_ctx<U: Upstreams, T>(
     let compression =
         (pc.session.link_compression() && config.compresses(policy.enabled)).then_some(policy);
     let dictionary = pc.session.link_dictionary();
+    let forwarding = pc.session.peer_forwarding();
     let mut stream = H3Stream::of(&mut pc.session, stream)?;
     let (now, cfg, metrics, client) = (env.now, env.cfg, &mut *env.metrics, &pc.client);
     let out = env.upstreams.with_port(ek, service, now, |pool| {
@@ -324,6 +325,7 @@ fn with_ctx<U: Upstreams, T>(
             connect_to: &config.connect_to,
             compression,
             dictionary,
+            forwarding,
         };
         f(&mut ctx)
     });

@@ -320,6 +320,7 @@ impl ServerRig {
             connect_to: &self.connect_to,
             compression: None,
             dictionary: None,
+            forwarding: None,
         }
     }
 }

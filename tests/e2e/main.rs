@@ -30,6 +30,7 @@ mod debug_taps;
 mod edge_limits;
 mod errors;
 mod flood;
+mod forwarding;
 mod framing;
 mod known_link;
 mod liveness;

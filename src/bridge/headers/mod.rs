@@ -13,6 +13,7 @@
 
 pub mod connect;
 mod field;
+pub mod forwarding;
 
 pub use field::Field;
 
@@ -126,7 +127,12 @@ pub fn request_to_h3(head: &RequestHead, authority: &[u8], path: &str) -> Vec<Fi
     ]);
     end_to_end(
         &head.headers,
-        &["host", SERVICE_FIELD, COMPRESSED_FIELD],
+        &[
+            "host",
+            SERVICE_FIELD,
+            COMPRESSED_FIELD,
+            forwarding::MARK_FIELD,
+        ],
         &mut out,
     );
     out
@@ -321,7 +327,13 @@ pub fn request_from_h3(list: &[H3Header]) -> Result<RequestHead, FieldError> {
     );
     // The fields in their order after `Host` (their vector has room for it: no growth).
     let mut headers = s.fields;
-    headers.retain(|h| h.name != "host" && h.name != SERVICE_FIELD && h.name != COMPRESSED_FIELD);
+    const OURS: [&str; 4] = [
+        "host",
+        SERVICE_FIELD,
+        COMPRESSED_FIELD,
+        forwarding::MARK_FIELD,
+    ];
+    headers.retain(|h| !OURS.contains(&h.name.as_str()));
     headers.insert(
         0,
         Header {

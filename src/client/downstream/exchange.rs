@@ -11,6 +11,7 @@ use super::request;
 use super::tunnel::{self, Tunnel};
 use crate::bridge::answers::{self, Answer, Busy};
 use crate::bridge::compression::{self, Compressor, Dictionary};
+use crate::bridge::headers::forwarding::{self, Completion};
 use crate::bridge::headers::Field;
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
 use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
@@ -69,6 +70,8 @@ pub struct Exchange {
     pub(super) tunnel: Option<Tunnel>,
     /// Its route compresses request bodies on the link (`routes[].compression`).
     compress: bool,
+    /// What of its forwarding fields a completing server end may write instead.
+    forwarding: Option<Completion>,
     /// The shared dictionary of the session its stream went on (`None`: none agreed): the
     /// response body may be compressed with it.
     pub(super) dictionary: Option<Arc<Dictionary>>,
@@ -284,6 +287,7 @@ impl Exchange {
             status: 0,
             tunnel: prepared.tunnel.map(Tunnel::new),
             compress: prepared.compress,
+            forwarding: prepared.forwarding,
         };
         Ok((ex, interim))
     }
@@ -327,6 +331,9 @@ impl Exchange {
             Some(false) => return Err(tunnel::not_carried_by_peer()),
             Some(true) => {}
         }
+        let shaped =
+            forwarding::for_server_end(fields, session.forwarding_server(), self.forwarding);
+        let fields = &*shaped;
         let dictionary = session.link_dictionary();
         let compressor = self.request_compressor(
             policy,

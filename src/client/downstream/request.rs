@@ -15,6 +15,7 @@ use quiche::h3::NameValue;
 
 use super::tunnel::TunnelKind;
 use crate::bridge::answers::{self, Answer};
+use crate::bridge::headers::forwarding::Completion;
 use crate::bridge::headers::{self, connect, Field};
 use crate::config::{ClientHttpConfig, ListenerRules};
 use crate::h1::body::{self, BodyFraming};
@@ -33,6 +34,9 @@ pub struct Prepared {
     pub tunnel: Option<TunnelKind>,
     /// Its route compresses request bodies on the link (when the session negotiated it).
     pub compress: bool,
+    /// What of its forwarding fields a completing server end may write instead (`None`: it
+    /// cannot, the fields go complete).
+    pub forwarding: Option<Completion>,
 }
 
 impl Prepared {
@@ -99,6 +103,7 @@ pub fn prepare(
         peers,
         tunnel: websocket_key.map(|key| TunnelKind::WebSocket { key }),
         compress: rules.map_or(default, |r| r.compresses(host, default)),
+        forwarding: left_to_server(req.version, http),
     };
     let continue_now = expects_continue && prepared.has_body() && req.version == Version::Http11;
     Ok(Prepared {
@@ -138,7 +143,15 @@ fn prepare_connect(
         peers,
         tunnel: Some(TunnelKind::Connect),
         compress: false,
+        forwarding: left_to_server(req.version, http),
     })
+}
+
+/// What of the forwarding fields [`add_forwarding`] wrote a completing server end writes the
+/// same (`bridge::headers::forwarding`): all it adds for an HTTP/1.1 caller; for an HTTP/1.0
+/// caller none (its `Via` says 1.0).
+fn left_to_server(version: Version, http: &ClientHttpConfig) -> Option<Completion> {
+    (version == Version::Http11).then(|| Completion::left_by(&http.forwarding))
 }
 
 /// Adds the forwarding fields and, last, the service field of the route `host` takes (after

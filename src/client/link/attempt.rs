@@ -74,6 +74,7 @@ impl PeerLink {
         let mut session = Session::new(conn, t.keepalive_interval, liveness, now);
         session.announce_compression(self.announces_compression, self.dictionary.clone());
         session.hold_acks(t.ack_delay);
+        session.announce_forwarding(self.forwarding);
         if resuming {
             // ClientHello out now, then HTTP/3 can start in 0-RTT before any answer.
             udp.send_from(&mut session.conn, now, &mut self.hider, None);

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use mio::{Registry, Token};
 use slab::Slab;
 
+use crate::bridge::headers::forwarding::Completion;
+
 use super::downstreams::Links;
 use super::link::{LinkEvent, PeerLink};
 use crate::config::{ClientConfig, PeerConfig, PeerGroup, Policy};
@@ -290,6 +292,8 @@ impl Peers {
         for (_, slot) in self.slots.iter_mut() {
             slot.link
                 .set_dictionary(cfg.http.compression.dictionary.clone());
+            slot.link
+                .set_forwarding(Completion::left_by(&cfg.http.forwarding));
         }
         let kept = |name: &str| cfg.peers.iter().any(|p| p.name == name);
         for entry in self.peers.iter().filter(|e| !kept(&e.config.name)) {

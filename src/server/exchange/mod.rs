@@ -42,7 +42,10 @@ use quiche::h3::Header as H3Header;
 
 use crate::bridge::answers::{self, Answer};
 use crate::bridge::compression::{self, Dictionary};
-use crate::bridge::headers;
+use crate::bridge::headers::{
+    self,
+    forwarding::{self, Completion},
+};
 use crate::bridge::pump::{H1ToH3, H3ToH1};
 use crate::bridge::stream::ExchangeStream;
 use crate::config::{CompressionPolicy, ConnectTo, UpstreamConfig};
@@ -81,6 +84,9 @@ pub struct Ctx<'a> {
     pub compression: Option<&'a CompressionPolicy>,
     /// The shared dictionary both ends announced: bodies compressed with it, both ways.
     pub dictionary: Option<Arc<Dictionary>>,
+    /// What the client end left to this end of each request's forwarding fields (`None`: an
+    /// older client, whose fields come complete).
+    pub forwarding: Option<Completion>,
 }
 
 enum Response {
@@ -171,6 +177,11 @@ impl Exchange {
         more_frames: bool,
     ) -> Self {
         let mut prepared = prepare_request(list, more_frames);
+        if let Ok(p) = prepared.as_mut() {
+            if p.goes_upstream() {
+                forwarding::complete(&mut p.head.headers, list, ctx.forwarding);
+            }
+        }
         let encoding = prepared.as_ref().map_or(BodyEncoding::None, |p| p.encoding);
         let mut request_body = H3ToH1::new(encoding);
         match compression::decompressor_for(list, ctx.dictionary.as_ref()) {

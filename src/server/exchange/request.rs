@@ -113,6 +113,15 @@ pub(super) struct Prepared {
     pub tunnel: Option<Tunnel>,
 }
 
+impl Prepared {
+    /// Whether the head is written to the upstream (all but a plain CONNECT's).
+    pub fn goes_upstream(&self) -> bool {
+        self.tunnel
+            .as_ref()
+            .is_none_or(|t| t.destination().is_none())
+    }
+}
+
 /// HTTP/3 request fields -> what the upstream gets: an HTTP/1.1 request, the upgrade request
 /// of a WebSocket extended CONNECT, or a plain CONNECT's destination. Malformed CONNECT forms
 /// are [`Failure::Malformed`]; extended CONNECTs other than WebSocket are answered 501; other

@@ -2,7 +2,8 @@
 //! server certificate (`localhost`), one session at a time, and every request answered `200`
 //! with a short body. Its HTTP/3 settings are quiche's defaults, so it does not send
 //! SETTINGS_ENABLE_CONNECT_PROTOCOL: the peer a client meets when the server end does not
-//! carry WebSocket. It records the `:method` of each request stream it got.
+//! carry WebSocket, nor any of ptproxy's private settings (an older server end). It records
+//! the fields of each request stream it got.
 //!
 //! As a fake ptproxy server end it also answers `/zstd/<case>` with a response marked
 //! `ptproxy-link-encoding: zstd` (link compression) whose DATA is [`compressed_answer`]`(case)`:
@@ -19,9 +20,12 @@ use std::time::Duration;
 /// The body of every answer.
 pub const BODY: &str = "bare HTTP/3 server\n";
 
+/// A request's fields as received, in order.
+pub type Fields = Vec<(String, String)>;
+
 pub struct BareH3Server {
     addr: SocketAddr,
-    methods: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<Fields>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -34,16 +38,16 @@ impl BareH3Server {
             .set_read_timeout(Some(Duration::from_millis(5)))
             .expect("read timeout");
         let addr = socket.local_addr().expect("bare h3 server address");
-        let methods = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (m, s) = (methods.clone(), stop.clone());
+        let (m, s) = (requests.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("bare-h3-server".into())
             .spawn(move || serve(socket, addr, &m, &s))
             .expect("bare h3 server thread");
         BareH3Server {
             addr,
-            methods,
+            requests,
             stop,
             thread: Some(thread),
         }
@@ -55,7 +59,20 @@ impl BareH3Server {
 
     /// The `:method` of every request stream received so far.
     pub fn methods(&self) -> Vec<String> {
-        self.methods.lock().unwrap().clone()
+        self.requests()
+            .iter()
+            .map(|f| {
+                f.iter()
+                    .find(|(n, _)| n == ":method")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The fields of every request stream received so far.
+    pub fn requests(&self) -> Vec<Fields> {
+        self.requests.lock().unwrap().clone()
     }
 }
 
@@ -110,7 +127,7 @@ struct Session {
     h3: Option<quiche::h3::Connection>,
 }
 
-fn serve(socket: UdpSocket, local: SocketAddr, methods: &Mutex<Vec<String>>, stop: &AtomicBool) {
+fn serve(socket: UdpSocket, local: SocketAddr, requests: &Mutex<Vec<Fields>>, stop: &AtomicBool) {
     let mut cfg = config();
     let mut session: Option<Session> = None;
     let mut buf = [0u8; 65_535];
@@ -146,7 +163,7 @@ fn serve(socket: UdpSocket, local: SocketAddr, methods: &Mutex<Vec<String>>, sto
                     s.conn.on_timeout();
                 }
             }
-            answer_requests(s, methods);
+            answer_requests(s, requests);
             let mut out = [0u8; 1500];
             for _ in 0..1000 {
                 match s.conn.send(&mut out) {
@@ -160,8 +177,8 @@ fn serve(socket: UdpSocket, local: SocketAddr, methods: &Mutex<Vec<String>>, sto
     }
 }
 
-/// Answers every request stream `200` with [`BODY`] and records its method.
-fn answer_requests(s: &mut Session, methods: &Mutex<Vec<String>>) {
+/// Answers every request stream `200` with [`BODY`] and records its fields.
+fn answer_requests(s: &mut Session, requests: &Mutex<Vec<Fields>>) {
     if s.h3.is_none() && s.conn.is_established() {
         // quiche's default settings: extended CONNECT stays off.
         let h3cfg = quiche::h3::Config::new().expect("h3 config");
@@ -175,12 +192,9 @@ fn answer_requests(s: &mut Session, methods: &Mutex<Vec<String>>) {
         match event {
             quiche::h3::Event::Headers { list, .. } => {
                 use quiche::h3::NameValue;
-                let method = list
-                    .iter()
-                    .find(|h| h.name() == b":method")
-                    .map(|h| String::from_utf8_lossy(h.value()).into_owned())
-                    .unwrap_or_default();
-                methods.lock().unwrap().push(method);
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                let fields = list.iter().map(|h| (text(h.name()), text(h.value())));
+                requests.lock().unwrap().push(fields.collect());
                 let path = list
                     .iter()
                     .find(|h| h.name() == b":path")
