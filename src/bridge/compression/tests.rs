@@ -27,7 +27,16 @@ fn compress_all(plain: &[u8], piece: usize, length: Option<u64>) -> Vec<u8> {
 
 /// Decompresses `wire` handed over `piece` bytes at a time into outputs of `room` bytes.
 fn decompress_all(wire: &[u8], piece: usize, room: usize) -> Result<Vec<u8>, CodecError> {
-    let mut d = Decompressor::new()?;
+    decompress_with(Decompressor::new()?, wire, piece, room)
+}
+
+/// [`decompress_all`] with decompressor `d` (one with a dictionary, say).
+pub(super) fn decompress_with(
+    mut d: Decompressor,
+    wire: &[u8],
+    piece: usize,
+    room: usize,
+) -> Result<Vec<u8>, CodecError> {
     let mut at = 0;
     let mut plain = Vec::new();
     let mut buf = vec![0u8; room];

@@ -65,26 +65,8 @@ fn compress(plain: &[u8], dictionary: Option<Arc<Dictionary>>) -> Vec<u8> {
     out
 }
 
-fn decompress(wire: &[u8], mut d: Decompressor) -> Result<Vec<u8>, CodecError> {
-    let (mut at, mut plain, mut buf) = (0, Vec::new(), vec![0u8; 4096]);
-    for _ in 0..10_000 {
-        let n = d.read(
-            &mut buf,
-            |into: &mut [u8]| {
-                let n = into.len().min(wire.len() - at);
-                into[..n].copy_from_slice(&wire[at..at + n]);
-                at += n;
-                Ok(n)
-            },
-            |e| e,
-        )?;
-        if n == 0 {
-            d.finish()?;
-            return Ok(plain);
-        }
-        plain.extend_from_slice(&buf[..n]);
-    }
-    panic!("decompression did not end");
+fn decompress(wire: &[u8], d: Decompressor) -> Result<Vec<u8>, CodecError> {
+    crate::bridge::compression::tests::decompress_with(d, wire, usize::MAX, 4096)
 }
 
 #[test]
