@@ -188,3 +188,36 @@ fn bbr2_acknowledges_at_once() {
         "BBR2: an ACK-only datagram each way expected, got {up_n:.2}/{down_n:.2} per request"
     );
 }
+
+/// Over a lossy link, requests whose ACKs were held (and whose answers carrying them are lost
+/// as often as anything else) all complete, byte-exact: a held ACK is recovered like any other.
+#[test]
+fn held_acks_over_a_lossy_link_lose_no_request() {
+    let up = Upstream::start();
+    let pair = PairBuilder::new(up.addr())
+        .name("acks_lossy")
+        .both("transport.congestion_control", "\"cubic\"")
+        .both("transport.initial_rtt_ms", "10")
+        .both("transport.ack_delay_ms", HOLD_MS)
+        .relay(RelayConfig::lossy(0.05, ONE_WAY, 0xac5))
+        .start();
+    let mut c = pair.conn();
+    c.set_deadline(Duration::from_secs(60));
+    for i in 0..150usize {
+        let body = format!("request {i} ").repeat(1 + i % 40);
+        let r = c
+            .post("/echo", body.as_bytes())
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(r.status(), 200, "request {i}: {r}");
+        assert_eq!(
+            r.body,
+            body.as_bytes(),
+            "request {i}: other bytes came back"
+        );
+    }
+    let stats = pair.relay().stats();
+    assert!(
+        stats.to_server.dropped + stats.to_client.dropped > 0,
+        "the relay dropped nothing: the test proved nothing"
+    );
+}
