@@ -61,10 +61,10 @@ pub const MAX_LINK_RATE_MBPS: u64 = 1_000_000;
 pub const DEFAULT_CONNECTION_ID_BYTES: usize = 8;
 /// The shortest connection ID this side issues (the server routes by them; a Retry's is 8).
 pub const MIN_CONNECTION_ID_BYTES: usize = 4;
-/// How long an owed ACK may wait for the answer to a completed request or response to carry it
-/// (`transport.ack_delay_ms`) under CUBIC or Reno. Loopback upstreams and callers answer within
-/// a millisecond; a slower answer costs one ACK-only datagram as before. Under BBR2 the default
-/// is 0 and nothing else is accepted: `config::transport::ack_delay` says why.
+/// How long an owed ACK may wait (`transport.ack_delay_ms`) for a second full-size datagram, or
+/// under CUBIC and Reno for the answer to a completed request or response to carry it
+/// (`TransportConfig::holds_acks_for_answers`). Loopback upstreams and callers answer within a
+/// millisecond; a slower answer costs one ACK-only datagram as before.
 pub const DEFAULT_ACK_DELAY_MS: u64 = 5;
 pub const DEFAULT_PMTU_DISCOVERY: bool = true;
 pub const DEFAULT_LOSS_HIDING_MAX_DATAGRAM: usize = 1300;

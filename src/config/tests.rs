@@ -68,8 +68,11 @@ fn minimal_files_get_documented_defaults() {
     assert_eq!(c.transport.connection_id_bytes, DEFAULT_CONNECTION_ID_BYTES);
     assert_eq!(
         c.transport.ack_delay,
-        Duration::ZERO,
-        "BBR2, the default, acknowledges at once"
+        Duration::from_millis(DEFAULT_ACK_DELAY_MS)
+    );
+    assert!(
+        !c.transport.holds_acks_for_answers(),
+        "BBR2, the default, acknowledges a completed message at once"
     );
     let Ok(Config::Server(s)) = parse(SERVER, &conf_dir(), Role::Server) else {
         panic!("server")
@@ -142,11 +145,6 @@ fn errors_name_the_field() {
                 SERVER,
                 r#""transport": {"congestion_control": "cubic", "ack_delay_ms": 26}"#,
             ),
-            "transport.ack_delay_ms",
-        ),
-        (
-            Role::Client,
-            with(CLIENT, r#""transport": {"ack_delay_ms": 5}"#),
             "transport.ack_delay_ms",
         ),
         (
@@ -676,31 +674,28 @@ fn compression_is_off_by_default_and_validates_its_types() {
 }
 
 #[test]
-fn acks_are_held_by_default_only_under_cubic_and_reno() {
-    let held = |fragment: &str| {
+fn acks_wait_for_answers_only_under_cubic_and_reno() {
+    let transport = |fragment: &str| {
         let Ok(Config::Client(c)) = parse(&with(CLIENT, fragment), &conf_dir(), Role::Client)
         else {
             panic!("{fragment}")
         };
-        c.transport.ack_delay
+        c.transport
     };
-    let default = Duration::from_millis(DEFAULT_ACK_DELAY_MS);
+    for cc in ["cubic", "reno"] {
+        let t = transport(&format!(r#""transport": {{"congestion_control": "{cc}"}}"#));
+        assert!(t.holds_acks_for_answers(), "{cc}");
+        assert_eq!(t.ack_delay, Duration::from_millis(DEFAULT_ACK_DELAY_MS));
+    }
+    let t = transport(r#""transport": {"congestion_control": "bbr2", "ack_delay_ms": 25}"#);
+    assert!(!t.holds_acks_for_answers());
     assert_eq!(
-        held(r#""transport": {"congestion_control": "cubic"}"#),
-        default
+        t.ack_delay,
+        Duration::from_millis(25),
+        "bulk data still waits"
     );
-    assert_eq!(
-        held(r#""transport": {"congestion_control": "reno"}"#),
-        default
-    );
-    assert_eq!(
-        held(r#""transport": {"congestion_control": "cubic", "ack_delay_ms": 0}"#),
-        Duration::ZERO
-    );
-    assert_eq!(
-        held(r#""transport": {"congestion_control": "bbr2", "ack_delay_ms": 0}"#),
-        Duration::ZERO
-    );
+    let t = transport(r#""transport": {"congestion_control": "cubic", "ack_delay_ms": 0}"#);
+    assert_eq!(t.ack_delay, Duration::ZERO);
 }
 
 /// A folder of its own under the temp dir, for files a test writes.

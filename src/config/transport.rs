@@ -58,7 +58,8 @@ pub struct TransportConfig {
     pub pmtu_discovery: bool,
     /// Bytes of each connection ID this side issues.
     pub connection_id_bytes: usize,
-    /// How long an owed ACK may wait for the answer to carry it (zero: never).
+    /// How long an owed ACK may wait for a second full-size datagram or for the answer to
+    /// carry it (zero: never).
     pub ack_delay: Duration,
     pub loss_hiding: LossHiding,
 }
@@ -178,7 +179,7 @@ pub(super) fn validate(raw: file::TransportFile) -> Result<TransportConfig, Conf
         )?,
         pmtu_discovery: raw.pmtu_discovery.unwrap_or(DEFAULT_PMTU_DISCOVERY),
         connection_id_bytes: connection_id_bytes(raw.connection_id_bytes)?,
-        ack_delay: ack_delay(raw.ack_delay_ms, congestion_control)?,
+        ack_delay: ack_delay(raw.ack_delay_ms)?,
         loss_hiding: loss_hiding(raw.loss_hiding)?,
     })
 }
@@ -196,28 +197,23 @@ fn connection_id_bytes(raw: Option<usize>) -> Result<usize, ConfigError> {
     Ok(n)
 }
 
+impl TransportConfig {
+    /// Whether a completed request or response lets its ACK wait for the answer
+    /// (`quic::ack_hold`): under CUBIC and Reno. quiche 0.30's BBR2 learns that its sender is
+    /// application-limited only when it builds a packet without stream data (in practice, an
+    /// ACK-only packet): with the ACKs riding on requests and responses it never does, takes
+    /// the low delivery rates of request/response traffic for the path's bandwidth and paces by
+    /// them (4 MiB transfers after a request phase took 3.5x as long on a 50 ms link, and the
+    /// 32-client p99 went from 56 to 147 ms). Bulk data received is acknowledged every second
+    /// datagram under every controller: the receiving side still sends ACK-only packets.
+    pub fn holds_acks_for_answers(&self) -> bool {
+        self.congestion_control != CongestionControl::Bbr2
+    }
+}
+
 /// `transport.ack_delay_ms`: 0 (acknowledge at once) to the `max_ack_delay` quiche advertises,
 /// which the peer's loss timers allow for (RFC 9000 §13.2.1).
-///
-/// Only under CUBIC or Reno. quiche 0.30's BBR2 learns that its sender is application-limited
-/// only when it builds a packet without stream data (in practice, an ACK-only packet): with
-/// the ACKs riding on requests and responses it never does, takes the low delivery rates of
-/// request/response traffic for the path's bandwidth and paces by them (4 MiB transfers after a
-/// request phase took 3.5x as long on a 50 ms link, and the 32-client p99 went from 56 to
-/// 147 ms). So BBR2 acknowledges at once, and a hold asked of it is refused.
-fn ack_delay(raw: Option<u64>, cc: CongestionControl) -> Result<Duration, ConfigError> {
-    let field = "transport.ack_delay_ms";
-    if cc == CongestionControl::Bbr2 {
-        return match raw {
-            None | Some(0) => Ok(Duration::ZERO),
-            Some(_) => Err(ConfigError::new(
-                field,
-                "needs transport.congestion_control \"cubic\" or \"reno\": quiche's BBR2 \
-                 learns that the sender is application-limited only from ACK-only packets, and \
-                 without them its bandwidth estimate collapses",
-            )),
-        };
-    }
+fn ack_delay(raw: Option<u64>) -> Result<Duration, ConfigError> {
     let delay = Duration::from_millis(raw.unwrap_or(DEFAULT_ACK_DELAY_MS));
     let max = crate::quic::ack_hold::MAX_ACK_DELAY;
     if delay > max {

@@ -5,10 +5,18 @@
 //! server's ACK, the response, the client's ACK. Yet the response follows the request a moment
 //! later and can carry the server's ACK, and the caller's next request can carry the client's.
 //!
-//! The policy is ours, as whether to ask quiche to send at all. The hold is armed only when a
-//! datagram completed a message from the peer (a request at the server, a response at the
-//! client: the roles call [`AckHold::expect_answer`]), so bulk transfers, tunnels and
-//! handshakes never wait. It holds only while all of these stay true:
+//! The policy is ours, as whether to ask quiche to send at all. The hold is armed in two cases:
+//! - a datagram completed a message from the peer (a request at the server, a response at the
+//!   client: the roles call [`AckHold::expect_answer`]), when holds for answers are on (CUBIC
+//!   and Reno: `config::transport::ack_delay` says why not BBR2);
+//! - a full-size datagram arrived first since the last send ([`AckHold::on_datagram`]): bulk
+//!   data being received is acknowledged every second datagram, as TCP does, where one ACK
+//!   per datagram went back whenever the data arrived spread out (a rate-limited link: 3266
+//!   ACKs for 3279 datagrams of a 4 MiB transfer). The side that holds is only receiving then,
+//!   and still sends an ACK-only packet every second datagram (BBR2 needs them).
+//!
+//! Tunnels' small datagrams and handshakes never wait. A hold lasts only while all of these
+//! stay true:
 //! - no more than one datagram arrived since the last send (RFC 9000 §13.2.2 asks for an ACK
 //!   at least every second ack-eliciting packet);
 //! - nothing else was given to quiche to send ([`AckHold::on_output`]: fields, body bytes,
@@ -25,12 +33,17 @@ use std::time::{Duration, Instant};
 /// The longest hold that may be configured: quiche advertises a `max_ack_delay` of 25 ms
 /// (its default), and RFC 9000 §13.2.1 bounds our delay by what we advertise.
 pub const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
+/// A datagram at least this large carries bulk data (ptproxy sends 1350-byte datagrams; ACKs,
+/// requests and small answers are a few hundred bytes at most).
+pub const BULK_DATAGRAM: usize = 1_000;
 
 /// Whether an owed ACK may wait for the answer to carry it. One per session.
 #[derive(Debug)]
 pub struct AckHold {
     /// Longest hold (zero: never hold).
     delay: Duration,
+    /// Completed messages arm a hold (not under BBR2).
+    for_answers: bool,
     /// When a completed message armed the hold (`None`: not armed).
     armed_at: Option<Instant>,
     /// Datagrams accepted since the last send.
@@ -42,9 +55,11 @@ pub struct AckHold {
 }
 
 impl AckHold {
-    pub fn new(delay: Duration) -> Self {
+    /// Holds of at most `delay`; `for_answers`: completed messages arm one too.
+    pub fn new(delay: Duration, for_answers: bool) -> Self {
         AckHold {
             delay: delay.min(MAX_ACK_DELAY),
+            for_answers,
             armed_at: None,
             datagrams: 0,
             output: false,
@@ -57,9 +72,13 @@ impl AckHold {
         !self.delay.is_zero()
     }
 
-    /// A datagram from the peer was accepted.
-    pub fn on_datagram(&mut self) {
+    /// A datagram of `len` bytes from the peer was accepted: the first since the last send,
+    /// full-size, arms a hold for the second.
+    pub fn on_datagram(&mut self, now: Instant, len: usize) {
         self.datagrams = self.datagrams.saturating_add(1);
+        if self.enabled() && self.datagrams == 1 && len >= BULK_DATAGRAM {
+            self.armed_at.get_or_insert(now);
+        }
     }
 
     /// Something besides an ACK waits to leave: the next send goes at once.
@@ -70,7 +89,7 @@ impl AckHold {
     /// A datagram completed a message from the peer whose answer will follow: its ACK may
     /// wait for that answer.
     pub fn expect_answer(&mut self, now: Instant) {
-        if self.enabled() {
+        if self.enabled() && self.for_answers {
             self.armed_at.get_or_insert(now);
         }
     }
@@ -105,12 +124,14 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const SMALL: usize = 120;
+    const FULL: usize = 1350;
 
     /// A hold armed at `t0` by one datagram completing a message.
     fn armed(delay: Duration, t0: Instant) -> AckHold {
-        let mut h = AckHold::new(delay);
+        let mut h = AckHold::new(delay, true);
         h.on_sent(0);
-        h.on_datagram();
+        h.on_datagram(t0, SMALL);
         h.expect_answer(t0);
         h
     }
@@ -126,13 +147,13 @@ mod tests {
     }
 
     #[test]
-    fn nothing_is_held_unless_a_completed_message_armed_it() {
+    fn a_small_datagram_alone_arms_nothing() {
         let t0 = Instant::now();
-        let mut h = AckHold::new(5 * MS);
-        h.on_datagram();
+        let mut h = AckHold::new(5 * MS, true);
+        h.on_datagram(t0, SMALL);
         assert!(
             !h.holds(t0, 0),
-            "a datagram alone (bulk data, tunnel bytes)"
+            "a small datagram alone (tunnel bytes, an ACK)"
         );
         assert_eq!(h.deadline(), None);
     }
@@ -146,7 +167,7 @@ mod tests {
         assert_eq!(h.deadline(), None, "no timer for a send that goes now");
 
         let mut h = armed(5 * MS, t0);
-        h.on_datagram();
+        h.on_datagram(t0, SMALL);
         assert!(
             !h.holds(t0, 0),
             "every second packet is acknowledged at once"
@@ -162,7 +183,7 @@ mod tests {
         let mut h = armed(5 * MS, t0);
         h.on_sent(3);
         assert!(!h.holds(t0, 3) && h.deadline().is_none());
-        h.on_datagram();
+        h.on_datagram(t0, SMALL);
         h.expect_answer(t0 + MS);
         assert!(
             h.holds(t0 + MS, 3),
@@ -194,5 +215,47 @@ mod tests {
             Some(t0 + 5 * MS),
             "the oldest owed ACK sets the bound"
         );
+    }
+
+    #[test]
+    fn bulk_data_is_acknowledged_every_second_datagram() {
+        let t0 = Instant::now();
+        let mut h = AckHold::new(5 * MS, false);
+        h.on_sent(0);
+        h.on_datagram(t0, FULL);
+        assert!(
+            h.holds(t0, 0),
+            "the first full-size datagram waits for the second"
+        );
+        assert_eq!(h.deadline(), Some(t0 + 5 * MS));
+        h.on_datagram(t0 + MS, FULL);
+        assert!(
+            !h.holds(t0 + MS, 0),
+            "the second one is acknowledged with it"
+        );
+        h.on_sent(0);
+        h.on_datagram(t0 + 2 * MS, SMALL);
+        assert!(!h.holds(t0 + 2 * MS, 0), "a small one does not wait");
+        h.on_datagram(t0 + 2 * MS, FULL);
+        assert!(
+            !h.holds(t0 + 2 * MS, 0),
+            "nor a full one second in the turn"
+        );
+    }
+
+    #[test]
+    fn without_holds_for_answers_a_completed_message_arms_nothing() {
+        let t0 = Instant::now();
+        let mut h = AckHold::new(5 * MS, false);
+        h.on_sent(0);
+        h.on_datagram(t0, SMALL);
+        h.expect_answer(t0);
+        assert!(
+            !h.holds(t0, 0) && h.deadline().is_none(),
+            "BBR2: ACKs at once"
+        );
+        let mut h = AckHold::new(Duration::ZERO, true);
+        h.on_datagram(t0, FULL);
+        assert!(!h.holds(t0, 0), "a zero delay never holds bulk data either");
     }
 }

@@ -64,15 +64,15 @@ impl Session {
             last_receive: now,
             announces_compression: false,
             forwarding: Completion::default(),
-            ack: AckHold::new(Duration::ZERO),
+            ack: AckHold::new(Duration::ZERO, false),
             dictionary: None,
         }
     }
 
-    /// Lets an owed ACK wait up to `delay` for the answer to a completed message to carry it
-    /// (`transport.ack_delay_ms`).
-    pub fn hold_acks(&mut self, delay: Duration) {
-        self.ack = AckHold::new(delay);
+    /// Lets an owed ACK wait up to `delay` (`transport.ack_delay_ms`) for a second full-size
+    /// datagram, and with `for_answers` for the answer to a completed message to carry it.
+    pub fn hold_acks(&mut self, delay: Duration, for_answers: bool) {
+        self.ack = AckHold::new(delay, for_answers);
     }
 
     /// Whether the send due now would only carry an ACK that may still wait: a hold is armed
@@ -174,9 +174,10 @@ impl Session {
         now: Instant,
     ) {
         let info = quiche::RecvInfo { from, to };
+        let len = data.len();
         match self.conn.recv(data, info) {
             Ok(_) => {
-                self.ack.on_datagram();
+                self.ack.on_datagram(now, len);
                 self.last_receive = self.last_receive.max(now);
                 if let Some(l) = self.liveness.as_mut() {
                     l.on_receive(now);

@@ -203,7 +203,8 @@ impl ServerProxy {
             self.cfg.services.any_compresses(http.compression.enabled),
             http.compression.dictionary.clone(),
         );
-        session.hold_acks(self.cfg.transport.ack_delay);
+        let t = &self.cfg.transport;
+        session.hold_acks(t.ack_delay, t.holds_acks_for_answers());
         let key = self.conns.insert(PeerConn::new(
             session,
             from,

@@ -172,10 +172,10 @@ fn bulk_transfers_are_not_slowed_down() {
     );
 }
 
-/// Under BBR2 (the default) ACKs go at once: four datagrams per request (a hold asked of it is
-/// a config error: `config::tests`).
+/// Under BBR2 (the default) a completed message is acknowledged at once: four datagrams per
+/// small request (`TransportConfig::holds_acks_for_answers` says why).
 #[test]
-fn bbr2_acknowledges_at_once() {
+fn bbr2_acknowledges_a_completed_message_at_once() {
     let up = Upstream::start();
     let pair = PairBuilder::new(up.addr())
         .name("acks_bbr2")
@@ -219,5 +219,61 @@ fn held_acks_over_a_lossy_link_lose_no_request() {
     assert!(
         stats.to_server.dropped + stats.to_client.dropped > 0,
         "the relay dropped nothing: the test proved nothing"
+    );
+}
+
+/// A BBR2 pair whose server paces at 20 Mbit/s (so the data reaches the client spread out, one
+/// datagram per loop turn) with `transport.ack_delay_ms` on both ends.
+fn paced_bbr2(up: &Upstream, name: &str, ack_delay_ms: &str) -> Pair {
+    PairBuilder::new(up.addr())
+        .name(name)
+        .both("transport.initial_rtt_ms", "10")
+        .both("transport.ack_delay_ms", ack_delay_ms)
+        .server("transport.max_pacing_rate_mbps", "20")
+        .relay(RelayConfig::lossy(0.0, ONE_WAY, 0xac6))
+        .start()
+}
+
+/// A 2 MiB download: its time, and the client's datagrams (its ACKs) per datagram of data.
+fn acks_per_data_datagram(pair: &Pair) -> (Duration, f64) {
+    const SIZE: u64 = 2 * 1024 * 1024;
+    let mut c = pair.conn();
+    c.set_deadline(Duration::from_secs(60));
+    let warm = c.get("/hello").expect("first request");
+    assert_eq!(warm.status(), 200, "{warm}");
+    let before = pair.relay().stats();
+    let t = Instant::now();
+    let (head, n) = c
+        .download_pattern(&format!("/bytes/{SIZE}"))
+        .expect("download");
+    let took = t.elapsed();
+    assert_eq!((head.status, n), (200, SIZE), "{head:?}");
+    let after = pair.relay().stats();
+    let acks = after.to_server.received - before.to_server.received;
+    let data = after.to_client.received - before.to_client.received;
+    (took, acks as f64 / data as f64)
+}
+
+/// Bulk data received is acknowledged every second datagram, under BBR2 too, where one ACK
+/// went back per datagram whenever the data arrived spread out; the transfer is as fast.
+#[test]
+fn spread_out_bulk_data_is_acknowledged_every_second_datagram() {
+    let _heavy = heavy_lock();
+    let up = Upstream::start();
+    let held = paced_bbr2(&up, "acks_spread_held", "5");
+    let at_once = paced_bbr2(&up, "acks_spread_at_once", "0");
+    let (h_took, h_ratio) = acks_per_data_datagram(&held);
+    let (a_took, a_ratio) = acks_per_data_datagram(&at_once);
+    eprintln!(
+        "2 MiB paced at 20 Mbit/s: ACKs per data datagram {h_ratio:.2} held ({h_took:?}), \
+         {a_ratio:.2} at once ({a_took:?})"
+    );
+    assert!(
+        h_ratio <= 0.6,
+        "held: about one ACK per two data datagrams expected, got {h_ratio:.2}"
+    );
+    assert!(
+        h_took <= a_took * 3 / 2 + Duration::from_millis(400),
+        "held ACKs slowed the transfer: {h_took:?} against {a_took:?}"
     );
 }

@@ -73,7 +73,7 @@ impl PeerLink {
         let liveness = Liveness::configured(t.liveness_timeout, CLIENT_FIRST_PROBE_SHARE, now);
         let mut session = Session::new(conn, t.keepalive_interval, liveness, now);
         session.announce_compression(self.announces_compression, self.dictionary.clone());
-        session.hold_acks(t.ack_delay);
+        session.hold_acks(t.ack_delay, t.holds_acks_for_answers());
         session.announce_forwarding(self.forwarding);
         if resuming {
             // ClientHello out now, then HTTP/3 can start in 0-RTT before any answer.
