@@ -1,4 +1,5 @@
-//! Holding an owed ACK for the answer that follows (`transport.ack_delay_ms`).
+//! Holding an owed ACK for the answer that follows, or for the next datagram of bulk data
+//! (`transport.ack_delay_ms`).
 //!
 //! quiche acknowledges in every packet it builds and builds an ACK-only packet whenever it is
 //! asked to send with an ACK owed, so a small request costs four datagrams: the request, the
@@ -7,8 +8,9 @@
 //!
 //! The policy is ours, as whether to ask quiche to send at all. The hold is armed in two cases:
 //! - a datagram completed a message from the peer (a request at the server, a response at the
-//!   client: the roles call [`AckHold::expect_answer`]), when holds for answers are on (CUBIC
-//!   and Reno: `config::transport::ack_delay` says why not BBR2);
+//!   client: the roles pass their HTTP/3 events to `Session::note_event`), when holds for
+//!   answers are on (CUBIC and Reno: `TransportConfig::holds_acks_for_answers` says why not
+//!   BBR2);
 //! - a full-size datagram arrived first since the last send ([`AckHold::on_datagram`]): bulk
 //!   data being received is acknowledged every second datagram, as TCP does, where one ACK
 //!   per datagram went back whenever the data arrived spread out (a rate-limited link: 3266
@@ -25,8 +27,8 @@
 //! - the delay since arming has not run out (at most `transport.ack_delay_ms`, within the
 //!   25 ms `max_ack_delay` quiche advertises, so the peer's loss timers allow for it).
 //!
-//! The role asks [`AckHold::holds`] before each send; any real send re-arms nothing until the
-//! next completed message.
+//! The role asks `Session::may_hold_send` ([`AckHold::holds`]) before each send; a real send
+//! disarms the hold until the next completed message or first full-size datagram.
 
 use std::time::{Duration, Instant};
 
@@ -37,7 +39,7 @@ pub const MAX_ACK_DELAY: Duration = Duration::from_millis(25);
 /// requests and small answers are a few hundred bytes at most).
 pub const BULK_DATAGRAM: usize = 1_000;
 
-/// Whether an owed ACK may wait for the answer to carry it. One per session.
+/// Whether an owed ACK may wait for the answer or the next datagram. One per session.
 #[derive(Debug)]
 pub struct AckHold {
     /// Longest hold (zero: never hold).
