@@ -112,12 +112,17 @@ impl AckHold {
             .map(|at| at + self.delay)
     }
 
-    /// quiche was asked to send: whatever was owed left. `lost` is its count of lost packets.
-    pub fn on_sent(&mut self, lost: usize) {
+    /// quiche was asked to send: whatever was owed left. `lost` gives its count of lost
+    /// packets, asked only when a datagram arrived since the last send (a loss is found on an
+    /// ACK received, or by a timer, which sends at once and leaves the count behind: holds then
+    /// wait for the next send with a datagram).
+    pub fn on_sent(&mut self, lost: impl FnOnce() -> usize) {
+        if self.datagrams > 0 {
+            self.lost_at_send = lost();
+        }
         self.armed_at = None;
         self.datagrams = 0;
         self.output = false;
-        self.lost_at_send = lost;
     }
 }
 
@@ -132,7 +137,7 @@ mod tests {
     /// A hold armed at `t0` by one datagram completing a message.
     fn armed(delay: Duration, t0: Instant) -> AckHold {
         let mut h = AckHold::new(delay, true);
-        h.on_sent(0);
+        h.on_sent(|| 0);
         h.on_datagram(t0, SMALL);
         h.expect_answer(t0);
         h
@@ -183,7 +188,7 @@ mod tests {
     fn a_send_disarms_and_remembers_the_losses() {
         let t0 = Instant::now();
         let mut h = armed(5 * MS, t0);
-        h.on_sent(3);
+        h.on_sent(|| 3);
         assert!(!h.holds(t0, 3) && h.deadline().is_none());
         h.on_datagram(t0, SMALL);
         h.expect_answer(t0 + MS);
@@ -223,7 +228,7 @@ mod tests {
     fn bulk_data_is_acknowledged_every_second_datagram() {
         let t0 = Instant::now();
         let mut h = AckHold::new(5 * MS, false);
-        h.on_sent(0);
+        h.on_sent(|| 0);
         h.on_datagram(t0, FULL);
         assert!(
             h.holds(t0, 0),
@@ -235,7 +240,7 @@ mod tests {
             !h.holds(t0 + MS, 0),
             "the second one is acknowledged with it"
         );
-        h.on_sent(0);
+        h.on_sent(|| 0);
         h.on_datagram(t0 + 2 * MS, SMALL);
         assert!(!h.holds(t0 + 2 * MS, 0), "a small one does not wait");
         h.on_datagram(t0 + 2 * MS, FULL);
@@ -249,7 +254,7 @@ mod tests {
     fn without_holds_for_answers_a_completed_message_arms_nothing() {
         let t0 = Instant::now();
         let mut h = AckHold::new(5 * MS, false);
-        h.on_sent(0);
+        h.on_sent(|| 0);
         h.on_datagram(t0, SMALL);
         h.expect_answer(t0);
         assert!(
@@ -259,5 +264,23 @@ mod tests {
         let mut h = AckHold::new(Duration::ZERO, true);
         h.on_datagram(t0, FULL);
         assert!(!h.holds(t0, 0), "a zero delay never holds bulk data either");
+    }
+
+    #[test]
+    fn the_loss_count_is_asked_only_after_a_datagram_and_a_stale_one_holds_nothing() {
+        let t0 = Instant::now();
+        let mut h = AckHold::new(5 * MS, true);
+        h.on_sent(|| panic!("nothing arrived: the count is not asked"));
+        // A timer found two losses and sent at once: the count stays behind...
+        h.on_datagram(t0, SMALL);
+        h.expect_answer(t0);
+        assert!(
+            !h.holds(t0, 2),
+            "...so no hold until a send with a datagram"
+        );
+        h.on_sent(|| 2);
+        h.on_datagram(t0 + MS, SMALL);
+        h.expect_answer(t0 + MS);
+        assert!(h.holds(t0 + MS, 2));
     }
 }

@@ -87,7 +87,7 @@ impl Session {
             && !c.is_draining()
             && !c.is_closed()
             && c.local_error().is_none();
-        settled && self.ack.holds(now, self.packets_lost())
+        settled && self.ack.holds(now, packets_lost(c))
     }
 
     /// An HTTP/3 event was polled: one that completes the peer's message (a request at the
@@ -108,13 +108,9 @@ impl Session {
     /// quiche was asked to send: what was owed is on its way.
     pub fn on_sent(&mut self) {
         if self.ack.enabled() {
-            self.ack.on_sent(self.packets_lost());
+            let conn = &self.conn;
+            self.ack.on_sent(|| packets_lost(conn));
         }
-    }
-
-    /// Packets quiche declared lost so far (per path: `stats()` walks every stream).
-    fn packets_lost(&self) -> usize {
-        self.conn.path_stats().map(|p| p.lost).sum()
     }
 
     /// Announce link compression in this end's SETTINGS (before the HTTP/3 layer starts),
@@ -377,6 +373,11 @@ impl Session {
         }
         "open".to_string()
     }
+}
+
+/// Packets quiche declared lost so far (per path: `stats()` walks every stream).
+fn packets_lost(conn: &quiche::Connection) -> usize {
+    conn.path_stats().map(|p| p.lost).sum()
 }
 
 fn describe(e: &quiche::ConnectionError) -> String {
