@@ -12,6 +12,7 @@ pub mod loss_hiding;
 pub mod offload;
 pub mod path_check;
 pub mod refusal;
+pub mod release;
 pub mod session;
 pub mod setup;
 pub mod socket;

@@ -1,7 +1,7 @@
 //! The datagram path: one UDP socket (any [`DatagramSocket`]: the mio socket in production, an
 //! in-memory one in the simulated pair), the loop that moves quiche's outgoing packets onto it,
 //! and the queues for packets that must wait (socket full, pacing release time ahead, delayed
-//! duplicate).
+//! duplicate: [`super::release`]).
 //!
 //! Invariants: packets leave in the order quiche produced them; a packet quiche produced is never
 //! dropped because the socket said WouldBlock (quiche already counts it as sent), it waits for
@@ -19,18 +19,9 @@ use std::time::{Duration, Instant};
 use super::amplification::SendBudget;
 use super::batch::{Batch, Inbox};
 pub use super::loss_hiding::LossHider;
-use super::offload;
+use super::release::Queued;
 use super::setup::MAX_DATAGRAM;
 use super::socket::DatagramSocket;
-
-/// A packet waiting for the socket or for its release time.
-struct Queued {
-    data: Vec<u8>,
-    to: SocketAddr,
-    /// The source address to name (packet info on), else the kernel's choice.
-    from: Option<IpAddr>,
-    at: Instant,
-}
 
 /// Stop asking quiche for more packets once this many are queued.
 const MAX_QUEUED: usize = 1024;
@@ -41,22 +32,22 @@ const MAX_FINAL_PACKETS: usize = 4;
 /// [`DatagramSocket`]).
 pub struct UdpIo<S: DatagramSocket = mio::net::UdpSocket> {
     pub socket: S,
-    queue: VecDeque<Queued>,
+    pub(super) queue: VecDeque<Queued>,
     /// Second copies sent `gap` after their original (kept apart so they never hold back the
     /// in-order queue).
-    delayed: VecDeque<Queued>,
+    pub(super) delayed: VecDeque<Queued>,
     /// The socket returned WouldBlock; nothing is sent until it reports WRITABLE.
     pub(super) blocked: bool,
     /// The socket is registered for WRITABLE too (only while blocked: `super::interest`).
     pub(super) writable_interest: bool,
     /// The pacer holds the next packet until then: come back to `send_from` at that time.
-    pacing_wake: Option<Instant>,
+    pub(super) pacing_wake: Option<Instant>,
     /// Segmentation offload still allowed (off after the kernel refused it once).
     gso: bool,
     /// Due packets gathered for one send call.
     batch: Batch,
     /// Queued datagrams gathered for one send call when their time has come.
-    due: Batch,
+    pub(super) due: Batch,
     /// The messages of the last receive call, handed out datagram by datagram.
     inbox: Inbox,
     send_buf: Vec<u8>,
@@ -410,88 +401,6 @@ impl<S: DatagramSocket> UdpIo<S> {
             }
         }
         done
-    }
-
-    /// The peer moved from `old` to `new`: packets still waiting (socket full, pacing, delayed
-    /// copies) go to the new address.
-    pub fn redirect(&mut self, old: SocketAddr, new: SocketAddr) {
-        for q in self.queue.iter_mut().chain(self.delayed.iter_mut()) {
-            if q.to == old {
-                q.to = new;
-            }
-        }
-    }
-
-    /// Sends queued datagrams whose release time has come, in order, then due delayed copies:
-    /// up to [`offload::MAX_MESSAGES`] per call.
-    pub fn flush(&mut self, now: Instant) {
-        let due = &mut self.due;
-        Self::drain_due(
-            &mut self.socket,
-            &mut self.queue,
-            &mut self.blocked,
-            due,
-            now,
-        );
-        Self::drain_due(
-            &mut self.socket,
-            &mut self.delayed,
-            &mut self.blocked,
-            due,
-            now,
-        );
-    }
-
-    /// Sends the due front of `queue` in batched calls (one datagram per message, gathered in
-    /// `due`); a datagram the socket refuses for itself is dropped, as a direct send's would be.
-    fn drain_due(
-        socket: &mut S,
-        queue: &mut VecDeque<Queued>,
-        blocked: &mut bool,
-        due: &mut Batch,
-        now: Instant,
-    ) {
-        while !*blocked {
-            due.clear();
-            let ready = queue.iter().take(offload::MAX_MESSAGES);
-            for q in ready.take_while(|q| q.at <= now) {
-                due.push(&q.data, q.to, q.from, false);
-            }
-            let Some(first) = due.messages.first().copied() else {
-                break;
-            };
-            match socket.send_batch(&due.buf, &due.messages) {
-                Ok(0) => break,
-                Ok(n) => {
-                    queue.drain(..n.min(queue.len()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => *blocked = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("udp send to {}: {e}", first.to);
-                    queue.pop_front();
-                }
-            }
-        }
-        due.clear();
-    }
-
-    /// The pacer holds quiche's next packet back (it is made when [`Self::next_release`] comes).
-    pub fn pacer_waits(&self) -> bool {
-        self.pacing_wake.is_some()
-    }
-
-    /// When the next queued packet may leave, or the pacer lets the next one be made (if
-    /// the socket is not blocked).
-    pub fn next_release(&self) -> Option<Instant> {
-        if self.blocked {
-            return None;
-        }
-        let queued = crate::time::earliest(
-            self.queue.front().map(|q| q.at),
-            self.delayed.front().map(|q| q.at),
-        );
-        crate::time::earliest(queued, self.pacing_wake)
     }
 }
 
