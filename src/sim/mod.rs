@@ -12,6 +12,7 @@
 pub mod endpoints;
 pub mod link;
 pub mod pair;
+mod session_link;
 pub mod socket;
 
 #[cfg(test)]

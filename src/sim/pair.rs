@@ -16,10 +16,10 @@ use slab::Slab;
 
 use super::endpoints::{service_conn, Origin, ServiceConn};
 use super::link::{Direction, Faults, Rng};
+use super::session_link::SimLink;
 use super::socket::{send_turn, SimSocket, SocketFaults, SocketStats};
 use crate::client::downstream::Downstream;
-use crate::client::downstreams::{Downstreams, Env as DownEnv, Links};
-use crate::config::PeerGroup;
+use crate::client::downstreams::{Downstreams, Env as DownEnv};
 use crate::config::{self, ClientConfig, Config, LossHidingMode, Role, ServerConfig};
 use crate::metrics::Metrics;
 use crate::quic::amplification::SendBudget;
@@ -64,45 +64,6 @@ struct ClientSide {
     hider: LossHider,
     downs: Downstreams<ServiceConn>,
     metrics: Metrics,
-}
-
-/// The client's one session (link 0) as its downstreams see it: up once usable, never in
-/// 0-RTT.
-struct SimLink {
-    session: Session,
-}
-
-impl Links for SimLink {
-    fn key_bound(&self) -> usize {
-        1
-    }
-    fn session_mut(&mut self, link: usize) -> Option<&mut Session> {
-        (link == 0).then_some(&mut self.session)
-    }
-    fn usable(&mut self, link: usize) -> Option<&mut Session> {
-        (link == 0 && self.session.is_usable()).then_some(&mut self.session)
-    }
-    fn accepts_requests(&self, link: usize) -> bool {
-        link == 0 && self.session.is_usable()
-    }
-    fn in_early_data(&self, _link: usize) -> bool {
-        false
-    }
-    fn on_goaway(&mut self, _link: usize) {}
-    fn choose(&self, _group: Option<&PeerGroup>, _load: &dyn Fn(usize) -> usize) -> Option<usize> {
-        self.session.is_usable().then_some(0)
-    }
-    fn why_down(&self, _group: Option<&PeerGroup>) -> String {
-        "simulated peer (down)".into()
-    }
-    fn cwnd(&self, _link: usize) -> usize {
-        let paths = self.session.conn.path_stats();
-        paths
-            .filter(|p| p.active)
-            .map(|p| p.cwnd)
-            .next()
-            .unwrap_or(0)
-    }
 }
 
 /// The server role in the simulation: its sessions routed by connection ID and their request
