@@ -44,6 +44,11 @@ impl Field {
         Self::named(name, value.to_vec())
     }
 
+    /// The value to change in place (copied first if it was borrowed).
+    pub fn value_mut(&mut self) -> &mut Vec<u8> {
+        self.value.to_mut()
+    }
+
     /// `:method`, borrowed for the methods of RFC 9110 §9.
     pub fn method(method: &str) -> Self {
         const KNOWN: &[&str] = &[

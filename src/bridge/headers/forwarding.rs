@@ -20,8 +20,6 @@
 //! (`super::request_to_h3`), so only ptproxy writes it. The upstream sees the same fields
 //! either way.
 
-use std::borrow::Cow;
-
 use quiche::h3::{Header as H3Header, NameValue};
 
 use super::Field;
@@ -85,54 +83,74 @@ pub enum ServerEnd {
     Completes(Completion),
 }
 
-/// Client end: the request's fields as sent to `server`. `wanted` is what of them a server
-/// end would write the same (`None` for a request they cannot describe, an HTTP/1.0 caller's).
-/// The fields were built complete: what the server end writes is taken out, or the request is
-/// marked complete (to a server end that may complete it).
-pub fn for_server_end(
-    fields: &[Field],
-    server: ServerEnd,
-    wanted: Option<Completion>,
-) -> Cow<'_, [Field]> {
+/// Client end: shapes the request's fields, built complete, for `server`, in place (no copy
+/// of the fields per send): what the server end writes is taken out, or the request is marked
+/// complete (to a server end that may complete it). `wanted` is what of them a server end would
+/// write the same (`None` for a request they cannot describe, an HTTP/1.0 caller's). The
+/// fields are kept for a later send on another session: [`Shaped::undo`] gives them back
+/// complete.
+pub fn shape(fields: &mut Vec<Field>, server: ServerEnd, wanted: Option<Completion>) -> Shaped {
+    let mut shaped = Shaped::default();
     match server {
-        ServerEnd::Older => Cow::Borrowed(fields),
-        ServerEnd::Unknown => marked_complete(fields),
-        ServerEnd::Completes(announced) => for_completing_server(fields, announced, wanted),
-    }
-}
-
-fn marked_complete(fields: &[Field]) -> Cow<'_, [Field]> {
-    let mut marked = fields.to_vec();
-    marked.push(Field::fixed(MARK_FIELD.as_bytes(), MARK_VALUE));
-    Cow::Owned(marked)
-}
-
-/// [`for_server_end`] for a server end that completes what this end `announced`.
-fn for_completing_server(
-    fields: &[Field],
-    announced: Completion,
-    wanted: Option<Completion>,
-) -> Cow<'_, [Field]> {
-    if wanted != Some(announced) {
-        return marked_complete(fields);
-    }
-    if announced == Completion::default() {
-        return Cow::Borrowed(fields);
-    }
-    let mut out = fields.to_vec();
-    if announced.via {
-        if let Some(i) = out.iter().rposition(|f| f.name() == b"via") {
-            out.remove(i);
-        }
-    }
-    if announced.proto {
-        if let Some(f) = out.iter_mut().rev().find(|f| f.name() == b"forwarded") {
-            if let Some(cut) = f.value().strip_suffix(PROTO) {
-                *f = Field::named(b"forwarded", cut.to_vec());
+        ServerEnd::Older => {}
+        ServerEnd::Completes(announced) if wanted == Some(announced) => {
+            if announced.proto {
+                shaped.proto_at = take_proto(fields);
+            }
+            if announced.via {
+                shaped.via_at = fields
+                    .iter()
+                    .rposition(|f| f.name() == b"via" && f.value() == VIA_11);
+                if let Some(i) = shaped.via_at {
+                    fields.remove(i);
+                }
             }
         }
+        ServerEnd::Unknown | ServerEnd::Completes(_) => {
+            fields.push(Field::fixed(MARK_FIELD.as_bytes(), MARK_VALUE));
+            shaped.marked = true;
+        }
     }
-    Cow::Owned(out)
+    shaped
+}
+
+/// Cuts `;proto=http` from the last `Forwarded` field (this end's); its index.
+fn take_proto(fields: &mut [Field]) -> Option<usize> {
+    let i = fields.iter().rposition(|f| f.name() == b"forwarded")?;
+    let value = fields[i].value_mut();
+    let kept = value.len().checked_sub(PROTO.len())?;
+    if !value.ends_with(PROTO) {
+        return None;
+    }
+    value.truncate(kept);
+    Some(i)
+}
+
+/// What [`shape`] changed in a request's fields, to undo.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Shaped {
+    /// Where this end's `Via` was taken out.
+    via_at: Option<usize>,
+    /// Which `Forwarded` field lost its `;proto=http`.
+    proto_at: Option<usize>,
+    /// The mark was appended.
+    marked: bool,
+}
+
+impl Shaped {
+    /// Gives `fields` back as they were built (they were shaped by [`shape`] into this).
+    pub fn undo(self, fields: &mut Vec<Field>) {
+        if self.marked {
+            fields.pop();
+        }
+        if let Some(i) = self.via_at {
+            fields.insert(i, Field::fixed(b"via", VIA_11));
+        }
+        if let Some(i) = self.proto_at {
+            fields[i].value_mut().extend_from_slice(PROTO);
+        }
+    }
 }
 
 /// Server end: writes into the upstream head what the client left to it (`peer`: what the
@@ -237,6 +255,20 @@ mod tests {
         );
     }
 
+    /// `fields` as sent to `server`, and checks that undoing gives them back as built.
+    fn for_server_end(
+        fields: &[Field],
+        server: ServerEnd,
+        wanted: Option<Completion>,
+    ) -> Vec<Field> {
+        let mut own = fields.to_vec();
+        let shaped = shape(&mut own, server, wanted);
+        let sent = own.clone();
+        shaped.undo(&mut own);
+        assert_eq!(pairs(&own), pairs(fields), "undone: the fields as built");
+        sent
+    }
+
     #[test]
     fn left_to_the_server_the_upstream_gets_the_same_fields() {
         let full = client_fields();
@@ -286,13 +318,10 @@ mod tests {
         let full = client_fields();
         assert_eq!(upstream(&full, None), pairs(&full), "an older client");
         let sent = for_server_end(&full, ServerEnd::Older, Some(BOTH));
-        assert!(
-            matches!(sent, Cow::Borrowed(_)),
-            "an older server: as built"
-        );
+        assert_eq!(pairs(&sent), pairs(&full), "an older server: as built");
         let none = Completion::default();
         let sent = for_server_end(&full, ServerEnd::Completes(none), Some(none));
-        assert!(matches!(sent, Cow::Borrowed(_)));
+        assert_eq!(pairs(&sent), pairs(&full));
         assert_eq!(upstream(&sent, Some(none)), pairs(&full));
     }
 }

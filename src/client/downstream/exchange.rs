@@ -317,7 +317,7 @@ impl Exchange {
         let http = ctx.http;
         let policy = &http.compression;
         let session = ctx.session(Some(link)).filter(|_| allowed);
-        let (Some(session), Some(fields)) = (session, self.fields.as_ref()) else {
+        let Some(session) = session.filter(|_| self.fields.is_some()) else {
             return Ok(false);
         };
         let needs_extended = self
@@ -331,25 +331,31 @@ impl Exchange {
             Some(false) => return Err(tunnel::not_carried_by_peer()),
             Some(true) => {}
         }
-        let shaped =
-            forwarding::for_server_end(fields, session.forwarding_server(), self.forwarding);
-        let fields = &*shaped;
+        let Some(mut own) = self.fields.take() else {
+            return Ok(false);
+        };
+        let shaped = forwarding::shape(&mut own, session.forwarding_server(), self.forwarding);
         let dictionary = session.link_dictionary();
         let compressor = self.request_compressor(
             policy,
             session.link_compression(),
             dictionary.as_ref(),
-            fields,
+            &own,
         );
-        let marked = compressor.as_ref().map(|c| compression::marked(fields, c));
-        let fields = marked.as_deref().unwrap_or(fields);
-        if !session.accepts(fields) {
+        let marked = compressor.as_ref().map(|c| compression::marked(&own, c));
+        let fields = marked.as_deref().unwrap_or(&own);
+        let opened = session
+            .accepts(fields)
+            .then(|| session.open_request(fields, !self.has_body));
+        shaped.undo(&mut own);
+        self.fields = Some(own);
+        let Some(opened) = opened else {
             return Err(answers::bad_request(
                 431,
                 "request head larger than the peer proxy accepts",
             ));
-        }
-        match session.open_request(fields, !self.has_body) {
+        };
+        match opened {
             Ok(id) => {
                 if let Some(c) = compressor {
                     self.request_body.compress(c);
