@@ -123,16 +123,14 @@ pub fn declared_length<T: NameValue>(fields: &[T]) -> Option<u64> {
     first.trim().parse().ok()
 }
 
-/// `fields` with the mark of a body `compressor` compresses added.
-pub fn marked(fields: &[Field], compressor: &Compressor) -> Vec<Field> {
+/// Adds to `fields`, last, the mark of a body `compressor` compresses (a sender that keeps
+/// the fields for another send pops it after).
+pub fn add_mark(fields: &mut Vec<Field>, compressor: &Compressor) {
     let value = match compressor.uses_dictionary() {
         true => COMPRESSED_DICTIONARY_VALUE,
         false => COMPRESSED_VALUE,
     };
-    let mut out = Vec::with_capacity(fields.len() + 1);
-    out.extend_from_slice(fields);
-    out.push(Field::fixed(COMPRESSED_FIELD.as_bytes(), value));
-    out
+    fields.push(Field::fixed(COMPRESSED_FIELD.as_bytes(), value));
 }
 
 /// Bytes of compressed bodies, this thread (the reactor's).

@@ -25,6 +25,13 @@ fn compress_all(plain: &[u8], piece: usize, length: Option<u64>) -> Vec<u8> {
     out
 }
 
+/// `fields` with the mark of a body `c` compresses, as sent.
+pub(super) fn marked(fields: &[Field], c: &Compressor) -> Vec<Field> {
+    let mut out = fields.to_vec();
+    add_mark(&mut out, c);
+    out
+}
+
 /// Decompresses `wire` handed over `piece` bytes at a time into outputs of `room` bytes.
 fn decompress_all(wire: &[u8], piece: usize, room: usize) -> Result<Vec<u8>, CodecError> {
     decompress_with(Decompressor::new()?, wire, piece, room)

@@ -342,11 +342,15 @@ impl Exchange {
             dictionary.as_ref(),
             &own,
         );
-        let marked = compressor.as_ref().map(|c| compression::marked(&own, c));
-        let fields = marked.as_deref().unwrap_or(&own);
+        if let Some(c) = &compressor {
+            compression::add_mark(&mut own, c);
+        }
         let opened = session
-            .accepts(fields)
-            .then(|| session.open_request(fields, !self.has_body));
+            .accepts(&own)
+            .then(|| session.open_request(&own, !self.has_body));
+        if compressor.is_some() {
+            own.pop();
+        }
         shaped.undo(&mut own);
         self.fields = Some(own);
         let Some(opened) = opened else {

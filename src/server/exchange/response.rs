@@ -147,7 +147,7 @@ impl Exchange {
         if let Some(compressor) =
             self.compressor_for(policy, ctx.dictionary.as_ref(), framing, &fields)
         {
-            fields = compression::marked(&fields, &compressor);
+            compression::add_mark(&mut fields, &compressor);
             body.compress(compressor);
         }
         // Body bytes that came with the head are checked before the head goes out, so broken

@@ -1,8 +1,9 @@
 use quiche::h3::NameValue;
 
 use super::*;
+use crate::bridge::compression::tests::marked;
 use crate::bridge::compression::{
-    decompressor_for, marked, CodecError, Compressor, Decompressor, COMPRESSED_DICTIONARY_VALUE,
+    decompressor_for, CodecError, Compressor, Decompressor, COMPRESSED_DICTIONARY_VALUE,
     COMPRESSED_FIELD,
 };
 use crate::bridge::headers::Field;
