@@ -3,8 +3,8 @@
 //!
 //! Sockets and their options go through `socket2`, the maintained standard for them. `libc`
 //! remains only where socket2 has no setter: SO_RCVBUFFORCE / SO_SNDBUFFORCE (the privileged
-//! buffer sizes), IP(V6)_MTU_DISCOVER (Don't Fragment), the UDP GRO option of
-//! `quic::offload`, and `sched_setaffinity` for `--cpu`.
+//! buffer sizes), IP(V6)_MTU_DISCOVER (Don't Fragment), IP(V6)_MTU (a route's MTU), the UDP
+//! GRO option of `quic::offload`, and `sched_setaffinity` for `--cpu`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -115,6 +115,21 @@ fn set_dont_fragment(socket: &impl AsRawFd, addr: SocketAddr) {
     }
 }
 
+/// The MTU of the route to `peer` as the kernel knows it: the outgoing device's, or a smaller
+/// path MTU it learned. Asked of a UDP socket connected to `peer` (connecting sends nothing).
+/// (libc: socket2 has no getter for IP_MTU / IPV6_MTU.)
+pub fn route_mtu(peer: SocketAddr) -> io::Result<usize> {
+    let socket = Socket::new(Domain::for_address(peer), Type::DGRAM, None)?;
+    socket.connect(&peer.into())?;
+    let (level, opt) = if peer.is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_MTU)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU)
+    };
+    let mtu = getsockopt_int(&socket, level, opt)?;
+    usize::try_from(mtu).map_err(|_| io::Error::other(format!("route MTU {mtu}")))
+}
+
 /// One of a socket's two kernel buffers.
 #[derive(Clone, Copy)]
 enum Buffer {
@@ -204,6 +219,31 @@ pub(crate) fn setsockopt_int(
     }
 }
 
+/// getsockopt(2) for an int value, for the few options socket2 has no getter for.
+fn getsockopt_int(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` live across the call; `len` is `value`'s exact size.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            opt,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Makes `close()` on a TCP stream send RST instead of FIN, so a peer never mistakes an aborted
 /// close-delimited body for a complete one.
 pub fn set_linger_zero(stream: &mio::net::TcpStream) {
@@ -248,6 +288,20 @@ mod tests {
             .recv_buffer_size()
             .expect("SO_RCVBUF");
         assert!(granted > 0, "{granted}");
+    }
+
+    /// The loopback route's MTU is the loopback device's (65536 by default on Linux), within
+    /// the largest IP packet (65535).
+    #[test]
+    fn route_mtu_reads_the_loopback_device() {
+        let mtu = route_mtu("127.0.0.1:443".parse().expect("literal")).expect("IP_MTU");
+        assert!(mtu >= 1280, "{mtu}");
+        let lo = std::fs::read_to_string("/sys/class/net/lo/mtu")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok());
+        if let Some(lo) = lo {
+            assert_eq!(mtu, lo.min(65_535));
+        }
     }
 
     /// After `set_linger_zero`, the stream's SO_LINGER reads back as on with zero seconds.

@@ -23,6 +23,7 @@ use crate::metrics::{Metrics, PathFigures, Snapshot, TransportCounters};
 use crate::quic::backoff::Backoff;
 use crate::quic::debug::DebugTaps;
 use crate::quic::session::Session;
+use crate::quic::setup::PathSizing;
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls};
 use crate::resolve::Candidates;
@@ -71,6 +72,8 @@ pub struct PeerLink {
     /// The session is up but its peer is suspect (see [`LinkEvent::Suspect`]).
     suspect: bool,
     quiche_config: quiche::Config,
+    /// Fits `quiche_config` to the route of each attempt.
+    path_sizing: PathSizing,
     /// The address of the current (or last) attempt.
     peer: SocketAddr,
     /// The peer's addresses, tried in turn.
@@ -124,6 +127,7 @@ impl PeerLink {
             silence_allowance: cfg.peer_silence,
             suspect: false,
             quiche_config,
+            path_sizing: PathSizing::new(&cfg.transport, cfg.http.max_head_bytes),
             peer: peer
                 .address
                 .literal()

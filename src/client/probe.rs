@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{ClientConfig, PeerConfig};
 use crate::quic::session::Session;
-use crate::quic::setup::MAX_DATAGRAM;
+use crate::quic::setup::{PathSizing, MAX_DATAGRAM};
 use crate::quic::{self, tls};
 use crate::resolve::{happy_eyeballs_order, HostPort};
 
@@ -61,6 +61,7 @@ fn handshake(cfg: &ClientConfig, server_name: &str, addr: SocketAddr) -> Result<
         .map_err(|e| format!("UDP connect: {e}"))?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
     let cid_len = cfg.transport.connection_id_bytes;
+    PathSizing::new(&cfg.transport, cfg.http.max_head_bytes).fit(&mut qcfg, addr);
     let conn =
         dial::connect(server_name, local, addr, &mut qcfg, cid_len).map_err(|e| e.to_string())?;
     let mut session = Session::new(conn, cfg.transport.keepalive_interval, None, started);

@@ -2,6 +2,9 @@
 //! TLS context. One place decides every QUIC knob: flow-control windows, stream limits,
 //! congestion control, pacing, timers and datagram sizes.
 
+use std::io;
+use std::net::SocketAddr;
+
 use boring::ssl::SslContextBuilder;
 
 use crate::bridge::compression::{self, Dictionary};
@@ -10,8 +13,16 @@ use crate::config::{KnownLink, TransportConfig, DEFAULT_INITIAL_CWND_PACKETS};
 
 /// Largest UDP payload we accept (and the receive buffer size).
 pub const MAX_DATAGRAM: usize = 65_535;
-/// Payload we send before path MTU discovery learns more: fits IPv6 minimum MTU with headroom.
+/// Payload we send when the path's MTU is not discovered (`transport.pmtu_discovery: false`)
+/// or its route's MTU is unknown: fits IPv6 minimum MTU with headroom.
 pub const SEND_DATAGRAM: usize = 1_350;
+/// The smallest datagram QUIC paths must carry (RFC 9000 §14); quiche sends this size until a
+/// path MTU probe is acknowledged.
+const MIN_DATAGRAM: usize = 1_200;
+/// The largest packet quiche builds once a session is up (its length must fit a two-byte
+/// varint): measured on loopback, 1 GiB through the pair took 2.5 s of proxy CPU with
+/// 1350-byte datagrams, 1.5 s with 8952 and 1.35 s with 16 383 (`benches/README.md`).
+const LARGEST_PACKET: usize = 16_383;
 /// Unidirectional streams the peer may open: H3 control + QPACK encoder/decoder + GREASE, with room.
 const MAX_UNI_STREAMS: u64 = 16;
 const UNI_STREAM_WINDOW: u64 = 1024 * 1024;
@@ -32,35 +43,118 @@ pub const MAX_FIELD_SECTION_SIZE: u64 = 256 * 1024;
 /// (20 000 packets).
 const MAX_LINK_WINDOW_PACKETS: usize = 10_000;
 
-/// The known link's bandwidth-delay product in packets (`transport.link`), at least quiche's
-/// default initial window.
-fn link_window_packets(link: &KnownLink) -> usize {
-    let bdp = usize::try_from(link.bdp_bytes()).unwrap_or(usize::MAX);
-    bdp.div_ceil(SEND_DATAGRAM)
-        .clamp(DEFAULT_INITIAL_CWND_PACKETS, MAX_LINK_WINDOW_PACKETS)
+/// IP and UDP header bytes in front of a datagram's payload.
+fn header_bytes(peer: SocketAddr) -> usize {
+    if peer.is_ipv4() {
+        20 + 8
+    } else {
+        40 + 8
+    }
 }
 
-/// The initial congestion window: the configured one, raised to a known link's
-/// bandwidth-delay product, so the first transfer does not probe up to a rate already known.
-fn initial_cwnd_packets(t: &TransportConfig) -> usize {
-    let link = t.link.as_ref().map_or(0, link_window_packets);
-    t.initial_congestion_window_packets.max(link)
+/// What sizes a session's datagrams and the windows quiche counts in packets, for one path:
+/// quiche's congestion windows are packets times the largest datagram, and that datagram is
+/// the path's.
+#[derive(Debug, Clone, Copy)]
+pub struct PathSizing {
+    pmtu_discovery: bool,
+    link: Option<KnownLink>,
+    initial_cwnd_packets: usize,
+    largest_head: usize,
 }
 
-/// BBR2's floor for the congestion window, in packets: never below the configured initial
-/// window (BBR2's own floor), a known link's bandwidth-delay product when the link says to hold
-/// it (after an idle period the window stays at the link's size: no slow start again), and
-/// large enough for the largest head. quiche writes a field section only whole, and only into
-/// `min(free congestion window, peer's credit)`, so a head larger than the window could never
-/// leave. BBR2 paces at its bandwidth estimate, so the floor does not turn into bursts. CUBIC
-/// and Reno have no such floor (see README "Transport").
-fn min_cwnd_packets(t: &TransportConfig, largest_head: usize) -> usize {
-    let head_packets = (largest_head + HEAD_SLACK).div_ceil(SEND_DATAGRAM);
-    let floor = match &t.link {
-        Some(link) if link.hold_window => initial_cwnd_packets(t),
-        _ => t.initial_congestion_window_packets,
-    };
-    floor.max(head_packets)
+impl PathSizing {
+    /// The sizing of `t`'s sessions; `largest_head` as for [`quiche_config`].
+    pub fn new(t: &TransportConfig, largest_head: usize) -> PathSizing {
+        PathSizing {
+            pmtu_discovery: t.pmtu_discovery,
+            link: t.link,
+            initial_cwnd_packets: t.initial_congestion_window_packets,
+            largest_head,
+        }
+    }
+
+    /// Fits `c` to the path to `peer` before a connection is made with it (quiche reads these
+    /// knobs when it creates a connection); returns the largest datagram it may send.
+    pub fn fit(&self, c: &mut quiche::Config, peer: SocketAddr) -> usize {
+        let datagram = self.datagram_ceiling(crate::net::route_mtu(peer), peer);
+        self.apply(c, datagram);
+        datagram
+    }
+
+    /// The largest UDP payload a session may send to `peer` whose route has `route_mtu`. With
+    /// path MTU discovery, what the route's MTU leaves (up to [`LARGEST_PACKET`]): quiche sends
+    /// [`MIN_DATAGRAM`] until a probe of that size is acknowledged, and bisects down when
+    /// probes are lost on a smaller hop further on. Without it, [`SEND_DATAGRAM`], which any
+    /// path is expected to carry, or less when the route's MTU leaves less; when the route's
+    /// MTU is unknown, [`SEND_DATAGRAM`].
+    pub fn datagram_ceiling(&self, route_mtu: io::Result<usize>, peer: SocketAddr) -> usize {
+        match route_mtu {
+            Ok(mtu) => {
+                let room = mtu.saturating_sub(header_bytes(peer));
+                let largest = if self.pmtu_discovery {
+                    LARGEST_PACKET
+                } else {
+                    SEND_DATAGRAM
+                };
+                room.clamp(MIN_DATAGRAM, largest)
+            }
+            Err(e) => {
+                log::debug!("route MTU to {peer}: {e}; datagrams of {SEND_DATAGRAM} bytes");
+                SEND_DATAGRAM
+            }
+        }
+    }
+
+    /// Sets `c`'s largest datagram and the windows counted in packets of that size.
+    fn apply(&self, c: &mut quiche::Config, datagram: usize) {
+        c.set_max_send_udp_payload_size(datagram);
+        c.set_initial_congestion_window_packets(self.initial_cwnd_packets(datagram));
+        c.set_custom_bbr_params(quiche::BbrParams {
+            min_cwnd_packets: Some(self.min_cwnd_packets(datagram)),
+            // A known link's rate paces the initial window (and bounds the first estimate).
+            initial_pacing_rate_bytes_per_second: self.link.map(|l| l.bytes_per_second()),
+            ..Default::default()
+        });
+    }
+
+    /// The known link's bandwidth-delay product in packets of `datagram` bytes
+    /// (`transport.link`), at least quiche's default initial window.
+    fn link_window_packets(link: &KnownLink, datagram: usize) -> usize {
+        let bdp = usize::try_from(link.bdp_bytes()).unwrap_or(usize::MAX);
+        bdp.div_ceil(datagram)
+            .clamp(DEFAULT_INITIAL_CWND_PACKETS, MAX_LINK_WINDOW_PACKETS)
+    }
+
+    /// The initial congestion window: the configured one, raised to a known link's
+    /// bandwidth-delay product, so the first transfer does not probe up to a rate already
+    /// known. Counted in packets as TCP's initial window is in segments: larger datagrams
+    /// (a path MTU above Ethernet's) make it larger in bytes.
+    fn initial_cwnd_packets(&self, datagram: usize) -> usize {
+        let link = self
+            .link
+            .as_ref()
+            .map_or(0, |l| Self::link_window_packets(l, datagram));
+        self.initial_cwnd_packets.max(link)
+    }
+
+    /// BBR2's floor for the congestion window, in packets: never below the configured initial
+    /// window (BBR2's own floor), a known link's bandwidth-delay product when the link says to
+    /// hold it (after an idle period the window stays at the link's size: no slow start
+    /// again), and large enough for the largest head. quiche writes a field section only whole,
+    /// and only into `min(free congestion window, peer's credit)`, so a head larger than the
+    /// window could never leave. The head is counted in the smallest datagrams: BBR2 scales
+    /// its floor down with the datagram size when path MTU probes fail. BBR2 paces at its
+    /// bandwidth estimate, so the floor does not turn into bursts. CUBIC and Reno have no such
+    /// floor (see README "Transport").
+    fn min_cwnd_packets(&self, datagram: usize) -> usize {
+        let head_packets = (self.largest_head + HEAD_SLACK).div_ceil(MIN_DATAGRAM);
+        let floor = match &self.link {
+            Some(link) if link.hold_window => self.initial_cwnd_packets(datagram),
+            _ => self.initial_cwnd_packets,
+        };
+        floor.max(head_packets)
+    }
 }
 
 /// Flow-control windows a known link needs, in bandwidth-delay products: at 2% loss the left
@@ -138,7 +232,6 @@ pub fn quiche_config(
     c.set_max_idle_timeout(t.idle_timeout.as_millis() as u64);
     c.set_initial_rtt(t.initial_rtt);
     c.set_max_recv_udp_payload_size(MAX_DATAGRAM);
-    c.set_max_send_udp_payload_size(SEND_DATAGRAM);
     let (connection_window, stream_window, max_connection_window, max_stream_window) = windows(t);
     c.set_initial_max_data(connection_window);
     c.set_max_connection_window(max_connection_window);
@@ -157,13 +250,8 @@ pub fn quiche_config(
     if let Some(mbps) = t.max_pacing_rate_mbps {
         c.set_max_pacing_rate(mbps); // quiche's BBR2 reads this in Mbit/s
     }
-    c.set_initial_congestion_window_packets(initial_cwnd_packets(t));
-    c.set_custom_bbr_params(quiche::BbrParams {
-        min_cwnd_packets: Some(min_cwnd_packets(t, largest_head)),
-        // A known link's rate paces the initial window (and bounds the first estimate).
-        initial_pacing_rate_bytes_per_second: t.link.map(|l| l.bytes_per_second()),
-        ..Default::default()
-    });
+    // Until a path is known (`PathSizing::fit`), the datagram size any path carries.
+    PathSizing::new(t, largest_head).apply(&mut c, SEND_DATAGRAM);
     c.discover_pmtu(t.pmtu_discovery);
     if super::debug::keylog_path().is_some() {
         c.log_keys();
@@ -186,6 +274,11 @@ mod tests {
         t
     }
 
+    /// The sizing of `t`'s sessions with heads up to `largest_head`.
+    fn sizing(t: &TransportConfig, largest_head: usize) -> PathSizing {
+        PathSizing::new(t, largest_head)
+    }
+
     #[test]
     fn without_a_link_a_stream_may_grow_to_the_connection_window() {
         let t = transport(None);
@@ -195,19 +288,26 @@ mod tests {
             (max_conn, max_stream),
             (t.connection_window, t.connection_window)
         );
+        let s = sizing(&t, 0);
         assert_eq!(
-            initial_cwnd_packets(&t),
+            s.initial_cwnd_packets(SEND_DATAGRAM),
             t.initial_congestion_window_packets
         );
-        assert_eq!(min_cwnd_packets(&t, 0), t.initial_congestion_window_packets);
+        assert_eq!(
+            s.min_cwnd_packets(SEND_DATAGRAM),
+            t.initial_congestion_window_packets
+        );
     }
 
     #[test]
     fn a_known_link_starts_at_its_bdp_and_holds_it() {
-        // 20 Mbit/s x 50 ms: 125 000 bytes, 93 packets of 1350 bytes.
+        // 20 Mbit/s x 50 ms: 125 000 bytes, 93 packets of 1350 bytes, 85 of 1472.
         let t = transport(Some((20, 50, true)));
-        assert_eq!(initial_cwnd_packets(&t), 93);
-        assert_eq!(min_cwnd_packets(&t, 0), 93);
+        let s = sizing(&t, 0);
+        assert_eq!(s.initial_cwnd_packets(SEND_DATAGRAM), 93);
+        assert_eq!(s.min_cwnd_packets(SEND_DATAGRAM), 93);
+        assert_eq!(s.initial_cwnd_packets(1472), 85);
+        assert_eq!(s.min_cwnd_packets(1472), 85);
         let (conn, stream, _, _) = windows(&t);
         assert_eq!(
             (conn, stream),
@@ -216,8 +316,12 @@ mod tests {
         );
         // Not held: it starts there, but BBR2 may shrink the window to the configured floor.
         let t = transport(Some((20, 50, false)));
-        assert_eq!(initial_cwnd_packets(&t), 93);
-        assert_eq!(min_cwnd_packets(&t, 0), t.initial_congestion_window_packets);
+        let s = sizing(&t, 0);
+        assert_eq!(s.initial_cwnd_packets(SEND_DATAGRAM), 93);
+        assert_eq!(
+            s.min_cwnd_packets(SEND_DATAGRAM),
+            t.initial_congestion_window_packets
+        );
     }
 
     #[test]
@@ -228,16 +332,61 @@ mod tests {
             windows(&t),
             (25_000_000, 25_000_000, 25_000_000, 25_000_000)
         );
-        assert_eq!(initial_cwnd_packets(&t), 4630);
+        assert_eq!(sizing(&t, 0).initial_cwnd_packets(SEND_DATAGRAM), 4630);
         let t = transport(Some((100_000, 1000, true)));
-        assert_eq!(initial_cwnd_packets(&t), MAX_LINK_WINDOW_PACKETS);
+        assert_eq!(
+            sizing(&t, 0).initial_cwnd_packets(SEND_DATAGRAM),
+            MAX_LINK_WINDOW_PACKETS
+        );
         // A larger configured initial window wins; the largest head still sets the floor.
         let mut t = transport(Some((1, 10, true)));
         t.initial_congestion_window_packets = 40;
-        assert_eq!(initial_cwnd_packets(&t), 40);
+        let s = sizing(&t, 256 * 1024);
+        assert_eq!(s.initial_cwnd_packets(SEND_DATAGRAM), 40);
         assert_eq!(
-            min_cwnd_packets(&t, 256 * 1024),
-            (256 * 1024 + HEAD_SLACK).div_ceil(SEND_DATAGRAM)
+            s.min_cwnd_packets(SEND_DATAGRAM),
+            (256 * 1024 + HEAD_SLACK).div_ceil(MIN_DATAGRAM)
         );
+    }
+
+    /// The floor fits the largest head even after BBR2 scaled it down to the smallest datagram
+    /// (path MTU probes lost): the regression was a floor counted in 1350-byte packets, 51 for
+    /// a 64 KiB head, which at 1200 bytes each no longer held the head's 67.6 KB.
+    #[test]
+    fn the_window_floor_holds_the_largest_head_in_the_smallest_datagrams() {
+        let t = transport(None);
+        let head = 64 * 1024;
+        let s = sizing(&t, head);
+        for datagram in [MIN_DATAGRAM, SEND_DATAGRAM, 1472, 8972, LARGEST_PACKET] {
+            let floor_after_fallback = s.min_cwnd_packets(datagram) * MIN_DATAGRAM;
+            assert!(
+                floor_after_fallback >= head + HEAD_SLACK,
+                "{datagram}: {floor_after_fallback}"
+            );
+        }
+    }
+
+    /// The datagram ceiling: what the route's MTU leaves after the IP and UDP headers, within
+    /// QUIC's minimum and quiche's largest packet; 1350 bytes without discovery or without a
+    /// known route MTU.
+    #[test]
+    fn the_datagram_ceiling_follows_the_route_mtu() {
+        let t = transport(None);
+        let s = sizing(&t, 0);
+        let v4: SocketAddr = "192.0.2.1:443".parse().expect("literal");
+        let v6: SocketAddr = "[2001:db8::1]:443".parse().expect("literal");
+        assert_eq!(s.datagram_ceiling(Ok(1500), v4), 1472);
+        assert_eq!(s.datagram_ceiling(Ok(1500), v6), 1452);
+        assert_eq!(s.datagram_ceiling(Ok(9000), v4), 8972);
+        assert_eq!(s.datagram_ceiling(Ok(65536), v4), LARGEST_PACKET);
+        assert_eq!(s.datagram_ceiling(Ok(1280), v6), 1232);
+        assert_eq!(s.datagram_ceiling(Ok(1220), v6), MIN_DATAGRAM);
+        let unknown = Err(io::Error::other("no route"));
+        assert_eq!(s.datagram_ceiling(unknown, v4), SEND_DATAGRAM);
+        let mut t = t;
+        t.pmtu_discovery = false;
+        let s = sizing(&t, 0);
+        assert_eq!(s.datagram_ceiling(Ok(9000), v4), SEND_DATAGRAM);
+        assert_eq!(s.datagram_ceiling(Ok(1280), v6), 1232);
     }
 }

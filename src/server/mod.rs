@@ -46,6 +46,7 @@ use crate::config::{Config, ServerConfig};
 use crate::metrics::Metrics;
 use crate::quic::debug::DebugTaps;
 use crate::quic::refusal::{RefusalLog, RefusalSlot};
+use crate::quic::setup::PathSizing;
 use crate::quic::udp::{LossHider, UdpIo};
 use crate::quic::{self, tls};
 use crate::reactor::backlog::Backlog;
@@ -61,6 +62,8 @@ use upstream::{Pool, UpState};
 pub struct ServerProxy {
     cfg: ServerConfig,
     quiche_config: quiche::Config,
+    /// Fits `quiche_config` to the route back to each new session's client.
+    path_sizing: PathSizing,
     udp: UdpIo,
     local: SocketAddr,
     conns: Slab<PeerConn>,
@@ -162,6 +165,7 @@ impl ServerProxy {
         Ok(ServerProxy {
             cfg: cfg.clone(),
             quiche_config,
+            path_sizing: PathSizing::new(&cfg.transport, cfg.http.max_head_bytes),
             udp,
             local,
             conns: Slab::new(),

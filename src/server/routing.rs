@@ -169,6 +169,8 @@ impl ServerProxy {
         };
         self.quiche_config
             .set_stateless_reset_token(Some(self.routes.reset_token(&scid)));
+        let datagram = self.path_sizing.fit(&mut self.quiche_config, from);
+        log::debug!("datagrams to {from}: up to {datagram} bytes");
         let cid = quiche::ConnectionId::from_ref(&scid);
         let accepted: quiche::Result<quiche::Connection> = match &odcid {
             // After a Retry the client sends to the Retry's short ID, whose derived ID is `scid`.

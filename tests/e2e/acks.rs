@@ -223,10 +223,14 @@ fn held_acks_over_a_lossy_link_lose_no_request() {
 }
 
 /// A BBR2 pair whose server paces at 20 Mbit/s (so the data reaches the client spread out, one
-/// datagram per loop turn) with `transport.ack_delay_ms` on both ends.
+/// datagram per loop turn) with `transport.ack_delay_ms` on both ends. Its datagrams are an
+/// Ethernet path's (path MTU discovery off: 1350 bytes), as a 20 Mbit/s link's would be; the
+/// loopback route's 16 KiB datagrams arrive 6.5 ms apart at that rate, past the 5 ms hold, and
+/// are acknowledged one by one (one ACK per 16 KiB).
 fn paced_bbr2(up: &Upstream, name: &str, ack_delay_ms: &str) -> Pair {
     PairBuilder::new(up.addr())
         .name(name)
+        .both("transport.pmtu_discovery", "false")
         .both("transport.initial_rtt_ms", "10")
         .both("transport.ack_delay_ms", ack_delay_ms)
         .server("transport.max_pacing_rate_mbps", "20")

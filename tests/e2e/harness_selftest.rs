@@ -310,6 +310,27 @@ fn selftest_relay_forwards_counts_and_blackholes() {
     assert_eq!(&buf[..n], &[0x40, 2]);
 }
 
+/// A hop MTU drops larger datagrams (counted as too large) and passes the others; the largest
+/// datagram passed on is recorded per direction.
+#[test]
+fn selftest_relay_hop_mtu_drops_larger_datagrams() {
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cfg = RelayConfig::clean().with_hop_mtu(1400);
+    let relay = UdpRelay::start(server.local_addr().unwrap(), cfg).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    client.send_to(&[0x40; 1401], relay.addr()).unwrap();
+    client.send_to(&[0x40; 1400], relay.addr()).unwrap();
+    let (n, _) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(n, 1400, "the datagram over the hop MTU was passed on");
+    let s = relay.stats().to_server;
+    assert_eq!((s.received, s.forwarded), (2, 1));
+    assert_eq!((s.dropped, s.too_large, s.largest_forwarded), (1, 1, 1400));
+}
+
 /// Sends `count` numbered datagrams through a lossy relay each way; returns
 /// the indices that arrived per direction and the minimum observed latency.
 fn lossy_run(seed: u64, count: u32) -> (Vec<u32>, Vec<u32>, Duration) {
@@ -320,6 +341,7 @@ fn lossy_run(seed: u64, count: u32) -> (Vec<u32>, Vec<u32>, Duration) {
         loss_to_client: 0.05,
         delay_to_server: Duration::from_millis(10),
         delay_to_client: Duration::from_millis(10),
+        hop_mtu: None,
     };
     let relay = UdpRelay::start(server.local_addr().unwrap(), cfg).unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();

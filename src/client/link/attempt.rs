@@ -56,6 +56,7 @@ impl PeerLink {
         let mut udp = attempt_socket(self.peer, t, registry, self.token)?;
         let local = udp.local_addr()?;
         let cid_len = t.connection_id_bytes;
+        let datagram = self.path_sizing.fit(&mut self.quiche_config, self.peer);
         let mut conn = dial::connect(
             &self.server_name,
             local,
@@ -65,7 +66,7 @@ impl PeerLink {
         )?;
         self.debug.attach(&mut conn, "client");
         log::debug!(
-            "connecting to {} ({}) from {local}",
+            "connecting to {} ({}) from {local}, datagrams up to {datagram} bytes",
             self.peer,
             self.server_name
         );

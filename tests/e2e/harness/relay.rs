@@ -1,5 +1,5 @@
 //! UDP relay between the ptproxy client and server with seeded loss, one-way
-//! delay, a blackhole switch and per-direction counters.
+//! delay, a hop MTU, a blackhole switch and per-direction counters.
 //!
 //! One socket on 127.0.0.1:0 faces both sides: datagrams coming from the
 //! server address go to the (last seen) client address, everything else goes
@@ -22,6 +22,9 @@ pub struct RelayConfig {
     pub loss_to_client: f64,
     pub delay_to_server: Duration,
     pub delay_to_client: Duration,
+    /// Largest datagram passed on, both ways (a hop with a smaller MTU that drops larger
+    /// datagrams, as a router does with Don't Fragment set); `None`: any size.
+    pub hop_mtu: Option<usize>,
 }
 
 impl RelayConfig {
@@ -33,6 +36,7 @@ impl RelayConfig {
             loss_to_client: 0.0,
             delay_to_server: Duration::ZERO,
             delay_to_client: Duration::ZERO,
+            hop_mtu: None,
         }
     }
 
@@ -45,7 +49,14 @@ impl RelayConfig {
             loss_to_client: loss,
             delay_to_server: delay,
             delay_to_client: delay,
+            hop_mtu: None,
         }
+    }
+
+    /// Drops datagrams larger than `bytes` of UDP payload, both ways.
+    pub fn with_hop_mtu(mut self, bytes: usize) -> RelayConfig {
+        self.hop_mtu = Some(bytes);
+        self
     }
 }
 
@@ -94,6 +105,8 @@ pub struct DirCounters {
     pub forwarded: AtomicU64,
     pub dropped: AtomicU64,
     pub long_header: AtomicU64,
+    pub largest_forwarded: AtomicU64,
+    pub too_large: AtomicU64,
 }
 
 /// Snapshot of one direction's counters.
@@ -109,6 +122,10 @@ pub struct DirStats {
     pub dropped: u64,
     /// Received datagrams whose first byte has the QUIC long-header bit (0x80).
     pub long_header: u64,
+    /// The largest datagram sent on to the receiver (UDP payload bytes).
+    pub largest_forwarded: u64,
+    /// Datagrams dropped for being larger than the hop MTU (also in `dropped`).
+    pub too_large: u64,
 }
 
 impl DirCounters {
@@ -119,6 +136,8 @@ impl DirCounters {
             forwarded: self.forwarded.load(Ordering::SeqCst),
             dropped: self.dropped.load(Ordering::SeqCst),
             long_header: self.long_header.load(Ordering::SeqCst),
+            largest_forwarded: self.largest_forwarded.load(Ordering::SeqCst),
+            too_large: self.too_large.load(Ordering::SeqCst),
         }
     }
 }
@@ -246,6 +265,10 @@ fn enlarge_buffers(sock: &UdpSocket) {
 /// sees a datagram the counters do not include yet.
 fn forward(sock: &UdpSocket, data: &[u8], to: SocketAddr, ctr: &DirCounters) {
     ctr.forwarded.fetch_add(1, Ordering::SeqCst);
+    // Also before sending (a failed send still counts towards the largest: loopback sends do
+    // not fail).
+    ctr.largest_forwarded
+        .fetch_max(data.len() as u64, Ordering::SeqCst);
     if sock.send_to(data, to).is_err() {
         ctr.forwarded.fetch_sub(1, Ordering::SeqCst);
         ctr.dropped.fetch_add(1, Ordering::SeqCst);
@@ -324,6 +347,11 @@ fn relay_loop(sock: UdpSocket, server: SocketAddr, cfg: RelayConfig, sh: Arc<Sha
         // draw for every datagram so the loss pattern only depends on the seed
         let r = rng.next_f64();
         if sh.blackhole.load(Ordering::SeqCst) || r < loss {
+            ctr.dropped.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        if cfg.hop_mtu.is_some_and(|mtu| n > mtu) {
+            ctr.too_large.fetch_add(1, Ordering::SeqCst);
             ctr.dropped.fetch_add(1, Ordering::SeqCst);
             continue;
         }
