@@ -9,8 +9,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 clients=${1:-64} secs=${2:-3}
-bin=$root/target/release/ptproxy tools=$here/tools/target/release
-[ -x "$bin" ] || (cd "$root" && cargo build --release --quiet)
+bin=$root/target/production/ptproxy tools=$here/tools/target/release
+[ -x "$bin" ] || (cd "$root" && cargo build --profile production --quiet)
 [ -x "$tools/ptb-load" ] || (cd "$here/tools" && cargo build --release --quiet)
 command -v gcc >/dev/null || { echo "allocs.sh: gcc is needed for the counter" >&2; exit 2; }
 

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TOOLS = os.path.join(HERE, "tools", "target", "release")
 TEMPLATES = os.path.join(HERE, "templates")
-PTPROXY = os.path.join(ROOT, "target", "release", "ptproxy")
+PTPROXY = os.path.join(ROOT, "target", "production", "ptproxy")
 
 NS_C, NS_S = "ptb-client", "ptb-server"
 A_ADDR, B_ADDR = "10.201.0.1", "10.201.0.2"
@@ -1267,7 +1267,7 @@ def main():
         specs = [s for s in specs if s["name"] in want]
     pairs = [Pair(s, i) for i, s in enumerate(specs)]
     if any(p.kind == "ptproxy" for p in pairs) and not os.access(PTPROXY, os.X_OK):
-        raise BenchError(f"{PTPROXY} missing: cargo build --release")
+        raise BenchError(f"{PTPROXY} missing: cargo build --profile production")
 
     if args.link:
         links = [parse_link(s) for s in args.link]

@@ -132,7 +132,7 @@ class LoopPair:
     def _start_ptproxy(self, procs):
         binary = self.args.ptproxy_bin
         if not os.access(binary, os.X_OK):
-            return f"{binary} missing: cargo build --release"
+            return f"{binary} missing: cargo build --profile production"
         self.server_port = free_port((socket.SOCK_DGRAM,))
 
         def bbr2(text):

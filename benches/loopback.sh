@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 
-build=0 hard=1800 ptproxy_bin="$root/target/release/ptproxy"
+build=0 hard=1800 ptproxy_bin="$root/target/production/ptproxy"
 pass=()
 prev=""
 for a in "$@"; do
@@ -33,9 +33,9 @@ done
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] ||
   echo "loopback.sh: haproxy is not installed (apt-get install haproxy): the HAProxy pair will be skipped" >&2
 if [ $build = 1 ] || [ ! -x "$ptproxy_bin" ]; then
-  [ "$ptproxy_bin" = "$root/target/release/ptproxy" ] || { echo "loopback.sh: $ptproxy_bin missing" >&2; exit 2; }
-  echo "loopback.sh: building ptproxy (release)" >&2
-  (cd "$root" && cargo build --release --quiet)
+  [ "$ptproxy_bin" = "$root/target/production/ptproxy" ] || { echo "loopback.sh: $ptproxy_bin missing" >&2; exit 2; }
+  echo "loopback.sh: building ptproxy (production profile)" >&2
+  (cd "$root" && cargo build --profile production --quiet)
 fi
 tools=$here/tools/target/release
 if [ $build = 1 ] || [ ! -x "$tools/ptb-load" ] || [ ! -x "$tools/ptb-upstream" ]; then

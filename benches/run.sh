@@ -56,8 +56,8 @@ command -v cargo >/dev/null 2>&1 || { echo "run.sh: cargo not found: install Rus
 
 if [ $build = 1 ]; then
   [ -x "$root/.ci/prereqs" ] && "$root/.ci/prereqs"
-  echo "run.sh: building ptproxy (release) and benches/tools" >&2
-  (cd "$root" && cargo build --release --quiet)
+  echo "run.sh: building ptproxy (production profile) and benches/tools" >&2
+  (cd "$root" && cargo build --profile production --quiet)
   cargo build --release --quiet --manifest-path "$here/tools/Cargo.toml"
 fi
 
