@@ -71,6 +71,9 @@ pub struct PathFigures {
     pub min_rtt: Option<Duration>,
     pub rttvar: Duration,
     pub cwnd: usize,
+    /// The largest UDP payload the path sends now: what path MTU discovery confirmed (1200
+    /// bytes until a probe is acknowledged), or the fixed size without discovery.
+    pub max_datagram: usize,
     /// Time since the last packet from the peer (with liveness checks on).
     pub silence: Option<Duration>,
 }
@@ -88,6 +91,7 @@ impl PathFigures {
             min_rtt: p.min_rtt,
             rttvar: p.rttvar,
             cwnd: p.cwnd,
+            max_datagram: p.pmtu,
             silence: session.peer_silence(now),
         })
     }

@@ -265,6 +265,12 @@ impl Metrics {
             &path(|p| p.cwnd.to_string()),
         );
         m(
+            "ptproxy_path_max_datagram_bytes",
+            "gauge",
+            "Largest UDP payload the session path sends now (path MTU discovery's result).",
+            &path(|p| p.max_datagram.to_string()),
+        );
+        m(
             "ptproxy_peer_silence_seconds",
             "gauge",
             "Time since the last packet from the peer (liveness checks on).",
@@ -474,6 +480,7 @@ mod tests {
                 min_rtt: None,
                 rttvar: Duration::ZERO,
                 cwnd: 14720,
+                max_datagram: 1472,
                 silence: Some(Duration::from_millis(1500)),
             }],
             client_connections: Some(2),
@@ -490,6 +497,7 @@ mod tests {
             "ptproxy_spurious_lost_packets_total 2",
             "ptproxy_rtt_seconds{peer=\"b\"} 0.050000",
             "ptproxy_congestion_window_bytes{peer=\"b\"} 14720",
+            "ptproxy_path_max_datagram_bytes{peer=\"b\"} 1472",
             "ptproxy_peer_silence_seconds{peer=\"b\"} 1.500000",
             "ptproxy_dead_peer_detections_total 0",
             "ptproxy_session_last_disconnect_info{reason=\"idle \\\"timeout\\\"\"} 1",

@@ -4,9 +4,11 @@
 //! behind a relay that records the largest datagram it passed on each way and, as a hop with a
 //! smaller MTU, drops larger ones.
 
+use crate::harness::admin::{metrics_addr, scrape};
 use crate::harness::pattern::sink_answer;
 use crate::harness::relay::{DirStats, RelayConfig};
 use crate::harness::{Pair, PairBuilder, Upstream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const SIZE: u64 = 4 * 1024 * 1024;
@@ -43,8 +45,22 @@ fn transfer_both_ways(pair: &Pair, up: &Upstream, label: &str) {
     eprintln!("{label}: both ways in {:?}", t.elapsed());
 }
 
-fn pair(up: &Upstream, name: &str, relay: RelayConfig) -> Pair {
-    PairBuilder::new(up.addr()).name(name).relay(relay).start()
+/// A pair behind `relay`, and its server's metrics address.
+fn pair(up: &Upstream, name: &str, relay: RelayConfig) -> (Pair, SocketAddr) {
+    let (metrics, metrics_json) = metrics_addr();
+    let pair = PairBuilder::new(up.addr())
+        .name(name)
+        .server("metrics.listen", &metrics_json)
+        .relay(relay)
+        .start();
+    (pair, metrics)
+}
+
+/// The largest datagram the server's session path sends now, as its metrics say.
+fn server_max_datagram(metrics: SocketAddr) -> f64 {
+    scrape(metrics)
+        .single("ptproxy_path_max_datagram_bytes")
+        .1
 }
 
 /// Mean datagram size between two snapshots of one direction.
@@ -56,8 +72,9 @@ fn mean_size(before: DirStats, after: DirStats) -> u64 {
 #[test]
 fn datagrams_grow_to_what_the_loopback_route_carries() {
     let up = Upstream::start();
-    let discovered = pair(&up, "pmtu_loopback", RelayConfig::clean());
+    let (discovered, metrics) = pair(&up, "pmtu_loopback", RelayConfig::clean());
     transfer_both_ways(&discovered, &up, "discovered");
+    assert_eq!(server_max_datagram(metrics), LARGEST_PACKET as f64);
     let s = discovered.relay().stats();
     eprintln!("discovered: {s:?}");
     for (way, d) in [("to the client", s.to_client), ("to the server", s.to_server)] {
@@ -92,7 +109,7 @@ fn datagrams_grow_to_what_the_loopback_route_carries() {
 fn a_smaller_hop_further_on_is_found_without_losing_data() {
     const HOP: usize = 1400;
     let up = Upstream::start();
-    let pair = pair(&up, "pmtu_hop", RelayConfig::clean().with_hop_mtu(HOP));
+    let (pair, metrics) = pair(&up, "pmtu_hop", RelayConfig::clean().with_hop_mtu(HOP));
     let first = pair.get("/bytes/10");
     assert_eq!(first.status(), 200, "{first}");
     // The handshake's last long-header datagrams may trail the first answer.
@@ -119,4 +136,9 @@ fn a_smaller_hop_further_on_is_found_without_losing_data() {
     eprintln!("hop {HOP}: the second download averaged {mean} bytes a datagram");
     assert!(mean > 1300, "download datagrams averaged {mean} bytes");
     assert_eq!(settled.to_client.too_large, after.to_client.too_large, "probing went on");
+    let reported = server_max_datagram(metrics);
+    assert!(
+        reported > 1300.0 && reported <= HOP as f64,
+        "the server's metrics say {reported} bytes"
+    );
 }
