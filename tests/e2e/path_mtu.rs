@@ -39,7 +39,11 @@ fn transfer_both_ways(pair: &Pair, up: &Upstream, label: &str) {
         .upload_pattern("POST", "/sink", SIZE)
         .unwrap_or_else(|e| panic!("upload after {:?}: {e}", t.elapsed()));
     assert_eq!(r.status(), 200, "{r}");
-    assert_eq!(r.body_str(), sink_answer(SIZE, sum), "upstream got other bytes");
+    assert_eq!(
+        r.body_str(),
+        sink_answer(SIZE, sum),
+        "upstream got other bytes"
+    );
     let q = up.requests().pop().expect("the upload was recorded");
     assert_eq!((q.body_len, q.body_sum), (SIZE, sum));
     eprintln!("{label}: both ways in {:?}", t.elapsed());
@@ -58,9 +62,7 @@ fn pair(up: &Upstream, name: &str, relay: RelayConfig) -> (Pair, SocketAddr) {
 
 /// The largest datagram the server's session path sends now, as its metrics say.
 fn server_max_datagram(metrics: SocketAddr) -> f64 {
-    scrape(metrics)
-        .single("ptproxy_path_max_datagram_bytes")
-        .1
+    scrape(metrics).single("ptproxy_path_max_datagram_bytes").1
 }
 
 /// Mean datagram size between two snapshots of one direction.
@@ -77,7 +79,10 @@ fn datagrams_grow_to_what_the_loopback_route_carries() {
     assert_eq!(server_max_datagram(metrics), LARGEST_PACKET as f64);
     let s = discovered.relay().stats();
     eprintln!("discovered: {s:?}");
-    for (way, d) in [("to the client", s.to_client), ("to the server", s.to_server)] {
+    for (way, d) in [
+        ("to the client", s.to_client),
+        ("to the server", s.to_server),
+    ] {
         assert!(
             d.largest_forwarded > ETHERNET_PAYLOAD && d.largest_forwarded <= LARGEST_PACKET,
             "{way}: largest datagram {} bytes",
@@ -135,7 +140,10 @@ fn a_smaller_hop_further_on_is_found_without_losing_data() {
     let mean = mean_size(after.to_client, settled.to_client);
     eprintln!("hop {HOP}: the second download averaged {mean} bytes a datagram");
     assert!(mean > 1300, "download datagrams averaged {mean} bytes");
-    assert_eq!(settled.to_client.too_large, after.to_client.too_large, "probing went on");
+    assert_eq!(
+        settled.to_client.too_large, after.to_client.too_large,
+        "probing went on"
+    );
     let reported = server_max_datagram(metrics);
     assert!(
         reported > 1300.0 && reported <= HOP as f64,
