@@ -274,11 +274,6 @@ mod tests {
         t
     }
 
-    /// The sizing of `t`'s sessions with heads up to `largest_head`.
-    fn sizing(t: &TransportConfig, largest_head: usize) -> PathSizing {
-        PathSizing::new(t, largest_head)
-    }
-
     #[test]
     fn without_a_link_a_stream_may_grow_to_the_connection_window() {
         let t = transport(None);
@@ -288,7 +283,7 @@ mod tests {
             (max_conn, max_stream),
             (t.connection_window, t.connection_window)
         );
-        let s = sizing(&t, 0);
+        let s = PathSizing::new(&t, 0);
         assert_eq!(
             s.initial_cwnd_packets(SEND_DATAGRAM),
             t.initial_congestion_window_packets
@@ -303,7 +298,7 @@ mod tests {
     fn a_known_link_starts_at_its_bdp_and_holds_it() {
         // 20 Mbit/s x 50 ms: 125 000 bytes, 93 packets of 1350 bytes, 85 of 1472.
         let t = transport(Some((20, 50, true)));
-        let s = sizing(&t, 0);
+        let s = PathSizing::new(&t, 0);
         assert_eq!(s.initial_cwnd_packets(SEND_DATAGRAM), 93);
         assert_eq!(s.min_cwnd_packets(SEND_DATAGRAM), 93);
         assert_eq!(s.initial_cwnd_packets(1472), 85);
@@ -316,7 +311,7 @@ mod tests {
         );
         // Not held: it starts there, but BBR2 may shrink the window to the configured floor.
         let t = transport(Some((20, 50, false)));
-        let s = sizing(&t, 0);
+        let s = PathSizing::new(&t, 0);
         assert_eq!(s.initial_cwnd_packets(SEND_DATAGRAM), 93);
         assert_eq!(
             s.min_cwnd_packets(SEND_DATAGRAM),
@@ -332,16 +327,19 @@ mod tests {
             windows(&t),
             (25_000_000, 25_000_000, 25_000_000, 25_000_000)
         );
-        assert_eq!(sizing(&t, 0).initial_cwnd_packets(SEND_DATAGRAM), 4630);
+        assert_eq!(
+            PathSizing::new(&t, 0).initial_cwnd_packets(SEND_DATAGRAM),
+            4630
+        );
         let t = transport(Some((100_000, 1000, true)));
         assert_eq!(
-            sizing(&t, 0).initial_cwnd_packets(SEND_DATAGRAM),
+            PathSizing::new(&t, 0).initial_cwnd_packets(SEND_DATAGRAM),
             MAX_LINK_WINDOW_PACKETS
         );
         // A larger configured initial window wins; the largest head still sets the floor.
         let mut t = transport(Some((1, 10, true)));
         t.initial_congestion_window_packets = 40;
-        let s = sizing(&t, 256 * 1024);
+        let s = PathSizing::new(&t, 256 * 1024);
         assert_eq!(s.initial_cwnd_packets(SEND_DATAGRAM), 40);
         assert_eq!(
             s.min_cwnd_packets(SEND_DATAGRAM),
@@ -356,7 +354,7 @@ mod tests {
     fn the_window_floor_holds_the_largest_head_in_the_smallest_datagrams() {
         let t = transport(None);
         let head = 64 * 1024;
-        let s = sizing(&t, head);
+        let s = PathSizing::new(&t, head);
         for datagram in [MIN_DATAGRAM, SEND_DATAGRAM, 1472, 8972, LARGEST_PACKET] {
             let floor_after_fallback = s.min_cwnd_packets(datagram) * MIN_DATAGRAM;
             assert!(
@@ -372,7 +370,7 @@ mod tests {
     #[test]
     fn the_datagram_ceiling_follows_the_route_mtu() {
         let t = transport(None);
-        let s = sizing(&t, 0);
+        let s = PathSizing::new(&t, 0);
         let v4: SocketAddr = "192.0.2.1:443".parse().expect("literal");
         let v6: SocketAddr = "[2001:db8::1]:443".parse().expect("literal");
         assert_eq!(s.datagram_ceiling(Ok(1500), v4), 1472);
@@ -385,7 +383,7 @@ mod tests {
         assert_eq!(s.datagram_ceiling(unknown, v4), SEND_DATAGRAM);
         let mut t = t;
         t.pmtu_discovery = false;
-        let s = sizing(&t, 0);
+        let s = PathSizing::new(&t, 0);
         assert_eq!(s.datagram_ceiling(Ok(9000), v4), SEND_DATAGRAM);
         assert_eq!(s.datagram_ceiling(Ok(1280), v6), 1232);
     }

@@ -2,21 +2,23 @@
 //! once the session is usable (waiting at most `http.session_wait_ms`), a request that may be
 //! repeated is sent again on the next session, and the request body moves from the socket to
 //! the stream; [`Downstream::advance`] runs it and ends it when both directions are done.
+//! Sending the head (link, gates, field shaping, compression, the open) is in [`open`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod open;
+
 use super::request;
-use super::tunnel::{self, Tunnel};
+use super::tunnel::Tunnel;
 use crate::bridge::answers::{self, Answer, Busy};
-use crate::bridge::compression::{self, Compressor, Dictionary};
-use crate::bridge::headers::forwarding::{self, Completion};
+use crate::bridge::compression::Dictionary;
+use crate::bridge::headers::forwarding::Completion;
 use crate::bridge::headers::Field;
 use crate::bridge::pump::{H1ToH3, H1ToH3Error};
-use crate::bridge::stream::{OpenRefused, SessionPort, StreamOf};
-use crate::client::stream_routes::StreamRef;
-use crate::config::{CompressionPolicy, ListenerRules, PeerGroup};
+use crate::bridge::stream::{SessionPort, StreamOf};
+use crate::config::{ListenerRules, PeerGroup};
 use crate::h1::body;
 use crate::h1::head::{RequestHead, Version};
 use crate::quic::h3_code;
@@ -290,142 +292,6 @@ impl Exchange {
             forwarding: prepared.forwarding,
         };
         Ok((ex, interim))
-    }
-
-    /// The link its peer group would take now.
-    fn choose_link(&self, ctx: &Ctx<'_>) -> Option<usize> {
-        let streams = &*ctx.streams;
-        ctx.links
-            .choose(self.peers.as_ref(), &|link| streams.on_link(link))
-    }
-
-    /// Opens the stream on the link its peer group takes now, if any. `Err` answers the
-    /// client (503/502).
-    fn try_send_request(&mut self, ctx: &mut Ctx<'_>) -> Result<bool, Answer> {
-        if ctx.now >= self.wait_until {
-            return Err(self.unsent_answer(ctx));
-        }
-        let Some(link) = self.choose_link(ctx) else {
-            return Ok(false);
-        };
-        self.link = Some(link);
-        let early = ctx.early(Some(link));
-        // A tunnel is never replay-safe, whatever its GET says.
-        let replay_safe =
-            self.tunnel.is_none() && ctx.http.early_data_methods.contains(&self.method);
-        let allowed = !ctx.stopping && (!early || replay_safe);
-        let http = ctx.http;
-        let policy = &http.compression;
-        let session = ctx.session(Some(link)).filter(|_| allowed);
-        let Some(session) = session.filter(|_| self.fields.is_some()) else {
-            return Ok(false);
-        };
-        let needs_extended = self
-            .tunnel
-            .as_ref()
-            .is_some_and(Tunnel::needs_extended_connect);
-        match session.extended_connect() {
-            _ if !needs_extended => {}
-            // The peer's SETTINGS trail the handshake: wait for them (within session_wait).
-            None => return Ok(false),
-            Some(false) => return Err(tunnel::not_carried_by_peer()),
-            Some(true) => {}
-        }
-        let Some(mut own) = self.fields.take() else {
-            return Ok(false);
-        };
-        let shaped = forwarding::shape(&mut own, session.forwarding_server(), self.forwarding);
-        let dictionary = session.link_dictionary();
-        let compressor = self.request_compressor(
-            policy,
-            session.link_compression(),
-            dictionary.as_ref(),
-            &own,
-        );
-        if let Some(c) = &compressor {
-            compression::add_mark(&mut own, c);
-        }
-        let opened = session
-            .accepts(&own)
-            .then(|| session.open_request(&own, !self.has_body));
-        if compressor.is_some() {
-            own.pop();
-        }
-        shaped.undo(&mut own);
-        self.fields = Some(own);
-        let Some(opened) = opened else {
-            return Err(answers::bad_request(
-                431,
-                "request head larger than the peer proxy accepts",
-            ));
-        };
-        match opened {
-            Ok(id) => {
-                if let Some(c) = compressor {
-                    self.request_body.compress(c);
-                }
-                let how = if early { " in 0-RTT" } else { "" };
-                log::debug!(
-                    "stream {id}: {} {} sent to the peer{how}",
-                    self.method,
-                    self.target
-                );
-                self.stream = Some(id);
-                self.dictionary = dictionary;
-                self.blocked = None;
-                let sent = self.fields.take();
-                if !self.has_body && crate::bridge::is_idempotent(&self.method) {
-                    self.resend = sent;
-                }
-                self.sent_early = early;
-                self.request_done = !self.has_body;
-                ctx.streams.insert(StreamRef { link, id }, ctx.key);
-                ctx.links.note_request(link);
-                Ok(true)
-            }
-            Err(OpenRefused::Credit) => {
-                self.blocked = Some(Busy::Credit);
-                Ok(false)
-            }
-            Err(OpenRefused::Streams) => {
-                self.blocked = Some(Busy::Streams);
-                Ok(false)
-            }
-            Err(OpenRefused::Failed(e)) => Err(Answer::new(
-                answers::Side::Client,
-                502,
-                "proxy_internal_error",
-                format!("cannot send the request to the peer proxy: {e}"),
-            )),
-        }
-    }
-
-    /// A compressor for the request body when the session negotiated link compression, its
-    /// route compresses and the policy takes the body (never a tunnel's); with the session's
-    /// agreed `dictionary` when there is one.
-    fn request_compressor(
-        &self,
-        policy: &CompressionPolicy,
-        negotiated: bool,
-        dictionary: Option<&Arc<Dictionary>>,
-        fields: &[Field],
-    ) -> Option<Compressor> {
-        let wanted = self.compress && self.has_body && self.tunnel.is_none();
-        if !negotiated || !wanted || !policy.compresses(fields, dictionary.is_some()) {
-            return None;
-        }
-        Compressor::with_dictionary(compression::declared_length(fields), dictionary.cloned())
-    }
-
-    /// The answer for a request whose wait for a stream ran out: the session was down, or up
-    /// without room for it.
-    pub(super) fn unsent_answer(&self, ctx: &Ctx<'_>) -> Answer {
-        let waited = ctx.http.session_wait.as_millis();
-        let usable = self.link.is_some_and(|l| ctx.links.accepts_requests(l));
-        match self.blocked.filter(|_| usable) {
-            Some(why) => answers::session_busy(waited, why),
-            None => answers::session_unavailable(waited, &ctx.links.why_down(self.peers.as_ref())),
-        }
     }
 
     /// Moves request body bytes from the socket into the stream, then the trailers. `Err`
