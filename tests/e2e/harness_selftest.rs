@@ -331,6 +331,49 @@ fn selftest_relay_hop_mtu_drops_larger_datagrams() {
     assert_eq!((s.dropped, s.too_large, s.largest_forwarded), (1, 1, 1400));
 }
 
+/// A rate limit serializes datagrams at its rate and drops what does not fit its queue (counted
+/// as queue full): a burst of 100 datagrams of 1000 bytes at 200 000 bytes/s with 50 000 bytes
+/// of queue passes about 51, spread over about 250 ms.
+#[test]
+fn selftest_relay_rate_limit_spaces_datagrams_and_drops_past_its_queue() {
+    const LEN: usize = 1000;
+    const RATE: u64 = 200_000;
+    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cfg = RelayConfig::clean().with_rate(RATE, 50_000);
+    let relay = UdpRelay::start(server.local_addr().unwrap(), cfg).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..100u8 {
+        client
+            .send_to(&[0x40 | (i & 0x3f); LEN], relay.addr())
+            .unwrap();
+    }
+    server
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let mut arrivals = Vec::new();
+    while let Ok((n, _)) = server.recv_from(&mut buf) {
+        assert_eq!(n, LEN);
+        arrivals.push(Instant::now());
+    }
+    let s = relay.stats().to_server;
+    assert_eq!(s.received, 100);
+    assert_eq!(s.forwarded, arrivals.len() as u64);
+    assert_eq!(
+        (s.dropped, s.queue_full),
+        (100 - s.forwarded, 100 - s.forwarded)
+    );
+    assert!((45..=60).contains(&s.forwarded), "{s:?}");
+    // Never faster than the rate: n datagrams take (n - 1) serialization times at least.
+    let span = *arrivals.last().unwrap() - arrivals[0];
+    let least = Duration::from_secs_f64((arrivals.len() - 1) as f64 * LEN as f64 / RATE as f64);
+    assert!(
+        span >= least.mul_f64(0.95),
+        "{} datagrams in {span:?}, at the rate {least:?}",
+        arrivals.len()
+    );
+}
+
 /// Sends `count` numbered datagrams through a lossy relay each way; returns
 /// the indices that arrived per direction and the minimum observed latency.
 fn lossy_run(seed: u64, count: u32) -> (Vec<u32>, Vec<u32>, Duration) {
@@ -342,6 +385,7 @@ fn lossy_run(seed: u64, count: u32) -> (Vec<u32>, Vec<u32>, Duration) {
         delay_to_server: Duration::from_millis(10),
         delay_to_client: Duration::from_millis(10),
         hop_mtu: None,
+        rate: None,
     };
     let relay = UdpRelay::start(server.local_addr().unwrap(), cfg).unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -1,5 +1,6 @@
 //! UDP relay between the ptproxy client and server with seeded loss, one-way
-//! delay, a hop MTU, a blackhole switch and per-direction counters.
+//! delay, a hop MTU, a rate limit with a tail-drop queue, a blackhole switch and
+//! per-direction counters.
 //!
 //! One socket on 127.0.0.1:0 faces both sides: datagrams coming from the
 //! server address go to the (last seen) client address, everything else goes
@@ -25,6 +26,17 @@ pub struct RelayConfig {
     /// Largest datagram passed on, both ways (a hop with a smaller MTU that drops larger
     /// datagrams, as a router does with Don't Fragment set); `None`: any size.
     pub hop_mtu: Option<usize>,
+    /// Each direction serializes datagrams at this rate before the delay, with a queue of
+    /// at most `queue_bytes` waiting (more is dropped at the tail, as a router does);
+    /// `None`: no limit.
+    pub rate: Option<RateLimit>,
+}
+
+/// A link's rate and its queue.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimit {
+    pub bytes_per_second: u64,
+    pub queue_bytes: u64,
 }
 
 impl RelayConfig {
@@ -37,6 +49,7 @@ impl RelayConfig {
             delay_to_server: Duration::ZERO,
             delay_to_client: Duration::ZERO,
             hop_mtu: None,
+            rate: None,
         }
     }
 
@@ -50,12 +63,22 @@ impl RelayConfig {
             delay_to_server: delay,
             delay_to_client: delay,
             hop_mtu: None,
+            rate: None,
         }
     }
 
     /// Drops datagrams larger than `bytes` of UDP payload, both ways.
     pub fn with_hop_mtu(mut self, bytes: usize) -> RelayConfig {
         self.hop_mtu = Some(bytes);
+        self
+    }
+
+    /// Serializes at `bytes_per_second` each way, queueing at most `queue_bytes`.
+    pub fn with_rate(mut self, bytes_per_second: u64, queue_bytes: u64) -> RelayConfig {
+        self.rate = Some(RateLimit {
+            bytes_per_second,
+            queue_bytes,
+        });
         self
     }
 }
@@ -107,6 +130,7 @@ pub struct DirCounters {
     pub long_header: AtomicU64,
     pub largest_forwarded: AtomicU64,
     pub too_large: AtomicU64,
+    pub queue_full: AtomicU64,
 }
 
 /// Snapshot of one direction's counters.
@@ -126,6 +150,8 @@ pub struct DirStats {
     pub largest_forwarded: u64,
     /// Datagrams dropped for being larger than the hop MTU (also in `dropped`).
     pub too_large: u64,
+    /// Datagrams dropped because the rate limit's queue was full (also in `dropped`).
+    pub queue_full: u64,
 }
 
 impl DirCounters {
@@ -138,6 +164,7 @@ impl DirCounters {
             long_header: self.long_header.load(Ordering::SeqCst),
             largest_forwarded: self.largest_forwarded.load(Ordering::SeqCst),
             too_large: self.too_large.load(Ordering::SeqCst),
+            queue_full: self.queue_full.load(Ordering::SeqCst),
         }
     }
 }
@@ -280,11 +307,35 @@ struct Pending {
     data: Vec<u8>,
 }
 
+/// One direction's serializer: when the link finishes sending what it has taken so far.
+#[derive(Default)]
+struct Serializer {
+    busy_until: Option<Instant>,
+}
+
+impl Serializer {
+    /// When a datagram of `len` bytes arriving `now` has left the link; `None`: the queue
+    /// ahead of it is full and it is dropped.
+    fn depart(&mut self, limit: RateLimit, len: usize, now: Instant) -> Option<Instant> {
+        let start = self.busy_until.map_or(now, |b| b.max(now));
+        let waiting = start.saturating_duration_since(now).as_secs_f64();
+        if waiting * limit.bytes_per_second as f64 > limit.queue_bytes as f64 {
+            return None;
+        }
+        let sending = Duration::from_secs_f64(len as f64 / limit.bytes_per_second as f64);
+        let done = start + sending;
+        self.busy_until = Some(done);
+        Some(done)
+    }
+}
+
 fn relay_loop(sock: UdpSocket, server: SocketAddr, cfg: RelayConfig, sh: Arc<Shared>) {
     let mut rng_s = XorShift::new(cfg.seed);
     let mut rng_c = XorShift::new(cfg.seed ^ 0x9E37_79B9_7F4A_7C15);
     let mut q_s: VecDeque<Pending> = VecDeque::new(); // to server
     let mut q_c: VecDeque<Pending> = VecDeque::new(); // to client
+    let mut link_s = Serializer::default();
+    let mut link_c = Serializer::default();
     let mut client: Option<SocketAddr> = None;
     let mut buf = vec![0u8; 65536];
     while !sh.stop.load(Ordering::SeqCst) {
@@ -322,13 +373,14 @@ fn relay_loop(sock: UdpSocket, server: SocketAddr, cfg: RelayConfig, sh: Arc<Sha
         } else if client.is_none() {
             continue;
         }
-        let (ctr, rng, loss, delay, q) = if to_server {
+        let (ctr, rng, loss, delay, q, link) = if to_server {
             (
                 &sh.to_server,
                 &mut rng_s,
                 cfg.loss_to_server,
                 cfg.delay_to_server,
                 &mut q_s,
+                &mut link_s,
             )
         } else {
             (
@@ -337,6 +389,7 @@ fn relay_loop(sock: UdpSocket, server: SocketAddr, cfg: RelayConfig, sh: Arc<Sha
                 cfg.loss_to_client,
                 cfg.delay_to_client,
                 &mut q_c,
+                &mut link_c,
             )
         };
         ctr.received.fetch_add(1, Ordering::SeqCst);
@@ -355,12 +408,25 @@ fn relay_loop(sock: UdpSocket, server: SocketAddr, cfg: RelayConfig, sh: Arc<Sha
             ctr.dropped.fetch_add(1, Ordering::SeqCst);
             continue;
         }
-        if delay.is_zero() {
+        let now = Instant::now();
+        let departed = match cfg.rate {
+            Some(limit) => match link.depart(limit, n, now) {
+                Some(at) => at,
+                None => {
+                    ctr.queue_full.fetch_add(1, Ordering::SeqCst);
+                    ctr.dropped.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+            },
+            None => now,
+        };
+        if delay.is_zero() && cfg.rate.is_none() {
             let dst = if to_server { server } else { client.unwrap() };
             forward(&sock, &buf[..n], dst, ctr);
         } else {
+            // Departures are in arrival order and the delay is fixed: the queue stays sorted.
             q.push_back(Pending {
-                due: Instant::now() + delay,
+                due: departed + delay,
                 data: buf[..n].to_vec(),
             });
         }
