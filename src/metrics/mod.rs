@@ -74,8 +74,42 @@ pub struct PathFigures {
     /// The largest UDP payload the path sends now: what path MTU discovery confirmed (1200
     /// bytes until a probe is acknowledged), or the fixed size without discovery.
     pub max_datagram: usize,
+    /// The congestion controller's estimate of the path's bandwidth, bytes per second (BBR2's;
+    /// CUBIC and Reno keep none).
+    pub bandwidth: Option<u64>,
+    /// When the congestion controller has left its startup phase: why, and the bandwidth it
+    /// estimated then (bytes per second, 0 where it keeps no estimate).
+    pub startup_exit: Option<StartupExitFigures>,
     /// Time since the last packet from the peer (with liveness checks on).
     pub silence: Option<Duration>,
+}
+
+/// Why and where a session's congestion controller left its startup phase, from quiche's
+/// record of the moment. An estimate there far below the link's rate means bulk transfers on
+/// the session ramp up slowly from then on (BBR2 probes up about 25% every 2-3 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartupExitFigures {
+    pub reason: &'static str,
+    pub bandwidth: u64,
+}
+
+impl StartupExitFigures {
+    fn of(exit: &quiche::StartupExit) -> Self {
+        StartupExitFigures {
+            reason: startup_exit_reason(exit.reason),
+            bandwidth: exit.bandwidth.unwrap_or(0),
+        }
+    }
+}
+
+/// The `reason` label of a startup exit.
+fn startup_exit_reason(reason: quiche::StartupExitReason) -> &'static str {
+    match reason {
+        quiche::StartupExitReason::Loss => "loss",
+        quiche::StartupExitReason::BandwidthPlateau => "bandwidth_plateau",
+        quiche::StartupExitReason::PersistentQueue => "persistent_queue",
+        quiche::StartupExitReason::ConservativeSlowStartRounds => "slow_start_rounds",
+    }
 }
 
 impl PathFigures {
@@ -92,6 +126,8 @@ impl PathFigures {
             rttvar: p.rttvar,
             cwnd: p.cwnd,
             max_datagram: p.pmtu,
+            bandwidth: p.max_bandwidth,
+            startup_exit: p.startup_exit.as_ref().map(StartupExitFigures::of),
             silence: session.peer_silence(now),
         })
     }

@@ -234,12 +234,7 @@ impl Metrics {
             "Requests refused before reaching any upstream, by service and reason.",
             &refused,
         );
-        let path = |f: fn(&PathFigures) -> String| -> Vec<(String, String)> {
-            snap.paths
-                .iter()
-                .map(|p| (format!("{{peer=\"{}\"}}", escape(&p.peer)), f(p)))
-                .collect()
-        };
+        let path = |f: fn(&PathFigures) -> String| path_samples(&snap.paths, |p| Some(("", f(p))));
         m(
             "ptproxy_rtt_seconds",
             "gauge",
@@ -269,6 +264,21 @@ impl Metrics {
             "gauge",
             "Largest UDP payload the session path sends now (path MTU discovery's result).",
             &path(|p| p.max_datagram.to_string()),
+        );
+        m(
+            "ptproxy_path_bandwidth_estimate_bytes",
+            "gauge",
+            "Congestion controller's estimate of the session path's bandwidth, bytes per second (BBR2).",
+            &path_samples(&snap.paths, |p| Some(("", p.bandwidth?.to_string()))),
+        );
+        m(
+            "ptproxy_path_startup_exit_bandwidth_bytes",
+            "gauge",
+            "Bandwidth estimate (bytes per second) when the congestion controller left startup, by reason; absent while in startup.",
+            &path_samples(&snap.paths, |p| {
+                let exit = p.startup_exit?;
+                Some((exit.reason, exit.bandwidth.to_string()))
+            }),
         );
         m(
             "ptproxy_peer_silence_seconds",
@@ -438,6 +448,27 @@ impl Metrics {
     }
 }
 
+/// One sample per session path that `f` gives a value for, labelled with the peer and, when
+/// `f` names one, a `reason`.
+fn path_samples<'a>(
+    paths: &'a [PathFigures],
+    f: impl Fn(&'a PathFigures) -> Option<(&'static str, String)>,
+) -> Vec<(String, String)> {
+    paths
+        .iter()
+        .filter_map(|p| {
+            let (reason, value) = f(p)?;
+            let peer = escape(&p.peer);
+            let labels = if reason.is_empty() {
+                format!("{{peer=\"{peer}\"}}")
+            } else {
+                format!("{{peer=\"{peer}\",reason=\"{reason}\"}}")
+            };
+            Some((labels, value))
+        })
+        .collect()
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.6}", d.as_secs_f64())
 }
@@ -452,7 +483,7 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::TransportCounters;
+    use crate::metrics::{StartupExitFigures, TransportCounters};
 
     #[test]
     fn renders_counters_histogram_and_labels() {
@@ -481,6 +512,11 @@ mod tests {
                 rttvar: Duration::ZERO,
                 cwnd: 14720,
                 max_datagram: 1472,
+                bandwidth: Some(2_500_000),
+                startup_exit: Some(StartupExitFigures {
+                    reason: "bandwidth_plateau",
+                    bandwidth: 2_400_000,
+                }),
                 silence: Some(Duration::from_millis(1500)),
             }],
             client_connections: Some(2),
@@ -498,6 +534,8 @@ mod tests {
             "ptproxy_rtt_seconds{peer=\"b\"} 0.050000",
             "ptproxy_congestion_window_bytes{peer=\"b\"} 14720",
             "ptproxy_path_max_datagram_bytes{peer=\"b\"} 1472",
+            "ptproxy_path_bandwidth_estimate_bytes{peer=\"b\"} 2500000",
+            "ptproxy_path_startup_exit_bandwidth_bytes{peer=\"b\",reason=\"bandwidth_plateau\"} 2400000",
             "ptproxy_peer_silence_seconds{peer=\"b\"} 1.500000",
             "ptproxy_dead_peer_detections_total 0",
             "ptproxy_session_last_disconnect_info{reason=\"idle \\\"timeout\\\"\"} 1",
@@ -512,6 +550,37 @@ mod tests {
         assert!(!text.contains("ptproxy_upstream_pool_idle"));
         assert!(!text.contains("ptproxy_handshakes"), "server-only metrics");
         assert!(!text.contains("ptproxy_server_routed_connection_ids"));
+    }
+
+    #[test]
+    fn a_path_in_startup_without_an_estimate_has_no_bandwidth_samples() {
+        let t0 = Instant::now();
+        let snap = Snapshot {
+            paths: vec![PathFigures {
+                peer: "b".into(),
+                rtt: Duration::from_millis(50),
+                min_rtt: None,
+                rttvar: Duration::ZERO,
+                cwnd: 14720,
+                max_datagram: 1472,
+                bandwidth: None,
+                startup_exit: None,
+                silence: None,
+            }],
+            ..Default::default()
+        };
+        let text = Metrics::new("client", t0).render(&snap, t0);
+        assert!(text.contains("ptproxy_congestion_window_bytes{peer=\"b\"} 14720"));
+        for name in [
+            "ptproxy_path_bandwidth_estimate_bytes",
+            "ptproxy_path_startup_exit_bandwidth_bytes",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} gauge")), "{text}");
+            assert!(
+                !text.contains(&format!("{name}{{")),
+                "{name} sampled in\n{text}"
+            );
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod lossy;
 mod migration;
 mod ops;
 mod pacing;
+mod path_estimate;
 mod path_mtu;
 mod peers;
 mod pktinfo;
