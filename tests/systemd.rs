@@ -106,6 +106,17 @@ fn wait_for_state(sock: &UnixDatagram, want: &str, timeout: Duration) -> Vec<Str
     seen
 }
 
+/// What a failed wait reports about the server: whether it still runs, and its log.
+fn server_report(child: &mut KillOnDrop, dir: &Path) -> String {
+    let state = match child.0.try_wait() {
+        Ok(Some(status)) => format!("exited: {status}"),
+        Ok(None) => "still running".to_string(),
+        Err(e) => format!("wait failed: {e}"),
+    };
+    let log = std::fs::read_to_string(dir.join("server.stderr")).unwrap_or_default();
+    format!("server {state}; its log:\n{log}")
+}
+
 fn start_server(dir: &Path, notify: &Path, watchdog_usec: Option<u64>) -> KillOnDrop {
     let pki = repo().join("tests/data/pki");
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -119,11 +130,12 @@ fn start_server(dir: &Path, notify: &Path, watchdog_usec: Option<u64>) -> KillOn
     );
     let path = dir.join("b.json");
     std::fs::write(&path, config).expect("config");
+    let stderr = std::fs::File::create(dir.join("server.stderr")).expect("stderr file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ptproxy"));
     cmd.args(["--role", "server"])
         .arg(&path)
         .env("NOTIFY_SOCKET", notify)
-        .stderr(Stdio::null());
+        .stderr(stderr);
     if let Some(usec) = watchdog_usec {
         cmd.env("WATCHDOG_USEC", usec.to_string());
     }
@@ -139,12 +151,14 @@ fn notifies_ready_watchdog_and_stopping() {
     let seen = wait_for_state(&sock, "READY=1", Duration::from_secs(10));
     assert!(
         seen.iter().any(|m| m == "READY=1"),
-        "no READY=1, got {seen:?}"
+        "no READY=1, got {seen:?}; {}",
+        server_report(&mut child, &dir.0)
     );
     let seen = wait_for_state(&sock, "WATCHDOG=1", Duration::from_secs(5));
     assert!(
         seen.iter().any(|m| m == "WATCHDOG=1"),
-        "no WATCHDOG=1 within 5 s at WATCHDOG_USEC=200ms, got {seen:?}"
+        "no WATCHDOG=1 within 5 s at WATCHDOG_USEC=200ms, got {seen:?}; {}",
+        server_report(&mut child, &dir.0)
     );
     let pid = child.0.id().to_string();
     let killed = Command::new("kill")
@@ -155,7 +169,8 @@ fn notifies_ready_watchdog_and_stopping() {
     let seen = wait_for_state(&sock, "STOPPING=1", Duration::from_secs(5));
     assert!(
         seen.iter().any(|m| m == "STOPPING=1"),
-        "no STOPPING=1 after SIGTERM, got {seen:?}"
+        "no STOPPING=1 after SIGTERM, got {seen:?}; {}",
+        server_report(&mut child, &dir.0)
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
