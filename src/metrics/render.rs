@@ -485,6 +485,21 @@ mod tests {
     use super::*;
     use crate::metrics::{StartupExitFigures, TransportCounters};
 
+    /// A path to peer `b` in startup, without a bandwidth estimate or liveness checks.
+    fn path_to_b() -> PathFigures {
+        PathFigures {
+            peer: "b".into(),
+            rtt: Duration::from_millis(50),
+            min_rtt: None,
+            rttvar: Duration::ZERO,
+            cwnd: 14720,
+            max_datagram: 1472,
+            bandwidth: None,
+            startup_exit: None,
+            silence: None,
+        }
+    }
+
     #[test]
     fn renders_counters_histogram_and_labels() {
         let t0 = Instant::now();
@@ -506,18 +521,13 @@ mod tests {
                 ..Default::default()
             },
             paths: vec![PathFigures {
-                peer: "b".into(),
-                rtt: Duration::from_millis(50),
-                min_rtt: None,
-                rttvar: Duration::ZERO,
-                cwnd: 14720,
-                max_datagram: 1472,
                 bandwidth: Some(2_500_000),
                 startup_exit: Some(StartupExitFigures {
                     reason: "bandwidth_plateau",
                     bandwidth: 2_400_000,
                 }),
                 silence: Some(Duration::from_millis(1500)),
+                ..path_to_b()
             }],
             client_connections: Some(2),
             ..Default::default()
@@ -556,17 +566,7 @@ mod tests {
     fn a_path_in_startup_without_an_estimate_has_no_bandwidth_samples() {
         let t0 = Instant::now();
         let snap = Snapshot {
-            paths: vec![PathFigures {
-                peer: "b".into(),
-                rtt: Duration::from_millis(50),
-                min_rtt: None,
-                rttvar: Duration::ZERO,
-                cwnd: 14720,
-                max_datagram: 1472,
-                bandwidth: None,
-                startup_exit: None,
-                silence: None,
-            }],
+            paths: vec![path_to_b()],
             ..Default::default()
         };
         let text = Metrics::new("client", t0).render(&snap, t0);

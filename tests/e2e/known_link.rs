@@ -47,15 +47,6 @@ fn cwnd_after_small_requests_and_idle(pair: &Pair, metrics: SocketAddr) -> f64 {
     server_cwnd(metrics)
 }
 
-fn download(pair: &Pair) {
-    let mut c = pair.conn();
-    c.set_deadline(Duration::from_secs(60));
-    let (head, n) = c
-        .download_pattern(&format!("/bytes/{SIZE}"))
-        .expect("download");
-    assert_eq!((head.status, n), (200, SIZE), "{head:?}");
-}
-
 #[test]
 fn known_link_keeps_its_window_across_idle_periods() {
     let up = Upstream::start();
@@ -75,8 +66,8 @@ fn known_link_keeps_its_window_across_idle_periods() {
     );
 
     // A transfer and another pause: the window never falls below the link's BDP.
-    download(&linked);
-    download(&plain);
+    linked.download_exact(SIZE, Duration::from_secs(60));
+    plain.download_exact(SIZE, Duration::from_secs(60));
     std::thread::sleep(IDLE);
     let linked_cwnd = server_cwnd(linked_metrics);
     assert!(

@@ -18,21 +18,10 @@ const LARGEST_PACKET: u64 = 16_383;
 /// UDP payload of a 1500-byte Ethernet MTU over IPv4.
 const ETHERNET_PAYLOAD: u64 = 1472;
 
-/// A 4 MiB download, byte exact.
-fn download(pair: &Pair) {
-    let mut c = pair.conn();
-    c.set_deadline(DEADLINE);
-    let t = Instant::now();
-    let (head, n) = c
-        .download_pattern(&format!("/bytes/{SIZE}"))
-        .unwrap_or_else(|e| panic!("download after {:?}: {e}", t.elapsed()));
-    assert_eq!((head.status, n), (200, SIZE), "{head:?}");
-}
-
 /// A 4 MiB download and a 4 MiB upload, both byte exact.
 fn transfer_both_ways(pair: &Pair, up: &Upstream, label: &str) {
     let t = Instant::now();
-    download(pair);
+    pair.download_exact(SIZE, DEADLINE);
     let mut c = pair.conn();
     c.set_deadline(DEADLINE);
     let (r, sum) = c
@@ -135,7 +124,7 @@ fn a_smaller_hop_further_on_is_found_without_losing_data() {
         "a new session was started"
     );
     // Settled near the hop's MTU, not at the 1200 bytes QUIC starts with.
-    download(&pair);
+    pair.download_exact(SIZE, DEADLINE);
     let settled = pair.relay().stats();
     let mean = mean_size(after.to_client, settled.to_client);
     eprintln!("hop {HOP}: the second download averaged {mean} bytes a datagram");

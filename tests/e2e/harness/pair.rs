@@ -7,7 +7,7 @@ use super::proxy::{Proxy, Role};
 use super::relay::{RelayConfig, UdpRelay};
 use super::tmp::TempDir;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -230,6 +230,21 @@ impl Pair {
             Ok(c) => c,
             Err(e) => panic!("connect to client {}: {e}", self.http_addr),
         }
+    }
+
+    /// GETs `size` bytes of the upstream's pattern (`/bytes/{size}`) on a fresh connection
+    /// within `deadline`, checking the status, the length and every byte; returns how long
+    /// it took.
+    #[track_caller]
+    pub fn download_exact(&self, size: u64, deadline: Duration) -> Duration {
+        let t = Instant::now();
+        let mut c = self.conn();
+        c.set_deadline(deadline);
+        let (head, n) = c
+            .download_pattern(&format!("/bytes/{size}"))
+            .unwrap_or_else(|e| panic!("download of {size} bytes after {:?}: {e}", t.elapsed()));
+        assert_eq!((head.status, n), (200, size), "{head:?}");
+        t.elapsed()
     }
 
     /// GET on a fresh connection; panics on I/O errors (not on statuses).
