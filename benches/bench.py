@@ -77,6 +77,7 @@ def default_links(rtt):
     return [
         Link(f"rtt{rtt:g}", rtt, 0),
         Link(f"rtt{rtt:g}-loss1", rtt, 1),
+        Link(f"rtt{rtt:g}-loss2", rtt, 2),
         Link(f"rtt{rtt:g}-loss3", rtt, 3),
         Link(f"rtt{rtt:g}-20mbit", rtt, 0, 20),
     ]
@@ -771,6 +772,7 @@ def report(results, pairs, links, args, meta):
             L.append(f"| {label} | {fmt_num(fl) if fl is not None else '—'} | " + " | ".join(cells) + " |")
         L.append("")
     L += targets_section(results, pairs, links, args)
+    L += cost_targets_section(results, pairs, links, args)
     L += compare_section(results, pairs, links, args)
     notes = []
     for (pn, ln), r in results.items():
@@ -816,19 +818,67 @@ def targets_section(results, pairs, links, args):
                 hr = results.get((hap[0].name, link.name)) or {}
                 checks.append(("CPU/1000 req ≤ HAProxy pair", ratio(r.get("cpu_ms_per_1000_seq"),
                                                                     hr.get("cpu_ms_per_1000_seq")), 1.0))
-            for label, v, lim in checks:
-                if v is None:
-                    verdict, shown = "n/a", "—"
-                elif lim < 0:  # at least |lim|
-                    verdict = "pass" if v >= -lim else f"miss by {(-lim - v) * 100:.0f} pts"
-                    shown = f"{v * 100:.0f}% of link rate"
-                else:
-                    verdict = "pass" if v <= lim else f"miss ({v / lim:.2f}× the target)"
-                    shown = f"{v:.2f}×"
-                rows.append(f"| {p.name} | {link.name} | {label} | {shown} | {verdict} |")
+            rows += [target_row(p, link, *c) for c in checks]
+    return target_table("Issue 4 targets", rows)
+
+
+def target_row(pair, link, label, v, lim):
+    """One target's row: `v` against `lim` (a ratio at most `lim`; a negative `lim`: a share of
+    the link rate of at least `-lim`)."""
+    if v is None:
+        verdict, shown = "n/a", "—"
+    elif lim < 0:  # at least |lim|
+        verdict = "pass" if v >= -lim else f"miss by {(-lim - v) * 100:.0f} pts"
+        shown = f"{v * 100:.0f}% of link rate"
+    else:
+        verdict = "pass" if v <= lim else f"miss ({v / lim:.2f}× the target)"
+        shown = f"{v:.2f}×"
+    return f"| {pair.name} | {link.name} | {label} | {shown} | {verdict} |"
+
+
+def target_table(title, rows):
     if not rows:
         return []
-    return ["## Issue 4 targets", "", "| pair | link | target | measured | verdict |", "|---|---|---|---|---|"] + rows + [""]
+    return [f"## {title}", "", "| pair | link | target | measured | verdict |", "|---|---|---|---|---|"] + rows + [""]
+
+
+# Issue 13's 10 MiB time at 2% loss, in seconds.
+COST_LOSS2_BULK_S = 0.6
+
+
+def cost_targets_section(results, pairs, links, args):
+    """Issue 13's targets for every ptproxy pair: 32-client proxy CPU at or below the HAProxy
+    pair's, and the 10 MiB transfers: at or below the best TCP pair's time on an unlimited clean
+    link, at least 95% of a rate-limited link, at most 0.6 s at 2% loss."""
+    size = int(args.bulk_mib * 1024 * 1024)
+    hap = [x for x in pairs if x.kind == "haproxy"]
+    rows = []
+    for p in pairs:
+        if p.kind != "ptproxy":
+            continue
+        for link in links:
+            r = results.get((p.name, link.name))
+            if not r or r.get("skipped"):
+                continue
+            checks = []
+            if hap:
+                hr = results.get((hap[0].name, link.name)) or {}
+                checks.append(("32-client CPU/1000 req ≤ HAProxy pair",
+                               ratio(r.get("cpu_ms_per_1000_conc"), hr.get("cpu_ms_per_1000_conc")), 1.0))
+            for key in ("get", "post"):
+                s = _bulk(r, key)
+                if link.rate_mbit and link.loss_pct == 0:
+                    rate = size * 8 / s / 1e6 if s else None
+                    checks.append((f"{key.upper()} ≥ 95% of {link.rate_mbit:g} Mbit/s",
+                                   (rate / link.rate_mbit) if rate else None, -0.95))
+                elif not link.rate_mbit and link.loss_pct == 0:
+                    bp = best_peer(results, pairs, link, lambda x, k=key: _bulk(x, k), False)
+                    checks.append((f"{key.upper()} ≤ best TCP pair", ratio(s, bp), 1.0))
+                elif not link.rate_mbit and link.loss_pct == 2 and args.bulk_mib == 10:
+                    checks.append((f"{key.upper()} ≤ {COST_LOSS2_BULK_S} s",
+                                   ratio(s, COST_LOSS2_BULK_S), 1.0))
+            rows += [target_row(p, link, *c) for c in checks]
+    return target_table("Issue 13 targets", rows)
 
 
 def compare_section(results, pairs, links, args):
