@@ -790,36 +790,44 @@ def report(results, pairs, links, args, meta):
     return "\n".join(L) + "\n"
 
 
-def targets_section(results, pairs, links, args):
-    """Issue 4's targets for every ptproxy pair: pass/miss with the measured ratio."""
-    size = int(args.bulk_mib * 1024 * 1024)
-    rows = []
+def ptproxy_results(results, pairs, links):
+    """(pair, link, result) for every ptproxy pair and link that was measured (not skipped)."""
     for p in pairs:
         if p.kind != "ptproxy":
             continue
         for link in links:
             r = results.get((p.name, link.name))
-            if not r or r.get("skipped"):
-                continue
-            fl = floor_small(link)
-            checks = [("cold ≤ 1.2× floor", ratio(r.get("cold_ms"), fl), 1.2),
-                      ("seq p50 ≤ 1.1× floor", ratio(_get(r, ("seq_ka", "p50")), fl), 1.1)]
-            if link.loss_pct >= 3:
-                bp = best_peer(results, pairs, link, lambda x: _get(x, ("seq_ka", "p99")), False)
-                checks.append(("seq p99 ≤ 0.5× best peer", ratio(_get(r, ("seq_ka", "p99")), bp), 0.5))
-            if link.rate_mbit and link.loss_pct == 0:
-                for key in ("get", "post"):
-                    s = _bulk(r, key)
-                    rate = size * 8 / s / 1e6 if s else None
-                    checks.append((f"{key.upper()} ≥ 90% of {link.rate_mbit:g} Mbit/s",
-                                   (rate / link.rate_mbit) if rate else None, -0.9))
-            hap = [x for x in pairs if x.kind == "haproxy"]
-            if hap:
-                hr = results.get((hap[0].name, link.name)) or {}
-                checks.append(("CPU/1000 req ≤ HAProxy pair", ratio(r.get("cpu_ms_per_1000_seq"),
-                                                                    hr.get("cpu_ms_per_1000_seq")), 1.0))
-            rows += [target_row(p, link, *c) for c in checks]
+            if r and not r.get("skipped"):
+                yield p, link, r
+
+
+def targets_section(results, pairs, links, args):
+    """Issue 4's targets for every ptproxy pair: pass/miss with the measured ratio."""
+    size = int(args.bulk_mib * 1024 * 1024)
+    rows = []
+    for p, link, r in ptproxy_results(results, pairs, links):
+        fl = floor_small(link)
+        checks = [("cold ≤ 1.2× floor", ratio(r.get("cold_ms"), fl), 1.2),
+                  ("seq p50 ≤ 1.1× floor", ratio(_get(r, ("seq_ka", "p50")), fl), 1.1)]
+        if link.loss_pct >= 3:
+            bp = best_peer(results, pairs, link, lambda x: _get(x, ("seq_ka", "p99")), False)
+            checks.append(("seq p99 ≤ 0.5× best peer", ratio(_get(r, ("seq_ka", "p99")), bp), 0.5))
+        if link.rate_mbit and link.loss_pct == 0:
+            for key in ("get", "post"):
+                checks.append((f"{key.upper()} ≥ 90% of {link.rate_mbit:g} Mbit/s",
+                               link_rate_share(size, _bulk(r, key), link), -0.9))
+        hap = [x for x in pairs if x.kind == "haproxy"]
+        if hap:
+            hr = results.get((hap[0].name, link.name)) or {}
+            checks.append(("CPU/1000 req ≤ HAProxy pair", ratio(r.get("cpu_ms_per_1000_seq"),
+                                                                hr.get("cpu_ms_per_1000_seq")), 1.0))
+        rows += [target_row(p, link, *c) for c in checks]
     return target_table("Issue 4 targets", rows)
+
+
+def link_rate_share(size, seconds, link):
+    """The share of a rate-limited link's rate that `size` bytes in `seconds` reached."""
+    return size * 8 / seconds / 1e6 / link.rate_mbit if seconds else None
 
 
 def target_row(pair, link, label, v, lim):
@@ -853,31 +861,24 @@ def cost_targets_section(results, pairs, links, args):
     size = int(args.bulk_mib * 1024 * 1024)
     hap = [x for x in pairs if x.kind == "haproxy"]
     rows = []
-    for p in pairs:
-        if p.kind != "ptproxy":
-            continue
-        for link in links:
-            r = results.get((p.name, link.name))
-            if not r or r.get("skipped"):
-                continue
-            checks = []
-            if hap:
-                hr = results.get((hap[0].name, link.name)) or {}
-                checks.append(("32-client CPU/1000 req ≤ HAProxy pair",
-                               ratio(r.get("cpu_ms_per_1000_conc"), hr.get("cpu_ms_per_1000_conc")), 1.0))
-            for key in ("get", "post"):
-                s = _bulk(r, key)
-                if link.rate_mbit and link.loss_pct == 0:
-                    rate = size * 8 / s / 1e6 if s else None
-                    checks.append((f"{key.upper()} ≥ 95% of {link.rate_mbit:g} Mbit/s",
-                                   (rate / link.rate_mbit) if rate else None, -0.95))
-                elif not link.rate_mbit and link.loss_pct == 0:
-                    bp = best_peer(results, pairs, link, lambda x, k=key: _bulk(x, k), False)
-                    checks.append((f"{key.upper()} ≤ best TCP pair", ratio(s, bp), 1.0))
-                elif not link.rate_mbit and link.loss_pct == 2 and args.bulk_mib == 10:
-                    checks.append((f"{key.upper()} ≤ {COST_LOSS2_BULK_S} s",
-                                   ratio(s, COST_LOSS2_BULK_S), 1.0))
-            rows += [target_row(p, link, *c) for c in checks]
+    for p, link, r in ptproxy_results(results, pairs, links):
+        checks = []
+        if hap:
+            hr = results.get((hap[0].name, link.name)) or {}
+            checks.append(("32-client CPU/1000 req ≤ HAProxy pair",
+                           ratio(r.get("cpu_ms_per_1000_conc"), hr.get("cpu_ms_per_1000_conc")), 1.0))
+        for key in ("get", "post"):
+            s = _bulk(r, key)
+            if link.rate_mbit and link.loss_pct == 0:
+                checks.append((f"{key.upper()} ≥ 95% of {link.rate_mbit:g} Mbit/s",
+                               link_rate_share(size, s, link), -0.95))
+            elif not link.rate_mbit and link.loss_pct == 0:
+                bp = best_peer(results, pairs, link, lambda x, k=key: _bulk(x, k), False)
+                checks.append((f"{key.upper()} ≤ best TCP pair", ratio(s, bp), 1.0))
+            elif not link.rate_mbit and link.loss_pct == 2 and args.bulk_mib == 10:
+                checks.append((f"{key.upper()} ≤ {COST_LOSS2_BULK_S} s",
+                               ratio(s, COST_LOSS2_BULK_S), 1.0))
+        rows += [target_row(p, link, *c) for c in checks]
     return target_table("Issue 13 targets", rows)
 
 
@@ -1096,26 +1097,22 @@ def ws_targets_section(results, pairs, links):
     """Issue 14: echo p99 on the lossy link at most 0.5x the best peer's (every ptproxy pair),
     and with loss hiding at most 1.2x the 1-RTT floor."""
     rows = []
-    for p in pairs:
-        if p.kind != "ptproxy":
+    for p, link, r in ptproxy_results(results, pairs, links):
+        if not link.loss_pct:
             continue
         hiding = bool(_get(p.spec, ("transport", "loss_hiding")))
-        for link in links:
-            r = results.get((p.name, link.name))
-            if not r or r.get("skipped") or not link.loss_pct:
-                continue
-            p99 = _get(r, ("ws", "p99"))
-            bp = best_peer(results, pairs, link, lambda x: _get(x, ("ws", "p99")), False)
-            checks = [("echo p99 ≤ 0.5× best peer", ratio(p99, bp), 0.5)]
-            if hiding:
-                checks.append(("echo p99 with loss hiding ≤ 1.2× floor", ratio(p99, floor_small(link)), 1.2))
-            for label, v, lim in checks:
-                if v is None:
-                    verdict, shown = "n/a", "—"
-                else:
-                    verdict = "pass" if v <= lim else f"miss ({v / lim:.2f}× the target)"
-                    shown = f"{v:.2f}× ({fmt_num(p99)} ms)"
-                rows.append(f"| {p.name} | {link.name} | {label} | {shown} | {verdict} |")
+        p99 = _get(r, ("ws", "p99"))
+        bp = best_peer(results, pairs, link, lambda x: _get(x, ("ws", "p99")), False)
+        checks = [("echo p99 ≤ 0.5× best peer", ratio(p99, bp), 0.5)]
+        if hiding:
+            checks.append(("echo p99 with loss hiding ≤ 1.2× floor", ratio(p99, floor_small(link)), 1.2))
+        for label, v, lim in checks:
+            if v is None:
+                verdict, shown = "n/a", "—"
+            else:
+                verdict = "pass" if v <= lim else f"miss ({v / lim:.2f}× the target)"
+                shown = f"{v:.2f}× ({fmt_num(p99)} ms)"
+            rows.append(f"| {p.name} | {link.name} | {label} | {shown} | {verdict} |")
     if not rows:
         return []
     return ["## Issue 14 targets", "", "| pair | link | target | measured | verdict |", "|---|---|---|---|---|"] + rows + [""]

@@ -371,31 +371,25 @@ def ratios_table(results, shown, link, base, c):
 
 def targets(results, pairs, links, base, c):
     rows = []
-    for p in pairs:
-        if p.kind != "ptproxy":
-            continue
-        for link in links:
-            r = results.get((p.name, link.name))
-            if not r or r.get("skipped"):
-                continue
-            b = results.get((base, link.name)) or {}
-            checks = [("small GET one at a time ≤ 420 link bytes", _get(r, ("small_seq", "link_per_req")), SMALL_SEQ_TARGET, ""),
-                      (f"small GET under {c} clients ≤ 340 link bytes", _get(r, ("small_conc", "link_per_req")),
-                       SMALL_CONC_TARGET, "")]
-            if p.name != base:
-                for label, ks, lim in (("JSON mix one at a time ≤ 0.35x off", ("json_seq", "link_per_req"), JSON_TARGET),
-                                       (f"JSON mix {c} clients ≤ 0.35x off", ("json_conc", "link_per_req"), JSON_TARGET),
-                                       ("random GET ≤ 1.01x off", ("random_get", "link_per_payload"), RANDOM_TARGET),
-                                       ("random POST ≤ 1.01x off", ("random_post", "link_per_payload"), RANDOM_TARGET)):
-                    v, bv = _get(r, ks), _get(b, ks)
-                    checks.append((label, v / bv if v and bv else None, lim, "x"))
-            for label, v, lim, unit in checks:
-                if v is None:
-                    verdict, shown = "n/a", "—"
-                else:
-                    verdict = "pass" if v <= lim else f"miss ({v / lim:.2f}x the target)"
-                    shown = f"{v:.3f}x" if unit else f"{v:.0f}"
-                rows.append(f"| {p.name} | {link.name} | {label} | {shown} | {verdict} |")
+    for p, link, r in bench.ptproxy_results(results, pairs, links):
+        b = results.get((base, link.name)) or {}
+        checks = [("small GET one at a time ≤ 420 link bytes", _get(r, ("small_seq", "link_per_req")), SMALL_SEQ_TARGET, ""),
+                  (f"small GET under {c} clients ≤ 340 link bytes", _get(r, ("small_conc", "link_per_req")),
+                   SMALL_CONC_TARGET, "")]
+        if p.name != base:
+            for label, ks, lim in (("JSON mix one at a time ≤ 0.35x off", ("json_seq", "link_per_req"), JSON_TARGET),
+                                   (f"JSON mix {c} clients ≤ 0.35x off", ("json_conc", "link_per_req"), JSON_TARGET),
+                                   ("random GET ≤ 1.01x off", ("random_get", "link_per_payload"), RANDOM_TARGET),
+                                   ("random POST ≤ 1.01x off", ("random_post", "link_per_payload"), RANDOM_TARGET)):
+                v, bv = _get(r, ks), _get(b, ks)
+                checks.append((label, v / bv if v and bv else None, lim, "x"))
+        for label, v, lim, unit in checks:
+            if v is None:
+                verdict, shown = "n/a", "—"
+            else:
+                verdict = "pass" if v <= lim else f"miss ({v / lim:.2f}x the target)"
+                shown = f"{v:.3f}x" if unit else f"{v:.0f}"
+            rows.append(f"| {p.name} | {link.name} | {label} | {shown} | {verdict} |")
     if not rows:
         return []
     return ["## Issue 15 targets", "", "| pair | link | target | measured | verdict |", "|---|---|---|---|---|"] + rows + [""]
