@@ -386,6 +386,7 @@ fn lossy_run(seed: u64, count: u32) -> (Vec<u32>, Vec<u32>, Duration) {
         delay_to_client: Duration::from_millis(10),
         hop_mtu: None,
         rate: None,
+        log_arrivals: false,
     };
     let relay = UdpRelay::start(server.local_addr().unwrap(), cfg).unwrap();
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -1,6 +1,7 @@
 //! UDP relay between the ptproxy client and server with seeded loss, one-way
-//! delay, a hop MTU, a rate limit with a tail-drop queue, a blackhole switch and
-//! per-direction counters.
+//! delay, a hop MTU, a rate limit with a tail-drop queue, a blackhole switch,
+//! per-direction counters and, when asked, a log of when each datagram towards the
+//! client arrived (the server's send pattern: pacing).
 //!
 //! One socket on 127.0.0.1:0 faces both sides: datagrams coming from the
 //! server address go to the (last seen) client address, everything else goes
@@ -10,7 +11,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,12 @@ pub struct RelayConfig {
     /// at most `queue_bytes` waiting (more is dropped at the tail, as a router does);
     /// `None`: no limit.
     pub rate: Option<RateLimit>,
+    /// Log when each datagram from the server arrives, and its size ([`UdpRelay::arrivals_to_client`]).
+    pub log_arrivals: bool,
 }
+
+/// The most arrivals the log keeps (later ones are not logged).
+const MAX_LOGGED_ARRIVALS: usize = 1_000_000;
 
 /// A link's rate and its queue.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +56,7 @@ impl RelayConfig {
             delay_to_client: Duration::ZERO,
             hop_mtu: None,
             rate: None,
+            log_arrivals: false,
         }
     }
 
@@ -64,7 +71,14 @@ impl RelayConfig {
             delay_to_client: delay,
             hop_mtu: None,
             rate: None,
+            log_arrivals: false,
         }
+    }
+
+    /// Logs when each datagram from the server arrives ([`UdpRelay::arrivals_to_client`]).
+    pub fn with_arrival_log(mut self) -> RelayConfig {
+        self.log_arrivals = true;
+        self
     }
 
     /// Drops datagrams larger than `bytes` of UDP payload, both ways.
@@ -181,6 +195,8 @@ struct Shared {
     to_client: DirCounters,
     blackhole: AtomicBool,
     stop: AtomicBool,
+    /// When each datagram from the server arrived, and its UDP payload bytes (`log_arrivals`).
+    arrivals_to_client: Mutex<Vec<(Instant, usize)>>,
 }
 
 pub struct UdpRelay {
@@ -235,6 +251,15 @@ impl UdpRelay {
         RelayStats {
             to_server: self.shared.to_server.snapshot(),
             to_client: self.shared.to_client.snapshot(),
+        }
+    }
+
+    /// When each datagram from the server arrived so far, in order, with its UDP payload
+    /// bytes (empty unless the relay was started `with_arrival_log`).
+    pub fn arrivals_to_client(&self) -> Vec<(Instant, usize)> {
+        match self.shared.arrivals_to_client.lock() {
+            Ok(log) => log.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
@@ -329,6 +354,16 @@ impl Serializer {
     }
 }
 
+fn log_arrival(log: &Mutex<Vec<(Instant, usize)>>, bytes: usize) {
+    let mut log = match log.lock() {
+        Ok(log) => log,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if log.len() < MAX_LOGGED_ARRIVALS {
+        log.push((Instant::now(), bytes));
+    }
+}
+
 fn relay_loop(sock: UdpSocket, server: SocketAddr, cfg: RelayConfig, sh: Arc<Shared>) {
     let mut rng_s = XorShift::new(cfg.seed);
     let mut rng_c = XorShift::new(cfg.seed ^ 0x9E37_79B9_7F4A_7C15);
@@ -396,6 +431,9 @@ fn relay_loop(sock: UdpSocket, server: SocketAddr, cfg: RelayConfig, sh: Arc<Sha
         ctr.received_bytes.fetch_add(n as u64, Ordering::SeqCst);
         if n > 0 && buf[0] & 0x80 != 0 {
             ctr.long_header.fetch_add(1, Ordering::SeqCst);
+        }
+        if cfg.log_arrivals && !to_server {
+            log_arrival(&sh.arrivals_to_client, n);
         }
         // draw for every datagram so the loss pattern only depends on the seed
         let r = rng.next_f64();
