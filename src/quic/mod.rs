@@ -10,6 +10,7 @@ pub mod interest;
 pub mod liveness;
 pub mod loss_hiding;
 pub mod offload;
+pub mod pace_floor;
 pub mod path_check;
 pub mod refusal;
 pub mod release;

@@ -18,6 +18,7 @@ use crate::bridge::headers::forwarding::{Completion, ServerEnd};
 
 use super::ack_hold::AckHold;
 use super::liveness::{Liveness, RttEstimate, Verdict};
+use super::pace_floor::PaceFloor;
 use super::refusal::alert_name;
 
 pub struct Session {
@@ -41,6 +42,9 @@ pub struct Session {
     /// Whether an owed ACK may wait for the answer (off unless [`Session::hold_acks`]).
     /// Every write to quiche on this session's streams reports to it ([`AckHold::on_output`]).
     pub ack: AckHold,
+    /// The floor under BBR2's pacing rate in STARTUP: this session's schedule
+    /// ([`PaceFloor`], handed to [`super::udp::UdpIo::send_from`]).
+    pub pace: PaceFloor,
     /// The shared dictionary this end announces with it (`http.compression.dictionary`),
     /// kept for the session's life whatever a reload loads.
     dictionary: Option<Arc<Dictionary>>,
@@ -65,6 +69,7 @@ impl Session {
             announces_compression: false,
             forwarding: Completion::default(),
             ack: AckHold::new(Duration::ZERO, false),
+            pace: PaceFloor::default(),
             dictionary: None,
         }
     }

@@ -6,9 +6,9 @@
 //! Invariants: packets leave in the order quiche produced them; a packet quiche produced is never
 //! dropped because the socket said WouldBlock (quiche already counts it as sent), it waits for
 //! WRITABLE instead. Every packet goes through [`UdpIo::transmit`], the one place a datagram
-//! policy sits: pacing release times, and loss hiding ([`LossHider`]), which sends selected
-//! datagrams twice so that a single loss costs no recovery round (the receiver drops the copy
-//! by packet number). [`UdpIo::send_within`] also keeps a server's sending to an unvalidated
+//! policy sits: pacing release times (quiche's, or earlier by the pacing floor: [`PaceFloor`]),
+//! and loss hiding ([`LossHider`]), which sends selected datagrams twice so that a single loss
+//! costs no recovery round (the receiver drops the copy by packet number). [`UdpIo::send_within`] also keeps a server's sending to an unvalidated
 //! address within the anti-amplification budget ([`SendBudget`]).
 
 use std::collections::VecDeque;
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::amplification::SendBudget;
 use super::batch::{Batch, Inbox};
 pub use super::loss_hiding::LossHider;
+use super::pace_floor::{FloorRate, PaceFloor};
 use super::release::Queued;
 use super::setup::MAX_DATAGRAM;
 use super::socket::DatagramSocket;
@@ -137,15 +138,17 @@ impl<S: DatagramSocket> UdpIo<S> {
     /// `send_quantum` per call so that one busy connection cannot starve the rest of the loop.
     /// Returns true when it stopped at the quantum with more to send.
     /// `peer`, when given, replaces the destination quiche chose (the server follows a
-    /// client's rebinding itself: `server::peer_address`).
+    /// client's rebinding itself: `server::peer_address`). `pace` is the session's pacing
+    /// floor ([`PaceFloor`]): a packet quiche's pacer holds back leaves when the floor lets it.
     pub fn send_from(
         &mut self,
         conn: &mut quiche::Connection,
         now: Instant,
         hider: &mut LossHider,
+        pace: &mut PaceFloor,
         peer: Option<SocketAddr>,
     ) -> bool {
-        self.send_within(conn, now, hider, &mut SendBudget::validated(), peer)
+        self.send_within(conn, now, hider, &mut SendBudget::validated(), pace, peer)
     }
 
     /// [`Self::send_from`] within an anti-amplification budget: each datagram quiche makes
@@ -157,14 +160,14 @@ impl<S: DatagramSocket> UdpIo<S> {
         now: Instant,
         hider: &mut LossHider,
         budget: &mut SendBudget,
+        pace: &mut PaceFloor,
         peer: Option<SocketAddr>,
     ) -> bool {
         self.flush(now);
         let quantum = conn.send_quantum().max(MAX_DATAGRAM);
-        let rtt = conn
-            .path_stats()
-            .next()
-            .map_or(Duration::from_millis(100), |p| p.rtt);
+        let path = conn.path_stats().next();
+        let rtt = path.as_ref().map_or(Duration::from_millis(100), |p| p.rtt);
+        let floor = FloorRate::of(conn, path.as_ref());
         let horizon = now + conn.max_release_into_future();
         let mut sent = 0;
         self.pacing_wake = None;
@@ -173,14 +176,9 @@ impl<S: DatagramSocket> UdpIo<S> {
                 self.flush_batch(now);
                 return true;
             }
-            // The pacer says when the next packet is due: ask for it no earlier than the
-            // release horizon, so packets are created (and timed by quiche) when they leave.
-            if let Some(due) = conn.get_next_release_time().and_then(|d| d.time(now)) {
-                if due > horizon {
-                    self.pacing_wake = Some(due);
-                    break;
-                }
-            }
+            let Some(by_floor) = self.may_make_next(conn, pace, floor, now, horizon) else {
+                break;
+            };
             let Some(room) = budget.room(self.send_buf.len()) else {
                 break;
             };
@@ -188,7 +186,13 @@ impl<S: DatagramSocket> UdpIo<S> {
                 Ok((n, info)) => {
                     sent += n;
                     budget.on_sent(n);
-                    let at = if info.at > horizon { info.at } else { now };
+                    let release = pace.release(info.at);
+                    let at = if release > horizon && !by_floor {
+                        release
+                    } else {
+                        now
+                    };
+                    pace.on_sent(n, floor, info.at, by_floor, now);
                     let to = peer.unwrap_or(info.to);
                     let src = self.source(info.from);
                     // Lent out while transmitted (taking it allocates nothing): the packet is
@@ -211,6 +215,35 @@ impl<S: DatagramSocket> UdpIo<S> {
         }
         self.flush_batch(now);
         false
+    }
+
+    /// Whether the next packet may be made now: `Some(by_floor)` (true: the pacing floor lets
+    /// it go before quiche's pacer would), or `None`, with the time to come back set. The pacer
+    /// says when the next packet is due (less the lead the floor gave it): it is asked for no
+    /// earlier than the release horizon, so packets are created (and timed by quiche) when
+    /// they leave.
+    fn may_make_next(
+        &mut self,
+        conn: &quiche::Connection,
+        pace: &mut PaceFloor,
+        floor: Option<FloorRate>,
+        now: Instant,
+        horizon: Instant,
+    ) -> Option<bool> {
+        let Some(due) = conn.get_next_release_time().and_then(|d| d.time(now)) else {
+            pace.on_quiche_idle();
+            return Some(false);
+        };
+        let release = pace.release(due);
+        if release <= horizon {
+            return Some(false);
+        }
+        if pace.allows(floor, horizon) {
+            return Some(true);
+        }
+        let floor_release = pace.next_release(floor);
+        self.pacing_wake = Some(floor_release.map_or(release, |f| f.min(release)));
+        None
     }
 
     /// Last words before the process exits: sends what `conn` has right now (after `close`, its

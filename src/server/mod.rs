@@ -224,6 +224,7 @@ impl ServerProxy {
                 now,
                 &mut self.hider,
                 &mut pc.budget,
+                &mut pc.session.pace,
                 to,
             );
             pc.session.on_sent();

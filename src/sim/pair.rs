@@ -344,25 +344,13 @@ impl SimPair {
         let faults = self.faults_now();
         let real = Instant::now();
         let c = &mut self.client;
-        send_turn(
-            &mut c.udp,
-            &mut c.link.session.conn,
-            &mut c.hider,
-            &faults,
-            real,
-        );
+        send_turn(&mut c.udp, &mut c.link.session, &mut c.hider, &faults, real);
         for (d, _) in c.udp.socket.take_outbox() {
             self.to_server.send(&d, &faults, &mut self.rng);
         }
         let sv = &mut self.server;
         for (_, pc) in sv.conns.iter_mut() {
-            send_turn(
-                &mut sv.udp,
-                &mut pc.session.conn,
-                &mut sv.hider,
-                &faults,
-                real,
-            );
+            send_turn(&mut sv.udp, &mut pc.session, &mut sv.hider, &faults, real);
         }
         for (d, _) in sv.udp.socket.take_outbox() {
             self.to_client.send(&d, &faults, &mut self.rng);

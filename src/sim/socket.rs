@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use super::link::{Faults, Rng};
 use crate::quic::offload::{Received, MAX_SEGMENTS};
+use crate::quic::session::Session;
 use crate::quic::socket::DatagramSocket;
 use crate::quic::udp::{LossHider, UdpIo};
 
@@ -219,7 +220,7 @@ impl From<&Faults> for SocketFaults {
 /// turn.
 pub fn send_turn(
     udp: &mut UdpIo<SimSocket>,
-    conn: &mut quiche::Connection,
+    session: &mut Session,
     hider: &mut LossHider,
     faults: &Faults,
     now: Instant,
@@ -230,7 +231,7 @@ pub fn send_turn(
         udp.on_writable(now);
     }
     for _ in 0..10_000 {
-        if !udp.send_from(conn, now, hider, None) {
+        if !udp.send_from(&mut session.conn, now, hider, &mut session.pace, None) {
             break;
         }
     }

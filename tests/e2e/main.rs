@@ -38,6 +38,7 @@ mod loss_hiding;
 mod lossy;
 mod migration;
 mod ops;
+mod pace_floor;
 mod pacing;
 mod path_estimate;
 mod path_mtu;

@@ -78,7 +78,13 @@ impl PeerLink {
         session.announce_forwarding(self.forwarding);
         if resuming {
             // ClientHello out now, then HTTP/3 can start in 0-RTT before any answer.
-            udp.send_from(&mut session.conn, now, &mut self.hider, None);
+            udp.send_from(
+                &mut session.conn,
+                now,
+                &mut self.hider,
+                &mut session.pace,
+                None,
+            );
             session.ensure_h3();
         }
         self.early = session.conn.is_in_early_data() && session.h3.is_some();

@@ -96,7 +96,7 @@ impl PeerLink {
                 false
             }
             State::Connecting(s) | State::Up { session: s, .. } => {
-                let more = udp.send_from(&mut s.conn, now, &mut self.hider, None);
+                let more = udp.send_from(&mut s.conn, now, &mut self.hider, &mut s.pace, None);
                 s.on_sent();
                 more
             }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::config::{LossHiding, LossHidingMode};
+use crate::quic::pace_floor::PaceFloor;
 use crate::quic::setup::quiche_config;
 use crate::quic::tls;
 use crate::quic::udp::{LossHider, UdpIo};
@@ -105,12 +106,13 @@ fn send_through(
     }
     let before = client.stats().sent;
     let mut hider = hider_off();
+    let mut pace = PaceFloor::default();
     for _ in 0..1000 {
         if udp.socket.is_full() {
             udp.socket.make_writable();
             udp.on_writable(Instant::now());
         }
-        let more = udp.send_from(client, Instant::now(), &mut hider, None);
+        let more = udp.send_from(client, Instant::now(), &mut hider, &mut pace, None);
         let idle = !more && udp.next_release().is_none() && !udp.socket.is_full();
         if idle && client.dgram_send_queue_len() == 0 {
             break;

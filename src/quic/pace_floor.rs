@@ -1,0 +1,177 @@
+//! A floor under BBR2's pacing rate while it is in STARTUP: RFC 9002 §7.7's pacer, 1.25 times
+//! the congestion window per smoothed RTT. In STARTUP with a current estimate, BBR2's own rate
+//! (2.885 times the bandwidth estimate, with a window of about twice the bandwidth-delay
+//! product) is above the floor, so the floor only lifts a rate that has fallen behind the window.
+//!
+//! Why: quiche 0.30's BBR2 sets its first pacing rate at the first ACK from the initial window
+//! (without the gain), and in STARTUP raises it only from delivery-rate samples. On a session
+//! whose traffic so far was small requests those samples are small (the application, not the
+//! path, set their rate), so the first larger answer or upload leaves paced at a fraction of
+//! what the congestion window allows: a 24 KB answer on an idle session took 1.7 RTT instead
+//! of one, a 10 MiB transfer spent its first round trips at 0.1-0.3 MB/s (`benches/README.md`,
+//! "Warm-session transfers").
+//!
+//! What it does: a packet quiche's pacer holds back may leave as soon as the floor's own
+//! schedule (this rate, over every packet the session sends) allows. The window still bounds
+//! what is in flight, and BBR2 then samples the faster rate, so its own pacing rate passes the
+//! floor within a round. Outside STARTUP (BBR2's estimate then comes from a full pipe) and under
+//! CUBIC and Reno (quiche's older recovery, whose pacer follows the window already) there is
+//! no floor.
+//!
+//! quiche's pacer schedules each packet after the one before at its own rate, whenever the
+//! packet really left, so packets the floor sends early put quiche's schedule ahead of the
+//! clock: its *lead*. Once the floor is off (STARTUP over) that lead would hold the next packets
+//! back for as long as it is (hundreds of milliseconds after a stale start). So the session's
+//! release times are quiche's shifted back by the lead: quiche's spacing, from when packets
+//! really left. The lead is gone once quiche's pacer has nothing scheduled (its schedule starts
+//! again from the clock).
+
+use std::time::{Duration, Instant};
+
+/// RFC 9002 §7.7's pacing gain over the window per RTT.
+const WINDOW_GAIN: f64 = 1.25;
+
+/// One session's pacing beside quiche's: the floor's schedule and how far quiche's schedule
+/// runs ahead of the clock.
+#[derive(Debug, Default)]
+pub struct PaceFloor {
+    /// When the floor lets the next packet leave.
+    next: Option<Instant>,
+    /// How far ahead of the clock quiche's schedule runs because the floor sent early.
+    lead: Duration,
+}
+
+/// The floor's rate, in bytes per second, while it applies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FloorRate(f64);
+
+impl FloorRate {
+    /// The floor of a session whose congestion controller is `bbr2_in_startup`, with window
+    /// `cwnd` and smoothed RTT `srtt`; `None` when no floor applies.
+    pub fn new(bbr2_in_startup: bool, cwnd: usize, srtt: Duration) -> Option<FloorRate> {
+        if !bbr2_in_startup || cwnd == 0 || srtt.is_zero() {
+            return None;
+        }
+        Some(FloorRate(WINDOW_GAIN * cwnd as f64 / srtt.as_secs_f64()))
+    }
+
+    /// The floor of `conn` now.
+    pub fn of(conn: &quiche::Connection, path: Option<&quiche::PathStats>) -> Option<FloorRate> {
+        let path = path?;
+        let bbr2 = conn.gcongestion_enabled() == Some(true);
+        FloorRate::new(bbr2 && path.startup_exit.is_none(), path.cwnd, path.rtt)
+    }
+
+    pub fn bytes_per_second(&self) -> f64 {
+        self.0
+    }
+
+    /// How long `bytes` take at this rate.
+    fn transfer_time(&self, bytes: usize) -> Duration {
+        Duration::from_secs_f64(bytes as f64 / self.0)
+    }
+}
+
+impl PaceFloor {
+    /// When a packet quiche schedules for `quiche_at` leaves: that time less the lead.
+    pub fn release(&self, quiche_at: Instant) -> Instant {
+        quiche_at.checked_sub(self.lead).unwrap_or(quiche_at)
+    }
+
+    /// quiche's pacer has nothing scheduled: its next schedule starts from the clock.
+    pub fn on_quiche_idle(&mut self) {
+        self.lead = Duration::ZERO;
+    }
+
+    /// Whether the floor (at `rate`, `None`: no floor) lets the next packet leave by `horizon`.
+    pub fn allows(&self, rate: Option<FloorRate>, horizon: Instant) -> bool {
+        rate.is_some() && self.next.is_none_or(|next| next <= horizon)
+    }
+
+    /// When the floor (at `rate`) lets the next packet leave; `None`: no floor.
+    pub fn next_release(&self, rate: Option<FloorRate>) -> Option<Instant> {
+        rate.and(self.next)
+    }
+
+    /// A packet of `bytes` left at `now`, scheduled by quiche for `quiche_at`; `by_floor`: the
+    /// floor let it go before quiche's (shifted) schedule did. The floor's next packet waits
+    /// its transfer time at `rate`.
+    pub fn on_sent(
+        &mut self,
+        bytes: usize,
+        rate: Option<FloorRate>,
+        quiche_at: Instant,
+        by_floor: bool,
+        now: Instant,
+    ) {
+        if by_floor {
+            self.lead = quiche_at.saturating_duration_since(now);
+        }
+        if let Some(rate) = rate {
+            let start = self.next.map_or(now, |next| next.max(now));
+            self.next = Some(start + rate.transfer_time(bytes));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RTT: Duration = Duration::from_millis(50);
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_floor_is_rfc_9002s_pacer_in_bbr2_startup_only() {
+        let rate = FloorRate::new(true, 84_000, RTT).expect("BBR2 in STARTUP has a floor");
+        assert!((rate.bytes_per_second() - 1.25 * 84_000.0 / 0.05).abs() < 1.0);
+        assert_eq!(
+            FloorRate::new(false, 84_000, RTT),
+            None,
+            "after STARTUP or not BBR2"
+        );
+        assert_eq!(
+            FloorRate::new(true, 84_000, Duration::ZERO),
+            None,
+            "no RTT yet"
+        );
+        assert_eq!(FloorRate::new(true, 0, RTT), None);
+    }
+
+    #[test]
+    fn the_schedule_spaces_packets_at_the_rate_from_when_they_leave() {
+        // 1 MB/s: a 1000-byte packet takes 1 ms.
+        let rate = Some(FloorRate(1_000_000.0));
+        let now = Instant::now();
+        let mut floor = PaceFloor::default();
+        assert!(floor.allows(rate, now), "nothing sent yet");
+        assert!(!floor.allows(None, now), "no floor, nothing allowed");
+        floor.on_sent(1000, rate, now, false, now);
+        floor.on_sent(1000, rate, now, false, now);
+        assert_eq!(floor.next_release(rate), Some(now + 2 * MS));
+        assert_eq!(floor.next_release(None), None);
+        assert!(!floor.allows(rate, now + MS));
+        assert!(floor.allows(rate, now + 2 * MS));
+        // After a pause the schedule starts again from the send, not from the old time.
+        let later = now + Duration::from_secs(1);
+        floor.on_sent(1000, rate, later, false, later);
+        assert_eq!(floor.next_release(rate), Some(later + MS));
+    }
+
+    #[test]
+    fn quiche_s_schedule_is_shifted_back_by_the_lead_the_floor_gave_it() {
+        let rate = Some(FloorRate(1_000_000.0));
+        let now = Instant::now();
+        let mut floor = PaceFloor::default();
+        assert_eq!(floor.release(now + 30 * MS), now + 30 * MS, "no lead yet");
+        // The floor sends a packet quiche had scheduled 200 ms ahead.
+        floor.on_sent(1000, rate, now + 200 * MS, true, now);
+        assert_eq!(floor.release(now + 230 * MS), now + 30 * MS);
+        // Packets quiche's own (shifted) schedule sends keep the lead.
+        floor.on_sent(1000, rate, now + 230 * MS, false, now + 30 * MS);
+        assert_eq!(floor.release(now + 260 * MS), now + 60 * MS);
+        // quiche idle: its schedule starts again from the clock.
+        floor.on_quiche_idle();
+        assert_eq!(floor.release(now + 260 * MS), now + 260 * MS);
+    }
+}
