@@ -16,7 +16,10 @@
 //! what is in flight, and BBR2 then samples the faster rate, so its own pacing rate passes the
 //! floor within a round. Outside STARTUP (BBR2's estimate then comes from a full pipe) and under
 //! CUBIC and Reno (quiche's older recovery, whose pacer follows the window already) there is
-//! no floor.
+//! no floor. With a known link (`transport.link`) there is none either: BBR2 then starts at the
+//! link's window and rate, and a floor over that window would pace above the link's rate (at
+//! 1.25 of it). The floor never exceeds `max_pacing_rate_mbps`, which quiche keeps to in its
+//! own pacer, the one the floor goes around.
 //!
 //! quiche's pacer schedules each packet after the one before at its own rate, whenever the
 //! packet really left, so packets the floor sends early put quiche's schedule ahead of the
@@ -28,6 +31,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::TransportConfig;
+
 /// RFC 9002 §7.7's pacing gain over the window per RTT.
 const WINDOW_GAIN: f64 = 1.25;
 
@@ -35,6 +40,10 @@ const WINDOW_GAIN: f64 = 1.25;
 /// runs ahead of the clock.
 #[derive(Debug, Default)]
 pub struct PaceFloor {
+    /// Whether there is a floor at all.
+    on: bool,
+    /// The floor's highest rate, in bytes per second (`None`: none).
+    ceiling: Option<u64>,
     /// When the floor lets the next packet leave.
     next: Option<Instant>,
     /// How far ahead of the clock quiche's schedule runs because the floor sent early.
@@ -47,19 +56,19 @@ pub struct FloorRate(f64);
 
 impl FloorRate {
     /// The floor of a session whose congestion controller is `bbr2_in_startup`, with window
-    /// `cwnd` and smoothed RTT `srtt`; `None` when no floor applies.
-    pub fn new(bbr2_in_startup: bool, cwnd: usize, srtt: Duration) -> Option<FloorRate> {
+    /// `cwnd` and smoothed RTT `srtt`, at most `ceiling` bytes per second; `None` when no floor
+    /// applies.
+    pub fn new(
+        bbr2_in_startup: bool,
+        cwnd: usize,
+        srtt: Duration,
+        ceiling: Option<u64>,
+    ) -> Option<FloorRate> {
         if !bbr2_in_startup || cwnd == 0 || srtt.is_zero() {
             return None;
         }
-        Some(FloorRate(WINDOW_GAIN * cwnd as f64 / srtt.as_secs_f64()))
-    }
-
-    /// The floor of `conn` now.
-    pub fn of(conn: &quiche::Connection, path: Option<&quiche::PathStats>) -> Option<FloorRate> {
-        let path = path?;
-        let bbr2 = conn.gcongestion_enabled() == Some(true);
-        FloorRate::new(bbr2 && path.startup_exit.is_none(), path.cwnd, path.rtt)
+        let rate = WINDOW_GAIN * cwnd as f64 / srtt.as_secs_f64();
+        Some(FloorRate(ceiling.map_or(rate, |c| rate.min(c as f64))))
     }
 
     pub fn bytes_per_second(&self) -> f64 {
@@ -73,6 +82,28 @@ impl FloorRate {
 }
 
 impl PaceFloor {
+    /// The floor of sessions with transport settings `t`: none with a known link, else one
+    /// capped at `max_pacing_rate_mbps`.
+    pub fn for_transport(t: &TransportConfig) -> PaceFloor {
+        PaceFloor {
+            on: t.link.is_none(),
+            ceiling: t.max_pacing_rate_mbps.map(|mbps| mbps * 1_000_000 / 8),
+            ..PaceFloor::default()
+        }
+    }
+
+    /// The floor of `conn` now, whose active path's figures are `path`.
+    pub fn rate(
+        &self,
+        conn: &quiche::Connection,
+        path: Option<&quiche::PathStats>,
+    ) -> Option<FloorRate> {
+        let path = path.filter(|_| self.on)?;
+        let bbr2 = conn.gcongestion_enabled() == Some(true);
+        let in_startup = bbr2 && path.startup_exit.is_none();
+        FloorRate::new(in_startup, path.cwnd, path.rtt, self.ceiling)
+    }
+
     /// When a packet quiche schedules for `quiche_at` leaves: that time less the lead.
     pub fn release(&self, quiche_at: Instant) -> Instant {
         quiche_at.checked_sub(self.lead).unwrap_or(quiche_at)
@@ -123,19 +154,40 @@ mod tests {
 
     #[test]
     fn the_floor_is_rfc_9002s_pacer_in_bbr2_startup_only() {
-        let rate = FloorRate::new(true, 84_000, RTT).expect("BBR2 in STARTUP has a floor");
+        let rate = FloorRate::new(true, 84_000, RTT, None).expect("BBR2 in STARTUP has a floor");
         assert!((rate.bytes_per_second() - 1.25 * 84_000.0 / 0.05).abs() < 1.0);
         assert_eq!(
-            FloorRate::new(false, 84_000, RTT),
+            FloorRate::new(false, 84_000, RTT, None),
             None,
             "after STARTUP or not BBR2"
         );
         assert_eq!(
-            FloorRate::new(true, 84_000, Duration::ZERO),
+            FloorRate::new(true, 84_000, Duration::ZERO, None),
             None,
             "no RTT yet"
         );
-        assert_eq!(FloorRate::new(true, 0, RTT), None);
+        assert_eq!(FloorRate::new(true, 0, RTT, None), None);
+        let capped = FloorRate::new(true, 84_000, RTT, Some(1_000_000)).expect("capped floor");
+        assert_eq!(
+            capped.bytes_per_second(),
+            1_000_000.0,
+            "never above the ceiling"
+        );
+    }
+
+    #[test]
+    fn no_floor_with_a_known_link_and_the_pacing_cap_as_its_ceiling() {
+        let mut t = crate::sim::pair::default_configs().0.transport;
+        let plain = PaceFloor::for_transport(&t);
+        assert!(plain.on && plain.ceiling.is_none());
+        t.max_pacing_rate_mbps = Some(16);
+        assert_eq!(PaceFloor::for_transport(&t).ceiling, Some(2_000_000));
+        t.link = Some(crate::config::KnownLink {
+            rate_mbps: 20,
+            rtt: RTT,
+            hold_window: true,
+        });
+        assert!(!PaceFloor::for_transport(&t).on);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use quiche::h3;
 
 use crate::bridge::compression::dictionary::{self, Dictionary};
 use crate::bridge::headers::forwarding::{Completion, ServerEnd};
+use crate::config::TransportConfig;
 
 use super::ack_hold::AckHold;
 use super::liveness::{Liveness, RttEstimate, Verdict};
@@ -78,6 +79,11 @@ impl Session {
     /// datagram, and with `for_answers` for the answer to a completed message to carry it.
     pub fn hold_acks(&mut self, delay: Duration, for_answers: bool) {
         self.ack = AckHold::new(delay, for_answers);
+    }
+
+    /// The pacing floor as `t` sets it ([`PaceFloor::for_transport`]).
+    pub fn set_pacing_floor(&mut self, t: &TransportConfig) {
+        self.pace = PaceFloor::for_transport(t);
     }
 
     /// Whether the send due now would only carry an ACK that may still wait: a hold is armed

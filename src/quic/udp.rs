@@ -167,7 +167,7 @@ impl<S: DatagramSocket> UdpIo<S> {
         let quantum = conn.send_quantum().max(MAX_DATAGRAM);
         let path = conn.path_stats().next();
         let rtt = path.as_ref().map_or(Duration::from_millis(100), |p| p.rtt);
-        let floor = FloorRate::of(conn, path.as_ref());
+        let floor = pace.rate(conn, path.as_ref());
         let horizon = now + conn.max_release_into_future();
         let mut sent = 0;
         self.pacing_wake = None;

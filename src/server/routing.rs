@@ -207,6 +207,7 @@ impl ServerProxy {
         );
         let t = &self.cfg.transport;
         session.hold_acks(t.ack_delay, t.holds_acks_for_answers());
+        session.set_pacing_floor(t);
         let key = self.conns.insert(PeerConn::new(
             session,
             from,

@@ -75,6 +75,7 @@ impl PeerLink {
         let mut session = Session::new(conn, t.keepalive_interval, liveness, now);
         session.announce_compression(self.announces_compression, self.dictionary.clone());
         session.hold_acks(t.ack_delay, t.holds_acks_for_answers());
+        session.set_pacing_floor(t);
         session.announce_forwarding(self.forwarding);
         if resuming {
             // ClientHello out now, then HTTP/3 can start in 0-RTT before any answer.
