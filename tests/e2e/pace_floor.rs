@@ -28,16 +28,20 @@ fn pair(up: &Upstream) -> Pair {
         .start()
 }
 
-/// How long the server took to send the full-size datagrams it sent after `mark` (the first
-/// to the last one's arrival at the relay), and how many there were.
-fn spread_after(pair: &Pair, mark: usize) -> (Duration, usize) {
+/// When the full-size datagrams the server sent after the relay's `mark`-th arrived at the relay.
+fn full_datagrams_after(pair: &Pair, mark: usize) -> Vec<Instant> {
     let log = pair.relay().arrivals_to_client();
-    let data: Vec<Instant> = log
-        .iter()
+    log.iter()
         .skip(mark)
         .filter(|(_, bytes)| *bytes >= FULL)
         .map(|(at, _)| *at)
-        .collect();
+        .collect()
+}
+
+/// How long the server took to send the full-size datagrams it sent after `mark` (the first
+/// to the last one's arrival at the relay), and how many there were.
+fn spread_after(pair: &Pair, mark: usize) -> (Duration, usize) {
+    let data = full_datagrams_after(pair, mark);
     match (data.first(), data.last()) {
         (Some(first), Some(last)) => (last.duration_since(*first), data.len()),
         _ => (Duration::ZERO, 0),
@@ -88,13 +92,7 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(60);
 /// The longest pause between two full-size datagrams the server sent after `mark`, before the
 /// transfer's last tenth.
 fn longest_pause_after(pair: &Pair, mark: usize) -> (Duration, usize) {
-    let log = pair.relay().arrivals_to_client();
-    let data: Vec<Instant> = log
-        .iter()
-        .skip(mark)
-        .filter(|(_, bytes)| *bytes >= FULL)
-        .map(|(at, _)| *at)
-        .collect();
+    let data = full_datagrams_after(pair, mark);
     // The tail is left out: a lost last datagram waits for a probe timeout (about 2 RTTs).
     let body = &data[..data.len() * 9 / 10];
     let longest = body
