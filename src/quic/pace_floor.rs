@@ -7,9 +7,9 @@
 //! (without the gain), and in STARTUP raises it only from delivery-rate samples. On a session
 //! whose traffic so far was small requests those samples are small (the application, not the
 //! path, set their rate), so the first larger answer or upload leaves paced at a fraction of
-//! what the congestion window allows: a 24 KB answer on an idle session took 1.7 RTT instead
-//! of one, a 10 MiB transfer spent its first round trips at 0.1-0.3 MB/s (`benches/README.md`,
-//! "Warm-session transfers").
+//! what the congestion window allows: a 48 KB answer after small requests left over 133 ms,
+//! 3.3 RTTs of 40 ms (e2e `pace_floor`), a 10 MiB transfer spent its first round trips at
+//! 0.1-0.3 MB/s (`benches/README.md`, "Warm-session transfers").
 //!
 //! What it does: a packet quiche's pacer holds back may leave as soon as the floor's own
 //! schedule (this rate, over every packet the session sends) allows. The window still bounds
@@ -24,7 +24,7 @@
 //! quiche's pacer schedules each packet after the one before at its own rate, whenever the
 //! packet really left, so packets the floor sends early put quiche's schedule ahead of the
 //! clock: its *lead*. Once the floor is off (STARTUP over) that lead would hold the next packets
-//! back for as long as it is (hundreds of milliseconds after a stale start). So the session's
+//! back for as long as it is (137-167 ms mid-transfer pauses in e2e `pace_floor`). So the session's
 //! release times are quiche's shifted back by the lead: quiche's spacing, from when packets
 //! really left. The lead is gone once quiche's pacer has nothing scheduled (its schedule starts
 //! again from the clock).
@@ -37,7 +37,8 @@ use crate::config::TransportConfig;
 const WINDOW_GAIN: f64 = 1.25;
 
 /// One session's pacing beside quiche's: the floor's schedule and how far quiche's schedule
-/// runs ahead of the clock.
+/// runs ahead of the clock. The default has no floor (sessions not set up from transport
+/// settings: the handshake check of `--check --connect`, the simulated pair).
 #[derive(Debug, Default)]
 pub struct PaceFloor {
     /// Whether there is a floor at all.
