@@ -8,8 +8,9 @@
 //! WRITABLE instead. Every packet goes through [`UdpIo::transmit`], the one place a datagram
 //! policy sits: pacing release times (quiche's, or earlier by the pacing floor: [`PaceFloor`]),
 //! and loss hiding ([`LossHider`]), which sends selected datagrams twice so that a single loss
-//! costs no recovery round (the receiver drops the copy by packet number). [`UdpIo::send_within`] also keeps a server's sending to an unvalidated
-//! address within the anti-amplification budget ([`SendBudget`]).
+//! costs no recovery round (the receiver drops the copy by packet number).
+//! [`UdpIo::send_within`] also keeps a server's sending to an unvalidated address within the
+//! anti-amplification budget ([`SendBudget`]).
 
 use std::collections::VecDeque;
 use std::io;

@@ -49,7 +49,7 @@ fn spread_after(pair: &Pair, mark: usize) -> (Duration, usize) {
 }
 
 #[test]
-fn an_answer_within_the_window_leaves_at_once_after_small_requests() {
+fn an_answer_within_the_window_leaves_at_the_windows_pace_after_small_requests() {
     let up = Upstream::start();
     let pair = pair(&up);
     for _ in 0..5 {
