@@ -31,7 +31,8 @@ pub struct RelayConfig {
     /// at most `queue_bytes` waiting (more is dropped at the tail, as a router does);
     /// `None`: no limit.
     pub rate: Option<RateLimit>,
-    /// Log when each datagram from the server arrives, and its size ([`UdpRelay::arrivals_to_client`]).
+    /// Log when each datagram from the server arrives, and its size
+    /// ([`UdpRelay::arrivals_to_client`]).
     pub log_arrivals: bool,
 }
 
