@@ -48,6 +48,7 @@ mod read_backlog;
 mod services;
 mod session;
 mod soak;
+mod startup_exit;
 mod strict;
 mod timers;
 mod upstream_edges;
