@@ -43,18 +43,6 @@ pub const MAX_FIELD_SECTION_SIZE: u64 = 256 * 1024;
 /// (20 000 packets).
 const MAX_LINK_WINDOW_PACKETS: usize = 10_000;
 
-/// BBR2 rounds without 25% bandwidth growth that end its STARTUP (quiche's default: 3): never.
-/// quiche marks its sender application-limited only when it builds a packet without stream
-/// data, so rounds of small requests and answers with a retransmission now and then count as
-/// rounds the path had no more to give. STARTUP then ended at the small requests' own rate
-/// (24-150 KB/s), and past STARTUP BBR2 probes up only every few seconds while random loss
-/// above its 1.5% threshold cuts its estimate in every lossy round: the next large answer
-/// crawled at that rate (10 MiB in 26-30 s at 2-3% loss, `tests/e2e/startup_exit.rs`).
-/// STARTUP now ends on loss (eight loss events in a round, above the loss threshold: a
-/// bottleneck queue overflowing, or a lossy path at speed) or not at all; what it keeps in
-/// flight is bounded by its window gain, twice the bandwidth-delay product.
-const STARTUP_FULL_BANDWIDTH_ROUNDS: usize = usize::MAX;
-
 /// IP and UDP header bytes in front of a datagram's payload.
 fn header_bytes(peer: SocketAddr) -> usize {
     if peer.is_ipv4() {
@@ -126,7 +114,11 @@ impl PathSizing {
             min_cwnd_packets: Some(self.min_cwnd_packets(datagram)),
             // A known link's rate paces the initial window (and bounds the first estimate).
             initial_pacing_rate_bytes_per_second: self.link.map(|l| l.bytes_per_second()),
-            startup_full_bw_rounds: Some(STARTUP_FULL_BANDWIDTH_ROUNDS),
+            // STARTUP's plateau rule stays quiche's (three rounds without 25% growth): on a
+            // lossy link it may end STARTUP at the rate of small requests, but without it
+            // STARTUP did not end on a link slower than the window above and lost half of a
+            // download's packets; more rounds only put the early exit off (README "Transport",
+            // known defect; `tests/e2e/startup_exit.rs`).
             ..Default::default()
         });
     }

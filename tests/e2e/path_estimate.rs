@@ -1,9 +1,8 @@
 //! The congestion controller's view of the path in the server's metrics: BBR2's bandwidth
 //! estimate, and why and at what estimate it left its startup phase. Behind a relay that
 //! serializes at 20 Mbit/s with a queue of one bandwidth-delay product, as a rate-limited link
-//! does, small requests leave startup running, and after a download the estimate is the link's
-//! rate. Startup ends only on loss (`quic::setup`), here when the queue overflows: if it ended,
-//! it was on loss and at the link's rate.
+//! does, small requests leave startup running (their rounds are application-limited), and a
+//! download ends it with an estimate at the link's rate.
 
 use crate::harness::admin::{metrics_addr, scrape, Scrape};
 use crate::harness::{PairBuilder, RelayConfig, Upstream};
@@ -65,12 +64,17 @@ fn the_bandwidth_estimate_and_startup_exit_follow_a_rate_limited_link() {
     );
 
     let s = scrape(metrics);
+    let (labels, at_exit) = s.single(EXIT);
+    assert!(
+        ["loss", "bandwidth_plateau", "persistent_queue"]
+            .iter()
+            .any(|r| labels.contains(&format!("reason=\"{r}\""))),
+        "{labels}"
+    );
+    assert_near_rate("estimate when startup ended", at_exit, &s);
     assert_near_rate("estimate after the download", s.single(ESTIMATE).1, &s);
-    let exits = s.samples(EXIT);
-    assert!(exits.len() <= 1, "{}", s.text);
-    for (labels, at_exit) in &exits {
-        assert!(labels.contains("reason=\"loss\""), "{labels}");
-        assert_near_rate("estimate when startup ended", *at_exit, &s);
-    }
-    eprintln!("download {took:?}; startup exit: {exits:?}");
+    eprintln!(
+        "download {took:?}; startup ended {labels} at {:.2}x the rate",
+        share_of_rate(at_exit)
+    );
 }

@@ -1,14 +1,21 @@
-//! Small requests on a lossy link must not end BBR2's startup at their own rate. quiche marks
-//! its sender application-limited only when it builds a packet without stream data, so rounds
-//! of small requests and answers, with a retransmission now and then, count as rounds without
-//! bandwidth growth; after three of them startup ended on a "bandwidth plateau" at the load's
-//! rate (about 100 KB/s). Past startup, BBR2 probes up only every few seconds, and with random
-//! loss above its 1.5% threshold each lossy round cuts its estimate, so the next large answer
-//! crawled at that rate for tens of seconds (10 MiB in 26-30 s at 2-3% loss in the benchmark).
-//! Startup now ends on loss or not at all. Behind a relay with 2% loss each way and a 50 ms RTT:
-//! the small-request load of the benchmark, then a download, on the server's metrics.
+//! When BBR2's startup ends, read from the server's metrics (`quic::setup`):
+//! - A download over a link slower than BBR2's smallest window per round trip must end it, at
+//!   the link's rate. quiche ends it there on its plateau rule (three rounds without 25%
+//!   bandwidth growth); its loss exit, checked only in rounds it does not count as
+//!   application-limited, did not fire, and a startup without the plateau rule never ended
+//!   and lost half of the download's packets.
+//! - The known defect that rule brings, kept as an ignored test that reproduces it (in 5 of 7
+//!   runs here): small requests on a lossy link end startup at their own rate. quiche marks its
+//!   sender application-limited only when it builds a packet without stream data, so rounds of
+//!   small requests and answers, with a retransmission now and then, count as rounds without
+//!   bandwidth growth; after three of them startup ends on a "bandwidth plateau" at the load's
+//!   rate (24 KB/s here). Past startup, BBR2 probes up only every few seconds, and with random
+//!   loss above its 1.5% threshold each lossy round cuts its estimate, so the next large answer
+//!   crawls at that rate (10 MiB in 26-30 s at 2-3% loss in the benchmark). Behind a relay
+//!   with 2% loss each way and a 50 ms RTT: the small-request load of the benchmark, then a
+//!   download.
 
-use crate::harness::admin::{metrics_addr, scrape};
+use crate::harness::admin::{metrics_addr, scrape, Scrape};
 use crate::harness::{HttpConn, Pair, PairBuilder, RelayConfig, Upstream};
 use std::time::{Duration, Instant};
 
@@ -40,6 +47,7 @@ fn small_requests(pair: &Pair, until: Instant, bound: usize) -> usize {
 }
 
 #[test]
+#[ignore = "known defect (README \"Transport\", known links): quiche's plateau rule ends STARTUP at the small requests' rate"]
 fn small_requests_on_a_lossy_link_leave_the_next_download_its_rate() {
     let up = Upstream::start();
     let (metrics, metrics_json) = metrics_addr();
@@ -81,5 +89,52 @@ fn small_requests_on_a_lossy_link_leave_the_next_download_its_rate() {
         took < DOWNLOAD_BOUND,
         "{SIZE} bytes took {took:?} after small requests:\n{}",
         s.text
+    );
+}
+
+/// 2.5 MB/s with a queue of 10 KB and 10 ms RTT: a bandwidth-delay product of 25 KB, where
+/// BBR2's smallest window (the largest head's worth, 57 packets) is about 77 KB.
+const SLOW_RATE: u64 = 2_500_000;
+const SLOW_QUEUE: u64 = 10_000;
+const SLOW_ONE_WAY: Duration = Duration::from_millis(5);
+/// Lost packets as a share of those sent: 0.10 when startup ends on quiche's plateau rule,
+/// 0.48 when it never ended (the rule off).
+const LOSS_SHARE_BOUND: f64 = 0.2;
+
+fn counter(s: &Scrape, name: &str) -> f64 {
+    s.single(name).1
+}
+
+#[test]
+fn a_download_over_a_link_slower_than_the_window_ends_startup_at_its_rate() {
+    let up = Upstream::start();
+    let (metrics, metrics_json) = metrics_addr();
+    let pair = PairBuilder::new(up.addr())
+        .name("startup_exit_slow")
+        .both("transport.pmtu_discovery", "false")
+        .server("metrics.listen", &metrics_json)
+        .relay(RelayConfig::lossy(0.0, SLOW_ONE_WAY, 7).with_rate(SLOW_RATE, SLOW_QUEUE))
+        .start();
+    for _ in 0..5 {
+        assert_eq!(pair.get("/hello").status(), 200);
+    }
+    let took = pair.download_exact(SIZE, Duration::from_secs(60));
+
+    let s = scrape(metrics);
+    let sent = counter(&s, "ptproxy_sent_packets_total");
+    let lost = counter(&s, "ptproxy_lost_packets_total");
+    eprintln!(
+        "{SIZE} bytes in {took:?}: {sent} packets sent, {lost} lost; startup exit {:?}",
+        s.samples(EXIT)
+    );
+    let (labels, at_exit) = s.single(EXIT);
+    let share = at_exit / SLOW_RATE as f64;
+    assert!(
+        (0.5..=1.5).contains(&share),
+        "startup ended ({labels}) at {at_exit} bytes/s, {share:.2}x the link's rate"
+    );
+    assert!(
+        lost <= sent * LOSS_SHARE_BOUND,
+        "{lost} of {sent} packets lost: startup overran the link too long"
     );
 }
