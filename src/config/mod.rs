@@ -49,7 +49,8 @@ pub const DEFAULT_MAX_CONCURRENT_STREAMS: u64 = 1000;
 pub const DEFAULT_UDP_BUFFER: usize = 4 * 1024 * 1024;
 pub const DEFAULT_INITIAL_CWND_PACKETS: usize = 10;
 /// `transport.link.hold_window`: with a known link, BBR2's window never falls below the link's
-/// bandwidth-delay product, so a transfer after an idle period starts at the link's rate.
+/// bandwidth-delay product nor its pacing below 90% of the link's rate, so a transfer after an
+/// idle period or a low estimate goes at the link's rate (`quic::pace_floor`).
 pub const DEFAULT_LINK_HOLD_WINDOW: bool = true;
 /// `transport.link.rtt_ms` at most this (a known RTT beyond it is a configuration mistake).
 pub const MAX_LINK_RTT_MS: u64 = 10_000;

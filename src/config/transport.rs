@@ -70,7 +70,8 @@ pub struct TransportConfig {
 pub struct KnownLink {
     pub rate_mbps: u64,
     pub rtt: Duration,
-    /// BBR2's window never falls below the bandwidth-delay product (no slow start after idle).
+    /// BBR2's window never falls below the bandwidth-delay product (no slow start after idle),
+    /// nor its pacing below 90% of the rate (`quic::pace_floor`).
     pub hold_window: bool,
 }
 
@@ -272,7 +273,7 @@ fn pacing_cap(mbps: Option<u64>, cc: CongestionControl) -> Result<Option<u64>, C
 }
 
 /// `transport.link`: a rate up to `MAX_LINK_RATE_MBPS` and an RTT up to `MAX_LINK_RTT_MS`. Holding the window
-/// is BBR2's floor; with CUBIC or Reno an explicit `hold_window: true` is refused (it would
+/// (and the rate) is BBR2's floor; with CUBIC or Reno an explicit `hold_window: true` is refused (it would
 /// have no effect) and the default is off.
 fn known_link(
     raw: Option<file::LinkFile>,

@@ -1,25 +1,36 @@
-//! A floor under BBR2's pacing rate while it is in STARTUP: RFC 9002 §7.7's pacer, 1.25 times
-//! the congestion window per smoothed RTT. In STARTUP with a current estimate, BBR2's own rate
-//! (2.885 times the bandwidth estimate, with a window of about twice the bandwidth-delay
-//! product) is above the floor, so the floor only lifts a rate that has fallen behind the window.
+//! Floors under BBR2's pacing rate, two kinds:
+//! - **In STARTUP** (no known link): RFC 9002 §7.7's pacer, 1.25 times the congestion window
+//!   per smoothed RTT. In STARTUP with a current estimate, BBR2's own rate (2.885 times the
+//!   bandwidth estimate, with a window of about twice the bandwidth-delay product) is above
+//!   the floor, so the floor only lifts a rate that has fallen behind the window.
+//! - **At a known link's rate** (`transport.link` holding its window): 90% of the link's rate
+//!   in every BBR2 mode, the rate as the window is already held at the link's size.
 //!
-//! Why: quiche 0.30's BBR2 sets its first pacing rate at the first ACK from the initial window
-//! (without the gain), and in STARTUP raises it only from delivery-rate samples. On a session
-//! whose traffic so far was small requests those samples are small (the application, not the
-//! path, set their rate), so the first larger answer or upload leaves paced at a fraction of
-//! what the congestion window allows: a 48 KB answer after small requests left over 133 ms,
-//! 3.3 RTTs of 40 ms (e2e `pace_floor`), a 10 MiB transfer spent its first round trips at
-//! 0.1-0.3 MB/s (`benches/README.md`, "Warm-session transfers").
+//! Why the STARTUP floor: quiche 0.30's BBR2 sets its first pacing rate at the first ACK from
+//! the initial window (without the gain), and in STARTUP raises it only from delivery-rate
+//! samples. On a session whose traffic so far was small requests those samples are small (the
+//! application, not the path, set their rate), so the first larger answer or upload leaves
+//! paced at a fraction of what the congestion window allows: a 48 KB answer after small
+//! requests left over 133 ms, 3.3 RTTs of 40 ms (e2e `pace_floor`), a 10 MiB transfer spent
+//! its first round trips at 0.1-0.3 MB/s (`benches/README.md`, "Warm-session transfers").
 //!
-//! What it does: a packet quiche's pacer holds back may leave as soon as the floor's own
+//! Why the link floor: on a lossy link quiche's plateau rule can end STARTUP at the rate of
+//! small requests (README "Transport", known defect), and past STARTUP each round with random
+//! loss above BBR2's 1.5% threshold cuts its estimate, so it never probes back up: a 4 MiB
+//! download after small requests at 2% loss took 7.2 s instead of 0.6 s (e2e `startup_exit`).
+//! A link whose rate the operator states and whose window ptproxy holds is ptproxy's to fill;
+//! its floor keeps such an estimate from pacing below it. 90%, not 100%: the rate counts UDP
+//! payloads, the link also carries their headers, and BBR2's own rate is above the floor
+//! whenever its estimate is right, so the floor does not fill the queue BBR2 drains.
+//!
+//! What a floor does: a packet quiche's pacer holds back may leave as soon as the floor's own
 //! schedule (this rate, over every packet the session sends) allows. The window still bounds
-//! what is in flight, and BBR2 then samples the faster rate, so its own pacing rate passes the
-//! floor within a round. Outside STARTUP (BBR2's estimate then comes from a full pipe) and under
-//! CUBIC and Reno (quiche's older recovery, whose pacer follows the window already) there is
-//! no floor. With a known link (`transport.link`) there is none either: BBR2 then starts at the
-//! link's window and rate, and a floor over that window would pace above the link's rate (at
-//! 1.25 of it). The floor never exceeds `max_pacing_rate_mbps`, which quiche keeps to in its
-//! own pacer, the one the floor goes around.
+//! what is in flight. Without a known link, outside STARTUP (BBR2's estimate then comes from
+//! a full pipe) and under CUBIC and Reno (quiche's older recovery, whose pacer follows the
+//! window already) there is no floor; a known link that does not hold its window has none
+//! either (a STARTUP floor over that link's window would pace at 1.25 times its rate). A floor
+//! never exceeds `max_pacing_rate_mbps`, which quiche keeps to in its own pacer, the one the
+//! floor goes around.
 //!
 //! quiche's pacer schedules each packet after the one before at its own rate, whenever the
 //! packet really left, so packets the floor sends early put quiche's schedule ahead of the
@@ -36,13 +47,28 @@ use crate::config::TransportConfig;
 /// RFC 9002 §7.7's pacing gain over the window per RTT.
 const WINDOW_GAIN: f64 = 1.25;
 
+/// A known link's floor as a share of its rate.
+const LINK_SHARE: f64 = 0.9;
+
+/// Which floor a session's pacing has.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum FloorKind {
+    /// None at all.
+    #[default]
+    Off,
+    /// RFC 9002's pacer while BBR2 is in STARTUP.
+    Startup,
+    /// A share of a known link's rate, in bytes per second, in every BBR2 mode.
+    Link(f64),
+}
+
 /// One session's pacing beside quiche's: the floor's schedule and how far quiche's schedule
 /// runs ahead of the clock. The default has no floor (sessions not set up from transport
 /// settings: the handshake check of `--check --connect`, the simulated pair).
 #[derive(Debug, Default)]
 pub struct PaceFloor {
-    /// Whether there is a floor at all.
-    on: bool,
+    /// Which floor there is.
+    kind: FloorKind,
     /// The floor's highest rate, in bytes per second (`None`: none).
     ceiling: Option<u64>,
     /// When the floor lets the next packet leave.
@@ -69,7 +95,12 @@ impl FloorRate {
             return None;
         }
         let rate = WINDOW_GAIN * cwnd as f64 / srtt.as_secs_f64();
-        Some(FloorRate(ceiling.map_or(rate, |c| rate.min(c as f64))))
+        Some(FloorRate::capped(rate, ceiling))
+    }
+
+    /// `rate` bytes per second, at most `ceiling`.
+    fn capped(rate: f64, ceiling: Option<u64>) -> FloorRate {
+        FloorRate(ceiling.map_or(rate, |c| rate.min(c as f64)))
     }
 
     pub fn bytes_per_second(&self) -> f64 {
@@ -83,11 +114,18 @@ impl FloorRate {
 }
 
 impl PaceFloor {
-    /// The floor of sessions with transport settings `t`: none with a known link, else one
-    /// capped at `max_pacing_rate_mbps`.
+    /// The floor of sessions with transport settings `t`, capped at `max_pacing_rate_mbps`:
+    /// STARTUP's without a known link, the link's when it holds its window, else none.
     pub fn for_transport(t: &TransportConfig) -> PaceFloor {
+        let kind = match t.link {
+            None => FloorKind::Startup,
+            Some(link) if link.hold_window => {
+                FloorKind::Link(LINK_SHARE * link.bytes_per_second() as f64)
+            }
+            Some(_) => FloorKind::Off,
+        };
         PaceFloor {
-            on: t.link.is_none(),
+            kind,
             ceiling: t.max_pacing_rate_mbps.map(|mbps| mbps * 1_000_000 / 8),
             ..PaceFloor::default()
         }
@@ -99,10 +137,16 @@ impl PaceFloor {
         conn: &quiche::Connection,
         path: Option<&quiche::PathStats>,
     ) -> Option<FloorRate> {
-        let path = path.filter(|_| self.on)?;
+        let path = path?;
         let bbr2 = conn.gcongestion_enabled() == Some(true);
-        let in_startup = bbr2 && path.startup_exit.is_none();
-        FloorRate::new(in_startup, path.cwnd, path.rtt, self.ceiling)
+        match self.kind {
+            FloorKind::Off => None,
+            FloorKind::Startup => {
+                let in_startup = bbr2 && path.startup_exit.is_none();
+                FloorRate::new(in_startup, path.cwnd, path.rtt, self.ceiling)
+            }
+            FloorKind::Link(rate) => bbr2.then(|| FloorRate::capped(rate, self.ceiling)),
+        }
     }
 
     /// When a packet quiche schedules for `quiche_at` leaves: that time less the lead.
@@ -177,18 +221,30 @@ mod tests {
     }
 
     #[test]
-    fn no_floor_with_a_known_link_and_the_pacing_cap_as_its_ceiling() {
+    fn a_known_link_holding_its_window_has_its_floor_and_the_pacing_cap_bounds_both() {
         let mut t = crate::sim::pair::default_configs().0.transport;
         let plain = PaceFloor::for_transport(&t);
-        assert!(plain.on && plain.ceiling.is_none());
+        assert!(plain.kind == FloorKind::Startup && plain.ceiling.is_none());
         t.max_pacing_rate_mbps = Some(16);
         assert_eq!(PaceFloor::for_transport(&t).ceiling, Some(2_000_000));
-        t.link = Some(crate::config::KnownLink {
+        let mut link = crate::config::KnownLink {
             rate_mbps: 20,
             rtt: RTT,
             hold_window: true,
-        });
-        assert!(!PaceFloor::for_transport(&t).on);
+        };
+        t.link = Some(link);
+        assert_eq!(
+            PaceFloor::for_transport(&t).kind,
+            FloorKind::Link(0.9 * 2_500_000.0),
+            "90% of 20 Mbit/s"
+        );
+        link.hold_window = false;
+        t.link = Some(link);
+        assert_eq!(PaceFloor::for_transport(&t).kind, FloorKind::Off);
+        assert_eq!(
+            FloorRate::capped(2_250_000.0, Some(2_000_000)).bytes_per_second(),
+            2_000_000.0
+        );
     }
 
     #[test]
