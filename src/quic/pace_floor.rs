@@ -4,7 +4,8 @@
 //!   bandwidth estimate, with a window of about twice the bandwidth-delay product) is above
 //!   the floor, so the floor only lifts a rate that has fallen behind the window.
 //! - **At a known link's rate** (`transport.link` holding its window): 90% of the link's rate
-//!   in every BBR2 mode, the rate as the window is already held at the link's size.
+//!   in every BBR2 mode: the rate to go with the window, which is held at the link's
+//!   bandwidth-delay product already (`quic::setup`).
 //!
 //! Why the STARTUP floor: quiche 0.30's BBR2 sets its first pacing rate at the first ACK from
 //! the initial window (without the gain), and in STARTUP raises it only from delivery-rate
